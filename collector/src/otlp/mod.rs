@@ -1,0 +1,13 @@
+//! OTLP wire formats: decoding requests, normalising spans, encoding traces back.
+//!
+//! - [`decode`]: HTTP bodies (protobuf or JSON, optionally gzip) → request types;
+//! - [`normalise`]: request → validated [`weft_schemas::Span`]s plus per-span rejections;
+//! - [`export`]: stored Arrow rows → OTLP/JSON `TracesData`.
+
+pub mod decode;
+pub mod export;
+pub mod normalise;
+
+pub use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};

@@ -1,0 +1,330 @@
+//! Validating and normalising OTLP spans into [`Span`]s.
+//!
+//! Each span is checked alone: a bad id, an end before its start or a timestamp
+//! out of range rejects that span (counted, with a message) and the rest of the
+//! request goes on. Resource and scope are folded into every span, and the AI
+//! columns are extracted here, once.
+
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::trace::v1 as proto;
+use weft_schemas::conventions::extract;
+use weft_schemas::{
+    AttrValue, Attributes, IdError, Span, SpanEvent, SpanId, SpanKind, SpanLink, StatusCode,
+    TraceId,
+};
+
+use super::ExportTraceServiceRequest;
+
+/// Why one span was rejected.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SpanError {
+    #[error("{0}")]
+    Id(IdError),
+    #[error("parent {0}")]
+    ParentId(IdError),
+    #[error("link {index}: {error}")]
+    LinkId { index: usize, error: IdError },
+    #[error("end time {end} is before start time {start}")]
+    EndBeforeStart { start: u64, end: u64 },
+    #[error("timestamp {0} is beyond the year 2262")]
+    TimeOutOfRange(u64),
+}
+
+/// The spans of one request that passed validation, and what was rejected.
+#[derive(Debug, Default)]
+pub struct Normalised {
+    pub spans: Vec<Span>,
+    pub rejected: u64,
+    /// Up to [`MAX_REPORTED_ERRORS`] rejection reasons, for the partial-success message.
+    pub errors: Vec<String>,
+}
+
+/// How many rejection reasons are spelled out in one response.
+pub const MAX_REPORTED_ERRORS: usize = 5;
+
+impl Normalised {
+    /// The `partial_success.error_message`, empty when nothing was rejected.
+    pub fn error_message(&self) -> String {
+        if self.rejected == 0 {
+            return String::new();
+        }
+        let more = self.rejected as usize - self.errors.len().min(self.rejected as usize);
+        let mut msg = format!("rejected {} span(s): {}", self.rejected, self.errors.join("; "));
+        if more > 0 {
+            msg.push_str(&format!("; and {more} more"));
+        }
+        msg
+    }
+}
+
+/// Validates and normalises every span of a request.
+pub fn normalise(request: &ExportTraceServiceRequest) -> Normalised {
+    let mut out = Normalised::default();
+    for (ri, rs) in request.resource_spans.iter().enumerate() {
+        let resource_attributes = rs
+            .resource
+            .as_ref()
+            .map(|r| attributes(&r.attributes))
+            .unwrap_or_default();
+        let service_name = resource_attributes.iter().find_map(|(k, v)| match v {
+            AttrValue::Str(s) if k == "service.name" => Some(s.clone()),
+            _ => None,
+        });
+        for (si, ss) in rs.scope_spans.iter().enumerate() {
+            let (scope_name, scope_version) = ss
+                .scope
+                .as_ref()
+                .map(|s| (s.name.clone(), s.version.clone()))
+                .unwrap_or_default();
+            for (pi, span) in ss.spans.iter().enumerate() {
+                let context = Context {
+                    resource_attributes: &resource_attributes,
+                    service_name: service_name.as_deref(),
+                    scope_name: &scope_name,
+                    scope_version: &scope_version,
+                };
+                match normalise_span(span, &context) {
+                    Ok(s) => out.spans.push(s),
+                    Err(e) => {
+                        out.rejected += 1;
+                        if out.errors.len() < MAX_REPORTED_ERRORS {
+                            out.errors.push(format!(
+                                "resource {ri} scope {si} span {pi} ({:?}): {e}",
+                                span.name
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+struct Context<'a> {
+    resource_attributes: &'a Attributes,
+    service_name: Option<&'a str>,
+    scope_name: &'a str,
+    scope_version: &'a str,
+}
+
+fn time(ns: u64) -> Result<i64, SpanError> {
+    i64::try_from(ns).map_err(|_| SpanError::TimeOutOfRange(ns))
+}
+
+fn normalise_span(span: &proto::Span, cx: &Context<'_>) -> Result<Span, SpanError> {
+    let trace_id = TraceId::try_from(span.trace_id.as_slice()).map_err(SpanError::Id)?;
+    let span_id = SpanId::try_from(span.span_id.as_slice()).map_err(SpanError::Id)?;
+    let parent_span_id = parent(&span.parent_span_id)?;
+    if span.end_time_unix_nano < span.start_time_unix_nano {
+        return Err(SpanError::EndBeforeStart {
+            start: span.start_time_unix_nano,
+            end: span.end_time_unix_nano,
+        });
+    }
+    let start = time(span.start_time_unix_nano)?;
+    let end = time(span.end_time_unix_nano)?;
+    let links = span
+        .links
+        .iter()
+        .enumerate()
+        .map(|(index, l)| {
+            let err = |error| SpanError::LinkId { index, error };
+            Ok(SpanLink {
+                trace_id: TraceId::try_from(l.trace_id.as_slice()).map_err(err)?,
+                span_id: SpanId::try_from(l.span_id.as_slice()).map_err(err)?,
+                trace_state: l.trace_state.clone(),
+                attributes: attributes(&l.attributes),
+            })
+        })
+        .collect::<Result<Vec<_>, SpanError>>()?;
+    let events = span
+        .events
+        .iter()
+        .map(|e| {
+            Ok(SpanEvent {
+                time_unix_nano: time(e.time_unix_nano)?,
+                name: e.name.clone(),
+                attributes: attributes(&e.attributes),
+            })
+        })
+        .collect::<Result<Vec<_>, SpanError>>()?;
+    let attrs = attributes(&span.attributes);
+    let ai = extract(&attrs, cx.resource_attributes);
+    let (status_code, status_message) = span
+        .status
+        .as_ref()
+        .map(|s| (StatusCode::from_otlp(s.code), s.message.clone()))
+        .unwrap_or((StatusCode::Unset, String::new()));
+    Ok(Span {
+        trace_id,
+        span_id,
+        parent_span_id,
+        trace_state: span.trace_state.clone(),
+        name: span.name.clone(),
+        kind: SpanKind::from_otlp(span.kind),
+        start_time_unix_nano: start,
+        end_time_unix_nano: end,
+        status_code,
+        status_message,
+        service_name: cx.service_name.map(str::to_owned),
+        resource_attributes: cx.resource_attributes.clone(),
+        scope_name: cx.scope_name.to_owned(),
+        scope_version: cx.scope_version.to_owned(),
+        attributes: attrs,
+        events,
+        links,
+        ai,
+    })
+}
+
+/// An empty parent means a root span; an all-zero parent is treated the same,
+/// since some SDKs send eight zero bytes for "no parent".
+fn parent(bytes: &[u8]) -> Result<Option<SpanId>, SpanError> {
+    if bytes.is_empty() || (bytes.len() == SpanId::LEN && bytes.iter().all(|b| *b == 0)) {
+        return Ok(None);
+    }
+    SpanId::try_from(bytes).map(Some).map_err(SpanError::ParentId)
+}
+
+/// Converts OTLP key/values, keeping their order and types.
+pub fn attributes(kvs: &[KeyValue]) -> Attributes {
+    kvs.iter()
+        .map(|kv| (kv.key.clone(), any_value(kv.value.as_ref())))
+        .collect()
+}
+
+fn any_value(v: Option<&AnyValue>) -> AttrValue {
+    use any_value::Value;
+    match v.and_then(|v| v.value.as_ref()) {
+        None => AttrValue::Empty,
+        Some(Value::StringValue(s)) => AttrValue::Str(s.clone()),
+        Some(Value::BoolValue(b)) => AttrValue::Bool(*b),
+        Some(Value::IntValue(i)) => AttrValue::Int(*i),
+        Some(Value::DoubleValue(d)) => AttrValue::Double(*d),
+        Some(Value::BytesValue(b)) => AttrValue::Bytes(b.clone()),
+        Some(Value::ArrayValue(a)) => {
+            AttrValue::Array(a.values.iter().map(|v| any_value(Some(v))).collect())
+        }
+        Some(Value::KvlistValue(kv)) => AttrValue::KvList(attributes(&kv.values)),
+        // OTLP 1.x added a string-table reference used only by profiles.
+        #[allow(unreachable_patterns)]
+        Some(_) => AttrValue::Empty,
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
+
+    pub(crate) fn kv(k: &str, v: any_value::Value) -> KeyValue {
+        KeyValue {
+            key: k.into(),
+            value: Some(AnyValue { value: Some(v) }),
+            ..Default::default()
+        }
+    }
+
+    pub(crate) fn good_span(n: u8) -> proto::Span {
+        proto::Span {
+            trace_id: vec![1; 16],
+            span_id: vec![n.max(1); 8],
+            name: format!("step {n}"),
+            kind: 3,
+            start_time_unix_nano: 1_700_000_000_000_000_000,
+            end_time_unix_nano: 1_700_000_000_500_000_000,
+            attributes: vec![
+                kv("gen_ai.operation.name", any_value::Value::StringValue("chat".into())),
+                kv("gen_ai.usage.input_tokens", any_value::Value::IntValue(100)),
+            ],
+            ..Default::default()
+        }
+    }
+
+    pub(crate) fn request(spans: Vec<proto::Span>) -> ExportTraceServiceRequest {
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![
+                        kv("service.name", any_value::Value::StringValue("support-agent".into())),
+                        kv("host.name", any_value::Value::StringValue("gpu-2".into())),
+                    ],
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+    }
+
+    #[test]
+    fn folds_resource_and_extracts_ai_columns() {
+        let out = normalise(&request(vec![good_span(1)]));
+        assert_eq!(out.rejected, 0);
+        let s = &out.spans[0];
+        assert_eq!(s.service_name.as_deref(), Some("support-agent"));
+        assert_eq!(s.ai.node.as_deref(), Some("gpu-2"));
+        assert_eq!(s.ai.input_tokens, Some(100));
+        assert_eq!(s.kind, SpanKind::Client);
+        assert_eq!(s.duration_ns(), 500_000_000);
+    }
+
+    #[test]
+    fn rejects_bad_spans_individually() {
+        let mut short_id = good_span(2);
+        short_id.trace_id = vec![1, 2, 3];
+        let mut zero_span = good_span(3);
+        zero_span.span_id = vec![0; 8];
+        let mut backwards = good_span(4);
+        backwards.end_time_unix_nano = backwards.start_time_unix_nano - 1;
+        let mut bad_parent = good_span(5);
+        bad_parent.parent_span_id = vec![9; 3];
+        let mut bad_link = good_span(6);
+        bad_link.links.push(proto::span::Link {
+            trace_id: vec![0; 16],
+            span_id: vec![1; 8],
+            ..Default::default()
+        });
+        let out = normalise(&request(vec![
+            good_span(1),
+            short_id,
+            zero_span,
+            backwards,
+            bad_parent,
+            bad_link,
+            good_span(7),
+        ]));
+        assert_eq!(out.spans.len(), 2);
+        assert_eq!(out.rejected, 5);
+        let msg = out.error_message();
+        assert!(msg.contains("trace id must be 16 bytes, got 3"), "{msg}");
+        assert!(msg.contains("span id must not be all zeros"), "{msg}");
+        assert!(msg.contains("is before start time"), "{msg}");
+        assert!(msg.contains("parent span id must be 8 bytes"), "{msg}");
+        assert!(msg.contains("link 0: trace id must not be all zeros"), "{msg}");
+    }
+
+    #[test]
+    fn empty_request_is_fine() {
+        let out = normalise(&ExportTraceServiceRequest::default());
+        assert_eq!((out.spans.len(), out.rejected), (0, 0));
+        assert_eq!(out.error_message(), "");
+    }
+
+    #[test]
+    fn wrongly_typed_ai_attribute_keeps_span_and_raw_value() {
+        let mut span = good_span(1);
+        span.attributes.push(kv("weft.kv_cache.hit", any_value::Value::StringValue("yes".into())));
+        let out = normalise(&request(vec![span]));
+        assert_eq!(out.rejected, 0);
+        assert_eq!(out.spans[0].ai.kv_cache_hit, None);
+        assert!(out.spans[0]
+            .attributes
+            .contains(&("weft.kv_cache.hit".into(), AttrValue::Str("yes".into()))));
+    }
+}

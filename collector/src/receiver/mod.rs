@@ -1,0 +1,37 @@
+//! The OTLP edges. Both hand decoded requests to [`export_traces`]; each maps
+//! [`crate::Error`] to its protocol's status in one function (`grpc::to_status`,
+//! `http::error_response`).
+
+pub mod grpc;
+pub mod http;
+
+use crate::error::Result;
+use crate::metrics::Metrics;
+use crate::otlp::normalise::normalise;
+use crate::otlp::{ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse};
+use crate::store::Store;
+
+/// Normalises a request, stores its valid spans durably, and builds the OTLP
+/// response: partial success when some spans were rejected.
+pub async fn export_traces(
+    store: &Store,
+    request: &ExportTraceServiceRequest,
+) -> Result<ExportTraceServiceResponse> {
+    let normalised = normalise(request);
+    let outcome = store.ingest(&normalised.spans).await?;
+    Metrics::add(&store.metrics().spans_rejected, normalised.rejected);
+    if normalised.rejected > 0 {
+        tracing::debug!(
+            rejected = normalised.rejected,
+            stored = outcome.stored,
+            message = %normalised.error_message(),
+            "spans rejected"
+        );
+    }
+    Ok(ExportTraceServiceResponse {
+        partial_success: (normalised.rejected > 0).then(|| ExportTracePartialSuccess {
+            rejected_spans: normalised.rejected as i64,
+            error_message: normalised.error_message(),
+        }),
+    })
+}

@@ -1,0 +1,401 @@
+//! Building Arrow record batches of the span schema from [`Span`]s.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, ListArray, MapArray, StringBuilder,
+    StructArray, TimestampNanosecondArray,
+};
+use arrow::buffer::OffsetBuffer;
+use arrow::datatypes::{DataType, Field};
+use arrow::error::ArrowError;
+use arrow::record_batch::RecordBatch;
+
+use crate::schema::{
+    attribute_map_type, event_fields, link_fields, map_entry_fields, span_schema,
+};
+use crate::span::{AttrValue, Span};
+
+/// Accumulates one `Map<Utf8, Utf8>` column (or nested field).
+#[derive(Default)]
+struct MapColumn {
+    keys: StringBuilder,
+    values: StringBuilder,
+    offsets: Vec<i32>,
+}
+
+impl MapColumn {
+    fn new() -> Self {
+        Self {
+            offsets: vec![0],
+            ..Default::default()
+        }
+    }
+
+    fn push(&mut self, attrs: &[(String, AttrValue)]) {
+        for (k, v) in attrs {
+            self.keys.append_value(k);
+            self.values.append_value(v.to_text());
+        }
+        let last = self.offsets.last().copied().unwrap_or(0);
+        self.offsets.push(last + attrs.len() as i32);
+    }
+
+    fn finish(mut self) -> Result<MapArray, ArrowError> {
+        let entries = StructArray::try_new(
+            map_entry_fields(),
+            vec![
+                Arc::new(self.keys.finish()) as ArrayRef,
+                Arc::new(self.values.finish()) as ArrayRef,
+            ],
+            None,
+        )?;
+        let DataType::Map(entry_field, _) = attribute_map_type() else {
+            unreachable!("attribute_map_type is a map")
+        };
+        MapArray::try_new(
+            entry_field,
+            OffsetBuffer::new(self.offsets.into()),
+            entries,
+            None,
+            false,
+        )
+    }
+}
+
+fn list_field(fields: arrow::datatypes::Fields) -> Arc<Field> {
+    Arc::new(Field::new("item", DataType::Struct(fields), false))
+}
+
+fn next_offset(offsets: &[i32], n: usize) -> i32 {
+    offsets.last().copied().unwrap_or(0) + n as i32
+}
+
+/// Builds one record batch of [`span_schema`] from spans, in order.
+pub fn spans_to_batch(spans: &[Span]) -> Result<RecordBatch, ArrowError> {
+    let n = spans.len();
+    let mut trace_id = StringBuilder::with_capacity(n, n * 32);
+    let mut span_id = StringBuilder::with_capacity(n, n * 16);
+    let mut parent = StringBuilder::with_capacity(n, n * 16);
+    let mut trace_state = StringBuilder::new();
+    let mut name = StringBuilder::new();
+    let mut kind = StringBuilder::new();
+    let mut start = Vec::with_capacity(n);
+    let mut end = Vec::with_capacity(n);
+    let mut duration = Int64Builder::with_capacity(n);
+    let mut status_code = StringBuilder::new();
+    let mut status_message = StringBuilder::new();
+    let mut service = StringBuilder::new();
+    let mut scope_name = StringBuilder::new();
+    let mut scope_version = StringBuilder::new();
+    let mut resource_attrs = MapColumn::new();
+    let mut attrs = MapColumn::new();
+
+    let mut event_offsets = vec![0i32];
+    let mut event_time = Vec::new();
+    let mut event_name = StringBuilder::new();
+    let mut event_attrs = MapColumn::new();
+
+    let mut link_offsets = vec![0i32];
+    let mut link_trace = StringBuilder::new();
+    let mut link_span = StringBuilder::new();
+    let mut link_state = StringBuilder::new();
+    let mut link_attrs = MapColumn::new();
+
+    let mut ai = AiBuilders::new(n);
+
+    for s in spans {
+        trace_id.append_value(s.trace_id.to_hex());
+        span_id.append_value(s.span_id.to_hex());
+        parent.append_option(s.parent_span_id.map(|p| p.to_hex()));
+        trace_state.append_option(non_empty(&s.trace_state));
+        name.append_value(&s.name);
+        kind.append_value(s.kind.as_str());
+        start.push(s.start_time_unix_nano);
+        end.push(s.end_time_unix_nano);
+        duration.append_value(s.duration_ns());
+        status_code.append_value(s.status_code.as_str());
+        status_message.append_option(non_empty(&s.status_message));
+        service.append_option(s.service_name.as_deref());
+        scope_name.append_option(non_empty(&s.scope_name));
+        scope_version.append_option(non_empty(&s.scope_version));
+        resource_attrs.push(&s.resource_attributes);
+        attrs.push(&s.attributes);
+
+        for e in &s.events {
+            event_time.push(e.time_unix_nano);
+            event_name.append_value(&e.name);
+            event_attrs.push(&e.attributes);
+        }
+        event_offsets.push(next_offset(&event_offsets, s.events.len()));
+
+        for l in &s.links {
+            link_trace.append_value(l.trace_id.to_hex());
+            link_span.append_value(l.span_id.to_hex());
+            link_state.append_option(non_empty(&l.trace_state));
+            link_attrs.push(&l.attributes);
+        }
+        link_offsets.push(next_offset(&link_offsets, s.links.len()));
+
+        ai.push(s);
+    }
+
+    let ts = |v: Vec<i64>| -> ArrayRef {
+        Arc::new(TimestampNanosecondArray::from(v).with_timezone("UTC"))
+    };
+    let events = StructArray::try_new(
+        event_fields(),
+        vec![
+            ts(event_time),
+            Arc::new(event_name.finish()),
+            Arc::new(event_attrs.finish()?),
+        ],
+        None,
+    )?;
+    let events = ListArray::try_new(
+        list_field(event_fields()),
+        OffsetBuffer::new(event_offsets.into()),
+        Arc::new(events),
+        None,
+    )?;
+    let links = StructArray::try_new(
+        link_fields(),
+        vec![
+            Arc::new(link_trace.finish()),
+            Arc::new(link_span.finish()),
+            Arc::new(link_state.finish()),
+            Arc::new(link_attrs.finish()?),
+        ],
+        None,
+    )?;
+    let links = ListArray::try_new(
+        list_field(link_fields()),
+        OffsetBuffer::new(link_offsets.into()),
+        Arc::new(links),
+        None,
+    )?;
+
+    let mut columns: Vec<ArrayRef> = vec![
+        Arc::new(trace_id.finish()),
+        Arc::new(span_id.finish()),
+        Arc::new(parent.finish()),
+        Arc::new(trace_state.finish()),
+        Arc::new(name.finish()),
+        Arc::new(kind.finish()),
+        ts(start),
+        ts(end),
+        Arc::new(duration.finish()),
+        Arc::new(status_code.finish()),
+        Arc::new(status_message.finish()),
+        Arc::new(service.finish()),
+        Arc::new(scope_name.finish()),
+        Arc::new(scope_version.finish()),
+        Arc::new(resource_attrs.finish()?),
+        Arc::new(attrs.finish()?),
+        Arc::new(events),
+        Arc::new(links),
+    ];
+    columns.extend(ai.finish());
+    RecordBatch::try_new(span_schema(), columns)
+}
+
+fn non_empty(s: &str) -> Option<&str> {
+    (!s.is_empty()).then_some(s)
+}
+
+/// One builder per AI column, in [`crate::conventions::AI_COLUMNS`] order.
+struct AiBuilders {
+    ai_kind: StringBuilder,
+    gen_ai_operation: StringBuilder,
+    gen_ai_provider: StringBuilder,
+    gen_ai_model: StringBuilder,
+    input_tokens: Int64Builder,
+    output_tokens: Int64Builder,
+    cached_input_tokens: Int64Builder,
+    tool_name: StringBuilder,
+    tool_call_id: StringBuilder,
+    retrieval_source: StringBuilder,
+    doc_offsets: Vec<i32>,
+    doc_ids: StringBuilder,
+    doc_valid: Vec<bool>,
+    identity: StringBuilder,
+    workload_identity: StringBuilder,
+    policy_name: StringBuilder,
+    policy_verdict: StringBuilder,
+    approval_state: StringBuilder,
+    approver: StringBuilder,
+    node: StringBuilder,
+    kv_cache_hit: BooleanBuilder,
+    kv_cache_hit_ratio: Float64Builder,
+    queue_wait_ns: Int64Builder,
+    time_to_first_token_ns: Int64Builder,
+    conversation_id: StringBuilder,
+    agent_name: StringBuilder,
+}
+
+impl AiBuilders {
+    fn new(n: usize) -> Self {
+        Self {
+            ai_kind: StringBuilder::with_capacity(n, n * 4),
+            gen_ai_operation: StringBuilder::new(),
+            gen_ai_provider: StringBuilder::new(),
+            gen_ai_model: StringBuilder::new(),
+            input_tokens: Int64Builder::with_capacity(n),
+            output_tokens: Int64Builder::with_capacity(n),
+            cached_input_tokens: Int64Builder::with_capacity(n),
+            tool_name: StringBuilder::new(),
+            tool_call_id: StringBuilder::new(),
+            retrieval_source: StringBuilder::new(),
+            doc_offsets: vec![0],
+            doc_ids: StringBuilder::new(),
+            doc_valid: Vec::with_capacity(n),
+            identity: StringBuilder::new(),
+            workload_identity: StringBuilder::new(),
+            policy_name: StringBuilder::new(),
+            policy_verdict: StringBuilder::new(),
+            approval_state: StringBuilder::new(),
+            approver: StringBuilder::new(),
+            node: StringBuilder::new(),
+            kv_cache_hit: BooleanBuilder::with_capacity(n),
+            kv_cache_hit_ratio: Float64Builder::with_capacity(n),
+            queue_wait_ns: Int64Builder::with_capacity(n),
+            time_to_first_token_ns: Int64Builder::with_capacity(n),
+            conversation_id: StringBuilder::new(),
+            agent_name: StringBuilder::new(),
+        }
+    }
+
+    fn push(&mut self, s: &Span) {
+        let a = &s.ai;
+        self.ai_kind.append_option(a.ai_kind.map(|k| k.as_str()));
+        self.gen_ai_operation.append_option(a.gen_ai_operation.as_deref());
+        self.gen_ai_provider.append_option(a.gen_ai_provider.as_deref());
+        self.gen_ai_model.append_option(a.gen_ai_model.as_deref());
+        self.input_tokens.append_option(a.input_tokens);
+        self.output_tokens.append_option(a.output_tokens);
+        self.cached_input_tokens.append_option(a.cached_input_tokens);
+        self.tool_name.append_option(a.tool_name.as_deref());
+        self.tool_call_id.append_option(a.tool_call_id.as_deref());
+        self.retrieval_source.append_option(a.retrieval_source.as_deref());
+        let docs = a.retrieved_document_ids.as_deref().unwrap_or_default();
+        for d in docs {
+            self.doc_ids.append_value(d);
+        }
+        self.doc_offsets.push(next_offset(&self.doc_offsets, docs.len()));
+        self.doc_valid.push(a.retrieved_document_ids.is_some());
+        self.identity.append_option(a.identity.as_deref());
+        self.workload_identity.append_option(a.workload_identity.as_deref());
+        self.policy_name.append_option(a.policy_name.as_deref());
+        self.policy_verdict.append_option(a.policy_verdict.map(|v| v.as_str()));
+        self.approval_state.append_option(a.approval_state.map(|v| v.as_str()));
+        self.approver.append_option(a.approver.as_deref());
+        self.node.append_option(a.node.as_deref());
+        self.kv_cache_hit.append_option(a.kv_cache_hit);
+        self.kv_cache_hit_ratio.append_option(a.kv_cache_hit_ratio);
+        self.queue_wait_ns.append_option(a.queue_wait_ns);
+        self.time_to_first_token_ns.append_option(a.time_to_first_token_ns);
+        self.conversation_id.append_option(a.conversation_id.as_deref());
+        self.agent_name.append_option(a.agent_name.as_deref());
+    }
+
+    fn finish(mut self) -> Vec<ArrayRef> {
+        let docs = ListArray::new(
+            Arc::new(Field::new("item", DataType::Utf8, false)),
+            OffsetBuffer::new(self.doc_offsets.into()),
+            Arc::new(self.doc_ids.finish()),
+            Some(self.doc_valid.into()),
+        );
+        vec![
+            Arc::new(self.ai_kind.finish()),
+            Arc::new(self.gen_ai_operation.finish()),
+            Arc::new(self.gen_ai_provider.finish()),
+            Arc::new(self.gen_ai_model.finish()),
+            Arc::new(self.input_tokens.finish()),
+            Arc::new(self.output_tokens.finish()),
+            Arc::new(self.cached_input_tokens.finish()),
+            Arc::new(self.tool_name.finish()),
+            Arc::new(self.tool_call_id.finish()),
+            Arc::new(self.retrieval_source.finish()),
+            Arc::new(docs),
+            Arc::new(self.identity.finish()),
+            Arc::new(self.workload_identity.finish()),
+            Arc::new(self.policy_name.finish()),
+            Arc::new(self.policy_verdict.finish()),
+            Arc::new(self.approval_state.finish()),
+            Arc::new(self.approver.finish()),
+            Arc::new(self.node.finish()),
+            Arc::new(self.kv_cache_hit.finish()),
+            Arc::new(self.kv_cache_hit_ratio.finish()),
+            Arc::new(self.queue_wait_ns.finish()),
+            Arc::new(self.time_to_first_token_ns.finish()),
+            Arc::new(self.conversation_id.finish()),
+            Arc::new(self.agent_name.finish()),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conventions::{AiFields, AiKind};
+    use crate::span::{SpanEvent, SpanKind, SpanLink, StatusCode};
+
+    fn span(i: u8) -> Span {
+        Span {
+            trace_id: [i; 16].as_slice().try_into().unwrap(),
+            span_id: [i; 8].as_slice().try_into().unwrap(),
+            parent_span_id: None,
+            trace_state: String::new(),
+            name: format!("span-{i}"),
+            kind: SpanKind::Client,
+            start_time_unix_nano: 1_000,
+            end_time_unix_nano: 3_500,
+            status_code: StatusCode::Ok,
+            status_message: String::new(),
+            service_name: Some("svc".into()),
+            resource_attributes: vec![("host.name".into(), AttrValue::Str("gpu-1".into()))],
+            scope_name: "scope".into(),
+            scope_version: String::new(),
+            attributes: vec![("n".into(), AttrValue::Int(7))],
+            events: vec![SpanEvent {
+                time_unix_nano: 2_000,
+                name: "first token".into(),
+                attributes: vec![],
+            }],
+            links: vec![SpanLink {
+                trace_id: [9; 16].as_slice().try_into().unwrap(),
+                span_id: [9; 8].as_slice().try_into().unwrap(),
+                trace_state: String::new(),
+                attributes: vec![("why".into(), AttrValue::Str("resume".into()))],
+            }],
+            ai: AiFields {
+                ai_kind: Some(AiKind::Llm),
+                input_tokens: Some(10),
+                retrieved_document_ids: Some(vec!["a".into()]),
+                ..Default::default()
+            },
+        }
+    }
+
+    #[test]
+    fn batch_matches_schema_and_values() {
+        let batch = spans_to_batch(&[span(1), span(2)]).unwrap();
+        assert_eq!(batch.num_rows(), 2);
+        assert_eq!(batch.schema(), span_schema());
+        let dur = batch
+            .column_by_name("duration_ns")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<arrow::array::Int64Array>()
+            .unwrap();
+        assert_eq!(dur.value(1), 2_500);
+        let links = batch.column_by_name("links").unwrap();
+        assert_eq!(links.len(), 2);
+    }
+
+    #[test]
+    fn empty_batch_is_valid() {
+        let batch = spans_to_batch(&[]).unwrap();
+        assert_eq!(batch.num_rows(), 0);
+    }
+}

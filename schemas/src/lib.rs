@@ -1,0 +1,22 @@
+//! The one span schema of Weft.
+//!
+//! Everything that describes a stored span lives here and nowhere else:
+//! - [`ids`]: `TraceId`/`SpanId` newtypes, checked at the decode boundary;
+//! - [`span`]: [`Span`], the plain normalised span every later stage handles;
+//! - [`conventions`]: the table mapping AI semantic-convention keys to typed columns;
+//! - [`schema`]: the versioned Arrow schema and its column names;
+//! - [`batch`]: building Arrow `RecordBatch`es from spans.
+//!
+//! This crate knows nothing about OTLP protobuf, storage or SQL engines.
+
+pub mod batch;
+pub mod conventions;
+pub mod ids;
+pub mod schema;
+pub mod span;
+
+pub use batch::spans_to_batch;
+pub use conventions::{AiFields, AiKind, ApprovalState, PolicyVerdict};
+pub use ids::{IdError, SpanId, TraceId};
+pub use schema::{SCHEMA_VERSION, SCHEMA_VERSION_KEY, span_schema};
+pub use span::{AttrValue, Attributes, Span, SpanEvent, SpanKind, SpanLink, StatusCode};

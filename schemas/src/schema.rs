@@ -1,0 +1,140 @@
+//! The versioned Arrow schema of the `spans` table.
+//!
+//! Column names are constants in [`col`]; the AI columns come from
+//! [`crate::conventions::AI_COLUMNS`], so the mapping table and the schema
+//! cannot drift apart.
+
+use std::sync::{Arc, OnceLock};
+
+use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+
+use crate::conventions::{AI_COLUMNS, ColumnType};
+
+/// Bumped whenever a column is added, removed or changes type.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Key under which [`SCHEMA_VERSION`] is written into schema and Parquet metadata.
+pub const SCHEMA_VERSION_KEY: &str = "weft.schema_version";
+
+/// Core column names.
+pub mod col {
+    pub const TRACE_ID: &str = "trace_id";
+    pub const SPAN_ID: &str = "span_id";
+    pub const PARENT_SPAN_ID: &str = "parent_span_id";
+    pub const TRACE_STATE: &str = "trace_state";
+    pub const NAME: &str = "name";
+    pub const KIND: &str = "kind";
+    pub const START_TIME: &str = "start_time";
+    pub const END_TIME: &str = "end_time";
+    pub const DURATION_NS: &str = "duration_ns";
+    pub const STATUS_CODE: &str = "status_code";
+    pub const STATUS_MESSAGE: &str = "status_message";
+    pub const SERVICE_NAME: &str = "service_name";
+    pub const SCOPE_NAME: &str = "scope_name";
+    pub const SCOPE_VERSION: &str = "scope_version";
+    pub const RESOURCE_ATTRIBUTES: &str = "resource_attributes";
+    pub const ATTRIBUTES: &str = "attributes";
+    pub const EVENTS: &str = "events";
+    pub const LINKS: &str = "links";
+}
+
+/// UTC nanosecond timestamps.
+pub fn timestamp_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))
+}
+
+/// The struct inside the attribute maps: `key` (never null) and `value`.
+pub fn map_entry_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("key", DataType::Utf8, false),
+        Field::new("value", DataType::Utf8, true),
+    ])
+}
+
+/// `Map<Utf8, Utf8>`: attributes with values rendered as text.
+pub fn attribute_map_type() -> DataType {
+    DataType::Map(
+        Arc::new(Field::new(
+            "key_value",
+            DataType::Struct(map_entry_fields()),
+            false,
+        )),
+        false,
+    )
+}
+
+/// Fields of one element of the `events` list.
+pub fn event_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("time", timestamp_type(), false),
+        Field::new("name", DataType::Utf8, false),
+        Field::new("attributes", attribute_map_type(), false),
+    ])
+}
+
+/// Fields of one element of the `links` list.
+pub fn link_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("trace_id", DataType::Utf8, false),
+        Field::new("span_id", DataType::Utf8, false),
+        Field::new("trace_state", DataType::Utf8, true),
+        Field::new("attributes", attribute_map_type(), false),
+    ])
+}
+
+fn list_of(fields: Fields) -> DataType {
+    DataType::List(Arc::new(Field::new("item", DataType::Struct(fields), false)))
+}
+
+/// `List<Utf8>` as used by list-valued AI columns.
+pub fn utf8_list_type() -> DataType {
+    DataType::List(Arc::new(Field::new("item", DataType::Utf8, false)))
+}
+
+fn ai_type(ty: ColumnType) -> DataType {
+    match ty {
+        ColumnType::Utf8 => DataType::Utf8,
+        ColumnType::Int64 => DataType::Int64,
+        ColumnType::Float64 => DataType::Float64,
+        ColumnType::Boolean => DataType::Boolean,
+        ColumnType::Utf8List => utf8_list_type(),
+    }
+}
+
+/// The schema of the `spans` table, with its version in the metadata.
+pub fn span_schema() -> SchemaRef {
+    static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
+    SCHEMA
+        .get_or_init(|| {
+            let mut fields = vec![
+                Field::new(col::TRACE_ID, DataType::Utf8, false),
+                Field::new(col::SPAN_ID, DataType::Utf8, false),
+                Field::new(col::PARENT_SPAN_ID, DataType::Utf8, true),
+                Field::new(col::TRACE_STATE, DataType::Utf8, true),
+                Field::new(col::NAME, DataType::Utf8, false),
+                Field::new(col::KIND, DataType::Utf8, false),
+                Field::new(col::START_TIME, timestamp_type(), false),
+                Field::new(col::END_TIME, timestamp_type(), false),
+                Field::new(col::DURATION_NS, DataType::Int64, false),
+                Field::new(col::STATUS_CODE, DataType::Utf8, false),
+                Field::new(col::STATUS_MESSAGE, DataType::Utf8, true),
+                Field::new(col::SERVICE_NAME, DataType::Utf8, true),
+                Field::new(col::SCOPE_NAME, DataType::Utf8, true),
+                Field::new(col::SCOPE_VERSION, DataType::Utf8, true),
+                Field::new(col::RESOURCE_ATTRIBUTES, attribute_map_type(), false),
+                Field::new(col::ATTRIBUTES, attribute_map_type(), false),
+                Field::new(col::EVENTS, list_of(event_fields()), false),
+                Field::new(col::LINKS, list_of(link_fields()), false),
+            ];
+            fields.extend(
+                AI_COLUMNS
+                    .iter()
+                    .map(|c| Field::new(c.name, ai_type(c.ty), true)),
+            );
+            let metadata = [(SCHEMA_VERSION_KEY.to_owned(), SCHEMA_VERSION.to_string())]
+                .into_iter()
+                .collect();
+            Arc::new(Schema::new_with_metadata(fields, metadata))
+        })
+        .clone()
+}

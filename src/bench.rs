@@ -1,0 +1,261 @@
+//! `weft bench`: the demo workload's durable ingest rate over real gRPC, beside
+//! decode-only baselines of the same payloads measured in the same run, and its
+//! bytes per span on disk beside its OTLP protobuf bytes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use clap::Args;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span};
+use prost::Message;
+use rand::{Rng, SeedableRng};
+use weft_collector::otlp::normalise::normalise;
+use weft_collector::receiver::grpc;
+use weft_collector::{IngestLimits, Metrics, Store, StoreConfig};
+
+use crate::workload::{Kind, Value, Workflow, workflows};
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Workflows in the workload (about 8 spans each).
+    #[arg(long, default_value_t = 25_000)]
+    pub workflows: usize,
+    /// Spans per export request, as an SDK batch processor would send.
+    #[arg(long, default_value_t = 512)]
+    pub batch: usize,
+    /// Concurrent gRPC clients.
+    #[arg(long, default_value_t = 4)]
+    pub clients: usize,
+}
+
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let plan = workflows(args.workflows, 7);
+    let requests = to_requests(&plan, args.batch.max(1));
+    let spans: usize = requests.iter().map(count_spans).sum();
+    let payloads: Vec<Vec<u8>> = requests.iter().map(Message::encode_to_vec).collect();
+    let proto_bytes: usize = payloads.iter().map(Vec::len).sum();
+    eprintln!("workload: {} workflows, {spans} spans in {} requests, {proto_bytes} protobuf bytes", plan.len(), requests.len());
+
+    eprintln!("measuring decode-only baseline ...");
+    let decode = time(|| {
+        for p in &payloads {
+            let r = ExportTraceServiceRequest::decode(p.as_slice())?;
+            std::hint::black_box(r);
+        }
+        Ok(())
+    })?;
+    eprintln!("measuring decode + validate + normalise ...");
+    let normal = time(|| {
+        for p in &payloads {
+            let r = ExportTraceServiceRequest::decode(p.as_slice())?;
+            std::hint::black_box(normalise(&r));
+        }
+        Ok(())
+    })?;
+
+    eprintln!("measuring durable ingest over gRPC with {} clients ...", args.clients);
+    let dir = tempfile_dir()?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let (ingest, parquet_bytes) = runtime.block_on(durable_ingest(&dir, requests, args.clients))?;
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let rate = |d: Duration| spans as f64 / d.as_secs_f64();
+    println!("| measurement | spans/s | relative to decode-only |");
+    println!("|---|---:|---:|");
+    for (name, d) in [
+        ("protobuf decode only (baseline)", decode),
+        ("decode + validate + normalise", normal),
+        ("durable ingest over gRPC (fsynced WAL, acked)", ingest),
+    ] {
+        println!("| {name} | {:.0} | {:.3} |", rate(d), decode.as_secs_f64() / d.as_secs_f64());
+    }
+    println!();
+    println!("| storage | bytes/span |");
+    println!("|---|---:|");
+    println!("| OTLP protobuf (uncompressed request bodies) | {:.1} |", proto_bytes as f64 / spans as f64);
+    println!("| Weft Parquet on disk | {:.1} |", parquet_bytes as f64 / spans as f64);
+    println!("| ratio Parquet / protobuf | {:.3} |", parquet_bytes as f64 / proto_bytes as f64);
+    Ok(())
+}
+
+fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos();
+    let dir = std::env::temp_dir().join(format!("weft-bench-{nanos}"));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// Best of three runs.
+fn time(mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<Duration> {
+    let mut best = Duration::MAX;
+    for _ in 0..3 {
+        let t = Instant::now();
+        f()?;
+        best = best.min(t.elapsed());
+    }
+    Ok(best)
+}
+
+async fn durable_ingest(
+    dir: &std::path::Path,
+    requests: Vec<ExportTraceServiceRequest>,
+    clients: usize,
+) -> anyhow::Result<(Duration, u64)> {
+    let mut config = StoreConfig::new(dir);
+    config.flush_interval = Duration::from_secs(3600);
+    config.flush_max_rows = usize::MAX;
+    let metrics = Arc::new(Metrics::default());
+    let store = Store::open(config, Arc::clone(&metrics))?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(grpc::serve(listener, store.clone(), IngestLimits::default(), async move {
+        let _ = stop_rx.await;
+    }));
+    let clients = clients.max(1);
+    let mut shares: Vec<Vec<ExportTraceServiceRequest>> = (0..clients).map(|_| Vec::new()).collect();
+    for (i, r) in requests.into_iter().enumerate() {
+        shares[i % clients].push(r);
+    }
+    let mut connected = Vec::new();
+    for share in shares {
+        let client = TraceServiceClient::connect(format!("http://{addr}"))
+            .await?
+            .max_encoding_message_size(64 << 20);
+        connected.push((client, share));
+    }
+    let started = Instant::now();
+    let tasks: Vec<_> = connected
+        .into_iter()
+        .map(|(mut client, share)| {
+            tokio::spawn(async move {
+                for r in share {
+                    let response = client.export(r).await?.into_inner();
+                    anyhow::ensure!(response.partial_success.is_none(), "spans rejected: {response:?}");
+                }
+                Ok::<_, anyhow::Error>(())
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await??;
+    }
+    let elapsed = started.elapsed();
+    store.flush().await?;
+    let parquet_bytes = metrics.parquet_bytes.load(std::sync::atomic::Ordering::Relaxed);
+    let _ = stop_tx.send(());
+    server.await??;
+    store.shutdown().await?;
+    Ok((elapsed, parquet_bytes))
+}
+
+fn count_spans(r: &ExportTraceServiceRequest) -> usize {
+    r.resource_spans
+        .iter()
+        .flat_map(|rs| &rs.scope_spans)
+        .map(|ss| ss.spans.len())
+        .sum()
+}
+
+fn any(v: &Value) -> AnyValue {
+    AnyValue {
+        value: Some(match v {
+            Value::Str(s) => any_value::Value::StringValue(s.clone()),
+            Value::Int(i) => any_value::Value::IntValue(*i),
+            Value::Float(f) => any_value::Value::DoubleValue(*f),
+            Value::Bool(b) => any_value::Value::BoolValue(*b),
+        }),
+    }
+}
+
+fn kv(key: &str, value: AnyValue) -> KeyValue {
+    KeyValue {
+        key: key.to_owned(),
+        value: Some(value),
+        ..Default::default()
+    }
+}
+
+/// The workload as OTLP requests of about `batch` spans, grouped by service.
+pub fn to_requests(plan: &[Workflow], batch: usize) -> Vec<ExportTraceServiceRequest> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let base = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+        - 3_600_000_000_000;
+    let mut spans: Vec<(&'static str, Span)> = Vec::new();
+    for (w, workflow) in plan.iter().enumerate() {
+        let traces: Vec<[u8; 16]> = (0..2).map(|_| rng.random::<[u8; 16]>()).collect();
+        let ids: Vec<[u8; 8]> = workflow.spans.iter().map(|_| rng.random::<[u8; 8]>()).collect();
+        let start = base + w as u64 * 50_000_000;
+        for (i, p) in workflow.spans.iter().enumerate() {
+            let begin = start + p.start_ns as u64;
+            spans.push((
+                p.service,
+                Span {
+                    trace_id: traces[p.trace].to_vec(),
+                    span_id: ids[i].to_vec(),
+                    parent_span_id: p.parent.map(|x| ids[x].to_vec()).unwrap_or_default(),
+                    name: p.name.clone(),
+                    kind: match p.kind {
+                        Kind::Internal => 1,
+                        Kind::Server => 2,
+                        Kind::Client => 3,
+                    },
+                    start_time_unix_nano: begin,
+                    end_time_unix_nano: begin + p.duration_ns as u64,
+                    attributes: p.attributes.iter().map(|(k, v)| kv(k, any(v))).collect(),
+                    links: p
+                        .links
+                        .iter()
+                        .map(|l| span::Link {
+                            trace_id: traces[workflow.spans[*l].trace].to_vec(),
+                            span_id: ids[*l].to_vec(),
+                            ..Default::default()
+                        })
+                        .collect(),
+                    status: p.error.as_ref().map(|m| Status {
+                        code: 2,
+                        message: m.clone(),
+                    }),
+                    ..Default::default()
+                },
+            ));
+        }
+    }
+    spans
+        .chunks(batch)
+        .map(|chunk| {
+            let mut by_service: BTreeMap<&str, Vec<Span>> = BTreeMap::new();
+            for (service, span) in chunk {
+                by_service.entry(service).or_default().push(span.clone());
+            }
+            ExportTraceServiceRequest {
+                resource_spans: by_service
+                    .into_iter()
+                    .map(|(service, spans)| ResourceSpans {
+                        resource: Some(Resource {
+                            attributes: vec![
+                                kv("service.name", any(&Value::Str(service.into()))),
+                                kv("host.name", any(&Value::Str("app-1".into()))),
+                            ],
+                            ..Default::default()
+                        }),
+                        scope_spans: vec![ScopeSpans {
+                            spans,
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,167 @@
+//! `weft serve` settings: defaults, then the TOML config file, then flags.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use serde::Deserialize;
+use weft_collector::{IngestLimits, StoreConfig};
+use weft_query::QueryLimits;
+
+/// Flags of `weft serve`; each overrides the config file.
+#[derive(Args, Debug, Default)]
+pub struct ServeArgs {
+    /// Where spans are stored (default ./weft-data).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// OTLP/gRPC listen address (default 127.0.0.1:4317).
+    #[arg(long)]
+    pub otlp_grpc: Option<SocketAddr>,
+    /// OTLP/HTTP listen address (default 127.0.0.1:4318).
+    #[arg(long)]
+    pub otlp_http: Option<SocketAddr>,
+    /// Query API listen address (default 127.0.0.1:4319).
+    #[arg(long)]
+    pub api: Option<SocketAddr>,
+    /// TOML config file; unknown keys are an error.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Flush the live buffer to Parquet at least this often, in seconds (default 30).
+    #[arg(long)]
+    pub flush_interval_secs: Option<f64>,
+}
+
+/// The config file. Every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data_dir: Option<PathBuf>,
+    pub otlp_grpc: Option<SocketAddr>,
+    pub otlp_http: Option<SocketAddr>,
+    pub api: Option<SocketAddr>,
+    pub max_grpc_message_bytes: Option<usize>,
+    pub max_http_body_bytes: Option<usize>,
+    pub flush_interval_secs: Option<f64>,
+    pub flush_max_rows: Option<usize>,
+    pub row_group_rows: Option<usize>,
+    pub dedup_window_secs: Option<u64>,
+    pub query_timeout_secs: Option<f64>,
+    pub query_memory_bytes: Option<usize>,
+}
+
+/// Resolved settings.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub otlp_grpc: SocketAddr,
+    pub otlp_http: SocketAddr,
+    pub api: SocketAddr,
+    pub ingest: IngestLimits,
+    pub store: StoreConfig,
+    pub query: QueryLimits,
+}
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+}
+
+fn secs(s: f64, what: &str) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(s).with_context(|| format!("{what} must be a non-negative number of seconds, got {s}"))
+}
+
+impl ServeConfig {
+    /// Defaults ← config file ← flags.
+    pub fn resolve(args: &ServeArgs) -> anyhow::Result<Self> {
+        let file = match &args.config {
+            Some(path) => load_file(path)?,
+            None => FileConfig::default(),
+        };
+        let data_dir = args
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./weft-data"));
+        let mut store = StoreConfig::new(data_dir);
+        if let Some(s) = args.flush_interval_secs.or(file.flush_interval_secs) {
+            store.flush_interval = secs(s, "flush_interval_secs")?;
+        }
+        if let Some(n) = file.flush_max_rows {
+            store.flush_max_rows = n;
+        }
+        if let Some(n) = file.row_group_rows {
+            anyhow::ensure!(n > 0, "row_group_rows must be positive");
+            store.row_group_rows = n;
+        }
+        if let Some(s) = file.dedup_window_secs {
+            store.dedup_window = Duration::from_secs(s);
+        }
+        let mut ingest = IngestLimits::default();
+        if let Some(n) = file.max_grpc_message_bytes {
+            ingest.max_grpc_message_bytes = n;
+        }
+        if let Some(n) = file.max_http_body_bytes {
+            ingest.max_http_body_bytes = n;
+        }
+        let mut query = QueryLimits::default();
+        if let Some(s) = file.query_timeout_secs {
+            query.timeout = secs(s, "query_timeout_secs")?;
+        }
+        if let Some(n) = file.query_memory_bytes {
+            query.memory_bytes = n;
+        }
+        Ok(Self {
+            otlp_grpc: args.otlp_grpc.or(file.otlp_grpc).unwrap_or_else(|| addr("127.0.0.1:4317")),
+            otlp_http: args.otlp_http.or(file.otlp_http).unwrap_or_else(|| addr("127.0.0.1:4318")),
+            api: args.api.or(file.api).unwrap_or_else(|| addr("127.0.0.1:4319")),
+            ingest,
+            store,
+            query,
+        })
+    }
+}
+
+fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_file_and_file_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("weft.toml");
+        std::fs::write(
+            &path,
+            "data_dir = \"/tmp/from-file\"\napi = \"127.0.0.1:9000\"\nmax_http_body_bytes = 1024\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            data_dir: Some("/tmp/from-flag".into()),
+            ..Default::default()
+        };
+        let cfg = ServeConfig::resolve(&args).unwrap();
+        assert_eq!(cfg.store.data_dir, PathBuf::from("/tmp/from-flag"));
+        assert_eq!(cfg.api, addr("127.0.0.1:9000"));
+        assert_eq!(cfg.otlp_grpc, addr("127.0.0.1:4317"));
+        assert_eq!(cfg.ingest.max_http_body_bytes, 1024);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("weft.toml");
+        std::fs::write(&path, "data_dri = \"typo\"\n").unwrap();
+        let err = ServeConfig::resolve(&ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("unknown field `data_dri`"), "{err:#}");
+    }
+}

@@ -1,0 +1,52 @@
+//! `weft`: the observability and execution-lineage backend for AI systems.
+//!
+//! This binary is thin: it parses the command line and wires the crates together.
+//! - `serve` ([`serve`]): OTLP receivers, storage and the HTTP API;
+//! - `sql` ([`sql`]): run SQL against a server or a data directory;
+//! - `demo` ([`demo`]): send realistic AI-workflow traces through a real OTLP exporter;
+//! - `bench` ([`bench`]): measure ingest rate and bytes per span.
+
+mod bench;
+mod config;
+mod demo;
+mod serve;
+mod sql;
+mod workload;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "weft", version, about = "Observability and execution lineage for AI systems")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Receive OTLP traces, store them, and serve SQL and the HTTP API.
+    Serve(config::ServeArgs),
+    /// Run a read-only SQL query against a server or a data directory.
+    Sql(sql::SqlArgs),
+    /// Send realistic AI-workflow traces to a Weft (or any OTLP) endpoint.
+    Demo(demo::DemoArgs),
+    /// Measure durable ingest rate and storage size against baselines from the same run.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Sql(args) => sql::run(args),
+        Command::Demo(args) => demo::run(args),
+        Command::Bench(args) => bench::run(args),
+    }
+}

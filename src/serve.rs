@@ -1,0 +1,115 @@
+//! `weft serve`: wires the store, the OTLP edges and the query API, and shuts
+//! down cleanly on Ctrl-C or SIGTERM, flushing what it holds.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+use weft_collector::receiver::{grpc, http};
+use weft_collector::{Metrics, Store};
+use weft_query::QueryEngine;
+
+use crate::config::{ServeArgs, ServeConfig};
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let config = ServeConfig::resolve(&args)?;
+    tokio::runtime::Runtime::new()
+        .context("cannot start the async runtime")?
+        .block_on(serve(config))
+}
+
+async fn bind(addr: SocketAddr, what: &str, flag: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| {
+        format!("cannot listen for {what} on {addr}; is another weft running? choose another address with {flag}")
+    })
+}
+
+async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::default());
+    let store_config = config.store.clone();
+    let store = {
+        let metrics = Arc::clone(&metrics);
+        tokio::task::spawn_blocking(move || Store::open(store_config, metrics))
+            .await?
+            .with_context(|| format!("cannot open data directory {}", config.store.data_dir.display()))?
+    };
+    let engine = Arc::new(QueryEngine::new(Arc::new(store.clone()), config.query)?);
+
+    let grpc_listener = bind(config.otlp_grpc, "OTLP/gRPC", "--otlp-grpc").await?;
+    let http_listener = bind(config.otlp_http, "OTLP/HTTP", "--otlp-http").await?;
+    let api_listener = bind(config.api, "the query API", "--api").await?;
+    let addrs = (
+        grpc_listener.local_addr()?,
+        http_listener.local_addr()?,
+        api_listener.local_addr()?,
+    );
+    tracing::info!(
+        otlp_grpc = %addrs.0,
+        otlp_http = %addrs.1,
+        api = %addrs.2,
+        data_dir = %config.store.data_dir.display(),
+        "weft is listening"
+    );
+    // One machine-readable line on stdout, for scripts and tests using port 0.
+    println!("weft listening otlp_grpc={} otlp_http={} api={}", addrs.0, addrs.1, addrs.2);
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let flusher_stop = Arc::new(Notify::new());
+    let flusher = tokio::spawn(store.clone().run_flusher(Arc::clone(&flusher_stop)));
+
+    let grpc_task = tokio::spawn(grpc::serve(grpc_listener, store.clone(), config.ingest, stopped()));
+    let http_task = {
+        let router = http::router(store.clone(), config.ingest);
+        let stop = stopped();
+        tokio::spawn(async move { axum::serve(http_listener, router).with_graceful_shutdown(stop).await })
+    };
+    let api_task = {
+        let router = weft_query::api::router(engine, metrics);
+        let stop = stopped();
+        tokio::spawn(async move { axum::serve(api_listener, router).with_graceful_shutdown(stop).await })
+    };
+
+    shutdown_signal().await;
+    tracing::info!("shutting down: finishing requests in flight, then flushing");
+    let _ = stop_tx.send(true);
+    grpc_task.await?.context("otlp/grpc server failed")?;
+    http_task.await?.context("otlp/http server failed")?;
+    api_task.await?.context("api server failed")?;
+    flusher_stop.notify_one();
+    flusher.await?;
+    store.shutdown().await.context("final flush failed; the spans stay in the wal and replay on the next start")?;
+    tracing::info!(data_dir = %config.store.data_dir.display(), "stopped cleanly");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch SIGTERM; stop with Ctrl-C");
+                std::future::pending::<()>().await
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,98 @@
+//! `weft sql`: one read-only query, against a running server or a data directory.
+
+use std::io::{Cursor, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use weft_query::engine::QueryResult;
+use weft_query::output::{OutputFormat, render};
+use weft_query::{QueryEngine, QueryLimits, StaticSource};
+
+#[derive(Args, Debug)]
+pub struct SqlArgs {
+    /// The SQL, e.g. "SELECT ai_kind, count(*) FROM spans GROUP BY 1".
+    pub query: String,
+    /// Weft API to ask (default http://127.0.0.1:4319); ignored with --data-dir.
+    #[arg(long, default_value = "http://127.0.0.1:4319")]
+    pub server: String,
+    /// Query this data directory directly, without a server.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    Table,
+    Csv,
+    Json,
+}
+
+pub fn run(args: SqlArgs) -> anyhow::Result<()> {
+    let out = match &args.data_dir {
+        Some(dir) => embedded(dir.clone(), &args.query, args.format)?,
+        None => remote(&args.server, &args.query, args.format)?,
+    };
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(&out)?;
+    if !out.ends_with(b"\n") {
+        stdout.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+fn output_format(format: Format) -> OutputFormat {
+    match format {
+        Format::Table => OutputFormat::Table,
+        Format::Csv => OutputFormat::Csv,
+        Format::Json => OutputFormat::Json,
+    }
+}
+
+fn embedded(dir: PathBuf, sql: &str, format: Format) -> anyhow::Result<Vec<u8>> {
+    let snapshot = weft_collector::read_snapshot(&dir)
+        .with_context(|| format!("cannot read data directory {}", dir.display()))?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let engine = QueryEngine::new(Arc::new(StaticSource(snapshot)), QueryLimits::default())?;
+        let result = engine.sql(sql).await?;
+        Ok(render(&result, output_format(format))?)
+    })
+}
+
+fn remote(server: &str, sql: &str, format: Format) -> anyhow::Result<Vec<u8>> {
+    // Tables are drawn here from Arrow, so the types survive the trip.
+    let accept = match format {
+        Format::Table => "application/vnd.apache.arrow.stream",
+        Format::Csv => "text/csv",
+        Format::Json => "application/json",
+    };
+    let url = format!("{}/api/sql", server.trim_end_matches('/'));
+    let response = reqwest::blocking::Client::new()
+        .post(&url)
+        .header("accept", accept)
+        .header("content-type", "text/plain")
+        .body(sql.to_owned())
+        .send()
+        .with_context(|| format!("cannot reach weft at {url}; is `weft serve` running? (or pass --data-dir)"))?;
+    let status = response.status();
+    let body = response.bytes()?.to_vec();
+    if !status.is_success() {
+        let message = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+        bail!("query failed ({status}): {message}");
+    }
+    if let Format::Table = format {
+        let reader = arrow::ipc::reader::StreamReader::try_new(Cursor::new(body), None)?;
+        let schema = reader.schema();
+        let batches = reader.collect::<Result<Vec<_>, _>>()?;
+        return Ok(render(&QueryResult { schema, batches }, OutputFormat::Table)?);
+    }
+    Ok(body)
+}

@@ -1,0 +1,125 @@
+//! Test helpers: a real `weft serve` child process on ephemeral loopback ports.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A running `weft serve`, killed when dropped.
+pub struct Server {
+    child: Child,
+    pub grpc: SocketAddr,
+    pub http: SocketAddr,
+    pub api: SocketAddr,
+    pub dir: PathBuf,
+}
+
+fn field(line: &str, key: &str) -> SocketAddr {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(&format!("{key}=")))
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in {line:?}"))
+}
+
+impl Server {
+    /// Starts `weft serve` on port 0 everywhere, with extra flags.
+    pub fn start(dir: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_weft"))
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(dir)
+            .args(["--otlp-grpc", "127.0.0.1:0", "--otlp-http", "127.0.0.1:0", "--api", "127.0.0.1:0"])
+            .args(extra)
+            .env("WEFT_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("weft binary starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("read stdout");
+        assert!(line.starts_with("weft listening"), "unexpected first line: {line:?}");
+        let server = Server {
+            grpc: field(&line, "otlp_grpc"),
+            http: field(&line, "otlp_http"),
+            api: field(&line, "api"),
+            child,
+            dir: dir.to_owned(),
+        };
+        server.wait_healthy();
+        server
+    }
+
+    fn wait_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(r) = reqwest::blocking::get(format!("http://{}/healthz", self.api))
+                && r.status().is_success()
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("weft did not become healthy");
+    }
+
+    pub fn is_healthy(&self) -> bool {
+        reqwest::blocking::get(format!("http://{}/healthz", self.api)).is_ok_and(|r| r.status().is_success())
+    }
+
+    /// Runs SQL through the API; rows as JSON objects.
+    pub fn sql(&self, query: &str) -> Vec<Value> {
+        let response = reqwest::blocking::Client::new()
+            .post(format!("http://{}/api/sql", self.api))
+            .body(query.to_owned())
+            .send()
+            .expect("api reachable");
+        let status = response.status();
+        let text = response.text().unwrap();
+        assert!(status.is_success(), "{query}: {status} {text}");
+        serde_json::from_str(&text).expect("json rows")
+    }
+
+    /// A single number from SQL such as `SELECT count(*) AS n FROM spans`.
+    pub fn count(&self, query: &str) -> i64 {
+        let rows = self.sql(query);
+        rows[0]["n"].as_i64().unwrap_or_else(|| panic!("{query}: {rows:?}"))
+    }
+
+    /// Polls until `query` counts `expected`, for spans in flight from batching exporters.
+    pub fn wait_for_count(&self, query: &str, expected: i64) -> i64 {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let n = self.count(query);
+            if n >= expected || Instant::now() > deadline {
+                return n;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGKILL: no flush, no goodbye.
+    pub fn kill(mut self) {
+        self.child.kill().expect("kill");
+        self.child.wait().expect("wait");
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().expect("kill -TERM");
+        self.child.wait().expect("wait")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
