@@ -40,7 +40,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let spans: usize = requests.iter().map(count_spans).sum();
     let payloads: Vec<Vec<u8>> = requests.iter().map(Message::encode_to_vec).collect();
     let proto_bytes: usize = payloads.iter().map(Vec::len).sum();
-    eprintln!("workload: {} workflows, {spans} spans in {} requests, {proto_bytes} protobuf bytes", plan.len(), requests.len());
+    eprintln!(
+        "workload: {} workflows, {spans} spans in {} requests, {proto_bytes} protobuf bytes",
+        plan.len(),
+        requests.len()
+    );
 
     eprintln!("measuring decode-only baseline ...");
     let decode = time(|| {
@@ -59,7 +63,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         Ok(())
     })?;
 
-    eprintln!("measuring durable ingest over gRPC with {} clients ...", args.clients);
+    eprintln!(
+        "measuring durable ingest over gRPC with {} clients ...",
+        args.clients
+    );
     let dir = tempfile_dir()?;
     let runtime = tokio::runtime::Runtime::new()?;
     let (ingest, parquet_bytes) = runtime.block_on(durable_ingest(&dir, requests, args.clients))?;
@@ -73,14 +80,27 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         ("decode + validate + normalise", normal),
         ("durable ingest over gRPC (fsynced WAL, acked)", ingest),
     ] {
-        println!("| {name} | {:.0} | {:.3} |", rate(d), decode.as_secs_f64() / d.as_secs_f64());
+        println!(
+            "| {name} | {:.0} | {:.3} |",
+            rate(d),
+            decode.as_secs_f64() / d.as_secs_f64()
+        );
     }
     println!();
     println!("| storage | bytes/span |");
     println!("|---|---:|");
-    println!("| OTLP protobuf (uncompressed request bodies) | {:.1} |", proto_bytes as f64 / spans as f64);
-    println!("| Weft Parquet on disk | {:.1} |", parquet_bytes as f64 / spans as f64);
-    println!("| ratio Parquet / protobuf | {:.3} |", parquet_bytes as f64 / proto_bytes as f64);
+    println!(
+        "| OTLP protobuf (uncompressed request bodies) | {:.1} |",
+        proto_bytes as f64 / spans as f64
+    );
+    println!(
+        "| Weft Parquet on disk | {:.1} |",
+        parquet_bytes as f64 / spans as f64
+    );
+    println!(
+        "| ratio Parquet / protobuf | {:.3} |",
+        parquet_bytes as f64 / proto_bytes as f64
+    );
     Ok(())
 }
 
@@ -115,11 +135,17 @@ async fn durable_ingest(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(grpc::serve(listener, store.clone(), IngestLimits::default(), async move {
-        let _ = stop_rx.await;
-    }));
+    let server = tokio::spawn(grpc::serve(
+        listener,
+        store.clone(),
+        IngestLimits::default(),
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
     let clients = clients.max(1);
-    let mut shares: Vec<Vec<ExportTraceServiceRequest>> = (0..clients).map(|_| Vec::new()).collect();
+    let mut shares: Vec<Vec<ExportTraceServiceRequest>> =
+        (0..clients).map(|_| Vec::new()).collect();
     for (i, r) in requests.into_iter().enumerate() {
         shares[i % clients].push(r);
     }
@@ -137,7 +163,10 @@ async fn durable_ingest(
             tokio::spawn(async move {
                 for r in share {
                     let response = client.export(r).await?.into_inner();
-                    anyhow::ensure!(response.partial_success.is_none(), "spans rejected: {response:?}");
+                    anyhow::ensure!(
+                        response.partial_success.is_none(),
+                        "spans rejected: {response:?}"
+                    );
                 }
                 Ok::<_, anyhow::Error>(())
             })
@@ -148,7 +177,9 @@ async fn durable_ingest(
     }
     let elapsed = started.elapsed();
     store.flush().await?;
-    let parquet_bytes = metrics.parquet_bytes.load(std::sync::atomic::Ordering::Relaxed);
+    let parquet_bytes = metrics
+        .parquet_bytes
+        .load(std::sync::atomic::Ordering::Relaxed);
     let _ = stop_tx.send(());
     server.await??;
     store.shutdown().await?;
@@ -193,7 +224,11 @@ pub fn to_requests(plan: &[Workflow], batch: usize) -> Vec<ExportTraceServiceReq
     let mut spans: Vec<(&'static str, Span)> = Vec::new();
     for (w, workflow) in plan.iter().enumerate() {
         let traces: Vec<[u8; 16]> = (0..2).map(|_| rng.random::<[u8; 16]>()).collect();
-        let ids: Vec<[u8; 8]> = workflow.spans.iter().map(|_| rng.random::<[u8; 8]>()).collect();
+        let ids: Vec<[u8; 8]> = workflow
+            .spans
+            .iter()
+            .map(|_| rng.random::<[u8; 8]>())
+            .collect();
         let start = base + w as u64 * 50_000_000;
         for (i, p) in workflow.spans.iter().enumerate() {
             let begin = start + p.start_ns as u64;

@@ -63,11 +63,13 @@ pub struct ServeConfig {
 }
 
 fn addr(s: &str) -> SocketAddr {
-    s.parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    s.parse()
+        .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
 }
 
 fn secs(s: f64, what: &str) -> anyhow::Result<Duration> {
-    Duration::try_from_secs_f64(s).with_context(|| format!("{what} must be a non-negative number of seconds, got {s}"))
+    Duration::try_from_secs_f64(s)
+        .with_context(|| format!("{what} must be a non-negative number of seconds, got {s}"))
 }
 
 impl ServeConfig {
@@ -111,9 +113,18 @@ impl ServeConfig {
             query.memory_bytes = n;
         }
         Ok(Self {
-            otlp_grpc: args.otlp_grpc.or(file.otlp_grpc).unwrap_or_else(|| addr("127.0.0.1:4317")),
-            otlp_http: args.otlp_http.or(file.otlp_http).unwrap_or_else(|| addr("127.0.0.1:4318")),
-            api: args.api.or(file.api).unwrap_or_else(|| addr("127.0.0.1:4319")),
+            otlp_grpc: args
+                .otlp_grpc
+                .or(file.otlp_grpc)
+                .unwrap_or_else(|| addr("127.0.0.1:4317")),
+            otlp_http: args
+                .otlp_http
+                .or(file.otlp_http)
+                .unwrap_or_else(|| addr("127.0.0.1:4318")),
+            api: args
+                .api
+                .or(file.api)
+                .unwrap_or_else(|| addr("127.0.0.1:4319")),
             ingest,
             store,
             query,
@@ -162,6 +173,9 @@ mod tests {
             ..Default::default()
         })
         .unwrap_err();
-        assert!(format!("{err:#}").contains("unknown field `data_dri`"), "{err:#}");
+        assert!(
+            format!("{err:#}").contains("unknown field `data_dri`"),
+            "{err:#}"
+        );
     }
 }

@@ -40,10 +40,13 @@ pub enum DemoProtocol {
 }
 
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
-    let endpoint = args.endpoint.clone().unwrap_or_else(|| match args.protocol {
-        DemoProtocol::Grpc => "http://127.0.0.1:4317".into(),
-        _ => "http://127.0.0.1:4318".into(),
-    });
+    let endpoint = args
+        .endpoint
+        .clone()
+        .unwrap_or_else(|| match args.protocol {
+            DemoProtocol::Grpc => "http://127.0.0.1:4317".into(),
+            _ => "http://127.0.0.1:4318".into(),
+        });
     let plan = workflows(args.workflows, args.seed);
     let runtime = tokio::runtime::Runtime::new()?;
     // tonic needs a runtime; the blocking HTTP client must not run inside one.
@@ -70,33 +73,48 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         }
     }
     for (service, provider) in providers {
-        provider
-            .force_flush()
-            .with_context(|| format!("could not export {service} spans to {endpoint}; is `weft serve` running there?"))?;
+        provider.force_flush().with_context(|| {
+            format!(
+                "could not export {service} spans to {endpoint}; is `weft serve` running there?"
+            )
+        })?;
         provider.shutdown().ok();
     }
-    eprintln!("sent {total_spans} spans in {} traces", trace_ids.len());
+    let mut kinds = std::collections::BTreeMap::<&str, usize>::new();
+    for w in &plan {
+        *kinds.entry(w.name).or_default() += 1;
+    }
+    let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    eprintln!("sent {total_spans} spans in {} traces ({})", trace_ids.len(), kinds.join(", "));
     if let Some(first) = trace_ids.first() {
-        eprintln!("try: weft sql \"SELECT name, ai_kind, gen_ai_model, node, kv_cache_hit FROM spans WHERE trace_id = '{first}'\"");
+        eprintln!(
+            "try: weft sql \"SELECT name, ai_kind, gen_ai_model, node, kv_cache_hit FROM spans WHERE trace_id = '{first}'\""
+        );
     }
     Ok(())
 }
 
-fn provider(service: &'static str, endpoint: &str, protocol: DemoProtocol) -> anyhow::Result<SdkTracerProvider> {
+fn provider(
+    service: &'static str,
+    endpoint: &str,
+    protocol: DemoProtocol,
+) -> anyhow::Result<SdkTracerProvider> {
     let exporter = match protocol {
         DemoProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()
             .with_endpoint(endpoint)
             .build(),
-        DemoProtocol::HttpProto | DemoProtocol::HttpJson => opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .with_protocol(if protocol == DemoProtocol::HttpJson {
-                Protocol::HttpJson
-            } else {
-                Protocol::HttpBinary
-            })
-            .with_endpoint(format!("{}/v1/traces", endpoint.trim_end_matches('/')))
-            .build(),
+        DemoProtocol::HttpProto | DemoProtocol::HttpJson => {
+            opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_protocol(if protocol == DemoProtocol::HttpJson {
+                    Protocol::HttpJson
+                } else {
+                    Protocol::HttpBinary
+                })
+                .with_endpoint(format!("{}/v1/traces", endpoint.trim_end_matches('/')))
+                .build()
+        }
     }
     .with_context(|| format!("cannot build an OTLP exporter for {endpoint}"))?;
     let resource = Resource::builder()
@@ -122,7 +140,11 @@ fn key_value(key: &'static str, value: &Value) -> KeyValue {
 }
 
 /// Emits one workflow; returns the hex ids of its traces.
-fn emit(workflow: &Workflow, start: SystemTime, providers: &HashMap<&'static str, SdkTracerProvider>) -> Vec<String> {
+fn emit(
+    workflow: &Workflow,
+    start: SystemTime,
+    providers: &HashMap<&'static str, SdkTracerProvider>,
+) -> Vec<String> {
     let mut contexts: Vec<SpanContext> = Vec::with_capacity(workflow.spans.len());
     let mut traces = Vec::new();
     for planned in &workflow.spans {

@@ -16,7 +16,11 @@ mod workload;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "weft", version, about = "Observability and execution lineage for AI systems")]
+#[command(
+    name = "weft",
+    version,
+    about = "Observability and execution lineage for AI systems"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -33,7 +33,12 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         let metrics = Arc::clone(&metrics);
         tokio::task::spawn_blocking(move || Store::open(store_config, metrics))
             .await?
-            .with_context(|| format!("cannot open data directory {}", config.store.data_dir.display()))?
+            .with_context(|| {
+                format!(
+                    "cannot open data directory {}",
+                    config.store.data_dir.display()
+                )
+            })?
     };
     let engine = Arc::new(QueryEngine::new(Arc::new(store.clone()), config.query)?);
 
@@ -53,7 +58,10 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         "weft is listening"
     );
     // One machine-readable line on stdout, for scripts and tests using port 0.
-    println!("weft listening otlp_grpc={} otlp_http={} api={}", addrs.0, addrs.1, addrs.2);
+    println!(
+        "weft listening otlp_grpc={} otlp_http={} api={}",
+        addrs.0, addrs.1, addrs.2
+    );
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = move || {
@@ -65,16 +73,29 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let flusher_stop = Arc::new(Notify::new());
     let flusher = tokio::spawn(store.clone().run_flusher(Arc::clone(&flusher_stop)));
 
-    let grpc_task = tokio::spawn(grpc::serve(grpc_listener, store.clone(), config.ingest, stopped()));
+    let grpc_task = tokio::spawn(grpc::serve(
+        grpc_listener,
+        store.clone(),
+        config.ingest,
+        stopped(),
+    ));
     let http_task = {
         let router = http::router(store.clone(), config.ingest);
         let stop = stopped();
-        tokio::spawn(async move { axum::serve(http_listener, router).with_graceful_shutdown(stop).await })
+        tokio::spawn(async move {
+            axum::serve(http_listener, router)
+                .with_graceful_shutdown(stop)
+                .await
+        })
     };
     let api_task = {
         let router = weft_query::api::router(engine, metrics);
         let stop = stopped();
-        tokio::spawn(async move { axum::serve(api_listener, router).with_graceful_shutdown(stop).await })
+        tokio::spawn(async move {
+            axum::serve(api_listener, router)
+                .with_graceful_shutdown(stop)
+                .await
+        })
     };
 
     shutdown_signal().await;
@@ -85,7 +106,10 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     api_task.await?.context("api server failed")?;
     flusher_stop.notify_one();
     flusher.await?;
-    store.shutdown().await.context("final flush failed; the spans stay in the wal and replay on the next start")?;
+    store
+        .shutdown()
+        .await
+        .context("final flush failed; the spans stay in the wal and replay on the next start")?;
     tracing::info!(data_dir = %config.store.data_dir.display(), "stopped cleanly");
     Ok(())
 }

@@ -78,7 +78,9 @@ fn remote(server: &str, sql: &str, format: Format) -> anyhow::Result<Vec<u8>> {
         .header("content-type", "text/plain")
         .body(sql.to_owned())
         .send()
-        .with_context(|| format!("cannot reach weft at {url}; is `weft serve` running? (or pass --data-dir)"))?;
+        .with_context(|| {
+            format!("cannot reach weft at {url}; is `weft serve` running? (or pass --data-dir)")
+        })?;
     let status = response.status();
     let body = response.bytes()?.to_vec();
     if !status.is_success() {
@@ -92,7 +94,10 @@ fn remote(server: &str, sql: &str, format: Format) -> anyhow::Result<Vec<u8>> {
         let reader = arrow::ipc::reader::StreamReader::try_new(Cursor::new(body), None)?;
         let schema = reader.schema();
         let batches = reader.collect::<Result<Vec<_>, _>>()?;
-        return Ok(render(&QueryResult { schema, batches }, OutputFormat::Table)?);
+        return Ok(render(
+            &QueryResult { schema, batches },
+            OutputFormat::Table,
+        )?);
     }
     Ok(body)
 }

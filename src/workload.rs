@@ -95,7 +95,14 @@ impl<'r> Builder<'r> {
     }
 
     /// A child step that runs after the previous one.
-    fn step(&mut self, parent: usize, name: &str, kind: Kind, ms: i64, attrs: Vec<(&'static str, Value)>) -> usize {
+    fn step(
+        &mut self,
+        parent: usize,
+        name: &str,
+        kind: Kind,
+        ms: i64,
+        attrs: Vec<(&'static str, Value)>,
+    ) -> usize {
         let jitter = self.rng.random_range(0..=ms / 4 + 1);
         let duration = (ms + jitter) * MS;
         self.spans.push(PlannedSpan {
@@ -128,14 +135,26 @@ impl<'r> Builder<'r> {
         loop {
             let node = NODES[self.rng.random_range(0..NODES.len())];
             let hit = self.rng.random_bool(0.6);
-            let ratio = if hit { self.rng.random_range(0.5..1.0) } else { 0.0 };
+            let ratio = if hit {
+                self.rng.random_range(0.5..1.0)
+            } else {
+                0.0
+            };
             let input = self.rng.random_range(800..6000);
             let cached = (input as f64 * ratio) as i64;
-            let ttft = if hit { self.rng.random_range(40..120) } else { self.rng.random_range(180..900) };
+            let ttft = if hit {
+                self.rng.random_range(40..120)
+            } else {
+                self.rng.random_range(180..900)
+            };
             let queue = self.rng.random_range(0..250);
             let fails = attempt == 1 && self.rng.random_bool(0.1);
             let generation = self.rng.random_range(300..2500);
-            let output = if fails { 0 } else { self.rng.random_range(50..900) };
+            let output = if fails {
+                0
+            } else {
+                self.rng.random_range(50..900)
+            };
             let id = self.step(
                 parent,
                 &format!("chat {model}"),
@@ -214,13 +233,22 @@ impl<'r> Builder<'r> {
             vec![
                 ("gen_ai.operation.name", s("retrieval")),
                 ("weft.retrieval.source", s(source)),
-                ("gen_ai.retrieval.documents", s(format!("[{}]", docs.join(",")))),
+                (
+                    "gen_ai.retrieval.documents",
+                    s(format!("[{}]", docs.join(","))),
+                ),
                 ("weft.identity", s(identity)),
             ],
         )
     }
 
-    fn approval(&mut self, parent: usize, state: &str, approver: Option<&str>, gated: &str) -> usize {
+    fn approval(
+        &mut self,
+        parent: usize,
+        state: &str,
+        approver: Option<&str>,
+        gated: &str,
+    ) -> usize {
         let mut attrs = vec![
             ("weft.kind", s("approval")),
             ("weft.approval.state", s(state)),
@@ -229,7 +257,13 @@ impl<'r> Builder<'r> {
         if let Some(a) = approver {
             attrs.push(("weft.approval.approver", s(a)));
         }
-        self.step(parent, &format!("approval {state}"), Kind::Internal, 5, attrs)
+        self.step(
+            parent,
+            &format!("approval {state}"),
+            Kind::Internal,
+            5,
+            attrs,
+        )
     }
 }
 
@@ -332,7 +366,12 @@ fn incident_triage(rng: &mut StdRng, _i: usize) -> Workflow {
         ],
     );
     b.spans[resume].links.push(requested);
-    b.approval(resume, "granted", Some("incident-commander@ops.example"), "k8s.rollback_deployment");
+    b.approval(
+        resume,
+        "granted",
+        Some("incident-commander@ops.example"),
+        "k8s.rollback_deployment",
+    );
     b.tool(resume, "k8s.rollback_deployment", true, oncall, 400);
     b.close(resume);
     Workflow {
@@ -371,9 +410,17 @@ mod tests {
     #[test]
     fn triage_resumes_in_a_linked_second_trace() {
         let w = &workflows(3, 1)[2];
-        let resumed = w.spans.iter().find(|s| s.trace == 1 && s.parent.is_none()).unwrap();
+        let resumed = w
+            .spans
+            .iter()
+            .find(|s| s.trace == 1 && s.parent.is_none())
+            .unwrap();
         let target = &w.spans[resumed.links[0]];
         assert_eq!(target.trace, 0);
-        assert!(target.attributes.contains(&("weft.approval.state", Value::Str("requested".into()))));
+        assert!(
+            target
+                .attributes
+                .contains(&("weft.approval.state", Value::Str("requested".into())))
+        );
     }
 }

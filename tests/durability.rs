@@ -3,6 +3,8 @@
 //! Parquet, some only in the WAL — and restarted on the same data directory:
 //! every acknowledged span is there, exactly once, also after clients retry.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
 mod common;
 
 use common::Server;
@@ -54,7 +56,11 @@ fn send_all(server: &Server) {
             .await
             .unwrap();
         for b in 0..BATCHES {
-            let response = client.export(batch(b)).await.expect("acknowledged").into_inner();
+            let response = client
+                .export(batch(b))
+                .await
+                .expect("acknowledged")
+                .into_inner();
             assert!(response.partial_success.is_none());
             if b == BATCHES / 2 {
                 // Give the 200 ms flusher a chance, so the kill finds spans in Parquet and in the WAL.
@@ -77,7 +83,10 @@ fn sigkill_after_ack_loses_nothing_and_duplicates_nothing() {
     server.kill();
 
     let parquet_files = walk(&dir.path().join("spans"));
-    assert!(!parquet_files.is_empty(), "some spans reached parquet before the kill");
+    assert!(
+        !parquet_files.is_empty(),
+        "some spans reached parquet before the kill"
+    );
 
     let server = Server::start(dir.path(), &["--flush-interval-secs", "0.2"]);
     assert_eq!(server.count(TOTAL), expected);
@@ -90,7 +99,10 @@ fn sigkill_after_ack_loses_nothing_and_duplicates_nothing() {
         .unwrap()
         .text()
         .unwrap();
-    assert!(metrics.contains(&format!("weft_spans_duplicate_total {expected}")), "{metrics}");
+    assert!(
+        metrics.contains(&format!("weft_spans_duplicate_total {expected}")),
+        "{metrics}"
+    );
 
     // A clean stop flushes everything; a third start replays nothing and still has it all.
     assert!(server.terminate().success());
@@ -125,7 +137,9 @@ fn torn_wal_tail_is_dropped_and_the_rest_kept() {
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else { return out };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
     for e in entries {
         let p = e.unwrap().path();
         if p.is_dir() {

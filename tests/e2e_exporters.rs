@@ -2,6 +2,8 @@
 //! JSON) send AI spans to a running `weft serve`; SQL finds every span with
 //! its typed AI columns, and `/api/traces/{id}` returns the trace.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
 mod common;
 
 use std::time::Duration;
@@ -137,7 +139,8 @@ fn every_exporter_delivers_typed_ai_spans() {
         assert_eq!(tool["tool_name"], "payments.refund");
         assert_eq!(tool["policy_verdict"], "allow");
 
-        let response = reqwest::blocking::get(format!("http://{}/api/traces/{trace_id}", server.api)).unwrap();
+        let response =
+            reqwest::blocking::get(format!("http://{}/api/traces/{trace_id}", server.api)).unwrap();
         assert_eq!(response.status(), 200);
         let body: serde_json::Value = response.json().unwrap();
         let resource = &body["resourceSpans"][0];
@@ -156,7 +159,12 @@ fn every_exporter_delivers_typed_ai_spans() {
         assert_eq!(llm["parentSpanId"].as_str().unwrap().len(), 16);
     }
 
-    let missing = reqwest::blocking::get(format!("http://{}/api/traces/{}", server.api, "ab".repeat(16))).unwrap();
+    let missing = reqwest::blocking::get(format!(
+        "http://{}/api/traces/{}",
+        server.api,
+        "ab".repeat(16)
+    ))
+    .unwrap();
     assert_eq!(missing.status(), 404);
     let bad = reqwest::blocking::get(format!("http://{}/api/traces/not-hex", server.api)).unwrap();
     assert_eq!(bad.status(), 400);
@@ -168,16 +176,30 @@ fn demo_command_sends_its_workload_through_a_real_exporter() {
     let server = Server::start(dir.path(), &[]);
     for (protocol, endpoint) in [("grpc", server.grpc), ("http-json", server.http)] {
         let output = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
-            .args(["demo", "--workflows", "6", "--protocol", protocol, "--endpoint"])
+            .args([
+                "demo",
+                "--workflows",
+                "6",
+                "--protocol",
+                protocol,
+                "--endpoint",
+            ])
             .arg(format!("http://{endpoint}"))
             .output()
             .unwrap();
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
     // Same seed twice: identical plans, fresh ids, so twice the spans.
     let total = server.count("SELECT count(*) AS n FROM spans");
     assert!(total > 2 * 6 * 5, "{total}");
-    assert_eq!(server.count("SELECT count(DISTINCT service_name) AS n FROM spans"), 3);
+    assert_eq!(
+        server.count("SELECT count(DISTINCT service_name) AS n FROM spans"),
+        3
+    );
     // Every LLM step carries model, node, tokens and KV-cache state.
     assert_eq!(
         server.count(

@@ -5,6 +5,8 @@
 //! directory; trace A is flushed to Parquet and trace B stays in the live
 //! buffer, so every query reads both.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
 use std::path::Path;
 use std::sync::Arc;
 
@@ -12,9 +14,9 @@ use arrow::array::{Array, RecordBatch};
 use arrow::datatypes::DataType;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use sqllogictest::{DBOutput, DefaultColumnType};
+use weft_collector::otlp::ExportTraceServiceRequest;
 use weft_collector::otlp::decode::{Format, decode_message};
 use weft_collector::otlp::normalise::normalise;
-use weft_collector::otlp::ExportTraceServiceRequest;
 use weft_collector::{Metrics, Store, StoreConfig};
 use weft_query::{QueryEngine, QueryError, QueryLimits};
 
@@ -34,9 +36,17 @@ impl std::error::Error for SltError {}
 
 fn column_type(t: &DataType) -> DefaultColumnType {
     match t {
-        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 | DataType::UInt8
-        | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 => DefaultColumnType::Integer,
-        DataType::Float32 | DataType::Float64 | DataType::Decimal128(_, _) => DefaultColumnType::FloatingPoint,
+        DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::Int64
+        | DataType::UInt8
+        | DataType::UInt16
+        | DataType::UInt32
+        | DataType::UInt64 => DefaultColumnType::Integer,
+        DataType::Float32 | DataType::Float64 | DataType::Decimal128(_, _) => {
+            DefaultColumnType::FloatingPoint
+        }
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => DefaultColumnType::Text,
         _ => DefaultColumnType::Any,
     }
@@ -58,7 +68,11 @@ fn rows(batches: &[RecordBatch]) -> Vec<Vec<String>> {
                     .zip(batch.columns())
                     .map(|(f, c)| {
                         let text = f.value(row).to_string();
-                        if !c.is_null(row) && text.is_empty() { "(empty)".to_owned() } else { text }
+                        if !c.is_null(row) && text.is_empty() {
+                            "(empty)".to_owned()
+                        } else {
+                            text
+                        }
                     })
                     .collect(),
             );
@@ -78,7 +92,12 @@ impl sqllogictest::AsyncDB for Weft {
             return Ok(DBOutput::StatementComplete(0));
         }
         Ok(DBOutput::Rows {
-            types: result.schema.fields().iter().map(|f| column_type(f.data_type())).collect(),
+            types: result
+                .schema
+                .fields()
+                .iter()
+                .map(|f| column_type(f.data_type()))
+                .collect(),
             rows: rows(&result.batches),
         })
     }
@@ -91,13 +110,16 @@ impl sqllogictest::AsyncDB for Weft {
 }
 
 fn fixture(name: &str) -> ExportTraceServiceRequest {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
     let bytes = std::fs::read(&path).expect("fixture exists");
     decode_message(&bytes, Format::Json).expect("fixture is valid OTLP/JSON")
 }
 
 async fn load(dir: &Path) -> Store {
-    let store = Store::open(StoreConfig::new(dir), Arc::new(Metrics::default())).expect("store opens");
+    let store =
+        Store::open(StoreConfig::new(dir), Arc::new(Metrics::default())).expect("store opens");
     for (name, flush) in [("trace_a.json", true), ("trace_b.json", false)] {
         let normalised = normalise(&fixture(name));
         assert_eq!(normalised.rejected, 0, "{}", normalised.error_message());
@@ -113,9 +135,14 @@ async fn load(dir: &Path) -> Store {
 async fn sqllogictest_files() {
     let dir = tempfile::tempdir().unwrap();
     let store = load(dir.path()).await;
-    assert_eq!(store.snapshot().unwrap().files.len(), 1, "trace A is in parquet");
+    assert_eq!(
+        store.snapshot().unwrap().files.len(),
+        1,
+        "trace A is in parquet"
+    );
     assert_eq!(store.buffered_spans(), 3, "trace B is live");
-    let engine = Arc::new(QueryEngine::new(Arc::new(store.clone()), QueryLimits::default()).unwrap());
+    let engine =
+        Arc::new(QueryEngine::new(Arc::new(store.clone()), QueryLimits::default()).unwrap());
 
     let slt_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/slt");
     let mut files: Vec<_> = std::fs::read_dir(&slt_dir)

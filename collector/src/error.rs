@@ -11,7 +11,10 @@ pub enum Error {
     // ---- the client's mistakes: answered with 4xx / INVALID_ARGUMENT ----
     /// The payload is not a valid OTLP message.
     #[error("malformed {format} payload: {reason}")]
-    Malformed { format: &'static str, reason: String },
+    Malformed {
+        format: &'static str,
+        reason: String,
+    },
     /// The body (after decompression) is larger than allowed.
     #[error("payload exceeds the limit of {limit} bytes")]
     TooLarge { limit: usize },

@@ -34,18 +34,72 @@ impl Metrics {
             let _ = writeln!(out, "# TYPE {name} {kind}");
             let _ = writeln!(out, "{name} {value}");
         };
-        emit("weft_spans_accepted_total", "counter", "Spans acknowledged durable.", get(&self.spans_accepted).to_string());
-        emit("weft_spans_rejected_total", "counter", "Spans rejected by validation.", get(&self.spans_rejected).to_string());
-        emit("weft_spans_duplicate_total", "counter", "Acknowledged spans resent by a client and dropped.", get(&self.spans_duplicate).to_string());
-        emit("weft_requests_failed_total", "counter", "Export requests answered with an error.", get(&self.requests_failed).to_string());
-        emit("weft_wal_bytes_total", "counter", "Bytes appended to the write-ahead log.", get(&self.wal_bytes).to_string());
-        emit("weft_wal_syncs_total", "counter", "fsyncs of the write-ahead log (one per group commit).", get(&self.wal_syncs).to_string());
-        emit("weft_buffered_spans", "gauge", "Spans acknowledged and not yet flushed to Parquet.", get(&self.buffered_spans).to_string());
-        emit("weft_flushes_total", "counter", "Flushes of the live buffer to Parquet.", get(&self.flushes).to_string());
-        emit("weft_parquet_bytes_total", "counter", "Bytes written to Parquet files.", get(&self.parquet_bytes).to_string());
+        emit(
+            "weft_spans_accepted_total",
+            "counter",
+            "Spans acknowledged durable.",
+            get(&self.spans_accepted).to_string(),
+        );
+        emit(
+            "weft_spans_rejected_total",
+            "counter",
+            "Spans rejected by validation.",
+            get(&self.spans_rejected).to_string(),
+        );
+        emit(
+            "weft_spans_duplicate_total",
+            "counter",
+            "Acknowledged spans resent by a client and dropped.",
+            get(&self.spans_duplicate).to_string(),
+        );
+        emit(
+            "weft_requests_failed_total",
+            "counter",
+            "Export requests answered with an error.",
+            get(&self.requests_failed).to_string(),
+        );
+        emit(
+            "weft_wal_bytes_total",
+            "counter",
+            "Bytes appended to the write-ahead log.",
+            get(&self.wal_bytes).to_string(),
+        );
+        emit(
+            "weft_wal_syncs_total",
+            "counter",
+            "fsyncs of the write-ahead log (one per group commit).",
+            get(&self.wal_syncs).to_string(),
+        );
+        emit(
+            "weft_buffered_spans",
+            "gauge",
+            "Spans acknowledged and not yet flushed to Parquet.",
+            get(&self.buffered_spans).to_string(),
+        );
+        emit(
+            "weft_flushes_total",
+            "counter",
+            "Flushes of the live buffer to Parquet.",
+            get(&self.flushes).to_string(),
+        );
+        emit(
+            "weft_parquet_bytes_total",
+            "counter",
+            "Bytes written to Parquet files.",
+            get(&self.parquet_bytes).to_string(),
+        );
         let oldest = self.oldest_unflushed_unix_nano.load(Ordering::Relaxed);
-        let lag = if oldest == 0 { 0.0 } else { (now_unix_nano - oldest).max(0) as f64 / 1e9 };
-        emit("weft_flush_lag_seconds", "gauge", "Age of the oldest acknowledged span not yet in Parquet.", format!("{lag:.3}"));
+        let lag = if oldest == 0 {
+            0.0
+        } else {
+            (now_unix_nano - oldest).max(0) as f64 / 1e9
+        };
+        emit(
+            "weft_flush_lag_seconds",
+            "gauge",
+            "Age of the oldest acknowledged span not yet in Parquet.",
+            format!("{lag:.3}"),
+        );
         out
     }
 }

@@ -122,7 +122,14 @@ pub fn write_partitions(
         let sorted = sort_for_storage(&part)?;
         let dir = partition_dir(&root.join(SPANS_DIR), hour);
         let name = format!("part-{seq_lo:020}-{seq_hi:020}.parquet");
-        files.push(write_file(&dir, &name, &sorted, row_group_rows, seq_lo, seq_hi)?);
+        files.push(write_file(
+            &dir,
+            &name,
+            &sorted,
+            row_group_rows,
+            seq_lo,
+            seq_hi,
+        )?);
     }
     Ok(files)
 }
@@ -194,7 +201,10 @@ pub fn recover_files(root: &Path, checkpoint: u64, repair: bool) -> Result<Vec<F
                 continue;
             }
             let name = entry.file_name().to_string_lossy().into_owned();
-            if !repair && (name.ends_with(".tmp") || parse_file_name(&name).is_none_or(|(_, hi)| hi > checkpoint)) {
+            if !repair
+                && (name.ends_with(".tmp")
+                    || parse_file_name(&name).is_none_or(|(_, hi)| hi > checkpoint))
+            {
                 continue;
             }
             if name.ends_with(".tmp") {
@@ -239,7 +249,10 @@ pub fn read_span_keys(path: &Path) -> Result<Vec<(String, String)>> {
             batch.column(0).as_any().downcast_ref::<StringArray>(),
             batch.column(1).as_any().downcast_ref::<StringArray>(),
         ) else {
-            return Err(Error::Unavailable(format!("{} has unexpected id columns", path.display())));
+            return Err(Error::Unavailable(format!(
+                "{} has unexpected id columns",
+                path.display()
+            )));
         };
         keys.extend(
             traces

@@ -100,7 +100,8 @@ impl Store {
     /// the WAL into the live buffer, and starts the WAL writer thread.
     pub fn open(mut config: StoreConfig, metrics: Arc<Metrics>) -> Result<Self> {
         // Absolute, so readers can turn file paths into URLs.
-        config.data_dir = std::path::absolute(&config.data_dir).map_err(|e| Error::io(&config.data_dir, e))?;
+        config.data_dir =
+            std::path::absolute(&config.data_dir).map_err(|e| Error::io(&config.data_dir, e))?;
         let wal_dir = config.data_dir.join(WAL_DIR);
         fs::create_dir_all(&wal_dir).map_err(|e| Error::io(&wal_dir, e))?;
         let checkpoint = read_checkpoint(&config.data_dir)?;
@@ -122,7 +123,9 @@ impl Store {
                     }
                     live.push(LiveBatch { seq, batch });
                 }
-                Err(e) => tracing::error!(seq, error = %e, "wal record is not a span batch; skipped"),
+                Err(e) => {
+                    tracing::error!(seq, error = %e, "wal record is not a span batch; skipped")
+                }
             }
             Ok(())
         })?;
@@ -136,7 +139,9 @@ impl Store {
             quarantined = report.quarantined.len(),
             "store opened"
         );
-        metrics.buffered_spans.store(live_rows as u64, Ordering::Relaxed);
+        metrics
+            .buffered_spans
+            .store(live_rows as u64, Ordering::Relaxed);
         if live_rows > 0 {
             metrics
                 .oldest_unflushed_unix_nano
@@ -250,7 +255,8 @@ impl Store {
             state.live.retain(|l| l.seq > seq_hi);
             state.live_rows = state.live.iter().map(|l| l.batch.num_rows()).sum();
             let m = &self.inner.metrics;
-            m.buffered_spans.store(state.live_rows as u64, Ordering::Relaxed);
+            m.buffered_spans
+                .store(state.live_rows as u64, Ordering::Relaxed);
             if state.live.is_empty() {
                 m.oldest_unflushed_unix_nano.store(0, Ordering::Relaxed);
             }
@@ -315,18 +321,25 @@ pub fn read_snapshot(data_dir: &Path) -> Result<Snapshot> {
     if !data_dir.is_dir() {
         return Err(Error::io(
             data_dir,
-            std::io::Error::new(std::io::ErrorKind::NotFound, "no such data directory; run `weft serve` first or pass --data-dir"),
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no such data directory; run `weft serve` first or pass --data-dir",
+            ),
         ));
     }
     let checkpoint = read_checkpoint(data_dir)?;
     let files = recover_files(data_dir, checkpoint, false)?;
     let mut batches = Vec::new();
-    wal::replay(&data_dir.join(WAL_DIR), wal::Mode::ReadOnly, |seq, payload| {
-        if seq > checkpoint {
-            batches.push(decode_batch(payload)?);
-        }
-        Ok(())
-    })?;
+    wal::replay(
+        &data_dir.join(WAL_DIR),
+        wal::Mode::ReadOnly,
+        |seq, payload| {
+            if seq > checkpoint {
+                batches.push(decode_batch(payload)?);
+            }
+            Ok(())
+        },
+    )?;
     Ok(Snapshot { files, batches })
 }
 
@@ -367,7 +380,11 @@ fn run_writer(mut rx: mpsc::Receiver<Command>, mut wal: WalWriter, mut cx: Write
     }
 }
 
-type Pending = (Vec<(TraceId, SpanId)>, RecordBatch, oneshot::Sender<Result<IngestOutcome>>);
+type Pending = (
+    Vec<(TraceId, SpanId)>,
+    RecordBatch,
+    oneshot::Sender<Result<IngestOutcome>>,
+);
 
 fn commit_group(wal: &mut WalWriter, cx: &mut WriterContext, group: Vec<Pending>) {
     let mut in_group: HashSet<(TraceId, SpanId)> = HashSet::new();
@@ -518,13 +535,21 @@ fn seed_dedup_from_recent_files(files: &[FileMeta], window: Duration, dedup: &mu
                     }
                 }
             }
-            Err(e) => tracing::warn!(file = %file.path.display(), error = %e, "cannot read span ids for retry detection"),
+            Err(e) => {
+                tracing::warn!(file = %file.path.display(), error = %e, "cannot read span ids for retry detection")
+            }
         }
     }
 }
 
 fn batch_keys(batch: &RecordBatch) -> Vec<(TraceId, SpanId)> {
-    let ids = |i: usize| batch.column(i).as_any().downcast_ref::<StringArray>().cloned();
+    let ids = |i: usize| {
+        batch
+            .column(i)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .cloned()
+    };
     let (Some(traces), Some(spans)) = (ids(0), ids(1)) else {
         return Vec::new();
     };
@@ -533,7 +558,10 @@ fn batch_keys(batch: &RecordBatch) -> Vec<(TraceId, SpanId)> {
             if traces.is_null(row) || spans.is_null(row) {
                 return None;
             }
-            Some((traces.value(row).parse().ok()?, spans.value(row).parse().ok()?))
+            Some((
+                traces.value(row).parse().ok()?,
+                spans.value(row).parse().ok()?,
+            ))
         })
         .collect()
 }

@@ -89,10 +89,17 @@ impl WalWriter {
         let len = u32::try_from(payload.len())
             .ok()
             .filter(|l| (*l as usize) < MAX_FRAME)
-            .ok_or_else(|| Error::Unavailable(format!("wal record of {} bytes is too large", payload.len())))?;
+            .ok_or_else(|| {
+                Error::Unavailable(format!(
+                    "wal record of {} bytes is too large",
+                    payload.len()
+                ))
+            })?;
         let io = |e| Error::io(&self.path, e);
         self.file.write_all(&len.to_le_bytes()).map_err(io)?;
-        self.file.write_all(&crc.finalize().to_le_bytes()).map_err(io)?;
+        self.file
+            .write_all(&crc.finalize().to_le_bytes())
+            .map_err(io)?;
         self.file.write_all(&seq.to_le_bytes()).map_err(io)?;
         self.file.write_all(payload).map_err(io)?;
         self.bytes += (HEADER + payload.len()) as u64;
@@ -250,7 +257,11 @@ pub fn replay(
 }
 
 enum Frame<'a> {
-    Good { seq: u64, payload: &'a [u8], len: usize },
+    Good {
+        seq: u64,
+        payload: &'a [u8],
+        len: usize,
+    },
     /// Fewer bytes than the frame needs.
     Short,
     /// A whole frame whose checksum does not match.
@@ -295,7 +306,9 @@ fn truncate(path: &Path, len: u64) -> Result<()> {
         .write(true)
         .open(path)
         .map_err(|e| Error::io(path, e))?;
-    f.set_len(len).and_then(|_| f.sync_all()).map_err(|e| Error::io(path, e))
+    f.set_len(len)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| Error::io(path, e))
 }
 
 fn quarantine(dir: &Path, segment: u64, offset: usize, bytes: &[u8]) -> Result<PathBuf> {

@@ -46,7 +46,8 @@ fn sql_text(headers: &HeaderMap, body: &[u8]) -> Result<String, QueryError> {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
-    let text = std::str::from_utf8(body).map_err(|_| QueryError::Sql("request body is not utf-8".into()))?;
+    let text = std::str::from_utf8(body)
+        .map_err(|_| QueryError::Sql("request body is not utf-8".into()))?;
     if is_json || text.trim_start().starts_with('{') {
         let parsed: SqlBody = serde_json::from_str(text)
             .map_err(|e| QueryError::Sql(format!("expected {{\"sql\": \"...\"}}: {e}")))?;
@@ -56,11 +57,14 @@ fn sql_text(headers: &HeaderMap, body: &[u8]) -> Result<String, QueryError> {
 }
 
 async fn sql(State(api): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
-    let format = OutputFormat::from_accept(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
+    let format =
+        OutputFormat::from_accept(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
     let result = async {
         let text = sql_text(&headers, &body)?;
         if text.trim().is_empty() {
-            return Err(QueryError::Sql("empty query: send SQL such as SELECT count(*) FROM spans".into()));
+            return Err(QueryError::Sql(
+                "empty query: send SQL such as SELECT count(*) FROM spans".into(),
+            ));
         }
         let result = api.engine.sql(&text).await?;
         render(&result, format)
@@ -83,7 +87,11 @@ async fn trace(State(api): State<ApiState>, Path(trace_id): Path<String>) -> Res
     }
     .await;
     match result {
-        Ok(Some(json)) => ([(header::CONTENT_TYPE, "application/json")], json.to_string()).into_response(),
+        Ok(Some(json)) => (
+            [(header::CONTENT_TYPE, "application/json")],
+            json.to_string(),
+        )
+            .into_response(),
         Ok(None) => (
             StatusCode::NOT_FOUND,
             [(header::CONTENT_TYPE, "application/json")],
@@ -106,7 +114,9 @@ async fn prometheus(State(api): State<ApiState>) -> Response {
 /// Query errors as HTTP: the user's mistakes are 400, our faults 500.
 pub fn error_response(e: &QueryError) -> Response {
     let status = match e {
-        QueryError::Sql(_) | QueryError::ReadOnly(_) | QueryError::BadId(_) => StatusCode::BAD_REQUEST,
+        QueryError::Sql(_) | QueryError::ReadOnly(_) | QueryError::BadId(_) => {
+            StatusCode::BAD_REQUEST
+        }
         QueryError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
         QueryError::ResourcesExhausted(_) => StatusCode::PAYLOAD_TOO_LARGE,
         QueryError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,

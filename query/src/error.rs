@@ -15,7 +15,9 @@ pub enum QueryError {
     #[error("{0}")]
     BadId(#[from] weft_schemas::IdError),
     /// The query ran longer than allowed.
-    #[error("query exceeded the time limit of {0:?}; narrow it (a time range on start_time, a LIMIT) or raise --query-timeout")]
+    #[error(
+        "query exceeded the time limit of {0:?}; narrow it (a time range on start_time, a LIMIT) or raise --query-timeout"
+    )]
     Timeout(std::time::Duration),
     /// The query needed more memory than allowed.
     #[error("query exceeded its memory limit: {0}")]
@@ -33,7 +35,10 @@ impl QueryError {
     pub fn is_user_error(&self) -> bool {
         matches!(
             self,
-            QueryError::Sql(_) | QueryError::ReadOnly(_) | QueryError::BadId(_) | QueryError::Timeout(_)
+            QueryError::Sql(_)
+                | QueryError::ReadOnly(_)
+                | QueryError::BadId(_)
+                | QueryError::Timeout(_)
                 | QueryError::ResourcesExhausted(_)
         )
     }
@@ -43,7 +48,9 @@ impl From<DataFusionError> for QueryError {
     fn from(e: DataFusionError) -> Self {
         match e.find_root() {
             DataFusionError::ResourcesExhausted(m) => QueryError::ResourcesExhausted(m.clone()),
-            DataFusionError::Plan(m) if m.contains("not supported") => QueryError::ReadOnly(m.clone()),
+            DataFusionError::Plan(m) if m.contains("not supported") => {
+                QueryError::ReadOnly(m.clone())
+            }
             DataFusionError::Internal(_)
             | DataFusionError::IoError(_)
             | DataFusionError::ObjectStore(_)

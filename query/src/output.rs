@@ -63,7 +63,12 @@ pub fn render(result: &QueryResult, format: OutputFormat) -> Result<Vec<u8>, Que
         OutputFormat::Csv => {
             let mut writer = arrow::csv::Writer::new(Vec::new());
             if result.batches.is_empty() {
-                let header: Vec<&str> = result.schema.fields().iter().map(|f| f.name().as_str()).collect();
+                let header: Vec<&str> = result
+                    .schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .collect();
                 return Ok(format!("{}\n", header.join(",")).into_bytes());
             }
             for batch in &result.batches {
@@ -84,7 +89,9 @@ pub fn render(result: &QueryResult, format: OutputFormat) -> Result<Vec<u8>, Que
         OutputFormat::Table => {
             if result.batches.iter().all(|b| b.num_rows() == 0) {
                 let empty = RecordBatch::new_empty(Arc::clone(&result.schema));
-                return Ok(arrow::util::pretty::pretty_format_batches(&[empty])?.to_string().into_bytes());
+                return Ok(arrow::util::pretty::pretty_format_batches(&[empty])?
+                    .to_string()
+                    .into_bytes());
             }
             Ok(arrow::util::pretty::pretty_format_batches(&result.batches)?
                 .to_string()
@@ -96,7 +103,12 @@ pub fn render(result: &QueryResult, format: OutputFormat) -> Result<Vec<u8>, Que
 /// CSV cannot hold maps and lists: render nested columns as text.
 fn flatten(batch: &RecordBatch) -> Result<RecordBatch, QueryError> {
     let nested = |t: &DataType| t.is_nested();
-    if !batch.schema().fields().iter().any(|f| nested(f.data_type())) {
+    if !batch
+        .schema()
+        .fields()
+        .iter()
+        .any(|f| nested(f.data_type()))
+    {
         return Ok(batch.clone());
     }
     let options = FormatOptions::default();
@@ -120,5 +132,8 @@ fn flatten(batch: &RecordBatch) -> Result<RecordBatch, QueryError> {
         fields.push(Field::new(field.name(), DataType::Utf8, true));
         columns.push(Arc::new(text.finish()));
     }
-    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?)
 }

@@ -11,9 +11,7 @@ use arrow::datatypes::{DataType, Field};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 
-use crate::schema::{
-    attribute_map_type, event_fields, link_fields, map_entry_fields, span_schema,
-};
+use crate::schema::{attribute_map_type, event_fields, link_fields, map_entry_fields, span_schema};
 use crate::span::{AttrValue, Span};
 
 /// Accumulates one `Map<Utf8, Utf8>` column (or nested field).
@@ -268,33 +266,43 @@ impl AiBuilders {
     fn push(&mut self, s: &Span) {
         let a = &s.ai;
         self.ai_kind.append_option(a.ai_kind.map(|k| k.as_str()));
-        self.gen_ai_operation.append_option(a.gen_ai_operation.as_deref());
-        self.gen_ai_provider.append_option(a.gen_ai_provider.as_deref());
+        self.gen_ai_operation
+            .append_option(a.gen_ai_operation.as_deref());
+        self.gen_ai_provider
+            .append_option(a.gen_ai_provider.as_deref());
         self.gen_ai_model.append_option(a.gen_ai_model.as_deref());
         self.input_tokens.append_option(a.input_tokens);
         self.output_tokens.append_option(a.output_tokens);
-        self.cached_input_tokens.append_option(a.cached_input_tokens);
+        self.cached_input_tokens
+            .append_option(a.cached_input_tokens);
         self.tool_name.append_option(a.tool_name.as_deref());
         self.tool_call_id.append_option(a.tool_call_id.as_deref());
-        self.retrieval_source.append_option(a.retrieval_source.as_deref());
+        self.retrieval_source
+            .append_option(a.retrieval_source.as_deref());
         let docs = a.retrieved_document_ids.as_deref().unwrap_or_default();
         for d in docs {
             self.doc_ids.append_value(d);
         }
-        self.doc_offsets.push(next_offset(&self.doc_offsets, docs.len()));
+        self.doc_offsets
+            .push(next_offset(&self.doc_offsets, docs.len()));
         self.doc_valid.push(a.retrieved_document_ids.is_some());
         self.identity.append_option(a.identity.as_deref());
-        self.workload_identity.append_option(a.workload_identity.as_deref());
+        self.workload_identity
+            .append_option(a.workload_identity.as_deref());
         self.policy_name.append_option(a.policy_name.as_deref());
-        self.policy_verdict.append_option(a.policy_verdict.map(|v| v.as_str()));
-        self.approval_state.append_option(a.approval_state.map(|v| v.as_str()));
+        self.policy_verdict
+            .append_option(a.policy_verdict.map(|v| v.as_str()));
+        self.approval_state
+            .append_option(a.approval_state.map(|v| v.as_str()));
         self.approver.append_option(a.approver.as_deref());
         self.node.append_option(a.node.as_deref());
         self.kv_cache_hit.append_option(a.kv_cache_hit);
         self.kv_cache_hit_ratio.append_option(a.kv_cache_hit_ratio);
         self.queue_wait_ns.append_option(a.queue_wait_ns);
-        self.time_to_first_token_ns.append_option(a.time_to_first_token_ns);
-        self.conversation_id.append_option(a.conversation_id.as_deref());
+        self.time_to_first_token_ns
+            .append_option(a.time_to_first_token_ns);
+        self.conversation_id
+            .append_option(a.conversation_id.as_deref());
         self.agent_name.append_option(a.agent_name.as_deref());
     }
 

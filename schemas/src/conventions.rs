@@ -187,7 +187,10 @@ pub const AI_COLUMNS: &[AiColumn] = &[
         ty: ColumnType::Utf8List,
         keys: &[
             span_as("gen_ai.retrieval.documents", Interp::DocumentIdsJson),
-            span_as("retrieval.documents.N.document.id", Interp::DocumentIdsIndexed),
+            span_as(
+                "retrieval.documents.N.document.id",
+                Interp::DocumentIdsIndexed,
+            ),
         ],
         doc: "ids of the documents retrieved, in order",
     },
@@ -206,7 +209,10 @@ pub const AI_COLUMNS: &[AiColumn] = &[
     AiColumn {
         name: "policy_name",
         ty: ColumnType::Utf8,
-        keys: &[span("weft.policy.name"), span("gen_ai.security.policy.name")],
+        keys: &[
+            span("weft.policy.name"),
+            span("gen_ai.security.policy.name"),
+        ],
         doc: "policy evaluated",
     },
     AiColumn {
@@ -259,7 +265,10 @@ pub const AI_COLUMNS: &[AiColumn] = &[
         ty: ColumnType::Int64,
         keys: &[
             span_as("weft.ttft_ms", Interp::MillisToNanos),
-            span_as("gen_ai.response.time_to_first_chunk", Interp::SecondsToNanos),
+            span_as(
+                "gen_ai.response.time_to_first_chunk",
+                Interp::SecondsToNanos,
+            ),
         ],
         doc: "time to first token, nanoseconds",
     },
@@ -498,7 +507,10 @@ impl Typed {
 }
 
 /// Extracts every AI column from a span's and its resource's attributes.
-pub fn extract(span_attrs: &[(String, AttrValue)], resource_attrs: &[(String, AttrValue)]) -> AiFields {
+pub fn extract(
+    span_attrs: &[(String, AttrValue)],
+    resource_attrs: &[(String, AttrValue)],
+) -> AiFields {
     let mut out = AiFields::default();
     for column in AI_COLUMNS {
         let Some(value) = first_present(column, span_attrs, resource_attrs) else {
@@ -760,10 +772,7 @@ mod tests {
                 s("gen_ai.usage.input_tokens", "many"),
                 i("gen_ai.usage.prompt_tokens", 5),
                 s("weft.policy.verdict", "maybe"),
-                (
-                    "weft.kv_cache.hit_ratio".to_owned(),
-                    AttrValue::Double(1.5),
-                ),
+                ("weft.kv_cache.hit_ratio".to_owned(), AttrValue::Double(1.5)),
             ],
             &[],
         );
@@ -803,10 +812,7 @@ mod tests {
     fn units_and_resource_fallbacks() {
         let ai = extract(
             &[
-                (
-                    "weft.queue.wait_ms".to_owned(),
-                    AttrValue::Double(12.5),
-                ),
+                ("weft.queue.wait_ms".to_owned(), AttrValue::Double(12.5)),
                 i("weft.ttft_ms", 80),
                 ("weft.kv_cache.hit".to_owned(), AttrValue::Bool(true)),
             ],
@@ -822,7 +828,11 @@ mod tests {
     fn conventions_md_documents_every_key() {
         let doc = include_str!("../../CONVENTIONS.md");
         for column in AI_COLUMNS {
-            assert!(doc.contains(&format!("`{}`", column.name)), "{}", column.name);
+            assert!(
+                doc.contains(&format!("`{}`", column.name)),
+                "{}",
+                column.name
+            );
             for key in column.keys {
                 assert!(
                     doc.contains(&format!("`{}`", key.name)),

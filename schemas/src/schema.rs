@@ -83,7 +83,11 @@ pub fn link_fields() -> Fields {
 }
 
 fn list_of(fields: Fields) -> DataType {
-    DataType::List(Arc::new(Field::new("item", DataType::Struct(fields), false)))
+    DataType::List(Arc::new(Field::new(
+        "item",
+        DataType::Struct(fields),
+        false,
+    )))
 }
 
 /// `List<Utf8>` as used by list-valued AI columns.

@@ -46,11 +46,9 @@ impl AttrValue {
             AttrValue::Bytes(b) => Value::String(hex::encode(b)),
             AttrValue::Empty => Value::Null,
             AttrValue::Array(items) => Value::Array(items.iter().map(Self::to_json).collect()),
-            AttrValue::KvList(kvs) => Value::Object(
-                kvs.iter()
-                    .map(|(k, v)| (k.clone(), v.to_json()))
-                    .collect(),
-            ),
+            AttrValue::KvList(kvs) => {
+                Value::Object(kvs.iter().map(|(k, v)| (k.clone(), v.to_json())).collect())
+            }
         }
     }
 }

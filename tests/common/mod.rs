@@ -1,6 +1,6 @@
 //! Test helpers: a real `weft serve` child process on ephemeral loopback ports.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -33,7 +33,14 @@ impl Server {
             .arg("serve")
             .arg("--data-dir")
             .arg(dir)
-            .args(["--otlp-grpc", "127.0.0.1:0", "--otlp-http", "127.0.0.1:0", "--api", "127.0.0.1:0"])
+            .args([
+                "--otlp-grpc",
+                "127.0.0.1:0",
+                "--otlp-http",
+                "127.0.0.1:0",
+                "--api",
+                "127.0.0.1:0",
+            ])
             .args(extra)
             .env("WEFT_LOG", "warn")
             .stdout(Stdio::piped())
@@ -42,8 +49,13 @@ impl Server {
             .expect("weft binary starts");
         let stdout = child.stdout.take().expect("piped stdout");
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("read stdout");
-        assert!(line.starts_with("weft listening"), "unexpected first line: {line:?}");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read stdout");
+        assert!(
+            line.starts_with("weft listening"),
+            "unexpected first line: {line:?}"
+        );
         let server = Server {
             grpc: field(&line, "otlp_grpc"),
             http: field(&line, "otlp_http"),
@@ -69,7 +81,8 @@ impl Server {
     }
 
     pub fn is_healthy(&self) -> bool {
-        reqwest::blocking::get(format!("http://{}/healthz", self.api)).is_ok_and(|r| r.status().is_success())
+        reqwest::blocking::get(format!("http://{}/healthz", self.api))
+            .is_ok_and(|r| r.status().is_success())
     }
 
     /// Runs SQL through the API; rows as JSON objects.
@@ -88,7 +101,9 @@ impl Server {
     /// A single number from SQL such as `SELECT count(*) AS n FROM spans`.
     pub fn count(&self, query: &str) -> i64 {
         let rows = self.sql(query);
-        rows[0]["n"].as_i64().unwrap_or_else(|| panic!("{query}: {rows:?}"))
+        rows[0]["n"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("{query}: {rows:?}"))
     }
 
     /// Polls until `query` counts `expected`, for spans in flight from batching exporters.
@@ -112,7 +127,10 @@ impl Server {
     /// SIGTERM, then wait for a clean exit.
     pub fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().expect("kill -TERM");
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill -TERM");
         self.child.wait().expect("wait")
     }
 }

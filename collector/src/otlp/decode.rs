@@ -19,7 +19,12 @@ impl Format {
     /// From a `Content-Type` header value (parameters such as charset ignored).
     pub fn from_content_type(value: Option<&str>) -> Result<Self> {
         let raw = value.unwrap_or("");
-        let media = raw.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let media = raw
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         match media.as_str() {
             "application/x-protobuf" | "application/protobuf" => Ok(Format::Protobuf),
             "application/json" => Ok(Format::Json),
@@ -82,12 +87,10 @@ pub fn decompress(body: bytes::Bytes, encoding: Encoding, limit: usize) -> Resul
         Encoding::Gzip => {
             let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(limit));
             let mut reader = GzDecoder::new(&body[..]).take(limit as u64 + 1);
-            reader
-                .read_to_end(&mut out)
-                .map_err(|e| Error::Malformed {
-                    format: "gzip",
-                    reason: e.to_string(),
-                })?;
+            reader.read_to_end(&mut out).map_err(|e| Error::Malformed {
+                format: "gzip",
+                reason: e.to_string(),
+            })?;
             if out.len() > limit {
                 return Err(Error::TooLarge { limit });
             }
@@ -149,8 +152,12 @@ mod tests {
 
     #[test]
     fn corrupt_gzip_is_malformed() {
-        let err = decompress(bytes::Bytes::from_static(b"\x1f\x8bnot gzip"), Encoding::Gzip, 1024)
-            .unwrap_err();
+        let err = decompress(
+            bytes::Bytes::from_static(b"\x1f\x8bnot gzip"),
+            Encoding::Gzip,
+            1024,
+        )
+        .unwrap_err();
         assert!(err.is_client_error(), "{err}");
     }
 
@@ -159,7 +166,10 @@ mod tests {
         let json = include_str!("../../tests/fixtures/trace.json");
         let req: ExportTraceServiceRequest = decode_message(json.as_bytes(), Format::Json).unwrap();
         let span = &req.resource_spans[0].scope_spans[0].spans[0];
-        assert_eq!(hex::encode(&span.trace_id), "5b8efff798038103d269b633813fc60c");
+        assert_eq!(
+            hex::encode(&span.trace_id),
+            "5b8efff798038103d269b633813fc60c"
+        );
         assert_eq!(hex::encode(&span.span_id), "eee19b7ec3c1b174");
         assert_eq!(span.kind, 2);
         assert_eq!(span.start_time_unix_nano, 1_544_712_660_000_000_000);
@@ -180,10 +190,18 @@ mod tests {
 
     #[test]
     fn malformed_payloads_say_what_is_wrong() {
-        let err = decode_message::<ExportTraceServiceRequest>(b"{not json", Format::Json).unwrap_err();
-        assert!(err.to_string().starts_with("malformed json payload"), "{err}");
         let err =
-            decode_message::<ExportTraceServiceRequest>(&[0xff, 0xff, 0xff], Format::Protobuf).unwrap_err();
-        assert!(err.to_string().starts_with("malformed protobuf payload"), "{err}");
+            decode_message::<ExportTraceServiceRequest>(b"{not json", Format::Json).unwrap_err();
+        assert!(
+            err.to_string().starts_with("malformed json payload"),
+            "{err}"
+        );
+        let err =
+            decode_message::<ExportTraceServiceRequest>(&[0xff, 0xff, 0xff], Format::Protobuf)
+                .unwrap_err();
+        assert!(
+            err.to_string().starts_with("malformed protobuf payload"),
+            "{err}"
+        );
     }
 }

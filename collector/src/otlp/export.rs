@@ -18,7 +18,9 @@ use weft_schemas::{SpanKind, StatusCode};
 use crate::error::{Error, Result};
 
 fn missing(name: &str) -> Error {
-    Error::Unavailable(format!("span batch lacks column {name} of the expected type"))
+    Error::Unavailable(format!(
+        "span batch lacks column {name} of the expected type"
+    ))
 }
 
 fn strings<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a StringArray> {
@@ -156,7 +158,10 @@ fn events_json(list: &ListArray, row: usize) -> Vec<Value> {
     let value = list.value(row);
     let items = value.as_struct();
     let (Some(time), Some(name), Some(attrs)) = (
-        items.column(0).as_any().downcast_ref::<TimestampNanosecondArray>(),
+        items
+            .column(0)
+            .as_any()
+            .downcast_ref::<TimestampNanosecondArray>(),
         items.column(1).as_any().downcast_ref::<StringArray>(),
         items.column(2).as_any().downcast_ref::<MapArray>(),
     ) else {
@@ -203,18 +208,23 @@ fn links_json(list: &ListArray, row: usize) -> Vec<Value> {
 mod tests {
     use super::*;
     use crate::otlp::ExportTraceServiceRequest;
-    use crate::otlp::normalise::{normalise, tests::{good_span, request}};
+    use crate::otlp::normalise::{
+        normalise,
+        tests::{good_span, request},
+    };
     use weft_schemas::spans_to_batch;
 
     #[test]
     fn round_trips_through_the_json_decoder() {
         let mut child = good_span(2);
         child.parent_span_id = vec![1; 8];
-        child.links.push(opentelemetry_proto::tonic::trace::v1::span::Link {
-            trace_id: vec![7; 16],
-            span_id: vec![7; 8],
-            ..Default::default()
-        });
+        child
+            .links
+            .push(opentelemetry_proto::tonic::trace::v1::span::Link {
+                trace_id: vec![7; 16],
+                span_id: vec![7; 8],
+                ..Default::default()
+            });
         let spans = normalise(&request(vec![good_span(1), child])).spans;
         let json = traces_data_json(&[spans_to_batch(&spans).unwrap()]).unwrap();
         let back: ExportTraceServiceRequest = serde_json::from_value(json.clone()).unwrap();
@@ -223,8 +233,17 @@ mod tests {
         assert_eq!(round.spans.len(), 2);
         assert_eq!(round.spans[1].parent_span_id, spans[1].parent_span_id);
         assert_eq!(round.spans[1].links[0].trace_id, spans[1].links[0].trace_id);
-        assert_eq!(round.spans[0].start_time_unix_nano, spans[0].start_time_unix_nano);
-        assert_eq!(round.spans[0].service_name.as_deref(), Some("support-agent"));
-        assert_eq!(json["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["kind"], 3);
+        assert_eq!(
+            round.spans[0].start_time_unix_nano,
+            spans[0].start_time_unix_nano
+        );
+        assert_eq!(
+            round.spans[0].service_name.as_deref(),
+            Some("support-agent")
+        );
+        assert_eq!(
+            json["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["kind"],
+            3
+        );
     }
 }

@@ -49,7 +49,11 @@ impl Normalised {
             return String::new();
         }
         let more = self.rejected as usize - self.errors.len().min(self.rejected as usize);
-        let mut msg = format!("rejected {} span(s): {}", self.rejected, self.errors.join("; "));
+        let mut msg = format!(
+            "rejected {} span(s): {}",
+            self.rejected,
+            self.errors.join("; ")
+        );
         if more > 0 {
             msg.push_str(&format!("; and {more} more"));
         }
@@ -184,7 +188,9 @@ fn parent(bytes: &[u8]) -> Result<Option<SpanId>, SpanError> {
     if bytes.is_empty() || (bytes.len() == SpanId::LEN && bytes.iter().all(|b| *b == 0)) {
         return Ok(None);
     }
-    SpanId::try_from(bytes).map(Some).map_err(SpanError::ParentId)
+    SpanId::try_from(bytes)
+        .map(Some)
+        .map_err(SpanError::ParentId)
 }
 
 /// Converts OTLP key/values, keeping their order and types.
@@ -236,7 +242,10 @@ pub(crate) mod tests {
             start_time_unix_nano: 1_700_000_000_000_000_000,
             end_time_unix_nano: 1_700_000_000_500_000_000,
             attributes: vec![
-                kv("gen_ai.operation.name", any_value::Value::StringValue("chat".into())),
+                kv(
+                    "gen_ai.operation.name",
+                    any_value::Value::StringValue("chat".into()),
+                ),
                 kv("gen_ai.usage.input_tokens", any_value::Value::IntValue(100)),
             ],
             ..Default::default()
@@ -248,7 +257,10 @@ pub(crate) mod tests {
             resource_spans: vec![ResourceSpans {
                 resource: Some(Resource {
                     attributes: vec![
-                        kv("service.name", any_value::Value::StringValue("support-agent".into())),
+                        kv(
+                            "service.name",
+                            any_value::Value::StringValue("support-agent".into()),
+                        ),
                         kv("host.name", any_value::Value::StringValue("gpu-2".into())),
                     ],
                     ..Default::default()
@@ -306,7 +318,10 @@ pub(crate) mod tests {
         assert!(msg.contains("span id must not be all zeros"), "{msg}");
         assert!(msg.contains("is before start time"), "{msg}");
         assert!(msg.contains("parent span id must be 8 bytes"), "{msg}");
-        assert!(msg.contains("link 0: trace id must not be all zeros"), "{msg}");
+        assert!(
+            msg.contains("link 0: trace id must not be all zeros"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -319,12 +334,17 @@ pub(crate) mod tests {
     #[test]
     fn wrongly_typed_ai_attribute_keeps_span_and_raw_value() {
         let mut span = good_span(1);
-        span.attributes.push(kv("weft.kv_cache.hit", any_value::Value::StringValue("yes".into())));
+        span.attributes.push(kv(
+            "weft.kv_cache.hit",
+            any_value::Value::StringValue("yes".into()),
+        ));
         let out = normalise(&request(vec![span]));
         assert_eq!(out.rejected, 0);
         assert_eq!(out.spans[0].ai.kv_cache_hit, None);
-        assert!(out.spans[0]
-            .attributes
-            .contains(&("weft.kv_cache.hit".into(), AttrValue::Str("yes".into()))));
+        assert!(
+            out.spans[0]
+                .attributes
+                .contains(&("weft.kv_cache.hit".into(), AttrValue::Str("yes".into())))
+        );
     }
 }

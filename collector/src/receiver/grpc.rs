@@ -36,7 +36,10 @@ impl TraceService for OtlpGrpc {
         match export_traces(&self.store, request.get_ref()).await {
             Ok(response) => Ok(Response::new(response)),
             Err(e) => {
-                self.store.metrics().requests_failed.fetch_add(1, Ordering::Relaxed);
+                self.store
+                    .metrics()
+                    .requests_failed
+                    .fetch_add(1, Ordering::Relaxed);
                 Err(to_status(&e))
             }
         }
@@ -56,16 +59,24 @@ pub fn to_status(e: &Error) -> Status {
 }
 
 /// Rewrites tonic's own pre-handler statuses to the codes OTLP specifies.
-pub fn otlp_status_codes(mut response: http::Response<tonic::body::Body>) -> http::Response<tonic::body::Body> {
+pub fn otlp_status_codes(
+    mut response: http::Response<tonic::body::Body>,
+) -> http::Response<tonic::body::Body> {
     let headers = response.headers_mut();
-    let status = headers.get("grpc-status").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let status = headers
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let message = headers
         .get("grpc-message")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
     let replacement = match status.as_deref() {
-        Some("11") if message.contains("message%20length%20too%20large") || message.contains("message length too large") => {
+        Some("11")
+            if message.contains("message%20length%20too%20large")
+                || message.contains("message length too large") =>
+        {
             Some(tonic::Code::ResourceExhausted)
         }
         Some("13") if message.contains("decode") || message.contains("decompress") => {

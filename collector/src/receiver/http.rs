@@ -54,14 +54,24 @@ pub fn router(store: Store, limits: IngestLimits) -> Router {
 }
 
 /// Reads, bounds, decompresses and decodes a request body.
-async fn read_request<M>(headers: &HeaderMap, body: Body, limit: usize) -> Result<(M, Format), (Error, Option<Format>)>
+async fn read_request<M>(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<(M, Format), (Error, Option<Format>)>
 where
     M: Message + Default + serde::de::DeserializeOwned,
 {
-    let header_str = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
-    let format = Format::from_content_type(header_str(header::CONTENT_TYPE)).map_err(|e| (e, None))?;
+    let header_str = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    let format =
+        Format::from_content_type(header_str(header::CONTENT_TYPE)).map_err(|e| (e, None))?;
     let with_format = |e| (e, Some(format));
-    let encoding = Encoding::from_header(header_str(header::CONTENT_ENCODING)).map_err(with_format)?;
+    let encoding =
+        Encoding::from_header(header_str(header::CONTENT_ENCODING)).map_err(with_format)?;
     let raw = axum::body::to_bytes(body, limit)
         .await
         .map_err(|_| with_format(Error::TooLarge { limit }))?;
@@ -71,11 +81,16 @@ where
 }
 
 async fn traces(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    let (request, format) =
-        match read_request::<ExportTraceServiceRequest>(&headers, body, app.limits.max_http_body_bytes).await {
-            Ok(r) => r,
-            Err((e, format)) => return fail(&app, &e, format),
-        };
+    let (request, format) = match read_request::<ExportTraceServiceRequest>(
+        &headers,
+        body,
+        app.limits.max_http_body_bytes,
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err((e, format)) => return fail(&app, &e, format),
+    };
     match export_traces(&app.store, &request).await {
         Ok(response) => match format {
             Format::Protobuf => ok(format, response.encode_to_vec()),
@@ -97,28 +112,47 @@ async fn traces(State(app): State<AppState>, headers: HeaderMap, body: Body) -> 
 const TRACES_ONLY: &str = "weft stores traces only; send metrics and logs to another backend";
 
 async fn metrics(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    let (request, format) =
-        match read_request::<ExportMetricsServiceRequest>(&headers, body, app.limits.max_http_body_bytes).await {
-            Ok(r) => r,
-            Err((e, format)) => return fail(&app, &e, format),
-        };
+    let (request, format) = match read_request::<ExportMetricsServiceRequest>(
+        &headers,
+        body,
+        app.limits.max_http_body_bytes,
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err((e, format)) => return fail(&app, &e, format),
+    };
     let points = count_data_points(&request);
     let partial = (points > 0).then(|| ExportMetricsPartialSuccess {
         rejected_data_points: points,
         error_message: TRACES_ONLY.to_owned(),
     });
     match format {
-        Format::Protobuf => ok(format, ExportMetricsServiceResponse { partial_success: partial }.encode_to_vec()),
-        Format::Json => ok(format, partial_json("rejectedDataPoints", points).into_bytes()),
+        Format::Protobuf => ok(
+            format,
+            ExportMetricsServiceResponse {
+                partial_success: partial,
+            }
+            .encode_to_vec(),
+        ),
+        Format::Json => ok(
+            format,
+            partial_json("rejectedDataPoints", points).into_bytes(),
+        ),
     }
 }
 
 async fn logs(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    let (request, format) =
-        match read_request::<ExportLogsServiceRequest>(&headers, body, app.limits.max_http_body_bytes).await {
-            Ok(r) => r,
-            Err((e, format)) => return fail(&app, &e, format),
-        };
+    let (request, format) = match read_request::<ExportLogsServiceRequest>(
+        &headers,
+        body,
+        app.limits.max_http_body_bytes,
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err((e, format)) => return fail(&app, &e, format),
+    };
     let records: i64 = request
         .resource_logs
         .iter()
@@ -130,8 +164,17 @@ async fn logs(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Re
         error_message: TRACES_ONLY.to_owned(),
     });
     match format {
-        Format::Protobuf => ok(format, ExportLogsServiceResponse { partial_success: partial }.encode_to_vec()),
-        Format::Json => ok(format, partial_json("rejectedLogRecords", records).into_bytes()),
+        Format::Protobuf => ok(
+            format,
+            ExportLogsServiceResponse {
+                partial_success: partial,
+            }
+            .encode_to_vec(),
+        ),
+        Format::Json => ok(
+            format,
+            partial_json("rejectedLogRecords", records).into_bytes(),
+        ),
     }
 }
 
@@ -139,7 +182,8 @@ fn partial_json(field: &str, rejected: i64) -> String {
     if rejected == 0 {
         return "{}".to_owned();
     }
-    json!({"partialSuccess": {field: rejected.to_string(), "errorMessage": TRACES_ONLY}}).to_string()
+    json!({"partialSuccess": {field: rejected.to_string(), "errorMessage": TRACES_ONLY}})
+        .to_string()
 }
 
 fn count_data_points(request: &ExportMetricsServiceRequest) -> i64 {
@@ -164,7 +208,10 @@ fn ok(format: Format, body: Vec<u8>) -> Response {
 }
 
 fn fail(app: &AppState, e: &Error, format: Option<Format>) -> Response {
-    app.store.metrics().requests_failed.fetch_add(1, Ordering::Relaxed);
+    app.store
+        .metrics()
+        .requests_failed
+        .fetch_add(1, Ordering::Relaxed);
     error_response(e, format)
 }
 
@@ -189,7 +236,12 @@ pub fn error_response(e: &Error, format: Option<Format>) -> Response {
         Format::Protobuf => Bytes::from(rpc.encode_to_vec()),
         Format::Json => Bytes::from(json!({"code": rpc.code, "message": rpc.message}).to_string()),
     };
-    let mut response = (status, [(header::CONTENT_TYPE, format.content_type())], body).into_response();
+    let mut response = (
+        status,
+        [(header::CONTENT_TYPE, format.content_type())],
+        body,
+    )
+        .into_response();
     if status == StatusCode::SERVICE_UNAVAILABLE {
         response
             .headers_mut()

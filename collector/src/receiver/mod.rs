@@ -8,7 +8,9 @@ pub mod http;
 use crate::error::Result;
 use crate::metrics::Metrics;
 use crate::otlp::normalise::normalise;
-use crate::otlp::{ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse};
+use crate::otlp::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use crate::store::Store;
 
 /// Normalises a request, stores its valid spans durably, and builds the OTLP
