@@ -85,7 +85,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         *kinds.entry(w.name).or_default() += 1;
     }
     let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
-    eprintln!("sent {total_spans} spans in {} traces ({})", trace_ids.len(), kinds.join(", "));
+    eprintln!(
+        "sent {total_spans} spans in {} traces ({})",
+        trace_ids.len(),
+        kinds.join(", ")
+    );
     if let Some(first) = trace_ids.first() {
         eprintln!(
             "try: weft sql \"SELECT name, ai_kind, gen_ai_model, node, kv_cache_hit FROM spans WHERE trace_id = '{first}'\""

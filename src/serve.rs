@@ -54,7 +54,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         otlp_grpc = %addrs.0,
         otlp_http = %addrs.1,
         api = %addrs.2,
-        data_dir = %config.store.data_dir.display(),
+        data_dir = %store.data_dir().display(),
         "weft is listening"
     );
     // One machine-readable line on stdout, for scripts and tests using port 0.
@@ -110,7 +110,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .shutdown()
         .await
         .context("final flush failed; the spans stay in the wal and replay on the next start")?;
-    tracing::info!(data_dir = %config.store.data_dir.display(), "stopped cleanly");
+    tracing::info!(data_dir = %store.data_dir().display(), "stopped cleanly");
     Ok(())
 }
 
