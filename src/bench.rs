@@ -23,6 +23,12 @@ use crate::workload::{Kind, Value, Workflow, workflows};
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
+    /// Which figures to measure.
+    #[arg(long, value_enum, default_value_t = Which::All)]
+    pub only: Which,
+    /// Spans in the lineage benchmark's workflow.
+    #[arg(long, default_value_t = 100_000)]
+    pub lineage_spans: usize,
     /// Workflows in the workload (about 8 spans each).
     #[arg(long, default_value_t = 25_000)]
     pub workflows: usize,
@@ -34,7 +40,24 @@ pub struct BenchArgs {
     pub clients: usize,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Which {
+    All,
+    Ingest,
+    Lineage,
+}
+
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if args.only != Which::Lineage {
+        ingest(&args)?;
+    }
+    if args.only != Which::Ingest {
+        crate::bench_lineage::run(args.lineage_spans)?;
+    }
+    Ok(())
+}
+
+fn ingest(args: &BenchArgs) -> anyhow::Result<()> {
     let plan = workflows(args.workflows, 7);
     let requests = to_requests(&plan, args.batch.max(1));
     let spans: usize = requests.iter().map(count_spans).sum();

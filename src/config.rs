@@ -49,6 +49,9 @@ pub struct FileConfig {
     pub dedup_window_secs: Option<u64>,
     pub query_timeout_secs: Option<f64>,
     pub query_memory_bytes: Option<usize>,
+    /// Tools that change something, for lineage governance checks
+    /// (besides spans marked `weft.tool.effect = write`).
+    pub write_tools: Option<Vec<String>>,
 }
 
 /// Resolved settings.
@@ -60,6 +63,7 @@ pub struct ServeConfig {
     pub ingest: IngestLimits,
     pub store: StoreConfig,
     pub query: QueryLimits,
+    pub write_tools: Vec<String>,
 }
 
 fn addr(s: &str) -> SocketAddr {
@@ -128,6 +132,7 @@ impl ServeConfig {
             ingest,
             store,
             query,
+            write_tools: file.write_tools.unwrap_or_default(),
         })
     }
 }

@@ -3,12 +3,15 @@
 //! This binary is thin: it parses the command line and wires the crates together.
 //! - `serve` ([`serve`]): OTLP receivers, storage and the HTTP API;
 //! - `sql` ([`sql`]): run SQL against a server or a data directory;
+//! - `lineage` ([`lineage`]): reconstruct a workflow across traces;
 //! - `demo` ([`demo`]): send realistic AI-workflow traces through a real OTLP exporter;
 //! - `bench` ([`bench`]): measure ingest rate and bytes per span.
 
 mod bench;
+mod bench_lineage;
 mod config;
 mod demo;
+mod lineage;
 mod serve;
 mod sql;
 mod workload;
@@ -32,6 +35,8 @@ enum Command {
     Serve(config::ServeArgs),
     /// Run a read-only SQL query against a server or a data directory.
     Sql(sql::SqlArgs),
+    /// Reconstruct the workflow reachable from a trace: tree, summary, anomalies.
+    Lineage(lineage::LineageArgs),
     /// Send realistic AI-workflow traces to a Weft (or any OTLP) endpoint.
     Demo(demo::DemoArgs),
     /// Measure durable ingest rate and storage size against baselines from the same run.
@@ -50,6 +55,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Sql(args) => sql::run(args),
+        Command::Lineage(args) => lineage::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
     }

@@ -58,7 +58,8 @@ fn embedded(dir: PathBuf, sql: &str, format: Format) -> anyhow::Result<Vec<u8>> 
         .with_context(|| format!("cannot read data directory {}", dir.display()))?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let engine = QueryEngine::new(Arc::new(StaticSource(snapshot)), QueryLimits::default())?;
+        let engine =
+            QueryEngine::new(Arc::new(StaticSource(snapshot)), QueryLimits::default()).await?;
         let result = engine.sql(sql).await?;
         Ok(render(&result, output_format(format))?)
     })

@@ -178,6 +178,7 @@ impl<'r> Builder<'r> {
                     ("weft.retry.attempt", Value::Int(attempt)),
                 ],
             );
+            self.spans[id].service = "llm-gateway";
             if fails {
                 self.spans[id].error = Some(format!("upstream timeout on {node}"));
                 attempt += 1;
@@ -219,13 +220,14 @@ impl<'r> Builder<'r> {
         )
     }
 
+    /// A retrieval, served by the shared retriever service.
     fn retrieval(&mut self, parent: usize, source: &str, identity: &str) -> usize {
         let n = self.rng.random_range(2..6);
         let docs: Vec<String> = (0..n)
             .map(|_| format!("{{\"id\":\"{source}-{}\"}}", self.rng.random_range(1..5000)))
             .collect();
         let ms = self.rng.random_range(20..120);
-        self.step(
+        let id = self.step(
             parent,
             &format!("retrieval {source}"),
             Kind::Client,
@@ -239,7 +241,9 @@ impl<'r> Builder<'r> {
                 ),
                 ("weft.identity", s(identity)),
             ],
-        )
+        );
+        self.spans[id].service = "retriever";
+        id
     }
 
     fn approval(
@@ -404,6 +408,103 @@ mod tests {
                 assert!(span.links.iter().all(|l| *l < i));
                 assert!(span.duration_ns >= 0);
             }
+        }
+    }
+
+    use weft_query::lineage::graph::{BuildOptions, build};
+    use weft_query::lineage::render::{summary_text, text_tree};
+    use weft_query::lineage::{LineageSpan, StepAi};
+    use weft_schemas::conventions::extract;
+    use weft_schemas::{AttrValue, SpanId, StatusCode, TraceId};
+
+    /// The plan as lineage input, with ids and times fixed so snapshots are stable.
+    fn lineage_spans(w: &Workflow, n: u8) -> Vec<LineageSpan> {
+        let trace = |t: usize| TraceId::try_from([n * 2 + t as u8 + 1; 16].as_slice()).unwrap();
+        let span = |i: usize| {
+            let mut b = [0u8; 8];
+            b[0] = n + 1;
+            b[7] = i as u8 + 1;
+            SpanId::try_from(b.as_slice()).unwrap()
+        };
+        let base = 1_700_000_000_000_000_000i64;
+        w.spans
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let attrs: Vec<(String, AttrValue)> = p
+                    .attributes
+                    .iter()
+                    .map(|(k, v)| {
+                        let v = match v {
+                            Value::Str(s) => AttrValue::Str(s.clone()),
+                            Value::Int(i) => AttrValue::Int(*i),
+                            Value::Float(f) => AttrValue::Double(*f),
+                            Value::Bool(b) => AttrValue::Bool(*b),
+                        };
+                        ((*k).to_owned(), v)
+                    })
+                    .collect();
+                let text = |key: &str| {
+                    attrs
+                        .iter()
+                        .find(|(k, _)| k == key)
+                        .map(|(_, v)| v.to_text())
+                };
+                let ai = extract(&attrs, &[]);
+                LineageSpan {
+                    trace_id: trace(p.trace),
+                    span_id: span(i),
+                    parent_span_id: p.parent.map(span),
+                    name: p.name.clone(),
+                    service: Some(p.service.to_owned()),
+                    start_ns: base + p.start_ns,
+                    end_ns: base + p.start_ns + p.duration_ns,
+                    status: if p.error.is_some() {
+                        StatusCode::Error
+                    } else {
+                        StatusCode::Ok
+                    },
+                    status_message: p.error.clone(),
+                    links: p
+                        .links
+                        .iter()
+                        .map(|l| (trace(w.spans[*l].trace), span(*l)))
+                        .collect(),
+                    ai: StepAi {
+                        ai_kind: ai.ai_kind,
+                        identity: ai.identity,
+                        workload_identity: ai.workload_identity,
+                        policy_name: ai.policy_name,
+                        policy_verdict: ai.policy_verdict,
+                        tool_name: ai.tool_name,
+                        tool_call_id: ai.tool_call_id,
+                        tool_effect: text("weft.tool.effect"),
+                        retrieval_source: ai.retrieval_source,
+                        document_ids: ai.retrieved_document_ids.unwrap_or_default(),
+                        approval_state: ai.approval_state,
+                        approver: ai.approver,
+                        approval_action: text("weft.approval.action"),
+                        model: ai.gen_ai_model,
+                        input_tokens: ai.input_tokens,
+                        output_tokens: ai.output_tokens,
+                        node: ai.node,
+                        kv_cache_hit: ai.kv_cache_hit,
+                    },
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn demo_workflow_lineage_snapshots() {
+        for (n, w) in workflows(3, 42).iter().enumerate() {
+            let options = BuildOptions {
+                now_ns: i64::MAX,
+                ..Default::default()
+            };
+            let lineage = build(lineage_spans(w, n as u8), &options);
+            let text = format!("{}\n{}", text_tree(&lineage), summary_text(&lineage));
+            insta::assert_snapshot!(w.name, text);
         }
     }
 

@@ -196,9 +196,10 @@ fn demo_command_sends_its_workload_through_a_real_exporter() {
     // Same seed twice: identical plans, fresh ids, so twice the spans.
     let total = server.count("SELECT count(*) AS n FROM spans");
     assert!(total > 2 * 6 * 5, "{total}");
+    // Three workflow services, plus the shared LLM gateway and retriever they call.
     assert_eq!(
         server.count("SELECT count(DISTINCT service_name) AS n FROM spans"),
-        3
+        5
     );
     // Every LLM step carries model, node, tokens and KV-cache state.
     assert_eq!(

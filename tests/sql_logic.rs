@@ -141,8 +141,11 @@ async fn sqllogictest_files() {
         "trace A is in parquet"
     );
     assert_eq!(store.buffered_spans(), 3, "trace B is live");
-    let engine =
-        Arc::new(QueryEngine::new(Arc::new(store.clone()), QueryLimits::default()).unwrap());
+    let engine = Arc::new(
+        QueryEngine::new(Arc::new(store.clone()), QueryLimits::default())
+            .await
+            .unwrap(),
+    );
 
     let slt_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/slt");
     let mut files: Vec<_> = std::fs::read_dir(&slt_dir)

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -16,6 +16,9 @@ use weft_schemas::TraceId;
 
 use crate::engine::QueryEngine;
 use crate::error::QueryError;
+use crate::lineage::Direction;
+use crate::lineage::fetch::Reach;
+use crate::lineage::render::{dot, summary_text, text_tree};
 use crate::output::{OutputFormat, render};
 
 #[derive(Clone)]
@@ -24,11 +27,16 @@ struct ApiState {
     metrics: Arc<Metrics>,
 }
 
-/// `/api/sql`, `/api/traces/{trace_id}`, `/healthz` and `/metrics`.
+/// `/api/sql`, `/api/traces/{trace_id}`, `/api/lineage/{trace_id}[/dot|/tree]`,
+/// `/api/graph`, `/healthz` and `/metrics`.
 pub fn router(engine: Arc<QueryEngine>, metrics: Arc<Metrics>) -> Router {
     Router::new()
         .route("/api/sql", post(sql))
         .route("/api/traces/{trace_id}", get(trace))
+        .route("/api/lineage/{trace_id}", get(lineage_json))
+        .route("/api/lineage/{trace_id}/dot", get(lineage_dot))
+        .route("/api/lineage/{trace_id}/tree", get(lineage_tree))
+        .route("/api/graph", get(graph))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(prometheus))
         .with_state(ApiState { engine, metrics })
@@ -111,12 +119,181 @@ async fn prometheus(State(api): State<ApiState>) -> Response {
         .into_response()
 }
 
+/// Query parameters of the lineage endpoints.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LineageParams {
+    /// Link hops across traces to follow.
+    depth: Option<u32>,
+    /// `both` (default), `upstream` or `downstream`.
+    direction: Option<String>,
+    /// Paging of `nodes` in the JSON answer.
+    offset: Option<usize>,
+    limit: Option<usize>,
+}
+
+impl LineageParams {
+    fn reach(&self) -> Result<Reach, QueryError> {
+        let direction = match self.direction.as_deref() {
+            None => Direction::Both,
+            Some(d) => Direction::parse(d).ok_or_else(|| {
+                QueryError::Sql(format!(
+                    "direction must be both, upstream or downstream, not {d:?}"
+                ))
+            })?,
+        };
+        Ok(Reach {
+            direction,
+            max_depth: self.depth,
+            ..Reach::default()
+        })
+    }
+}
+
+async fn run_lineage(
+    api: &ApiState,
+    trace_id: &str,
+    params: &LineageParams,
+) -> Result<crate::engine::LineageResult, QueryError> {
+    let id: TraceId = trace_id.parse()?;
+    api.engine.lineage(&id, params.reach()?).await
+}
+
+async fn lineage_json(
+    State(api): State<ApiState>,
+    Path(trace_id): Path<String>,
+    Query(params): Query<LineageParams>,
+) -> Response {
+    match run_lineage(&api, &trace_id, &params).await {
+        Ok(result) => {
+            let l = &result.lineage;
+            let offset = params.offset.unwrap_or(0).min(l.nodes.len());
+            let limit = params.limit.unwrap_or(10_000);
+            let end = offset.saturating_add(limit).min(l.nodes.len());
+            let in_page = |i: usize| (offset..end).contains(&i);
+            let edges: Vec<_> = l
+                .edges
+                .iter()
+                .filter(|e| in_page(e.from) || in_page(e.to))
+                .collect();
+            let body = json!({
+                "trace_id": trace_id,
+                "traces": l.traces,
+                "truncated": result.truncated,
+                "total_nodes": l.nodes.len(),
+                "offset": offset,
+                "nodes": &l.nodes[offset..end],
+                "edges": edges,
+                "critical_path": l.critical_path,
+                "anomalies": l.anomalies,
+                "summary": l.summary,
+            });
+            (
+                [(header::CONTENT_TYPE, "application/json")],
+                body.to_string(),
+            )
+                .into_response()
+        }
+        Err(e) => error_response(&e),
+    }
+}
+
+async fn lineage_dot(
+    State(api): State<ApiState>,
+    Path(trace_id): Path<String>,
+    Query(params): Query<LineageParams>,
+) -> Response {
+    match run_lineage(&api, &trace_id, &params).await {
+        Ok(result) => (
+            [(header::CONTENT_TYPE, "text/vnd.graphviz")],
+            dot(&result.lineage),
+        )
+            .into_response(),
+        Err(e) => error_response(&e),
+    }
+}
+
+async fn lineage_tree(
+    State(api): State<ApiState>,
+    Path(trace_id): Path<String>,
+    Query(params): Query<LineageParams>,
+) -> Response {
+    match run_lineage(&api, &trace_id, &params).await {
+        Ok(result) => {
+            let mut text = text_tree(&result.lineage);
+            if result.truncated {
+                text.push_str("(truncated: more linked traces exist past the depth limit)\n");
+            }
+            text.push('\n');
+            text.push_str(&summary_text(&result.lineage));
+            ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
+        }
+        Err(e) => error_response(&e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GraphParams {
+    /// RFC 3339 time or a duration back from now (`15m`, `6h`, `7d`); default 1h.
+    since: Option<String>,
+    until: Option<String>,
+}
+
+/// `15m`, `6h`, `7d`, `30s` → nanoseconds; or an RFC 3339 timestamp → Unix ns.
+fn parse_time(text: &str, now_ns: i64) -> Result<i64, QueryError> {
+    let bad = || {
+        QueryError::Sql(format!(
+            "{text:?} is neither an RFC 3339 time nor a duration like 15m, 6h or 7d"
+        ))
+    };
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return t.timestamp_nanos_opt().ok_or_else(bad);
+    }
+    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?);
+    let n: i64 = number.parse().map_err(|_| bad())?;
+    let unit_ns: i64 = match unit {
+        "s" => 1_000_000_000,
+        "m" => 60_000_000_000,
+        "h" => 3_600_000_000_000,
+        "d" => 86_400_000_000_000,
+        _ => return Err(bad()),
+    };
+    Ok(now_ns - n.saturating_mul(unit_ns))
+}
+
+async fn graph(State(api): State<ApiState>, Query(params): Query<GraphParams>) -> Response {
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+    let result = async {
+        let since = parse_time(params.since.as_deref().unwrap_or("1h"), now)?;
+        let until = match params.until.as_deref() {
+            Some(u) => parse_time(u, now)?,
+            None => i64::MAX,
+        };
+        let batches = api.engine.service_graph(since, until).await?;
+        let schema = batches
+            .first()
+            .map(|b| b.schema())
+            .unwrap_or_else(|| Arc::new(arrow::datatypes::Schema::empty()));
+        render(
+            &crate::engine::QueryResult { schema, batches },
+            OutputFormat::Json,
+        )
+    }
+    .await;
+    match result {
+        Ok(bytes) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
+        Err(e) => error_response(&e),
+    }
+}
+
 /// Query errors as HTTP: the user's mistakes are 400, our faults 500.
 pub fn error_response(e: &QueryError) -> Response {
     let status = match e {
         QueryError::Sql(_) | QueryError::ReadOnly(_) | QueryError::BadId(_) => {
             StatusCode::BAD_REQUEST
         }
+        QueryError::NotFound(_) => StatusCode::NOT_FOUND,
         QueryError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
         QueryError::ResourcesExhausted(_) => StatusCode::PAYLOAD_TOO_LARGE,
         QueryError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,

@@ -11,8 +11,24 @@ use datafusion::prelude::{SessionConfig, SessionContext, col, lit};
 use weft_schemas::TraceId;
 use weft_schemas::schema::col as column;
 
+use std::collections::HashSet;
+
 use crate::error::QueryError;
+use crate::lineage::fetch::{Reach, workflow_spans};
+use crate::lineage::graph::{BuildOptions, Lineage, build};
+use crate::lineage_sql::register_lineage_functions;
 use crate::table::{SpanSource, SpansTable};
+
+/// One cross-service or cross-agent call per row: the `service_calls` view,
+/// from which `GET /api/graph` aggregates the dependency graph.
+pub const SERVICE_CALLS_SQL: &str = "SELECT \
+    p.service_name AS caller_service, c.service_name AS callee_service, \
+    p.agent_name AS caller_agent, c.agent_name AS callee_agent, \
+    c.start_time AS start_time, c.duration_ns AS duration_ns, \
+    c.status_code = 'error' AS is_error \
+  FROM spans c JOIN spans p ON c.trace_id = p.trace_id AND c.parent_span_id = p.span_id \
+  WHERE (p.service_name IS DISTINCT FROM c.service_name) \
+     OR (c.agent_name IS NOT NULL AND (p.agent_name IS DISTINCT FROM c.agent_name))";
 
 /// Bounds on one query.
 #[derive(Debug, Clone, Copy)]
@@ -43,15 +59,25 @@ impl QueryResult {
     }
 }
 
+/// A reconstructed workflow and whether a depth or size limit cut it short.
+#[derive(Debug, Clone)]
+pub struct LineageResult {
+    pub lineage: Lineage,
+    pub truncated: bool,
+}
+
 /// Runs SQL against the `spans` table of one span source.
 pub struct QueryEngine {
     ctx: SessionContext,
     limits: QueryLimits,
+    write_tools: HashSet<String>,
 }
 
 impl QueryEngine {
-    /// An engine whose `spans` table reads `source` at every query.
-    pub fn new(source: Arc<dyn SpanSource>, limits: QueryLimits) -> Result<Self, QueryError> {
+    /// An engine whose `spans` table reads `source` at every query, with the
+    /// `service_calls` view and the `lineage`, `ancestors` and `descendants`
+    /// table functions.
+    pub async fn new(source: Arc<dyn SpanSource>, limits: QueryLimits) -> Result<Self, QueryError> {
         let config = SessionConfig::new()
             .with_information_schema(true)
             .set_bool("datafusion.execution.parquet.pushdown_filters", true)
@@ -60,8 +86,97 @@ impl QueryEngine {
             .with_memory_limit(limits.memory_bytes, 1.0)
             .build_arc()?;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
-        ctx.register_table("spans", Arc::new(SpansTable::new(source)))?;
-        Ok(Self { ctx, limits })
+        ctx.register_table("spans", Arc::new(SpansTable::new(Arc::clone(&source))))?;
+        let calls = ctx.sql(SERVICE_CALLS_SQL).await?.into_view();
+        ctx.register_table("service_calls", calls)?;
+        register_lineage_functions(&ctx, source);
+        Ok(Self {
+            ctx,
+            limits,
+            write_tools: HashSet::new(),
+        })
+    }
+
+    /// Tools the governance checks treat as writing, besides `weft.tool.effect = write`.
+    pub fn with_write_tools(mut self, tools: impl IntoIterator<Item = String>) -> Self {
+        self.write_tools = tools.into_iter().collect();
+        self
+    }
+
+    /// The workflow reachable from `trace_id`: every span of every trace joined
+    /// to it by span links (within `reach`), as an analysed graph.
+    pub async fn lineage(
+        &self,
+        trace_id: &TraceId,
+        reach: Reach,
+    ) -> Result<LineageResult, QueryError> {
+        let run = async {
+            let (spans, truncated) = workflow_spans(&self.ctx, *trace_id, reach).await?;
+            if !spans.iter().any(|s| s.trace_id == *trace_id) {
+                return Err(QueryError::NotFound(format!("trace {trace_id} not found")));
+            }
+            let options = BuildOptions {
+                now_ns: chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX),
+                write_tools: self.write_tools.clone(),
+            };
+            let lineage = tokio::task::spawn_blocking(move || build(spans, &options))
+                .await
+                .map_err(|e| QueryError::Internal(format!("lineage build failed: {e}")))?;
+            Ok(LineageResult { lineage, truncated })
+        };
+        tokio::time::timeout(self.limits.timeout, run)
+            .await
+            .map_err(|_| QueryError::Timeout(self.limits.timeout))?
+    }
+
+    /// The service and agent dependency graph from `since` to `until` (Unix ns):
+    /// who calls whom, how often, how often it failed, how long it took.
+    pub async fn service_graph(
+        &self,
+        since_ns: i64,
+        until_ns: i64,
+    ) -> Result<Vec<RecordBatch>, QueryError> {
+        use arrow::datatypes::{DataType, TimeUnit};
+        use datafusion::functions_aggregate::expr_fn::{avg, count, sum};
+        use datafusion::logical_expr::cast;
+        let ts = |ns: i64| {
+            cast(
+                lit(ns),
+                DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
+            )
+        };
+        let run = async {
+            let df = self
+                .ctx
+                .table("service_calls")
+                .await?
+                .filter(
+                    col("start_time")
+                        .gt_eq(ts(since_ns))
+                        .and(col("start_time").lt(ts(until_ns))),
+                )?
+                .aggregate(
+                    vec![
+                        col("caller_service"),
+                        col("callee_service"),
+                        col("caller_agent"),
+                        col("callee_agent"),
+                    ],
+                    vec![
+                        count(lit(1)).alias("calls"),
+                        sum(cast(col("is_error"), DataType::Int64)).alias("errors"),
+                        avg(col("duration_ns")).alias("avg_duration_ns"),
+                    ],
+                )?
+                .sort(vec![
+                    col("calls").sort(false, false),
+                    col("caller_service").sort(true, true),
+                ])?;
+            Ok::<_, QueryError>(df.collect().await?)
+        };
+        tokio::time::timeout(self.limits.timeout, run)
+            .await
+            .map_err(|_| QueryError::Timeout(self.limits.timeout))?
     }
 
     /// Runs one read-only statement. DDL, DML, COPY and SET are rejected.

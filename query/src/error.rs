@@ -14,6 +14,9 @@ pub enum QueryError {
     /// A trace or span id that is not valid hex of the right length.
     #[error("{0}")]
     BadId(#[from] weft_schemas::IdError),
+    /// No such trace.
+    #[error("{0}")]
+    NotFound(String),
     /// The query ran longer than allowed.
     #[error(
         "query exceeded the time limit of {0:?}; narrow it (a time range on start_time, a LIMIT) or raise --query-timeout"

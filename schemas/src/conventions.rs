@@ -463,6 +463,17 @@ pub struct AiFields {
     pub agent_name: Option<String>,
 }
 
+macro_rules! serialize_as_str {
+    ($($t:ty),*) => {$(
+        impl serde::Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+    )*};
+}
+serialize_as_str!(AiKind, PolicyVerdict, ApprovalState);
+
 /// A column value after interpretation.
 #[derive(Debug, Clone, PartialEq)]
 enum Typed {

@@ -165,6 +165,12 @@ impl StatusCode {
     }
 }
 
+impl serde::Serialize for StatusCode {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
 /// A timed event inside a span.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SpanEvent {

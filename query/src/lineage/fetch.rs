@@ -1,0 +1,308 @@
+//! Loading a workflow's spans from the `spans` table, trace by trace along links.
+
+use std::collections::{BTreeSet, HashSet};
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Int64Array, ListArray, RecordBatch, StringArray,
+    TimestampNanosecondArray,
+};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, TimeUnit};
+use datafusion::prelude::{SessionContext, col, lit};
+use weft_schemas::{AiKind, ApprovalState, PolicyVerdict, SpanId, StatusCode, TraceId};
+
+use super::{Direction, LineageSpan, StepAi};
+use crate::error::QueryError;
+
+/// Which traces to load, starting from one.
+#[derive(Debug, Clone, Copy)]
+pub struct Reach {
+    pub direction: Direction,
+    /// Link hops across traces to follow; `None` follows until nothing new.
+    pub max_depth: Option<u32>,
+    /// Stop adding traces past this many.
+    pub max_traces: usize,
+}
+
+impl Default for Reach {
+    fn default() -> Self {
+        Self {
+            direction: Direction::Both,
+            max_depth: None,
+            max_traces: 1_000,
+        }
+    }
+}
+
+/// The spans of every trace reachable from `start`, and whether a limit cut the walk short.
+pub async fn workflow_spans(
+    ctx: &SessionContext,
+    start: TraceId,
+    reach: Reach,
+) -> Result<(Vec<LineageSpan>, bool), QueryError> {
+    let mut visited: HashSet<TraceId> = HashSet::new();
+    let mut frontier: BTreeSet<TraceId> = BTreeSet::from([start]);
+    let mut spans = Vec::new();
+    let mut hops = 0u32;
+    let mut truncated = false;
+    loop {
+        let batch: Vec<TraceId> = frontier.iter().copied().collect();
+        let fetched = spans_of(ctx, &batch).await?;
+        visited.extend(batch.iter().copied());
+        let mut next: BTreeSet<TraceId> = BTreeSet::new();
+        if reach.direction != Direction::Downstream {
+            for s in &fetched {
+                next.extend(
+                    s.links
+                        .iter()
+                        .map(|(t, _)| *t)
+                        .filter(|t| !visited.contains(t)),
+                );
+            }
+        }
+        spans.extend(fetched);
+        if reach.direction != Direction::Upstream {
+            let linking = traces_linking_to(ctx, &frontier).await?;
+            next.extend(linking.into_iter().filter(|t| !visited.contains(t)));
+        }
+        if next.is_empty() {
+            break;
+        }
+        if reach.max_depth.is_some_and(|d| hops >= d) || visited.len() >= reach.max_traces {
+            truncated = true;
+            break;
+        }
+        hops += 1;
+        frontier = next
+            .into_iter()
+            .take(reach.max_traces - visited.len())
+            .collect();
+    }
+    Ok((spans, truncated))
+}
+
+const COLUMNS: &[&str] = &[
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "name",
+    "service_name",
+    "start_time",
+    "end_time",
+    "status_code",
+    "status_message",
+    "links",
+    "ai_kind",
+    "identity",
+    "workload_identity",
+    "policy_name",
+    "policy_verdict",
+    "tool_name",
+    "tool_call_id",
+    "attributes['weft.tool.effect'] AS tool_effect",
+    "retrieval_source",
+    "retrieved_document_ids",
+    "approval_state",
+    "approver",
+    "attributes['weft.approval.action'] AS approval_action",
+    "gen_ai_model",
+    "input_tokens",
+    "output_tokens",
+    "node",
+    "kv_cache_hit",
+];
+
+/// Every span of the given traces. Ids are compared as literals, never spliced into SQL.
+pub async fn spans_of(
+    ctx: &SessionContext,
+    traces: &[TraceId],
+) -> Result<Vec<LineageSpan>, QueryError> {
+    if traces.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids = traces.iter().map(|t| lit(t.to_hex())).collect();
+    let batches = ctx
+        .table("spans")
+        .await?
+        .filter(col("trace_id").in_list(ids, false))?
+        .select_exprs(COLUMNS)?
+        .collect()
+        .await?;
+    let mut out = Vec::new();
+    for batch in &batches {
+        read_batch(batch, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// Traces holding a link into any of `targets`.
+async fn traces_linking_to(
+    ctx: &SessionContext,
+    targets: &BTreeSet<TraceId>,
+) -> Result<Vec<TraceId>, QueryError> {
+    let batches = ctx
+        .sql("SELECT trace_id, links FROM spans WHERE array_length(links) > 0")
+        .await?
+        .collect()
+        .await?;
+    let mut found = BTreeSet::new();
+    for batch in &batches {
+        let traces = utf8(batch, "trace_id")?;
+        let links = list(batch, "links")?;
+        for row in 0..batch.num_rows() {
+            if link_pairs(links, row)
+                .iter()
+                .any(|(t, _)| targets.contains(t))
+                && let Some(t) = traces.value(row).parse::<TraceId>().ok()
+            {
+                found.insert(t);
+            }
+        }
+    }
+    Ok(found.into_iter().collect())
+}
+
+fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef, QueryError> {
+    batch
+        .column_by_name(name)
+        .ok_or_else(|| QueryError::Internal(format!("lineage query lacks column {name}")))
+}
+
+fn utf8(batch: &RecordBatch, name: &str) -> Result<StringArray, QueryError> {
+    let c = cast(column(batch, name)?, &DataType::Utf8)?;
+    Ok(c.as_string::<i32>().clone())
+}
+
+fn list<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ListArray, QueryError> {
+    column(batch, name)?
+        .as_any()
+        .downcast_ref::<ListArray>()
+        .ok_or_else(|| QueryError::Internal(format!("{name} is not a list")))
+}
+
+fn opt(a: &StringArray, row: usize) -> Option<String> {
+    (!a.is_null(row)).then(|| a.value(row).to_owned())
+}
+
+fn link_pairs(links: &ListArray, row: usize) -> Vec<(TraceId, SpanId)> {
+    if links.is_null(row) {
+        return Vec::new();
+    }
+    let items = links.value(row);
+    let items = items.as_struct();
+    let (Ok(t), Ok(s)) = (
+        cast(items.column(0), &DataType::Utf8),
+        cast(items.column(1), &DataType::Utf8),
+    ) else {
+        return Vec::new();
+    };
+    let (t, s) = (t.as_string::<i32>(), s.as_string::<i32>());
+    (0..items.len())
+        .filter_map(|i| Some((t.value(i).parse().ok()?, s.value(i).parse().ok()?)))
+        .collect()
+}
+
+fn read_batch(batch: &RecordBatch, out: &mut Vec<LineageSpan>) -> Result<(), QueryError> {
+    let s = |name| utf8(batch, name);
+    let (trace, span, parent, name, service) = (
+        s("trace_id")?,
+        s("span_id")?,
+        s("parent_span_id")?,
+        s("name")?,
+        s("service_name")?,
+    );
+    let (status, status_message, ai_kind, identity, workload) = (
+        s("status_code")?,
+        s("status_message")?,
+        s("ai_kind")?,
+        s("identity")?,
+        s("workload_identity")?,
+    );
+    let (policy, verdict, tool, call, effect) = (
+        s("policy_name")?,
+        s("policy_verdict")?,
+        s("tool_name")?,
+        s("tool_call_id")?,
+        s("tool_effect")?,
+    );
+    let (source, approval, approver, action, model, node) = (
+        s("retrieval_source")?,
+        s("approval_state")?,
+        s("approver")?,
+        s("approval_action")?,
+        s("gen_ai_model")?,
+        s("node")?,
+    );
+    let ts = |name| -> Result<TimestampNanosecondArray, QueryError> {
+        let c = cast(
+            column(batch, name)?,
+            &DataType::Timestamp(TimeUnit::Nanosecond, None),
+        )?;
+        Ok(c.as_primitive().clone())
+    };
+    let (start, end) = (ts("start_time")?, ts("end_time")?);
+    let int = |name| -> Result<Int64Array, QueryError> {
+        Ok(cast(column(batch, name)?, &DataType::Int64)?
+            .as_primitive()
+            .clone())
+    };
+    let (input, output) = (int("input_tokens")?, int("output_tokens")?);
+    let kv: BooleanArray = cast(column(batch, "kv_cache_hit")?, &DataType::Boolean)?
+        .as_boolean()
+        .clone();
+    let docs = list(batch, "retrieved_document_ids")?;
+    let links = list(batch, "links")?;
+    let int_opt = |a: &Int64Array, row: usize| (!a.is_null(row)).then(|| a.value(row));
+
+    for row in 0..batch.num_rows() {
+        let (Ok(trace_id), Ok(span_id)) = (
+            trace.value(row).parse::<TraceId>(),
+            span.value(row).parse::<SpanId>(),
+        ) else {
+            continue;
+        };
+        let document_ids = if docs.is_null(row) {
+            Vec::new()
+        } else {
+            let v = cast(&docs.value(row), &DataType::Utf8)?;
+            v.as_string::<i32>()
+                .iter()
+                .flatten()
+                .map(str::to_owned)
+                .collect()
+        };
+        out.push(LineageSpan {
+            trace_id,
+            span_id,
+            parent_span_id: opt(&parent, row).and_then(|p| p.parse().ok()),
+            name: name.value(row).to_owned(),
+            service: opt(&service, row),
+            start_ns: start.value(row),
+            end_ns: end.value(row),
+            status: StatusCode::parse(status.value(row)),
+            status_message: opt(&status_message, row),
+            links: link_pairs(links, row),
+            ai: StepAi {
+                ai_kind: opt(&ai_kind, row).and_then(|k| AiKind::parse(&k)),
+                identity: opt(&identity, row),
+                workload_identity: opt(&workload, row),
+                policy_name: opt(&policy, row),
+                policy_verdict: opt(&verdict, row).and_then(|v| PolicyVerdict::parse(&v)),
+                tool_name: opt(&tool, row),
+                tool_call_id: opt(&call, row),
+                tool_effect: opt(&effect, row),
+                retrieval_source: opt(&source, row),
+                document_ids,
+                approval_state: opt(&approval, row).and_then(|a| ApprovalState::parse(&a)),
+                approver: opt(&approver, row),
+                approval_action: opt(&action, row),
+                model: opt(&model, row),
+                input_tokens: int_opt(&input, row),
+                output_tokens: int_opt(&output, row),
+                node: opt(&node, row),
+                kv_cache_hit: (!kv.is_null(row)).then(|| kv.value(row)),
+            },
+        });
+    }
+    Ok(())
+}

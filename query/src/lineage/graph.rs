@@ -1,0 +1,730 @@
+//! The workflow graph: build, check, and analyse.
+//!
+//! [`build`] never fails on bad input; what is wrong is reported as
+//! [`Anomaly`]s beside a graph that is still usable:
+//! - a missing parent: the orphan is attached to its trace's root, flagged;
+//! - a duplicate span id: the first copy is kept, the rest counted;
+//! - a cycle (through links or corrupt parent ids): reported, and its closing
+//!   edge ignored by the analyses that need an acyclic graph;
+//! - clock skew: a child that starts before its parent;
+//! - a link to a span that is not there;
+//! - spans that ended moments ago: the workflow may still be arriving.
+
+use std::collections::{HashMap, HashSet};
+
+use petgraph::Direction as Dir;
+use petgraph::algo::tarjan_scc;
+use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::visit::EdgeRef;
+use serde::Serialize;
+use weft_schemas::{SpanId, TraceId};
+
+use super::LineageSpan;
+use super::summary::{Summary, summarise};
+
+/// How one span reaches another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EdgeKind {
+    /// Parent → child in one trace.
+    Child,
+    /// A missing parent's orphan, attached to its trace's root.
+    Orphan,
+    /// Linked span → the span holding the link (follows-from), maybe across traces.
+    Link,
+}
+
+/// A directed edge between two nodes (indices into [`Lineage::nodes`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Edge {
+    pub from: usize,
+    pub to: usize,
+    pub kind: EdgeKind,
+}
+
+/// Something wrong or unfinished in the input, reported rather than hidden.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Anomaly {
+    MissingParent {
+        trace_id: TraceId,
+        span_id: SpanId,
+        parent_span_id: SpanId,
+        attached_to: Option<SpanId>,
+    },
+    DuplicateSpan {
+        trace_id: TraceId,
+        span_id: SpanId,
+        copies: usize,
+    },
+    Cycle {
+        spans: Vec<String>,
+    },
+    ClockSkew {
+        trace_id: TraceId,
+        span_id: SpanId,
+        parent_span_id: SpanId,
+        starts_before_parent_ns: i64,
+    },
+    DanglingLink {
+        trace_id: TraceId,
+        span_id: SpanId,
+        linked_trace_id: TraceId,
+        linked_span_id: SpanId,
+    },
+    NoRoot {
+        trace_id: TraceId,
+    },
+    MayStillBeArriving {
+        trace_id: TraceId,
+        newest_end_ns: i64,
+    },
+}
+
+/// One node of the workflow graph.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Node {
+    #[serde(flatten)]
+    pub span: LineageSpan,
+    /// Edges from the nearest root (0 for roots).
+    pub depth: u32,
+    /// The kind of edge that first reached this node, `None` for roots.
+    pub reached_by: Option<EdgeKind>,
+    /// Duration not covered by its children.
+    pub self_time_ns: i64,
+    /// Its own identity, else the nearest causal ancestor's.
+    pub effective_identity: Option<String>,
+    pub on_critical_path: bool,
+}
+
+/// A reconstructed workflow.
+#[derive(Debug, Clone, Serialize)]
+pub struct Lineage {
+    pub traces: Vec<TraceId>,
+    pub nodes: Vec<Node>,
+    pub edges: Vec<Edge>,
+    /// Node indices from the first root to the span that ended last.
+    pub critical_path: Vec<usize>,
+    pub anomalies: Vec<Anomaly>,
+    pub summary: Summary,
+}
+
+/// Spans newer than this (by end time) may still have siblings in flight.
+pub const SETTLE_NS: i64 = 30_000_000_000;
+
+/// Settings of one build.
+#[derive(Debug, Clone, Default)]
+pub struct BuildOptions {
+    /// Now, in Unix nanoseconds: decides which traces may still be arriving.
+    pub now_ns: i64,
+    /// Tools that change something even without `weft.tool.effect = write`.
+    pub write_tools: HashSet<String>,
+}
+
+/// Builds and analyses the workflow graph of `spans`.
+pub fn build(spans: Vec<LineageSpan>, options: &BuildOptions) -> Lineage {
+    let now_ns = options.now_ns;
+    let mut anomalies = Vec::new();
+    let nodes = dedup(spans, &mut anomalies);
+    let index: HashMap<(TraceId, SpanId), usize> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, s)| ((s.trace_id, s.span_id), i))
+        .collect();
+
+    let mut graph: DiGraph<usize, EdgeKind> = DiGraph::with_capacity(nodes.len(), nodes.len());
+    let ids: Vec<NodeIndex> = (0..nodes.len()).map(|i| graph.add_node(i)).collect();
+    let mut traces: Vec<TraceId> = Vec::new();
+    let roots = trace_roots(&nodes, &mut traces, &mut anomalies);
+
+    for (i, span) in nodes.iter().enumerate() {
+        if let Some(parent) = span.parent_span_id {
+            match index.get(&(span.trace_id, parent)) {
+                Some(&p) => {
+                    graph.add_edge(ids[p], ids[i], EdgeKind::Child);
+                    if span.start_ns < nodes[p].start_ns {
+                        anomalies.push(Anomaly::ClockSkew {
+                            trace_id: span.trace_id,
+                            span_id: span.span_id,
+                            parent_span_id: parent,
+                            starts_before_parent_ns: nodes[p].start_ns - span.start_ns,
+                        });
+                    }
+                }
+                None => {
+                    let root = roots.get(&span.trace_id).copied().filter(|r| *r != i);
+                    if let Some(r) = root {
+                        graph.add_edge(ids[r], ids[i], EdgeKind::Orphan);
+                    }
+                    anomalies.push(Anomaly::MissingParent {
+                        trace_id: span.trace_id,
+                        span_id: span.span_id,
+                        parent_span_id: parent,
+                        attached_to: root.map(|r| nodes[r].span_id),
+                    });
+                }
+            }
+        }
+        for (t, s) in &span.links {
+            match index.get(&(*t, *s)) {
+                Some(&target) => {
+                    graph.add_edge(ids[target], ids[i], EdgeKind::Link);
+                }
+                None if traces.contains(t) => anomalies.push(Anomaly::DanglingLink {
+                    trace_id: span.trace_id,
+                    span_id: span.span_id,
+                    linked_trace_id: *t,
+                    linked_span_id: *s,
+                }),
+                // The linked trace was not fetched (depth or direction limit).
+                None => {}
+            }
+        }
+    }
+
+    for scc in tarjan_scc(&graph) {
+        let self_loop = scc.len() == 1 && graph.contains_edge(scc[0], scc[0]);
+        if scc.len() > 1 || self_loop {
+            let mut spans: Vec<String> = scc.iter().map(|n| nodes[graph[*n]].key()).collect();
+            spans.sort();
+            anomalies.push(Anomaly::Cycle { spans });
+        }
+    }
+
+    for trace in &traces {
+        let newest = nodes
+            .iter()
+            .filter(|s| s.trace_id == *trace)
+            .map(|s| s.end_ns)
+            .max()
+            .unwrap_or(i64::MIN);
+        if now_ns.saturating_sub(newest) < SETTLE_NS {
+            anomalies.push(Anomaly::MayStillBeArriving {
+                trace_id: *trace,
+                newest_end_ns: newest,
+            });
+        }
+    }
+
+    let dag = acyclic_order(&graph);
+    let (depth, reached_by) = depths(&graph, &dag);
+    let self_time = self_times(&graph, &nodes);
+    let identity = effective_identities(&graph, &dag, &nodes);
+    let critical = critical_path(&graph, &dag, &nodes);
+    let on_path: HashSet<usize> = critical.iter().copied().collect();
+
+    let edges = graph
+        .edge_references()
+        .map(|e| Edge {
+            from: graph[e.source()],
+            to: graph[e.target()],
+            kind: *e.weight(),
+        })
+        .collect();
+    let nodes: Vec<Node> = nodes
+        .into_iter()
+        .enumerate()
+        .map(|(i, span)| Node {
+            span,
+            depth: depth[i],
+            reached_by: reached_by[i],
+            self_time_ns: self_time[i],
+            effective_identity: identity[i].clone(),
+            on_critical_path: on_path.contains(&i),
+        })
+        .collect();
+    let summary = summarise(&nodes, &graph_predecessors(&graph), &options.write_tools);
+    Lineage {
+        traces,
+        nodes,
+        edges,
+        critical_path: critical,
+        anomalies,
+        summary,
+    }
+}
+
+/// Keeps the first copy of each `(trace, span)`, reporting the others.
+fn dedup(spans: Vec<LineageSpan>, anomalies: &mut Vec<Anomaly>) -> Vec<LineageSpan> {
+    let mut seen: HashMap<(TraceId, SpanId), usize> = HashMap::with_capacity(spans.len());
+    let mut kept = Vec::with_capacity(spans.len());
+    for span in spans {
+        *seen.entry((span.trace_id, span.span_id)).or_default() += 1;
+        if seen[&(span.trace_id, span.span_id)] == 1 {
+            kept.push(span);
+        }
+    }
+    let mut dups: Vec<_> = seen.into_iter().filter(|(_, n)| *n > 1).collect();
+    dups.sort();
+    for ((trace_id, span_id), copies) in dups {
+        anomalies.push(Anomaly::DuplicateSpan {
+            trace_id,
+            span_id,
+            copies,
+        });
+    }
+    kept
+}
+
+/// The root of each trace (the earliest span without a parent); a trace with
+/// none is reported and gets its earliest span as a stand-in.
+fn trace_roots(
+    nodes: &[LineageSpan],
+    traces: &mut Vec<TraceId>,
+    anomalies: &mut Vec<Anomaly>,
+) -> HashMap<TraceId, usize> {
+    let mut roots: HashMap<TraceId, usize> = HashMap::new();
+    let mut earliest: HashMap<TraceId, usize> = HashMap::new();
+    for (i, s) in nodes.iter().enumerate() {
+        if !earliest.contains_key(&s.trace_id) {
+            traces.push(s.trace_id);
+        }
+        let e = earliest.entry(s.trace_id).or_insert(i);
+        if s.start_ns < nodes[*e].start_ns {
+            *e = i;
+        }
+        if s.parent_span_id.is_none() {
+            let r = roots.entry(s.trace_id).or_insert(i);
+            if s.start_ns < nodes[*r].start_ns {
+                *r = i;
+            }
+        }
+    }
+    for trace in traces.iter() {
+        if !roots.contains_key(trace) {
+            anomalies.push(Anomaly::NoRoot { trace_id: *trace });
+            roots.insert(*trace, earliest[trace]);
+        }
+    }
+    roots
+}
+
+/// A depth-first order from the roots and which edges close a cycle. Roots are
+/// nodes with no incoming edge, then any node not yet reached (inside a cycle).
+struct Dag {
+    /// Nodes in DFS pre-order (every node once).
+    preorder: Vec<NodeIndex>,
+    /// Edges that point back to a node on the DFS stack.
+    back_edges: HashSet<petgraph::graph::EdgeIndex>,
+}
+
+fn acyclic_order(graph: &DiGraph<usize, EdgeKind>) -> Dag {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        Open,
+        Done,
+    }
+    let n = graph.node_count();
+    let mut mark = vec![Mark::New; n];
+    let mut preorder = Vec::with_capacity(n);
+    let mut back_edges = HashSet::new();
+    let starts = graph
+        .node_indices()
+        .filter(|v| graph.neighbors_directed(*v, Dir::Incoming).next().is_none())
+        .chain(graph.node_indices());
+    for start in starts {
+        if mark[start.index()] != Mark::New {
+            continue;
+        }
+        // Iterative DFS: (node, its outgoing edges not yet followed).
+        let mut stack = vec![(
+            start,
+            graph
+                .edges(start)
+                .map(|e| (e.id(), e.target()))
+                .collect::<Vec<_>>(),
+        )];
+        mark[start.index()] = Mark::Open;
+        preorder.push(start);
+        while let Some((node, pending)) = stack.last_mut() {
+            match pending.pop() {
+                Some((edge, next)) => match mark[next.index()] {
+                    Mark::New => {
+                        mark[next.index()] = Mark::Open;
+                        preorder.push(next);
+                        let out = graph.edges(next).map(|e| (e.id(), e.target())).collect();
+                        stack.push((next, out));
+                    }
+                    Mark::Open => {
+                        back_edges.insert(edge);
+                    }
+                    Mark::Done => {}
+                },
+                None => {
+                    mark[node.index()] = Mark::Done;
+                    stack.pop();
+                }
+            }
+        }
+    }
+    Dag {
+        preorder,
+        back_edges,
+    }
+}
+
+/// Breadth-first distance from the roots, and the kind of edge that got there.
+fn depths(graph: &DiGraph<usize, EdgeKind>, dag: &Dag) -> (Vec<u32>, Vec<Option<EdgeKind>>) {
+    let n = graph.node_count();
+    let mut depth = vec![u32::MAX; n];
+    let mut by = vec![None; n];
+    let mut queue = std::collections::VecDeque::new();
+    for v in graph.node_indices() {
+        if graph.neighbors_directed(v, Dir::Incoming).next().is_none() {
+            depth[v.index()] = 0;
+            queue.push_back(v);
+        }
+    }
+    let mut order = dag.preorder.iter();
+    loop {
+        while let Some(v) = queue.pop_front() {
+            for e in graph.edges(v) {
+                let t = e.target().index();
+                if depth[t] == u32::MAX {
+                    depth[t] = depth[v.index()] + 1;
+                    by[t] = Some(*e.weight());
+                    queue.push_back(e.target());
+                }
+            }
+        }
+        // Nodes only reachable inside a cycle: start from the first unreached.
+        match order.find(|v| depth[v.index()] == u32::MAX) {
+            Some(v) => {
+                depth[v.index()] = 0;
+                queue.push_back(*v);
+            }
+            None => break,
+        }
+    }
+    (depth, by)
+}
+
+/// Duration minus the union of its children's intervals (clipped to the span).
+fn self_times(graph: &DiGraph<usize, EdgeKind>, nodes: &[LineageSpan]) -> Vec<i64> {
+    graph
+        .node_indices()
+        .map(|v| {
+            let span = &nodes[graph[v]];
+            let mut intervals: Vec<(i64, i64)> = graph
+                .edges(v)
+                .filter(|e| matches!(e.weight(), EdgeKind::Child | EdgeKind::Orphan))
+                .map(|e| {
+                    let c = &nodes[graph[e.target()]];
+                    (c.start_ns.max(span.start_ns), c.end_ns.min(span.end_ns))
+                })
+                .filter(|(s, e)| e > s)
+                .collect();
+            intervals.sort_unstable();
+            let mut covered = 0i64;
+            let mut cursor = i64::MIN;
+            for (s, e) in intervals {
+                let s = s.max(cursor);
+                if e > s {
+                    covered += e - s;
+                    cursor = e;
+                }
+            }
+            span.duration_ns() - covered
+        })
+        .collect()
+}
+
+/// Each span's identity, else the nearest causal ancestor's (parent first, then link).
+fn effective_identities(
+    graph: &DiGraph<usize, EdgeKind>,
+    dag: &Dag,
+    nodes: &[LineageSpan],
+) -> Vec<Option<String>> {
+    let mut out: Vec<Option<String>> = vec![None; nodes.len()];
+    for v in topological(graph, dag) {
+        let i = graph[v];
+        if let Some(id) = &nodes[i].ai.identity {
+            out[i] = Some(id.clone());
+            continue;
+        }
+        let mut parents: Vec<_> = graph
+            .edges_directed(v, Dir::Incoming)
+            .filter(|e| !dag.back_edges.contains(&e.id()))
+            .collect();
+        parents.sort_by_key(|e| (*e.weight() == EdgeKind::Link, e.source().index()));
+        out[i] = parents.iter().find_map(|e| out[graph[e.source()]].clone());
+    }
+    out
+}
+
+/// Kahn's order on the graph without back edges.
+fn topological(graph: &DiGraph<usize, EdgeKind>, dag: &Dag) -> Vec<NodeIndex> {
+    let mut indegree = vec![0usize; graph.node_count()];
+    for e in graph.edge_references() {
+        if !dag.back_edges.contains(&e.id()) {
+            indegree[e.target().index()] += 1;
+        }
+    }
+    let mut ready: Vec<NodeIndex> = graph
+        .node_indices()
+        .filter(|v| indegree[v.index()] == 0)
+        .collect();
+    ready.reverse();
+    let mut order = Vec::with_capacity(graph.node_count());
+    while let Some(v) = ready.pop() {
+        order.push(v);
+        for e in graph.edges(v) {
+            if dag.back_edges.contains(&e.id()) {
+                continue;
+            }
+            let t = e.target().index();
+            indegree[t] -= 1;
+            if indegree[t] == 0 {
+                ready.push(e.target());
+            }
+        }
+    }
+    order
+}
+
+/// The chain that determined end-to-end latency: from the root whose reachable
+/// work ends last, repeatedly into the successor whose reachable work ends last.
+fn critical_path(graph: &DiGraph<usize, EdgeKind>, dag: &Dag, nodes: &[LineageSpan]) -> Vec<usize> {
+    let order = topological(graph, dag);
+    let mut reach_end: Vec<i64> = nodes.iter().map(|s| s.end_ns).collect();
+    for v in order.iter().rev() {
+        for e in graph.edges(*v) {
+            if !dag.back_edges.contains(&e.id()) {
+                let t = reach_end[graph[e.target()]];
+                let r = &mut reach_end[graph[*v]];
+                *r = (*r).max(t);
+            }
+        }
+    }
+    let Some(mut current) = order
+        .iter()
+        .filter(|v| {
+            graph
+                .edges_directed(**v, Dir::Incoming)
+                .all(|e| dag.back_edges.contains(&e.id()))
+        })
+        .max_by_key(|v| {
+            (
+                reach_end[graph[**v]],
+                std::cmp::Reverse(nodes[graph[**v]].start_ns),
+            )
+        })
+        .copied()
+    else {
+        return Vec::new();
+    };
+    let mut path = vec![graph[current]];
+    loop {
+        let next = graph
+            .edges(current)
+            .filter(|e| !dag.back_edges.contains(&e.id()))
+            .map(|e| e.target())
+            .max_by_key(|t| {
+                (
+                    reach_end[graph[*t]],
+                    nodes[graph[*t]].end_ns,
+                    std::cmp::Reverse(t.index()),
+                )
+            });
+        match next {
+            Some(t) => {
+                path.push(graph[t]);
+                current = t;
+            }
+            None => return path,
+        }
+    }
+}
+
+/// For each node, its causal predecessors (every node with a path to it), by index.
+/// Only the direct-predecessor lists are kept; `summary` walks them.
+pub type Predecessors = Vec<Vec<usize>>;
+
+fn graph_predecessors(graph: &DiGraph<usize, EdgeKind>) -> Predecessors {
+    let mut out = vec![Vec::new(); graph.node_count()];
+    for e in graph.edge_references() {
+        out[graph[e.target()]].push(graph[e.source()]);
+    }
+    out
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::lineage::StepAi;
+    use weft_schemas::StatusCode;
+
+    pub(crate) fn tid(n: u8) -> TraceId {
+        [n; 16].as_slice().try_into().unwrap()
+    }
+    pub(crate) fn sid(n: u8) -> SpanId {
+        [n; 8].as_slice().try_into().unwrap()
+    }
+
+    pub(crate) fn span(t: u8, s: u8, parent: Option<u8>, start: i64, end: i64) -> LineageSpan {
+        LineageSpan {
+            trace_id: tid(t),
+            span_id: sid(s),
+            parent_span_id: parent.map(sid),
+            name: format!("s{s}"),
+            service: Some("svc".into()),
+            start_ns: start,
+            end_ns: end,
+            status: StatusCode::Ok,
+            status_message: None,
+            links: Vec::new(),
+            ai: StepAi::default(),
+        }
+    }
+
+    const OLD: i64 = 1_000_000_000_000;
+
+    fn build(spans: Vec<LineageSpan>, now_ns: i64) -> Lineage {
+        super::build(
+            spans,
+            &BuildOptions {
+                now_ns,
+                ..Default::default()
+            },
+        )
+    }
+
+    fn kinds(l: &Lineage) -> Vec<&'static str> {
+        l.anomalies
+            .iter()
+            .map(|a| match a {
+                Anomaly::MissingParent { .. } => "missing_parent",
+                Anomaly::DuplicateSpan { .. } => "duplicate_span",
+                Anomaly::Cycle { .. } => "cycle",
+                Anomaly::ClockSkew { .. } => "clock_skew",
+                Anomaly::DanglingLink { .. } => "dangling_link",
+                Anomaly::NoRoot { .. } => "no_root",
+                Anomaly::MayStillBeArriving { .. } => "may_still_be_arriving",
+            })
+            .collect()
+    }
+
+    #[test]
+    fn clean_tree_has_no_anomalies_and_a_critical_path() {
+        let l = build(
+            vec![
+                span(1, 1, None, 0, 100),
+                span(1, 2, Some(1), 10, 40),
+                span(1, 3, Some(1), 50, 90),
+                span(1, 4, Some(3), 55, 85),
+            ],
+            OLD,
+        );
+        assert!(l.anomalies.is_empty(), "{:?}", l.anomalies);
+        let path: Vec<_> = l
+            .critical_path
+            .iter()
+            .map(|i| l.nodes[*i].span.name.as_str())
+            .collect();
+        assert_eq!(path, ["s1", "s3", "s4"]);
+        assert_eq!(l.nodes[0].self_time_ns, 100 - 30 - 40);
+        assert_eq!(l.nodes[2].self_time_ns, 40 - 30);
+        assert_eq!(l.nodes[3].depth, 2);
+        assert_eq!(l.nodes[3].reached_by, Some(EdgeKind::Child));
+    }
+
+    #[test]
+    fn orphan_is_attached_to_the_root_and_reported() {
+        let l = build(
+            vec![span(1, 1, None, 0, 100), span(1, 5, Some(9), 10, 20)],
+            OLD,
+        );
+        assert_eq!(kinds(&l), ["missing_parent"]);
+        assert!(l.edges.contains(&Edge {
+            from: 0,
+            to: 1,
+            kind: EdgeKind::Orphan
+        }));
+        assert_eq!(l.nodes[1].reached_by, Some(EdgeKind::Orphan));
+    }
+
+    #[test]
+    fn duplicate_span_ids_keep_the_first_copy() {
+        let mut copy = span(1, 2, Some(1), 10, 20);
+        copy.name = "copy".into();
+        let l = build(
+            vec![span(1, 1, None, 0, 100), span(1, 2, Some(1), 10, 20), copy],
+            OLD,
+        );
+        assert_eq!(kinds(&l), ["duplicate_span"]);
+        assert_eq!(l.nodes.len(), 2);
+        assert_eq!(l.nodes[1].span.name, "s2");
+    }
+
+    #[test]
+    fn link_cycles_are_reported_and_analyses_still_finish() {
+        let mut a = span(1, 1, None, 0, 10);
+        let mut b = span(2, 2, None, 20, 30);
+        a.links.push((tid(2), sid(2)));
+        b.links.push((tid(1), sid(1)));
+        let l = build(vec![a, b], OLD);
+        assert_eq!(kinds(&l), ["cycle"]);
+        assert_eq!(l.critical_path.len(), 2);
+        assert!(l.nodes.iter().all(|n| n.depth != u32::MAX));
+    }
+
+    #[test]
+    fn clock_skew_is_reported() {
+        let l = build(
+            vec![span(1, 1, None, 100, 200), span(1, 2, Some(1), 90, 150)],
+            OLD,
+        );
+        assert_eq!(kinds(&l), ["clock_skew"]);
+        assert!(matches!(
+            l.anomalies[0],
+            Anomaly::ClockSkew {
+                starts_before_parent_ns: 10,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn recent_traces_may_still_be_arriving_and_rootless_traces_are_named() {
+        let l = build(vec![span(1, 2, Some(1), 0, OLD - 5)], OLD);
+        assert_eq!(
+            kinds(&l),
+            ["no_root", "missing_parent", "may_still_be_arriving"]
+        );
+    }
+
+    #[test]
+    fn dangling_link_within_fetched_traces_is_reported() {
+        let mut a = span(1, 1, None, 0, 10);
+        a.links.push((tid(1), sid(7)));
+        let l = build(vec![a], OLD);
+        assert_eq!(kinds(&l), ["dangling_link"]);
+    }
+
+    #[test]
+    fn links_join_traces_into_one_workflow_with_inherited_identity() {
+        let mut root = span(1, 1, None, 0, 100);
+        root.ai.identity = Some("alice".into());
+        let approval = span(1, 2, Some(1), 10, 20);
+        let mut resumed = span(2, 3, None, 1_000, 2_000);
+        resumed.links.push((tid(1), sid(2)));
+        let tool = span(2, 4, Some(3), 1_100, 1_900);
+        let l = build(vec![root, approval, resumed, tool], OLD);
+        assert!(l.anomalies.is_empty(), "{:?}", l.anomalies);
+        assert_eq!(l.traces, vec![tid(1), tid(2)]);
+        assert!(l.edges.contains(&Edge {
+            from: 1,
+            to: 2,
+            kind: EdgeKind::Link
+        }));
+        assert_eq!(l.nodes[3].effective_identity.as_deref(), Some("alice"));
+        assert_eq!(l.nodes[3].depth, 3);
+        let path: Vec<_> = l
+            .critical_path
+            .iter()
+            .map(|i| l.nodes[*i].span.name.as_str())
+            .collect();
+        assert_eq!(path, ["s1", "s2", "s3", "s4"]);
+    }
+}

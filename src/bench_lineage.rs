@@ -1,0 +1,207 @@
+//! `weft bench --only lineage`: reconstructing a 100k-span workflow that spans
+//! ten linked traces, beside the cheapest possible baseline over the same spans
+//! (index them by id and sort them by time), measured in the same run.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use weft_collector::{Metrics, Store, StoreConfig};
+use weft_query::lineage::fetch::Reach;
+use weft_query::lineage::graph::{BuildOptions, build};
+use weft_query::lineage::{LineageSpan, StepAi};
+use weft_query::{QueryEngine, QueryLimits};
+use weft_schemas::{AiFields, AiKind, PolicyVerdict, Span, SpanId, SpanKind, StatusCode, TraceId};
+
+const TRACES: usize = 10;
+
+fn ids(t: usize, i: usize) -> (TraceId, SpanId) {
+    let mut tb = [0u8; 16];
+    tb[0] = 0xab;
+    tb[8..].copy_from_slice(&(t as u64 + 1).to_be_bytes());
+    let mut sb = [0u8; 8];
+    sb.copy_from_slice(&((t as u64) << 40 | (i as u64 + 1)).to_be_bytes());
+    (
+        TraceId::try_from(tb.as_slice()).unwrap_or_else(|_| unreachable!("non-zero")),
+        SpanId::try_from(sb.as_slice()).unwrap_or_else(|_| unreachable!("non-zero")),
+    )
+}
+
+/// Ten traces of an 8-ary span tree; each trace's root follows from a span of the previous one.
+fn workflow(total: usize) -> Vec<LineageSpan> {
+    let per = (total / TRACES).max(2);
+    let base = 1_700_000_000_000_000_000i64;
+    let mut spans = Vec::with_capacity(per * TRACES);
+    for t in 0..TRACES {
+        for i in 0..per {
+            let (trace_id, span_id) = ids(t, i);
+            let parent = (i > 0).then(|| ids(t, (i - 1) / 8).1);
+            let links = if i == 0 && t > 0 {
+                vec![ids(t - 1, per - 1)]
+            } else {
+                Vec::new()
+            };
+            let start = base + (t * per + i) as i64 * 1_000;
+            let kind = [
+                AiKind::Llm,
+                AiKind::Tool,
+                AiKind::Policy,
+                AiKind::Retrieval,
+                AiKind::Workflow,
+            ][i % 5];
+            spans.push(LineageSpan {
+                trace_id,
+                span_id,
+                parent_span_id: parent,
+                name: format!("step {i}"),
+                service: Some("bench".into()),
+                start_ns: start,
+                end_ns: start + 500 + (per - i) as i64,
+                status: StatusCode::Ok,
+                status_message: None,
+                links,
+                ai: StepAi {
+                    ai_kind: Some(kind),
+                    tool_name: (kind == AiKind::Tool).then(|| "tool".to_owned()),
+                    tool_effect: (kind == AiKind::Tool && i % 10 == 1).then(|| "write".to_owned()),
+                    policy_verdict: (kind == AiKind::Policy).then_some(PolicyVerdict::Allow),
+                    identity: (i == 0).then(|| "bench-user".to_owned()),
+                    ..Default::default()
+                },
+            });
+        }
+    }
+    spans
+}
+
+fn best(mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<Duration> {
+    let mut best = Duration::MAX;
+    for _ in 0..3 {
+        let t = Instant::now();
+        f()?;
+        best = best.min(t.elapsed());
+    }
+    Ok(best)
+}
+
+fn to_span(l: &LineageSpan) -> Span {
+    Span {
+        trace_id: l.trace_id,
+        span_id: l.span_id,
+        parent_span_id: l.parent_span_id,
+        trace_state: String::new(),
+        name: l.name.clone(),
+        kind: SpanKind::Internal,
+        start_time_unix_nano: l.start_ns,
+        end_time_unix_nano: l.end_ns,
+        status_code: l.status,
+        status_message: String::new(),
+        service_name: l.service.clone(),
+        resource_attributes: Vec::new(),
+        scope_name: String::new(),
+        scope_version: String::new(),
+        attributes: Vec::new(),
+        events: Vec::new(),
+        links: l
+            .links
+            .iter()
+            .map(|(t, s)| weft_schemas::SpanLink {
+                trace_id: *t,
+                span_id: *s,
+                trace_state: String::new(),
+                attributes: Vec::new(),
+            })
+            .collect(),
+        ai: AiFields {
+            ai_kind: l.ai.ai_kind,
+            tool_name: l.ai.tool_name.clone(),
+            policy_verdict: l.ai.policy_verdict,
+            identity: l.ai.identity.clone(),
+            ..Default::default()
+        },
+    }
+}
+
+pub fn run(total: usize) -> anyhow::Result<()> {
+    let spans = workflow(total);
+    let n = spans.len();
+    eprintln!("lineage workload: {n} spans in {TRACES} linked traces");
+
+    let baseline = best(|| {
+        let mut index: HashMap<(TraceId, SpanId), usize> = HashMap::with_capacity(n);
+        for (i, s) in spans.iter().enumerate() {
+            index.insert((s.trace_id, s.span_id), i);
+        }
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by_key(|i| spans[*i].start_ns);
+        std::hint::black_box((index, order));
+        Ok(())
+    })?;
+    let options = BuildOptions {
+        now_ns: i64::MAX,
+        write_tools: HashSet::new(),
+    };
+    let mut copies: Vec<Vec<LineageSpan>> = (0..3).map(|_| spans.clone()).collect();
+    let mut nodes = 0;
+    let graph = best(|| {
+        let lineage = build(copies.pop().unwrap_or_default(), &options);
+        nodes = lineage.nodes.len();
+        anyhow::ensure!(
+            lineage.traces.len() == TRACES,
+            "workflow split: {} traces",
+            lineage.traces.len()
+        );
+        std::hint::black_box(lineage);
+        Ok(())
+    })?;
+    anyhow::ensure!(nodes == n, "built {nodes} of {n} nodes");
+
+    eprintln!("storing the workflow and reconstructing it through the query engine ...");
+    let dir = std::env::temp_dir().join(format!("weft-bench-lineage-{}", std::process::id()));
+    let runtime = tokio::runtime::Runtime::new()?;
+    let end_to_end = runtime.block_on(async {
+        let store = Store::open(StoreConfig::new(&dir), Arc::new(Metrics::default()))?;
+        let rows: Vec<Span> = spans.iter().map(to_span).collect();
+        for chunk in rows.chunks(10_000) {
+            store.ingest(chunk).await?;
+        }
+        store.flush().await?;
+        let engine = QueryEngine::new(Arc::new(store.clone()), QueryLimits::default()).await?;
+        let start = ids(0, 0).0;
+        let mut best_time = Duration::MAX;
+        for _ in 0..3 {
+            let t = Instant::now();
+            let result = engine.lineage(&start, Reach::default()).await?;
+            best_time = best_time.min(t.elapsed());
+            anyhow::ensure!(
+                result.lineage.nodes.len() == n,
+                "engine found {} of {n}",
+                result.lineage.nodes.len()
+            );
+        }
+        store.shutdown().await?;
+        Ok::<_, anyhow::Error>(best_time)
+    })?;
+    let _ = std::fs::remove_dir_all(&dir);
+
+    println!();
+    println!(
+        "| lineage of a {n}-span workflow ({TRACES} linked traces) | time | relative to baseline |"
+    );
+    println!("|---|---:|---:|");
+    for (name, d) in [
+        ("baseline: index spans by id and sort by time", baseline),
+        ("graph build + anomalies + critical path + summary", graph),
+        (
+            "end to end: fetch from Parquet via SQL engine + build",
+            end_to_end,
+        ),
+    ] {
+        println!(
+            "| {name} | {:.1} ms | {:.1}x |",
+            d.as_secs_f64() * 1e3,
+            d.as_secs_f64() / baseline.as_secs_f64()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,126 @@
+//! `weft lineage <trace_id>`: the workflow reachable from a trace — a tree with
+//! the AI columns, the critical path, anomalies and the governance summary.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use weft_query::lineage::Direction;
+use weft_query::lineage::fetch::Reach;
+use weft_query::lineage::render::{dot, summary_text, text_tree};
+use weft_query::{QueryEngine, QueryLimits, StaticSource};
+use weft_schemas::TraceId;
+
+#[derive(Args, Debug)]
+pub struct LineageArgs {
+    /// Any trace of the workflow (32 hex digits).
+    pub trace_id: String,
+    /// Weft API to ask; ignored with --data-dir.
+    #[arg(long, default_value = "http://127.0.0.1:4319")]
+    pub server: String,
+    /// Read this data directory directly, without a server.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Link hops across traces to follow (default: all).
+    #[arg(long)]
+    pub depth: Option<u32>,
+    /// Follow links toward causes, effects, or both.
+    #[arg(long, value_enum, default_value_t = Way::Both)]
+    pub direction: Way,
+    /// Output: tree with summary, JSON, or Graphviz DOT.
+    #[arg(long, value_enum, default_value_t = Output::Tree)]
+    pub format: Output,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Way {
+    Both,
+    Upstream,
+    Downstream,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Output {
+    Tree,
+    Json,
+    Dot,
+}
+
+impl Way {
+    fn as_str(self) -> &'static str {
+        match self {
+            Way::Both => "both",
+            Way::Upstream => "upstream",
+            Way::Downstream => "downstream",
+        }
+    }
+}
+
+pub fn run(args: LineageArgs) -> anyhow::Result<()> {
+    let trace: TraceId = args
+        .trace_id
+        .parse()
+        .with_context(|| format!("{:?} is not a trace id", args.trace_id))?;
+    let text = match &args.data_dir {
+        Some(dir) => embedded(dir, trace, &args)?,
+        None => remote(&args)?,
+    };
+    print!("{text}");
+    Ok(())
+}
+
+fn embedded(dir: &std::path::Path, trace: TraceId, args: &LineageArgs) -> anyhow::Result<String> {
+    let snapshot = weft_collector::read_snapshot(dir)
+        .with_context(|| format!("cannot read data directory {}", dir.display()))?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let engine =
+            QueryEngine::new(Arc::new(StaticSource(snapshot)), QueryLimits::default()).await?;
+        let reach = Reach {
+            direction: Direction::parse(args.direction.as_str()).unwrap_or_default(),
+            max_depth: args.depth,
+            ..Reach::default()
+        };
+        let result = engine.lineage(&trace, reach).await?;
+        Ok(match args.format {
+            Output::Tree => format!(
+                "{}\n{}",
+                text_tree(&result.lineage),
+                summary_text(&result.lineage)
+            ),
+            Output::Json => serde_json::to_string_pretty(&result.lineage)? + "\n",
+            Output::Dot => dot(&result.lineage),
+        })
+    })
+}
+
+fn remote(args: &LineageArgs) -> anyhow::Result<String> {
+    let suffix = match args.format {
+        Output::Tree => "/tree",
+        Output::Json => "",
+        Output::Dot => "/dot",
+    };
+    let mut url = format!(
+        "{}/api/lineage/{}{suffix}?direction={}",
+        args.server.trim_end_matches('/'),
+        args.trace_id,
+        args.direction.as_str()
+    );
+    if let Some(d) = args.depth {
+        url.push_str(&format!("&depth={d}"));
+    }
+    let response = reqwest::blocking::get(&url).with_context(|| {
+        format!("cannot reach weft at {url}; is `weft serve` running? (or pass --data-dir)")
+    })?;
+    let status = response.status();
+    let body = response.text()?;
+    if !status.is_success() {
+        let message = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_owned))
+            .unwrap_or(body);
+        bail!("lineage failed ({status}): {message}");
+    }
+    Ok(body)
+}

@@ -1,0 +1,290 @@
+//! Lineage end to end through OTLP: a workflow whose approval resumes in a
+//! second trace via a span link is reconstructed whole from either trace id,
+//! over the HTTP API, SQL and the `weft lineage` command.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+mod common;
+
+use common::Server;
+use opentelemetry::trace::{
+    Link, Span as _, SpanKind, TraceContextExt, Tracer, TracerProvider as _,
+};
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use serde_json::Value;
+
+/// Trace 1 asks for approval; trace 2, linked to the request, gets it and acts.
+fn send_approval_workflow(server: &Server) -> (String, String) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _guard = runtime.enter();
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(format!("http://{}", server.grpc))
+        .build()
+        .unwrap();
+    let provider = SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(
+            Resource::builder()
+                .with_service_name("triage-agent")
+                .build(),
+        )
+        .build();
+    let tracer = provider.tracer("lineage-e2e");
+
+    let root = tracer
+        .span_builder("incident triage")
+        .with_kind(SpanKind::Server)
+        .with_attributes([
+            KeyValue::new("weft.kind", "workflow"),
+            KeyValue::new("weft.identity", "sre-oncall"),
+        ])
+        .start(&tracer);
+    let first = root.span_context().trace_id().to_string();
+    let cx = Context::current_with_span(root);
+    tracer
+        .span_builder("policy production-change")
+        .with_attributes([
+            KeyValue::new("weft.kind", "policy"),
+            KeyValue::new("weft.policy.name", "production-change"),
+            KeyValue::new("weft.policy.verdict", "needs_approval"),
+        ])
+        .start_with_context(&tracer, &cx)
+        .end();
+    let mut request = tracer
+        .span_builder("approval requested")
+        .with_attributes([
+            KeyValue::new("weft.kind", "approval"),
+            KeyValue::new("weft.approval.state", "requested"),
+            KeyValue::new("weft.approval.action", "k8s.rollback"),
+        ])
+        .start_with_context(&tracer, &cx);
+    let request_cx = request.span_context().clone();
+    request.end();
+    cx.span().end();
+    drop(cx);
+
+    let resumed = tracer
+        .span_builder("remediation resumed")
+        .with_kind(SpanKind::Server)
+        .with_links(vec![Link::with_context(request_cx)])
+        .start_with_context(&tracer, &Context::new());
+    let second = resumed.span_context().trace_id().to_string();
+    let cx = Context::current_with_span(resumed);
+    tracer
+        .span_builder("approval granted")
+        .with_attributes([
+            KeyValue::new("weft.kind", "approval"),
+            KeyValue::new("weft.approval.state", "granted"),
+            KeyValue::new("weft.approval.approver", "incident-commander"),
+            KeyValue::new("weft.approval.action", "k8s.rollback"),
+        ])
+        .start_with_context(&tracer, &cx)
+        .end();
+    for tool in ["k8s.rollback", "pager.notify_customers"] {
+        tracer
+            .span_builder(format!("execute_tool {tool}"))
+            .with_attributes([
+                KeyValue::new("gen_ai.operation.name", "execute_tool"),
+                KeyValue::new("gen_ai.tool.name", tool),
+                KeyValue::new("weft.tool.effect", "write"),
+            ])
+            .start_with_context(&tracer, &cx)
+            .end();
+    }
+    cx.span().end();
+    drop(cx);
+    provider.force_flush().unwrap();
+    provider.shutdown().unwrap();
+    (first, second)
+}
+
+fn get(server: &Server, path: &str) -> reqwest::blocking::Response {
+    reqwest::blocking::get(format!("http://{}{path}", server.api)).unwrap()
+}
+
+#[test]
+fn approval_resumed_in_a_linked_trace_is_one_workflow_from_either_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let (first, second) = send_approval_workflow(&server);
+    assert_ne!(first, second);
+
+    for start in [&first, &second] {
+        let response = get(&server, &format!("/api/lineage/{start}"));
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().unwrap();
+        let traces: Vec<&str> = body["traces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap())
+            .collect();
+        assert_eq!(traces.len(), 2, "{body}");
+        assert!(traces.contains(&first.as_str()) && traces.contains(&second.as_str()));
+        assert_eq!(body["total_nodes"], 7);
+        let nodes = body["nodes"].as_array().unwrap();
+        let index = |name: &str| nodes.iter().position(|n| n["name"] == name).unwrap();
+        let link = body["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["kind"] == "link")
+            .expect("a link edge");
+        assert_eq!(link["from"], index("approval requested"));
+        assert_eq!(link["to"], index("remediation resumed"));
+        // The resumed trace inherits the identity of the work that asked for approval.
+        assert_eq!(
+            nodes[index("execute_tool k8s.rollback")]["effective_identity"],
+            "sre-oncall"
+        );
+
+        let summary = &body["summary"];
+        let tools = summary["tool_calls"].as_array().unwrap();
+        let rollback = tools.iter().find(|t| t["tool"] == "k8s.rollback").unwrap();
+        assert_eq!(rollback["preceding_verdict"]["verdict"], "needs_approval");
+        assert_eq!(rollback["preceding_approval"]["state"], "granted");
+        assert_eq!(
+            rollback["preceding_approval"]["approver"],
+            "incident-commander"
+        );
+        let findings = summary["findings"].as_array().unwrap();
+        assert_eq!(findings.len(), 1, "{findings:?}");
+        assert_eq!(findings[0]["rule"], "needs_approval_without_grant");
+        assert!(
+            findings[0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("pager.notify_customers")
+        );
+        let approvals = summary["approvals"].as_array().unwrap();
+        assert_eq!(approvals.len(), 2);
+        assert!(approvals.iter().all(|a| a["gates"] == "k8s.rollback"));
+        assert_eq!(summary["policy_checks"][0]["identity"], "sre-oncall");
+        // Spans that ended a moment ago are reported as possibly still arriving.
+        assert!(
+            body["anomalies"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a["type"] == "may_still_be_arriving")
+        );
+    }
+
+    // Upstream from the second trace still finds the first; downstream from the second does not.
+    let up: Value = get(
+        &server,
+        &format!("/api/lineage/{second}?direction=upstream"),
+    )
+    .json()
+    .unwrap();
+    assert_eq!(up["total_nodes"], 7);
+    let down: Value = get(
+        &server,
+        &format!("/api/lineage/{second}?direction=downstream"),
+    )
+    .json()
+    .unwrap();
+    assert_eq!(down["total_nodes"], 4);
+    let shallow: Value = get(&server, &format!("/api/lineage/{first}?depth=0"))
+        .json()
+        .unwrap();
+    assert_eq!(shallow["total_nodes"], 3);
+    assert_eq!(shallow["truncated"], true);
+    let page: Value = get(&server, &format!("/api/lineage/{first}?offset=2&limit=2"))
+        .json()
+        .unwrap();
+    assert_eq!(page["nodes"].as_array().unwrap().len(), 2);
+    assert_eq!(page["total_nodes"], 7);
+
+    let tree = get(&server, &format!("/api/lineage/{first}/tree"))
+        .text()
+        .unwrap();
+    assert!(tree.contains("⇢ * remediation resumed"), "{tree}");
+    assert!(tree.contains("needs_approval_without_grant"), "{tree}");
+    let dot = get(&server, &format!("/api/lineage/{second}/dot"))
+        .text()
+        .unwrap();
+    assert!(
+        dot.starts_with("digraph lineage {") && dot.contains("label=\"link\""),
+        "{dot}"
+    );
+
+    assert_eq!(
+        get(&server, &format!("/api/lineage/{}", "cd".repeat(16))).status(),
+        404
+    );
+    assert_eq!(get(&server, "/api/lineage/xyz").status(), 400);
+    assert_eq!(
+        get(&server, &format!("/api/lineage/{first}?direction=sideways")).status(),
+        400
+    );
+
+    let rows = server.sql(&format!(
+        "SELECT count(*) AS n, count(DISTINCT trace_id) AS traces FROM lineage('{second}')"
+    ));
+    assert_eq!(rows[0]["n"], 7);
+    assert_eq!(rows[0]["traces"], 2);
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["lineage", &first, "--server"])
+        .arg(format!("http://{}", server.api))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.contains("workflow: 7 span(s) in 2 trace(s)"), "{text}");
+    assert!(
+        text.contains("k8s.rollback (writes) as sre-oncall"),
+        "{text}"
+    );
+}
+
+#[test]
+fn service_graph_shows_who_calls_whom() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let demo = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["demo", "--workflows", "9", "--endpoint"])
+        .arg(format!("http://{}", server.grpc))
+        .output()
+        .unwrap();
+    assert!(
+        demo.status.success(),
+        "{}",
+        String::from_utf8_lossy(&demo.stderr)
+    );
+
+    let edges: Vec<Value> = get(&server, "/api/graph?since=2h").json().unwrap();
+    let edge = |caller: &str, callee: &str| {
+        edges
+            .iter()
+            .find(|e| e["caller_service"] == caller && e["callee_service"] == callee)
+            .unwrap_or_else(|| panic!("no {caller} -> {callee} in {edges:?}"))
+    };
+    let support_llm = edge("support-agent", "llm-gateway");
+    assert!(support_llm["calls"].as_i64().unwrap() >= 3);
+    assert!(support_llm["avg_duration_ns"].as_f64().unwrap() > 0.0);
+    edge("code-assistant", "retriever");
+    // The same calls, counted from SQL.
+    let n = server.count(
+        "SELECT count(*) AS n FROM service_calls WHERE caller_service = 'support-agent' AND callee_service = 'llm-gateway'",
+    );
+    assert_eq!(n, support_llm["calls"].as_i64().unwrap());
+    // Nothing before the demo's window.
+    let old: Vec<Value> = get(
+        &server,
+        "/api/graph?since=2020-01-01T00:00:00Z&until=2020-01-02T00:00:00Z",
+    )
+    .json()
+    .unwrap();
+    assert!(old.is_empty());
+    assert_eq!(get(&server, "/api/graph?since=yesterday").status(), 400);
+}
