@@ -20,7 +20,7 @@ use serde::Serialize;
 use weft_schemas::{SpanId, TraceId};
 
 use super::LineageSpan;
-use super::summary::{Summary, summarise};
+use super::summary::{Roots, Summary, summarise};
 
 /// How one span reaches another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -233,7 +233,13 @@ pub fn build(spans: Vec<LineageSpan>, options: &BuildOptions) -> Lineage {
             on_critical_path: on_path.contains(&i),
         })
         .collect();
-    let summary = summarise(&nodes, &graph_predecessors(&graph), &options.write_tools);
+    let roots = roots_of_each(&graph, &dag);
+    let summary = summarise(
+        &nodes,
+        &graph_predecessors(&graph),
+        &roots,
+        &options.write_tools,
+    );
     Lineage {
         traces,
         nodes,
@@ -535,6 +541,25 @@ fn critical_path(graph: &DiGraph<usize, EdgeKind>, dag: &Dag, nodes: &[LineageSp
             None => return path,
         }
     }
+}
+
+/// The roots each node descends from, in topological order without back edges.
+fn roots_of_each(graph: &DiGraph<usize, EdgeKind>, dag: &Dag) -> Roots {
+    let mut roots: Roots = vec![Vec::new(); graph.node_count()];
+    for v in topological(graph, dag) {
+        let mut mine: Vec<usize> = graph
+            .edges_directed(v, Dir::Incoming)
+            .filter(|e| !dag.back_edges.contains(&e.id()))
+            .flat_map(|e| roots[graph[e.source()]].iter().copied())
+            .collect();
+        if mine.is_empty() {
+            mine.push(graph[v]);
+        }
+        mine.sort_unstable();
+        mine.dedup();
+        roots[graph[v]] = mine;
+    }
+    roots
 }
 
 /// For each node, its causal predecessors (every node with a path to it), by index.

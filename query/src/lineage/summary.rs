@@ -5,7 +5,7 @@
 //! findings: a tool that writes without a preceding allow, or after a
 //! needs_approval verdict with no granted approval before it.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use serde::Serialize;
 use weft_schemas::{ApprovalState, PolicyVerdict, StatusCode};
@@ -99,55 +99,99 @@ fn step(nodes: &[Node], i: usize) -> Step {
     }
 }
 
-/// Every node with a path to `i`.
+/// Every node with a path to `i` (the causal ancestors; chains are short).
 fn ancestors(preds: &Predecessors, i: usize) -> HashSet<usize> {
     let mut seen = HashSet::new();
     let mut queue: VecDeque<usize> = preds[i].iter().copied().collect();
     while let Some(p) = queue.pop_front() {
-        if seen.insert(p) {
+        if p != i && seen.insert(p) {
             queue.extend(preds[p].iter().copied());
         }
     }
     seen
 }
 
-fn roots_of(preds: &Predecessors, i: usize) -> HashSet<usize> {
-    let mut all = ancestors(preds, i);
-    all.insert(i);
-    all.into_iter().filter(|a| preds[*a].is_empty()).collect()
-}
-
-/// Happened-before within the workflow: `p` is a causal ancestor of `t`, or
-/// ended before `t` started under a common root (sequenced by one coordinator).
-struct Causality<'a> {
+/// Finds the latest step of one kind (policy checks, or approvals) that
+/// happened before a given step: a causal ancestor, or a step that ended
+/// before it started under a common root (sequenced by one coordinator).
+/// Steps are indexed per root and sorted by end time, so each lookup is a
+/// binary search rather than a scan of the workflow.
+struct Preceding<'a> {
     nodes: &'a [Node],
-    preds: &'a Predecessors,
+    /// root → (end time, node) of the indexed steps, sorted.
+    by_root: HashMap<usize, Vec<(i64, usize)>>,
+    indexed: HashSet<usize>,
 }
 
-impl Causality<'_> {
-    fn precedes(
+impl<'a> Preceding<'a> {
+    fn new(nodes: &'a [Node], roots: &Roots, steps: impl Iterator<Item = usize>) -> Self {
+        let mut by_root: HashMap<usize, Vec<(i64, usize)>> = HashMap::new();
+        let mut indexed = HashSet::new();
+        for n in steps {
+            indexed.insert(n);
+            for r in &roots[n] {
+                by_root
+                    .entry(*r)
+                    .or_default()
+                    .push((nodes[n].span.end_ns, n));
+            }
+        }
+        for list in by_root.values_mut() {
+            list.sort_unstable();
+        }
+        Self {
+            nodes,
+            by_root,
+            indexed,
+        }
+    }
+
+    /// The latest indexed step before `t` that `accept` takes.
+    fn latest(
         &self,
-        p: usize,
         t: usize,
         t_ancestors: &HashSet<usize>,
-        t_roots: &HashSet<usize>,
-    ) -> bool {
-        if p == t {
-            return false;
-        }
-        if t_ancestors.contains(&p) {
-            return true;
-        }
-        self.nodes[p].span.end_ns <= self.nodes[t].span.start_ns
-            && !roots_of(self.preds, p).is_disjoint(t_roots)
+        t_roots: &[usize],
+        accept: impl Fn(usize) -> bool,
+    ) -> Option<usize> {
+        let key = |n: usize| (self.nodes[n].span.end_ns, n);
+        let from_ancestors = t_ancestors
+            .iter()
+            .copied()
+            .filter(|a| self.indexed.contains(a) && accept(*a))
+            .max_by_key(|a| key(*a));
+        let start = self.nodes[t].span.start_ns;
+        let from_roots = t_roots
+            .iter()
+            .filter_map(|r| self.by_root.get(r))
+            .filter_map(|list| {
+                let upto = list.partition_point(|(end, _)| *end <= start);
+                list[..upto]
+                    .iter()
+                    .rev()
+                    .map(|(_, n)| *n)
+                    .find(|n| *n != t && accept(*n))
+            })
+            .max_by_key(|n| key(*n));
+        [from_ancestors, from_roots]
+            .into_iter()
+            .flatten()
+            .max_by_key(|n| key(*n))
     }
 }
 
+/// For each node, the roots it descends from (ignoring edges that close cycles).
+pub type Roots = Vec<Vec<usize>>;
+
 /// Builds the summary; `write_tools` names tools that change something even
 /// without `weft.tool.effect = write`.
-pub fn summarise(nodes: &[Node], preds: &Predecessors, write_tools: &HashSet<String>) -> Summary {
+pub fn summarise(
+    nodes: &[Node],
+    preds: &Predecessors,
+    roots: &Roots,
+    write_tools: &HashSet<String>,
+) -> Summary {
     let mut summary = Summary::default();
-    let causality = Causality { nodes, preds };
     let mut identities: BTreeMap<(String, &'static str), Vec<Step>> = BTreeMap::new();
 
     let mut order: Vec<usize> = (0..nodes.len()).collect();
@@ -191,27 +235,39 @@ pub fn summarise(nodes: &[Node], preds: &Predecessors, write_tools: &HashSet<Str
         }
     }
 
+    let check_at: HashMap<usize, usize> = summary
+        .policy_checks
+        .iter()
+        .enumerate()
+        .map(|(k, c)| (c.step.node, k))
+        .collect();
+    let approval_at: HashMap<usize, usize> = summary
+        .approvals
+        .iter()
+        .enumerate()
+        .map(|(k, a)| (a.step.node, k))
+        .collect();
+    let checks = Preceding::new(nodes, roots, check_at.keys().copied());
+    let approvals = Preceding::new(nodes, roots, approval_at.keys().copied());
+
     for &i in &order {
         let n = &nodes[i];
         let Some(tool) = n.span.ai.tool_name.clone() else {
             continue;
         };
         let t_ancestors = ancestors(preds, i);
-        let t_roots = roots_of(preds, i);
-        let before = |p: usize| causality.precedes(p, i, &t_ancestors, &t_roots);
-        let verdict = summary
-            .policy_checks
-            .iter()
-            .filter(|c| before(c.step.node))
-            .max_by_key(|c| (nodes[c.step.node].span.end_ns, c.step.node))
-            .cloned();
-        let approval = summary
-            .approvals
-            .iter()
-            .filter(|a| before(a.step.node))
-            .filter(|a| a.gates.as_deref().is_none_or(|g| g == tool))
-            .max_by_key(|a| (nodes[a.step.node].span.end_ns, a.step.node))
-            .cloned();
+        let verdict = checks
+            .latest(i, &t_ancestors, &roots[i], |_| true)
+            .map(|p| summary.policy_checks[check_at[&p]].clone());
+        let gates_this = |a: usize| {
+            summary.approvals[approval_at[&a]]
+                .gates
+                .as_deref()
+                .is_none_or(|g| g == tool)
+        };
+        let approval = approvals
+            .latest(i, &t_ancestors, &roots[i], gates_this)
+            .map(|a| summary.approvals[approval_at[&a]].clone());
         let writes =
             n.span.ai.tool_effect.as_deref() == Some("write") || write_tools.contains(&tool);
         if writes && let Some(f) = governance(nodes, i, &tool, verdict.as_ref(), approval.as_ref())
@@ -232,17 +288,17 @@ pub fn summarise(nodes: &[Node], preds: &Predecessors, write_tools: &HashSet<Str
     }
 
     // An approval with no declared action gates the first tool call it preceded.
+    let mut first_gated: HashMap<usize, String> = HashMap::new();
+    for t in &summary.tool_calls {
+        if let Some(a) = &t.preceding_approval {
+            first_gated
+                .entry(a.step.node)
+                .or_insert_with(|| t.tool.clone());
+        }
+    }
     for a in &mut summary.approvals {
         if a.gates.is_none() {
-            a.gates = summary
-                .tool_calls
-                .iter()
-                .find(|t| {
-                    t.preceding_approval
-                        .as_ref()
-                        .is_some_and(|p| p.step.node == a.step.node)
-                })
-                .map(|t| t.tool.clone());
+            a.gates = first_gated.get(&a.step.node).cloned();
         }
     }
     summary.identities = identities
