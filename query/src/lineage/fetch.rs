@@ -148,11 +148,9 @@ async fn traces_linking_to(
     let mut found = BTreeSet::new();
     for batch in &batches {
         let traces = utf8(batch, "trace_id")?;
-        let links = list(batch, "links")?;
+        let links = Flat::new(list(batch, "links")?)?;
         for row in 0..batch.num_rows() {
-            if link_pairs(links, row)
-                .iter()
-                .any(|(t, _)| targets.contains(t))
+            if links.pairs(row).iter().any(|(t, _)| targets.contains(t))
                 && let Some(t) = traces.value(row).parse::<TraceId>().ok()
             {
                 found.insert(t);
@@ -184,22 +182,71 @@ fn opt(a: &StringArray, row: usize) -> Option<String> {
     (!a.is_null(row)).then(|| a.value(row).to_owned())
 }
 
-fn link_pairs(links: &ListArray, row: usize) -> Vec<(TraceId, SpanId)> {
-    if links.is_null(row) {
-        return Vec::new();
+/// A list column of strings or of structs whose first two fields are ids,
+/// flattened once per batch so rows are read by offset, not sliced one by one.
+struct Flat {
+    offsets: Vec<i32>,
+    nulls: Option<arrow::buffer::NullBuffer>,
+    first: StringArray,
+    second: Option<StringArray>,
+}
+
+impl Flat {
+    fn new(list: &ListArray) -> Result<Self, QueryError> {
+        let values = list.values();
+        let (first, second) = match values.data_type() {
+            DataType::Struct(_) => {
+                let s = values.as_struct();
+                (
+                    cast(s.column(0), &DataType::Utf8)?
+                        .as_string::<i32>()
+                        .clone(),
+                    Some(
+                        cast(s.column(1), &DataType::Utf8)?
+                            .as_string::<i32>()
+                            .clone(),
+                    ),
+                )
+            }
+            _ => (
+                cast(values, &DataType::Utf8)?.as_string::<i32>().clone(),
+                None,
+            ),
+        };
+        Ok(Self {
+            offsets: list.value_offsets().to_vec(),
+            nulls: list.nulls().cloned(),
+            first,
+            second,
+        })
     }
-    let items = links.value(row);
-    let items = items.as_struct();
-    let (Ok(t), Ok(s)) = (
-        cast(items.column(0), &DataType::Utf8),
-        cast(items.column(1), &DataType::Utf8),
-    ) else {
-        return Vec::new();
-    };
-    let (t, s) = (t.as_string::<i32>(), s.as_string::<i32>());
-    (0..items.len())
-        .filter_map(|i| Some((t.value(i).parse().ok()?, s.value(i).parse().ok()?)))
-        .collect()
+
+    fn range(&self, row: usize) -> std::ops::Range<usize> {
+        if self.nulls.as_ref().is_some_and(|n| n.is_null(row)) {
+            return 0..0;
+        }
+        self.offsets[row] as usize..self.offsets[row + 1] as usize
+    }
+
+    fn strings(&self, row: usize) -> Vec<String> {
+        self.range(row)
+            .map(|i| self.first.value(i).to_owned())
+            .collect()
+    }
+
+    fn pairs(&self, row: usize) -> Vec<(TraceId, SpanId)> {
+        let Some(second) = &self.second else {
+            return Vec::new();
+        };
+        self.range(row)
+            .filter_map(|i| {
+                Some((
+                    self.first.value(i).parse().ok()?,
+                    second.value(i).parse().ok()?,
+                ))
+            })
+            .collect()
+    }
 }
 
 fn read_batch(batch: &RecordBatch, out: &mut Vec<LineageSpan>) -> Result<(), QueryError> {
@@ -250,8 +297,8 @@ fn read_batch(batch: &RecordBatch, out: &mut Vec<LineageSpan>) -> Result<(), Que
     let kv: BooleanArray = cast(column(batch, "kv_cache_hit")?, &DataType::Boolean)?
         .as_boolean()
         .clone();
-    let docs = list(batch, "retrieved_document_ids")?;
-    let links = list(batch, "links")?;
+    let docs = Flat::new(list(batch, "retrieved_document_ids")?)?;
+    let links = Flat::new(list(batch, "links")?)?;
     let int_opt = |a: &Int64Array, row: usize| (!a.is_null(row)).then(|| a.value(row));
 
     for row in 0..batch.num_rows() {
@@ -261,16 +308,7 @@ fn read_batch(batch: &RecordBatch, out: &mut Vec<LineageSpan>) -> Result<(), Que
         ) else {
             continue;
         };
-        let document_ids = if docs.is_null(row) {
-            Vec::new()
-        } else {
-            let v = cast(&docs.value(row), &DataType::Utf8)?;
-            v.as_string::<i32>()
-                .iter()
-                .flatten()
-                .map(str::to_owned)
-                .collect()
-        };
+        let document_ids = docs.strings(row);
         out.push(LineageSpan {
             trace_id,
             span_id,
@@ -281,7 +319,7 @@ fn read_batch(batch: &RecordBatch, out: &mut Vec<LineageSpan>) -> Result<(), Que
             end_ns: end.value(row),
             status: StatusCode::parse(status.value(row)),
             status_message: opt(&status_message, row),
-            links: link_pairs(links, row),
+            links: links.pairs(row),
             ai: StepAi {
                 ai_kind: opt(&ai_kind, row).and_then(|k| AiKind::parse(&k)),
                 identity: opt(&identity, row),
