@@ -99,12 +99,11 @@ const COLUMNS: &[&str] = &[
     "policy_verdict",
     "tool_name",
     "tool_call_id",
-    "attributes['weft.tool.effect'] AS tool_effect",
+    "attributes",
     "retrieval_source",
     "retrieved_document_ids",
     "approval_state",
     "approver",
-    "attributes['weft.approval.action'] AS approval_action",
     "gen_ai_model",
     "input_tokens",
     "output_tokens",
@@ -180,6 +179,40 @@ fn list<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ListArray, QueryEr
 
 fn opt(a: &StringArray, row: usize) -> Option<String> {
     (!a.is_null(row)).then(|| a.value(row).to_owned())
+}
+
+/// The `attributes` map flattened once per batch, for reading a few keys per row.
+struct FlatMap {
+    offsets: Vec<i32>,
+    keys: StringArray,
+    values: StringArray,
+}
+
+impl FlatMap {
+    fn new(column: &ArrayRef) -> Result<Self, QueryError> {
+        let map = column
+            .as_any()
+            .downcast_ref::<arrow::array::MapArray>()
+            .ok_or_else(|| QueryError::Internal("attributes is not a map".into()))?;
+        Ok(Self {
+            offsets: map.value_offsets().to_vec(),
+            keys: cast(map.keys(), &DataType::Utf8)?
+                .as_string::<i32>()
+                .clone(),
+            values: cast(map.values(), &DataType::Utf8)?
+                .as_string::<i32>()
+                .clone(),
+        })
+    }
+
+    fn get(&self, row: usize, key: &str) -> Option<String> {
+        let range = self.offsets[row] as usize..self.offsets[row + 1] as usize;
+        range
+            .into_iter()
+            .find(|i| self.keys.value(*i) == key)
+            .filter(|i| !self.values.is_null(*i))
+            .map(|i| self.values.value(i).to_owned())
+    }
 }
 
 /// A list column of strings or of structs whose first two fields are ids,
@@ -265,18 +298,17 @@ fn read_batch(batch: &RecordBatch, out: &mut Vec<LineageSpan>) -> Result<(), Que
         s("identity")?,
         s("workload_identity")?,
     );
-    let (policy, verdict, tool, call, effect) = (
+    let attributes = FlatMap::new(column(batch, "attributes")?)?;
+    let (policy, verdict, tool, call) = (
         s("policy_name")?,
         s("policy_verdict")?,
         s("tool_name")?,
         s("tool_call_id")?,
-        s("tool_effect")?,
     );
-    let (source, approval, approver, action, model, node) = (
+    let (source, approval, approver, model, node) = (
         s("retrieval_source")?,
         s("approval_state")?,
         s("approver")?,
-        s("approval_action")?,
         s("gen_ai_model")?,
         s("node")?,
     );
@@ -328,12 +360,12 @@ fn read_batch(batch: &RecordBatch, out: &mut Vec<LineageSpan>) -> Result<(), Que
                 policy_verdict: opt(&verdict, row).and_then(|v| PolicyVerdict::parse(&v)),
                 tool_name: opt(&tool, row),
                 tool_call_id: opt(&call, row),
-                tool_effect: opt(&effect, row),
+                tool_effect: attributes.get(row, "weft.tool.effect"),
                 retrieval_source: opt(&source, row),
                 document_ids,
                 approval_state: opt(&approval, row).and_then(|a| ApprovalState::parse(&a)),
                 approver: opt(&approver, row),
-                approval_action: opt(&action, row),
+                approval_action: attributes.get(row, "weft.approval.action"),
                 model: opt(&model, row),
                 input_tokens: int_opt(&input, row),
                 output_tokens: int_opt(&output, row),
