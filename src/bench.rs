@@ -135,7 +135,7 @@ fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
 }
 
 /// Best of three runs.
-fn time(mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<Duration> {
+pub(crate) fn time(mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<Duration> {
     let mut best = Duration::MAX;
     for _ in 0..3 {
         let t = Instant::now();

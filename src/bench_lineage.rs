@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use weft_collector::{Metrics, Store, StoreConfig};
+
+use crate::bench::time;
 use weft_query::lineage::fetch::Reach;
 use weft_query::lineage::graph::{BuildOptions, build};
 use weft_query::lineage::{LineageSpan, StepAi};
@@ -74,16 +76,6 @@ fn workflow(total: usize) -> Vec<LineageSpan> {
     spans
 }
 
-fn best(mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<Duration> {
-    let mut best = Duration::MAX;
-    for _ in 0..3 {
-        let t = Instant::now();
-        f()?;
-        best = best.min(t.elapsed());
-    }
-    Ok(best)
-}
-
 fn to_span(l: &LineageSpan) -> Span {
     Span {
         trace_id: l.trace_id,
@@ -127,7 +119,7 @@ pub fn run(total: usize) -> anyhow::Result<()> {
     let n = spans.len();
     eprintln!("lineage workload: {n} spans in {TRACES} linked traces");
 
-    let baseline = best(|| {
+    let baseline = time(|| {
         let mut index: HashMap<(TraceId, SpanId), usize> = HashMap::with_capacity(n);
         for (i, s) in spans.iter().enumerate() {
             index.insert((s.trace_id, s.span_id), i);
@@ -143,7 +135,7 @@ pub fn run(total: usize) -> anyhow::Result<()> {
     };
     let mut copies: Vec<Vec<LineageSpan>> = (0..3).map(|_| spans.clone()).collect();
     let mut nodes = 0;
-    let graph = best(|| {
+    let graph = time(|| {
         let lineage = build(copies.pop().unwrap_or_default(), &options);
         nodes = lineage.nodes.len();
         anyhow::ensure!(

@@ -1,0 +1,133 @@
+//! The SQL surfaces a user touches: `/api/sql` in JSON, CSV and Arrow IPC, the
+//! read-only guard over HTTP, and `weft sql` against a server and against a
+//! data directory with the server stopped.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+mod common;
+
+use std::process::Command;
+
+use common::Server;
+use reqwest::blocking::Client;
+
+const QUERY: &str = "SELECT name, ai_kind, input_tokens FROM spans WHERE ai_kind = 'llm'";
+
+fn weft_sql(args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .arg("sql")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[test]
+fn sql_over_http_and_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let client = Client::new();
+    let fixture = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/trace_a.json"
+    ))
+    .unwrap();
+    let sent = client
+        .post(format!("http://{}/v1/traces", server.http))
+        .header("content-type", "application/json")
+        .body(fixture)
+        .send()
+        .unwrap();
+    assert_eq!(sent.status(), 200);
+    let api = format!("http://{}/api/sql", server.api);
+
+    let csv = client
+        .post(&api)
+        .header("accept", "text/csv")
+        .body(QUERY)
+        .send()
+        .unwrap();
+    assert_eq!(csv.headers()["content-type"], "text/csv");
+    assert_eq!(
+        csv.text().unwrap(),
+        "name,ai_kind,input_tokens\nchat gpt-4o,llm,1200\n"
+    );
+
+    let arrow = client
+        .post(&api)
+        .header("accept", "application/vnd.apache.arrow.stream")
+        .body(r#"{"sql": "SELECT span_id, attributes, links FROM spans"}"#)
+        .send()
+        .unwrap();
+    let reader = arrow::ipc::reader::StreamReader::try_new(
+        std::io::Cursor::new(arrow.bytes().unwrap()),
+        None,
+    )
+    .unwrap();
+    let rows: usize = reader.map(|b| b.unwrap().num_rows()).sum();
+    assert_eq!(rows, 6);
+
+    // Nested columns still render in CSV, as text.
+    let nested = client
+        .post(&api)
+        .header("accept", "text/csv")
+        .body("SELECT retrieved_document_ids FROM spans WHERE retrieved_document_ids IS NOT NULL")
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert_eq!(nested, "retrieved_document_ids\n\"[kb-1, kb-2]\"\n");
+
+    for (body, status, text) in [
+        ("DROP TABLE spans", 400, "read-only"),
+        ("SELECT nope FROM spans", 400, "nope"),
+        ("", 400, "empty query"),
+        (r#"{"query": "SELECT 1"}"#, 400, "expected {\"sql\""),
+    ] {
+        let response = client.post(&api).body(body).send().unwrap();
+        assert_eq!(response.status().as_u16(), status, "{body}");
+        let error: serde_json::Value = response.json().unwrap();
+        assert!(
+            error["error"].as_str().unwrap().contains(text),
+            "{body}: {error}"
+        );
+    }
+
+    let server_url = format!("http://{}", server.api);
+    let table = weft_sql(&["--server", &server_url, QUERY]);
+    assert!(
+        table.contains("| chat gpt-4o | llm     | 1200         |"),
+        "{table}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&weft_sql(&[
+        "--server",
+        &server_url,
+        "--format",
+        "json",
+        QUERY,
+    ]))
+    .unwrap();
+    assert_eq!(json[0]["input_tokens"], 1200);
+
+    // With the server stopped, the data directory answers the same.
+    assert!(server.terminate().success());
+    let csv = weft_sql(&[
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--format",
+        "csv",
+        QUERY,
+    ]);
+    assert_eq!(csv, "name,ai_kind,input_tokens\nchat gpt-4o,llm,1200\n");
+    let failed = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["sql", "--server", &server_url, "SELECT 1"])
+        .output()
+        .unwrap();
+    assert!(!failed.status.success());
+    assert!(String::from_utf8_lossy(&failed.stderr).contains("is `weft serve` running?"));
+}
