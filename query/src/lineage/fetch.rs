@@ -1,6 +1,6 @@
 //! Loading a workflow's spans from the `spans` table, trace by trace along links.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Int64Array, ListArray, RecordBatch, StringArray,
@@ -45,6 +45,7 @@ pub async fn workflow_spans(
     let mut spans = Vec::new();
     let mut hops = 0u32;
     let mut truncated = false;
+    let mut incoming: Option<HashMap<TraceId, BTreeSet<TraceId>>> = None;
     loop {
         let batch: Vec<TraceId> = frontier.iter().copied().collect();
         let fetched = spans_of(ctx, &batch).await?;
@@ -62,8 +63,14 @@ pub async fn workflow_spans(
         }
         spans.extend(fetched);
         if reach.direction != Direction::Upstream {
-            let linking = traces_linking_to(ctx, &frontier).await?;
-            next.extend(linking.into_iter().filter(|t| !visited.contains(t)));
+            if incoming.is_none() {
+                incoming = Some(incoming_links(ctx).await?);
+            }
+            let linking = frontier
+                .iter()
+                .filter_map(|t| incoming.as_ref().and_then(|m| m.get(t)))
+                .flatten();
+            next.extend(linking.filter(|t| !visited.contains(t)));
         }
         if next.is_empty() {
             break;
@@ -134,29 +141,30 @@ pub async fn spans_of(
     Ok(out)
 }
 
-/// Traces holding a link into any of `targets`.
-async fn traces_linking_to(
+/// For every trace that some span links into, the traces holding those links.
+/// One scan of the `links` column, done once per lineage call.
+async fn incoming_links(
     ctx: &SessionContext,
-    targets: &BTreeSet<TraceId>,
-) -> Result<Vec<TraceId>, QueryError> {
+) -> Result<HashMap<TraceId, BTreeSet<TraceId>>, QueryError> {
     let batches = ctx
         .sql("SELECT trace_id, links FROM spans WHERE array_length(links) > 0")
         .await?
         .collect()
         .await?;
-    let mut found = BTreeSet::new();
+    let mut incoming: HashMap<TraceId, BTreeSet<TraceId>> = HashMap::new();
     for batch in &batches {
         let traces = utf8(batch, "trace_id")?;
         let links = Flat::new(list(batch, "links")?)?;
         for row in 0..batch.num_rows() {
-            if links.pairs(row).iter().any(|(t, _)| targets.contains(t))
-                && let Some(t) = traces.value(row).parse::<TraceId>().ok()
-            {
-                found.insert(t);
+            let Ok(from) = traces.value(row).parse::<TraceId>() else {
+                continue;
+            };
+            for (to, _) in links.pairs(row) {
+                incoming.entry(to).or_default().insert(from);
             }
         }
     }
-    Ok(found.into_iter().collect())
+    Ok(incoming)
 }
 
 fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef, QueryError> {
