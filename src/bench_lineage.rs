@@ -89,7 +89,7 @@ fn to_span(l: &LineageSpan) -> Span {
         status_code: l.status,
         status_message: String::new(),
         service_name: l.service.clone(),
-        resource_attributes: Vec::new(),
+        resource_attributes: Default::default(),
         scope_name: String::new(),
         scope_version: String::new(),
         attributes: Vec::new(),

@@ -33,7 +33,11 @@ impl MapColumn {
     fn push(&mut self, attrs: &[(String, AttrValue)]) {
         for (k, v) in attrs {
             self.keys.append_value(k);
-            self.values.append_value(v.to_text());
+            match v {
+                // Most values are strings: copy them in without an intermediate String.
+                AttrValue::Str(s) => self.values.append_value(s),
+                other => self.values.append_value(other.to_text()),
+            }
         }
         let last = self.offsets.last().copied().unwrap_or(0);
         self.offsets.push(last + attrs.len() as i32);
@@ -361,7 +365,7 @@ mod tests {
             status_code: StatusCode::Ok,
             status_message: String::new(),
             service_name: Some("svc".into()),
-            resource_attributes: vec![("host.name".into(), AttrValue::Str("gpu-1".into()))],
+            resource_attributes: vec![("host.name".into(), AttrValue::Str("gpu-1".into()))].into(),
             scope_name: "scope".into(),
             scope_version: String::new(),
             attributes: vec![("n".into(), AttrValue::Int(7))],

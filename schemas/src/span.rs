@@ -204,7 +204,8 @@ pub struct Span {
     pub status_code: StatusCode,
     pub status_message: String,
     pub service_name: Option<String>,
-    pub resource_attributes: Attributes,
+    /// Shared by every span of one resource.
+    pub resource_attributes: std::sync::Arc<Attributes>,
     pub scope_name: String,
     pub scope_version: String,
     pub attributes: Attributes,

@@ -65,11 +65,12 @@ impl Normalised {
 pub fn normalise(request: &ExportTraceServiceRequest) -> Normalised {
     let mut out = Normalised::default();
     for (ri, rs) in request.resource_spans.iter().enumerate() {
-        let resource_attributes = rs
+        let resource_attributes: std::sync::Arc<Attributes> = rs
             .resource
             .as_ref()
             .map(|r| attributes(&r.attributes))
-            .unwrap_or_default();
+            .unwrap_or_default()
+            .into();
         let service_name = resource_attributes.iter().find_map(|(k, v)| match v {
             AttrValue::Str(s) if k == "service.name" => Some(s.clone()),
             _ => None,
@@ -106,7 +107,7 @@ pub fn normalise(request: &ExportTraceServiceRequest) -> Normalised {
 }
 
 struct Context<'a> {
-    resource_attributes: &'a Attributes,
+    resource_attributes: &'a std::sync::Arc<Attributes>,
     service_name: Option<&'a str>,
     scope_name: &'a str,
     scope_version: &'a str,
@@ -172,7 +173,7 @@ fn normalise_span(span: &proto::Span, cx: &Context<'_>) -> Result<Span, SpanErro
         status_code,
         status_message,
         service_name: cx.service_name.map(str::to_owned),
-        resource_attributes: cx.resource_attributes.clone(),
+        resource_attributes: std::sync::Arc::clone(cx.resource_attributes),
         scope_name: cx.scope_name.to_owned(),
         scope_version: cx.scope_version.to_owned(),
         attributes: attrs,
