@@ -316,6 +316,8 @@ impl Store {
 
 /// Reads a data directory without changing it — for queries beside (or
 /// without) a running server: committed files plus the WAL's unflushed records.
+/// Nothing is locked: if a running server flushes and trims its WAL while this
+/// reads, the flushed spans can be missing from this one snapshot (read again).
 pub fn read_snapshot(data_dir: &Path) -> Result<Snapshot> {
     let data_dir = &std::path::absolute(data_dir).map_err(|e| Error::io(data_dir, e))?;
     if !data_dir.is_dir() {
