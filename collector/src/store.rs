@@ -394,6 +394,11 @@ fn commit_group(wal: &mut WalWriter, cx: &mut WriterContext, group: Vec<Pending>
     let mut failure: Option<Error> = None;
     let mut bytes = 0u64;
     for (keys, batch, reply) in group {
+        if failure.is_some() {
+            // The WAL already failed for this group: answer the rest with that error.
+            staged.push((None, IngestOutcome::default(), reply));
+            continue;
+        }
         let mask: Vec<bool> = keys
             .iter()
             .map(|k| !cx.dedup.contains(k) && in_group.insert(*k))
@@ -422,7 +427,6 @@ fn commit_group(wal: &mut WalWriter, cx: &mut WriterContext, group: Vec<Pending>
             Err(e) => {
                 failure = Some(e);
                 staged.push((None, outcome, reply));
-                break;
             }
         }
     }

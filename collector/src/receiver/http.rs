@@ -74,10 +74,25 @@ where
         Encoding::from_header(header_str(header::CONTENT_ENCODING)).map_err(with_format)?;
     let raw = axum::body::to_bytes(body, limit)
         .await
-        .map_err(|_| with_format(Error::TooLarge { limit }))?;
+        .map_err(|e| with_format(body_error(e, limit)))?;
     let body = decompress(raw, encoding, limit).map_err(with_format)?;
     let message = decode_message::<M>(&body, format).map_err(with_format)?;
     Ok((message, format))
+}
+
+/// Over the limit, or the body could not be read (the client went away mid-body).
+fn body_error(e: axum::Error, limit: usize) -> Error {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(err) = source {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return Error::TooLarge { limit };
+        }
+        source = err.source();
+    }
+    Error::Malformed {
+        format: "http body",
+        reason: e.to_string(),
+    }
 }
 
 async fn traces(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {
