@@ -442,7 +442,7 @@ fn commit_group(wal: &mut WalWriter, cx: &mut WriterContext, group: Vec<Pending>
             let _ = reply.send(Err(Error::Unavailable(msg.clone())));
         }
         // Start a fresh segment so a half-written frame stays behind us.
-        match WalWriter::open(wal_dir_of(wal), wal.next_seq()) {
+        match WalWriter::open(wal.dir(), wal.next_seq()) {
             Ok(fresh) => *wal = fresh,
             Err(e) => tracing::error!(error = %e, "cannot reopen the wal"),
         }
@@ -485,10 +485,6 @@ fn commit_group(wal: &mut WalWriter, cx: &mut WriterContext, group: Vec<Pending>
         Metrics::add(&cx.metrics.spans_duplicate, outcome.duplicates as u64);
         let _ = reply.send(Ok(outcome));
     }
-}
-
-fn wal_dir_of(wal: &WalWriter) -> &Path {
-    wal.dir()
 }
 
 /// Span keys stored recently, in two generations of half the window each.

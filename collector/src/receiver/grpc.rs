@@ -5,7 +5,6 @@
 //! one (INTERNAL). [`otlp_status_codes`] rewrites them to RESOURCE_EXHAUSTED
 //! and INVALID_ARGUMENT, so every status this edge returns is mapped here.
 
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
@@ -106,9 +105,4 @@ pub async fn serve(
         .add_service(service)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await
-}
-
-/// The address a listener is bound to, for logs.
-pub fn local_addr(listener: &TcpListener) -> Option<SocketAddr> {
-    listener.local_addr().ok()
 }
