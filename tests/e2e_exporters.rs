@@ -175,18 +175,16 @@ fn demo_command_sends_its_workload_through_a_real_exporter() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &[]);
     for (protocol, endpoint) in [("grpc", server.grpc), ("http-json", server.http)] {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
-            .args([
-                "demo",
-                "--workflows",
-                "6",
-                "--protocol",
-                protocol,
-                "--endpoint",
-            ])
-            .arg(format!("http://{endpoint}"))
-            .output()
-            .unwrap();
+        let endpoint = format!("http://{endpoint}");
+        let output = common::weft(&[
+            "demo",
+            "--workflows",
+            "6",
+            "--protocol",
+            protocol,
+            "--endpoint",
+            &endpoint,
+        ]);
         assert!(
             output.status.success(),
             "{}",

@@ -229,11 +229,12 @@ fn approval_resumed_in_a_linked_trace_is_one_workflow_from_either_end() {
     assert_eq!(rows[0]["n"], 7);
     assert_eq!(rows[0]["traces"], 2);
 
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
-        .args(["lineage", &first, "--server"])
-        .arg(format!("http://{}", server.api))
-        .output()
-        .unwrap();
+    let output = common::weft(&[
+        "lineage",
+        &first,
+        "--server",
+        &format!("http://{}", server.api),
+    ]);
     assert!(
         output.status.success(),
         "{}",
@@ -251,11 +252,13 @@ fn approval_resumed_in_a_linked_trace_is_one_workflow_from_either_end() {
 fn service_graph_shows_who_calls_whom() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &[]);
-    let demo = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
-        .args(["demo", "--workflows", "9", "--endpoint"])
-        .arg(format!("http://{}", server.grpc))
-        .output()
-        .unwrap();
+    let demo = common::weft(&[
+        "demo",
+        "--workflows",
+        "9",
+        "--endpoint",
+        &format!("http://{}", server.grpc),
+    ]);
     assert!(
         demo.status.success(),
         "{}",

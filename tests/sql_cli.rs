@@ -6,19 +6,13 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::Server;
 use reqwest::blocking::Client;
 
 const QUERY: &str = "SELECT name, ai_kind, input_tokens FROM spans WHERE ai_kind = 'llm'";
 
 fn weft_sql(args: &[&str]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_weft"))
-        .arg("sql")
-        .args(args)
-        .output()
-        .unwrap();
+    let output = common::weft(&[&["sql"], args].concat());
     assert!(
         output.status.success(),
         "{}",
@@ -124,10 +118,7 @@ fn sql_over_http_and_the_command_line() {
         QUERY,
     ]);
     assert_eq!(csv, "name,ai_kind,input_tokens\nchat gpt-4o,llm,1200\n");
-    let failed = Command::new(env!("CARGO_BIN_EXE_weft"))
-        .args(["sql", "--server", &server_url, "SELECT 1"])
-        .output()
-        .unwrap();
+    let failed = common::weft(&["sql", "--server", &server_url, "SELECT 1"]);
     assert!(!failed.status.success());
     assert!(String::from_utf8_lossy(&failed.stderr).contains("is `weft serve` running?"));
 }

@@ -10,6 +10,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// Runs the `weft` binary with `args` and waits for it.
+pub fn weft(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(args)
+        .output()
+        .expect("weft binary runs")
+}
+
 /// A running `weft serve`, killed when dropped.
 pub struct Server {
     child: Child,

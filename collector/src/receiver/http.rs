@@ -48,8 +48,11 @@ pub struct RpcStatus {
 pub fn router(store: Store, limits: IngestLimits) -> Router {
     Router::new()
         .route("/v1/traces", post(traces))
-        .route("/v1/metrics", post(metrics))
-        .route("/v1/logs", post(logs))
+        .route(
+            "/v1/metrics",
+            post(reject_all::<ExportMetricsServiceRequest>),
+        )
+        .route("/v1/logs", post(reject_all::<ExportLogsServiceRequest>))
         .with_state(AppState { store, limits })
 }
 
@@ -126,96 +129,89 @@ async fn traces(State(app): State<AppState>, headers: HeaderMap, body: Body) -> 
 
 const TRACES_ONLY: &str = "weft stores traces only; send metrics and logs to another backend";
 
-async fn metrics(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    let (request, format) = match read_request::<ExportMetricsServiceRequest>(
-        &headers,
-        body,
-        app.limits.max_http_body_bytes,
-    )
-    .await
-    {
-        Ok(r) => r,
-        Err((e, format)) => return fail(&app, &e, format),
-    };
-    let points = count_data_points(&request);
-    let partial = (points > 0).then(|| ExportMetricsPartialSuccess {
-        rejected_data_points: points,
-        error_message: TRACES_ONLY.to_owned(),
-    });
-    match format {
-        Format::Protobuf => ok(
-            format,
-            ExportMetricsServiceResponse {
-                partial_success: partial,
-            }
-            .encode_to_vec(),
-        ),
-        Format::Json => ok(
-            format,
-            partial_json("rejectedDataPoints", points).into_bytes(),
-        ),
+/// An OTLP signal Weft does not store: every item is rejected as a partial
+/// success, so clients neither retry nor log errors forever.
+trait NotStored: Message + Default + serde::de::DeserializeOwned {
+    /// The `partialSuccess` field counting rejected items in OTLP/JSON.
+    const JSON_FIELD: &'static str;
+    fn items(&self) -> i64;
+    fn protobuf_response(rejected: i64) -> Vec<u8>;
+}
+
+impl NotStored for ExportMetricsServiceRequest {
+    const JSON_FIELD: &'static str = "rejectedDataPoints";
+
+    fn items(&self) -> i64 {
+        self.resource_metrics
+            .iter()
+            .flat_map(|r| &r.scope_metrics)
+            .flat_map(|s| &s.metrics)
+            .map(|m| match &m.data {
+                Some(Data::Gauge(g)) => g.data_points.len(),
+                Some(Data::Sum(s)) => s.data_points.len(),
+                Some(Data::Histogram(h)) => h.data_points.len(),
+                Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
+                Some(Data::Summary(s)) => s.data_points.len(),
+                None => 0,
+            } as i64)
+            .sum()
+    }
+
+    fn protobuf_response(rejected: i64) -> Vec<u8> {
+        ExportMetricsServiceResponse {
+            partial_success: (rejected > 0).then(|| ExportMetricsPartialSuccess {
+                rejected_data_points: rejected,
+                error_message: TRACES_ONLY.to_owned(),
+            }),
+        }
+        .encode_to_vec()
     }
 }
 
-async fn logs(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    let (request, format) = match read_request::<ExportLogsServiceRequest>(
-        &headers,
-        body,
-        app.limits.max_http_body_bytes,
-    )
-    .await
-    {
-        Ok(r) => r,
-        Err((e, format)) => return fail(&app, &e, format),
-    };
-    let records: i64 = request
-        .resource_logs
-        .iter()
-        .flat_map(|r| &r.scope_logs)
-        .map(|s| s.log_records.len() as i64)
-        .sum();
-    let partial = (records > 0).then(|| ExportLogsPartialSuccess {
-        rejected_log_records: records,
-        error_message: TRACES_ONLY.to_owned(),
-    });
-    match format {
-        Format::Protobuf => ok(
-            format,
-            ExportLogsServiceResponse {
-                partial_success: partial,
-            }
-            .encode_to_vec(),
-        ),
-        Format::Json => ok(
-            format,
-            partial_json("rejectedLogRecords", records).into_bytes(),
-        ),
+impl NotStored for ExportLogsServiceRequest {
+    const JSON_FIELD: &'static str = "rejectedLogRecords";
+
+    fn items(&self) -> i64 {
+        self.resource_logs
+            .iter()
+            .flat_map(|r| &r.scope_logs)
+            .map(|s| s.log_records.len() as i64)
+            .sum()
+    }
+
+    fn protobuf_response(rejected: i64) -> Vec<u8> {
+        ExportLogsServiceResponse {
+            partial_success: (rejected > 0).then(|| ExportLogsPartialSuccess {
+                rejected_log_records: rejected,
+                error_message: TRACES_ONLY.to_owned(),
+            }),
+        }
+        .encode_to_vec()
     }
 }
 
-fn partial_json(field: &str, rejected: i64) -> String {
-    if rejected == 0 {
-        return "{}".to_owned();
-    }
-    json!({"partialSuccess": {field: rejected.to_string(), "errorMessage": TRACES_ONLY}})
+async fn reject_all<M: NotStored>(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let (request, format) =
+        match read_request::<M>(&headers, body, app.limits.max_http_body_bytes).await {
+            Ok(r) => r,
+            Err((e, format)) => return fail(&app, &e, format),
+        };
+    let rejected = request.items();
+    let body = match format {
+        Format::Protobuf => M::protobuf_response(rejected),
+        Format::Json if rejected == 0 => b"{}".to_vec(),
+        Format::Json => json!({"partialSuccess": {
+            M::JSON_FIELD: rejected.to_string(),
+            "errorMessage": TRACES_ONLY,
+        }})
         .to_string()
-}
-
-fn count_data_points(request: &ExportMetricsServiceRequest) -> i64 {
-    request
-        .resource_metrics
-        .iter()
-        .flat_map(|r| &r.scope_metrics)
-        .flat_map(|s| &s.metrics)
-        .map(|m| match &m.data {
-            Some(Data::Gauge(g)) => g.data_points.len(),
-            Some(Data::Sum(s)) => s.data_points.len(),
-            Some(Data::Histogram(h)) => h.data_points.len(),
-            Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
-            Some(Data::Summary(s)) => s.data_points.len(),
-            None => 0,
-        } as i64)
-        .sum()
+        .into_bytes(),
+    };
+    ok(format, body)
 }
 
 fn ok(format: Format, body: Vec<u8>) -> Response {
