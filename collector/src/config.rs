@@ -33,6 +33,9 @@ pub struct StoreConfig {
     pub row_group_rows: usize,
     /// How long span ids are remembered to drop client retries of acknowledged spans.
     pub dedup_window: Duration,
+    /// How long a settled trace's structure is remembered, so later spans of it
+    /// extend that structure; later still, they settle as a new generation.
+    pub settle_horizon: Duration,
 }
 
 impl StoreConfig {
@@ -44,6 +47,7 @@ impl StoreConfig {
             flush_max_rows: 200_000,
             row_group_rows: 65_536,
             dedup_window: Duration::from_secs(600),
+            settle_horizon: Duration::from_secs(3600),
         }
     }
 }

@@ -4,7 +4,8 @@
 //! `receiver` (gRPC / HTTP edges) → [`otlp::decode`] (bytes → protobuf types) →
 //! [`otlp::normalise`] (validate each span, fold resource and scope in, extract AI
 //! columns) → [`store::Store::ingest`] (dedup → Arrow batch → [`wal`] group commit →
-//! live buffer) → background flush ([`parquet_files`]) to hour-partitioned Parquet.
+//! live buffer) → background flush ([`parquet_files`]) to hour-partitioned Parquet,
+//! settling each flushed trace ([`settle`]: its nested-set structure and link index).
 //!
 //! Protobuf types never leave this crate: everything it hands out is
 //! [`weft_schemas::Span`], Arrow batches, or JSON.
@@ -15,6 +16,7 @@ pub mod metrics;
 pub mod otlp;
 pub mod parquet_files;
 pub mod receiver;
+pub mod settle;
 pub mod store;
 pub mod wal;
 

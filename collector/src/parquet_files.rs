@@ -13,12 +13,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{Array, RecordBatch, TimestampNanosecondArray, UInt32Array};
-use arrow::compute::{SortColumn, concat_batches, lexsort_to_indices, take_record_batch};
+use arrow::compute::{SortColumn, lexsort_to_indices, take_record_batch};
+use arrow::datatypes::Schema;
 use chrono::DateTime;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::{KeyValue, SortingColumn};
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesBuilder};
 use parquet::schema::types::ColumnPath;
 use weft_schemas::schema::col;
 use weft_schemas::{SCHEMA_VERSION, SCHEMA_VERSION_KEY, span_schema};
@@ -54,33 +55,48 @@ fn partition_dir(root: &Path, hour_bucket: i64) -> PathBuf {
         .join(t.format("hour=%H").to_string())
 }
 
-/// Writer settings chosen for trace-by-id lookups and time-range scans.
-pub fn writer_properties(row_group_rows: usize, seq_lo: u64, seq_hi: u64) -> WriterProperties {
-    let trace_id = ColumnPath::from(col::TRACE_ID);
-    let mut b = WriterProperties::builder()
+/// Settings every Weft Parquet file shares: zstd, page statistics, the schema
+/// version and the WAL records the file holds in its metadata.
+pub fn base_properties(seq_lo: u64, seq_hi: u64) -> WriterPropertiesBuilder {
+    WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
-        .set_max_row_group_row_count(Some(row_group_rows.max(1)))
         .set_statistics_enabled(EnabledStatistics::Page)
-        .set_column_bloom_filter_enabled(trace_id.clone(), true)
-        .set_column_bloom_filter_fpp(trace_id, 0.01)
-        .set_column_dictionary_enabled(ColumnPath::from(col::SPAN_ID), false)
-        .set_sorting_columns(Some(vec![
-            SortingColumn {
-                column_idx: 0,
-                descending: false,
-                nulls_first: false,
-            },
-            SortingColumn {
-                column_idx: 6,
-                descending: false,
-                nulls_first: false,
-            },
-        ]))
         .set_key_value_metadata(Some(vec![
             KeyValue::new(SCHEMA_VERSION_KEY.to_owned(), SCHEMA_VERSION.to_string()),
             KeyValue::new("weft.wal_seq_lo".to_owned(), seq_lo.to_string()),
             KeyValue::new("weft.wal_seq_hi".to_owned(), seq_hi.to_string()),
-        ]));
+        ]))
+}
+
+/// `column` gets a bloom filter, so lookups by its value skip row groups.
+pub fn with_bloom_filter(b: WriterPropertiesBuilder, column: &str) -> WriterPropertiesBuilder {
+    let path = ColumnPath::from(column);
+    b.set_column_bloom_filter_enabled(path.clone(), true)
+        .set_column_bloom_filter_fpp(path, 0.01)
+}
+
+/// Sorting columns (ascending) as Parquet metadata, by position in `schema`.
+pub fn sorted_by(schema: &Schema, columns: &[&str]) -> Vec<SortingColumn> {
+    columns
+        .iter()
+        .filter_map(|c| schema.index_of(c).ok())
+        .map(|i| SortingColumn {
+            column_idx: i as i32,
+            descending: false,
+            nulls_first: false,
+        })
+        .collect()
+}
+
+/// Writer settings chosen for trace-by-id lookups and time-range scans.
+pub fn writer_properties(row_group_rows: usize, seq_lo: u64, seq_hi: u64) -> WriterProperties {
+    let mut b = with_bloom_filter(base_properties(seq_lo, seq_hi), col::TRACE_ID)
+        .set_max_row_group_row_count(Some(row_group_rows.max(1)))
+        .set_column_dictionary_enabled(ColumnPath::from(col::SPAN_ID), false)
+        .set_sorting_columns(Some(sorted_by(
+            &span_schema(),
+            &[col::TRACE_ID, col::START_TIME],
+        )));
     for c in [col::START_TIME, col::END_TIME, col::DURATION_NS] {
         let path = ColumnPath::from(c);
         b = b
@@ -95,12 +111,11 @@ pub fn writer_properties(row_group_rows: usize, seq_lo: u64, seq_hi: u64) -> Wri
 /// all durable and under their final names.
 pub fn write_partitions(
     root: &Path,
-    batches: &[RecordBatch],
+    all: &RecordBatch,
     seq_lo: u64,
     seq_hi: u64,
     row_group_rows: usize,
 ) -> Result<Vec<FileMeta>> {
-    let all = concat_batches(&span_schema(), batches)?;
     if all.num_rows() == 0 {
         return Ok(Vec::new());
     }
@@ -118,18 +133,11 @@ pub fn write_partitions(
     }
     let mut files = Vec::with_capacity(by_hour.len());
     for (hour, rows) in by_hour {
-        let part = take_record_batch(&all, &UInt32Array::from(rows))?;
+        let part = take_record_batch(all, &UInt32Array::from(rows))?;
         let sorted = sort_for_storage(&part)?;
         let dir = partition_dir(&root.join(SPANS_DIR), hour);
-        let name = format!("part-{seq_lo:020}-{seq_hi:020}.parquet");
-        files.push(write_file(
-            &dir,
-            &name,
-            &sorted,
-            row_group_rows,
-            seq_lo,
-            seq_hi,
-        )?);
+        let props = writer_properties(row_group_rows, seq_lo, seq_hi);
+        files.push(write_file(&dir, &file_name(seq_lo, seq_hi), &sorted, props, seq_hi)?);
     }
     Ok(files)
 }
@@ -149,19 +157,23 @@ fn sort_for_storage(batch: &RecordBatch) -> Result<RecordBatch> {
     Ok(take_record_batch(batch, &indices)?)
 }
 
-fn write_file(
+/// `part-<lo>-<hi>.parquet`, zero-padded so names sort by sequence.
+pub fn file_name(seq_lo: u64, seq_hi: u64) -> String {
+    format!("part-{seq_lo:020}-{seq_hi:020}.parquet")
+}
+
+/// Writes `batch` to `dir/name` atomically: temporary name, fsync, rename, fsync the directory.
+pub fn write_file(
     dir: &Path,
     name: &str,
     batch: &RecordBatch,
-    row_group_rows: usize,
-    seq_lo: u64,
+    props: WriterProperties,
     seq_hi: u64,
 ) -> Result<FileMeta> {
     fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let tmp = dir.join(format!(".{name}.tmp"));
     let path = dir.join(name);
     let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    let props = writer_properties(row_group_rows, seq_lo, seq_hi);
     let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(props))?;
     writer.write(batch)?;
     let file = writer.into_inner()?;
@@ -178,14 +190,19 @@ fn write_file(
     })
 }
 
-/// Every committed Parquet file under `root/spans`. Leftovers of an interrupted
+/// Every committed Parquet file under `root/<dir>` (`spans`, or a settled
+/// table's directory). Leftovers of an interrupted
 /// flush — temporary files, and files past the `checkpoint` (their spans are
 /// still in the WAL and will be flushed again) — are skipped, and deleted when
 /// `repair` is set.
-pub fn recover_files(root: &Path, checkpoint: u64, repair: bool) -> Result<Vec<FileMeta>> {
+pub fn recover_files(
+    root: &Path,
+    dir: &str,
+    checkpoint: u64,
+    repair: bool,
+) -> Result<Vec<FileMeta>> {
     let mut out = Vec::new();
-    let spans = root.join(SPANS_DIR);
-    let mut stack = vec![spans];
+    let mut stack = vec![root.join(dir)];
     while let Some(dir) = stack.pop() {
         let entries = match fs::read_dir(&dir) {
             Ok(e) => e,

@@ -4,14 +4,16 @@
 //! concurrent requests, drops spans it has already stored (client retries),
 //! appends one record per request, `fdatasync`s once for the whole group, puts
 //! the batches in the live buffer in sequence order, and only then answers.
-//! A background task flushes the live buffer to Parquet; the WAL is trimmed only
-//! after the files and the checkpoint naming them are durable.
+//! A background task flushes the live buffer to Parquet and settles the traces
+//! in it ([`crate::settle`]); the WAL is trimmed only after the files and the
+//! checkpoint naming them are durable.
 //!
 //! Readers take a [`Snapshot`]: the committed Parquet files plus the live
 //! batches not in them, taken under one lock, so no span is seen twice or missed.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs;
+use std::hash::Hash;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -20,7 +22,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use arrow::array::{Array, BooleanArray, RecordBatch, StringArray};
-use arrow::compute::filter_record_batch;
+use arrow::compute::{concat_batches, filter_record_batch};
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -29,7 +31,8 @@ use weft_schemas::{Span, SpanId, TraceId, span_schema, spans_to_batch};
 use crate::config::StoreConfig;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-use crate::parquet_files::{FileMeta, read_span_keys, recover_files, write_partitions};
+use crate::parquet_files::{FileMeta, SPANS_DIR, read_span_keys, recover_files, write_partitions};
+use crate::settle::{LINKS_DIR, Previous, STRUCTURE_DIR, settle};
 use crate::wal::{self, WalWriter, sync_dir};
 
 const WAL_DIR: &str = "wal";
@@ -46,11 +49,16 @@ pub struct IngestOutcome {
     pub duplicates: usize,
 }
 
-/// A consistent view for readers: Parquet files plus the live batches not in them.
-#[derive(Debug, Clone)]
+/// A consistent view for readers: Parquet files plus the live batches not in
+/// them, and the settled tables written by the same flushes as those files.
+#[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     pub files: Vec<FileMeta>,
     pub batches: Vec<RecordBatch>,
+    /// `span_structure` files (one per flush).
+    pub structure: Vec<FileMeta>,
+    /// `span_links` files (one per flush that stored a link).
+    pub links: Vec<FileMeta>,
 }
 
 /// Handle to the store; cheap to clone.
@@ -67,11 +75,15 @@ struct Inner {
     writer: Mutex<Option<JoinHandle<()>>>,
     flush_lock: tokio::sync::Mutex<()>,
     flush_wanted: Arc<Notify>,
+    /// Latest structure generation of each recently settled trace.
+    settled: Mutex<Recent<TraceId, i64>>,
 }
 
 #[derive(Default)]
 struct State {
     files: Vec<FileMeta>,
+    structure: Vec<FileMeta>,
+    links: Vec<FileMeta>,
     live: Vec<LiveBatch>,
     live_rows: usize,
 }
@@ -105,9 +117,14 @@ impl Store {
         let wal_dir = config.data_dir.join(WAL_DIR);
         fs::create_dir_all(&wal_dir).map_err(|e| Error::io(&wal_dir, e))?;
         let checkpoint = read_checkpoint(&config.data_dir)?;
-        let files = recover_files(&config.data_dir, checkpoint, true)?;
+        let root = &config.data_dir;
+        let files = recover_files(root, SPANS_DIR, checkpoint, true)?;
+        let structure = recover_files(root, STRUCTURE_DIR, checkpoint, true)?;
+        let links = recover_files(root, LINKS_DIR, checkpoint, true)?;
+        let mut settled = Recent::new(config.settle_horizon);
+        seed_settled_from_recent_files(&structure, config.settle_horizon, &mut settled);
 
-        let mut dedup = Dedup::new(config.dedup_window);
+        let mut dedup = Recent::new(config.dedup_window);
         seed_dedup_from_recent_files(&files, config.dedup_window, &mut dedup);
         let mut live = Vec::new();
         let mut max_seq = checkpoint;
@@ -119,7 +136,7 @@ impl Store {
             match decode_batch(payload) {
                 Ok(batch) => {
                     for key in batch_keys(&batch) {
-                        dedup.insert(key);
+                        dedup.insert(key, ());
                     }
                     live.push(LiveBatch { seq, batch });
                 }
@@ -152,6 +169,8 @@ impl Store {
         writer.rotate_and_trim(checkpoint)?;
         let state = Arc::new(RwLock::new(State {
             files,
+            structure,
+            links,
             live,
             live_rows,
         }));
@@ -179,6 +198,7 @@ impl Store {
                 writer: Mutex::new(Some(thread)),
                 flush_lock: tokio::sync::Mutex::new(()),
                 flush_wanted,
+                settled: Mutex::new(settled),
             }),
         })
     }
@@ -222,27 +242,39 @@ impl Store {
         Ok(Snapshot {
             files: state.files.clone(),
             batches: state.live.iter().map(|l| l.batch.clone()).collect(),
+            structure: state.structure.clone(),
+            links: state.links.clone(),
         })
     }
 
-    /// Writes the live buffer to Parquet, then trims the WAL. Returns spans flushed.
+    /// Writes the live buffer to Parquet and settles its traces, then trims
+    /// the WAL. Returns spans flushed.
     pub async fn flush(&self) -> Result<usize> {
         let _guard = self.inner.flush_lock.lock().await;
-        let (batches, seq_lo, seq_hi) = {
+        let (batches, seq_lo, seq_hi, structure_files) = {
             let state = self.inner.state.read().map_err(lock_err)?;
             let (Some(first), Some(last)) = (state.live.first(), state.live.last()) else {
                 return Ok(0);
             };
             let batches: Vec<RecordBatch> = state.live.iter().map(|l| l.batch.clone()).collect();
-            (batches, first.seq, last.seq)
+            let by_generation: HashMap<i64, PathBuf> = state
+                .structure
+                .iter()
+                .map(|f| (f.seq_hi as i64, f.path.clone()))
+                .collect();
+            (batches, first.seq, last.seq, by_generation)
         };
         let root = self.inner.config.data_dir.clone();
         let row_group_rows = self.inner.config.row_group_rows;
+        let inner = Arc::clone(&self.inner);
         let started = Instant::now();
-        let files = tokio::task::spawn_blocking(move || {
-            let files = write_partitions(&root, &batches, seq_lo, seq_hi, row_group_rows)?;
+        let (files, settled) = tokio::task::spawn_blocking(move || {
+            let all = concat_batches(&span_schema(), &batches)?;
+            let files = write_partitions(&root, &all, seq_lo, seq_hi, row_group_rows)?;
+            let previous = inner.previous_settlings(&all, &structure_files)?;
+            let settled = settle(&root, &all, seq_lo, seq_hi, &previous)?;
             write_checkpoint(&root, seq_hi)?;
-            Ok::<_, Error>(files)
+            Ok::<_, Error>((files, settled))
         })
         .await
         .map_err(|e| Error::Unavailable(format!("flush task failed: {e}")))??;
@@ -250,8 +282,16 @@ impl Store {
         let rows: usize = files.iter().map(|f| f.rows).sum();
         let bytes: u64 = files.iter().map(|f| f.bytes).sum();
         {
+            let mut recent = self.inner.settled.lock().map_err(lock_err)?;
+            for trace in &settled.traces {
+                recent.insert(*trace, seq_hi as i64);
+            }
+        }
+        {
             let mut state = self.inner.state.write().map_err(lock_err)?;
             state.files.extend(files.iter().cloned());
+            state.structure.extend(settled.structure);
+            state.links.extend(settled.links);
             state.live.retain(|l| l.seq > seq_hi);
             state.live_rows = state.live.iter().map(|l| l.batch.num_rows()).sum();
             let m = &self.inner.metrics;
@@ -271,6 +311,7 @@ impl Store {
         tracing::info!(
             spans = rows,
             files = files.len(),
+            traces_settled = settled.traces.len(),
             bytes,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "flushed to parquet"
@@ -330,7 +371,9 @@ pub fn read_snapshot(data_dir: &Path) -> Result<Snapshot> {
         ));
     }
     let checkpoint = read_checkpoint(data_dir)?;
-    let files = recover_files(data_dir, checkpoint, false)?;
+    let files = recover_files(data_dir, SPANS_DIR, checkpoint, false)?;
+    let structure = recover_files(data_dir, STRUCTURE_DIR, checkpoint, false)?;
+    let links = recover_files(data_dir, LINKS_DIR, checkpoint, false)?;
     let mut batches = Vec::new();
     wal::replay(
         &data_dir.join(WAL_DIR),
@@ -342,7 +385,12 @@ pub fn read_snapshot(data_dir: &Path) -> Result<Snapshot> {
             Ok(())
         },
     )?;
-    Ok(Snapshot { files, batches })
+    Ok(Snapshot {
+        files,
+        batches,
+        structure,
+        links,
+    })
 }
 
 struct WriterContext {
@@ -350,7 +398,7 @@ struct WriterContext {
     metrics: Arc<Metrics>,
     flush_wanted: Arc<Notify>,
     flush_max_rows: usize,
-    dedup: Dedup,
+    dedup: Recent<(TraceId, SpanId), ()>,
 }
 
 /// The WAL writer thread: group commit until every sender is gone.
@@ -478,7 +526,7 @@ fn commit_group(wal: &mut WalWriter, cx: &mut WriterContext, group: Vec<Pending>
         }
     }
     for key in in_group {
-        cx.dedup.insert(key);
+        cx.dedup.insert(key, ());
     }
     for (outcome, reply) in replies {
         Metrics::add(&cx.metrics.spans_accepted, outcome.stored as u64);
@@ -487,58 +535,120 @@ fn commit_group(wal: &mut WalWriter, cx: &mut WriterContext, group: Vec<Pending>
     }
 }
 
-/// Span keys stored recently, in two generations of half the window each.
-struct Dedup {
-    current: HashSet<(TraceId, SpanId)>,
-    previous: HashSet<(TraceId, SpanId)>,
+/// Keys seen within a time window, kept in two generations of half the window
+/// each: memory stays bounded, and a key is forgotten between one and two
+/// halves after it was last inserted.
+struct Recent<K, V> {
+    current: HashMap<K, V>,
+    previous: HashMap<K, V>,
     rotated: Instant,
     half_window: Duration,
 }
 
-impl Dedup {
+impl<K: Hash + Eq, V: Copy> Recent<K, V> {
     fn new(window: Duration) -> Self {
         Self {
-            current: HashSet::new(),
-            previous: HashSet::new(),
+            current: HashMap::new(),
+            previous: HashMap::new(),
             rotated: Instant::now(),
             half_window: window / 2,
         }
     }
 
-    fn contains(&self, key: &(TraceId, SpanId)) -> bool {
-        self.current.contains(key) || self.previous.contains(key)
+    fn get(&self, key: &K) -> Option<V> {
+        self.current
+            .get(key)
+            .or_else(|| self.previous.get(key))
+            .copied()
     }
 
-    fn insert(&mut self, key: (TraceId, SpanId)) {
+    fn contains(&self, key: &K) -> bool {
+        self.get(key).is_some()
+    }
+
+    fn insert(&mut self, key: K, value: V) {
         if self.rotated.elapsed() >= self.half_window {
             self.previous = std::mem::take(&mut self.current);
             self.rotated = Instant::now();
         }
-        self.current.insert(key);
+        self.current.insert(key, value);
+    }
+}
+
+impl Inner {
+    /// The latest settling of each trace in `spans` that the store remembers,
+    /// with the file holding it. Traces settled before the horizon are not
+    /// remembered: their new spans settle as a fresh generation.
+    fn previous_settlings(
+        &self,
+        spans: &RecordBatch,
+        files: &HashMap<i64, PathBuf>,
+    ) -> Result<Previous> {
+        let recent = self.settled.lock().map_err(lock_err)?;
+        let traces: HashSet<TraceId> = batch_keys(spans).into_iter().map(|(t, _)| t).collect();
+        Ok(traces
+            .into_iter()
+            .filter_map(|t| {
+                let generation = recent.get(&t)?;
+                Some((t, (generation, files.get(&generation)?.clone())))
+            })
+            .collect())
     }
 }
 
 /// Remembers the span ids of files written within the dedup window, so a
 /// client retrying across a restart does not store its spans twice.
-fn seed_dedup_from_recent_files(files: &[FileMeta], window: Duration, dedup: &mut Dedup) {
+fn seed_dedup_from_recent_files(
+    files: &[FileMeta],
+    window: Duration,
+    dedup: &mut Recent<(TraceId, SpanId), ()>,
+) {
+    for_recent_keys(files, window, "retry detection", |_, key| {
+        dedup.insert(key, ())
+    });
+}
+
+/// Remembers which traces the structure files of the horizon settled, so
+/// spans arriving for them after a restart extend their structure.
+fn seed_settled_from_recent_files(
+    files: &[FileMeta],
+    horizon: Duration,
+    settled: &mut Recent<TraceId, i64>,
+) {
+    // Oldest first, so a trace ends with its latest generation.
+    for_recent_keys(files, horizon, "trace structure", |file, (trace, _)| {
+        settled.insert(trace, file.seq_hi as i64)
+    });
+}
+
+/// Calls `each` with every `(trace_id, span_id)` of the files modified within `window`.
+fn for_recent_keys(
+    files: &[FileMeta],
+    window: Duration,
+    purpose: &str,
+    mut each: impl FnMut(&FileMeta, (TraceId, SpanId)),
+) {
     let now = std::time::SystemTime::now();
-    for file in files {
-        let recent = fs::metadata(&file.path)
-            .and_then(|m| m.modified())
-            .is_ok_and(|t| now.duration_since(t).unwrap_or_default() < window);
-        if !recent {
-            continue;
-        }
+    let mut recent: Vec<&FileMeta> = files
+        .iter()
+        .filter(|f| {
+            fs::metadata(&f.path)
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| now.duration_since(t).unwrap_or_default() < window)
+        })
+        .collect();
+    recent.sort_by_key(|f| f.seq_hi);
+    for file in recent {
         match read_span_keys(&file.path) {
             Ok(keys) => {
                 for (t, s) in keys {
                     if let (Ok(t), Ok(s)) = (t.parse(), s.parse()) {
-                        dedup.insert((t, s));
+                        each(file, (t, s));
                     }
                 }
             }
             Err(e) => {
-                tracing::warn!(file = %file.path.display(), error = %e, "cannot read span ids for retry detection")
+                tracing::warn!(file = %file.path.display(), error = %e, purpose, "cannot read span ids")
             }
         }
     }

@@ -17,7 +17,7 @@ use crate::error::QueryError;
 use crate::lineage::fetch::{Reach, workflow_spans};
 use crate::lineage::graph::{BuildOptions, Lineage, build};
 use crate::lineage_sql::register_lineage_functions;
-use crate::table::{SpanSource, SpansTable};
+use crate::table::{SpanSource, register_stored_tables};
 
 /// One cross-service or cross-agent call per row: the `service_calls` view,
 /// from which `GET /api/graph` aggregates the dependency graph.
@@ -86,7 +86,7 @@ impl QueryEngine {
             .with_memory_limit(limits.memory_bytes, 1.0)
             .build_arc()?;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
-        ctx.register_table("spans", Arc::new(SpansTable::new(Arc::clone(&source))))?;
+        register_stored_tables(&ctx, &source)?;
         let calls = ctx.sql(SERVICE_CALLS_SQL).await?.into_view();
         ctx.register_table("service_calls", calls)?;
         register_lineage_functions(&ctx, source);

@@ -23,7 +23,7 @@ use weft_schemas::{SpanId, TraceId};
 
 use crate::lineage::fetch::{Reach, workflow_spans};
 use crate::lineage::graph::{BuildOptions, EdgeKind, Lineage, build};
-use crate::table::{SpanSource, SpansTable};
+use crate::table::{SpanSource, register_stored_tables};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -258,7 +258,7 @@ impl TableProvider for LineageTable {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let ctx = SessionContext::new();
-        ctx.register_table("spans", Arc::new(SpansTable::new(Arc::clone(&self.source))))?;
+        register_stored_tables(&ctx, &self.source)?;
         let (spans, _) = workflow_spans(&ctx, self.trace, Reach::default())
             .await
             .map_err(|e| DataFusionError::External(Box::new(e)))?;

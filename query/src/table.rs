@@ -1,4 +1,8 @@
-//! The `spans` table: Parquet files and live batches from one snapshot.
+//! The stored tables, each read from one fresh snapshot per scan:
+//! - `spans`: Parquet files and the live batches not yet in them;
+//! - `span_links`: the link index of the flushed files, plus the links of the
+//!   live batches (derived the same way the flush derives them);
+//! - the raw `span_structure` files (the engine hides superseded generations).
 
 use std::sync::Arc;
 
@@ -10,13 +14,17 @@ use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
 use datafusion::datasource::{MemTable, TableType};
-use datafusion::error::Result;
+use arrow::record_batch::RecordBatch;
+use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::union::UnionExec;
+use datafusion::prelude::{JoinType, SessionContext, col};
+use weft_collector::parquet_files::FileMeta;
+use weft_collector::settle::link_rows;
 use weft_collector::{Snapshot, Store};
-use weft_schemas::span_schema;
+use weft_schemas::{links_schema, span_schema, structure_schema};
 
 /// Where spans come from: a running store, or a snapshot read from disk.
 pub trait SpanSource: Send + Sync + 'static {
@@ -39,28 +47,69 @@ impl SpanSource for StaticSource {
     }
 }
 
-/// The `spans` table provider. Each scan takes a fresh snapshot, so a span is
-/// visible as soon as its request is acknowledged.
-pub struct SpansTable {
-    source: Arc<dyn SpanSource>,
+/// Which stored table a [`StoredTable`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    Spans,
+    Links,
+    Structure,
 }
 
-impl std::fmt::Debug for SpansTable {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SpansTable")
+impl Stored {
+    fn schema(self) -> SchemaRef {
+        match self {
+            Stored::Spans => span_schema(),
+            Stored::Links => links_schema(),
+            Stored::Structure => structure_schema(),
+        }
+    }
+
+    fn files(self, snapshot: &Snapshot) -> &[FileMeta] {
+        match self {
+            Stored::Spans => &snapshot.files,
+            Stored::Links => &snapshot.links,
+            Stored::Structure => &snapshot.structure,
+        }
+    }
+
+    /// Rows not in files yet: live spans, their links; structure only settles at flush.
+    fn live(self, snapshot: Snapshot) -> Result<Vec<RecordBatch>> {
+        Ok(match self {
+            Stored::Spans => snapshot.batches,
+            Stored::Links => snapshot
+                .batches
+                .iter()
+                .map(link_rows)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| DataFusionError::External(Box::new(e)))?,
+            Stored::Structure => Vec::new(),
+        })
     }
 }
 
-impl SpansTable {
-    pub fn new(source: Arc<dyn SpanSource>) -> Self {
-        Self { source }
+/// A stored table's provider. Each scan takes a fresh snapshot, so a span is
+/// visible as soon as its request is acknowledged.
+pub struct StoredTable {
+    source: Arc<dyn SpanSource>,
+    table: Stored,
+}
+
+impl std::fmt::Debug for StoredTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StoredTable({:?})", self.table)
+    }
+}
+
+impl StoredTable {
+    pub fn new(source: Arc<dyn SpanSource>, table: Stored) -> Self {
+        Self { source, table }
     }
 }
 
 #[async_trait]
-impl TableProvider for SpansTable {
+impl TableProvider for StoredTable {
     fn schema(&self) -> SchemaRef {
-        span_schema()
+        self.table.schema()
     }
 
     fn table_type(&self) -> TableType {
@@ -77,11 +126,12 @@ impl TableProvider for SpansTable {
         let snapshot = self
             .source
             .snapshot()
-            .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let schema = self.table.schema();
+        let files = self.table.files(&snapshot);
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
-        if !snapshot.files.is_empty() {
-            let urls = snapshot
-                .files
+        if !files.is_empty() {
+            let urls = files
                 .iter()
                 .map(|f| ListingTableUrl::parse(f.path.to_string_lossy()))
                 .collect::<Result<Vec<_>>>()?;
@@ -89,18 +139,19 @@ impl TableProvider for SpansTable {
                 .with_file_extension(".parquet");
             let config = ListingTableConfig::new_with_multi_paths(urls)
                 .with_listing_options(options)
-                .with_schema(span_schema());
+                .with_schema(Arc::clone(&schema));
             let files = ListingTable::try_new(config)?;
             inputs.push(files.scan(state, projection, filters, limit).await?);
         }
-        if !snapshot.batches.is_empty() {
-            let live = MemTable::try_new(span_schema(), vec![snapshot.batches])?;
+        let live = self.table.live(snapshot)?;
+        if live.iter().any(|b| b.num_rows() > 0) {
+            let live = MemTable::try_new(Arc::clone(&schema), vec![live])?;
             inputs.push(live.scan(state, projection, filters, limit).await?);
         }
         if inputs.is_empty() {
             let schema = match projection {
-                Some(p) => Arc::new(span_schema().project(p)?),
-                None => span_schema(),
+                Some(p) => Arc::new(schema.project(p)?),
+                None => schema,
             };
             return Ok(Arc::new(EmptyExec::new(schema)));
         }
@@ -114,4 +165,32 @@ impl TableProvider for SpansTable {
         // Parquet prunes with them; DataFusion still applies them exactly above the scan.
         Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
     }
+}
+
+/// Registers `spans`, `span_links` and `span_structure` on `ctx`. The last is
+/// the structure files without superseded generations: a trace that settled
+/// again names the generation it replaces, and those rows are left out.
+pub fn register_stored_tables(ctx: &SessionContext, source: &Arc<dyn SpanSource>) -> Result<()> {
+    use weft_schemas::settled::col as s;
+    let table = |t| Arc::new(StoredTable::new(Arc::clone(source), t));
+    ctx.register_table("spans", table(Stored::Spans))?;
+    ctx.register_table("span_links", table(Stored::Links))?;
+    let raw = ctx.read_table(table(Stored::Structure))?;
+    let superseded = raw
+        .clone()
+        .filter(col(s::PREVIOUS_GENERATION).is_not_null())?
+        .select(vec![
+            col(s::TRACE_ID).alias("superseded_trace_id"),
+            col(s::PREVIOUS_GENERATION).alias("superseded_generation"),
+        ])?
+        .distinct()?;
+    let current = raw.join(
+        superseded,
+        JoinType::LeftAnti,
+        &[s::TRACE_ID, s::GENERATION],
+        &["superseded_trace_id", "superseded_generation"],
+        None,
+    )?;
+    ctx.register_table("span_structure", current.into_view())?;
+    Ok(())
 }

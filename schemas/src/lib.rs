@@ -5,7 +5,9 @@
 //! - [`span`]: [`Span`], the plain normalised span every later stage handles;
 //! - [`conventions`]: the table mapping AI semantic-convention keys to typed columns;
 //! - [`schema`]: the versioned Arrow schema and its column names;
-//! - [`batch`]: building Arrow `RecordBatch`es from spans.
+//! - [`batch`]: building Arrow `RecordBatch`es from spans;
+//! - [`settled`]: the schemas of what is stored when a trace settles (its
+//!   nested-set structure and its link index).
 //!
 //! This crate knows nothing about OTLP protobuf, storage or SQL engines.
 
@@ -13,10 +15,12 @@ pub mod batch;
 pub mod conventions;
 pub mod ids;
 pub mod schema;
+pub mod settled;
 pub mod span;
 
 pub use batch::spans_to_batch;
 pub use conventions::{AiFields, AiKind, ApprovalState, PolicyVerdict};
 pub use ids::{IdError, SpanId, TraceId};
 pub use schema::{SCHEMA_VERSION, SCHEMA_VERSION_KEY, span_schema};
+pub use settled::{links_schema, structure_schema};
 pub use span::{AttrValue, Attributes, Span, SpanEvent, SpanKind, SpanLink, StatusCode};

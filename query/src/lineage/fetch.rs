@@ -1,6 +1,7 @@
-//! Loading a workflow's spans from the `spans` table, trace by trace along links.
+//! Loading a workflow's spans: walk the `span_links` index from the starting
+//! trace, then read every span of the traces reached from `spans` at once.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 
 use arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Int64Array, ListArray, RecordBatch, StringArray,
@@ -8,7 +9,8 @@ use arrow::array::{
 };
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, TimeUnit};
-use datafusion::prelude::{SessionContext, col, lit};
+use datafusion::prelude::{Expr, SessionContext, col, lit};
+use weft_schemas::settled::col as link_col;
 use weft_schemas::{AiKind, ApprovalState, PolicyVerdict, SpanId, StatusCode, TraceId};
 
 use super::{Direction, LineageSpan, StepAi};
@@ -35,43 +37,24 @@ impl Default for Reach {
 }
 
 /// The spans of every trace reachable from `start`, and whether a limit cut the walk short.
+///
+/// The walk reads only the `span_links` index (one bloom-filtered lookup per
+/// hop); the spans of all the traces it reaches are then read in one query.
 pub async fn workflow_spans(
     ctx: &SessionContext,
     start: TraceId,
     reach: Reach,
 ) -> Result<(Vec<LineageSpan>, bool), QueryError> {
-    let mut visited: HashSet<TraceId> = HashSet::new();
-    let mut frontier: BTreeSet<TraceId> = BTreeSet::from([start]);
-    let mut spans = Vec::new();
+    let mut visited: BTreeSet<TraceId> = BTreeSet::from([start]);
+    let mut frontier: Vec<TraceId> = vec![start];
     let mut hops = 0u32;
     let mut truncated = false;
-    let mut incoming: Option<HashMap<TraceId, BTreeSet<TraceId>>> = None;
     loop {
-        let batch: Vec<TraceId> = frontier.iter().copied().collect();
-        let fetched = spans_of(ctx, &batch).await?;
-        visited.extend(batch.iter().copied());
-        let mut next: BTreeSet<TraceId> = BTreeSet::new();
-        if reach.direction != Direction::Downstream {
-            for s in &fetched {
-                next.extend(
-                    s.links
-                        .iter()
-                        .map(|(t, _)| *t)
-                        .filter(|t| !visited.contains(t)),
-                );
-            }
-        }
-        spans.extend(fetched);
-        if reach.direction != Direction::Upstream {
-            if incoming.is_none() {
-                incoming = Some(incoming_links(ctx).await?);
-            }
-            let linking = frontier
-                .iter()
-                .filter_map(|t| incoming.as_ref().and_then(|m| m.get(t)))
-                .flatten();
-            next.extend(linking.filter(|t| !visited.contains(t)));
-        }
+        let next: BTreeSet<TraceId> = linked_traces(ctx, &frontier, reach.direction)
+            .await?
+            .into_iter()
+            .filter(|t| !visited.contains(t))
+            .collect();
         if next.is_empty() {
             break;
         }
@@ -84,8 +67,52 @@ pub async fn workflow_spans(
             .into_iter()
             .take(reach.max_traces - visited.len())
             .collect();
+        visited.extend(frontier.iter().copied());
     }
-    Ok((spans, truncated))
+    let traces: Vec<TraceId> = visited.into_iter().collect();
+    Ok((spans_of(ctx, &traces).await?, truncated))
+}
+
+/// The traces joined to `traces` by a span link, in `direction`: upstream are
+/// those their spans link to, downstream those whose spans link to them.
+async fn linked_traces(
+    ctx: &SessionContext,
+    traces: &[TraceId],
+    direction: Direction,
+) -> Result<BTreeSet<TraceId>, QueryError> {
+    let ids: Vec<Expr> = traces.iter().map(|t| lit(t.to_hex())).collect();
+    let upstream = col(link_col::TRACE_ID).in_list(ids.clone(), false);
+    let downstream = col(link_col::LINKED_TRACE_ID).in_list(ids, false);
+    let filter = match direction {
+        Direction::Upstream => upstream,
+        Direction::Downstream => downstream,
+        Direction::Both => upstream.or(downstream),
+    };
+    let batches = ctx
+        .table("span_links")
+        .await?
+        .filter(filter)?
+        .select_columns(&[link_col::TRACE_ID, link_col::LINKED_TRACE_ID])?
+        .distinct()?
+        .collect()
+        .await?;
+    let wanted: HashSet<TraceId> = traces.iter().copied().collect();
+    let mut out = BTreeSet::new();
+    for batch in &batches {
+        let (from, to) = (utf8(batch, link_col::TRACE_ID)?, utf8(batch, link_col::LINKED_TRACE_ID)?);
+        for row in 0..batch.num_rows() {
+            let (Ok(from), Ok(to)) = (from.value(row).parse(), to.value(row).parse()) else {
+                continue;
+            };
+            if direction != Direction::Downstream && wanted.contains(&from) {
+                out.insert(to);
+            }
+            if direction != Direction::Upstream && wanted.contains(&to) {
+                out.insert(from);
+            }
+        }
+    }
+    Ok(out)
 }
 
 const COLUMNS: &[&str] = &[
@@ -139,32 +166,6 @@ pub async fn spans_of(
         read_batch(batch, &mut out)?;
     }
     Ok(out)
-}
-
-/// For every trace that some span links into, the traces holding those links.
-/// One scan of the `links` column, done once per lineage call.
-async fn incoming_links(
-    ctx: &SessionContext,
-) -> Result<HashMap<TraceId, BTreeSet<TraceId>>, QueryError> {
-    let batches = ctx
-        .sql("SELECT trace_id, links FROM spans WHERE array_length(links) > 0")
-        .await?
-        .collect()
-        .await?;
-    let mut incoming: HashMap<TraceId, BTreeSet<TraceId>> = HashMap::new();
-    for batch in &batches {
-        let traces = utf8(batch, "trace_id")?;
-        let links = Flat::new(list(batch, "links")?)?;
-        for row in 0..batch.num_rows() {
-            let Ok(from) = traces.value(row).parse::<TraceId>() else {
-                continue;
-            };
-            for (to, _) in links.pairs(row) {
-                incoming.entry(to).or_default().insert(from);
-            }
-        }
-    }
-    Ok(incoming)
 }
 
 fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef, QueryError> {

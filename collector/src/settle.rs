@@ -1,0 +1,542 @@
+//! Settling traces: what the flush stores besides the spans themselves.
+//!
+//! When the live buffer is flushed, every trace in it settles: its whole shape
+//! so far — the spans of its previous settling plus the new ones — is numbered
+//! depth-first ([`place`]) and written as one `span_structure` file per flush;
+//! the flushed spans' links go to one `span_links` file, sorted by the span they
+//! point at. Both are written before the flush's checkpoint, so a crash leaves
+//! them exactly as consistent with the spans as the spans are with the WAL.
+//!
+//! Each stage is a plain function: [`shapes_from_spans`] and
+//! [`shapes_from_structure`] read Arrow, [`place`] numbers one trace,
+//! [`structure_batch`] and [`link_rows`] build Arrow, [`settle`] writes files.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, BooleanArray, Int32Array, Int64Array, ListArray, RecordBatch, StringArray,
+    StructArray, TimestampNanosecondArray, UInt32Array,
+};
+use arrow::compute::{SortColumn, lexsort_to_indices, take_record_batch};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use weft_schemas::settled::col;
+use weft_schemas::{SpanId, TraceId, links_schema, structure_schema};
+
+use crate::error::{Error, Result};
+use crate::parquet_files::{
+    FileMeta, base_properties, file_name, sorted_by, with_bloom_filter, write_file,
+};
+
+/// Sub-directory of the data dir holding `span_structure` files.
+pub const STRUCTURE_DIR: &str = "structure";
+/// Sub-directory of the data dir holding `span_links` files.
+pub const LINKS_DIR: &str = "links";
+
+/// What structure needs of one span.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shape {
+    pub span_id: SpanId,
+    pub parent: Option<SpanId>,
+    pub name: String,
+    pub service: Option<String>,
+    pub ai_kind: Option<String>,
+    pub status: String,
+    pub start_ns: i64,
+    pub end_ns: i64,
+}
+
+/// Where one span sits in its trace (index-aligned with the shapes placed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    /// Index of the top of this span's tree.
+    pub root: usize,
+    pub depth: i32,
+    pub left: i32,
+    pub right: i32,
+    /// The parent is missing from the trace, or following parents loops.
+    pub orphan: bool,
+}
+
+/// Keeps the first shape of each span id.
+pub fn dedup_shapes(shapes: Vec<Shape>) -> Vec<Shape> {
+    let mut seen = HashSet::with_capacity(shapes.len());
+    shapes
+        .into_iter()
+        .filter(|s| seen.insert(s.span_id))
+        .collect()
+}
+
+/// Numbers one trace depth-first: true roots first, then orphans, each list
+/// and every span's children in start order. Span ids must be unique.
+pub fn place(shapes: &[Shape]) -> Vec<Placement> {
+    let n = shapes.len();
+    let index: HashMap<SpanId, usize> = shapes
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.span_id, i))
+        .collect();
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut tops: Vec<(bool, i64, usize)> = Vec::new();
+    for (i, s) in shapes.iter().enumerate() {
+        match s.parent.and_then(|p| index.get(&p)) {
+            Some(&p) if p != i => children[p].push(i),
+            Some(_) => tops.push((true, s.start_ns, i)),
+            None => tops.push((s.parent.is_some(), s.start_ns, i)),
+        }
+    }
+    for list in &mut children {
+        list.sort_by_key(|c| (shapes[*c].start_ns, *c));
+    }
+    tops.sort_unstable();
+
+    let unplaced = Placement {
+        root: usize::MAX,
+        depth: -1,
+        left: -1,
+        right: -1,
+        orphan: false,
+    };
+    let mut out = vec![unplaced; n];
+    let mut counter = 0i32;
+    let mut visit = |top: usize, orphan: bool, out: &mut Vec<Placement>| {
+        // Iterative DFS: (node, next child to enter).
+        let mut stack = vec![(top, 0usize)];
+        out[top] = Placement {
+            root: top,
+            depth: 0,
+            left: counter,
+            right: -1,
+            orphan,
+        };
+        counter += 1;
+        while let Some((node, next)) = stack.last_mut() {
+            let node = *node;
+            match children[node].get(*next) {
+                Some(&c) => {
+                    *next += 1;
+                    if out[c].depth >= 0 {
+                        continue;
+                    }
+                    out[c] = Placement {
+                        root: top,
+                        depth: out[node].depth + 1,
+                        left: counter,
+                        right: -1,
+                        orphan: false,
+                    };
+                    counter += 1;
+                    stack.push((c, 0));
+                }
+                None => {
+                    out[node].right = counter;
+                    counter += 1;
+                    stack.pop();
+                }
+            }
+        }
+    };
+    for (orphan, _, top) in tops {
+        visit(top, orphan, &mut out);
+    }
+    // Whatever is left hangs off a parent cycle: break it at its earliest span.
+    let mut rest: Vec<usize> = (0..n).filter(|i| out[*i].depth < 0).collect();
+    rest.sort_by_key(|i| (shapes[*i].start_ns, *i));
+    for i in rest {
+        if out[i].depth < 0 {
+            visit(i, true, &mut out);
+        }
+    }
+    out
+}
+
+fn utf8<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a StringArray> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+        .ok_or_else(|| Error::Unavailable(format!("column {name} is missing or not text")))
+}
+
+fn times<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a TimestampNanosecondArray> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>())
+        .ok_or_else(|| Error::Unavailable(format!("column {name} is missing or not a timestamp")))
+}
+
+fn opt(a: &StringArray, row: usize) -> Option<String> {
+    (!a.is_null(row)).then(|| a.value(row).to_owned())
+}
+
+/// The shape of every span in a `spans` batch, by trace, in row order.
+pub fn shapes_from_spans(batch: &RecordBatch) -> Result<BTreeMap<TraceId, Vec<Shape>>> {
+    read_shapes(batch, None)
+}
+
+/// The shapes of `wanted` traces in a `span_structure` batch.
+pub fn shapes_from_structure(
+    batch: &RecordBatch,
+    wanted: &HashSet<TraceId>,
+) -> Result<BTreeMap<TraceId, Vec<Shape>>> {
+    read_shapes(batch, Some(wanted))
+}
+
+/// Both tables name these columns alike; rows with unparsable ids are skipped
+/// (normalise already refused them, so there are none in practice).
+fn read_shapes(
+    batch: &RecordBatch,
+    wanted: Option<&HashSet<TraceId>>,
+) -> Result<BTreeMap<TraceId, Vec<Shape>>> {
+    let traces = utf8(batch, col::TRACE_ID)?;
+    let spans = utf8(batch, col::SPAN_ID)?;
+    let parents = utf8(batch, col::PARENT_SPAN_ID)?;
+    let names = utf8(batch, col::NAME)?;
+    let services = utf8(batch, col::SERVICE_NAME)?;
+    let kinds = utf8(batch, col::AI_KIND)?;
+    let statuses = utf8(batch, col::STATUS_CODE)?;
+    let starts = times(batch, col::START_TIME)?;
+    let ends = times(batch, col::END_TIME)?;
+    let mut out: BTreeMap<TraceId, Vec<Shape>> = BTreeMap::new();
+    for row in 0..batch.num_rows() {
+        let (Ok(trace), Ok(span_id)) = (
+            traces.value(row).parse::<TraceId>(),
+            spans.value(row).parse::<SpanId>(),
+        ) else {
+            continue;
+        };
+        if wanted.is_some_and(|w| !w.contains(&trace)) {
+            continue;
+        }
+        out.entry(trace).or_default().push(Shape {
+            span_id,
+            parent: opt(parents, row).and_then(|p| p.parse().ok()),
+            name: names.value(row).to_owned(),
+            service: opt(services, row),
+            ai_kind: opt(kinds, row),
+            status: statuses.value(row).to_owned(),
+            start_ns: starts.value(row),
+            end_ns: ends.value(row),
+        });
+    }
+    Ok(out)
+}
+
+/// `span_structure` rows for `traces` (each deduplicated and placed), all
+/// of `generation`; `previous` names the generation each trace replaces.
+pub fn structure_batch(
+    traces: &BTreeMap<TraceId, Vec<Shape>>,
+    previous: &HashMap<TraceId, i64>,
+    generation: i64,
+) -> Result<RecordBatch> {
+    let rows: usize = traces.values().map(Vec::len).sum();
+    let mut trace_id = Vec::with_capacity(rows);
+    let mut span_id = Vec::with_capacity(rows);
+    let mut parent = Vec::with_capacity(rows);
+    let mut root = Vec::with_capacity(rows);
+    let mut depth = Vec::with_capacity(rows);
+    let mut left = Vec::with_capacity(rows);
+    let mut right = Vec::with_capacity(rows);
+    let mut orphan = Vec::with_capacity(rows);
+    let mut name = Vec::with_capacity(rows);
+    let mut service = Vec::with_capacity(rows);
+    let mut ai_kind = Vec::with_capacity(rows);
+    let mut status = Vec::with_capacity(rows);
+    let mut start = Vec::with_capacity(rows);
+    let mut end = Vec::with_capacity(rows);
+    let mut prev = Vec::with_capacity(rows);
+    for (trace, shapes) in traces {
+        let hex = trace.to_hex();
+        let placed = place(shapes);
+        // Rows in nested-set order, so a subtree is a contiguous run.
+        let mut order: Vec<usize> = (0..shapes.len()).collect();
+        order.sort_by_key(|i| placed[*i].left);
+        for i in order {
+            let (s, p) = (&shapes[i], placed[i]);
+            trace_id.push(hex.clone());
+            span_id.push(s.span_id.to_hex());
+            parent.push(s.parent.map(|p| p.to_hex()));
+            root.push(shapes[p.root].span_id.to_hex());
+            depth.push(p.depth);
+            left.push(p.left);
+            right.push(p.right);
+            orphan.push(p.orphan);
+            name.push(s.name.as_str());
+            service.push(s.service.as_deref());
+            ai_kind.push(s.ai_kind.as_deref());
+            status.push(s.status.as_str());
+            start.push(s.start_ns);
+            end.push(s.end_ns);
+            prev.push(previous.get(trace).copied());
+        }
+    }
+    let tz = Some("UTC");
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(trace_id)),
+        Arc::new(StringArray::from(span_id)),
+        Arc::new(StringArray::from(parent)),
+        Arc::new(StringArray::from(root)),
+        Arc::new(Int32Array::from(depth)),
+        Arc::new(Int32Array::from(left)),
+        Arc::new(Int32Array::from(right)),
+        Arc::new(BooleanArray::from(orphan)),
+        Arc::new(StringArray::from(name)),
+        Arc::new(StringArray::from(service)),
+        Arc::new(StringArray::from(ai_kind)),
+        Arc::new(StringArray::from(status)),
+        Arc::new(TimestampNanosecondArray::from(start).with_timezone_opt(tz)),
+        Arc::new(TimestampNanosecondArray::from(end).with_timezone_opt(tz)),
+        Arc::new(Int64Array::from(vec![generation; rows])),
+        Arc::new(Int64Array::from(prev)),
+    ];
+    Ok(RecordBatch::try_new(structure_schema(), columns)?)
+}
+
+/// One `span_links` row per link held by a span of `spans`, sorted by the
+/// span linked to, so "who follows from this trace" reads one run of rows.
+pub fn link_rows(spans: &RecordBatch) -> Result<RecordBatch> {
+    let traces = utf8(spans, col::TRACE_ID)?;
+    let span_ids = utf8(spans, col::SPAN_ID)?;
+    let starts = times(spans, col::START_TIME)?;
+    let links = spans
+        .column_by_name(weft_schemas::schema::col::LINKS)
+        .and_then(|c| c.as_any().downcast_ref::<ListArray>())
+        .ok_or_else(|| Error::Unavailable("links column is missing or not a list".into()))?;
+    let items = links
+        .values()
+        .as_any()
+        .downcast_ref::<StructArray>()
+        .ok_or_else(|| Error::Unavailable("links items are not structs".into()))?;
+    let field = |name: &str| {
+        items
+            .column_by_name(name)
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+            .ok_or_else(|| Error::Unavailable(format!("links.{name} is missing or not text")))
+    };
+    let (linked_traces, linked_spans) = (field("trace_id")?, field("span_id")?);
+    let offsets = links.value_offsets();
+    let mut rows: Vec<u32> = Vec::new();
+    let mut items_of_rows: Vec<usize> = Vec::new();
+    for row in 0..spans.num_rows() {
+        for item in offsets[row] as usize..offsets[row + 1] as usize {
+            rows.push(row as u32);
+            items_of_rows.push(item);
+        }
+    }
+    let take = |a: &StringArray, idx: &[usize]| -> StringArray {
+        idx.iter().map(|i| Some(a.value(*i))).collect()
+    };
+    let source_rows = UInt32Array::from(rows.clone());
+    let unsorted = RecordBatch::try_new(
+        links_schema(),
+        vec![
+            Arc::new(take(linked_traces, &items_of_rows)),
+            Arc::new(take(linked_spans, &items_of_rows)),
+            arrow::compute::take(traces, &source_rows, None)?,
+            arrow::compute::take(span_ids, &source_rows, None)?,
+            arrow::compute::take(starts, &source_rows, None)?,
+        ],
+    )?;
+    sort(&unsorted, &[0, 1])
+}
+
+fn sort(batch: &RecordBatch, columns: &[usize]) -> Result<RecordBatch> {
+    if batch.num_rows() == 0 {
+        return Ok(batch.clone());
+    }
+    let keys: Vec<SortColumn> = columns
+        .iter()
+        .map(|c| SortColumn {
+            values: Arc::clone(batch.column(*c)),
+            options: None,
+        })
+        .collect();
+    let indices = lexsort_to_indices(&keys, None)?;
+    Ok(take_record_batch(batch, &indices)?)
+}
+
+/// Reads a `span_structure` file whole.
+fn read_structure_file(path: &Path) -> Result<Vec<RecordBatch>> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)?.build()?;
+    reader.map(|b| b.map_err(Error::from)).collect()
+}
+
+/// The traces settled by one flush and the files written for them.
+#[derive(Debug, Default)]
+pub struct Settled {
+    pub structure: Option<FileMeta>,
+    pub links: Option<FileMeta>,
+    pub traces: Vec<TraceId>,
+}
+
+/// Where a trace's latest structure is: its generation and file.
+pub type Previous = HashMap<TraceId, (i64, PathBuf)>;
+
+/// Settles every trace in `spans` (WAL records `seq_lo..=seq_hi`): their
+/// structure, merged with `previous` settlings, and the new spans' links.
+/// A previous structure file that cannot be read is reported and skipped: the
+/// trace is settled from what is left, its early spans' children marked orphans.
+pub fn settle(
+    root: &Path,
+    spans: &RecordBatch,
+    seq_lo: u64,
+    seq_hi: u64,
+    previous: &Previous,
+) -> Result<Settled> {
+    let fresh = shapes_from_spans(spans)?;
+    if fresh.is_empty() {
+        return Ok(Settled::default());
+    }
+    let mut by_file: BTreeMap<&Path, HashSet<TraceId>> = BTreeMap::new();
+    let mut replaces: HashMap<TraceId, i64> = HashMap::new();
+    for trace in fresh.keys() {
+        if let Some((generation, path)) = previous.get(trace) {
+            by_file.entry(path.as_path()).or_default().insert(*trace);
+            replaces.insert(*trace, *generation);
+        }
+    }
+    let mut merged: BTreeMap<TraceId, Vec<Shape>> = BTreeMap::new();
+    for (path, wanted) in by_file {
+        let batches = match read_structure_file(path) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "cannot read a trace's previous structure; settling it from its new spans");
+                continue;
+            }
+        };
+        for batch in &batches {
+            for (trace, shapes) in shapes_from_structure(batch, &wanted)? {
+                merged.entry(trace).or_default().extend(shapes);
+            }
+        }
+    }
+    for (trace, shapes) in fresh {
+        let all = merged.entry(trace).or_default();
+        all.extend(shapes);
+        *all = dedup_shapes(std::mem::take(all));
+    }
+
+    let name = file_name(seq_lo, seq_hi);
+    let structure = structure_batch(&merged, &replaces, seq_hi as i64)?;
+    let schema = structure_schema();
+    let props = with_bloom_filter(base_properties(seq_lo, seq_hi), col::TRACE_ID)
+        .set_sorting_columns(Some(sorted_by(&schema, &[col::TRACE_ID, col::NESTED_LEFT])))
+        .build();
+    let structure = write_file(&root.join(STRUCTURE_DIR), &name, &structure, props, seq_hi)?;
+
+    let links = link_rows(spans)?;
+    let links = if links.num_rows() == 0 {
+        None
+    } else {
+        let props = with_bloom_filter(
+            with_bloom_filter(base_properties(seq_lo, seq_hi), col::LINKED_TRACE_ID),
+            col::TRACE_ID,
+        )
+        .set_sorting_columns(Some(sorted_by(
+            &links_schema(),
+            &[col::LINKED_TRACE_ID, col::LINKED_SPAN_ID],
+        )))
+        .build();
+        Some(write_file(&root.join(LINKS_DIR), &name, &links, props, seq_hi)?)
+    };
+    Ok(Settled {
+        structure: Some(structure),
+        links,
+        traces: merged.into_keys().collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sid(n: u8) -> SpanId {
+        SpanId::try_from([0, 0, 0, 0, 0, 0, 0, n].as_slice()).unwrap()
+    }
+
+    fn shape(id: u8, parent: Option<u8>, start: i64) -> Shape {
+        Shape {
+            span_id: sid(id),
+            parent: parent.map(sid),
+            name: format!("s{id}"),
+            service: None,
+            ai_kind: None,
+            status: "unset".into(),
+            start_ns: start,
+            end_ns: start + 10,
+        }
+    }
+
+    /// `(span, depth, left, right, orphan, root)` per span, in input order.
+    fn placed(shapes: &[Shape]) -> Vec<(u8, i32, i32, i32, bool, u8)> {
+        let p = place(shapes);
+        shapes
+            .iter()
+            .zip(&p)
+            .map(|(s, p)| {
+                let id = |s: SpanId| s.to_hex()[14..].parse::<u8>().unwrap();
+                (
+                    id(s.span_id),
+                    p.depth,
+                    p.left,
+                    p.right,
+                    p.orphan,
+                    id(shapes[p.root].span_id),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn nested_sets_number_a_tree_depth_first_in_start_order() {
+        // 1 ─┬─ 2 ── 4
+        //    └─ 3          (3 starts before 2, so it is numbered first)
+        let shapes = [
+            shape(4, Some(2), 30),
+            shape(2, Some(1), 20),
+            shape(1, None, 0),
+            shape(3, Some(1), 10),
+        ];
+        assert_eq!(
+            placed(&shapes),
+            vec![
+                (4, 2, 4, 5, false, 1),
+                (2, 1, 3, 6, false, 1),
+                (1, 0, 0, 7, false, 1),
+                (3, 1, 1, 2, false, 1),
+            ]
+        );
+    }
+
+    #[test]
+    fn orphans_are_numbered_after_the_roots_and_flagged() {
+        let shapes = [shape(5, Some(9), 0), shape(1, None, 10), shape(2, Some(1), 11)];
+        assert_eq!(
+            placed(&shapes),
+            vec![
+                (5, 0, 4, 5, true, 5),
+                (1, 0, 0, 3, false, 1),
+                (2, 1, 1, 2, false, 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn parent_cycles_and_self_parents_are_broken_not_looped() {
+        // 1 → 2 → 1 (a cycle) and 3 is its own parent.
+        let shapes = [shape(1, Some(2), 0), shape(2, Some(1), 5), shape(3, Some(3), 1)];
+        let p = placed(&shapes);
+        assert_eq!(p[2], (3, 0, 0, 1, true, 3));
+        assert_eq!(p[0], (1, 0, 2, 5, true, 1));
+        assert_eq!(p[1], (2, 1, 3, 4, false, 1));
+    }
+
+    #[test]
+    fn dedup_keeps_the_first_copy() {
+        let kept = dedup_shapes(vec![shape(1, None, 0), shape(1, None, 99)]);
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].start_ns, 0);
+    }
+}
