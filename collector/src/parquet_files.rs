@@ -137,7 +137,13 @@ pub fn write_partitions(
         let sorted = sort_for_storage(&part)?;
         let dir = partition_dir(&root.join(SPANS_DIR), hour);
         let props = writer_properties(row_group_rows, seq_lo, seq_hi);
-        files.push(write_file(&dir, &file_name(seq_lo, seq_hi), &sorted, props, seq_hi)?);
+        files.push(write_file(
+            &dir,
+            &file_name(seq_lo, seq_hi),
+            &sorted,
+            props,
+            seq_hi,
+        )?);
     }
     Ok(files)
 }

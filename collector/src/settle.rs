@@ -439,7 +439,13 @@ pub fn settle(
             &[col::LINKED_TRACE_ID, col::LINKED_SPAN_ID],
         )))
         .build();
-        Some(write_file(&root.join(LINKS_DIR), &name, &links, props, seq_hi)?)
+        Some(write_file(
+            &root.join(LINKS_DIR),
+            &name,
+            &links,
+            props,
+            seq_hi,
+        )?)
     };
     Ok(Settled {
         structure: Some(structure),
@@ -512,7 +518,11 @@ mod tests {
 
     #[test]
     fn orphans_are_numbered_after_the_roots_and_flagged() {
-        let shapes = [shape(5, Some(9), 0), shape(1, None, 10), shape(2, Some(1), 11)];
+        let shapes = [
+            shape(5, Some(9), 0),
+            shape(1, None, 10),
+            shape(2, Some(1), 11),
+        ];
         assert_eq!(
             placed(&shapes),
             vec![
@@ -526,7 +536,11 @@ mod tests {
     #[test]
     fn parent_cycles_and_self_parents_are_broken_not_looped() {
         // 1 → 2 → 1 (a cycle) and 3 is its own parent.
-        let shapes = [shape(1, Some(2), 0), shape(2, Some(1), 5), shape(3, Some(3), 1)];
+        let shapes = [
+            shape(1, Some(2), 0),
+            shape(2, Some(1), 5),
+            shape(3, Some(3), 1),
+        ];
         let p = placed(&shapes);
         assert_eq!(p[2], (3, 0, 0, 1, true, 3));
         assert_eq!(p[0], (1, 0, 2, 5, true, 1));

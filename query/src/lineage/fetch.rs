@@ -99,7 +99,10 @@ async fn linked_traces(
     let wanted: HashSet<TraceId> = traces.iter().copied().collect();
     let mut out = BTreeSet::new();
     for batch in &batches {
-        let (from, to) = (utf8(batch, link_col::TRACE_ID)?, utf8(batch, link_col::LINKED_TRACE_ID)?);
+        let (from, to) = (
+            utf8(batch, link_col::TRACE_ID)?,
+            utf8(batch, link_col::LINKED_TRACE_ID)?,
+        );
         for row in 0..batch.num_rows() {
             let (Ok(from), Ok(to)) = (from.value(row).parse(), to.value(row).parse()) else {
                 continue;
