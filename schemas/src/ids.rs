@@ -41,7 +41,15 @@ macro_rules! id_type {
 
             /// Lowercase hex, as OTLP/JSON and users write it.
             pub fn to_hex(&self) -> String {
-                hex::encode(self.0)
+                let mut buf = [0u8; 2 * $len];
+                self.write_hex(&mut buf).to_owned()
+            }
+
+            /// Lowercase hex into `buf`, without allocating.
+            fn write_hex<'b>(&self, buf: &'b mut [u8; 2 * $len]) -> &'b str {
+                // Both cannot fail: the buffer is exactly twice the id, and hex is ASCII.
+                let _ = hex::encode_to_slice(self.0, buf);
+                std::str::from_utf8(buf).unwrap_or_default()
             }
         }
 
@@ -65,17 +73,25 @@ macro_rules! id_type {
             type Err = IdError;
 
             fn from_str(s: &str) -> Result<Self, IdError> {
-                let bytes = hex::decode(s).map_err(|e| IdError::NotHex {
+                let not_hex = |e: hex::FromHexError| IdError::NotHex {
                     kind: $kind,
                     reason: e.to_string(),
-                })?;
+                };
+                if s.len() == 2 * $len {
+                    // The common case, decoded without allocating.
+                    let mut arr = [0u8; $len];
+                    hex::decode_to_slice(s, &mut arr).map_err(not_hex)?;
+                    return Self::try_from(arr.as_slice());
+                }
+                let bytes = hex::decode(s).map_err(not_hex)?;
                 Self::try_from(bytes.as_slice())
             }
         }
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.to_hex())
+                let mut buf = [0u8; 2 * $len];
+                f.write_str(self.write_hex(&mut buf))
             }
         }
 

@@ -10,8 +10,9 @@
 //! - a link to a span that is not there;
 //! - spans that ended moments ago: the workflow may still be arriving.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
+use foldhash::{HashMap, HashMapExt};
 use petgraph::Direction as Dir;
 use petgraph::algo::tarjan_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
@@ -125,12 +126,7 @@ pub struct BuildOptions {
 pub fn build(spans: Vec<LineageSpan>, options: &BuildOptions) -> Lineage {
     let now_ns = options.now_ns;
     let mut anomalies = Vec::new();
-    let nodes = dedup(spans, &mut anomalies);
-    let index: HashMap<(TraceId, SpanId), usize> = nodes
-        .iter()
-        .enumerate()
-        .map(|(i, s)| ((s.trace_id, s.span_id), i))
-        .collect();
+    let (nodes, index) = dedup(spans, &mut anomalies);
 
     let mut graph: DiGraph<usize, EdgeKind> = DiGraph::with_capacity(nodes.len(), nodes.len());
     let ids: Vec<NodeIndex> = (0..nodes.len()).map(|i| graph.add_node(i)).collect();
@@ -191,13 +187,13 @@ pub fn build(spans: Vec<LineageSpan>, options: &BuildOptions) -> Lineage {
         }
     }
 
+    let mut newest: HashMap<TraceId, i64> = HashMap::with_capacity(traces.len());
+    for s in &nodes {
+        let n = newest.entry(s.trace_id).or_insert(i64::MIN);
+        *n = (*n).max(s.end_ns);
+    }
     for trace in &traces {
-        let newest = nodes
-            .iter()
-            .filter(|s| s.trace_id == *trace)
-            .map(|s| s.end_ns)
-            .max()
-            .unwrap_or(i64::MIN);
+        let newest = newest.get(trace).copied().unwrap_or(i64::MIN);
         if now_ns.saturating_sub(newest) < SETTLE_NS {
             anomalies.push(Anomaly::MayStillBeArriving {
                 trace_id: *trace,
@@ -250,17 +246,24 @@ pub fn build(spans: Vec<LineageSpan>, options: &BuildOptions) -> Lineage {
     }
 }
 
-/// Keeps the first copy of each `(trace, span)`, reporting the others.
-fn dedup(spans: Vec<LineageSpan>, anomalies: &mut Vec<Anomaly>) -> Vec<LineageSpan> {
-    let mut seen: HashMap<(TraceId, SpanId), usize> = HashMap::with_capacity(spans.len());
-    let mut kept = Vec::with_capacity(spans.len());
-    for span in spans {
-        *seen.entry((span.trace_id, span.span_id)).or_default() += 1;
-        if seen[&(span.trace_id, span.span_id)] == 1 {
-            kept.push(span);
+type Index = HashMap<(TraceId, SpanId), usize>;
+
+/// Keeps the first copy of each `(trace, span)`, reporting the others, and
+/// indexes the spans kept by id.
+fn dedup(spans: Vec<LineageSpan>, anomalies: &mut Vec<Anomaly>) -> (Vec<LineageSpan>, Index) {
+    let mut index = Index::with_capacity(spans.len());
+    let mut copies: HashMap<(TraceId, SpanId), usize> = HashMap::new();
+    for (i, s) in spans.iter().enumerate() {
+        let key = (s.trace_id, s.span_id);
+        if index.try_insert_first(key, i) {
+            continue;
         }
+        *copies.entry(key).or_insert(1) += 1;
     }
-    let mut dups: Vec<_> = seen.into_iter().filter(|(_, n)| *n > 1).collect();
+    if copies.is_empty() {
+        return (spans, index);
+    }
+    let mut dups: Vec<_> = copies.into_iter().collect();
     dups.sort();
     for ((trace_id, span_id), copies) in dups {
         anomalies.push(Anomaly::DuplicateSpan {
@@ -269,7 +272,35 @@ fn dedup(spans: Vec<LineageSpan>, anomalies: &mut Vec<Anomaly>) -> Vec<LineageSp
             copies,
         });
     }
-    kept
+    let kept: Vec<LineageSpan> = spans
+        .into_iter()
+        .enumerate()
+        .filter(|(i, s)| index.get(&(s.trace_id, s.span_id)) == Some(i))
+        .map(|(_, s)| s)
+        .collect();
+    let index = kept
+        .iter()
+        .enumerate()
+        .map(|(i, s)| ((s.trace_id, s.span_id), i))
+        .collect();
+    (kept, index)
+}
+
+trait InsertFirst<K, V> {
+    /// Inserts unless the key is present; true when inserted.
+    fn try_insert_first(&mut self, key: K, value: V) -> bool;
+}
+
+impl<K: std::hash::Hash + Eq, V> InsertFirst<K, V> for HashMap<K, V> {
+    fn try_insert_first(&mut self, key: K, value: V) -> bool {
+        match self.entry(key) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(value);
+                true
+            }
+            std::collections::hash_map::Entry::Occupied(_) => false,
+        }
+    }
 }
 
 /// The root of each trace (the earliest span without a parent); a trace with
@@ -310,8 +341,16 @@ fn trace_roots(
 struct Dag {
     /// Nodes in DFS pre-order (every node once).
     preorder: Vec<NodeIndex>,
-    /// Edges that point back to a node on the DFS stack.
-    back_edges: HashSet<petgraph::graph::EdgeIndex>,
+    /// Per edge index: the edge points back to a node on the DFS stack.
+    back: Vec<bool>,
+    /// Kahn's order of the graph without back edges.
+    topological: Vec<NodeIndex>,
+}
+
+impl Dag {
+    fn is_back(&self, e: petgraph::graph::EdgeIndex) -> bool {
+        self.back[e.index()]
+    }
 }
 
 fn acyclic_order(graph: &DiGraph<usize, EdgeKind>) -> Dag {
@@ -324,7 +363,7 @@ fn acyclic_order(graph: &DiGraph<usize, EdgeKind>) -> Dag {
     let n = graph.node_count();
     let mut mark = vec![Mark::New; n];
     let mut preorder = Vec::with_capacity(n);
-    let mut back_edges = HashSet::new();
+    let mut back = vec![false; graph.edge_count()];
     let starts = graph
         .node_indices()
         .filter(|v| graph.neighbors_directed(*v, Dir::Incoming).next().is_none())
@@ -352,9 +391,7 @@ fn acyclic_order(graph: &DiGraph<usize, EdgeKind>) -> Dag {
                         let out = graph.edges(next).map(|e| (e.id(), e.target())).collect();
                         stack.push((next, out));
                     }
-                    Mark::Open => {
-                        back_edges.insert(edge);
-                    }
+                    Mark::Open => back[edge.index()] = true,
                     Mark::Done => {}
                 },
                 None => {
@@ -364,9 +401,11 @@ fn acyclic_order(graph: &DiGraph<usize, EdgeKind>) -> Dag {
             }
         }
     }
+    let topological = topological(graph, &back);
     Dag {
         preorder,
-        back_edges,
+        back,
+        topological,
     }
 }
 
@@ -443,27 +482,27 @@ fn effective_identities(
     nodes: &[LineageSpan],
 ) -> Vec<Option<String>> {
     let mut out: Vec<Option<String>> = vec![None; nodes.len()];
-    for v in topological(graph, dag) {
+    for &v in &dag.topological {
         let i = graph[v];
         if let Some(id) = &nodes[i].ai.identity {
             out[i] = Some(id.clone());
             continue;
         }
-        let mut parents: Vec<_> = graph
+        // Parents before links, then the earliest-added edge's source.
+        out[i] = graph
             .edges_directed(v, Dir::Incoming)
-            .filter(|e| !dag.back_edges.contains(&e.id()))
-            .collect();
-        parents.sort_by_key(|e| (*e.weight() == EdgeKind::Link, e.source().index()));
-        out[i] = parents.iter().find_map(|e| out[graph[e.source()]].clone());
+            .filter(|e| !dag.is_back(e.id()) && out[graph[e.source()]].is_some())
+            .min_by_key(|e| (*e.weight() == EdgeKind::Link, e.source().index()))
+            .and_then(|e| out[graph[e.source()]].clone());
     }
     out
 }
 
 /// Kahn's order on the graph without back edges.
-fn topological(graph: &DiGraph<usize, EdgeKind>, dag: &Dag) -> Vec<NodeIndex> {
+fn topological(graph: &DiGraph<usize, EdgeKind>, back: &[bool]) -> Vec<NodeIndex> {
     let mut indegree = vec![0usize; graph.node_count()];
     for e in graph.edge_references() {
-        if !dag.back_edges.contains(&e.id()) {
+        if !back[e.id().index()] {
             indegree[e.target().index()] += 1;
         }
     }
@@ -476,7 +515,7 @@ fn topological(graph: &DiGraph<usize, EdgeKind>, dag: &Dag) -> Vec<NodeIndex> {
     while let Some(v) = ready.pop() {
         order.push(v);
         for e in graph.edges(v) {
-            if dag.back_edges.contains(&e.id()) {
+            if back[e.id().index()] {
                 continue;
             }
             let t = e.target().index();
@@ -492,11 +531,11 @@ fn topological(graph: &DiGraph<usize, EdgeKind>, dag: &Dag) -> Vec<NodeIndex> {
 /// The chain that determined end-to-end latency: from the root whose reachable
 /// work ends last, repeatedly into the successor whose reachable work ends last.
 fn critical_path(graph: &DiGraph<usize, EdgeKind>, dag: &Dag, nodes: &[LineageSpan]) -> Vec<usize> {
-    let order = topological(graph, dag);
+    let order = &dag.topological;
     let mut reach_end: Vec<i64> = nodes.iter().map(|s| s.end_ns).collect();
     for v in order.iter().rev() {
         for e in graph.edges(*v) {
-            if !dag.back_edges.contains(&e.id()) {
+            if !dag.is_back(e.id()) {
                 let t = reach_end[graph[e.target()]];
                 let r = &mut reach_end[graph[*v]];
                 *r = (*r).max(t);
@@ -508,7 +547,7 @@ fn critical_path(graph: &DiGraph<usize, EdgeKind>, dag: &Dag, nodes: &[LineageSp
         .filter(|v| {
             graph
                 .edges_directed(**v, Dir::Incoming)
-                .all(|e| dag.back_edges.contains(&e.id()))
+                .all(|e| dag.is_back(e.id()))
         })
         .max_by_key(|v| {
             (
@@ -524,7 +563,7 @@ fn critical_path(graph: &DiGraph<usize, EdgeKind>, dag: &Dag, nodes: &[LineageSp
     loop {
         let next = graph
             .edges(current)
-            .filter(|e| !dag.back_edges.contains(&e.id()))
+            .filter(|e| !dag.is_back(e.id()))
             .map(|e| e.target())
             .max_by_key(|t| {
                 (
@@ -546,10 +585,10 @@ fn critical_path(graph: &DiGraph<usize, EdgeKind>, dag: &Dag, nodes: &[LineageSp
 /// The roots each node descends from, in topological order without back edges.
 fn roots_of_each(graph: &DiGraph<usize, EdgeKind>, dag: &Dag) -> Roots {
     let mut roots: Roots = vec![Vec::new(); graph.node_count()];
-    for v in topological(graph, dag) {
+    for &v in &dag.topological {
         let mut mine: Vec<usize> = graph
             .edges_directed(v, Dir::Incoming)
-            .filter(|e| !dag.back_edges.contains(&e.id()))
+            .filter(|e| !dag.is_back(e.id()))
             .flat_map(|e| roots[graph[e.source()]].iter().copied())
             .collect();
         if mine.is_empty() {

@@ -5,7 +5,9 @@
 //! findings: a tool that writes without a preceding allow, or after a
 //! needs_approval verdict with no granted approval before it.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::HashSet;
+
+use foldhash::{HashMap, HashMapExt};
 
 use serde::Serialize;
 use weft_schemas::{ApprovalState, PolicyVerdict, StatusCode};
@@ -99,16 +101,42 @@ fn step(nodes: &[Node], i: usize) -> Step {
     }
 }
 
-/// Every node with a path to `i` (the causal ancestors; chains are short).
-fn ancestors(preds: &Predecessors, i: usize) -> HashSet<usize> {
-    let mut seen = HashSet::new();
-    let mut queue: VecDeque<usize> = preds[i].iter().copied().collect();
-    while let Some(p) = queue.pop_front() {
-        if p != i && seen.insert(p) {
-            queue.extend(preds[p].iter().copied());
+/// Finds causal ancestors (every node with a path to a node), reusing one
+/// visited-mark array across calls instead of a set per call.
+struct Ancestors<'a> {
+    preds: &'a Predecessors,
+    /// `mark[n] == stamp`: `n` was reached in the current walk.
+    mark: Vec<u32>,
+    stamp: u32,
+    stack: Vec<usize>,
+}
+
+impl<'a> Ancestors<'a> {
+    fn new(preds: &'a Predecessors) -> Self {
+        Self {
+            preds,
+            mark: vec![0; preds.len()],
+            stamp: 0,
+            stack: Vec::new(),
         }
     }
-    seen
+
+    /// The ancestors of `i`, in no particular order.
+    fn of(&mut self, i: usize) -> Vec<usize> {
+        self.stamp += 1;
+        self.mark[i] = self.stamp;
+        let mut out = Vec::new();
+        self.stack.clear();
+        self.stack.extend(self.preds[i].iter().copied());
+        while let Some(p) = self.stack.pop() {
+            if self.mark[p] != self.stamp {
+                self.mark[p] = self.stamp;
+                out.push(p);
+                self.stack.extend(self.preds[p].iter().copied());
+            }
+        }
+        out
+    }
 }
 
 /// Finds the latest step of one kind (policy checks, or approvals) that
@@ -120,15 +148,16 @@ struct Preceding<'a> {
     nodes: &'a [Node],
     /// root → (end time, node) of the indexed steps, sorted.
     by_root: HashMap<usize, Vec<(i64, usize)>>,
-    indexed: HashSet<usize>,
+    /// Per node: one of the indexed steps.
+    indexed: Vec<bool>,
 }
 
 impl<'a> Preceding<'a> {
     fn new(nodes: &'a [Node], roots: &Roots, steps: impl Iterator<Item = usize>) -> Self {
         let mut by_root: HashMap<usize, Vec<(i64, usize)>> = HashMap::new();
-        let mut indexed = HashSet::new();
+        let mut indexed = vec![false; nodes.len()];
         for n in steps {
-            indexed.insert(n);
+            indexed[n] = true;
             for r in &roots[n] {
                 by_root
                     .entry(*r)
@@ -150,7 +179,7 @@ impl<'a> Preceding<'a> {
     fn latest(
         &self,
         t: usize,
-        t_ancestors: &HashSet<usize>,
+        t_ancestors: &[usize],
         t_roots: &[usize],
         accept: impl Fn(usize) -> bool,
     ) -> Option<usize> {
@@ -158,7 +187,7 @@ impl<'a> Preceding<'a> {
         let from_ancestors = t_ancestors
             .iter()
             .copied()
-            .filter(|a| self.indexed.contains(a) && accept(*a))
+            .filter(|a| self.indexed[*a] && accept(*a))
             .max_by_key(|a| key(*a));
         let start = self.nodes[t].span.start_ns;
         let from_roots = t_roots
@@ -192,7 +221,7 @@ pub fn summarise(
     write_tools: &HashSet<String>,
 ) -> Summary {
     let mut summary = Summary::default();
-    let mut identities: BTreeMap<(String, &'static str), Vec<Step>> = BTreeMap::new();
+    let mut identities: HashMap<(&str, &'static str), Vec<Step>> = HashMap::new();
 
     let mut order: Vec<usize> = (0..nodes.len()).collect();
     order.sort_by_key(|i| (nodes[*i].span.start_ns, *i));
@@ -202,13 +231,13 @@ pub fn summarise(
         let ai = &n.span.ai;
         if let Some(id) = &n.effective_identity {
             identities
-                .entry((id.clone(), "identity"))
+                .entry((id.as_str(), "identity"))
                 .or_default()
                 .push(step(nodes, i));
         }
         if let Some(w) = &ai.workload_identity {
             identities
-                .entry((w.clone(), "workload"))
+                .entry((w.as_str(), "workload"))
                 .or_default()
                 .push(step(nodes, i));
         }
@@ -249,13 +278,14 @@ pub fn summarise(
         .collect();
     let checks = Preceding::new(nodes, roots, check_at.keys().copied());
     let approvals = Preceding::new(nodes, roots, approval_at.keys().copied());
+    let mut ancestors = Ancestors::new(preds);
 
     for &i in &order {
         let n = &nodes[i];
         let Some(tool) = n.span.ai.tool_name.clone() else {
             continue;
         };
-        let t_ancestors = ancestors(preds, i);
+        let t_ancestors = ancestors.of(i);
         let verdict = checks
             .latest(i, &t_ancestors, &roots[i], |_| true)
             .map(|p| summary.policy_checks[check_at[&p]].clone());
@@ -301,10 +331,12 @@ pub fn summarise(
             a.gates = first_gated.get(&a.step.node).cloned();
         }
     }
+    let mut identities: Vec<_> = identities.into_iter().collect();
+    identities.sort_unstable_by_key(|(key, _)| *key);
     summary.identities = identities
         .into_iter()
         .map(|((identity, kind), steps)| IdentityUse {
-            identity,
+            identity: identity.to_owned(),
             kind,
             steps,
         })
