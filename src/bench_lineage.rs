@@ -1,6 +1,9 @@
-//! `weft bench --only lineage`: reconstructing a 100k-span workflow that spans
-//! ten linked traces, beside the cheapest possible baseline over the same spans
-//! (index them by id and sort them by time), measured in the same run.
+//! `weft bench --only lineage`, each figure beside a baseline measured in the same run:
+//! - reconstructing a 100k-span workflow that spans ten linked traces, beside
+//!   the cheapest possible work over the same spans (index by id, sort by time);
+//! - settling those spans at flush (structure + link index), beside writing them;
+//! - one structural SQL query over 100k spans in 200 traces via
+//!   `span_structure`, beside building each trace's graph in turn.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -29,16 +32,17 @@ fn ids(t: usize, i: usize) -> (TraceId, SpanId) {
     )
 }
 
-/// Ten traces of an 8-ary span tree; each trace's root follows from a span of the previous one.
-fn workflow(total: usize) -> Vec<LineageSpan> {
-    let per = (total / TRACES).max(2);
+/// `traces` traces of an 8-ary span tree, `total` spans in all; when
+/// `linked`, each trace's root follows from a span of the previous one.
+fn workflow(total: usize, traces: usize, linked: bool) -> Vec<LineageSpan> {
+    let per = (total / traces).max(2);
     let base = 1_700_000_000_000_000_000i64;
-    let mut spans = Vec::with_capacity(per * TRACES);
-    for t in 0..TRACES {
+    let mut spans = Vec::with_capacity(per * traces);
+    for t in 0..traces {
         for i in 0..per {
             let (trace_id, span_id) = ids(t, i);
             let parent = (i > 0).then(|| ids(t, (i - 1) / 8).1);
-            let links = if i == 0 && t > 0 {
+            let links = if linked && i == 0 && t > 0 {
                 vec![ids(t - 1, per - 1)]
             } else {
                 Vec::new()
@@ -115,7 +119,27 @@ fn to_span(l: &LineageSpan) -> Span {
 }
 
 pub fn run(total: usize) -> anyhow::Result<()> {
-    let spans = workflow(total);
+    reconstruct(total)?;
+    settle_cost(total)?;
+    structural(total)
+}
+
+fn print_table(title: &str, rows: &[(&str, Duration)]) {
+    let baseline = rows[0].1;
+    println!();
+    println!("| {title} | time | relative to baseline |");
+    println!("|---|---:|---:|");
+    for (name, d) in rows {
+        println!(
+            "| {name} | {:.1} ms | {:.2}x |",
+            d.as_secs_f64() * 1e3,
+            d.as_secs_f64() / baseline.as_secs_f64()
+        );
+    }
+}
+
+fn reconstruct(total: usize) -> anyhow::Result<()> {
+    let spans = workflow(total, TRACES, true);
     let n = spans.len();
     eprintln!("lineage workload: {n} spans in {TRACES} linked traces");
 
@@ -176,24 +200,140 @@ pub fn run(total: usize) -> anyhow::Result<()> {
     })?;
     let _ = std::fs::remove_dir_all(&dir);
 
-    println!();
-    println!(
-        "| lineage of a {n}-span workflow ({TRACES} linked traces) | time | relative to baseline |"
+    print_table(
+        &format!("lineage of a {n}-span workflow ({TRACES} linked traces)"),
+        &[
+            ("baseline: index spans by id and sort by time", baseline),
+            ("graph build + anomalies + critical path + summary", graph),
+            (
+                "end to end: fetch from Parquet via SQL engine + build",
+                end_to_end,
+            ),
+        ],
     );
-    println!("|---|---:|---:|");
-    for (name, d) in [
-        ("baseline: index spans by id and sort by time", baseline),
-        ("graph build + anomalies + critical path + summary", graph),
-        (
-            "end to end: fetch from Parquet via SQL engine + build",
-            end_to_end,
-        ),
-    ] {
-        println!(
-            "| {name} | {:.1} ms | {:.1}x |",
-            d.as_secs_f64() * 1e3,
-            d.as_secs_f64() / baseline.as_secs_f64()
+    Ok(())
+}
+
+/// What settling adds to a flush: the structure and link files of `total`
+/// spans, beside writing the span files themselves.
+fn settle_cost(total: usize) -> anyhow::Result<()> {
+    use weft_collector::parquet_files::write_partitions;
+    use weft_collector::settle::{Previous, settle};
+
+    let rows: Vec<Span> = workflow(total, TRACES, true).iter().map(to_span).collect();
+    let batch = weft_schemas::spans_to_batch(&rows)?;
+    let dir = tempfile::tempdir()?;
+    eprintln!("writing and settling {} spans ...", rows.len());
+    let write = time(|| {
+        write_partitions(&dir.path().join("w"), &batch, 1, 1, 65_536)?;
+        Ok(())
+    })?;
+    let mut traces = 0;
+    let settled = time(|| {
+        traces = settle(&dir.path().join("s"), &batch, 1, 1, &Previous::default())?
+            .traces
+            .len();
+        Ok(())
+    })?;
+    anyhow::ensure!(traces == TRACES, "settled {traces} of {TRACES} traces");
+    print_table(
+        &format!("flush of {} spans", rows.len()),
+        &[
+            ("baseline: write the span Parquet files", write),
+            ("settle: span_structure + span_links files", settled),
+        ],
+    );
+    Ok(())
+}
+
+const STRUCTURAL_TRACES: usize = 200;
+
+/// Workflow steps and the tool calls beneath them, over every settled trace.
+const STRUCTURAL_SQL: &str = "SELECT count(*) FROM span_structure a \
+    JOIN span_structure d ON d.trace_id = a.trace_id \
+     AND d.nested_left > a.nested_left AND d.nested_right < a.nested_right \
+    WHERE a.ai_kind = 'workflow' AND d.ai_kind = 'tool'";
+
+/// One structural question over many traces: a nested-set join over
+/// `span_structure`, beside the way without it — a graph build per trace.
+fn structural(total: usize) -> anyhow::Result<()> {
+    use arrow::array::AsArray;
+    use arrow::datatypes::Int64Type;
+    use weft_query::lineage::graph::EdgeKind;
+
+    let spans = workflow(total, STRUCTURAL_TRACES, false);
+    let n = spans.len();
+    eprintln!("structural query over {n} spans in {STRUCTURAL_TRACES} traces ...");
+    let dir = tempfile::tempdir()?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let (per_trace, sql, pairs) = runtime.block_on(async {
+        let store = Store::open(StoreConfig::new(dir.path()), Arc::new(Metrics::default()))?;
+        let rows: Vec<Span> = spans.iter().map(to_span).collect();
+        for chunk in rows.chunks(10_000) {
+            store.ingest(chunk).await?;
+        }
+        store.flush().await?;
+        let engine = QueryEngine::new(Arc::new(store.clone()), QueryLimits::default()).await?;
+
+        let mut per_trace = Duration::MAX;
+        let mut walked = 0i64;
+        for _ in 0..3 {
+            let t = Instant::now();
+            walked = 0;
+            for trace in 0..STRUCTURAL_TRACES {
+                let reach = Reach {
+                    max_depth: Some(0),
+                    ..Reach::default()
+                };
+                let l = engine.lineage(&ids(trace, 0).0, reach).await?.lineage;
+                let mut parent = vec![None; l.nodes.len()];
+                for e in l.edges.iter().filter(|e| e.kind == EdgeKind::Child) {
+                    parent[e.to] = Some(e.from);
+                }
+                for (i, node) in l.nodes.iter().enumerate() {
+                    if node.span.ai.ai_kind != Some(AiKind::Tool) {
+                        continue;
+                    }
+                    let mut up = parent[i];
+                    while let Some(p) = up {
+                        walked += i64::from(l.nodes[p].span.ai.ai_kind == Some(AiKind::Workflow));
+                        up = parent[p];
+                    }
+                }
+            }
+            per_trace = per_trace.min(t.elapsed());
+        }
+
+        let mut sql = Duration::MAX;
+        let mut counted = 0i64;
+        for _ in 0..3 {
+            let t = Instant::now();
+            let result = engine.sql(STRUCTURAL_SQL).await?;
+            sql = sql.min(t.elapsed());
+            counted = result
+                .batches
+                .first()
+                .map(|b| b.column(0).as_primitive::<Int64Type>().value(0))
+                .unwrap_or(-1);
+        }
+        anyhow::ensure!(
+            counted == walked,
+            "span_structure counts {counted} pairs, the graphs {walked}"
         );
-    }
+        store.shutdown().await?;
+        Ok::<_, anyhow::Error>((per_trace, sql, counted))
+    })?;
+    print_table(
+        &format!(
+            "structural query over {n} spans in {STRUCTURAL_TRACES} traces ({pairs} workflow→tool pairs)"
+        ),
+        &[
+            (
+                "baseline: graph build per trace (QueryEngine::lineage)",
+                per_trace,
+            ),
+            ("one SQL nested-set join over span_structure", sql),
+        ],
+    );
     Ok(())
 }

@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use weft_query::lineage::Direction;
 use weft_query::lineage::fetch::Reach;
-use weft_query::lineage::render::{dot, summary_text, text_tree};
+use weft_query::lineage::render::{DEFAULT_FOLD, dot, summary_text, text_tree};
 use weft_query::{QueryEngine, QueryLimits, StaticSource};
 use weft_schemas::TraceId;
 
@@ -31,6 +31,10 @@ pub struct LineageArgs {
     /// Output: tree with summary, JSON, or Graphviz DOT.
     #[arg(long, value_enum, default_value_t = Output::Tree)]
     pub format: Output,
+    /// In the tree, show at most this many children of one name per parent
+    /// and fold the rest into a counted line (0: show everything).
+    #[arg(long, default_value_t = DEFAULT_FOLD)]
+    pub fold: usize,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -86,7 +90,7 @@ fn embedded(dir: &std::path::Path, trace: TraceId, args: &LineageArgs) -> anyhow
         Ok(match args.format {
             Output::Tree => format!(
                 "{}\n{}",
-                text_tree(&result.lineage),
+                text_tree(&result.lineage, args.fold),
                 summary_text(&result.lineage)
             ),
             Output::Json => serde_json::to_string_pretty(&result.lineage)? + "\n",
@@ -109,6 +113,9 @@ fn remote(args: &LineageArgs) -> anyhow::Result<String> {
     );
     if let Some(d) = args.depth {
         url.push_str(&format!("&depth={d}"));
+    }
+    if matches!(args.format, Output::Tree) {
+        url.push_str(&format!("&fold={}", args.fold));
     }
     let response = reqwest::blocking::get(&url).with_context(|| {
         format!("cannot reach weft at {url}; is `weft serve` running? (or pass --data-dir)")

@@ -412,7 +412,7 @@ mod tests {
     }
 
     use weft_query::lineage::graph::{BuildOptions, build};
-    use weft_query::lineage::render::{summary_text, text_tree};
+    use weft_query::lineage::render::{DEFAULT_FOLD, summary_text, text_tree};
     use weft_query::lineage::{LineageSpan, StepAi};
     use weft_schemas::conventions::extract;
     use weft_schemas::{AttrValue, SpanId, StatusCode, TraceId};
@@ -503,7 +503,11 @@ mod tests {
                 ..Default::default()
             };
             let lineage = build(lineage_spans(w, n as u8), &options);
-            let text = format!("{}\n{}", text_tree(&lineage), summary_text(&lineage));
+            let text = format!(
+                "{}\n{}",
+                text_tree(&lineage, DEFAULT_FOLD),
+                summary_text(&lineage)
+            );
             insta::assert_snapshot!(w.name, text);
         }
     }

@@ -18,7 +18,7 @@ use crate::engine::QueryEngine;
 use crate::error::QueryError;
 use crate::lineage::Direction;
 use crate::lineage::fetch::Reach;
-use crate::lineage::render::{dot, summary_text, text_tree};
+use crate::lineage::render::{DEFAULT_FOLD, dot, summary_text, text_tree};
 use crate::output::{OutputFormat, render};
 
 #[derive(Clone)]
@@ -130,6 +130,8 @@ pub struct LineageParams {
     /// Paging of `nodes` in the JSON answer.
     offset: Option<usize>,
     limit: Option<usize>,
+    /// In `/tree`: children of one name shown per parent before folding (0: all).
+    fold: Option<usize>,
 }
 
 impl LineageParams {
@@ -220,7 +222,7 @@ async fn lineage_tree(
 ) -> Response {
     match run_lineage(&api, &trace_id, &params).await {
         Ok(result) => {
-            let mut text = text_tree(&result.lineage);
+            let mut text = text_tree(&result.lineage, params.fold.unwrap_or(DEFAULT_FOLD));
             if result.truncated {
                 text.push_str("(truncated: more linked traces exist past the depth limit)\n");
             }

@@ -80,10 +80,19 @@ fn details(node: &Node) -> String {
     parts.join("  ")
 }
 
+/// How many children of one name a parent shows before folding the rest into
+/// one line, unless asked otherwise.
+pub const DEFAULT_FOLD: usize = 10;
+
 /// The workflow as an indented tree: `*` marks the critical path, `⇢` a link
 /// (follows-from, possibly into another trace), `?` an orphan attached to its
 /// trace's root. A span reached twice is printed once.
-pub fn text_tree(lineage: &Lineage) -> String {
+///
+/// So that huge workflows stay readable, a parent shows at most `fold`
+/// children of each name (0: no limit) and folds the others, with their
+/// subtrees, into one counted line; children on the critical path or with an
+/// error are always shown.
+pub fn text_tree(lineage: &Lineage, fold: usize) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -105,101 +114,142 @@ pub fn text_tree(lineage: &Lineage) -> String {
         .filter(|i| !has_parent[*i])
         .collect();
     roots.sort_by_key(|i| (lineage.nodes[*i].span.start_ns, *i));
-    let mut printed = HashSet::new();
-    let mut current_trace = None;
+    let mut tree = Tree {
+        lineage,
+        children,
+        fold,
+        printed: HashSet::new(),
+        folded: HashSet::new(),
+        current_trace: None,
+        out,
+    };
     for r in roots {
-        walk(
-            lineage,
-            &children,
-            r,
-            None,
-            "",
-            true,
-            &mut printed,
-            &mut current_trace,
-            &mut out,
-        );
+        tree.walk(r, None, "", true);
     }
-    // Nodes inside a cycle with no root.
+    // Nodes inside a cycle with no root (folded ones stay folded).
     for i in 0..lineage.nodes.len() {
-        if !printed.contains(&i) {
-            walk(
-                lineage,
-                &children,
-                i,
-                None,
-                "",
-                true,
-                &mut printed,
-                &mut current_trace,
-                &mut out,
-            );
+        if !tree.printed.contains(&i) && !tree.folded.contains(&i) {
+            tree.walk(i, None, "", true);
         }
     }
-    out
+    tree.out
 }
 
-#[allow(clippy::too_many_arguments)]
-fn walk(
-    lineage: &Lineage,
-    children: &[Vec<(usize, EdgeKind)>],
-    i: usize,
-    via: Option<EdgeKind>,
-    prefix: &str,
-    last: bool,
-    printed: &mut HashSet<usize>,
-    current_trace: &mut Option<weft_schemas::TraceId>,
-    out: &mut String,
-) {
-    let node = &lineage.nodes[i];
-    let branch = match (via, last) {
-        (None, _) => "",
-        (Some(_), true) => "└─ ",
-        (Some(_), false) => "├─ ",
-    };
-    let mark = match via {
-        Some(EdgeKind::Link) => "⇢ ",
-        Some(EdgeKind::Orphan) => "? ",
-        _ => "",
-    };
-    let star = if node.on_critical_path { "* " } else { "" };
-    let trace = if *current_trace != Some(node.span.trace_id) {
-        *current_trace = Some(node.span.trace_id);
-        format!("  (trace {})", node.span.trace_id)
-    } else {
-        String::new()
-    };
-    if !printed.insert(i) {
+/// The state of one text-tree rendering.
+struct Tree<'a> {
+    lineage: &'a Lineage,
+    children: Vec<Vec<(usize, EdgeKind)>>,
+    fold: usize,
+    printed: HashSet<usize>,
+    /// Spans folded into a count, with their subtrees.
+    folded: HashSet<usize>,
+    current_trace: Option<weft_schemas::TraceId>,
+    out: String,
+}
+
+impl Tree<'_> {
+    /// Splits `i`'s children into those shown and those folded away.
+    fn shown_children(&self, i: usize) -> (Vec<(usize, EdgeKind)>, Vec<usize>) {
+        let nodes = &self.lineage.nodes;
+        let mut per_name: std::collections::HashMap<&str, usize> = Default::default();
+        let mut shown = Vec::new();
+        let mut hidden = Vec::new();
+        for &(c, kind) in &self.children[i] {
+            let n = &nodes[c];
+            let seen = per_name.entry(n.span.name.as_str()).or_default();
+            *seen += 1;
+            let keep = self.fold == 0
+                || *seen <= self.fold
+                || n.on_critical_path
+                || n.span.status == weft_schemas::StatusCode::Error;
+            if keep {
+                shown.push((c, kind));
+            } else {
+                hidden.push(c);
+            }
+        }
+        (shown, hidden)
+    }
+
+    /// Marks `roots` and everything beneath them folded; returns how many.
+    fn fold_away(&mut self, roots: &[usize]) -> usize {
+        let mut stack = roots.to_vec();
+        let mut count = 0;
+        while let Some(n) = stack.pop() {
+            if self.printed.contains(&n) || !self.folded.insert(n) {
+                continue;
+            }
+            count += 1;
+            stack.extend(self.children[n].iter().map(|(c, _)| *c));
+        }
+        count
+    }
+
+    fn walk(&mut self, i: usize, via: Option<EdgeKind>, prefix: &str, last: bool) {
+        let lineage = self.lineage;
+        let out = &mut self.out;
+        let current_trace = &mut self.current_trace;
+        let printed = &mut self.printed;
+        let node = &lineage.nodes[i];
+        let branch = match (via, last) {
+            (None, _) => "",
+            (Some(_), true) => "└─ ",
+            (Some(_), false) => "├─ ",
+        };
+        let mark = match via {
+            Some(EdgeKind::Link) => "⇢ ",
+            Some(EdgeKind::Orphan) => "? ",
+            _ => "",
+        };
+        let star = if node.on_critical_path { "* " } else { "" };
+        let trace = if *current_trace != Some(node.span.trace_id) {
+            *current_trace = Some(node.span.trace_id);
+            format!("  (trace {})", node.span.trace_id)
+        } else {
+            String::new()
+        };
+        if !printed.insert(i) {
+            let _ = writeln!(
+                out,
+                "{prefix}{branch}{mark}{} (shown above)",
+                node.span.name
+            );
+            return;
+        }
         let _ = writeln!(
             out,
-            "{prefix}{branch}{mark}{} (shown above)",
-            node.span.name
+            "{prefix}{branch}{mark}{star}{}  {}{trace}",
+            node.span.name,
+            details(node)
         );
-        return;
-    }
-    let _ = writeln!(
-        out,
-        "{prefix}{branch}{mark}{star}{}  {}{trace}",
-        node.span.name,
-        details(node)
-    );
-    let child_prefix = match via {
-        None => prefix.to_owned(),
-        Some(_) => format!("{prefix}{}", if last { "   " } else { "│  " }),
-    };
-    let kids = &children[i];
-    for (k, (c, kind)) in kids.iter().enumerate() {
-        walk(
-            lineage,
-            children,
-            *c,
-            Some(*kind),
-            &child_prefix,
-            k + 1 == kids.len(),
-            printed,
-            current_trace,
-            out,
-        );
+        let child_prefix = match via {
+            None => prefix.to_owned(),
+            Some(_) => format!("{prefix}{}", if last { "   " } else { "│  " }),
+        };
+        let (kids, hidden) = self.shown_children(i);
+        for (k, (c, kind)) in kids.iter().enumerate() {
+            let last = k + 1 == kids.len() && hidden.is_empty();
+            self.walk(*c, Some(*kind), &child_prefix, last);
+        }
+        if !hidden.is_empty() {
+            let mut names: Vec<&str> = hidden
+                .iter()
+                .map(|c| lineage.nodes[*c].span.name.as_str())
+                .collect();
+            names.sort_unstable();
+            names.dedup();
+            let spans = self.fold_away(&hidden);
+            let _ = writeln!(
+                self.out,
+                "{child_prefix}└─ … {} more {} folded ({spans} span(s) with their subtrees)",
+                hidden.len(),
+                names
+                    .iter()
+                    .map(|n| format!("\"{n}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
     }
 }
 
@@ -372,4 +422,57 @@ pub fn dot(lineage: &Lineage) -> String {
     }
     out.push_str("}\n");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lineage::graph::tests::span;
+    use crate::lineage::graph::{BuildOptions, build};
+
+    /// A root with 25 `chat` children (each with one child of its own) and a `tool`.
+    fn wide() -> Lineage {
+        let mut spans = vec![span(1, 1, None, 0, 1_000)];
+        for c in 0..25u8 {
+            // The last chat ends last: it is on the critical path.
+            let end = if c == 24 { 995 } else { 100 };
+            let mut chat = span(1, 10 + c, Some(1), i64::from(c), end);
+            chat.name = "chat".into();
+            spans.push(chat);
+            spans.push(span(1, 100 + c, Some(10 + c), i64::from(c), 50));
+        }
+        let mut tool = span(1, 200, Some(1), 500, 990);
+        tool.name = "tool".into();
+        spans.push(tool);
+        build(spans, &BuildOptions::default())
+    }
+
+    #[test]
+    fn wide_parents_fold_same_named_children_but_keep_the_critical_path() {
+        let tree = text_tree(&wide(), 10);
+        let lines: Vec<&str> = tree.lines().collect();
+        assert!(
+            lines.contains(&"└─ … 14 more \"chat\" folded (28 span(s) with their subtrees)"),
+            "{tree}"
+        );
+        let shown_chats = lines.iter().filter(|l| l.contains("chat  ")).count();
+        assert_eq!(
+            shown_chats, 11,
+            "ten, plus the one on the critical path: {tree}"
+        );
+        assert!(tree.contains("├─ * chat"), "{tree}");
+        assert!(
+            tree.contains("├─ tool"),
+            "other names are not folded: {tree}"
+        );
+        // Header, root, 11 chats with a child each, the tool, the folded line.
+        assert_eq!(lines.len(), 1 + 1 + 11 * 2 + 1 + 1, "{tree}");
+    }
+
+    #[test]
+    fn fold_zero_shows_everything() {
+        let tree = text_tree(&wide(), 0);
+        assert_eq!(tree.lines().count(), 1 + 1 + 25 * 2 + 1, "{tree}");
+        assert!(!tree.contains("folded"));
+    }
 }
