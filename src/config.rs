@@ -47,6 +47,8 @@ pub struct FileConfig {
     pub flush_max_rows: Option<usize>,
     pub row_group_rows: Option<usize>,
     pub dedup_window_secs: Option<u64>,
+    /// How long a settled trace's structure generation is remembered.
+    pub settle_horizon_secs: Option<u64>,
     pub query_timeout_secs: Option<f64>,
     pub query_memory_bytes: Option<usize>,
     /// Tools that change something, for lineage governance checks
@@ -101,6 +103,9 @@ impl ServeConfig {
         }
         if let Some(s) = file.dedup_window_secs {
             store.dedup_window = Duration::from_secs(s);
+        }
+        if let Some(s) = file.settle_horizon_secs {
+            store.settle_horizon = Duration::from_secs(s);
         }
         let mut ingest = IngestLimits::default();
         if let Some(n) = file.max_grpc_message_bytes {
@@ -166,6 +171,27 @@ mod tests {
         assert_eq!(cfg.api, addr("127.0.0.1:9000"));
         assert_eq!(cfg.otlp_grpc, addr("127.0.0.1:4317"));
         assert_eq!(cfg.ingest.max_http_body_bytes, 1024);
+    }
+
+    /// The config file shown in README.md spells out exactly the defaults.
+    #[test]
+    fn readme_config_example_is_the_defaults() {
+        let readme = include_str!("../README.md");
+        let example = readme
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("README.md has a toml block");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("weft.toml");
+        std::fs::write(&path, example).unwrap();
+        let from_example = ServeConfig::resolve(&ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        })
+        .unwrap();
+        let defaults = ServeConfig::resolve(&ServeArgs::default()).unwrap();
+        assert_eq!(format!("{from_example:?}"), format!("{defaults:?}"));
     }
 
     #[test]
