@@ -12,18 +12,21 @@
 //! [`structure_batch`] and [`link_rows`] build Arrow, [`settle`] writes files.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+
+use foldhash::{HashMap as FastMap, HashSet as FastSet, HashSetExt};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{
     Array, ArrayRef, BooleanArray, Int32Array, Int64Array, ListArray, RecordBatch, StringArray,
-    StructArray, TimestampNanosecondArray, UInt32Array,
+    StringBuilder, StructArray, TimestampNanosecondArray, UInt32Array,
 };
 use arrow::compute::{SortColumn, lexsort_to_indices, take_record_batch};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::schema::types::ColumnPath;
 use weft_schemas::settled::col;
-use weft_schemas::{SpanId, TraceId, links_schema, structure_schema};
+use weft_schemas::{AiKind, SpanId, StatusCode, TraceId, links_schema, structure_schema};
 
 use crate::error::{Error, Result};
 use crate::parquet_files::{
@@ -42,8 +45,8 @@ pub struct Shape {
     pub parent: Option<SpanId>,
     pub name: String,
     pub service: Option<String>,
-    pub ai_kind: Option<String>,
-    pub status: String,
+    pub ai_kind: Option<AiKind>,
+    pub status: StatusCode,
     pub start_ns: i64,
     pub end_ns: i64,
 }
@@ -62,7 +65,7 @@ pub struct Placement {
 
 /// Keeps the first shape of each span id.
 pub fn dedup_shapes(shapes: Vec<Shape>) -> Vec<Shape> {
-    let mut seen = HashSet::with_capacity(shapes.len());
+    let mut seen = FastSet::with_capacity(shapes.len());
     shapes
         .into_iter()
         .filter(|s| seen.insert(s.span_id))
@@ -73,7 +76,7 @@ pub fn dedup_shapes(shapes: Vec<Shape>) -> Vec<Shape> {
 /// and every span's children in start order. Span ids must be unique.
 pub fn place(shapes: &[Shape]) -> Vec<Placement> {
     let n = shapes.len();
-    let index: HashMap<SpanId, usize> = shapes
+    let index: FastMap<SpanId, usize> = shapes
         .iter()
         .enumerate()
         .map(|(i, s)| (s.span_id, i))
@@ -214,8 +217,10 @@ fn read_shapes(
             parent: opt(parents, row).and_then(|p| p.parse().ok()),
             name: names.value(row).to_owned(),
             service: opt(services, row),
-            ai_kind: opt(kinds, row),
-            status: statuses.value(row).to_owned(),
+            ai_kind: (!kinds.is_null(row))
+                .then(|| AiKind::parse(kinds.value(row)))
+                .flatten(),
+            status: StatusCode::parse(statuses.value(row)),
             start_ns: starts.value(row),
             end_ns: ends.value(row),
         });
@@ -231,10 +236,8 @@ pub fn structure_batch(
     generation: i64,
 ) -> Result<RecordBatch> {
     let rows: usize = traces.values().map(Vec::len).sum();
-    let mut trace_id = Vec::with_capacity(rows);
-    let mut span_id = Vec::with_capacity(rows);
-    let mut parent = Vec::with_capacity(rows);
-    let mut root = Vec::with_capacity(rows);
+    let ids = |width: usize| StringBuilder::with_capacity(rows, rows * width);
+    let (mut trace_id, mut span_id, mut parent, mut root) = (ids(32), ids(16), ids(16), ids(16));
     let mut depth = Vec::with_capacity(rows);
     let mut left = Vec::with_capacity(rows);
     let mut right = Vec::with_capacity(rows);
@@ -246,25 +249,29 @@ pub fn structure_batch(
     let mut start = Vec::with_capacity(rows);
     let mut end = Vec::with_capacity(rows);
     let mut prev = Vec::with_capacity(rows);
+    let (mut trace_buf, mut span_buf) = ([0u8; 32], [0u8; 16]);
     for (trace, shapes) in traces {
-        let hex = trace.to_hex();
+        let trace_hex = trace.write_hex(&mut trace_buf);
         let placed = place(shapes);
         // Rows in nested-set order, so a subtree is a contiguous run.
         let mut order: Vec<usize> = (0..shapes.len()).collect();
         order.sort_by_key(|i| placed[*i].left);
         for i in order {
             let (s, p) = (&shapes[i], placed[i]);
-            trace_id.push(hex.clone());
-            span_id.push(s.span_id.to_hex());
-            parent.push(s.parent.map(|p| p.to_hex()));
-            root.push(shapes[p.root].span_id.to_hex());
+            trace_id.append_value(trace_hex);
+            span_id.append_value(s.span_id.write_hex(&mut span_buf));
+            match s.parent {
+                Some(id) => parent.append_value(id.write_hex(&mut span_buf)),
+                None => parent.append_null(),
+            }
+            root.append_value(shapes[p.root].span_id.write_hex(&mut span_buf));
             depth.push(p.depth);
             left.push(p.left);
             right.push(p.right);
             orphan.push(p.orphan);
             name.push(s.name.as_str());
             service.push(s.service.as_deref());
-            ai_kind.push(s.ai_kind.as_deref());
+            ai_kind.push(s.ai_kind.map(AiKind::as_str));
             status.push(s.status.as_str());
             start.push(s.start_ns);
             end.push(s.end_ns);
@@ -273,10 +280,10 @@ pub fn structure_batch(
     }
     let tz = Some("UTC");
     let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from(trace_id)),
-        Arc::new(StringArray::from(span_id)),
-        Arc::new(StringArray::from(parent)),
-        Arc::new(StringArray::from(root)),
+        Arc::new(trace_id.finish()),
+        Arc::new(span_id.finish()),
+        Arc::new(parent.finish()),
+        Arc::new(root.finish()),
         Arc::new(Int32Array::from(depth)),
         Arc::new(Int32Array::from(left)),
         Arc::new(Int32Array::from(right)),
@@ -423,6 +430,9 @@ pub fn settle(
     let schema = structure_schema();
     let props = with_bloom_filter(base_properties(seq_lo, seq_hi), col::TRACE_ID)
         .set_sorting_columns(Some(sorted_by(&schema, &[col::TRACE_ID, col::NESTED_LEFT])))
+        // Unique per row: a dictionary would only be built to be thrown away.
+        .set_column_dictionary_enabled(ColumnPath::from(col::SPAN_ID), false)
+        .set_column_dictionary_enabled(ColumnPath::from(col::PARENT_SPAN_ID), false)
         .build();
     let structure = write_file(&root.join(STRUCTURE_DIR), &name, &structure, props, seq_hi)?;
 
@@ -469,7 +479,7 @@ mod tests {
             name: format!("s{id}"),
             service: None,
             ai_kind: None,
-            status: "unset".into(),
+            status: StatusCode::Unset,
             start_ns: start,
             end_ns: start + 10,
         }

@@ -46,7 +46,7 @@ macro_rules! id_type {
             }
 
             /// Lowercase hex into `buf`, without allocating.
-            fn write_hex<'b>(&self, buf: &'b mut [u8; 2 * $len]) -> &'b str {
+            pub fn write_hex<'b>(&self, buf: &'b mut [u8; 2 * $len]) -> &'b str {
                 // Both cannot fail: the buffer is exactly twice the id, and hex is ASCII.
                 let _ = hex::encode_to_slice(self.0, buf);
                 std::str::from_utf8(buf).unwrap_or_default()
