@@ -246,6 +246,43 @@ fn approval_resumed_in_a_linked_trace_is_one_workflow_from_either_end() {
         text.contains("k8s.rollback (writes) as sre-oncall"),
         "{text}"
     );
+
+    // A clean stop flushes, and the flush settles both traces: their structure
+    // and the link between them are stored, and lineage reads them back
+    // without a server too.
+    assert!(server.terminate().success());
+    let output = common::weft(&[
+        "lineage",
+        &first,
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.contains("workflow: 7 span(s) in 2 trace(s)"), "{text}");
+    let server = Server::start(dir.path(), &[]);
+    let settled = server.sql(
+        "SELECT trace_id, count(*) AS spans, sum(CAST(orphan AS INT)) AS orphans, \
+         min(nested_left) AS lo, max(nested_right) AS hi \
+         FROM span_structure GROUP BY trace_id ORDER BY spans",
+    );
+    assert_eq!(settled.len(), 2, "{settled:?}");
+    for (row, (trace, spans)) in settled.iter().zip([(&first, 3), (&second, 4)]) {
+        assert_eq!(row["trace_id"], trace.as_str());
+        assert_eq!(row["spans"], spans);
+        assert_eq!(row["orphans"], 0);
+        assert_eq!(
+            (row["lo"].clone(), row["hi"].clone()),
+            (0.into(), (2 * spans - 1).into())
+        );
+    }
+    let links = server.sql("SELECT linked_trace_id, trace_id FROM span_links");
+    assert_eq!(links.len(), 1, "{links:?}");
+    assert_eq!(links[0]["linked_trace_id"], first.as_str());
+    assert_eq!(links[0]["trace_id"], second.as_str());
+    let again: Value = get(&server, &format!("/api/lineage/{second}"))
+        .json()
+        .unwrap();
+    assert_eq!(again["total_nodes"], 7);
 }
 
 #[test]
