@@ -28,7 +28,7 @@ struct ApiState {
 }
 
 /// `/api/sql`, `/api/traces/{trace_id}`, `/api/lineage/{trace_id}[/dot|/tree]`,
-/// `/api/graph`, `/healthz` and `/metrics`.
+/// `/api/graph`, `/api/signals`, `/healthz` and `/metrics`.
 pub fn router(engine: Arc<QueryEngine>, metrics: Arc<Metrics>) -> Router {
     Router::new()
         .route("/api/sql", post(sql))
@@ -37,6 +37,7 @@ pub fn router(engine: Arc<QueryEngine>, metrics: Arc<Metrics>) -> Router {
         .route("/api/lineage/{trace_id}/dot", get(lineage_dot))
         .route("/api/lineage/{trace_id}/tree", get(lineage_tree))
         .route("/api/graph", get(graph))
+        .route("/api/signals", get(signals))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(prometheus))
         .with_state(ApiState { engine, metrics })
@@ -272,21 +273,51 @@ async fn graph(State(api): State<ApiState>, Query(params): Query<GraphParams>) -
             Some(u) => parse_time(u, now)?,
             None => i64::MAX,
         };
-        let batches = api.engine.service_graph(since, until).await?;
-        let schema = batches
-            .first()
-            .map(|b| b.schema())
-            .unwrap_or_else(|| Arc::new(arrow::datatypes::Schema::empty()));
-        render(
-            &crate::engine::QueryResult { schema, batches },
-            OutputFormat::Json,
-        )
+        json_rows(api.engine.service_graph(since, until).await?)
     }
     .await;
     match result {
         Ok(bytes) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
         Err(e) => error_response(&e),
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignalParams {
+    /// RFC 3339 time or a duration back from now; default 1m.
+    since: Option<String>,
+    /// Only calls to this model (`gen_ai_model`).
+    model: Option<String>,
+}
+
+async fn signals(State(api): State<ApiState>, Query(params): Query<SignalParams>) -> Response {
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+    let result = async {
+        let since = parse_time(params.since.as_deref().unwrap_or("1m"), now)?;
+        let batches = api
+            .engine
+            .load_signals(since, params.model.as_deref())
+            .await?;
+        json_rows(batches)
+    }
+    .await;
+    match result {
+        Ok(bytes) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
+        Err(e) => error_response(&e),
+    }
+}
+
+/// Batches as a JSON array of row objects (`[]` when there are none).
+fn json_rows(batches: Vec<arrow::record_batch::RecordBatch>) -> Result<Vec<u8>, QueryError> {
+    let schema = batches
+        .first()
+        .map(|b| b.schema())
+        .unwrap_or_else(|| Arc::new(arrow::datatypes::Schema::empty()));
+    render(
+        &crate::engine::QueryResult { schema, batches },
+        OutputFormat::Json,
+    )
 }
 
 /// Query errors as HTTP: the user's mistakes are 400, our faults 500.

@@ -136,15 +136,10 @@ impl QueryEngine {
         since_ns: i64,
         until_ns: i64,
     ) -> Result<Vec<RecordBatch>, QueryError> {
-        use arrow::datatypes::{DataType, TimeUnit};
+        use arrow::datatypes::DataType;
         use datafusion::functions_aggregate::expr_fn::{avg, count, sum};
         use datafusion::logical_expr::cast;
-        let ts = |ns: i64| {
-            cast(
-                lit(ns),
-                DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
-            )
-        };
+        let ts = timestamp;
         let run = async {
             let df = self
                 .ctx
@@ -171,6 +166,67 @@ impl QueryEngine {
                 .sort(vec![
                     col("calls").sort(false, false),
                     col("caller_service").sort(true, true),
+                ])?;
+            Ok::<_, QueryError>(df.collect().await?)
+        };
+        tokio::time::timeout(self.limits.timeout, run)
+            .await
+            .map_err(|_| QueryError::Timeout(self.limits.timeout))?
+    }
+
+    /// Live load per GPU node since `since_ns` (Unix ns), for schedulers that
+    /// poll: one row per node that served LLM calls, warmest KV cache first
+    /// (then shortest median queue wait). `model` narrows it to one model.
+    pub async fn load_signals(
+        &self,
+        since_ns: i64,
+        model: Option<&str>,
+    ) -> Result<Vec<RecordBatch>, QueryError> {
+        use arrow::datatypes::DataType;
+        use datafusion::functions_aggregate::expr_fn::{
+            approx_percentile_cont, avg, count, max, sum,
+        };
+        use datafusion::logical_expr::cast;
+        let p = |c: &str, q: f64| {
+            let percentile = approx_percentile_cont(col(c).sort(true, false), lit(q), None);
+            cast(percentile, DataType::Int64)
+        };
+        let run = async {
+            let mut df = self.ctx.table("spans").await?.filter(
+                col(column::START_TIME)
+                    .gt_eq(timestamp(since_ns))
+                    .and(col("ai_kind").eq(lit("llm")))
+                    .and(col("node").is_not_null()),
+            )?;
+            if let Some(model) = model {
+                df = df.filter(col("gen_ai_model").eq(lit(model)))?;
+            }
+            let df = df
+                .aggregate(
+                    vec![col("node")],
+                    vec![
+                        count(lit(1)).alias("calls"),
+                        sum(cast(
+                            col(column::STATUS_CODE).eq(lit("error")),
+                            DataType::Int64,
+                        ))
+                        .alias("errors"),
+                        avg(cast(col("kv_cache_hit"), DataType::Float64))
+                            .alias("kv_cache_hit_rate"),
+                        avg(col("kv_cache_hit_ratio")).alias("kv_cache_hit_ratio"),
+                        p("queue_wait_ns", 0.5).alias("queue_wait_p50_ns"),
+                        p("queue_wait_ns", 0.95).alias("queue_wait_p95_ns"),
+                        p("time_to_first_token_ns", 0.5).alias("ttft_p50_ns"),
+                        p("time_to_first_token_ns", 0.95).alias("ttft_p95_ns"),
+                        sum(col("input_tokens")).alias("input_tokens"),
+                        sum(col("output_tokens")).alias("output_tokens"),
+                        max(col(column::END_TIME)).alias("last_seen"),
+                    ],
+                )?
+                .sort(vec![
+                    col("kv_cache_hit_rate").sort(false, false),
+                    col("queue_wait_p50_ns").sort(true, false),
+                    col("node").sort(true, false),
                 ])?;
             Ok::<_, QueryError>(df.collect().await?)
         };
@@ -212,4 +268,9 @@ impl QueryEngine {
             .await
             .map_err(|_| QueryError::Timeout(self.limits.timeout))?
     }
+}
+
+/// A Unix-nanosecond literal as a UTC timestamp, comparable with the time columns.
+fn timestamp(ns: i64) -> datafusion::prelude::Expr {
+    datafusion::logical_expr::cast(lit(ns), weft_schemas::schema::timestamp_type())
 }
