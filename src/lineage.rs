@@ -9,7 +9,7 @@ use clap::{Args, ValueEnum};
 use weft_query::lineage::Direction;
 use weft_query::lineage::fetch::Reach;
 use weft_query::lineage::render::{DEFAULT_FOLD, dot, summary_text, text_tree};
-use weft_query::{QueryEngine, QueryLimits, StaticSource};
+use weft_query::{LineageResult, QueryEngine, QueryLimits, StaticSource};
 use weft_schemas::TraceId;
 
 #[derive(Args, Debug)]
@@ -52,7 +52,7 @@ pub enum Output {
 }
 
 impl Way {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Way::Both => "both",
             Way::Upstream => "upstream",
@@ -74,7 +74,14 @@ pub fn run(args: LineageArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn embedded(dir: &std::path::Path, trace: TraceId, args: &LineageArgs) -> anyhow::Result<String> {
+/// The workflow reachable from `trace`, read from a data directory (beside a
+/// running server or without one).
+pub fn from_data_dir(
+    dir: &std::path::Path,
+    trace: TraceId,
+    direction: Way,
+    depth: Option<u32>,
+) -> anyhow::Result<LineageResult> {
     let snapshot = weft_collector::read_snapshot(dir)
         .with_context(|| format!("cannot read data directory {}", dir.display()))?;
     let runtime = tokio::runtime::Runtime::new()?;
@@ -82,20 +89,24 @@ fn embedded(dir: &std::path::Path, trace: TraceId, args: &LineageArgs) -> anyhow
         let engine =
             QueryEngine::new(Arc::new(StaticSource(snapshot)), QueryLimits::default()).await?;
         let reach = Reach {
-            direction: Direction::parse(args.direction.as_str()).unwrap_or_default(),
-            max_depth: args.depth,
+            direction: Direction::parse(direction.as_str()).unwrap_or_default(),
+            max_depth: depth,
             ..Reach::default()
         };
-        let result = engine.lineage(&trace, reach).await?;
-        Ok(match args.format {
-            Output::Tree => format!(
-                "{}\n{}",
-                text_tree(&result.lineage, args.fold),
-                summary_text(&result.lineage)
-            ),
-            Output::Json => serde_json::to_string_pretty(&result.lineage)? + "\n",
-            Output::Dot => dot(&result.lineage),
-        })
+        Ok(engine.lineage(&trace, reach).await?)
+    })
+}
+
+fn embedded(dir: &std::path::Path, trace: TraceId, args: &LineageArgs) -> anyhow::Result<String> {
+    let result = from_data_dir(dir, trace, args.direction, args.depth)?;
+    Ok(match args.format {
+        Output::Tree => format!(
+            "{}\n{}",
+            text_tree(&result.lineage, args.fold),
+            summary_text(&result.lineage)
+        ),
+        Output::Json => serde_json::to_string_pretty(&result.lineage)? + "\n",
+        Output::Dot => dot(&result.lineage),
     })
 }
 

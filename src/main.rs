@@ -4,6 +4,7 @@
 //! - `serve` ([`serve`]): OTLP receivers, storage and the HTTP API;
 //! - `sql` ([`sql`]): run SQL against a server or a data directory;
 //! - `lineage` ([`lineage`]): reconstruct a workflow across traces;
+//! - `explore` ([`explore`]): walk a workflow in the terminal;
 //! - `demo` ([`demo`]): send realistic AI-workflow traces through a real OTLP exporter;
 //! - `bench` ([`bench`]): measure ingest rate and bytes per span.
 
@@ -11,6 +12,7 @@ mod bench;
 mod bench_lineage;
 mod config;
 mod demo;
+mod explore;
 mod lineage;
 mod serve;
 mod sql;
@@ -37,6 +39,8 @@ enum Command {
     Sql(sql::SqlArgs),
     /// Reconstruct the workflow reachable from a trace: tree, summary, anomalies.
     Lineage(lineage::LineageArgs),
+    /// Walk the workflow reachable from a trace in the terminal.
+    Explore(explore::ExploreArgs),
     /// Send realistic AI-workflow traces to a Weft (or any OTLP) endpoint.
     Demo(demo::DemoArgs),
     /// Measure durable ingest rate and storage size against baselines from the same run.
@@ -56,6 +60,7 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(args),
         Command::Sql(args) => sql::run(args),
         Command::Lineage(args) => lineage::run(args),
+        Command::Explore(args) => explore::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
     }
