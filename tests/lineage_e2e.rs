@@ -102,10 +102,6 @@ fn send_approval_workflow(server: &Server) -> (String, String) {
     (first, second)
 }
 
-fn get(server: &Server, path: &str) -> reqwest::blocking::Response {
-    reqwest::blocking::get(format!("http://{}{path}", server.api)).unwrap()
-}
-
 #[test]
 fn approval_resumed_in_a_linked_trace_is_one_workflow_from_either_end() {
     let dir = tempfile::tempdir().unwrap();
@@ -114,7 +110,7 @@ fn approval_resumed_in_a_linked_trace_is_one_workflow_from_either_end() {
     assert_ne!(first, second);
 
     for start in [&first, &second] {
-        let response = get(&server, &format!("/api/lineage/{start}"));
+        let response = server.get(&format!("/api/lineage/{start}"));
         assert_eq!(response.status(), 200);
         let body: Value = response.json().unwrap();
         let traces: Vec<&str> = body["traces"]
@@ -175,37 +171,37 @@ fn approval_resumed_in_a_linked_trace_is_one_workflow_from_either_end() {
     }
 
     // Upstream from the second trace still finds the first; downstream from the second does not.
-    let up: Value = get(
-        &server,
-        &format!("/api/lineage/{second}?direction=upstream"),
-    )
-    .json()
-    .unwrap();
+    let up: Value = server
+        .get(&format!("/api/lineage/{second}?direction=upstream"))
+        .json()
+        .unwrap();
     assert_eq!(up["total_nodes"], 7);
-    let down: Value = get(
-        &server,
-        &format!("/api/lineage/{second}?direction=downstream"),
-    )
-    .json()
-    .unwrap();
+    let down: Value = server
+        .get(&format!("/api/lineage/{second}?direction=downstream"))
+        .json()
+        .unwrap();
     assert_eq!(down["total_nodes"], 4);
-    let shallow: Value = get(&server, &format!("/api/lineage/{first}?depth=0"))
+    let shallow: Value = server
+        .get(&format!("/api/lineage/{first}?depth=0"))
         .json()
         .unwrap();
     assert_eq!(shallow["total_nodes"], 3);
     assert_eq!(shallow["truncated"], true);
-    let page: Value = get(&server, &format!("/api/lineage/{first}?offset=2&limit=2"))
+    let page: Value = server
+        .get(&format!("/api/lineage/{first}?offset=2&limit=2"))
         .json()
         .unwrap();
     assert_eq!(page["nodes"].as_array().unwrap().len(), 2);
     assert_eq!(page["total_nodes"], 7);
 
-    let tree = get(&server, &format!("/api/lineage/{first}/tree"))
+    let tree = server
+        .get(&format!("/api/lineage/{first}/tree"))
         .text()
         .unwrap();
     assert!(tree.contains("⇢ * remediation resumed"), "{tree}");
     assert!(tree.contains("needs_approval_without_grant"), "{tree}");
-    let dot = get(&server, &format!("/api/lineage/{second}/dot"))
+    let dot = server
+        .get(&format!("/api/lineage/{second}/dot"))
         .text()
         .unwrap();
     assert!(
@@ -214,12 +210,16 @@ fn approval_resumed_in_a_linked_trace_is_one_workflow_from_either_end() {
     );
 
     assert_eq!(
-        get(&server, &format!("/api/lineage/{}", "cd".repeat(16))).status(),
+        server
+            .get(&format!("/api/lineage/{}", "cd".repeat(16)))
+            .status(),
         404
     );
-    assert_eq!(get(&server, "/api/lineage/xyz").status(), 400);
+    assert_eq!(server.get("/api/lineage/xyz").status(), 400);
     assert_eq!(
-        get(&server, &format!("/api/lineage/{first}?direction=sideways")).status(),
+        server
+            .get(&format!("/api/lineage/{first}?direction=sideways"))
+            .status(),
         400
     );
 
@@ -279,7 +279,8 @@ fn approval_resumed_in_a_linked_trace_is_one_workflow_from_either_end() {
     assert_eq!(links.len(), 1, "{links:?}");
     assert_eq!(links[0]["linked_trace_id"], first.as_str());
     assert_eq!(links[0]["trace_id"], second.as_str());
-    let again: Value = get(&server, &format!("/api/lineage/{second}"))
+    let again: Value = server
+        .get(&format!("/api/lineage/{second}"))
         .json()
         .unwrap();
     assert_eq!(again["total_nodes"], 7);
@@ -289,20 +290,9 @@ fn approval_resumed_in_a_linked_trace_is_one_workflow_from_either_end() {
 fn service_graph_shows_who_calls_whom() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &[]);
-    let demo = common::weft(&[
-        "demo",
-        "--workflows",
-        "9",
-        "--endpoint",
-        &format!("http://{}", server.grpc),
-    ]);
-    assert!(
-        demo.status.success(),
-        "{}",
-        String::from_utf8_lossy(&demo.stderr)
-    );
+    server.run_demo(9);
 
-    let edges: Vec<Value> = get(&server, "/api/graph?since=2h").json().unwrap();
+    let edges: Vec<Value> = server.get("/api/graph?since=2h").json().unwrap();
     let edge = |caller: &str, callee: &str| {
         edges
             .iter()
@@ -319,12 +309,10 @@ fn service_graph_shows_who_calls_whom() {
     );
     assert_eq!(n, support_llm["calls"].as_i64().unwrap());
     // Nothing before the demo's window.
-    let old: Vec<Value> = get(
-        &server,
-        "/api/graph?since=2020-01-01T00:00:00Z&until=2020-01-02T00:00:00Z",
-    )
-    .json()
-    .unwrap();
+    let old: Vec<Value> = server
+        .get("/api/graph?since=2020-01-01T00:00:00Z&until=2020-01-02T00:00:00Z")
+        .json()
+        .unwrap();
     assert!(old.is_empty());
-    assert_eq!(get(&server, "/api/graph?since=yesterday").status(), 400);
+    assert_eq!(server.get("/api/graph?since=yesterday").status(), 400);
 }

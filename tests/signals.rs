@@ -10,29 +10,14 @@ mod common;
 use common::Server;
 use serde_json::Value;
 
-fn get(server: &Server, path: &str) -> reqwest::blocking::Response {
-    reqwest::blocking::get(format!("http://{}{path}", server.api)).unwrap()
-}
-
 #[test]
 fn signals_rank_nodes_by_warm_kv_cache_and_agree_with_sql() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &[]);
-    let demo = common::weft(&[
-        "demo",
-        "--workflows",
-        "12",
-        "--endpoint",
-        &format!("http://{}", server.grpc),
-    ]);
-    assert!(
-        demo.status.success(),
-        "{}",
-        String::from_utf8_lossy(&demo.stderr)
-    );
+    server.run_demo(12);
 
     // The demo dates its workflows over the last half hour.
-    let nodes: Vec<Value> = get(&server, "/api/signals?since=2h").json().unwrap();
+    let nodes: Vec<Value> = server.get("/api/signals?since=2h").json().unwrap();
     let expected = server.sql(
         "SELECT node, count(*) AS calls, avg(CASE WHEN kv_cache_hit THEN 1.0 ELSE 0.0 END) AS hit, \
          min(queue_wait_ns) AS qmin, max(queue_wait_ns) AS qmax, sum(output_tokens) AS out \
@@ -73,17 +58,19 @@ fn signals_rank_nodes_by_warm_kv_cache_and_agree_with_sql() {
          WHERE ai_kind = 'llm' AND node IS NOT NULL GROUP BY 1 ORDER BY 2 DESC LIMIT 1",
     );
     let name = model[0]["m"].as_str().unwrap();
-    let only: Vec<Value> = get(&server, &format!("/api/signals?since=2h&model={name}"))
+    let only: Vec<Value> = server
+        .get(&format!("/api/signals?since=2h&model={name}"))
         .json()
         .unwrap();
     let calls: i64 = only.iter().map(|n| n["calls"].as_i64().unwrap()).sum();
     assert_eq!(calls, model[0]["n"].as_i64().unwrap());
 
     // Nothing has happened since a time in the future; bad input is a 400.
-    let none: Vec<Value> = get(&server, "/api/signals?since=2099-01-01T00:00:00Z")
+    let none: Vec<Value> = server
+        .get("/api/signals?since=2099-01-01T00:00:00Z")
         .json()
         .unwrap();
     assert!(none.is_empty());
-    assert_eq!(get(&server, "/api/signals?since=soon").status(), 400);
-    assert_eq!(get(&server, "/api/signals?window=1m").status(), 400);
+    assert_eq!(server.get("/api/signals?since=soon").status(), 400);
+    assert_eq!(server.get("/api/signals?window=1m").status(), 400);
 }

@@ -35,6 +35,27 @@ fn field(line: &str, key: &str) -> SocketAddr {
 }
 
 impl Server {
+    /// `GET` on the query API.
+    pub fn get(&self, path: &str) -> reqwest::blocking::Response {
+        reqwest::blocking::get(format!("http://{}{path}", self.api)).unwrap()
+    }
+
+    /// Sends `workflows` demo workflows over OTLP/gRPC with `weft demo`.
+    pub fn run_demo(&self, workflows: usize) {
+        let output = weft(&[
+            "demo",
+            "--workflows",
+            &workflows.to_string(),
+            "--endpoint",
+            &format!("http://{}", self.grpc),
+        ]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
     /// Starts `weft serve` on port 0 everywhere, with extra flags.
     pub fn start(dir: &Path, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_weft"))
