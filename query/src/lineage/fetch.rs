@@ -1,7 +1,7 @@
 //! Loading a workflow's spans: walk the `span_links` index from the starting
 //! trace, then read every span of the traces reached from `spans` at once.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 
 use arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Int64Array, ListArray, RecordBatch, StringArray,
@@ -80,40 +80,37 @@ async fn linked_traces(
     traces: &[TraceId],
     direction: Direction,
 ) -> Result<BTreeSet<TraceId>, QueryError> {
+    let mut out = BTreeSet::new();
+    if direction != Direction::Downstream {
+        out.extend(link_ends(ctx, traces, link_col::TRACE_ID, link_col::LINKED_TRACE_ID).await?);
+    }
+    if direction != Direction::Upstream {
+        out.extend(link_ends(ctx, traces, link_col::LINKED_TRACE_ID, link_col::TRACE_ID).await?);
+    }
+    Ok(out)
+}
+
+/// The distinct `to` trace ids of the `span_links` rows whose `from` column is
+/// one of `traces`. One column per query, so the bloom filter on it prunes.
+async fn link_ends(
+    ctx: &SessionContext,
+    traces: &[TraceId],
+    from: &str,
+    to: &str,
+) -> Result<Vec<TraceId>, QueryError> {
     let ids: Vec<Expr> = traces.iter().map(|t| lit(t.to_hex())).collect();
-    let upstream = col(link_col::TRACE_ID).in_list(ids.clone(), false);
-    let downstream = col(link_col::LINKED_TRACE_ID).in_list(ids, false);
-    let filter = match direction {
-        Direction::Upstream => upstream,
-        Direction::Downstream => downstream,
-        Direction::Both => upstream.or(downstream),
-    };
     let batches = ctx
         .table("span_links")
         .await?
-        .filter(filter)?
-        .select_columns(&[link_col::TRACE_ID, link_col::LINKED_TRACE_ID])?
+        .filter(col(from).in_list(ids, false))?
+        .select_columns(&[to])?
         .distinct()?
         .collect()
         .await?;
-    let wanted: HashSet<TraceId> = traces.iter().copied().collect();
-    let mut out = BTreeSet::new();
+    let mut out = Vec::new();
     for batch in &batches {
-        let (from, to) = (
-            utf8(batch, link_col::TRACE_ID)?,
-            utf8(batch, link_col::LINKED_TRACE_ID)?,
-        );
-        for row in 0..batch.num_rows() {
-            let (Ok(from), Ok(to)) = (from.value(row).parse(), to.value(row).parse()) else {
-                continue;
-            };
-            if direction != Direction::Downstream && wanted.contains(&from) {
-                out.insert(to);
-            }
-            if direction != Direction::Upstream && wanted.contains(&to) {
-                out.insert(from);
-            }
-        }
+        let ends = utf8(batch, to)?;
+        out.extend((0..batch.num_rows()).filter_map(|row| ends.value(row).parse::<TraceId>().ok()));
     }
     Ok(out)
 }
