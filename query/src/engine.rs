@@ -97,6 +97,16 @@ impl QueryEngine {
         })
     }
 
+    /// Runs `work` under the query timeout.
+    async fn bounded<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, QueryError>>,
+    ) -> Result<T, QueryError> {
+        tokio::time::timeout(self.limits.timeout, work)
+            .await
+            .map_err(|_| QueryError::Timeout(self.limits.timeout))?
+    }
+
     /// Tools the governance checks treat as writing, besides `weft.tool.effect = write`.
     pub fn with_write_tools(mut self, tools: impl IntoIterator<Item = String>) -> Self {
         self.write_tools = tools.into_iter().collect();
@@ -124,9 +134,7 @@ impl QueryEngine {
                 .map_err(|e| QueryError::Internal(format!("lineage build failed: {e}")))?;
             Ok(LineageResult { lineage, truncated })
         };
-        tokio::time::timeout(self.limits.timeout, run)
-            .await
-            .map_err(|_| QueryError::Timeout(self.limits.timeout))?
+        self.bounded(run).await
     }
 
     /// The service and agent dependency graph from `since` to `until` (Unix ns):
@@ -169,9 +177,7 @@ impl QueryEngine {
                 ])?;
             Ok::<_, QueryError>(df.collect().await?)
         };
-        tokio::time::timeout(self.limits.timeout, run)
-            .await
-            .map_err(|_| QueryError::Timeout(self.limits.timeout))?
+        self.bounded(run).await
     }
 
     /// Live load per GPU node since `since_ns` (Unix ns), for schedulers that
@@ -230,9 +236,7 @@ impl QueryEngine {
                 ])?;
             Ok::<_, QueryError>(df.collect().await?)
         };
-        tokio::time::timeout(self.limits.timeout, run)
-            .await
-            .map_err(|_| QueryError::Timeout(self.limits.timeout))?
+        self.bounded(run).await
     }
 
     /// Runs one read-only statement. DDL, DML, COPY and SET are rejected.
@@ -247,9 +251,7 @@ impl QueryEngine {
             let batches = df.collect().await?;
             Ok::<_, QueryError>(QueryResult { schema, batches })
         };
-        tokio::time::timeout(self.limits.timeout, run)
-            .await
-            .map_err(|_| QueryError::Timeout(self.limits.timeout))?
+        self.bounded(run).await
     }
 
     /// Every span of one trace, ordered by start time. The filter on `trace_id`
@@ -264,9 +266,7 @@ impl QueryEngine {
                 .sort(vec![col(column::START_TIME).sort(true, false)])?;
             Ok::<_, QueryError>(df.collect().await?)
         };
-        tokio::time::timeout(self.limits.timeout, run)
-            .await
-            .map_err(|_| QueryError::Timeout(self.limits.timeout))?
+        self.bounded(run).await
     }
 }
 

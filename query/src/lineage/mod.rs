@@ -4,8 +4,8 @@
 //! edges and span links (follows-from), which may cross into other traces — an
 //! approval that resumes work in a new trace, a queued job, a retry.
 //!
-//! - [`fetch`]: loads the spans of a workflow from the `spans` table, following
-//!   links trace by trace (DataFusion stays here);
+//! - [`fetch`]: walks the `span_links` index from the starting trace, then loads
+//!   the spans of every trace reached from `spans` (DataFusion stays here);
 //! - [`graph`]: builds the petgraph graph from plain [`LineageSpan`]s and
 //!   analyses it: anomalies, critical path, self time, effective identity;
 //! - [`summary`]: the five questions (retrievals, identities, policy checks,
