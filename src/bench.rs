@@ -15,9 +15,8 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span};
 use prost::Message;
 use rand::{Rng, SeedableRng};
-use weft_collector::otlp::normalise::normalise;
 use weft_collector::receiver::grpc;
-use weft_collector::{IngestLimits, Metrics, Store, StoreConfig};
+use weft_collector::{IngestLimits, Metrics, OtlpFormat, Store, StoreConfig, decode_spans};
 
 use crate::workload::{Kind, Value, Workflow, workflows};
 
@@ -80,8 +79,7 @@ fn ingest(args: &BenchArgs) -> anyhow::Result<()> {
     eprintln!("measuring decode + validate + normalise ...");
     let normal = time(|| {
         for p in &payloads {
-            let r = ExportTraceServiceRequest::decode(p.as_slice())?;
-            std::hint::black_box(normalise(&r));
+            std::hint::black_box(decode_spans(p, OtlpFormat::Protobuf)?);
         }
         Ok(())
     })?;

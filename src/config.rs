@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Args;
 use serde::Deserialize;
 use weft_collector::{IngestLimits, StoreConfig};
-use weft_query::QueryLimits;
+use weft_query::QuerySettings;
 
 /// Flags of `weft serve`; each overrides the config file.
 #[derive(Args, Debug, Default)]
@@ -64,8 +64,8 @@ pub struct ServeConfig {
     pub api: SocketAddr,
     pub ingest: IngestLimits,
     pub store: StoreConfig,
-    pub query: QueryLimits,
-    pub write_tools: Vec<String>,
+    /// Query limits and the lineage settings (`write_tools`).
+    pub query: QuerySettings,
 }
 
 fn addr(s: &str) -> SocketAddr {
@@ -85,6 +85,7 @@ impl ServeConfig {
             Some(path) => load_file(path)?,
             None => FileConfig::default(),
         };
+        let query = query_settings(&file)?;
         let data_dir = args
             .data_dir
             .clone()
@@ -114,13 +115,6 @@ impl ServeConfig {
         if let Some(n) = file.max_http_body_bytes {
             ingest.max_http_body_bytes = n;
         }
-        let mut query = QueryLimits::default();
-        if let Some(s) = file.query_timeout_secs {
-            query.timeout = secs(s, "query_timeout_secs")?;
-        }
-        if let Some(n) = file.query_memory_bytes {
-            query.memory_bytes = n;
-        }
         Ok(Self {
             otlp_grpc: args
                 .otlp_grpc
@@ -137,9 +131,31 @@ impl ServeConfig {
             ingest,
             store,
             query,
-            write_tools: file.write_tools.unwrap_or_default(),
         })
     }
+}
+
+/// The query settings of a config file (limits and `write_tools`), for the
+/// commands that query a data directory without a server.
+pub fn query_settings_of(config: Option<&Path>) -> anyhow::Result<QuerySettings> {
+    match config {
+        Some(path) => query_settings(&load_file(path)?),
+        None => Ok(QuerySettings::default()),
+    }
+}
+
+fn query_settings(file: &FileConfig) -> anyhow::Result<QuerySettings> {
+    let mut query = QuerySettings {
+        write_tools: file.write_tools.clone().unwrap_or_default(),
+        ..QuerySettings::default()
+    };
+    if let Some(s) = file.query_timeout_secs {
+        query.limits.timeout = secs(s, "query_timeout_secs")?;
+    }
+    if let Some(n) = file.query_memory_bytes {
+        query.limits.memory_bytes = n;
+    }
+    Ok(query)
 }
 
 fn load_file(path: &Path) -> anyhow::Result<FileConfig> {

@@ -22,6 +22,9 @@ pub struct ExploreArgs {
     /// Follow links toward causes, effects, or both.
     #[arg(long, value_enum, default_value_t = Way::Both)]
     pub direction: Way,
+    /// The config file whose query limits and `write_tools` apply.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }
 
 pub fn run(args: ExploreArgs) -> anyhow::Result<()> {
@@ -30,6 +33,7 @@ pub fn run(args: ExploreArgs) -> anyhow::Result<()> {
         .parse()
         .with_context(|| format!("{:?} is not a trace id", args.trace_id))?;
     eprintln!("reconstructing the workflow of trace {trace} ...");
-    let result = from_data_dir(&args.data_dir, trace, args.direction, args.depth)?;
+    let settings = crate::config::query_settings_of(args.config.as_deref())?;
+    let result = from_data_dir(&args.data_dir, trace, args.direction, args.depth, settings)?;
     weft_tui::run(result.lineage).context("terminal error")
 }

@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
+use weft_lineage::render::{DEFAULT_FOLD, dot, summary_text, text_tree};
 use weft_query::lineage::Direction;
-use weft_query::lineage::fetch::Reach;
-use weft_query::lineage::render::{DEFAULT_FOLD, dot, summary_text, text_tree};
-use weft_query::{LineageResult, QueryEngine, QueryLimits, StaticSource};
+use weft_query::lineage::Reach;
+use weft_query::{LineageResult, QueryEngine, QuerySettings, StaticSource};
 use weft_schemas::TraceId;
 
 #[derive(Args, Debug)]
@@ -22,6 +22,9 @@ pub struct LineageArgs {
     /// Read this data directory directly, without a server.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// With --data-dir: the config file whose query limits and `write_tools` apply.
+    #[arg(long, requires = "data_dir")]
+    pub config: Option<PathBuf>,
     /// Link hops across traces to follow (default: all).
     #[arg(long)]
     pub depth: Option<u32>,
@@ -81,13 +84,13 @@ pub fn from_data_dir(
     trace: TraceId,
     direction: Way,
     depth: Option<u32>,
+    settings: QuerySettings,
 ) -> anyhow::Result<LineageResult> {
     let snapshot = weft_collector::read_snapshot(dir)
         .with_context(|| format!("cannot read data directory {}", dir.display()))?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let engine =
-            QueryEngine::new(Arc::new(StaticSource(snapshot)), QueryLimits::default()).await?;
+        let engine = QueryEngine::new(Arc::new(StaticSource(snapshot)), settings).await?;
         let reach = Reach {
             direction: Direction::parse(direction.as_str()).unwrap_or_default(),
             max_depth: depth,
@@ -98,7 +101,8 @@ pub fn from_data_dir(
 }
 
 fn embedded(dir: &std::path::Path, trace: TraceId, args: &LineageArgs) -> anyhow::Result<String> {
-    let result = from_data_dir(dir, trace, args.direction, args.depth)?;
+    let settings = crate::config::query_settings_of(args.config.as_deref())?;
+    let result = from_data_dir(dir, trace, args.direction, args.depth, settings)?;
     Ok(match args.format {
         Output::Tree => format!(
             "{}\n{}",

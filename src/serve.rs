@@ -40,11 +40,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
                 )
             })?
     };
-    let engine = Arc::new(
-        QueryEngine::new(Arc::new(store.clone()), config.query)
-            .await?
-            .with_write_tools(config.write_tools.clone()),
-    );
+    let engine = Arc::new(QueryEngine::new(Arc::new(store.clone()), config.query.clone()).await?);
 
     let grpc_listener = bind(config.otlp_grpc, "OTLP/gRPC", "--otlp-grpc").await?;
     let http_listener = bind(config.otlp_http, "OTLP/HTTP", "--otlp-http").await?;

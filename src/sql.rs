@@ -6,9 +6,11 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
-use weft_query::engine::QueryResult;
+use weft_query::QueryResult;
 use weft_query::output::{OutputFormat, render};
-use weft_query::{QueryEngine, QueryLimits, StaticSource};
+use weft_query::{QueryEngine, QuerySettings, StaticSource};
+
+use crate::config::query_settings_of;
 
 #[derive(Args, Debug)]
 pub struct SqlArgs {
@@ -20,6 +22,9 @@ pub struct SqlArgs {
     /// Query this data directory directly, without a server.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// With --data-dir: the config file whose query limits and `write_tools` apply.
+    #[arg(long, requires = "data_dir")]
+    pub config: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
@@ -34,7 +39,10 @@ pub enum Format {
 
 pub fn run(args: SqlArgs) -> anyhow::Result<()> {
     let out = match &args.data_dir {
-        Some(dir) => embedded(dir.clone(), &args.query, args.format)?,
+        Some(dir) => {
+            let settings = query_settings_of(args.config.as_deref())?;
+            embedded(dir.clone(), &args.query, args.format, settings)?
+        }
         None => remote(&args.server, &args.query, args.format)?,
     };
     let mut stdout = std::io::stdout().lock();
@@ -53,13 +61,17 @@ fn output_format(format: Format) -> OutputFormat {
     }
 }
 
-fn embedded(dir: PathBuf, sql: &str, format: Format) -> anyhow::Result<Vec<u8>> {
+fn embedded(
+    dir: PathBuf,
+    sql: &str,
+    format: Format,
+    settings: QuerySettings,
+) -> anyhow::Result<Vec<u8>> {
     let snapshot = weft_collector::read_snapshot(&dir)
         .with_context(|| format!("cannot read data directory {}", dir.display()))?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let engine =
-            QueryEngine::new(Arc::new(StaticSource(snapshot)), QueryLimits::default()).await?;
+        let engine = QueryEngine::new(Arc::new(StaticSource(snapshot)), settings).await?;
         let result = engine.sql(sql).await?;
         Ok(render(&result, output_format(format))?)
     })

@@ -411,9 +411,9 @@ mod tests {
         }
     }
 
-    use weft_query::lineage::graph::{BuildOptions, build};
-    use weft_query::lineage::render::{DEFAULT_FOLD, summary_text, text_tree};
-    use weft_query::lineage::{LineageSpan, StepAi};
+    use weft_lineage::render::{DEFAULT_FOLD, summary_text, text_tree};
+    use weft_lineage::{BuildOptions, build};
+    use weft_lineage::{LineageSpan, StepAi};
     use weft_schemas::conventions::extract;
     use weft_schemas::{AttrValue, SpanId, StatusCode, TraceId};
 

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use arrow::array::AsArray;
 use arrow::datatypes::Int64Type;
 use weft_collector::{Metrics, Store, StoreConfig};
-use weft_query::lineage::fetch::Reach;
-use weft_query::{QueryEngine, QueryLimits};
+use weft_query::lineage::Reach;
+use weft_query::{QueryEngine, QuerySettings};
 use weft_schemas::{AiFields, Span, SpanId, SpanKind, SpanLink, StatusCode, TraceId};
 
 const T: &str = "11111111111111111111111111111111";
@@ -72,7 +72,7 @@ async fn a_trace_settled_in_pieces_has_one_whole_structure() {
     let dir = tempfile::tempdir().unwrap();
     let open = || Store::open(StoreConfig::new(dir.path()), Arc::new(Metrics::default())).unwrap();
     let store = open();
-    let engine = |s: &Store| QueryEngine::new(Arc::new(s.clone()), QueryLimits::default());
+    let engine = |s: &Store| QueryEngine::new(Arc::new(s.clone()), QuerySettings::default());
 
     // Children end first, so exporters send them first: flush them before the root arrives.
     store
@@ -136,7 +136,7 @@ async fn a_trace_settled_in_pieces_has_one_whole_structure() {
 async fn lineage_follows_the_link_index_both_ways_live_and_settled() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(StoreConfig::new(dir.path()), Arc::new(Metrics::default())).unwrap();
-    let e = QueryEngine::new(Arc::new(store.clone()), QueryLimits::default())
+    let e = QueryEngine::new(Arc::new(store.clone()), QuerySettings::default())
         .await
         .unwrap();
     store.ingest(&[span(T, 1, None, 0)]).await.unwrap();

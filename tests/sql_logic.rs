@@ -14,11 +14,8 @@ use arrow::array::{Array, RecordBatch};
 use arrow::datatypes::DataType;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use sqllogictest::{DBOutput, DefaultColumnType};
-use weft_collector::otlp::ExportTraceServiceRequest;
-use weft_collector::otlp::decode::{Format, decode_message};
-use weft_collector::otlp::normalise::normalise;
-use weft_collector::{Metrics, Store, StoreConfig};
-use weft_query::{QueryEngine, QueryError, QueryLimits};
+use weft_collector::{Metrics, Normalised, OtlpFormat, Store, StoreConfig, decode_spans};
+use weft_query::{QueryEngine, QueryError, QuerySettings};
 
 struct Weft {
     engine: Arc<QueryEngine>,
@@ -109,19 +106,19 @@ impl sqllogictest::AsyncDB for Weft {
     }
 }
 
-fn fixture(name: &str) -> ExportTraceServiceRequest {
+fn fixture(name: &str) -> Normalised {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(name);
     let bytes = std::fs::read(&path).expect("fixture exists");
-    decode_message(&bytes, Format::Json).expect("fixture is valid OTLP/JSON")
+    decode_spans(&bytes, OtlpFormat::Json).expect("fixture is valid OTLP/JSON")
 }
 
 async fn load(dir: &Path) -> Store {
     let store =
         Store::open(StoreConfig::new(dir), Arc::new(Metrics::default())).expect("store opens");
     for (name, flush) in [("trace_a.json", true), ("trace_b.json", false)] {
-        let normalised = normalise(&fixture(name));
+        let normalised = fixture(name);
         assert_eq!(normalised.rejected, 0, "{}", normalised.error_message());
         store.ingest(&normalised.spans).await.expect("ingest");
         if flush {
@@ -142,7 +139,7 @@ async fn sqllogictest_files() {
     );
     assert_eq!(store.buffered_spans(), 3, "trace B is live");
     let engine = Arc::new(
-        QueryEngine::new(Arc::new(store.clone()), QueryLimits::default())
+        QueryEngine::new(Arc::new(store.clone()), QuerySettings::default())
             .await
             .unwrap(),
     );

@@ -1,14 +1,39 @@
-//! The collector's error type: the client's mistakes apart from ours.
+//! The collector's error type, classified once by [`Error::kind`]: the client's
+//! mistakes, overload (retry later), shutdown, and our bugs. Each edge maps the
+//! kind to its protocol's status in one place (`receiver::grpc::to_status`,
+//! `receiver::http::error_response`).
 
 use std::path::PathBuf;
 
 /// Result with the collector's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// What the caller should do about an error; every edge maps this, not the variants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The request is wrong; sending it again will fail again (4xx, INVALID_ARGUMENT).
+    Invalid,
+    /// Nothing matches what was asked for (404).
+    NotFound,
+    /// Weft cannot take it now (disk, memory, time); retry later (503, UNAVAILABLE).
+    Overloaded,
+    /// Weft is stopping; retry against the restarted process (503, UNAVAILABLE).
+    ShuttingDown,
+    /// Our bug or corrupt stored data; retrying will not help (500, INTERNAL).
+    Internal,
+}
+
+impl ErrorKind {
+    /// True when the same request may succeed later.
+    pub fn is_retryable(self) -> bool {
+        matches!(self, ErrorKind::Overloaded | ErrorKind::ShuttingDown)
+    }
+}
+
 /// Everything that can go wrong in ingest and storage.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    // ---- the client's mistakes: answered with 4xx / INVALID_ARGUMENT ----
+    // ---- the client's mistakes ----
     /// The payload is not a valid OTLP message.
     #[error("malformed {format} payload: {reason}")]
     Malformed {
@@ -16,7 +41,7 @@ pub enum Error {
         reason: String,
     },
     /// The body (after decompression) is larger than allowed.
-    #[error("payload exceeds the limit of {limit} bytes")]
+    #[error("payload exceeds the limit of {limit} bytes; send smaller batches")]
     TooLarge { limit: usize },
     /// The content type or encoding is not one OTLP defines.
     #[error("unsupported {what}: {value:?}; send {expected}")]
@@ -26,32 +51,48 @@ pub enum Error {
         expected: &'static str,
     },
 
-    // ---- ours or the machine's: answered with 5xx / UNAVAILABLE ----
-    /// Reading or writing the data directory failed.
+    // ---- the machine's: retry later ----
+    /// Reading or writing the data directory failed (a full disk, say).
     #[error("i/o error on {path}: {source}")]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
+
+    // ---- stopping ----
+    /// The store is shutting down and takes no more spans.
+    #[error("weft is shutting down; retry against the restarted server")]
+    ShuttingDown,
+
+    // ---- ours: not retryable ----
     /// Building or encoding Arrow data failed.
     #[error("arrow error: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
     /// Writing or reading Parquet failed.
     #[error("parquet error: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),
-    /// The store is shutting down or its writer stopped.
-    #[error("store unavailable: {0}")]
-    Unavailable(String),
+    /// Stored data is not what this version of Weft wrote or expects.
+    #[error("corrupt data: {0}")]
+    Corrupt(String),
+    /// A broken invariant: a poisoned lock, a panicked task, a missing column.
+    #[error("internal error (a bug in weft): {0}")]
+    Internal(String),
 }
 
 impl Error {
-    /// True when the client sent something wrong (and retrying will not help).
-    pub fn is_client_error(&self) -> bool {
-        matches!(
-            self,
-            Error::Malformed { .. } | Error::TooLarge { .. } | Error::Unsupported { .. }
-        )
+    /// What the caller should do about it.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Malformed { .. } | Error::TooLarge { .. } | Error::Unsupported { .. } => {
+                ErrorKind::Invalid
+            }
+            Error::Io { .. } => ErrorKind::Overloaded,
+            Error::ShuttingDown => ErrorKind::ShuttingDown,
+            Error::Arrow(_) | Error::Parquet(_) | Error::Corrupt(_) | Error::Internal(_) => {
+                ErrorKind::Internal
+            }
+        }
     }
 
     /// Wraps an I/O error with the path it concerns.
@@ -60,5 +101,67 @@ impl Error {
             path: path.into(),
             source,
         }
+    }
+
+    /// An error of the same kind and message, for answering every request of
+    /// a failed group with the error that failed it.
+    pub(crate) fn duplicate(&self) -> Self {
+        match self {
+            Error::Io { path, source } => Error::Io {
+                path: path.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+            Error::Malformed { format, reason } => Error::Malformed {
+                format,
+                reason: reason.clone(),
+            },
+            Error::TooLarge { limit } => Error::TooLarge { limit: *limit },
+            Error::Unsupported {
+                what,
+                value,
+                expected,
+            } => Error::Unsupported {
+                what,
+                value: value.clone(),
+                expected,
+            },
+            Error::ShuttingDown => Error::ShuttingDown,
+            Error::Corrupt(m) => Error::Corrupt(m.clone()),
+            Error::Internal(m) => Error::Internal(m.clone()),
+            other => Error::Internal(other.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_error_has_one_kind_and_duplicates_keep_it() {
+        let cases = [
+            (
+                Error::Malformed {
+                    format: "protobuf",
+                    reason: "x".into(),
+                },
+                ErrorKind::Invalid,
+            ),
+            (Error::TooLarge { limit: 1 }, ErrorKind::Invalid),
+            (
+                Error::io("/x", std::io::Error::other("disk full")),
+                ErrorKind::Overloaded,
+            ),
+            (Error::ShuttingDown, ErrorKind::ShuttingDown),
+            (Error::Corrupt("bad".into()), ErrorKind::Internal),
+            (Error::Internal("lock".into()), ErrorKind::Internal),
+        ];
+        for (error, kind) in cases {
+            assert_eq!(error.kind(), kind, "{error}");
+            assert_eq!(error.duplicate().kind(), kind, "{error}");
+            assert_eq!(error.duplicate().to_string(), error.to_string());
+        }
+        assert!(ErrorKind::Overloaded.is_retryable());
+        assert!(!ErrorKind::Internal.is_retryable());
     }
 }

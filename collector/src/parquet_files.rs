@@ -22,7 +22,7 @@ use parquet::file::metadata::{KeyValue, SortingColumn};
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesBuilder};
 use parquet::schema::types::ColumnPath;
 use weft_schemas::schema::col;
-use weft_schemas::{SCHEMA_VERSION, SCHEMA_VERSION_KEY, span_schema};
+use weft_schemas::{SCHEMA_VERSION, SCHEMA_VERSION_KEY, SpanId, SpanReader, TraceId, span_schema};
 
 use crate::error::{Error, Result};
 use crate::wal::sync_dir;
@@ -123,7 +123,7 @@ pub fn write_partitions(
         .column(6)
         .as_any()
         .downcast_ref::<TimestampNanosecondArray>()
-        .ok_or_else(|| Error::Unavailable("start_time column has an unexpected type".into()))?;
+        .ok_or_else(|| Error::Internal("start_time column has an unexpected type".into()))?;
     let mut by_hour: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
     for (row, ns) in starts.values().iter().enumerate() {
         by_hour
@@ -256,33 +256,20 @@ pub fn recover_files(
 }
 
 /// The `(trace_id, span_id)` pairs of a file, reading only those two columns.
-pub fn read_span_keys(path: &Path) -> Result<Vec<(String, String)>> {
-    use arrow::array::StringArray;
+pub fn read_span_keys(path: &Path) -> Result<Vec<(TraceId, SpanId)>> {
     use parquet::arrow::ProjectionMask;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
-    let mask = ProjectionMask::roots(builder.parquet_schema(), [0, 1]);
+    let mask = ProjectionMask::columns(builder.parquet_schema(), [col::TRACE_ID, col::SPAN_ID]);
     let reader = builder.with_projection(mask).build()?;
     let mut keys = Vec::new();
     for batch in reader {
-        let batch = batch?;
-        let (Some(traces), Some(spans)) = (
-            batch.column(0).as_any().downcast_ref::<StringArray>(),
-            batch.column(1).as_any().downcast_ref::<StringArray>(),
-        ) else {
-            return Err(Error::Unavailable(format!(
-                "{} has unexpected id columns",
-                path.display()
-            )));
-        };
-        keys.extend(
-            traces
-                .iter()
-                .zip(spans.iter())
-                .filter_map(|(t, s)| Some((t?.to_owned(), s?.to_owned()))),
-        );
+        let r = SpanReader::with_columns(&batch?, &[col::TRACE_ID, col::SPAN_ID]).map_err(|e| {
+            Error::Corrupt(format!("{} has unexpected id columns: {e}", path.display()))
+        })?;
+        keys.extend((0..r.len()).filter_map(|row| Some((r.trace_id(row)?, r.span_id(row)?))));
     }
     Ok(keys)
 }

@@ -19,14 +19,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, BooleanArray, Int32Array, Int64Array, ListArray, RecordBatch, StringArray,
-    StringBuilder, StructArray, TimestampNanosecondArray, UInt32Array,
+    ArrayRef, BooleanArray, Int32Array, Int64Array, RecordBatch, StringArray, StringBuilder,
+    TimestampNanosecondArray,
 };
 use arrow::compute::{SortColumn, lexsort_to_indices, take_record_batch};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::schema::types::ColumnPath;
+use weft_schemas::schema::col::LINKS;
 use weft_schemas::settled::col;
-use weft_schemas::{AiKind, SpanId, StatusCode, TraceId, links_schema, structure_schema};
+use weft_schemas::{
+    AiKind, SpanId, SpanReader, StatusCode, TraceId, links_schema, structure_schema,
+};
 
 use crate::error::{Error, Result};
 use crate::parquet_files::{
@@ -155,24 +158,6 @@ pub fn place(shapes: &[Shape]) -> Vec<Placement> {
     out
 }
 
-fn utf8<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a StringArray> {
-    batch
-        .column_by_name(name)
-        .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-        .ok_or_else(|| Error::Unavailable(format!("column {name} is missing or not text")))
-}
-
-fn times<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a TimestampNanosecondArray> {
-    batch
-        .column_by_name(name)
-        .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>())
-        .ok_or_else(|| Error::Unavailable(format!("column {name} is missing or not a timestamp")))
-}
-
-fn opt(a: &StringArray, row: usize) -> Option<String> {
-    (!a.is_null(row)).then(|| a.value(row).to_owned())
-}
-
 /// The shape of every span in a `spans` batch, by trace, in row order.
 pub fn shapes_from_spans(batch: &RecordBatch) -> Result<BTreeMap<TraceId, Vec<Shape>>> {
     read_shapes(batch, None)
@@ -192,21 +177,13 @@ fn read_shapes(
     batch: &RecordBatch,
     wanted: Option<&HashSet<TraceId>>,
 ) -> Result<BTreeMap<TraceId, Vec<Shape>>> {
-    let traces = utf8(batch, col::TRACE_ID)?;
-    let spans = utf8(batch, col::SPAN_ID)?;
-    let parents = utf8(batch, col::PARENT_SPAN_ID)?;
-    let names = utf8(batch, col::NAME)?;
-    let services = utf8(batch, col::SERVICE_NAME)?;
-    let kinds = utf8(batch, col::AI_KIND)?;
-    let statuses = utf8(batch, col::STATUS_CODE)?;
-    let starts = times(batch, col::START_TIME)?;
-    let ends = times(batch, col::END_TIME)?;
+    let r = reader(
+        batch,
+        &[col::TRACE_ID, col::SPAN_ID, col::NAME, col::START_TIME],
+    )?;
     let mut out: BTreeMap<TraceId, Vec<Shape>> = BTreeMap::new();
-    for row in 0..batch.num_rows() {
-        let (Ok(trace), Ok(span_id)) = (
-            traces.value(row).parse::<TraceId>(),
-            spans.value(row).parse::<SpanId>(),
-        ) else {
+    for row in 0..r.len() {
+        let (Some(trace), Some(span_id)) = (r.trace_id(row), r.span_id(row)) else {
             continue;
         };
         if wanted.is_some_and(|w| !w.contains(&trace)) {
@@ -214,18 +191,20 @@ fn read_shapes(
         }
         out.entry(trace).or_default().push(Shape {
             span_id,
-            parent: opt(parents, row).and_then(|p| p.parse().ok()),
-            name: names.value(row).to_owned(),
-            service: opt(services, row),
-            ai_kind: (!kinds.is_null(row))
-                .then(|| AiKind::parse(kinds.value(row)))
-                .flatten(),
-            status: StatusCode::parse(statuses.value(row)),
-            start_ns: starts.value(row),
-            end_ns: ends.value(row),
+            parent: r.parent_span_id(row),
+            name: r.name(row).to_owned(),
+            service: r.service_name(row).map(str::to_owned),
+            ai_kind: r.ai(row).ai_kind,
+            status: r.status(row),
+            start_ns: r.start_ns(row),
+            end_ns: r.end_ns(row),
         });
     }
     Ok(out)
+}
+
+fn reader(batch: &RecordBatch, required: &[&str]) -> Result<SpanReader> {
+    SpanReader::with_columns(batch, required).map_err(|e| Error::Internal(format!("settling: {e}")))
 }
 
 /// `span_structure` rows for `traces` (each deduplicated and placed), all
@@ -303,46 +282,37 @@ pub fn structure_batch(
 /// One `span_links` row per link held by a span of `spans`, sorted by the
 /// span linked to, so "who follows from this trace" reads one run of rows.
 pub fn link_rows(spans: &RecordBatch) -> Result<RecordBatch> {
-    let traces = utf8(spans, col::TRACE_ID)?;
-    let span_ids = utf8(spans, col::SPAN_ID)?;
-    let starts = times(spans, col::START_TIME)?;
-    let links = spans
-        .column_by_name(weft_schemas::schema::col::LINKS)
-        .and_then(|c| c.as_any().downcast_ref::<ListArray>())
-        .ok_or_else(|| Error::Unavailable("links column is missing or not a list".into()))?;
-    let items = links
-        .values()
-        .as_any()
-        .downcast_ref::<StructArray>()
-        .ok_or_else(|| Error::Unavailable("links items are not structs".into()))?;
-    let field = |name: &str| {
-        items
-            .column_by_name(name)
-            .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-            .ok_or_else(|| Error::Unavailable(format!("links.{name} is missing or not text")))
-    };
-    let (linked_traces, linked_spans) = (field("trace_id")?, field("span_id")?);
-    let offsets = links.value_offsets();
-    let mut rows: Vec<u32> = Vec::new();
-    let mut items_of_rows: Vec<usize> = Vec::new();
-    for row in 0..spans.num_rows() {
-        for item in offsets[row] as usize..offsets[row + 1] as usize {
-            rows.push(row as u32);
-            items_of_rows.push(item);
+    let r = reader(
+        spans,
+        &[col::TRACE_ID, col::SPAN_ID, col::START_TIME, LINKS],
+    )?;
+    let ids = || StringBuilder::new();
+    let (mut linked_trace, mut linked_span, mut trace, mut span) = (ids(), ids(), ids(), ids());
+    let mut start = Vec::new();
+    let (mut tb, mut sb) = ([0u8; 32], [0u8; 16]);
+    for row in 0..r.len() {
+        let (Some(t), Some(s)) = (r.trace_id(row), r.span_id(row)) else {
+            continue;
+        };
+        for link in r.links(row) {
+            let (Some(lt), Some(ls)) = (link.trace_id, link.span_id) else {
+                continue;
+            };
+            linked_trace.append_value(lt.write_hex(&mut tb));
+            linked_span.append_value(ls.write_hex(&mut sb));
+            trace.append_value(t.write_hex(&mut tb));
+            span.append_value(s.write_hex(&mut sb));
+            start.push(r.start_ns(row));
         }
     }
-    let take = |a: &StringArray, idx: &[usize]| -> StringArray {
-        idx.iter().map(|i| Some(a.value(*i))).collect()
-    };
-    let source_rows = UInt32Array::from(rows.clone());
     let unsorted = RecordBatch::try_new(
         links_schema(),
         vec![
-            Arc::new(take(linked_traces, &items_of_rows)),
-            Arc::new(take(linked_spans, &items_of_rows)),
-            arrow::compute::take(traces, &source_rows, None)?,
-            arrow::compute::take(span_ids, &source_rows, None)?,
-            arrow::compute::take(starts, &source_rows, None)?,
+            Arc::new(linked_trace.finish()),
+            Arc::new(linked_span.finish()),
+            Arc::new(trace.finish()),
+            Arc::new(span.finish()),
+            Arc::new(TimestampNanosecondArray::from(start).with_timezone("UTC")),
         ],
     )?;
     sort(&unsorted, &[0, 1])

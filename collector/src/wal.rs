@@ -75,11 +75,6 @@ impl WalWriter {
         self.next_seq
     }
 
-    /// Bytes in the active segment.
-    pub fn segment_bytes(&self) -> u64 {
-        self.bytes
-    }
-
     /// Buffers one record and returns its sequence number. Not durable until [`Self::sync`].
     pub fn append(&mut self, payload: &[u8]) -> Result<u64> {
         let seq = self.next_seq;
@@ -89,12 +84,7 @@ impl WalWriter {
         let len = u32::try_from(payload.len())
             .ok()
             .filter(|l| (*l as usize) < MAX_FRAME)
-            .ok_or_else(|| {
-                Error::Unavailable(format!(
-                    "wal record of {} bytes is too large",
-                    payload.len()
-                ))
-            })?;
+            .ok_or_else(|| Error::TooLarge { limit: MAX_FRAME })?;
         let io = |e| Error::io(&self.path, e);
         self.file.write_all(&len.to_le_bytes()).map_err(io)?;
         self.file

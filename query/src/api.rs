@@ -1,4 +1,5 @@
-//! The HTTP query API. [`error_response`] is the one place query errors become statuses.
+//! The HTTP query API. Handlers return `Result<_, QueryError>`; the
+//! `IntoResponse` impl of [`QueryError`] is the one place query errors become statuses.
 
 use std::sync::Arc;
 
@@ -10,16 +11,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
-use weft_collector::Metrics;
-use weft_collector::otlp::export::traces_data_json;
+use weft_collector::{Metrics, traces_data_json};
 use weft_schemas::TraceId;
 
 use crate::engine::QueryEngine;
-use crate::error::QueryError;
-use crate::lineage::Direction;
-use crate::lineage::fetch::Reach;
-use crate::lineage::render::{DEFAULT_FOLD, dot, summary_text, text_tree};
+use crate::error::{ErrorKind, QueryError};
+use crate::lineage::{Direction, Reach};
 use crate::output::{OutputFormat, render};
+use weft_lineage::render::{DEFAULT_FOLD, dot, summary_text, text_tree};
 
 #[derive(Clone)]
 struct ApiState {
@@ -65,50 +64,38 @@ fn sql_text(headers: &HeaderMap, body: &[u8]) -> Result<String, QueryError> {
     Ok(text.to_owned())
 }
 
-async fn sql(State(api): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn sql(
+    State(api): State<ApiState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, QueryError> {
     let format =
         OutputFormat::from_accept(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
-    let result = async {
-        let text = sql_text(&headers, &body)?;
-        if text.trim().is_empty() {
-            return Err(QueryError::Sql(
-                "empty query: send SQL such as SELECT count(*) FROM spans".into(),
-            ));
-        }
-        let result = api.engine.sql(&text).await?;
-        render(&result, format)
+    let text = sql_text(&headers, &body)?;
+    if text.trim().is_empty() {
+        return Err(QueryError::Sql(
+            "empty query: send SQL such as SELECT count(*) FROM spans".into(),
+        ));
     }
-    .await;
-    match result {
-        Ok(bytes) => ([(header::CONTENT_TYPE, format.content_type())], bytes).into_response(),
-        Err(e) => error_response(&e),
-    }
+    let result = api.engine.sql(&text).await?;
+    let bytes = render(&result, format)?;
+    Ok(([(header::CONTENT_TYPE, format.content_type())], bytes).into_response())
 }
 
-async fn trace(State(api): State<ApiState>, Path(trace_id): Path<String>) -> Response {
-    let result = async {
-        let id: TraceId = trace_id.parse()?;
-        let batches = api.engine.trace(&id).await?;
-        if batches.iter().all(|b| b.num_rows() == 0) {
-            return Ok(None);
-        }
-        Ok::<_, QueryError>(Some(traces_data_json(&batches)?))
+async fn trace(
+    State(api): State<ApiState>,
+    Path(trace_id): Path<String>,
+) -> Result<Response, QueryError> {
+    let id: TraceId = trace_id.parse()?;
+    let batches = api.engine.trace(&id).await?;
+    if batches.iter().all(|b| b.num_rows() == 0) {
+        return Err(QueryError::NotFound(format!("trace {trace_id} not found")));
     }
-    .await;
-    match result {
-        Ok(Some(json)) => (
-            [(header::CONTENT_TYPE, "application/json")],
-            json.to_string(),
-        )
-            .into_response(),
-        Ok(None) => (
-            StatusCode::NOT_FOUND,
-            [(header::CONTENT_TYPE, "application/json")],
-            json!({"error": format!("trace {trace_id} not found")}).to_string(),
-        )
-            .into_response(),
-        Err(e) => error_response(&e),
-    }
+    Ok(json_response(traces_data_json(&batches)?.to_string()))
+}
+
+fn json_response(body: impl Into<axum::body::Body>) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body.into()).into_response()
 }
 
 async fn prometheus(State(api): State<ApiState>) -> Response {
@@ -166,73 +153,59 @@ async fn lineage_json(
     State(api): State<ApiState>,
     Path(trace_id): Path<String>,
     Query(params): Query<LineageParams>,
-) -> Response {
-    match run_lineage(&api, &trace_id, &params).await {
-        Ok(result) => {
-            let l = &result.lineage;
-            let offset = params.offset.unwrap_or(0).min(l.nodes.len());
-            let limit = params.limit.unwrap_or(10_000);
-            let end = offset.saturating_add(limit).min(l.nodes.len());
-            let in_page = |i: usize| (offset..end).contains(&i);
-            let edges: Vec<_> = l
-                .edges
-                .iter()
-                .filter(|e| in_page(e.from) || in_page(e.to))
-                .collect();
-            let body = json!({
-                "trace_id": trace_id,
-                "traces": l.traces,
-                "truncated": result.truncated,
-                "total_nodes": l.nodes.len(),
-                "offset": offset,
-                "nodes": &l.nodes[offset..end],
-                "edges": edges,
-                "critical_path": l.critical_path,
-                "anomalies": l.anomalies,
-                "summary": l.summary,
-            });
-            (
-                [(header::CONTENT_TYPE, "application/json")],
-                body.to_string(),
-            )
-                .into_response()
-        }
-        Err(e) => error_response(&e),
-    }
+) -> Result<Response, QueryError> {
+    let result = run_lineage(&api, &trace_id, &params).await?;
+    let l = &result.lineage;
+    let offset = params.offset.unwrap_or(0).min(l.nodes.len());
+    let limit = params.limit.unwrap_or(10_000);
+    let end = offset.saturating_add(limit).min(l.nodes.len());
+    let in_page = |i: usize| (offset..end).contains(&i);
+    let edges: Vec<_> = l
+        .edges
+        .iter()
+        .filter(|e| in_page(e.from) || in_page(e.to))
+        .collect();
+    let body = json!({
+        "trace_id": trace_id,
+        "traces": l.traces,
+        "truncated": result.truncated,
+        "total_nodes": l.nodes.len(),
+        "offset": offset,
+        "nodes": &l.nodes[offset..end],
+        "edges": edges,
+        "critical_path": l.critical_path,
+        "anomalies": l.anomalies,
+        "summary": l.summary,
+    });
+    Ok(json_response(body.to_string()))
 }
 
 async fn lineage_dot(
     State(api): State<ApiState>,
     Path(trace_id): Path<String>,
     Query(params): Query<LineageParams>,
-) -> Response {
-    match run_lineage(&api, &trace_id, &params).await {
-        Ok(result) => (
-            [(header::CONTENT_TYPE, "text/vnd.graphviz")],
-            dot(&result.lineage),
-        )
-            .into_response(),
-        Err(e) => error_response(&e),
-    }
+) -> Result<Response, QueryError> {
+    let result = run_lineage(&api, &trace_id, &params).await?;
+    Ok((
+        [(header::CONTENT_TYPE, "text/vnd.graphviz")],
+        dot(&result.lineage),
+    )
+        .into_response())
 }
 
 async fn lineage_tree(
     State(api): State<ApiState>,
     Path(trace_id): Path<String>,
     Query(params): Query<LineageParams>,
-) -> Response {
-    match run_lineage(&api, &trace_id, &params).await {
-        Ok(result) => {
-            let mut text = text_tree(&result.lineage, params.fold.unwrap_or(DEFAULT_FOLD));
-            if result.truncated {
-                text.push_str("(truncated: more linked traces exist past the depth limit)\n");
-            }
-            text.push('\n');
-            text.push_str(&summary_text(&result.lineage));
-            ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
-        }
-        Err(e) => error_response(&e),
+) -> Result<Response, QueryError> {
+    let result = run_lineage(&api, &trace_id, &params).await?;
+    let mut text = text_tree(&result.lineage, params.fold.unwrap_or(DEFAULT_FOLD));
+    if result.truncated {
+        text.push_str("(truncated: more linked traces exist past the depth limit)\n");
     }
+    text.push('\n');
+    text.push_str(&summary_text(&result.lineage));
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -265,21 +238,19 @@ fn parse_time(text: &str, now_ns: i64) -> Result<i64, QueryError> {
     Ok(now_ns - n.saturating_mul(unit_ns))
 }
 
-async fn graph(State(api): State<ApiState>, Query(params): Query<GraphParams>) -> Response {
+async fn graph(
+    State(api): State<ApiState>,
+    Query(params): Query<GraphParams>,
+) -> Result<Response, QueryError> {
     let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
-    let result = async {
-        let since = parse_time(params.since.as_deref().unwrap_or("1h"), now)?;
-        let until = match params.until.as_deref() {
-            Some(u) => parse_time(u, now)?,
-            None => i64::MAX,
-        };
-        json_rows(api.engine.service_graph(since, until).await?)
-    }
-    .await;
-    match result {
-        Ok(bytes) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
-        Err(e) => error_response(&e),
-    }
+    let since = parse_time(params.since.as_deref().unwrap_or("1h"), now)?;
+    let until = match params.until.as_deref() {
+        Some(u) => parse_time(u, now)?,
+        None => i64::MAX,
+    };
+    Ok(json_response(json_rows(
+        api.engine.service_graph(since, until).await?,
+    )?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -291,21 +262,17 @@ struct SignalParams {
     model: Option<String>,
 }
 
-async fn signals(State(api): State<ApiState>, Query(params): Query<SignalParams>) -> Response {
+async fn signals(
+    State(api): State<ApiState>,
+    Query(params): Query<SignalParams>,
+) -> Result<Response, QueryError> {
     let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
-    let result = async {
-        let since = parse_time(params.since.as_deref().unwrap_or("1m"), now)?;
-        let batches = api
-            .engine
-            .load_signals(since, params.model.as_deref())
-            .await?;
-        json_rows(batches)
-    }
-    .await;
-    match result {
-        Ok(bytes) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
-        Err(e) => error_response(&e),
-    }
+    let since = parse_time(params.since.as_deref().unwrap_or("1m"), now)?;
+    let batches = api
+        .engine
+        .load_signals(since, params.model.as_deref())
+        .await?;
+    Ok(json_response(json_rows(batches)?))
 }
 
 /// Batches as a JSON array of row objects (`[]` when there are none).
@@ -320,25 +287,33 @@ fn json_rows(batches: Vec<arrow::record_batch::RecordBatch>) -> Result<Vec<u8>, 
     )
 }
 
-/// Query errors as HTTP: the user's mistakes are 400, our faults 500.
-pub fn error_response(e: &QueryError) -> Response {
-    let status = match e {
-        QueryError::Sql(_) | QueryError::ReadOnly(_) | QueryError::BadId(_) => {
-            StatusCode::BAD_REQUEST
+/// The one place query errors become HTTP statuses, by [`ErrorKind`]: the
+/// user's mistakes are 400, a missing trace 404, overload and shutdown 503 with
+/// `Retry-After` (retry later), our bugs 500 (logged). The body is
+/// `{"error": "..."}`.
+impl IntoResponse for QueryError {
+    fn into_response(self) -> Response {
+        let kind = self.kind();
+        let status = match kind {
+            ErrorKind::Invalid => StatusCode::BAD_REQUEST,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::Overloaded | ErrorKind::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if kind == ErrorKind::Internal {
+            tracing::error!(error = %self, "query failed");
         }
-        QueryError::NotFound(_) => StatusCode::NOT_FOUND,
-        QueryError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
-        QueryError::ResourcesExhausted(_) => StatusCode::PAYLOAD_TOO_LARGE,
-        QueryError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
-        QueryError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    if !e.is_user_error() {
-        tracing::error!(error = %e, "query failed");
+        let mut response = (
+            status,
+            [(header::CONTENT_TYPE, "application/json")],
+            json!({"error": self.to_string()}).to_string(),
+        )
+            .into_response();
+        if kind.is_retryable() {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
+        response
     }
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        json!({"error": e.to_string()}).to_string(),
-    )
-        .into_response()
 }

@@ -5,19 +5,20 @@ use std::time::Duration;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use datafusion::execution::context::SQLOptions;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SessionConfig, SessionContext, col, lit};
-use weft_schemas::TraceId;
 use weft_schemas::schema::col as column;
+use weft_schemas::{AiKind, TraceId, ai_col};
 
 use std::collections::HashSet;
 
 use crate::error::QueryError;
-use crate::lineage::fetch::{Reach, workflow_spans};
-use crate::lineage::graph::{BuildOptions, Lineage, build};
+use crate::lineage::{Reach, workflow_spans};
 use crate::lineage_sql::register_lineage_functions;
 use crate::table::{SpanSource, register_stored_tables};
+use weft_lineage::{BuildOptions, Lineage, build};
 
 /// One cross-service or cross-agent call per row: the `service_calls` view,
 /// from which `GET /api/graph` aggregates the dependency graph.
@@ -29,6 +30,14 @@ pub const SERVICE_CALLS_SQL: &str = "SELECT \
   FROM spans c JOIN spans p ON c.trace_id = p.trace_id AND c.parent_span_id = p.span_id \
   WHERE (p.service_name IS DISTINCT FROM c.service_name) \
      OR (c.agent_name IS NOT NULL AND (p.agent_name IS DISTINCT FROM c.agent_name))";
+
+/// How an engine answers: its limits and the settings lineage analysis needs.
+#[derive(Debug, Clone, Default)]
+pub struct QuerySettings {
+    pub limits: QueryLimits,
+    /// Tools the governance checks treat as writing, besides `weft.tool.effect = write`.
+    pub write_tools: Vec<String>,
+}
 
 /// Bounds on one query.
 #[derive(Debug, Clone, Copy)]
@@ -70,14 +79,42 @@ pub struct LineageResult {
 pub struct QueryEngine {
     ctx: SessionContext,
     limits: QueryLimits,
-    write_tools: HashSet<String>,
+    write_tools: Arc<HashSet<String>>,
+}
+
+/// The one way a workflow is reconstructed — for `/api/lineage`, `weft lineage`
+/// and the `lineage()`/`ancestors()`/`descendants()` table functions alike:
+/// walk the link index and load the spans through `ctx` (so its memory pool
+/// bounds the reads), then build and analyse the graph off the async threads.
+/// A trace with no spans gives an empty lineage; callers decide if that is an error.
+pub(crate) async fn reconstruct(
+    ctx: &SessionContext,
+    trace_id: TraceId,
+    reach: Reach,
+    write_tools: &HashSet<String>,
+) -> Result<LineageResult, QueryError> {
+    let (spans, truncated) = workflow_spans(ctx, trace_id, reach).await?;
+    let options = BuildOptions {
+        now_ns: chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX),
+        write_tools: write_tools.clone(),
+    };
+    let lineage = tokio::task::spawn_blocking(move || build(spans, &options))
+        .await
+        .map_err(|e| QueryError::Internal(format!("lineage build failed: {e}")))?;
+    Ok(LineageResult { lineage, truncated })
 }
 
 impl QueryEngine {
     /// An engine whose `spans` table reads `source` at every query, with the
     /// `service_calls` view and the `lineage`, `ancestors` and `descendants`
     /// table functions.
-    pub async fn new(source: Arc<dyn SpanSource>, limits: QueryLimits) -> Result<Self, QueryError> {
+    pub async fn new(
+        source: Arc<dyn SpanSource>,
+        settings: QuerySettings,
+    ) -> Result<Self, QueryError> {
+        let limits = settings.limits;
+        let write_tools: Arc<HashSet<String>> =
+            Arc::new(settings.write_tools.into_iter().collect());
         let config = SessionConfig::new()
             .with_information_schema(true)
             .set_bool("datafusion.execution.parquet.pushdown_filters", true)
@@ -89,11 +126,11 @@ impl QueryEngine {
         register_stored_tables(&ctx, &source)?;
         let calls = ctx.sql(SERVICE_CALLS_SQL).await?.into_view();
         ctx.register_table("service_calls", calls)?;
-        register_lineage_functions(&ctx, source);
+        register_lineage_functions(&ctx, Arc::clone(&write_tools));
         Ok(Self {
             ctx,
             limits,
-            write_tools: HashSet::new(),
+            write_tools,
         })
     }
 
@@ -107,12 +144,6 @@ impl QueryEngine {
             .map_err(|_| QueryError::Timeout(self.limits.timeout))?
     }
 
-    /// Tools the governance checks treat as writing, besides `weft.tool.effect = write`.
-    pub fn with_write_tools(mut self, tools: impl IntoIterator<Item = String>) -> Self {
-        self.write_tools = tools.into_iter().collect();
-        self
-    }
-
     /// The workflow reachable from `trace_id`: every span of every trace joined
     /// to it by span links (within `reach`), as an analysed graph.
     pub async fn lineage(
@@ -121,18 +152,11 @@ impl QueryEngine {
         reach: Reach,
     ) -> Result<LineageResult, QueryError> {
         let run = async {
-            let (spans, truncated) = workflow_spans(&self.ctx, *trace_id, reach).await?;
-            if !spans.iter().any(|s| s.trace_id == *trace_id) {
+            let result = reconstruct(&self.ctx, *trace_id, reach, &self.write_tools).await?;
+            if !result.lineage.traces.contains(trace_id) {
                 return Err(QueryError::NotFound(format!("trace {trace_id} not found")));
             }
-            let options = BuildOptions {
-                now_ns: chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX),
-                write_tools: self.write_tools.clone(),
-            };
-            let lineage = tokio::task::spawn_blocking(move || build(spans, &options))
-                .await
-                .map_err(|e| QueryError::Internal(format!("lineage build failed: {e}")))?;
-            Ok(LineageResult { lineage, truncated })
+            Ok(result)
         };
         self.bounded(run).await
     }
@@ -201,15 +225,15 @@ impl QueryEngine {
             let mut df = self.ctx.table("spans").await?.filter(
                 col(column::START_TIME)
                     .gt_eq(timestamp(since_ns))
-                    .and(col("ai_kind").eq(lit("llm")))
-                    .and(col("node").is_not_null()),
+                    .and(col(ai_col::ai_kind).eq(lit(AiKind::Llm.as_str())))
+                    .and(col(ai_col::node).is_not_null()),
             )?;
             if let Some(model) = model {
-                df = df.filter(col("gen_ai_model").eq(lit(model)))?;
+                df = df.filter(col(ai_col::gen_ai_model).eq(lit(model)))?;
             }
             let df = df
                 .aggregate(
-                    vec![col("node")],
+                    vec![col(ai_col::node)],
                     vec![
                         count(lit(1)).alias("calls"),
                         sum(cast(
@@ -217,22 +241,22 @@ impl QueryEngine {
                             DataType::Int64,
                         ))
                         .alias("errors"),
-                        avg(cast(col("kv_cache_hit"), DataType::Float64))
+                        avg(cast(col(ai_col::kv_cache_hit), DataType::Float64))
                             .alias("kv_cache_hit_rate"),
-                        avg(col("kv_cache_hit_ratio")).alias("kv_cache_hit_ratio"),
-                        p("queue_wait_ns", 0.5).alias("queue_wait_p50_ns"),
-                        p("queue_wait_ns", 0.95).alias("queue_wait_p95_ns"),
-                        p("time_to_first_token_ns", 0.5).alias("ttft_p50_ns"),
-                        p("time_to_first_token_ns", 0.95).alias("ttft_p95_ns"),
-                        sum(col("input_tokens")).alias("input_tokens"),
-                        sum(col("output_tokens")).alias("output_tokens"),
+                        avg(col(ai_col::kv_cache_hit_ratio)).alias("kv_cache_hit_ratio"),
+                        p(ai_col::queue_wait_ns, 0.5).alias("queue_wait_p50_ns"),
+                        p(ai_col::queue_wait_ns, 0.95).alias("queue_wait_p95_ns"),
+                        p(ai_col::time_to_first_token_ns, 0.5).alias("ttft_p50_ns"),
+                        p(ai_col::time_to_first_token_ns, 0.95).alias("ttft_p95_ns"),
+                        sum(col(ai_col::input_tokens)).alias("input_tokens"),
+                        sum(col(ai_col::output_tokens)).alias("output_tokens"),
                         max(col(column::END_TIME)).alias("last_seen"),
                     ],
                 )?
                 .sort(vec![
                     col("kv_cache_hit_rate").sort(false, false),
                     col("queue_wait_p50_ns").sort(true, false),
-                    col("node").sort(true, false),
+                    col(ai_col::node).sort(true, false),
                 ])?;
             Ok::<_, QueryError>(df.collect().await?)
         };
@@ -241,12 +265,14 @@ impl QueryEngine {
 
     /// Runs one read-only statement. DDL, DML, COPY and SET are rejected.
     pub async fn sql(&self, sql: &str) -> Result<QueryResult, QueryError> {
-        let options = SQLOptions::new()
-            .with_allow_ddl(false)
-            .with_allow_dml(false)
-            .with_allow_statements(false);
         let run = async {
-            let df = self.ctx.sql_with_options(sql, options).await?;
+            let plan = self.ctx.state().create_logical_plan(sql).await?;
+            if let Some(refused) = changes_something(&plan)? {
+                return Err(QueryError::ReadOnly(format!(
+                    "{refused} is not allowed; the query API only reads (SELECT, WITH, EXPLAIN)"
+                )));
+            }
+            let df = self.ctx.execute_logical_plan(plan).await?;
             let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
             let batches = df.collect().await?;
             Ok::<_, QueryError>(QueryResult { schema, batches })
@@ -268,6 +294,28 @@ impl QueryEngine {
         };
         self.bounded(run).await
     }
+}
+
+/// What in `plan` would change state, if anything: DDL (CREATE, DROP), DML
+/// (INSERT, UPDATE, DELETE), COPY, or a statement (SET, PREPARE, transactions).
+/// Checked on the plan's variants, anywhere in the tree (inside EXPLAIN too).
+fn changes_something(plan: &LogicalPlan) -> Result<Option<&'static str>, QueryError> {
+    let mut refused = None;
+    plan.apply(|node| {
+        refused = match node {
+            LogicalPlan::Ddl(_) => Some("DDL (CREATE, DROP)"),
+            LogicalPlan::Dml(_) => Some("DML (INSERT, UPDATE, DELETE)"),
+            LogicalPlan::Copy(_) => Some("COPY"),
+            LogicalPlan::Statement(_) => Some("a statement (SET, PREPARE, transactions)"),
+            _ => None,
+        };
+        Ok(if refused.is_some() {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    })?;
+    Ok(refused)
 }
 
 /// A Unix-nanosecond literal as a UTC timestamp, comparable with the time columns.

@@ -1,6 +1,13 @@
-//! The query crate's error: the user's mistakes apart from ours.
+//! The query crate's error, classified once by [`QueryError::kind`] into the
+//! collector's [`ErrorKind`]s: the user's mistakes, overload (retry later),
+//! shutdown, and our bugs. DataFusion errors are classified by their variants
+//! (never their text); our own errors that travel through DataFusion (from a
+//! table scan or a table function) come back out as themselves.
+
+use std::sync::Arc;
 
 use datafusion::error::DataFusionError;
+pub use weft_collector::ErrorKind;
 
 /// Everything that can go wrong answering a query.
 #[derive(Debug, thiserror::Error)]
@@ -19,11 +26,13 @@ pub enum QueryError {
     NotFound(String),
     /// The query ran longer than allowed.
     #[error(
-        "query exceeded the time limit of {0:?}; narrow it (a time range on start_time, a LIMIT) or raise --query-timeout"
+        "query exceeded the time limit of {0:?}; narrow it (a time range on start_time, a LIMIT) or raise query_timeout_secs"
     )]
     Timeout(std::time::Duration),
-    /// The query needed more memory than allowed.
-    #[error("query exceeded its memory limit: {0}")]
+    /// The queries running together needed more memory than allowed.
+    #[error(
+        "query exceeded its memory limit: {0}; retry later, narrow it, or raise query_memory_bytes"
+    )]
     ResourcesExhausted(String),
     /// Reading the stored spans failed.
     #[error("storage: {0}")]
@@ -34,37 +43,156 @@ pub enum QueryError {
 }
 
 impl QueryError {
-    /// True when the user can fix the request.
-    pub fn is_user_error(&self) -> bool {
-        matches!(
-            self,
-            QueryError::Sql(_)
-                | QueryError::ReadOnly(_)
-                | QueryError::BadId(_)
-                | QueryError::Timeout(_)
-                | QueryError::ResourcesExhausted(_)
-        )
+    /// What the caller should do about it.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            QueryError::Sql(_) | QueryError::ReadOnly(_) | QueryError::BadId(_) => {
+                ErrorKind::Invalid
+            }
+            QueryError::NotFound(_) => ErrorKind::NotFound,
+            QueryError::Timeout(_) | QueryError::ResourcesExhausted(_) => ErrorKind::Overloaded,
+            QueryError::Storage(e) => e.kind(),
+            QueryError::Internal(_) => ErrorKind::Internal,
+        }
+    }
+
+    /// As a DataFusion error, for code that runs inside a query (a table
+    /// function); [`From<DataFusionError>`] turns it back into itself.
+    pub(crate) fn into_datafusion(self) -> DataFusionError {
+        DataFusionError::External(Box::new(self))
     }
 }
 
 impl From<DataFusionError> for QueryError {
     fn from(e: DataFusionError) -> Self {
-        match e.find_root() {
-            DataFusionError::ResourcesExhausted(m) => QueryError::ResourcesExhausted(m.clone()),
-            DataFusionError::Plan(m) if m.contains("not supported") => {
-                QueryError::ReadOnly(m.clone())
-            }
+        let message = e.to_string();
+        match innermost(e) {
+            DataFusionError::ResourcesExhausted(m) => QueryError::ResourcesExhausted(m),
+            DataFusionError::External(inner) => from_external(inner, message),
+            DataFusionError::ArrowError(inner, _) => match *inner {
+                arrow::error::ArrowError::ExternalError(inner) => from_external(inner, message),
+                // Casts and arithmetic on the user's values.
+                _ => QueryError::Sql(message),
+            },
+            DataFusionError::Shared(shared) => classify_shared(&shared, message),
             DataFusionError::Internal(_)
             | DataFusionError::IoError(_)
             | DataFusionError::ObjectStore(_)
-            | DataFusionError::External(_) => QueryError::Internal(e.to_string()),
-            _ => QueryError::Sql(e.to_string()),
+            | DataFusionError::ParquetError(_)
+            | DataFusionError::ExecutionJoin(_)
+            | DataFusionError::Substrait(_)
+            | DataFusionError::Ffi(_) => QueryError::Internal(message),
+            DataFusionError::SQL(..)
+            | DataFusionError::NotImplemented(_)
+            | DataFusionError::Plan(_)
+            | DataFusionError::Configuration(_)
+            | DataFusionError::SchemaError(..)
+            | DataFusionError::Execution(_)
+            | DataFusionError::Context(..)
+            | DataFusionError::Diagnostic(..)
+            | DataFusionError::Collection(_) => QueryError::Sql(message),
         }
+    }
+}
+
+/// The error under the wrappers DataFusion adds (context, diagnostics, one of
+/// a collection, a shared error nobody else holds, a boxed DataFusion error).
+fn innermost(mut e: DataFusionError) -> DataFusionError {
+    loop {
+        e = match e {
+            DataFusionError::Context(_, inner) | DataFusionError::Diagnostic(_, inner) => *inner,
+            DataFusionError::Collection(mut errors) if !errors.is_empty() => errors.swap_remove(0),
+            DataFusionError::Shared(shared) => match Arc::try_unwrap(shared) {
+                Ok(inner) => inner,
+                Err(shared) => return DataFusionError::Shared(shared),
+            },
+            DataFusionError::External(inner) => match inner.downcast::<DataFusionError>() {
+                Ok(inner) => *inner,
+                Err(inner) => return DataFusionError::External(inner),
+            },
+            other => return other,
+        }
+    }
+}
+
+/// A shared error (a join's build side failing for every partition) that
+/// others still hold: classified through its root, by reference.
+fn classify_shared(shared: &DataFusionError, message: String) -> QueryError {
+    match shared.find_root() {
+        DataFusionError::ResourcesExhausted(m) => QueryError::ResourcesExhausted(m.clone()),
+        DataFusionError::External(inner) => {
+            match (
+                inner.downcast_ref::<QueryError>().map(QueryError::kind),
+                inner
+                    .downcast_ref::<weft_collector::Error>()
+                    .map(weft_collector::Error::kind),
+            ) {
+                (Some(ErrorKind::Overloaded), _) | (_, Some(ErrorKind::Overloaded)) => {
+                    QueryError::ResourcesExhausted(message)
+                }
+                (Some(ErrorKind::Invalid), _) => QueryError::Sql(message),
+                _ => QueryError::Internal(message),
+            }
+        }
+        DataFusionError::Plan(_) | DataFusionError::Execution(_) | DataFusionError::SQL(..) => {
+            QueryError::Sql(message)
+        }
+        _ => QueryError::Internal(message),
+    }
+}
+
+/// Our own errors come back as themselves; anything else external is a bug.
+fn from_external(inner: Box<dyn std::error::Error + Send + Sync>, message: String) -> QueryError {
+    let inner = match inner.downcast::<QueryError>() {
+        Ok(q) => return *q,
+        Err(inner) => inner,
+    };
+    match inner.downcast::<weft_collector::Error>() {
+        Ok(e) => QueryError::Storage(*e),
+        Err(_) => QueryError::Internal(message),
     }
 }
 
 impl From<arrow::error::ArrowError> for QueryError {
     fn from(e: arrow::error::ArrowError) -> Self {
         QueryError::Internal(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn datafusion_errors_are_classified_by_variant() {
+        let kind = |e: DataFusionError| QueryError::from(e).kind();
+        assert_eq!(kind(DataFusionError::Plan("x".into())), ErrorKind::Invalid);
+        assert_eq!(
+            kind(DataFusionError::ResourcesExhausted("pool".into())),
+            ErrorKind::Overloaded
+        );
+        assert_eq!(
+            kind(DataFusionError::Internal("bug".into())),
+            ErrorKind::Internal
+        );
+        // Wrapped in context, our own errors keep their kind.
+        let storage = weft_collector::Error::io("/data", std::io::Error::other("disk full"));
+        let wrapped = DataFusionError::External(Box::new(storage)).context("scanning spans");
+        assert_eq!(kind(wrapped), ErrorKind::Overloaded);
+        let missing_column = QueryError::Internal("lineage query lacks column x".into());
+        assert_eq!(
+            kind(missing_column.into_datafusion().context("lineage()")),
+            ErrorKind::Internal
+        );
+        let not_found = QueryError::NotFound("trace".into()).into_datafusion();
+        assert_eq!(
+            kind(DataFusionError::Shared(Arc::new(not_found))),
+            ErrorKind::NotFound
+        );
+        let shutting_down = weft_collector::Error::ShuttingDown;
+        assert_eq!(
+            kind(DataFusionError::External(Box::new(shutting_down))),
+            ErrorKind::ShuttingDown
+        );
     }
 }

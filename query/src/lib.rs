@@ -4,22 +4,23 @@
 //!   from one consistent [`weft_collector::Snapshot`];
 //! - [`engine`]: read-only SQL with time and memory limits, trace lookup by id;
 //! - [`output`]: result batches as JSON rows, CSV, Arrow IPC or an aligned table;
-//! - [`lineage`]: workflow graphs across traces (petgraph), their analyses and renderings;
+//! - [`lineage`]: fetching a workflow's spans (the `span_links` walk) for `weft-lineage`;
 //! - [`lineage_sql`]: `lineage()`, `ancestors()` and `descendants()` table functions;
 //! - [`api`]: `/api/sql`, `/api/traces/{id}`, `/api/lineage/{id}`, `/api/graph`,
 //!   `/healthz`, `/metrics`.
 //!
-//! DataFusion types stay inside this crate's engine; callers get record batches,
-//! bytes or JSON.
+//! DataFusion types stay inside this crate: the engine, the tables and the
+//! table functions are private modules, and callers get record batches, bytes,
+//! JSON or `weft_lineage` values.
 
 pub mod api;
-pub mod engine;
-pub mod error;
+mod engine;
+mod error;
 pub mod lineage;
-pub mod lineage_sql;
+mod lineage_sql;
 pub mod output;
-pub mod table;
+mod table;
 
-pub use engine::{LineageResult, QueryEngine, QueryLimits};
-pub use error::QueryError;
+pub use engine::{LineageResult, QueryEngine, QueryLimits, QueryResult, QuerySettings};
+pub use error::{ErrorKind, QueryError};
 pub use table::{SpanSource, StaticSource};

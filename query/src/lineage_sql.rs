@@ -1,7 +1,9 @@
 //! Lineage in SQL: `lineage('<trace_id>')`, `ancestors('<trace_id>', '<span_id>')`
 //! and `descendants('<trace_id>', '<span_id>')` table functions, one row per
-//! span with its depth and the edge that reached it, so lineage composes with
-//! every other query.
+//! span with its depth, the edge that reached it and the governance finding it
+//! raised, so lineage composes with every other query. They reconstruct the
+//! workflow through [`crate::engine::reconstruct`], the same entry point as
+//! `/api/lineage` and `weft lineage`, with the engine's settings and limits.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
@@ -21,9 +23,12 @@ use datafusion::prelude::SessionContext;
 use weft_schemas::schema::timestamp_type;
 use weft_schemas::{SpanId, TraceId};
 
-use crate::lineage::fetch::{Reach, workflow_spans};
-use crate::lineage::graph::{BuildOptions, EdgeKind, Lineage, build};
-use crate::table::{SpanSource, register_stored_tables};
+use datafusion::execution::SessionState;
+use weft_lineage::{EdgeKind, Lineage};
+
+use crate::engine::reconstruct;
+use crate::error::QueryError;
+use crate::lineage::Reach;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -43,12 +48,12 @@ impl Mode {
 }
 
 /// Registers the three table functions on `ctx`.
-pub fn register_lineage_functions(ctx: &SessionContext, source: Arc<dyn SpanSource>) {
+pub(crate) fn register_lineage_functions(ctx: &SessionContext, write_tools: Arc<HashSet<String>>) {
     for mode in [Mode::Whole, Mode::Ancestors, Mode::Descendants] {
         ctx.register_udtf(
             mode.name(),
             Arc::new(LineageFunction {
-                source: Arc::clone(&source),
+                write_tools: Arc::clone(&write_tools),
                 mode,
             }),
         );
@@ -56,7 +61,7 @@ pub fn register_lineage_functions(ctx: &SessionContext, source: Arc<dyn SpanSour
 }
 
 struct LineageFunction {
-    source: Arc<dyn SpanSource>,
+    write_tools: Arc<HashSet<String>>,
     mode: Mode,
 }
 
@@ -103,7 +108,7 @@ impl TableFunctionImpl for LineageFunction {
             )
         };
         Ok(Arc::new(LineageTable {
-            source: Arc::clone(&self.source),
+            write_tools: Arc::clone(&self.write_tools),
             mode: self.mode,
             trace,
             span,
@@ -112,7 +117,7 @@ impl TableFunctionImpl for LineageFunction {
 }
 
 struct LineageTable {
-    source: Arc<dyn SpanSource>,
+    write_tools: Arc<HashSet<String>>,
     mode: Mode,
     trace: TraceId,
     span: Option<SpanId>,
@@ -142,6 +147,7 @@ pub fn lineage_schema() -> SchemaRef {
         Field::new("on_critical_path", DataType::Boolean, false),
         Field::new("effective_identity", DataType::Utf8, true),
         Field::new("status_code", DataType::Utf8, false),
+        Field::new("finding", DataType::Utf8, true),
     ]))
 }
 
@@ -200,6 +206,16 @@ fn select(lineage: &Lineage, mode: Mode, span: Option<(TraceId, SpanId)>) -> Vec
 
 fn to_batch(lineage: &Lineage, rows: &[Row]) -> Result<RecordBatch> {
     let n = |i: usize| &lineage.nodes[i];
+    let finding = |i: usize| {
+        let rules: Vec<&str> = lineage
+            .summary
+            .findings
+            .iter()
+            .filter(|f| f.step.node == i)
+            .map(|f| f.rule)
+            .collect();
+        (!rules.is_empty()).then(|| rules.join(","))
+    };
     let strs = |f: &dyn Fn(usize) -> Option<String>| -> ArrayRef {
         Arc::new(rows.iter().map(|(i, _, _)| f(*i)).collect::<StringArray>())
     };
@@ -236,6 +252,7 @@ fn to_batch(lineage: &Lineage, rows: &[Row]) -> Result<RecordBatch> {
         ),
         strs(&|i| n(i).effective_identity.clone()),
         strs(&|i| Some(n(i).span.status.as_str().to_owned())),
+        strs(&finding),
     ];
     Ok(RecordBatch::try_new(lineage_schema(), columns)?)
 }
@@ -257,16 +274,16 @@ impl TableProvider for LineageTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let ctx = SessionContext::new();
-        register_stored_tables(&ctx, &self.source)?;
-        let (spans, _) = workflow_spans(&ctx, self.trace, Reach::default())
+        // The session running this query: its tables, memory pool and settings.
+        let session = state
+            .as_any()
+            .downcast_ref::<SessionState>()
+            .ok_or_else(|| DataFusionError::Internal("lineage(): not a SessionState".into()))?;
+        let ctx = SessionContext::new_with_state(session.clone());
+        let result = reconstruct(&ctx, self.trace, Reach::default(), &self.write_tools)
             .await
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        let options = BuildOptions {
-            now_ns: chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX),
-            ..Default::default()
-        };
-        let lineage = build(spans, &options);
+            .map_err(QueryError::into_datafusion)?;
+        let lineage = result.lineage;
         let rows = select(&lineage, self.mode, self.span.map(|s| (self.trace, s)));
         let batch = to_batch(&lineage, &rows)?;
         MemTable::try_new(lineage_schema(), vec![vec![batch]])?

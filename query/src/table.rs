@@ -21,9 +21,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::union::UnionExec;
 use datafusion::prelude::{JoinType, SessionContext, col};
-use weft_collector::parquet_files::FileMeta;
-use weft_collector::settle::link_rows;
-use weft_collector::{Snapshot, Store};
+use weft_collector::{FileMeta, Snapshot, Store};
 use weft_schemas::{links_schema, span_schema, structure_schema};
 
 /// Where spans come from: a running store, or a snapshot read from disk.
@@ -77,10 +75,7 @@ impl Stored {
         Ok(match self {
             Stored::Spans => snapshot.batches,
             Stored::Links => snapshot
-                .batches
-                .iter()
-                .map(link_rows)
-                .collect::<Result<Vec<_>, _>>()
+                .live_links()
                 .map_err(|e| DataFusionError::External(Box::new(e)))?,
             Stored::Structure => Vec::new(),
         })

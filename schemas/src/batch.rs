@@ -3,14 +3,15 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, ListArray, MapArray, StringBuilder,
-    StructArray, TimestampNanosecondArray,
+    ArrayRef, Int64Builder, ListArray, MapArray, StringBuilder, StructArray,
+    TimestampNanosecondArray,
 };
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Field};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 
+use crate::conventions::AiBuilders;
 use crate::schema::{attribute_map_type, event_fields, link_fields, map_entry_fields, span_schema};
 use crate::span::{AttrValue, Span};
 
@@ -139,7 +140,7 @@ pub fn spans_to_batch(spans: &[Span]) -> Result<RecordBatch, ArrowError> {
         }
         link_offsets.push(next_offset(&link_offsets, s.links.len()));
 
-        ai.push(s);
+        ai.push(&s.ai);
     }
 
     let ts = |v: Vec<i64>| -> ArrayRef {
@@ -205,154 +206,13 @@ fn non_empty(s: &str) -> Option<&str> {
     (!s.is_empty()).then_some(s)
 }
 
-/// One builder per AI column, in [`crate::conventions::AI_COLUMNS`] order.
-struct AiBuilders {
-    ai_kind: StringBuilder,
-    gen_ai_operation: StringBuilder,
-    gen_ai_provider: StringBuilder,
-    gen_ai_model: StringBuilder,
-    input_tokens: Int64Builder,
-    output_tokens: Int64Builder,
-    cached_input_tokens: Int64Builder,
-    tool_name: StringBuilder,
-    tool_call_id: StringBuilder,
-    retrieval_source: StringBuilder,
-    doc_offsets: Vec<i32>,
-    doc_ids: StringBuilder,
-    doc_valid: Vec<bool>,
-    identity: StringBuilder,
-    workload_identity: StringBuilder,
-    policy_name: StringBuilder,
-    policy_verdict: StringBuilder,
-    approval_state: StringBuilder,
-    approver: StringBuilder,
-    node: StringBuilder,
-    kv_cache_hit: BooleanBuilder,
-    kv_cache_hit_ratio: Float64Builder,
-    queue_wait_ns: Int64Builder,
-    time_to_first_token_ns: Int64Builder,
-    conversation_id: StringBuilder,
-    agent_name: StringBuilder,
-}
-
-impl AiBuilders {
-    fn new(n: usize) -> Self {
-        Self {
-            ai_kind: StringBuilder::with_capacity(n, n * 4),
-            gen_ai_operation: StringBuilder::new(),
-            gen_ai_provider: StringBuilder::new(),
-            gen_ai_model: StringBuilder::new(),
-            input_tokens: Int64Builder::with_capacity(n),
-            output_tokens: Int64Builder::with_capacity(n),
-            cached_input_tokens: Int64Builder::with_capacity(n),
-            tool_name: StringBuilder::new(),
-            tool_call_id: StringBuilder::new(),
-            retrieval_source: StringBuilder::new(),
-            doc_offsets: vec![0],
-            doc_ids: StringBuilder::new(),
-            doc_valid: Vec::with_capacity(n),
-            identity: StringBuilder::new(),
-            workload_identity: StringBuilder::new(),
-            policy_name: StringBuilder::new(),
-            policy_verdict: StringBuilder::new(),
-            approval_state: StringBuilder::new(),
-            approver: StringBuilder::new(),
-            node: StringBuilder::new(),
-            kv_cache_hit: BooleanBuilder::with_capacity(n),
-            kv_cache_hit_ratio: Float64Builder::with_capacity(n),
-            queue_wait_ns: Int64Builder::with_capacity(n),
-            time_to_first_token_ns: Int64Builder::with_capacity(n),
-            conversation_id: StringBuilder::new(),
-            agent_name: StringBuilder::new(),
-        }
-    }
-
-    fn push(&mut self, s: &Span) {
-        let a = &s.ai;
-        self.ai_kind.append_option(a.ai_kind.map(|k| k.as_str()));
-        self.gen_ai_operation
-            .append_option(a.gen_ai_operation.as_deref());
-        self.gen_ai_provider
-            .append_option(a.gen_ai_provider.as_deref());
-        self.gen_ai_model.append_option(a.gen_ai_model.as_deref());
-        self.input_tokens.append_option(a.input_tokens);
-        self.output_tokens.append_option(a.output_tokens);
-        self.cached_input_tokens
-            .append_option(a.cached_input_tokens);
-        self.tool_name.append_option(a.tool_name.as_deref());
-        self.tool_call_id.append_option(a.tool_call_id.as_deref());
-        self.retrieval_source
-            .append_option(a.retrieval_source.as_deref());
-        let docs = a.retrieved_document_ids.as_deref().unwrap_or_default();
-        for d in docs {
-            self.doc_ids.append_value(d);
-        }
-        self.doc_offsets
-            .push(next_offset(&self.doc_offsets, docs.len()));
-        self.doc_valid.push(a.retrieved_document_ids.is_some());
-        self.identity.append_option(a.identity.as_deref());
-        self.workload_identity
-            .append_option(a.workload_identity.as_deref());
-        self.policy_name.append_option(a.policy_name.as_deref());
-        self.policy_verdict
-            .append_option(a.policy_verdict.map(|v| v.as_str()));
-        self.approval_state
-            .append_option(a.approval_state.map(|v| v.as_str()));
-        self.approver.append_option(a.approver.as_deref());
-        self.node.append_option(a.node.as_deref());
-        self.kv_cache_hit.append_option(a.kv_cache_hit);
-        self.kv_cache_hit_ratio.append_option(a.kv_cache_hit_ratio);
-        self.queue_wait_ns.append_option(a.queue_wait_ns);
-        self.time_to_first_token_ns
-            .append_option(a.time_to_first_token_ns);
-        self.conversation_id
-            .append_option(a.conversation_id.as_deref());
-        self.agent_name.append_option(a.agent_name.as_deref());
-    }
-
-    fn finish(mut self) -> Vec<ArrayRef> {
-        let docs = ListArray::new(
-            Arc::new(Field::new("item", DataType::Utf8, false)),
-            OffsetBuffer::new(self.doc_offsets.into()),
-            Arc::new(self.doc_ids.finish()),
-            Some(self.doc_valid.into()),
-        );
-        vec![
-            Arc::new(self.ai_kind.finish()),
-            Arc::new(self.gen_ai_operation.finish()),
-            Arc::new(self.gen_ai_provider.finish()),
-            Arc::new(self.gen_ai_model.finish()),
-            Arc::new(self.input_tokens.finish()),
-            Arc::new(self.output_tokens.finish()),
-            Arc::new(self.cached_input_tokens.finish()),
-            Arc::new(self.tool_name.finish()),
-            Arc::new(self.tool_call_id.finish()),
-            Arc::new(self.retrieval_source.finish()),
-            Arc::new(docs),
-            Arc::new(self.identity.finish()),
-            Arc::new(self.workload_identity.finish()),
-            Arc::new(self.policy_name.finish()),
-            Arc::new(self.policy_verdict.finish()),
-            Arc::new(self.approval_state.finish()),
-            Arc::new(self.approver.finish()),
-            Arc::new(self.node.finish()),
-            Arc::new(self.kv_cache_hit.finish()),
-            Arc::new(self.kv_cache_hit_ratio.finish()),
-            Arc::new(self.queue_wait_ns.finish()),
-            Arc::new(self.time_to_first_token_ns.finish()),
-            Arc::new(self.conversation_id.finish()),
-            Arc::new(self.agent_name.finish()),
-        ]
-    }
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::conventions::{AiFields, AiKind};
     use crate::span::{SpanEvent, SpanKind, SpanLink, StatusCode};
 
-    fn span(i: u8) -> Span {
+    pub(crate) fn span(i: u8) -> Span {
         Span {
             trace_id: [i; 16].as_slice().try_into().unwrap(),
             span_id: [i; 8].as_slice().try_into().unwrap(),

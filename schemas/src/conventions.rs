@@ -1,11 +1,17 @@
 //! The AI semantic-convention mapping: which attribute keys fill which typed column.
 //!
-//! [`AI_COLUMNS`] is the single table. Each column lists its keys in priority
+//! The [`ai_columns!`](crate::ai_column) invocation below is the single table:
+//! it generates [`AiFields`], [`AI_COLUMNS`], [`ai_col`], [`extract`] and the
+//! Arrow builders and reader. Each column lists its keys in priority
 //! order; the first key present on the span decides the value. If that value has
 //! the wrong type (a string where a bool belongs), the column is null and the raw
 //! attribute stays in `attributes` — a badly typed attribute never rejects a span.
 //! `CONVENTIONS.md` documents this table for users; a test keeps the two in step.
 
+use arrow::array::{ArrayRef, RecordBatch};
+use arrow::error::ArrowError;
+
+use crate::ai_column::{AiValue, ColumnType, Typed, ai_columns};
 use crate::span::{AttrValue, find};
 
 /// Where a key is looked up.
@@ -42,16 +48,6 @@ pub enum Interp {
     Approval,
     /// A ratio in `0..=1`.
     Ratio,
-}
-
-/// Arrow type of an AI column.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ColumnType {
-    Utf8,
-    Int64,
-    Float64,
-    Boolean,
-    Utf8List,
 }
 
 /// One key that can fill a column.
@@ -95,196 +91,116 @@ const fn resource(name: &'static str) -> Key {
     }
 }
 
-/// The mapping table, in column order.
-pub const AI_COLUMNS: &[AiColumn] = &[
-    AiColumn {
-        name: "ai_kind",
-        ty: ColumnType::Utf8,
-        keys: &[
+// The one table of AI columns: `name: Rust type, "doc", [keys in priority order];`.
+// Adding a column is one line here (and its keys in CONVENTIONS.md).
+ai_columns! {
+    ai_kind: AiKind,
+        "what the step is: llm, embedding, retrieval, rerank, tool, agent, workflow, policy, approval, guardrail or other",
+        [
             span_as("weft.kind", Interp::WeftKind),
             span_as("gen_ai.operation.name", Interp::GenAiOperationKind),
             span_as("openinference.span.kind", Interp::OpenInferenceKind),
             span_as("traceloop.span.kind", Interp::TraceloopKind),
-        ],
-        doc: "what the step is: llm, embedding, retrieval, rerank, tool, agent, workflow, policy, approval, guardrail or other",
-    },
-    AiColumn {
-        name: "gen_ai_operation",
-        ty: ColumnType::Utf8,
-        keys: &[span("gen_ai.operation.name")],
-        doc: "the GenAI operation name as sent (chat, embeddings, execute_tool, ...)",
-    },
-    AiColumn {
-        name: "gen_ai_provider",
-        ty: ColumnType::Utf8,
-        keys: &[
+        ];
+    gen_ai_operation: String,
+        "the GenAI operation name as sent (chat, embeddings, execute_tool, ...)",
+        [span("gen_ai.operation.name")];
+    gen_ai_provider: String,
+        "model provider (openai, anthropic, vllm, ...)",
+        [
             span("gen_ai.provider.name"),
             span("gen_ai.system"),
             span("llm.provider"),
             span("llm.system"),
-        ],
-        doc: "model provider (openai, anthropic, vllm, ...)",
-    },
-    AiColumn {
-        name: "gen_ai_model",
-        ty: ColumnType::Utf8,
-        keys: &[
+        ];
+    gen_ai_model: String,
+        "model that answered, else the model requested",
+        [
             span("gen_ai.response.model"),
             span("gen_ai.request.model"),
             span("llm.model_name"),
-        ],
-        doc: "model that answered, else the model requested",
-    },
-    AiColumn {
-        name: "input_tokens",
-        ty: ColumnType::Int64,
-        keys: &[
+        ];
+    input_tokens: i64,
+        "prompt tokens",
+        [
             span("gen_ai.usage.input_tokens"),
             span("gen_ai.usage.prompt_tokens"),
             span("llm.token_count.prompt"),
-        ],
-        doc: "prompt tokens",
-    },
-    AiColumn {
-        name: "output_tokens",
-        ty: ColumnType::Int64,
-        keys: &[
+        ];
+    output_tokens: i64,
+        "completion tokens",
+        [
             span("gen_ai.usage.output_tokens"),
             span("gen_ai.usage.completion_tokens"),
             span("llm.token_count.completion"),
-        ],
-        doc: "completion tokens",
-    },
-    AiColumn {
-        name: "cached_input_tokens",
-        ty: ColumnType::Int64,
-        keys: &[
+        ];
+    cached_input_tokens: i64,
+        "prompt tokens served from a cache",
+        [
             span("gen_ai.usage.cache_read.input_tokens"),
             span("llm.token_count.prompt_details.cache_read"),
-        ],
-        doc: "prompt tokens served from a cache",
-    },
-    AiColumn {
-        name: "tool_name",
-        ty: ColumnType::Utf8,
-        keys: &[span("gen_ai.tool.name"), span("tool.name")],
-        doc: "tool invoked",
-    },
-    AiColumn {
-        name: "tool_call_id",
-        ty: ColumnType::Utf8,
-        keys: &[span("gen_ai.tool.call.id"), span("tool.id")],
-        doc: "the model's id for the tool call",
-    },
-    AiColumn {
-        name: "retrieval_source",
-        ty: ColumnType::Utf8,
-        keys: &[span("weft.retrieval.source"), span("gen_ai.data_source.id")],
-        doc: "index, store or API documents were retrieved from",
-    },
-    AiColumn {
-        name: "retrieved_document_ids",
-        ty: ColumnType::Utf8List,
-        keys: &[
+        ];
+    tool_name: String,
+        "tool invoked",
+        [span("gen_ai.tool.name"), span("tool.name")];
+    tool_call_id: String,
+        "the model's id for the tool call",
+        [span("gen_ai.tool.call.id"), span("tool.id")];
+    retrieval_source: String,
+        "index, store or API documents were retrieved from",
+        [span("weft.retrieval.source"), span("gen_ai.data_source.id")];
+    retrieved_document_ids: Vec<String>,
+        "ids of the documents retrieved, in order",
+        [
             span_as("gen_ai.retrieval.documents", Interp::DocumentIdsJson),
-            span_as(
-                "retrieval.documents.N.document.id",
-                Interp::DocumentIdsIndexed,
-            ),
-        ],
-        doc: "ids of the documents retrieved, in order",
-    },
-    AiColumn {
-        name: "identity",
-        ty: ColumnType::Utf8,
-        keys: &[span("weft.identity"), span("enduser.id"), span("user.id")],
-        doc: "the end user or principal the step ran for",
-    },
-    AiColumn {
-        name: "workload_identity",
-        ty: ColumnType::Utf8,
-        keys: &[span("weft.workload.id"), resource("weft.workload.id")],
-        doc: "the workload (service account, SPIFFE id, ...) the step ran as",
-    },
-    AiColumn {
-        name: "policy_name",
-        ty: ColumnType::Utf8,
-        keys: &[
-            span("weft.policy.name"),
-            span("gen_ai.security.policy.name"),
-        ],
-        doc: "policy evaluated",
-    },
-    AiColumn {
-        name: "policy_verdict",
-        ty: ColumnType::Utf8,
-        keys: &[
+            span_as("retrieval.documents.N.document.id", Interp::DocumentIdsIndexed),
+        ];
+    identity: String,
+        "the end user or principal the step ran for",
+        [span("weft.identity"), span("enduser.id"), span("user.id")];
+    workload_identity: String,
+        "the workload (service account, SPIFFE id, ...) the step ran as",
+        [span("weft.workload.id"), resource("weft.workload.id")];
+    policy_name: String,
+        "policy evaluated",
+        [span("weft.policy.name"), span("gen_ai.security.policy.name")];
+    policy_verdict: PolicyVerdict,
+        "allow, deny or needs_approval",
+        [
             span_as("weft.policy.verdict", Interp::Verdict),
             span_as("gen_ai.security.verdict", Interp::Verdict),
-        ],
-        doc: "allow, deny or needs_approval",
-    },
-    AiColumn {
-        name: "approval_state",
-        ty: ColumnType::Utf8,
-        keys: &[span_as("weft.approval.state", Interp::Approval)],
-        doc: "requested, granted or denied",
-    },
-    AiColumn {
-        name: "approver",
-        ty: ColumnType::Utf8,
-        keys: &[span("weft.approval.approver")],
-        doc: "who granted or denied the approval",
-    },
-    AiColumn {
-        name: "node",
-        ty: ColumnType::Utf8,
-        keys: &[span("weft.node"), resource("host.name")],
-        doc: "GPU node or host that ran the step",
-    },
-    AiColumn {
-        name: "kv_cache_hit",
-        ty: ColumnType::Boolean,
-        keys: &[span("weft.kv_cache.hit")],
-        doc: "whether the prompt prefix was in the KV cache",
-    },
-    AiColumn {
-        name: "kv_cache_hit_ratio",
-        ty: ColumnType::Float64,
-        keys: &[span_as("weft.kv_cache.hit_ratio", Interp::Ratio)],
-        doc: "share of prompt tokens served from the KV cache, 0..1",
-    },
-    AiColumn {
-        name: "queue_wait_ns",
-        ty: ColumnType::Int64,
-        keys: &[span_as("weft.queue.wait_ms", Interp::MillisToNanos)],
-        doc: "time queued before the step ran, nanoseconds",
-    },
-    AiColumn {
-        name: "time_to_first_token_ns",
-        ty: ColumnType::Int64,
-        keys: &[
+        ];
+    approval_state: ApprovalState,
+        "requested, granted or denied",
+        [span_as("weft.approval.state", Interp::Approval)];
+    approver: String,
+        "who granted or denied the approval",
+        [span("weft.approval.approver")];
+    node: String,
+        "GPU node or host that ran the step",
+        [span("weft.node"), resource("host.name")];
+    kv_cache_hit: bool,
+        "whether the prompt prefix was in the KV cache",
+        [span("weft.kv_cache.hit")];
+    kv_cache_hit_ratio: f64,
+        "share of prompt tokens served from the KV cache, 0..1",
+        [span_as("weft.kv_cache.hit_ratio", Interp::Ratio)];
+    queue_wait_ns: i64,
+        "time queued before the step ran, nanoseconds",
+        [span_as("weft.queue.wait_ms", Interp::MillisToNanos)];
+    time_to_first_token_ns: i64,
+        "time to first token, nanoseconds",
+        [
             span_as("weft.ttft_ms", Interp::MillisToNanos),
-            span_as(
-                "gen_ai.response.time_to_first_chunk",
-                Interp::SecondsToNanos,
-            ),
-        ],
-        doc: "time to first token, nanoseconds",
-    },
-    AiColumn {
-        name: "conversation_id",
-        ty: ColumnType::Utf8,
-        keys: &[span("gen_ai.conversation.id"), span("session.id")],
-        doc: "conversation or session the step belongs to",
-    },
-    AiColumn {
-        name: "agent_name",
-        ty: ColumnType::Utf8,
-        keys: &[span("gen_ai.agent.name"), span("agent.name")],
-        doc: "agent that ran the step",
-    },
-];
+            span_as("gen_ai.response.time_to_first_chunk", Interp::SecondsToNanos),
+        ];
+    conversation_id: String,
+        "conversation or session the step belongs to",
+        [span("gen_ai.conversation.id"), span("session.id")];
+    agent_name: String,
+        "agent that ran the step",
+        [span("gen_ai.agent.name"), span("agent.name")];
+}
 
 /// What an AI step is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -434,35 +350,6 @@ impl ApprovalState {
     }
 }
 
-/// The typed AI columns of one span; `None` is a null column.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct AiFields {
-    pub ai_kind: Option<AiKind>,
-    pub gen_ai_operation: Option<String>,
-    pub gen_ai_provider: Option<String>,
-    pub gen_ai_model: Option<String>,
-    pub input_tokens: Option<i64>,
-    pub output_tokens: Option<i64>,
-    pub cached_input_tokens: Option<i64>,
-    pub tool_name: Option<String>,
-    pub tool_call_id: Option<String>,
-    pub retrieval_source: Option<String>,
-    pub retrieved_document_ids: Option<Vec<String>>,
-    pub identity: Option<String>,
-    pub workload_identity: Option<String>,
-    pub policy_name: Option<String>,
-    pub policy_verdict: Option<PolicyVerdict>,
-    pub approval_state: Option<ApprovalState>,
-    pub approver: Option<String>,
-    pub node: Option<String>,
-    pub kv_cache_hit: Option<bool>,
-    pub kv_cache_hit_ratio: Option<f64>,
-    pub queue_wait_ns: Option<i64>,
-    pub time_to_first_token_ns: Option<i64>,
-    pub conversation_id: Option<String>,
-    pub agent_name: Option<String>,
-}
-
 macro_rules! serialize_as_str {
     ($($t:ty),*) => {$(
         impl serde::Serialize for $t {
@@ -474,71 +361,14 @@ macro_rules! serialize_as_str {
 }
 serialize_as_str!(AiKind, PolicyVerdict, ApprovalState);
 
-/// A column value after interpretation.
-#[derive(Debug, Clone, PartialEq)]
-enum Typed {
-    Str(String),
-    Int(i64),
-    Float(f64),
-    Bool(bool),
-    List(Vec<String>),
-}
-
-impl Typed {
-    fn str(self) -> Option<String> {
-        match self {
-            Typed::Str(s) => Some(s),
-            _ => None,
-        }
-    }
-    fn int(self) -> Option<i64> {
-        match self {
-            Typed::Int(i) => Some(i),
-            _ => None,
-        }
-    }
-    fn float(self) -> Option<f64> {
-        match self {
-            Typed::Float(f) => Some(f),
-            _ => None,
-        }
-    }
-    fn bool(self) -> Option<bool> {
-        match self {
-            Typed::Bool(b) => Some(b),
-            _ => None,
-        }
-    }
-    fn list(self) -> Option<Vec<String>> {
-        match self {
-            Typed::List(l) => Some(l),
-            _ => None,
-        }
-    }
-}
-
-/// Extracts every AI column from a span's and its resource's attributes.
-pub fn extract(
-    span_attrs: &[(String, AttrValue)],
-    resource_attrs: &[(String, AttrValue)],
-) -> AiFields {
-    let mut out = AiFields::default();
-    for column in AI_COLUMNS {
-        let Some(value) = first_present(column, span_attrs, resource_attrs) else {
-            continue;
-        };
-        assign(&mut out, column.name, value);
-    }
-    out
-}
-
 /// The first key present decides; a wrongly typed value gives `Some(None)`.
 fn first_present(
-    column: &AiColumn,
+    ty: ColumnType,
+    keys: &[Key],
     span_attrs: &[(String, AttrValue)],
     resource_attrs: &[(String, AttrValue)],
 ) -> Option<Option<Typed>> {
-    for key in column.keys {
+    for key in keys {
         let attrs = match key.scope {
             Scope::Span => span_attrs,
             Scope::Resource => resource_attrs,
@@ -550,7 +380,7 @@ fn first_present(
             continue;
         }
         if let Some(value) = find(attrs, key.name) {
-            return Some(interpret(column.ty, key.interp, value));
+            return Some(interpret(ty, key.interp, value));
         }
     }
     None
@@ -559,28 +389,28 @@ fn first_present(
 fn interpret(ty: ColumnType, interp: Interp, value: &AttrValue) -> Option<Typed> {
     match interp {
         Interp::AsIs => as_type(ty, value),
-        Interp::WeftKind => text(value).and_then(AiKind::parse).map(kind),
-        Interp::GenAiOperationKind => text(value).map(|s| kind(AiKind::from_gen_ai_operation(s))),
-        Interp::OpenInferenceKind => text(value).map(|s| kind(AiKind::from_openinference(s))),
-        Interp::TraceloopKind => text(value).map(|s| kind(AiKind::from_traceloop(s))),
+        Interp::WeftKind => text(value).and_then(AiKind::parse).map(Typed::Kind),
+        Interp::GenAiOperationKind => {
+            text(value).map(|s| Typed::Kind(AiKind::from_gen_ai_operation(s)))
+        }
+        Interp::OpenInferenceKind => {
+            text(value).map(|s| Typed::Kind(AiKind::from_openinference(s)))
+        }
+        Interp::TraceloopKind => text(value).map(|s| Typed::Kind(AiKind::from_traceloop(s))),
         Interp::MillisToNanos => number(value).map(|ms| Typed::Int((ms * 1e6).round() as i64)),
         Interp::SecondsToNanos => number(value).map(|s| Typed::Int((s * 1e9).round() as i64)),
         Interp::DocumentIdsJson => json_document_ids(value).map(Typed::List),
         Interp::DocumentIdsIndexed => None,
         Interp::Verdict => text(value)
             .and_then(PolicyVerdict::parse)
-            .map(|v| Typed::Str(v.as_str().to_owned())),
+            .map(Typed::Verdict),
         Interp::Approval => text(value)
             .and_then(ApprovalState::parse)
-            .map(|v| Typed::Str(v.as_str().to_owned())),
+            .map(Typed::Approval),
         Interp::Ratio => number(value)
             .filter(|r| (0.0..=1.0).contains(r))
             .map(Typed::Float),
     }
-}
-
-fn kind(k: AiKind) -> Typed {
-    Typed::Str(k.as_str().to_owned())
 }
 
 fn text(value: &AttrValue) -> Option<&str> {
@@ -661,38 +491,6 @@ fn indexed_document_ids(attrs: &[(String, AttrValue)]) -> Option<Vec<String>> {
     }
     found.sort_by_key(|(n, _)| *n);
     Some(found.into_iter().map(|(_, id)| id).collect())
-}
-
-fn assign(out: &mut AiFields, column: &str, value: Option<Typed>) {
-    let Some(v) = value else { return };
-    match column {
-        "ai_kind" => out.ai_kind = v.str().and_then(|s| AiKind::parse(&s)),
-        "gen_ai_operation" => out.gen_ai_operation = v.str(),
-        "gen_ai_provider" => out.gen_ai_provider = v.str(),
-        "gen_ai_model" => out.gen_ai_model = v.str(),
-        "input_tokens" => out.input_tokens = v.int(),
-        "output_tokens" => out.output_tokens = v.int(),
-        "cached_input_tokens" => out.cached_input_tokens = v.int(),
-        "tool_name" => out.tool_name = v.str(),
-        "tool_call_id" => out.tool_call_id = v.str(),
-        "retrieval_source" => out.retrieval_source = v.str(),
-        "retrieved_document_ids" => out.retrieved_document_ids = v.list(),
-        "identity" => out.identity = v.str(),
-        "workload_identity" => out.workload_identity = v.str(),
-        "policy_name" => out.policy_name = v.str(),
-        "policy_verdict" => out.policy_verdict = v.str().and_then(|s| PolicyVerdict::parse(&s)),
-        "approval_state" => out.approval_state = v.str().and_then(|s| ApprovalState::parse(&s)),
-        "approver" => out.approver = v.str(),
-        "node" => out.node = v.str(),
-        "kv_cache_hit" => out.kv_cache_hit = v.bool(),
-        "kv_cache_hit_ratio" => out.kv_cache_hit_ratio = v.float(),
-        "queue_wait_ns" => out.queue_wait_ns = v.int(),
-        "time_to_first_token_ns" => out.time_to_first_token_ns = v.int(),
-        "conversation_id" => out.conversation_id = v.str(),
-        "agent_name" => out.agent_name = v.str(),
-        // Every name in AI_COLUMNS is matched above; a test checks it.
-        _ => {}
-    }
 }
 
 #[cfg(test)]

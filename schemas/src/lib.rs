@@ -3,24 +3,30 @@
 //! Everything that describes a stored span lives here and nowhere else:
 //! - [`ids`]: `TraceId`/`SpanId` newtypes, checked at the decode boundary;
 //! - [`span`]: [`Span`], the plain normalised span every later stage handles;
-//! - [`conventions`]: the table mapping AI semantic-convention keys to typed columns;
+//! - [`conventions`]: the one table of AI columns — the semantic-convention keys
+//!   that fill each typed column — from which [`ai_column`]'s macro generates
+//!   the field struct, the builders and the typed reader;
 //! - [`schema`]: the versioned Arrow schema and its column names;
 //! - [`batch`]: building Arrow `RecordBatch`es from spans;
+//! - [`read`]: [`SpanReader`], the one typed reader of span-shaped batches;
 //! - [`settled`]: the schemas of what is stored when a trace settles (its
 //!   nested-set structure and its link index).
 //!
 //! This crate knows nothing about OTLP protobuf, storage or SQL engines.
 
+pub mod ai_column;
 pub mod batch;
 pub mod conventions;
 pub mod ids;
+pub mod read;
 pub mod schema;
 pub mod settled;
 pub mod span;
 
 pub use batch::spans_to_batch;
-pub use conventions::{AiFields, AiKind, ApprovalState, PolicyVerdict};
+pub use conventions::{AiFields, AiKind, ApprovalState, PolicyVerdict, ai_col};
 pub use ids::{IdError, SpanId, TraceId};
+pub use read::SpanReader;
 pub use schema::{SCHEMA_VERSION, SCHEMA_VERSION_KEY, span_schema};
 pub use settled::{links_schema, structure_schema};
 pub use span::{AttrValue, Attributes, Span, SpanEvent, SpanKind, SpanLink, StatusCode};

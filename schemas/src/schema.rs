@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 
-use crate::conventions::{AI_COLUMNS, ColumnType};
+use crate::conventions::AI_COLUMNS;
 
 /// Bumped whenever a column is added, removed or changes type.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -95,16 +95,6 @@ pub fn utf8_list_type() -> DataType {
     DataType::List(Arc::new(Field::new("item", DataType::Utf8, false)))
 }
 
-fn ai_type(ty: ColumnType) -> DataType {
-    match ty {
-        ColumnType::Utf8 => DataType::Utf8,
-        ColumnType::Int64 => DataType::Int64,
-        ColumnType::Float64 => DataType::Float64,
-        ColumnType::Boolean => DataType::Boolean,
-        ColumnType::Utf8List => utf8_list_type(),
-    }
-}
-
 /// The schema of the `spans` table, with its version in the metadata.
 pub fn span_schema() -> SchemaRef {
     static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
@@ -133,7 +123,7 @@ pub fn span_schema() -> SchemaRef {
             fields.extend(
                 AI_COLUMNS
                     .iter()
-                    .map(|c| Field::new(c.name, ai_type(c.ty), true)),
+                    .map(|c| Field::new(c.name, c.ty.data_type(), true)),
             );
             let metadata = [(SCHEMA_VERSION_KEY.to_owned(), SCHEMA_VERSION.to_string())]
                 .into_iter()

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use weft_query::lineage::graph::{EdgeKind, Lineage, Node};
+use weft_lineage::{EdgeKind, Lineage, Node};
 
 /// What the body of the screen shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,7 +4,7 @@ use std::io;
 
 use ratatui::DefaultTerminal;
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
-use weft_query::lineage::graph::Lineage;
+use weft_lineage::Lineage;
 
 use crate::app::{Action, App};
 

@@ -7,8 +7,8 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style, Stylize};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph, Widget, Wrap};
-use weft_query::lineage::graph::{EdgeKind, Node};
-use weft_query::lineage::render::summary_text;
+use weft_lineage::render::summary_text;
+use weft_lineage::{EdgeKind, Node};
 use weft_schemas::StatusCode;
 
 use crate::app::{App, Row, Tab};
@@ -273,8 +273,8 @@ pub fn describe(node: &Node, origin: i64) -> String {
 pub(crate) mod tests {
     use ratatui::Terminal;
     use ratatui::backend::TestBackend;
-    use weft_query::lineage::graph::{BuildOptions, Lineage, build};
-    use weft_query::lineage::{LineageSpan, StepAi};
+    use weft_lineage::{BuildOptions, Lineage, build};
+    use weft_lineage::{LineageSpan, StepAi};
     use weft_schemas::{AiKind, ApprovalState, PolicyVerdict, SpanId, StatusCode, TraceId};
 
     use crate::app::{Action, App};

@@ -158,7 +158,7 @@ mod tests {
             1024,
         )
         .unwrap_err();
-        assert!(err.is_client_error(), "{err}");
+        assert_eq!(err.kind(), crate::error::ErrorKind::Invalid, "{err}");
     }
 
     #[test]

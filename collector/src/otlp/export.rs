@@ -7,71 +7,22 @@
 
 use std::collections::BTreeMap;
 
-use arrow::array::{
-    Array, AsArray, ListArray, MapArray, RecordBatch, StringArray, StructArray,
-    TimestampNanosecondArray,
-};
+use arrow::array::RecordBatch;
 use serde_json::{Value, json};
+use weft_schemas::SpanReader;
 use weft_schemas::schema::col;
-use weft_schemas::{SpanKind, StatusCode};
 
 use crate::error::{Error, Result};
 
-fn missing(name: &str) -> Error {
-    Error::Unavailable(format!(
-        "span batch lacks column {name} of the expected type"
-    ))
-}
-
-fn strings<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a StringArray> {
-    batch
-        .column_by_name(name)
-        .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-        .ok_or_else(|| missing(name))
-}
-
-fn times<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a TimestampNanosecondArray> {
-    batch
-        .column_by_name(name)
-        .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>())
-        .ok_or_else(|| missing(name))
-}
-
-fn maps<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a MapArray> {
-    batch
-        .column_by_name(name)
-        .and_then(|c| c.as_any().downcast_ref::<MapArray>())
-        .ok_or_else(|| missing(name))
-}
-
-fn lists<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ListArray> {
-    batch
-        .column_by_name(name)
-        .and_then(|c| c.as_any().downcast_ref::<ListArray>())
-        .ok_or_else(|| missing(name))
-}
-
-fn opt(a: &StringArray, row: usize) -> Option<&str> {
-    (!a.is_null(row)).then(|| a.value(row))
-}
-
-/// The entries of one map value as OTLP/JSON `KeyValue`s.
-fn key_values(entries: &StructArray) -> Vec<Value> {
-    let (Some(keys), Some(values)) = (
-        entries.column(0).as_any().downcast_ref::<StringArray>(),
-        entries.column(1).as_any().downcast_ref::<StringArray>(),
-    ) else {
-        return Vec::new();
-    };
-    (0..entries.len())
-        .map(|i| {
-            json!({"key": keys.value(i), "value": {"stringValue": opt(values, i).unwrap_or("")}})
-        })
+/// Attributes as OTLP/JSON `KeyValue`s.
+fn key_values<'a>(entries: impl Iterator<Item = (&'a str, Option<&'a str>)>) -> Vec<Value> {
+    entries
+        .map(|(k, v)| json!({"key": k, "value": {"stringValue": v.unwrap_or("")}}))
         .collect()
 }
 
-fn map_row(map: &MapArray, row: usize) -> Vec<Value> {
-    key_values(&map.value(row))
+fn hex(id: Option<impl std::fmt::Display>) -> Value {
+    id.map_or(Value::Null, |id| Value::String(id.to_string()))
 }
 
 /// Builds `TracesData` JSON from batches of the span schema.
@@ -80,46 +31,62 @@ pub fn traces_data_json(batches: &[RecordBatch]) -> Result<Value> {
     type Scopes = BTreeMap<(String, String), Vec<Value>>;
     let mut resources: BTreeMap<String, (Vec<Value>, Scopes)> = BTreeMap::new();
     for batch in batches {
-        let trace_id = strings(batch, col::TRACE_ID)?;
-        let span_id = strings(batch, col::SPAN_ID)?;
-        let parent = strings(batch, col::PARENT_SPAN_ID)?;
-        let trace_state = strings(batch, col::TRACE_STATE)?;
-        let name = strings(batch, col::NAME)?;
-        let kind = strings(batch, col::KIND)?;
-        let start = times(batch, col::START_TIME)?;
-        let end = times(batch, col::END_TIME)?;
-        let status_code = strings(batch, col::STATUS_CODE)?;
-        let status_message = strings(batch, col::STATUS_MESSAGE)?;
-        let scope_name = strings(batch, col::SCOPE_NAME)?;
-        let scope_version = strings(batch, col::SCOPE_VERSION)?;
-        let resource_attrs = maps(batch, col::RESOURCE_ATTRIBUTES)?;
-        let attrs = maps(batch, col::ATTRIBUTES)?;
-        let events = lists(batch, col::EVENTS)?;
-        let links = lists(batch, col::LINKS)?;
-
-        for row in 0..batch.num_rows() {
-            let resource = map_row(resource_attrs, row);
+        let r = SpanReader::with_columns(
+            batch,
+            &[col::TRACE_ID, col::SPAN_ID, col::START_TIME, col::END_TIME],
+        )
+        .map_err(|e| Error::Internal(format!("reading spans for export: {e}")))?;
+        for row in 0..r.len() {
+            let resource = key_values(r.resource_attributes(row));
             let resource_key = Value::Array(resource.clone()).to_string();
             let scope_key = (
-                opt(scope_name, row).unwrap_or("").to_owned(),
-                opt(scope_version, row).unwrap_or("").to_owned(),
+                r.scope_name(row).unwrap_or("").to_owned(),
+                r.scope_version(row).unwrap_or("").to_owned(),
             );
-            let mut span = json!({
-                "traceId": trace_id.value(row),
-                "spanId": span_id.value(row),
-                "name": name.value(row),
-                "kind": SpanKind::parse(kind.value(row)).to_otlp(),
-                "startTimeUnixNano": start.value(row).to_string(),
-                "endTimeUnixNano": end.value(row).to_string(),
-                "attributes": map_row(attrs, row),
-                "events": events_json(events, row),
-                "links": links_json(links, row),
-                "status": status_json(status_code.value(row), opt(status_message, row)),
-            });
-            if let Some(p) = opt(parent, row) {
-                span["parentSpanId"] = json!(p);
+            let events: Vec<Value> = r
+                .events(row)
+                .map(|e| {
+                    json!({
+                        "timeUnixNano": e.time_unix_nano.to_string(),
+                        "name": e.name,
+                        "attributes": key_values(r.event_attributes(&e)),
+                    })
+                })
+                .collect();
+            let links: Vec<Value> = r
+                .links(row)
+                .map(|l| {
+                    let mut link = json!({
+                        "traceId": hex(l.trace_id),
+                        "spanId": hex(l.span_id),
+                        "attributes": key_values(r.link_attributes(&l)),
+                    });
+                    if let Some(s) = l.trace_state {
+                        link["traceState"] = json!(s);
+                    }
+                    link
+                })
+                .collect();
+            let mut status = json!({"code": r.status(row).to_otlp()});
+            if let Some(m) = r.status_message(row) {
+                status["message"] = json!(m);
             }
-            if let Some(ts) = opt(trace_state, row) {
+            let mut span = json!({
+                "traceId": hex(r.trace_id(row)),
+                "spanId": hex(r.span_id(row)),
+                "name": r.name(row),
+                "kind": r.kind(row).to_otlp(),
+                "startTimeUnixNano": r.start_ns(row).to_string(),
+                "endTimeUnixNano": r.end_ns(row).to_string(),
+                "attributes": key_values(r.attributes(row)),
+                "events": events,
+                "links": links,
+                "status": status,
+            });
+            if let Some(p) = r.parent_span_id(row) {
+                span["parentSpanId"] = json!(p.to_hex());
+            }
+            if let Some(ts) = r.trace_state(row) {
                 span["traceState"] = json!(ts);
             }
             resources
@@ -146,64 +113,6 @@ pub fn traces_data_json(batches: &[RecordBatch]) -> Result<Value> {
     Ok(json!({ "resourceSpans": resource_spans }))
 }
 
-fn status_json(code: &str, message: Option<&str>) -> Value {
-    let mut status = json!({"code": StatusCode::parse(code).to_otlp()});
-    if let Some(m) = message {
-        status["message"] = json!(m);
-    }
-    status
-}
-
-fn events_json(list: &ListArray, row: usize) -> Vec<Value> {
-    let value = list.value(row);
-    let items = value.as_struct();
-    let (Some(time), Some(name), Some(attrs)) = (
-        items
-            .column(0)
-            .as_any()
-            .downcast_ref::<TimestampNanosecondArray>(),
-        items.column(1).as_any().downcast_ref::<StringArray>(),
-        items.column(2).as_any().downcast_ref::<MapArray>(),
-    ) else {
-        return Vec::new();
-    };
-    (0..items.len())
-        .map(|i| {
-            json!({
-                "timeUnixNano": time.value(i).to_string(),
-                "name": name.value(i),
-                "attributes": map_row(attrs, i),
-            })
-        })
-        .collect()
-}
-
-fn links_json(list: &ListArray, row: usize) -> Vec<Value> {
-    let value = list.value(row);
-    let items = value.as_struct();
-    let (Some(trace), Some(span), Some(state), Some(attrs)) = (
-        items.column(0).as_any().downcast_ref::<StringArray>(),
-        items.column(1).as_any().downcast_ref::<StringArray>(),
-        items.column(2).as_any().downcast_ref::<StringArray>(),
-        items.column(3).as_any().downcast_ref::<MapArray>(),
-    ) else {
-        return Vec::new();
-    };
-    (0..items.len())
-        .map(|i| {
-            let mut link = json!({
-                "traceId": trace.value(i),
-                "spanId": span.value(i),
-                "attributes": map_row(attrs, i),
-            });
-            if let Some(s) = opt(state, i) {
-                link["traceState"] = json!(s);
-            }
-            link
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,10 +134,10 @@ mod tests {
                 span_id: vec![7; 8],
                 ..Default::default()
             });
-        let spans = normalise(&request(vec![good_span(1), child])).spans;
+        let spans = normalise(request(vec![good_span(1), child])).spans;
         let json = traces_data_json(&[spans_to_batch(&spans).unwrap()]).unwrap();
         let back: ExportTraceServiceRequest = serde_json::from_value(json.clone()).unwrap();
-        let round = normalise(&back);
+        let round = normalise(back);
         assert_eq!(round.rejected, 0, "{json}");
         assert_eq!(round.spans.len(), 2);
         assert_eq!(round.spans[1].parent_span_id, spans[1].parent_span_id);

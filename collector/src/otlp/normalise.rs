@@ -61,41 +61,38 @@ impl Normalised {
     }
 }
 
-/// Validates and normalises every span of a request.
-pub fn normalise(request: &ExportTraceServiceRequest) -> Normalised {
+/// Validates and normalises every span of a request, moving its strings and
+/// attributes into the spans rather than copying them.
+pub fn normalise(request: ExportTraceServiceRequest) -> Normalised {
     let mut out = Normalised::default();
-    for (ri, rs) in request.resource_spans.iter().enumerate() {
+    for (ri, rs) in request.resource_spans.into_iter().enumerate() {
         let resource_attributes: std::sync::Arc<Attributes> = rs
             .resource
-            .as_ref()
-            .map(|r| attributes(&r.attributes))
+            .map(|r| attributes(r.attributes))
             .unwrap_or_default()
             .into();
         let service_name = resource_attributes.iter().find_map(|(k, v)| match v {
             AttrValue::Str(s) if k == "service.name" => Some(s.clone()),
             _ => None,
         });
-        for (si, ss) in rs.scope_spans.iter().enumerate() {
-            let (scope_name, scope_version) = ss
-                .scope
-                .as_ref()
-                .map(|s| (s.name.clone(), s.version.clone()))
-                .unwrap_or_default();
-            for (pi, span) in ss.spans.iter().enumerate() {
-                let context = Context {
-                    resource_attributes: &resource_attributes,
-                    service_name: service_name.as_deref(),
-                    scope_name: &scope_name,
-                    scope_version: &scope_version,
-                };
+        for (si, ss) in rs.scope_spans.into_iter().enumerate() {
+            let (scope_name, scope_version) =
+                ss.scope.map(|s| (s.name, s.version)).unwrap_or_default();
+            let context = Context {
+                resource_attributes: &resource_attributes,
+                service_name: service_name.as_deref(),
+                scope_name: &scope_name,
+                scope_version: &scope_version,
+            };
+            out.spans.reserve(ss.spans.len());
+            for (pi, span) in ss.spans.into_iter().enumerate() {
                 match normalise_span(span, &context) {
                     Ok(s) => out.spans.push(s),
-                    Err(e) => {
+                    Err((e, name)) => {
                         out.rejected += 1;
                         if out.errors.len() < MAX_REPORTED_ERRORS {
                             out.errors.push(format!(
-                                "resource {ri} scope {si} span {pi} ({:?}): {e}",
-                                span.name
+                                "resource {ri} scope {si} span {pi} ({name:?}): {e}"
                             ));
                         }
                     }
@@ -117,7 +114,18 @@ fn time(ns: u64) -> Result<i64, SpanError> {
     i64::try_from(ns).map_err(|_| SpanError::TimeOutOfRange(ns))
 }
 
-fn normalise_span(span: &proto::Span, cx: &Context<'_>) -> Result<Span, SpanError> {
+/// The checks that can reject a span, before anything is moved out of it.
+struct Checked {
+    trace_id: TraceId,
+    span_id: SpanId,
+    parent_span_id: Option<SpanId>,
+    start: i64,
+    end: i64,
+    links: Vec<(TraceId, SpanId)>,
+    event_times: Vec<i64>,
+}
+
+fn check(span: &proto::Span) -> Result<Checked, SpanError> {
     let trace_id = TraceId::try_from(span.trace_id.as_slice()).map_err(SpanError::Id)?;
     let span_id = SpanId::try_from(span.span_id.as_slice()).map_err(SpanError::Id)?;
     let parent_span_id = parent(&span.parent_span_id)?;
@@ -127,49 +135,76 @@ fn normalise_span(span: &proto::Span, cx: &Context<'_>) -> Result<Span, SpanErro
             end: span.end_time_unix_nano,
         });
     }
-    let start = time(span.start_time_unix_nano)?;
-    let end = time(span.end_time_unix_nano)?;
     let links = span
         .links
         .iter()
         .enumerate()
         .map(|(index, l)| {
             let err = |error| SpanError::LinkId { index, error };
-            Ok(SpanLink {
-                trace_id: TraceId::try_from(l.trace_id.as_slice()).map_err(err)?,
-                span_id: SpanId::try_from(l.span_id.as_slice()).map_err(err)?,
-                trace_state: l.trace_state.clone(),
-                attributes: attributes(&l.attributes),
-            })
+            Ok((
+                TraceId::try_from(l.trace_id.as_slice()).map_err(err)?,
+                SpanId::try_from(l.span_id.as_slice()).map_err(err)?,
+            ))
         })
         .collect::<Result<Vec<_>, SpanError>>()?;
-    let events = span
+    let event_times = span
         .events
         .iter()
-        .map(|e| {
-            Ok(SpanEvent {
-                time_unix_nano: time(e.time_unix_nano)?,
-                name: e.name.clone(),
-                attributes: attributes(&e.attributes),
-            })
-        })
+        .map(|e| time(e.time_unix_nano))
         .collect::<Result<Vec<_>, SpanError>>()?;
-    let attrs = attributes(&span.attributes);
-    let ai = extract(&attrs, cx.resource_attributes);
-    let (status_code, status_message) = span
-        .status
-        .as_ref()
-        .map(|s| (StatusCode::from_otlp(s.code), s.message.clone()))
-        .unwrap_or((StatusCode::Unset, String::new()));
-    Ok(Span {
+    Ok(Checked {
         trace_id,
         span_id,
         parent_span_id,
-        trace_state: span.trace_state.clone(),
-        name: span.name.clone(),
+        start: time(span.start_time_unix_nano)?,
+        end: time(span.end_time_unix_nano)?,
+        links,
+        event_times,
+    })
+}
+
+/// The span, or why it was rejected and its name (for the message).
+fn normalise_span(span: proto::Span, cx: &Context<'_>) -> Result<Span, (SpanError, String)> {
+    let checked = match check(&span) {
+        Ok(c) => c,
+        Err(e) => return Err((e, span.name)),
+    };
+    let links = span
+        .links
+        .into_iter()
+        .zip(checked.links)
+        .map(|(l, (trace_id, span_id))| SpanLink {
+            trace_id,
+            span_id,
+            trace_state: l.trace_state,
+            attributes: attributes(l.attributes),
+        })
+        .collect();
+    let events = span
+        .events
+        .into_iter()
+        .zip(checked.event_times)
+        .map(|(e, time_unix_nano)| SpanEvent {
+            time_unix_nano,
+            name: e.name,
+            attributes: attributes(e.attributes),
+        })
+        .collect();
+    let attrs = attributes(span.attributes);
+    let ai = extract(&attrs, cx.resource_attributes);
+    let (status_code, status_message) = span
+        .status
+        .map(|s| (StatusCode::from_otlp(s.code), s.message))
+        .unwrap_or((StatusCode::Unset, String::new()));
+    Ok(Span {
+        trace_id: checked.trace_id,
+        span_id: checked.span_id,
+        parent_span_id: checked.parent_span_id,
+        trace_state: span.trace_state,
+        name: span.name,
         kind: SpanKind::from_otlp(span.kind),
-        start_time_unix_nano: start,
-        end_time_unix_nano: end,
+        start_time_unix_nano: checked.start,
+        end_time_unix_nano: checked.end,
         status_code,
         status_message,
         service_name: cx.service_name.map(str::to_owned),
@@ -195,25 +230,25 @@ fn parent(bytes: &[u8]) -> Result<Option<SpanId>, SpanError> {
 }
 
 /// Converts OTLP key/values, keeping their order and types.
-pub fn attributes(kvs: &[KeyValue]) -> Attributes {
-    kvs.iter()
-        .map(|kv| (kv.key.clone(), any_value(kv.value.as_ref())))
+fn attributes(kvs: Vec<KeyValue>) -> Attributes {
+    kvs.into_iter()
+        .map(|kv| (kv.key, any_value(kv.value)))
         .collect()
 }
 
-fn any_value(v: Option<&AnyValue>) -> AttrValue {
+fn any_value(v: Option<AnyValue>) -> AttrValue {
     use any_value::Value;
-    match v.and_then(|v| v.value.as_ref()) {
+    match v.and_then(|v| v.value) {
         None => AttrValue::Empty,
-        Some(Value::StringValue(s)) => AttrValue::Str(s.clone()),
-        Some(Value::BoolValue(b)) => AttrValue::Bool(*b),
-        Some(Value::IntValue(i)) => AttrValue::Int(*i),
-        Some(Value::DoubleValue(d)) => AttrValue::Double(*d),
-        Some(Value::BytesValue(b)) => AttrValue::Bytes(b.clone()),
+        Some(Value::StringValue(s)) => AttrValue::Str(s),
+        Some(Value::BoolValue(b)) => AttrValue::Bool(b),
+        Some(Value::IntValue(i)) => AttrValue::Int(i),
+        Some(Value::DoubleValue(d)) => AttrValue::Double(d),
+        Some(Value::BytesValue(b)) => AttrValue::Bytes(b),
         Some(Value::ArrayValue(a)) => {
-            AttrValue::Array(a.values.iter().map(|v| any_value(Some(v))).collect())
+            AttrValue::Array(a.values.into_iter().map(|v| any_value(Some(v))).collect())
         }
-        Some(Value::KvlistValue(kv)) => AttrValue::KvList(attributes(&kv.values)),
+        Some(Value::KvlistValue(kv)) => AttrValue::KvList(attributes(kv.values)),
         // OTLP 1.x added a string-table reference used only by profiles.
         #[allow(unreachable_patterns)]
         Some(_) => AttrValue::Empty,
@@ -277,7 +312,7 @@ pub(crate) mod tests {
 
     #[test]
     fn folds_resource_and_extracts_ai_columns() {
-        let out = normalise(&request(vec![good_span(1)]));
+        let out = normalise(request(vec![good_span(1)]));
         assert_eq!(out.rejected, 0);
         let s = &out.spans[0];
         assert_eq!(s.service_name.as_deref(), Some("support-agent"));
@@ -303,7 +338,7 @@ pub(crate) mod tests {
             span_id: vec![1; 8],
             ..Default::default()
         });
-        let out = normalise(&request(vec![
+        let out = normalise(request(vec![
             good_span(1),
             short_id,
             zero_span,
@@ -327,7 +362,7 @@ pub(crate) mod tests {
 
     #[test]
     fn empty_request_is_fine() {
-        let out = normalise(&ExportTraceServiceRequest::default());
+        let out = normalise(ExportTraceServiceRequest::default());
         assert_eq!((out.spans.len(), out.rejected), (0, 0));
         assert_eq!(out.error_message(), "");
     }
@@ -339,7 +374,7 @@ pub(crate) mod tests {
             "weft.kv_cache.hit",
             any_value::Value::StringValue("yes".into()),
         ));
-        let out = normalise(&request(vec![span]));
+        let out = normalise(request(vec![span]));
         assert_eq!(out.rejected, 0);
         assert_eq!(out.spans[0].ai.kv_cache_hit, None);
         assert!(

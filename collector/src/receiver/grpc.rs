@@ -17,12 +17,12 @@ use tonic::{Request, Response, Status};
 
 use super::export_traces;
 use crate::config::IngestLimits;
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 use crate::otlp::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use crate::store::Store;
 
 /// The gRPC trace service.
-pub struct OtlpGrpc {
+struct OtlpGrpc {
     store: Store,
 }
 
@@ -32,7 +32,7 @@ impl TraceService for OtlpGrpc {
         &self,
         request: Request<ExportTraceServiceRequest>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        match export_traces(&self.store, request.get_ref()).await {
+        match export_traces(&self.store, request.into_inner()).await {
             Ok(response) => Ok(Response::new(response)),
             Err(e) => {
                 self.store
@@ -45,20 +45,24 @@ impl TraceService for OtlpGrpc {
     }
 }
 
-/// The one place collector errors become gRPC statuses.
-pub fn to_status(e: &Error) -> Status {
+/// The one place collector errors become gRPC statuses, by [`ErrorKind`]. An
+/// oversize message is RESOURCE_EXHAUSTED, as tonic answers before us; the
+/// retryable kinds are UNAVAILABLE, so the client keeps the data and retries.
+pub(crate) fn to_status(e: &Error) -> Status {
     let msg = e.to_string();
-    match e {
-        Error::Malformed { .. } | Error::Unsupported { .. } => Status::invalid_argument(msg),
-        Error::TooLarge { .. } => Status::resource_exhausted(msg),
-        // Retryable: the client keeps the data and tries again.
-        Error::Io { .. } | Error::Unavailable(_) => Status::unavailable(msg),
-        Error::Arrow(_) | Error::Parquet(_) => Status::internal(msg),
+    match e.kind() {
+        ErrorKind::Invalid if matches!(e, Error::TooLarge { .. }) => {
+            Status::resource_exhausted(msg)
+        }
+        ErrorKind::Invalid => Status::invalid_argument(msg),
+        ErrorKind::NotFound => Status::not_found(msg),
+        ErrorKind::Overloaded | ErrorKind::ShuttingDown => Status::unavailable(msg),
+        ErrorKind::Internal => Status::internal(msg),
     }
 }
 
 /// Rewrites tonic's own pre-handler statuses to the codes OTLP specifies.
-pub fn otlp_status_codes(
+fn otlp_status_codes(
     mut response: http::Response<tonic::body::Body>,
 ) -> http::Response<tonic::body::Body> {
     let headers = response.headers_mut();

@@ -24,7 +24,7 @@ use serde_json::json;
 
 use super::export_traces;
 use crate::config::IngestLimits;
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 use crate::otlp::ExportTraceServiceRequest;
 use crate::otlp::decode::{Encoding, Format, decode_message, decompress};
 use crate::store::Store;
@@ -37,11 +37,11 @@ struct AppState {
 
 /// `google.rpc.Status`, the body of OTLP/HTTP error responses.
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct RpcStatus {
+struct RpcStatus {
     #[prost(int32, tag = "1")]
-    pub code: i32,
+    code: i32,
     #[prost(string, tag = "2")]
-    pub message: String,
+    message: String,
 }
 
 /// The OTLP/HTTP router.
@@ -109,7 +109,7 @@ async fn traces(State(app): State<AppState>, headers: HeaderMap, body: Body) -> 
         Ok(r) => r,
         Err((e, format)) => return fail(&app, &e, format),
     };
-    match export_traces(&app.store, &request).await {
+    match export_traces(&app.store, request).await {
         Ok(response) => match format {
             Format::Protobuf => ok(format, response.encode_to_vec()),
             Format::Json => {
@@ -226,18 +226,23 @@ fn fail(app: &AppState, e: &Error, format: Option<Format>) -> Response {
     error_response(e, format)
 }
 
-/// The one place collector errors become HTTP statuses: 400 for malformed
-/// payloads, 413 for oversize, 415 for unsupported types or encodings (all not
-/// retryable), 503 with `Retry-After` when storage is unavailable (retryable),
-/// 500 for our bugs. The body is a `google.rpc.Status` in the request's format.
-pub fn error_response(e: &Error, format: Option<Format>) -> Response {
-    let status = match e {
-        Error::Malformed { .. } => StatusCode::BAD_REQUEST,
-        Error::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-        Error::Unsupported { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        Error::Io { .. } | Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-        Error::Arrow(_) | Error::Parquet(_) => StatusCode::INTERNAL_SERVER_ERROR,
+/// The one place collector errors become HTTP statuses, by [`ErrorKind`]: the
+/// client's mistakes are 400 (413 for oversize, 415 for unsupported types or
+/// encodings), not retryable; overload and shutdown are 503 with `Retry-After`
+/// (retryable); our bugs are 500. The body is a `google.rpc.Status` in the
+/// request's format.
+fn error_response(e: &Error, format: Option<Format>) -> Response {
+    let status = match (e.kind(), e) {
+        (ErrorKind::Invalid, Error::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+        (ErrorKind::Invalid, Error::Unsupported { .. }) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        (ErrorKind::Invalid, _) => StatusCode::BAD_REQUEST,
+        (ErrorKind::NotFound, _) => StatusCode::NOT_FOUND,
+        (ErrorKind::Overloaded | ErrorKind::ShuttingDown, _) => StatusCode::SERVICE_UNAVAILABLE,
+        (ErrorKind::Internal, _) => StatusCode::INTERNAL_SERVER_ERROR,
     };
+    if e.kind() == ErrorKind::Internal {
+        tracing::error!(error = %e, "ingest failed");
+    }
     let rpc = RpcStatus {
         code: grpc_code(e),
         message: e.to_string(),

@@ -15,9 +15,9 @@ use crate::store::Store;
 
 /// Normalises a request, stores its valid spans durably, and builds the OTLP
 /// response: partial success when some spans were rejected.
-pub async fn export_traces(
+pub(crate) async fn export_traces(
     store: &Store,
-    request: &ExportTraceServiceRequest,
+    request: ExportTraceServiceRequest,
 ) -> Result<ExportTraceServiceResponse> {
     let normalised = normalise(request);
     let outcome = store.ingest(&normalised.spans).await?;

@@ -1,24 +1,5 @@
-//! Execution lineage: reconstruct what a workflow did, across traces.
-//!
-//! A workflow is the connected set of spans reachable through parent→child
-//! edges and span links (follows-from), which may cross into other traces — an
-//! approval that resumes work in a new trace, a queued job, a retry.
-//!
-//! - [`fetch`]: walks the `span_links` index from the starting trace, then loads
-//!   the spans of every trace reached from `spans` (DataFusion stays here);
-//! - [`graph`]: builds the petgraph graph from plain [`LineageSpan`]s and
-//!   analyses it: anomalies, critical path, self time, effective identity;
-//! - [`summary`]: the five questions (retrievals, identities, policy checks,
-//!   tool calls, approvals) and governance findings;
-//! - [`render`]: a compact text tree and Graphviz DOT.
-//!
-//! Everything outside `fetch` is plain data, so it is testable on hand-built
-//! span sets and usable by the terminal UI.
-
-pub mod fetch;
-pub mod graph;
-pub mod render;
-pub mod summary;
+//! [`LineageSpan`]: one span as lineage sees it — plain data that whoever
+//! fetches spans (the query engine, a test, a benchmark) fills in.
 
 use serde::Serialize;
 use weft_schemas::{AiKind, ApprovalState, PolicyVerdict, SpanId, StatusCode, TraceId};
@@ -96,28 +77,5 @@ impl LineageSpan {
     /// `trace_id:span_id`, unique within a workflow.
     pub fn key(&self) -> String {
         format!("{}:{}", self.trace_id, self.span_id)
-    }
-}
-
-/// Which way to follow span links from the starting trace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Direction {
-    /// Both ways: the whole workflow.
-    #[default]
-    Both,
-    /// Toward causes: follow links a span holds to earlier spans.
-    Upstream,
-    /// Toward effects: follow links other spans hold to these.
-    Downstream,
-}
-
-impl Direction {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "both" => Some(Direction::Both),
-            "upstream" => Some(Direction::Upstream),
-            "downstream" => Some(Direction::Downstream),
-            _ => None,
-        }
     }
 }

@@ -20,28 +20,9 @@ use petgraph::visit::EdgeRef;
 use serde::Serialize;
 use weft_schemas::{SpanId, TraceId};
 
-use super::LineageSpan;
-use super::summary::{Roots, Summary, summarise};
-
-/// How one span reaches another.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EdgeKind {
-    /// Parent → child in one trace.
-    Child,
-    /// A missing parent's orphan, attached to its trace's root.
-    Orphan,
-    /// Linked span → the span holding the link (follows-from), maybe across traces.
-    Link,
-}
-
-/// A directed edge between two nodes (indices into [`Lineage::nodes`]).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Edge {
-    pub from: usize,
-    pub to: usize,
-    pub kind: EdgeKind,
-}
+use crate::node::{Edge, EdgeKind, Node};
+use crate::span::LineageSpan;
+use crate::summary::{Predecessors, Roots, Summary, summarise};
 
 /// Something wrong or unfinished in the input, reported rather than hidden.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -80,22 +61,6 @@ pub enum Anomaly {
         trace_id: TraceId,
         newest_end_ns: i64,
     },
-}
-
-/// One node of the workflow graph.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Node {
-    #[serde(flatten)]
-    pub span: LineageSpan,
-    /// Edges from the nearest root (0 for roots).
-    pub depth: u32,
-    /// The kind of edge that first reached this node, `None` for roots.
-    pub reached_by: Option<EdgeKind>,
-    /// Duration not covered by its children.
-    pub self_time_ns: i64,
-    /// Its own identity, else the nearest causal ancestor's.
-    pub effective_identity: Option<String>,
-    pub on_critical_path: bool,
 }
 
 /// A reconstructed workflow.
@@ -601,10 +566,6 @@ fn roots_of_each(graph: &DiGraph<usize, EdgeKind>, dag: &Dag) -> Roots {
     roots
 }
 
-/// For each node, its causal predecessors (every node with a path to it), by index.
-/// Only the direct-predecessor lists are kept; `summary` walks them.
-pub type Predecessors = Vec<Vec<usize>>;
-
 fn graph_predecessors(graph: &DiGraph<usize, EdgeKind>) -> Predecessors {
     let mut out = vec![Vec::new(); graph.node_count()];
     for e in graph.edge_references() {
@@ -616,7 +577,7 @@ fn graph_predecessors(graph: &DiGraph<usize, EdgeKind>) -> Predecessors {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::lineage::StepAi;
+    use crate::span::StepAi;
     use weft_schemas::StatusCode;
 
     pub(crate) fn tid(n: u8) -> TraceId {

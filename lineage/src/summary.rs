@@ -12,7 +12,11 @@ use foldhash::{HashMap, HashMapExt};
 use serde::Serialize;
 use weft_schemas::{ApprovalState, PolicyVerdict, StatusCode};
 
-use super::graph::{Node, Predecessors};
+use crate::node::Node;
+
+/// For each node, its causal predecessors (every node with a path to it), by index.
+/// Only the direct-predecessor lists are kept; the summary walks them.
+pub type Predecessors = Vec<Vec<usize>>;
 
 /// A pointer to a node of the lineage.
 #[derive(Debug, Clone, PartialEq, Serialize)]

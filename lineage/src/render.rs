@@ -3,7 +3,8 @@
 use std::collections::HashSet;
 use std::fmt::Write;
 
-use super::graph::{Anomaly, EdgeKind, Lineage, Node};
+use crate::graph::{Anomaly, Lineage};
+use crate::node::{EdgeKind, Node};
 
 /// `1.25s`, `85ms`, `120µs`, `900ns`.
 pub fn duration(ns: i64) -> String {
@@ -427,8 +428,8 @@ pub fn dot(lineage: &Lineage) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lineage::graph::tests::span;
-    use crate::lineage::graph::{BuildOptions, build};
+    use crate::graph::tests::span;
+    use crate::graph::{BuildOptions, build};
 
     /// A root with 25 `chat` children (each with one child of its own) and a `tool`.
     fn wide() -> Lineage {

@@ -1,0 +1,180 @@
+//! The WAL writer thread: one thread owns the WAL. It groups concurrent
+//! requests, drops spans already stored (client retries), appends one record per
+//! request, fsyncs once per group, puts the batches in the live buffer in
+//! sequence order, and only then answers. A failed group answers every request
+//! in it with the error that failed it.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
+
+use arrow::array::{BooleanArray, RecordBatch};
+use arrow::compute::filter_record_batch;
+use tokio::sync::{Notify, mpsc, oneshot};
+use weft_schemas::{SpanId, TraceId};
+
+use super::codec::encode_batch;
+use super::recent::Recent;
+use super::{IngestOutcome, LiveBatch, State, now_unix_nano};
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::wal::WalWriter;
+
+/// Most requests committed with one fsync.
+const MAX_GROUP: usize = 1024;
+
+/// What the store asks of the writer thread.
+pub(super) enum Command {
+    Append {
+        keys: Vec<(TraceId, SpanId)>,
+        batch: RecordBatch,
+        reply: oneshot::Sender<Result<IngestOutcome>>,
+    },
+    /// Everything at or below this sequence number is in Parquet.
+    Trim(u64),
+}
+
+pub(super) struct WriterContext {
+    pub state: Arc<RwLock<State>>,
+    pub metrics: Arc<Metrics>,
+    pub flush_wanted: Arc<Notify>,
+    pub flush_max_rows: usize,
+    pub dedup: Recent<(TraceId, SpanId), ()>,
+}
+
+/// The WAL writer thread: group commit until every sender is gone.
+pub(super) fn run_writer(
+    mut rx: mpsc::Receiver<Command>,
+    mut wal: WalWriter,
+    mut cx: WriterContext,
+) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut group = Vec::new();
+        let mut trim = None;
+        let mut next = Some(first);
+        while let Some(cmd) = next.take() {
+            match cmd {
+                Command::Append { keys, batch, reply } => group.push((keys, batch, reply)),
+                Command::Trim(seq) => trim = Some(seq),
+            }
+            if group.len() < MAX_GROUP {
+                next = rx.try_recv().ok();
+            }
+        }
+        if !group.is_empty() {
+            commit_group(&mut wal, &mut cx, group);
+        }
+        if let Some(checkpoint) = trim
+            && let Err(e) = wal.rotate_and_trim(checkpoint)
+        {
+            tracing::error!(error = %e, "wal trim failed; old segments stay until the next flush");
+        }
+    }
+    if let Err(e) = wal.sync() {
+        tracing::error!(error = %e, "final wal sync failed");
+    }
+}
+
+type Pending = (
+    Vec<(TraceId, SpanId)>,
+    RecordBatch,
+    oneshot::Sender<Result<IngestOutcome>>,
+);
+
+fn commit_group(wal: &mut WalWriter, cx: &mut WriterContext, group: Vec<Pending>) {
+    let mut in_group: HashSet<(TraceId, SpanId)> = HashSet::new();
+    let mut staged = Vec::with_capacity(group.len());
+    let mut failure: Option<Error> = None;
+    let mut bytes = 0u64;
+    for (keys, batch, reply) in group {
+        if failure.is_some() {
+            // The WAL already failed for this group: answer the rest with that error.
+            staged.push((None, IngestOutcome::default(), reply));
+            continue;
+        }
+        let mask: Vec<bool> = keys
+            .iter()
+            .map(|k| !cx.dedup.contains(k) && in_group.insert(*k))
+            .collect();
+        let stored = mask.iter().filter(|m| **m).count();
+        let outcome = IngestOutcome {
+            stored,
+            duplicates: keys.len() - stored,
+        };
+        let batch = if outcome.duplicates == 0 {
+            Ok(batch)
+        } else {
+            filter_record_batch(&batch, &BooleanArray::from(mask)).map_err(Error::from)
+        };
+        let appended = batch.and_then(|batch| {
+            if batch.num_rows() == 0 {
+                return Ok(None);
+            }
+            let payload = encode_batch(&batch)?;
+            bytes += payload.len() as u64;
+            let seq = wal.append(&payload)?;
+            Ok(Some((seq, batch)))
+        });
+        match appended {
+            Ok(entry) => staged.push((entry, outcome, reply)),
+            Err(e) => {
+                failure = Some(e);
+                staged.push((None, outcome, reply));
+            }
+        }
+    }
+    if failure.is_none()
+        && let Err(e) = wal.sync()
+    {
+        failure = Some(e);
+    }
+    if let Some(e) = failure {
+        tracing::error!(error = %e, requests = staged.len(), "wal commit failed; clients will retry");
+        for (_, _, reply) in staged {
+            let _ = reply.send(Err(e.duplicate()));
+        }
+        // Start a fresh segment so a half-written frame stays behind us.
+        match WalWriter::open(wal.dir(), wal.next_seq()) {
+            Ok(fresh) => *wal = fresh,
+            Err(e) => tracing::error!(error = %e, "cannot reopen the wal"),
+        }
+        return;
+    }
+    Metrics::add(&cx.metrics.wal_bytes, bytes);
+    Metrics::add(&cx.metrics.wal_syncs, 1);
+    let mut replies = Vec::with_capacity(staged.len());
+    {
+        let Ok(mut state) = cx.state.write() else {
+            for (_, _, reply) in staged {
+                let _ = reply.send(Err(Error::Internal("store lock poisoned".into())));
+            }
+            return;
+        };
+        if state.live.is_empty() {
+            cx.metrics
+                .oldest_unflushed_unix_nano
+                .store(now_unix_nano(), Ordering::Relaxed);
+        }
+        for (entry, outcome, reply) in staged {
+            if let Some((seq, batch)) = entry {
+                state.live_rows += batch.num_rows();
+                state.live.push(LiveBatch { seq, batch });
+            }
+            replies.push((outcome, reply));
+        }
+        cx.metrics
+            .buffered_spans
+            .store(state.live_rows as u64, Ordering::Relaxed);
+        if state.live_rows >= cx.flush_max_rows {
+            cx.flush_wanted.notify_one();
+        }
+    }
+    for key in in_group {
+        cx.dedup.insert(key, ());
+    }
+    for (outcome, reply) in replies {
+        Metrics::add(&cx.metrics.spans_accepted, outcome.stored as u64);
+        Metrics::add(&cx.metrics.spans_duplicate, outcome.duplicates as u64);
+        let _ = reply.send(Ok(outcome));
+    }
+}

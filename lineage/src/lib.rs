@@ -1,0 +1,28 @@
+//! Execution lineage: reconstruct what a workflow did, across traces, from
+//! plain spans.
+//!
+//! A workflow is the connected set of spans reachable through parent→child
+//! edges and span links (follows-from), which may cross into other traces — an
+//! approval that resumes work in a new trace, a queued job, a retry.
+//!
+//! - [`LineageSpan`] (`span`): one span as lineage sees it, filled in by
+//!   whoever fetched it (the query engine reads them from storage);
+//! - [`build`] (`graph`): the petgraph graph and its analyses — anomalies,
+//!   critical path, self time, effective identity;
+//! - [`node`]: the nodes and edges the build produces;
+//! - [`summary`]: the five review questions (retrievals, identities, policy
+//!   checks, tool calls, approvals) and governance findings;
+//! - [`render`]: a compact text tree, the summary as text, and Graphviz DOT.
+//!
+//! This crate depends on `weft-schemas` only: no DataFusion, no storage, so it
+//! is tested on hand-built span sets and used by the terminal UI as it is.
+
+mod graph;
+pub mod node;
+pub mod render;
+mod span;
+pub mod summary;
+
+pub use graph::{Anomaly, BuildOptions, Lineage, build};
+pub use node::{Edge, EdgeKind, Node};
+pub use span::{LineageSpan, StepAi};

@@ -1,0 +1,43 @@
+//! The nodes and edges of a workflow graph: what [`crate::build`] produces and
+//! [`crate::summary`] and [`crate::render`] read. Kept apart from `graph` so the
+//! analyses depend on the data, not on the builder.
+
+use serde::Serialize;
+
+use crate::span::LineageSpan;
+
+/// How one span reaches another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EdgeKind {
+    /// Parent → child in one trace.
+    Child,
+    /// A missing parent's orphan, attached to its trace's root.
+    Orphan,
+    /// Linked span → the span holding the link (follows-from), maybe across traces.
+    Link,
+}
+
+/// A directed edge between two nodes (indices into [`Lineage::nodes`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Edge {
+    pub from: usize,
+    pub to: usize,
+    pub kind: EdgeKind,
+}
+
+/// One node of the workflow graph.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Node {
+    #[serde(flatten)]
+    pub span: LineageSpan,
+    /// Edges from the nearest root (0 for roots).
+    pub depth: u32,
+    /// The kind of edge that first reached this node, `None` for roots.
+    pub reached_by: Option<EdgeKind>,
+    /// Duration not covered by its children.
+    pub self_time_ns: i64,
+    /// Its own identity, else the nearest causal ancestor's.
+    pub effective_identity: Option<String>,
+    pub on_critical_path: bool,
+}

@@ -1,0 +1,248 @@
+//! Loading a workflow's spans for `weft-lineage`: walk the `span_links` index
+//! from the starting trace, then read every span of the traces reached from
+//! `spans` at once, as plain [`LineageSpan`]s. The graph, its analyses and its
+//! renderings live in `weft-lineage`, which knows nothing of DataFusion.
+
+use std::collections::BTreeSet;
+
+use arrow::array::{AsArray, RecordBatch};
+use arrow::compute::cast;
+use arrow::datatypes::DataType;
+use datafusion::prelude::{Expr, SessionContext, col, lit};
+use weft_lineage::{LineageSpan, StepAi};
+use weft_schemas::schema::col as col_name;
+use weft_schemas::settled::col as link_col;
+use weft_schemas::{SpanReader, TraceId, ai_col};
+
+use crate::error::QueryError;
+
+/// Which way to follow span links from the starting trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Direction {
+    /// Both ways: the whole workflow.
+    #[default]
+    Both,
+    /// Toward causes: follow links a span holds to earlier spans.
+    Upstream,
+    /// Toward effects: follow links other spans hold to these.
+    Downstream,
+}
+
+impl Direction {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "both" => Some(Direction::Both),
+            "upstream" => Some(Direction::Upstream),
+            "downstream" => Some(Direction::Downstream),
+            _ => None,
+        }
+    }
+}
+
+/// Which traces to load, starting from one.
+#[derive(Debug, Clone, Copy)]
+pub struct Reach {
+    pub direction: Direction,
+    /// Link hops across traces to follow; `None` follows until nothing new.
+    pub max_depth: Option<u32>,
+    /// Stop adding traces past this many.
+    pub max_traces: usize,
+}
+
+impl Default for Reach {
+    fn default() -> Self {
+        Self {
+            direction: Direction::Both,
+            max_depth: None,
+            max_traces: 1_000,
+        }
+    }
+}
+
+/// The spans of every trace reachable from `start`, and whether a limit cut the walk short.
+///
+/// The walk reads only the `span_links` index (one bloom-filtered lookup per
+/// hop); the spans of all the traces it reaches are then read in one query.
+pub(crate) async fn workflow_spans(
+    ctx: &SessionContext,
+    start: TraceId,
+    reach: Reach,
+) -> Result<(Vec<LineageSpan>, bool), QueryError> {
+    let mut visited: BTreeSet<TraceId> = BTreeSet::from([start]);
+    let mut frontier: Vec<TraceId> = vec![start];
+    let mut hops = 0u32;
+    let mut truncated = false;
+    loop {
+        let next: BTreeSet<TraceId> = linked_traces(ctx, &frontier, reach.direction)
+            .await?
+            .into_iter()
+            .filter(|t| !visited.contains(t))
+            .collect();
+        if next.is_empty() {
+            break;
+        }
+        if reach.max_depth.is_some_and(|d| hops >= d) || visited.len() >= reach.max_traces {
+            truncated = true;
+            break;
+        }
+        hops += 1;
+        frontier = next
+            .into_iter()
+            .take(reach.max_traces - visited.len())
+            .collect();
+        visited.extend(frontier.iter().copied());
+    }
+    let traces: Vec<TraceId> = visited.into_iter().collect();
+    Ok((spans_of(ctx, &traces).await?, truncated))
+}
+
+/// The traces joined to `traces` by a span link, in `direction`: upstream are
+/// those their spans link to, downstream those whose spans link to them.
+async fn linked_traces(
+    ctx: &SessionContext,
+    traces: &[TraceId],
+    direction: Direction,
+) -> Result<BTreeSet<TraceId>, QueryError> {
+    let mut out = BTreeSet::new();
+    if direction != Direction::Downstream {
+        out.extend(link_ends(ctx, traces, link_col::TRACE_ID, link_col::LINKED_TRACE_ID).await?);
+    }
+    if direction != Direction::Upstream {
+        out.extend(link_ends(ctx, traces, link_col::LINKED_TRACE_ID, link_col::TRACE_ID).await?);
+    }
+    Ok(out)
+}
+
+/// The distinct `to` trace ids of the `span_links` rows whose `from` column is
+/// one of `traces`. One column per query, so the bloom filter on it prunes.
+async fn link_ends(
+    ctx: &SessionContext,
+    traces: &[TraceId],
+    from: &str,
+    to: &str,
+) -> Result<Vec<TraceId>, QueryError> {
+    let ids: Vec<Expr> = traces.iter().map(|t| lit(t.to_hex())).collect();
+    let batches = ctx
+        .table("span_links")
+        .await?
+        .filter(col(from).in_list(ids, false))?
+        .select_columns(&[to])?
+        .distinct()?
+        .collect()
+        .await?;
+    let mut out = Vec::new();
+    for batch in &batches {
+        let ends = batch
+            .column_by_name(to)
+            .ok_or_else(|| QueryError::Internal(format!("link query lacks column {to}")))?;
+        let ends = cast(ends, &DataType::Utf8)?;
+        out.extend(
+            ends.as_string::<i32>()
+                .iter()
+                .filter_map(|end| end?.parse::<TraceId>().ok()),
+        );
+    }
+    Ok(out)
+}
+
+/// The columns lineage reads of each span.
+const COLUMNS: &[&str] = &[
+    col_name::TRACE_ID,
+    col_name::SPAN_ID,
+    col_name::PARENT_SPAN_ID,
+    col_name::NAME,
+    col_name::SERVICE_NAME,
+    col_name::START_TIME,
+    col_name::END_TIME,
+    col_name::STATUS_CODE,
+    col_name::STATUS_MESSAGE,
+    col_name::LINKS,
+    col_name::ATTRIBUTES,
+    ai_col::ai_kind,
+    ai_col::identity,
+    ai_col::workload_identity,
+    ai_col::policy_name,
+    ai_col::policy_verdict,
+    ai_col::tool_name,
+    ai_col::tool_call_id,
+    ai_col::retrieval_source,
+    ai_col::retrieved_document_ids,
+    ai_col::approval_state,
+    ai_col::approver,
+    ai_col::gen_ai_model,
+    ai_col::input_tokens,
+    ai_col::output_tokens,
+    ai_col::node,
+    ai_col::kv_cache_hit,
+];
+
+/// Every span of the given traces. Ids are compared as literals, never spliced into SQL.
+pub(crate) async fn spans_of(
+    ctx: &SessionContext,
+    traces: &[TraceId],
+) -> Result<Vec<LineageSpan>, QueryError> {
+    if traces.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids = traces.iter().map(|t| lit(t.to_hex())).collect();
+    let batches = ctx
+        .table("spans")
+        .await?
+        .filter(col("trace_id").in_list(ids, false))?
+        .select_exprs(COLUMNS)?
+        .collect()
+        .await?;
+    let mut out = Vec::new();
+    for batch in &batches {
+        read_batch(batch, &mut out)?;
+    }
+    Ok(out)
+}
+
+fn read_batch(batch: &RecordBatch, out: &mut Vec<LineageSpan>) -> Result<(), QueryError> {
+    let r = SpanReader::with_columns(batch, COLUMNS)
+        .map_err(|e| QueryError::Internal(format!("lineage query: {e}")))?;
+    out.reserve(r.len());
+    for row in 0..r.len() {
+        let (Some(trace_id), Some(span_id)) = (r.trace_id(row), r.span_id(row)) else {
+            continue;
+        };
+        let ai = r.ai(row);
+        out.push(LineageSpan {
+            trace_id,
+            span_id,
+            parent_span_id: r.parent_span_id(row),
+            name: r.name(row).to_owned(),
+            service: r.service_name(row).map(str::to_owned),
+            start_ns: r.start_ns(row),
+            end_ns: r.end_ns(row),
+            status: r.status(row),
+            status_message: r.status_message(row).map(str::to_owned),
+            links: r
+                .links(row)
+                .filter_map(|l| Some((l.trace_id?, l.span_id?)))
+                .collect(),
+            ai: StepAi {
+                ai_kind: ai.ai_kind,
+                identity: ai.identity,
+                workload_identity: ai.workload_identity,
+                policy_name: ai.policy_name,
+                policy_verdict: ai.policy_verdict,
+                tool_name: ai.tool_name,
+                tool_call_id: ai.tool_call_id,
+                tool_effect: r.attribute(row, "weft.tool.effect").map(str::to_owned),
+                retrieval_source: ai.retrieval_source,
+                document_ids: ai.retrieved_document_ids.unwrap_or_default(),
+                approval_state: ai.approval_state,
+                approver: ai.approver,
+                approval_action: r.attribute(row, "weft.approval.action").map(str::to_owned),
+                model: ai.gen_ai_model,
+                input_tokens: ai.input_tokens,
+                output_tokens: ai.output_tokens,
+                node: ai.node,
+                kv_cache_hit: ai.kv_cache_hit,
+            },
+        });
+    }
+    Ok(())
+}
