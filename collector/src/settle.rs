@@ -19,11 +19,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BooleanArray, Int32Array, Int64Array, RecordBatch, StringArray, StringBuilder,
-    TimestampNanosecondArray,
+    ArrayRef, BooleanArray, FixedSizeBinaryBuilder, Int32Array, Int64Array, RecordBatch,
+    StringArray, TimestampNanosecondArray,
 };
 use arrow::compute::{SortColumn, lexsort_to_indices, take_record_batch};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 use weft_schemas::schema::col::LINKS;
 use weft_schemas::settled::col;
@@ -215,8 +216,9 @@ pub fn structure_batch(
     generation: i64,
 ) -> Result<RecordBatch> {
     let rows: usize = traces.values().map(Vec::len).sum();
-    let ids = |width: usize| StringBuilder::with_capacity(rows, rows * width);
-    let (mut trace_id, mut span_id, mut parent, mut root) = (ids(32), ids(16), ids(16), ids(16));
+    let ids = |len: usize| FixedSizeBinaryBuilder::with_capacity(rows, len as i32);
+    let (mut trace_id, mut span_id) = (ids(TraceId::LEN), ids(SpanId::LEN));
+    let (mut parent, mut root) = (ids(SpanId::LEN), ids(SpanId::LEN));
     let mut depth = Vec::with_capacity(rows);
     let mut left = Vec::with_capacity(rows);
     let mut right = Vec::with_capacity(rows);
@@ -228,22 +230,20 @@ pub fn structure_batch(
     let mut start = Vec::with_capacity(rows);
     let mut end = Vec::with_capacity(rows);
     let mut prev = Vec::with_capacity(rows);
-    let (mut trace_buf, mut span_buf) = ([0u8; 32], [0u8; 16]);
     for (trace, shapes) in traces {
-        let trace_hex = trace.write_hex(&mut trace_buf);
         let placed = place(shapes);
         // Rows in nested-set order, so a subtree is a contiguous run.
         let mut order: Vec<usize> = (0..shapes.len()).collect();
         order.sort_by_key(|i| placed[*i].left);
         for i in order {
             let (s, p) = (&shapes[i], placed[i]);
-            trace_id.append_value(trace_hex);
-            span_id.append_value(s.span_id.write_hex(&mut span_buf));
+            trace_id.append_value(trace.as_bytes())?;
+            span_id.append_value(s.span_id.as_bytes())?;
             match s.parent {
-                Some(id) => parent.append_value(id.write_hex(&mut span_buf)),
+                Some(id) => parent.append_value(id.as_bytes())?,
                 None => parent.append_null(),
             }
-            root.append_value(shapes[p.root].span_id.write_hex(&mut span_buf));
+            root.append_value(shapes[p.root].span_id.as_bytes())?;
             depth.push(p.depth);
             left.push(p.left);
             right.push(p.right);
@@ -286,10 +286,10 @@ pub fn link_rows(spans: &RecordBatch) -> Result<RecordBatch> {
         spans,
         &[col::TRACE_ID, col::SPAN_ID, col::START_TIME, LINKS],
     )?;
-    let ids = || StringBuilder::new();
-    let (mut linked_trace, mut linked_span, mut trace, mut span) = (ids(), ids(), ids(), ids());
+    let ids = |len: usize| FixedSizeBinaryBuilder::new(len as i32);
+    let (mut linked_trace, mut linked_span) = (ids(TraceId::LEN), ids(SpanId::LEN));
+    let (mut trace, mut span) = (ids(TraceId::LEN), ids(SpanId::LEN));
     let mut start = Vec::new();
-    let (mut tb, mut sb) = ([0u8; 32], [0u8; 16]);
     for row in 0..r.len() {
         let (Some(t), Some(s)) = (r.trace_id(row), r.span_id(row)) else {
             continue;
@@ -298,10 +298,10 @@ pub fn link_rows(spans: &RecordBatch) -> Result<RecordBatch> {
             let (Some(lt), Some(ls)) = (link.trace_id, link.span_id) else {
                 continue;
             };
-            linked_trace.append_value(lt.write_hex(&mut tb));
-            linked_span.append_value(ls.write_hex(&mut sb));
-            trace.append_value(t.write_hex(&mut tb));
-            span.append_value(s.write_hex(&mut sb));
+            linked_trace.append_value(lt.as_bytes())?;
+            linked_span.append_value(ls.as_bytes())?;
+            trace.append_value(t.as_bytes())?;
+            span.append_value(s.as_bytes())?;
             start.push(r.start_ns(row));
         }
     }
@@ -351,6 +351,34 @@ pub struct Settled {
 /// Where a trace's latest structure is: its generation and file.
 pub type Previous = HashMap<TraceId, (i64, PathBuf)>;
 
+/// Writer settings of a `span_structure` file: sorted by trace and nested-set
+/// position, a bloom filter on the trace id.
+pub fn structure_properties(seq_lo: u64, seq_hi: u64) -> WriterProperties {
+    with_bloom_filter(base_properties(seq_lo, seq_hi), col::TRACE_ID)
+        .set_sorting_columns(Some(sorted_by(
+            &structure_schema(),
+            &[col::TRACE_ID, col::NESTED_LEFT],
+        )))
+        // Unique per row: a dictionary would only be built to be thrown away.
+        .set_column_dictionary_enabled(ColumnPath::from(col::SPAN_ID), false)
+        .set_column_dictionary_enabled(ColumnPath::from(col::PARENT_SPAN_ID), false)
+        .build()
+}
+
+/// Writer settings of a `span_links` file: sorted by the span linked to, bloom
+/// filters on both trace ids.
+pub fn links_properties(seq_lo: u64, seq_hi: u64) -> WriterProperties {
+    with_bloom_filter(
+        with_bloom_filter(base_properties(seq_lo, seq_hi), col::LINKED_TRACE_ID),
+        col::TRACE_ID,
+    )
+    .set_sorting_columns(Some(sorted_by(
+        &links_schema(),
+        &[col::LINKED_TRACE_ID, col::LINKED_SPAN_ID],
+    )))
+    .build()
+}
+
 /// Settles every trace in `spans` (WAL records `seq_lo..=seq_hi`): their
 /// structure, merged with `previous` settlings, and the new spans' links.
 /// A previous structure file that cannot be read is reported and skipped: the
@@ -397,28 +425,14 @@ pub fn settle(
 
     let name = file_name(seq_lo, seq_hi);
     let structure = structure_batch(&merged, &replaces, seq_hi as i64)?;
-    let schema = structure_schema();
-    let props = with_bloom_filter(base_properties(seq_lo, seq_hi), col::TRACE_ID)
-        .set_sorting_columns(Some(sorted_by(&schema, &[col::TRACE_ID, col::NESTED_LEFT])))
-        // Unique per row: a dictionary would only be built to be thrown away.
-        .set_column_dictionary_enabled(ColumnPath::from(col::SPAN_ID), false)
-        .set_column_dictionary_enabled(ColumnPath::from(col::PARENT_SPAN_ID), false)
-        .build();
+    let props = structure_properties(seq_lo, seq_hi);
     let structure = write_file(&root.join(STRUCTURE_DIR), &name, &structure, props, seq_hi)?;
 
     let links = link_rows(spans)?;
     let links = if links.num_rows() == 0 {
         None
     } else {
-        let props = with_bloom_filter(
-            with_bloom_filter(base_properties(seq_lo, seq_hi), col::LINKED_TRACE_ID),
-            col::TRACE_ID,
-        )
-        .set_sorting_columns(Some(sorted_by(
-            &links_schema(),
-            &[col::LINKED_TRACE_ID, col::LINKED_SPAN_ID],
-        )))
-        .build();
+        let props = links_properties(seq_lo, seq_hi);
         Some(write_file(
             &root.join(LINKS_DIR),
             &name,

@@ -16,6 +16,7 @@
 pub mod api;
 mod engine;
 mod error;
+mod ids;
 pub mod lineage;
 mod lineage_sql;
 pub mod output;

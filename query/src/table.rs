@@ -10,19 +10,25 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::DFSchema;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
 use datafusion::datasource::{MemTable, TableType};
 use datafusion::error::{DataFusionError, Result};
+use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::union::UnionExec;
 use datafusion::prelude::{JoinType, SessionContext, col};
 use weft_collector::{FileMeta, Snapshot, Store};
+use weft_schemas::shown::shown_schema;
 use weft_schemas::{links_schema, span_schema, structure_schema};
+
+use crate::ids::{id_filter, show_ids_exec};
 
 /// Where spans come from: a running store, or a snapshot read from disk.
 pub trait SpanSource: Send + Sync + 'static {
@@ -54,7 +60,8 @@ pub enum Stored {
 }
 
 impl Stored {
-    fn schema(self) -> SchemaRef {
+    /// The schema of the stored files and live batches (ids as bytes).
+    fn storage_schema(self) -> SchemaRef {
         match self {
             Stored::Spans => span_schema(),
             Stored::Links => links_schema(),
@@ -83,10 +90,13 @@ impl Stored {
 }
 
 /// A stored table's provider. Each scan takes a fresh snapshot, so a span is
-/// visible as soon as its request is acknowledged.
+/// visible as soon as its request is acknowledged. It shows ids as hex and
+/// stores them as bytes: see [`crate::ids`].
 pub struct StoredTable {
     source: Arc<dyn SpanSource>,
     table: Stored,
+    storage: SchemaRef,
+    shown: SchemaRef,
 }
 
 impl std::fmt::Debug for StoredTable {
@@ -97,14 +107,20 @@ impl std::fmt::Debug for StoredTable {
 
 impl StoredTable {
     pub fn new(source: Arc<dyn SpanSource>, table: Stored) -> Self {
-        Self { source, table }
+        let storage = table.storage_schema();
+        Self {
+            source,
+            table,
+            shown: shown_schema(&storage),
+            storage,
+        }
     }
 }
 
 #[async_trait]
 impl TableProvider for StoredTable {
     fn schema(&self) -> SchemaRef {
-        self.table.schema()
+        Arc::clone(&self.shown)
     }
 
     fn table_type(&self) -> TableType {
@@ -122,7 +138,26 @@ impl TableProvider for StoredTable {
             .source
             .snapshot()
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        let schema = self.table.schema();
+        let schema = Arc::clone(&self.storage);
+        // Filters on ids, translated to bytes, are applied here exactly (and
+        // pushed into Parquet, so statistics and bloom filters prune); the rest
+        // DataFusion applies above the scan, and pushes down itself.
+        let id_filters: Vec<Expr> = filters
+            .iter()
+            .filter_map(|f| id_filter(f, &schema))
+            .collect();
+        let wanted: Vec<usize> = match projection {
+            Some(p) => p.clone(),
+            None => (0..schema.fields().len()).collect(),
+        };
+        let mut read = wanted.clone();
+        for column in id_filters.iter().flat_map(|f| f.column_refs()) {
+            let i = schema.index_of(&column.name)?;
+            if !read.contains(&i) {
+                read.push(i);
+            }
+        }
+        let limit = if filters.is_empty() { limit } else { None };
         let files = self.table.files(&snapshot);
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
         if !files.is_empty() {
@@ -136,29 +171,39 @@ impl TableProvider for StoredTable {
                 .with_listing_options(options)
                 .with_schema(Arc::clone(&schema));
             let files = ListingTable::try_new(config)?;
-            inputs.push(files.scan(state, projection, filters, limit).await?);
+            inputs.push(files.scan(state, Some(&read), &[], limit).await?);
         }
         let live = self.table.live(snapshot)?;
         if live.iter().any(|b| b.num_rows() > 0) {
             let live = MemTable::try_new(Arc::clone(&schema), vec![live])?;
-            inputs.push(live.scan(state, projection, filters, limit).await?);
+            inputs.push(live.scan(state, Some(&read), &[], limit).await?);
         }
-        if inputs.is_empty() {
-            let schema = match projection {
-                Some(p) => Arc::new(schema.project(p)?),
-                None => schema,
-            };
-            return Ok(Arc::new(EmptyExec::new(schema)));
+        let mut stored: Arc<dyn ExecutionPlan> = if inputs.is_empty() {
+            Arc::new(EmptyExec::new(Arc::new(schema.project(&read)?)))
+        } else {
+            UnionExec::try_new(inputs)?
+        };
+        if let Some(predicate) = conjunction(id_filters) {
+            let df_schema = DFSchema::try_from(stored.schema())?;
+            let predicate = state.create_physical_expr(predicate, &df_schema)?;
+            stored = Arc::new(FilterExec::try_new(predicate, stored)?);
         }
-        UnionExec::try_new(inputs)
+        show_ids_exec(stored, wanted.len(), state)
     }
 
     fn supports_filters_pushdown(
         &self,
         filters: &[&Expr],
     ) -> Result<Vec<TableProviderFilterPushDown>> {
-        // Parquet prunes with them; DataFusion still applies them exactly above the scan.
-        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+        // Id filters the scan applies itself, exactly; the rest Parquet prunes
+        // with, and DataFusion applies exactly above the scan.
+        Ok(filters
+            .iter()
+            .map(|f| match id_filter(f, &self.storage) {
+                Some(_) => TableProviderFilterPushDown::Exact,
+                None => TableProviderFilterPushDown::Inexact,
+            })
+            .collect())
     }
 }
 

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, Int64Builder, ListArray, MapArray, StringBuilder, StructArray,
-    TimestampNanosecondArray,
+    ArrayRef, FixedSizeBinaryBuilder, Int64Builder, ListArray, MapArray, StringBuilder,
+    StructArray, TimestampNanosecondArray,
 };
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Field};
@@ -12,6 +12,7 @@ use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 
 use crate::conventions::AiBuilders;
+use crate::ids::{SpanId, TraceId};
 use crate::schema::{attribute_map_type, event_fields, link_fields, map_entry_fields, span_schema};
 use crate::span::{AttrValue, Span};
 
@@ -77,9 +78,9 @@ fn next_offset(offsets: &[i32], n: usize) -> i32 {
 /// Builds one record batch of [`span_schema`] from spans, in order.
 pub fn spans_to_batch(spans: &[Span]) -> Result<RecordBatch, ArrowError> {
     let n = spans.len();
-    let mut trace_id = StringBuilder::with_capacity(n, n * 32);
-    let mut span_id = StringBuilder::with_capacity(n, n * 16);
-    let mut parent = StringBuilder::with_capacity(n, n * 16);
+    let mut trace_id = FixedSizeBinaryBuilder::with_capacity(n, TraceId::LEN as i32);
+    let mut span_id = FixedSizeBinaryBuilder::with_capacity(n, SpanId::LEN as i32);
+    let mut parent = FixedSizeBinaryBuilder::with_capacity(n, SpanId::LEN as i32);
     let mut trace_state = StringBuilder::new();
     let mut name = StringBuilder::new();
     let mut kind = StringBuilder::new();
@@ -100,17 +101,20 @@ pub fn spans_to_batch(spans: &[Span]) -> Result<RecordBatch, ArrowError> {
     let mut event_attrs = MapColumn::new();
 
     let mut link_offsets = vec![0i32];
-    let mut link_trace = StringBuilder::new();
-    let mut link_span = StringBuilder::new();
+    let mut link_trace = FixedSizeBinaryBuilder::new(TraceId::LEN as i32);
+    let mut link_span = FixedSizeBinaryBuilder::new(SpanId::LEN as i32);
     let mut link_state = StringBuilder::new();
     let mut link_attrs = MapColumn::new();
 
     let mut ai = AiBuilders::new(n);
 
     for s in spans {
-        trace_id.append_value(s.trace_id.to_hex());
-        span_id.append_value(s.span_id.to_hex());
-        parent.append_option(s.parent_span_id.map(|p| p.to_hex()));
+        trace_id.append_value(s.trace_id.as_bytes())?;
+        span_id.append_value(s.span_id.as_bytes())?;
+        match s.parent_span_id {
+            Some(p) => parent.append_value(p.as_bytes())?,
+            None => parent.append_null(),
+        }
         trace_state.append_option(non_empty(&s.trace_state));
         name.append_value(&s.name);
         kind.append_value(s.kind.as_str());
@@ -133,8 +137,8 @@ pub fn spans_to_batch(spans: &[Span]) -> Result<RecordBatch, ArrowError> {
         event_offsets.push(next_offset(&event_offsets, s.events.len()));
 
         for l in &s.links {
-            link_trace.append_value(l.trace_id.to_hex());
-            link_span.append_value(l.span_id.to_hex());
+            link_trace.append_value(l.trace_id.as_bytes())?;
+            link_span.append_value(l.span_id.as_bytes())?;
             link_state.append_option(non_empty(&l.trace_state));
             link_attrs.push(&l.attributes);
         }

@@ -9,6 +9,8 @@
 //! - [`schema`]: the versioned Arrow schema and its column names;
 //! - [`batch`]: building Arrow `RecordBatch`es from spans;
 //! - [`read`]: [`SpanReader`], the one typed reader of span-shaped batches;
+//! - [`shown`]: ids are bytes until shown; this renders them as hex (and reads
+//!   the hex of schema version 1 back);
 //! - [`settled`]: the schemas of what is stored when a trace settles (its
 //!   nested-set structure and its link index).
 //!
@@ -21,6 +23,7 @@ pub mod ids;
 pub mod read;
 pub mod schema;
 pub mod settled;
+pub mod shown;
 pub mod span;
 
 pub use batch::spans_to_batch;

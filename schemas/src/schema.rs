@@ -2,16 +2,19 @@
 //!
 //! Column names are constants in [`col`]; the AI columns come from
 //! [`crate::conventions::AI_COLUMNS`], so the mapping table and the schema
-//! cannot drift apart.
+//! cannot drift apart. Ids are stored as bytes ([`trace_id_type`],
+//! [`span_id_type`]); [`crate::shown`] renders them as hex where people see them.
 
 use std::sync::{Arc, OnceLock};
 
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 
 use crate::conventions::AI_COLUMNS;
+use crate::ids::{SpanId, TraceId};
 
 /// Bumped whenever a column is added, removed or changes type.
-pub const SCHEMA_VERSION: u32 = 1;
+/// 2: ids as bytes (`FixedSizeBinary`), where version 1 stored hex text.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Key under which [`SCHEMA_VERSION`] is written into schema and Parquet metadata.
 pub const SCHEMA_VERSION_KEY: &str = "weft.schema_version";
@@ -36,6 +39,16 @@ pub mod col {
     pub const ATTRIBUTES: &str = "attributes";
     pub const EVENTS: &str = "events";
     pub const LINKS: &str = "links";
+}
+
+/// A trace id column: 16 bytes.
+pub fn trace_id_type() -> DataType {
+    DataType::FixedSizeBinary(TraceId::LEN as i32)
+}
+
+/// A span id column: 8 bytes.
+pub fn span_id_type() -> DataType {
+    DataType::FixedSizeBinary(SpanId::LEN as i32)
 }
 
 /// UTC nanosecond timestamps.
@@ -75,8 +88,8 @@ pub fn event_fields() -> Fields {
 /// Fields of one element of the `links` list.
 pub fn link_fields() -> Fields {
     Fields::from(vec![
-        Field::new("trace_id", DataType::Utf8, false),
-        Field::new("span_id", DataType::Utf8, false),
+        Field::new("trace_id", trace_id_type(), false),
+        Field::new("span_id", span_id_type(), false),
         Field::new("trace_state", DataType::Utf8, true),
         Field::new("attributes", attribute_map_type(), false),
     ])
@@ -101,9 +114,9 @@ pub fn span_schema() -> SchemaRef {
     SCHEMA
         .get_or_init(|| {
             let mut fields = vec![
-                Field::new(col::TRACE_ID, DataType::Utf8, false),
-                Field::new(col::SPAN_ID, DataType::Utf8, false),
-                Field::new(col::PARENT_SPAN_ID, DataType::Utf8, true),
+                Field::new(col::TRACE_ID, trace_id_type(), false),
+                Field::new(col::SPAN_ID, span_id_type(), false),
+                Field::new(col::PARENT_SPAN_ID, span_id_type(), true),
                 Field::new(col::TRACE_STATE, DataType::Utf8, true),
                 Field::new(col::NAME, DataType::Utf8, false),
                 Field::new(col::KIND, DataType::Utf8, false),

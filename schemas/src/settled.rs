@@ -11,7 +11,9 @@ use std::sync::{Arc, OnceLock};
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
-use crate::schema::{SCHEMA_VERSION, SCHEMA_VERSION_KEY, timestamp_type};
+use crate::schema::{
+    SCHEMA_VERSION, SCHEMA_VERSION_KEY, span_id_type, timestamp_type, trace_id_type,
+};
 
 /// Column names of `span_structure` and `span_links`.
 pub mod col {
@@ -51,10 +53,10 @@ pub fn structure_schema() -> SchemaRef {
     SCHEMA
         .get_or_init(|| {
             with_version(vec![
-                Field::new(col::TRACE_ID, DataType::Utf8, false),
-                Field::new(col::SPAN_ID, DataType::Utf8, false),
-                Field::new(col::PARENT_SPAN_ID, DataType::Utf8, true),
-                Field::new(col::ROOT_SPAN_ID, DataType::Utf8, false),
+                Field::new(col::TRACE_ID, trace_id_type(), false),
+                Field::new(col::SPAN_ID, span_id_type(), false),
+                Field::new(col::PARENT_SPAN_ID, span_id_type(), true),
+                Field::new(col::ROOT_SPAN_ID, span_id_type(), false),
                 Field::new(col::DEPTH, DataType::Int32, false),
                 Field::new(col::NESTED_LEFT, DataType::Int32, false),
                 Field::new(col::NESTED_RIGHT, DataType::Int32, false),
@@ -78,10 +80,10 @@ pub fn links_schema() -> SchemaRef {
     SCHEMA
         .get_or_init(|| {
             with_version(vec![
-                Field::new(col::LINKED_TRACE_ID, DataType::Utf8, false),
-                Field::new(col::LINKED_SPAN_ID, DataType::Utf8, false),
-                Field::new(col::TRACE_ID, DataType::Utf8, false),
-                Field::new(col::SPAN_ID, DataType::Utf8, false),
+                Field::new(col::LINKED_TRACE_ID, trace_id_type(), false),
+                Field::new(col::LINKED_SPAN_ID, span_id_type(), false),
+                Field::new(col::TRACE_ID, trace_id_type(), false),
+                Field::new(col::SPAN_ID, span_id_type(), false),
                 Field::new(col::START_TIME, timestamp_type(), false),
             ])
         })

@@ -5,7 +5,8 @@ use std::io::Cursor;
 use arrow::array::RecordBatch;
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
-use weft_schemas::span_schema;
+use weft_schemas::shown::{batch_ids_from_hex, shown_schema};
+use weft_schemas::{SCHEMA_VERSION_KEY, span_schema};
 
 use crate::error::{Error, Result};
 
@@ -19,16 +20,30 @@ pub(super) fn encode_batch(batch: &RecordBatch) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Reads a WAL record written by [`encode_batch`].
+/// Reads a WAL record written by [`encode_batch`], by this version or by one
+/// that stored ids as hex (schema version 1), which it converts.
 pub(super) fn decode_batch(payload: &[u8]) -> Result<RecordBatch> {
     let mut reader = StreamReader::try_new(Cursor::new(payload), None)?;
-    if reader.schema().fields() != span_schema().fields() {
+    let schema = reader.schema();
+    let current = schema.fields() == span_schema().fields();
+    let version_1 = schema
+        .metadata()
+        .get(SCHEMA_VERSION_KEY)
+        .map(String::as_str)
+        == Some("1")
+        && shown_schema(&span_schema()).fields() == schema.fields();
+    if !current && !version_1 {
         return Err(Error::Corrupt(
             "wal record has a different span schema (written by another weft version)".into(),
         ));
     }
-    match reader.next() {
-        Some(batch) => Ok(batch?.with_schema(span_schema())?),
-        None => Err(Error::Corrupt("wal record holds no batch".into())),
+    let batch = match reader.next() {
+        Some(batch) => batch?,
+        None => return Err(Error::Corrupt("wal record holds no batch".into())),
+    };
+    if current {
+        Ok(batch.with_schema(span_schema())?)
+    } else {
+        Ok(batch_ids_from_hex(&batch, &span_schema())?)
     }
 }

@@ -15,6 +15,7 @@ mod checkpoint;
 mod codec;
 mod recent;
 mod recovery;
+mod upgrade;
 mod writer;
 
 use std::collections::{HashMap, HashSet};

@@ -14,6 +14,7 @@ use weft_schemas::{SpanId, SpanReader, TraceId};
 use super::checkpoint::read_checkpoint;
 use super::codec::decode_batch;
 use super::recent::Recent;
+use super::upgrade::{Table, check, upgrade};
 use super::{LiveBatch, Snapshot, WAL_DIR};
 use crate::config::StoreConfig;
 use crate::error::{Error, Result};
@@ -44,6 +45,15 @@ pub(super) fn recover(config: &StoreConfig) -> Result<Recovered> {
     let files = recover_files(root, SPANS_DIR, checkpoint, true)?;
     let structure = recover_files(root, STRUCTURE_DIR, checkpoint, true)?;
     let links = recover_files(root, LINKS_DIR, checkpoint, true)?;
+    upgrade(
+        root,
+        &[
+            (&files, Table::Spans),
+            (&structure, Table::Structure),
+            (&links, Table::Links),
+        ],
+        config.row_group_rows,
+    )?;
     let mut settled = Recent::new(config.settle_horizon);
     seed_settled_from_recent_files(&structure, config.settle_horizon, &mut settled);
 
@@ -111,6 +121,7 @@ pub fn read_snapshot(data_dir: &Path) -> Result<Snapshot> {
     let files = recover_files(data_dir, SPANS_DIR, checkpoint, false)?;
     let structure = recover_files(data_dir, STRUCTURE_DIR, checkpoint, false)?;
     let links = recover_files(data_dir, LINKS_DIR, checkpoint, false)?;
+    check(data_dir, &[&files, &structure, &links])?;
     let mut batches = Vec::new();
     wal::replay(
         &data_dir.join(WAL_DIR),
