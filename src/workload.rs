@@ -450,7 +450,6 @@ mod tests {
                         .find(|(k, _)| k == key)
                         .map(|(_, v)| v.to_text())
                 };
-                let ai = extract(&attrs, &[]);
                 LineageSpan {
                     trace_id: trace(p.trace),
                     span_id: span(i),
@@ -470,26 +469,7 @@ mod tests {
                         .iter()
                         .map(|l| (trace(w.spans[*l].trace), span(*l)))
                         .collect(),
-                    ai: StepAi {
-                        ai_kind: ai.ai_kind,
-                        identity: ai.identity,
-                        workload_identity: ai.workload_identity,
-                        policy_name: ai.policy_name,
-                        policy_verdict: ai.policy_verdict,
-                        tool_name: ai.tool_name,
-                        tool_call_id: ai.tool_call_id,
-                        tool_effect: text("weft.tool.effect"),
-                        retrieval_source: ai.retrieval_source,
-                        document_ids: ai.retrieved_document_ids.unwrap_or_default(),
-                        approval_state: ai.approval_state,
-                        approver: ai.approver,
-                        approval_action: text("weft.approval.action"),
-                        model: ai.gen_ai_model,
-                        input_tokens: ai.input_tokens,
-                        output_tokens: ai.output_tokens,
-                        node: ai.node,
-                        kv_cache_hit: ai.kv_cache_hit,
-                    },
+                    ai: StepAi::from_fields(extract(&attrs, &[]), text),
                 }
             })
             .collect()

@@ -12,9 +12,6 @@ use std::collections::BTreeSet;
 use common::{Server, weft};
 use opentelemetry::trace::{Span as _, SpanKind, TraceContextExt, Tracer, TracerProvider as _};
 use opentelemetry::{Context, KeyValue};
-use opentelemetry_otlp::WithExportConfig;
-use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::SdkTracerProvider;
 use serde_json::Value;
 
 /// An agent that searches (a read) and then drops a table — a write that no
@@ -22,15 +19,7 @@ use serde_json::Value;
 fn send_workflow(server: &Server) -> String {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let _guard = runtime.enter();
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_tonic()
-        .with_endpoint(format!("http://{}", server.grpc))
-        .build()
-        .unwrap();
-    let provider = SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
-        .with_resource(Resource::builder().with_service_name("db-agent").build())
-        .build();
+    let provider = common::grpc_tracer_provider(server, "db-agent");
     let tracer = provider.tracer("lineage-agree");
     let root = tracer
         .span_builder("clean up staging")

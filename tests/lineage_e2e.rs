@@ -11,28 +11,13 @@ use opentelemetry::trace::{
     Link, Span as _, SpanKind, TraceContextExt, Tracer, TracerProvider as _,
 };
 use opentelemetry::{Context, KeyValue};
-use opentelemetry_otlp::WithExportConfig;
-use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::SdkTracerProvider;
 use serde_json::Value;
 
 /// Trace 1 asks for approval; trace 2, linked to the request, gets it and acts.
 fn send_approval_workflow(server: &Server) -> (String, String) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let _guard = runtime.enter();
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_tonic()
-        .with_endpoint(format!("http://{}", server.grpc))
-        .build()
-        .unwrap();
-    let provider = SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
-        .with_resource(
-            Resource::builder()
-                .with_service_name("triage-agent")
-                .build(),
-        )
-        .build();
+    let provider = common::grpc_tracer_provider(server, "triage-agent");
     let tracer = provider.tracer("lineage-e2e");
 
     let root = tracer

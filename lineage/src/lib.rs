@@ -25,4 +25,4 @@ pub mod summary;
 
 pub use graph::{Anomaly, BuildOptions, Lineage, build};
 pub use node::{Edge, EdgeKind, Node};
-pub use span::{LineageSpan, StepAi};
+pub use span::{APPROVAL_ACTION_KEY, LineageSpan, StepAi, TOOL_EFFECT_KEY};

@@ -2,7 +2,7 @@
 //! fetches spans (the query engine, a test, a benchmark) fills in.
 
 use serde::Serialize;
-use weft_schemas::{AiKind, ApprovalState, PolicyVerdict, SpanId, StatusCode, TraceId};
+use weft_schemas::{AiFields, AiKind, ApprovalState, PolicyVerdict, SpanId, StatusCode, TraceId};
 
 /// The AI columns lineage reads from one span.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -45,6 +45,39 @@ pub struct StepAi {
     pub node: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kv_cache_hit: Option<bool>,
+}
+
+/// The attribute that marks a tool call as changing something (`write`).
+pub const TOOL_EFFECT_KEY: &str = "weft.tool.effect";
+/// The attribute naming the action an approval gates.
+pub const APPROVAL_ACTION_KEY: &str = "weft.approval.action";
+
+impl StepAi {
+    /// From a span's typed AI columns, and `attribute` to read the two `weft.*`
+    /// keys lineage uses that are not columns ([`TOOL_EFFECT_KEY`],
+    /// [`APPROVAL_ACTION_KEY`]).
+    pub fn from_fields(ai: AiFields, attribute: impl Fn(&str) -> Option<String>) -> Self {
+        Self {
+            ai_kind: ai.ai_kind,
+            identity: ai.identity,
+            workload_identity: ai.workload_identity,
+            policy_name: ai.policy_name,
+            policy_verdict: ai.policy_verdict,
+            tool_name: ai.tool_name,
+            tool_call_id: ai.tool_call_id,
+            tool_effect: attribute(TOOL_EFFECT_KEY),
+            retrieval_source: ai.retrieval_source,
+            document_ids: ai.retrieved_document_ids.unwrap_or_default(),
+            approval_state: ai.approval_state,
+            approver: ai.approver,
+            approval_action: attribute(APPROVAL_ACTION_KEY),
+            model: ai.gen_ai_model,
+            input_tokens: ai.input_tokens,
+            output_tokens: ai.output_tokens,
+            node: ai.node,
+            kv_cache_hit: ai.kv_cache_hit,
+        }
+    }
 }
 
 /// One span as lineage sees it.

@@ -207,7 +207,6 @@ fn read_batch(batch: &RecordBatch, out: &mut Vec<LineageSpan>) -> Result<(), Que
         let (Some(trace_id), Some(span_id)) = (r.trace_id(row), r.span_id(row)) else {
             continue;
         };
-        let ai = r.ai(row);
         out.push(LineageSpan {
             trace_id,
             span_id,
@@ -222,26 +221,7 @@ fn read_batch(batch: &RecordBatch, out: &mut Vec<LineageSpan>) -> Result<(), Que
                 .links(row)
                 .filter_map(|l| Some((l.trace_id?, l.span_id?)))
                 .collect(),
-            ai: StepAi {
-                ai_kind: ai.ai_kind,
-                identity: ai.identity,
-                workload_identity: ai.workload_identity,
-                policy_name: ai.policy_name,
-                policy_verdict: ai.policy_verdict,
-                tool_name: ai.tool_name,
-                tool_call_id: ai.tool_call_id,
-                tool_effect: r.attribute(row, "weft.tool.effect").map(str::to_owned),
-                retrieval_source: ai.retrieval_source,
-                document_ids: ai.retrieved_document_ids.unwrap_or_default(),
-                approval_state: ai.approval_state,
-                approver: ai.approver,
-                approval_action: r.attribute(row, "weft.approval.action").map(str::to_owned),
-                model: ai.gen_ai_model,
-                input_tokens: ai.input_tokens,
-                output_tokens: ai.output_tokens,
-                node: ai.node,
-                kv_cache_hit: ai.kv_cache_hit,
-            },
+            ai: StepAi::from_fields(r.ai(row), |key| r.attribute(row, key).map(str::to_owned)),
         });
     }
     Ok(())

@@ -18,6 +18,29 @@ pub fn weft(args: &[&str]) -> std::process::Output {
         .expect("weft binary runs")
 }
 
+/// An OpenTelemetry SDK tracer provider exporting to `server` over OTLP/gRPC
+/// with the real batch exporter, for `service`. Call it inside a Tokio runtime
+/// (`runtime.enter()`); flush and shut it down to send everything.
+pub fn grpc_tracer_provider(
+    server: &Server,
+    service: &'static str,
+) -> opentelemetry_sdk::trace::SdkTracerProvider {
+    use opentelemetry_otlp::WithExportConfig;
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(format!("http://{}", server.grpc))
+        .build()
+        .unwrap();
+    opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(
+            opentelemetry_sdk::Resource::builder()
+                .with_service_name(service)
+                .build(),
+        )
+        .build()
+}
+
 /// A running `weft serve`, killed when dropped.
 pub struct Server {
     child: Child,

@@ -138,18 +138,14 @@ impl Store {
         let Recovered {
             checkpoint,
             max_seq,
-            files,
-            structure,
-            links,
-            live,
-            live_rows,
+            state,
             dedup,
             settled,
         } = recover(&config)?;
         metrics
             .buffered_spans
-            .store(live_rows as u64, Ordering::Relaxed);
-        if live_rows > 0 {
+            .store(state.live_rows as u64, Ordering::Relaxed);
+        if state.live_rows > 0 {
             metrics
                 .oldest_unflushed_unix_nano
                 .store(now_unix_nano(), Ordering::Relaxed);
@@ -157,13 +153,7 @@ impl Store {
 
         let mut writer = WalWriter::open(&wal_dir, max_seq + 1)?;
         writer.rotate_and_trim(checkpoint)?;
-        let state = Arc::new(RwLock::new(State {
-            files,
-            structure,
-            links,
-            live,
-            live_rows,
-        }));
+        let state = Arc::new(RwLock::new(state));
         let (tx, rx) = mpsc::channel(4096);
         let flush_wanted = Arc::new(Notify::new());
         let thread = {

@@ -15,7 +15,7 @@ use super::checkpoint::read_checkpoint;
 use super::codec::decode_batch;
 use super::recent::Recent;
 use super::upgrade::{Table, check, upgrade};
-use super::{LiveBatch, Snapshot, WAL_DIR};
+use super::{LiveBatch, Snapshot, State, WAL_DIR};
 use crate::config::StoreConfig;
 use crate::error::{Error, Result};
 use crate::parquet_files::{FileMeta, SPANS_DIR, read_span_keys, recover_files};
@@ -27,11 +27,8 @@ pub(super) struct Recovered {
     pub checkpoint: u64,
     /// The highest WAL sequence seen (durable in Parquet or replayed).
     pub max_seq: u64,
-    pub files: Vec<FileMeta>,
-    pub structure: Vec<FileMeta>,
-    pub links: Vec<FileMeta>,
-    pub live: Vec<LiveBatch>,
-    pub live_rows: usize,
+    /// The committed files and the replayed live buffer.
+    pub state: State,
     pub dedup: Recent<(TraceId, SpanId), ()>,
     pub settled: Recent<TraceId, i64>,
 }
@@ -92,11 +89,13 @@ pub(super) fn recover(config: &StoreConfig) -> Result<Recovered> {
     Ok(Recovered {
         checkpoint,
         max_seq,
-        files,
-        structure,
-        links,
-        live,
-        live_rows,
+        state: State {
+            files,
+            structure,
+            links,
+            live,
+            live_rows,
+        },
         dedup,
         settled,
     })
