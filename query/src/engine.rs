@@ -78,6 +78,7 @@ pub struct LineageResult {
 /// Runs SQL against the `spans` table of one span source.
 pub struct QueryEngine {
     ctx: SessionContext,
+    source: Arc<dyn SpanSource>,
     limits: QueryLimits,
     write_tools: Arc<HashSet<String>>,
 }
@@ -89,11 +90,12 @@ pub struct QueryEngine {
 /// A trace with no spans gives an empty lineage; callers decide if that is an error.
 pub(crate) async fn reconstruct(
     ctx: &SessionContext,
+    source: &Arc<dyn SpanSource>,
     trace_id: TraceId,
     reach: Reach,
     write_tools: &HashSet<String>,
 ) -> Result<LineageResult, QueryError> {
-    let (spans, truncated) = workflow_spans(ctx, trace_id, reach).await?;
+    let (spans, truncated) = workflow_spans(ctx, source, trace_id, reach).await?;
     let options = BuildOptions {
         now_ns: chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX),
         write_tools: write_tools.clone(),
@@ -126,9 +128,10 @@ impl QueryEngine {
         register_stored_tables(&ctx, &source)?;
         let calls = ctx.sql(SERVICE_CALLS_SQL).await?.into_view();
         ctx.register_table("service_calls", calls)?;
-        register_lineage_functions(&ctx, Arc::clone(&write_tools));
+        register_lineage_functions(&ctx, &source, Arc::clone(&write_tools));
         Ok(Self {
             ctx,
+            source,
             limits,
             write_tools,
         })
@@ -152,7 +155,8 @@ impl QueryEngine {
         reach: Reach,
     ) -> Result<LineageResult, QueryError> {
         let run = async {
-            let result = reconstruct(&self.ctx, *trace_id, reach, &self.write_tools).await?;
+            let result =
+                reconstruct(&self.ctx, &self.source, *trace_id, reach, &self.write_tools).await?;
             if !result.lineage.traces.contains(trace_id) {
                 return Err(QueryError::NotFound(format!("trace {trace_id} not found")));
             }

@@ -1,20 +1,23 @@
 //! Loading a workflow's spans for `weft-lineage`: walk the `span_links` index
 //! from the starting trace, then read every span of the traces reached from
-//! `spans` at once, as plain [`LineageSpan`]s. The graph, its analyses and its
+//! `spans` at once, as plain [`LineageSpan`]s. It reads the tables as stored,
+//! ids as bytes: nothing here is shown to anyone, so nothing is hex. The graph, its analyses and its
 //! renderings live in `weft-lineage`, which knows nothing of DataFusion.
 
 use std::collections::BTreeSet;
 
+use std::sync::Arc;
+
 use arrow::array::{AsArray, RecordBatch};
-use arrow::compute::cast;
-use arrow::datatypes::DataType;
-use datafusion::prelude::{Expr, SessionContext, col, lit};
+use datafusion::common::ScalarValue;
+use datafusion::prelude::{DataFrame, Expr, SessionContext, col, lit};
 use weft_lineage::{LineageSpan, StepAi};
 use weft_schemas::schema::col as col_name;
 use weft_schemas::settled::col as link_col;
 use weft_schemas::{SpanReader, TraceId, ai_col};
 
 use crate::error::QueryError;
+use crate::table::{SpanSource, Stored, stored_table};
 
 /// Which way to follow span links from the starting trace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -65,6 +68,7 @@ impl Default for Reach {
 /// hop); the spans of all the traces it reaches are then read in one query.
 pub(crate) async fn workflow_spans(
     ctx: &SessionContext,
+    source: &Arc<dyn SpanSource>,
     start: TraceId,
     reach: Reach,
 ) -> Result<(Vec<LineageSpan>, bool), QueryError> {
@@ -73,7 +77,7 @@ pub(crate) async fn workflow_spans(
     let mut hops = 0u32;
     let mut truncated = false;
     loop {
-        let next: BTreeSet<TraceId> = linked_traces(ctx, &frontier, reach.direction)
+        let next: BTreeSet<TraceId> = linked_traces(ctx, source, &frontier, reach.direction)
             .await?
             .into_iter()
             .filter(|t| !visited.contains(t))
@@ -93,39 +97,64 @@ pub(crate) async fn workflow_spans(
         visited.extend(frontier.iter().copied());
     }
     let traces: Vec<TraceId> = visited.into_iter().collect();
-    Ok((spans_of(ctx, &traces).await?, truncated))
+    Ok((spans_of(ctx, source, &traces).await?, truncated))
 }
 
 /// The traces joined to `traces` by a span link, in `direction`: upstream are
 /// those their spans link to, downstream those whose spans link to them.
 async fn linked_traces(
     ctx: &SessionContext,
+    source: &Arc<dyn SpanSource>,
     traces: &[TraceId],
     direction: Direction,
 ) -> Result<BTreeSet<TraceId>, QueryError> {
+    let links = ctx.read_table(stored_table(source, Stored::Links))?;
     let mut out = BTreeSet::new();
     if direction != Direction::Downstream {
-        out.extend(link_ends(ctx, traces, link_col::TRACE_ID, link_col::LINKED_TRACE_ID).await?);
+        let upstream = link_ends(
+            &links,
+            traces,
+            link_col::TRACE_ID,
+            link_col::LINKED_TRACE_ID,
+        );
+        out.extend(upstream.await?);
     }
     if direction != Direction::Upstream {
-        out.extend(link_ends(ctx, traces, link_col::LINKED_TRACE_ID, link_col::TRACE_ID).await?);
+        let downstream = link_ends(
+            &links,
+            traces,
+            link_col::LINKED_TRACE_ID,
+            link_col::TRACE_ID,
+        );
+        out.extend(downstream.await?);
     }
     Ok(out)
+}
+
+/// Trace ids as literals of the stored id column: compared as bytes, never as text.
+fn id_literals(traces: &[TraceId]) -> Vec<Expr> {
+    traces
+        .iter()
+        .map(|t| {
+            lit(ScalarValue::FixedSizeBinary(
+                TraceId::LEN as i32,
+                Some(t.as_bytes().to_vec()),
+            ))
+        })
+        .collect()
 }
 
 /// The distinct `to` trace ids of the `span_links` rows whose `from` column is
 /// one of `traces`. One column per query, so the bloom filter on it prunes.
 async fn link_ends(
-    ctx: &SessionContext,
+    links: &DataFrame,
     traces: &[TraceId],
     from: &str,
     to: &str,
 ) -> Result<Vec<TraceId>, QueryError> {
-    let ids: Vec<Expr> = traces.iter().map(|t| lit(t.to_hex())).collect();
-    let batches = ctx
-        .table("span_links")
-        .await?
-        .filter(col(from).in_list(ids, false))?
+    let batches = links
+        .clone()
+        .filter(col(from).in_list(id_literals(traces), false))?
         .select_columns(&[to])?
         .distinct()?
         .collect()
@@ -135,12 +164,10 @@ async fn link_ends(
         let ends = batch
             .column_by_name(to)
             .ok_or_else(|| QueryError::Internal(format!("link query lacks column {to}")))?;
-        let ends = cast(ends, &DataType::Utf8)?;
-        out.extend(
-            ends.as_string::<i32>()
-                .iter()
-                .filter_map(|end| end?.parse::<TraceId>().ok()),
-        );
+        let ends = ends
+            .as_fixed_size_binary_opt()
+            .ok_or_else(|| QueryError::Internal(format!("link column {to} is not bytes")))?;
+        out.extend(ends.iter().filter_map(|end| TraceId::try_from(end?).ok()));
     }
     Ok(out)
 }
@@ -179,16 +206,15 @@ const COLUMNS: &[&str] = &[
 /// Every span of the given traces. Ids are compared as literals, never spliced into SQL.
 pub(crate) async fn spans_of(
     ctx: &SessionContext,
+    source: &Arc<dyn SpanSource>,
     traces: &[TraceId],
 ) -> Result<Vec<LineageSpan>, QueryError> {
     if traces.is_empty() {
         return Ok(Vec::new());
     }
-    let ids = traces.iter().map(|t| lit(t.to_hex())).collect();
     let batches = ctx
-        .table("spans")
-        .await?
-        .filter(col("trace_id").in_list(ids, false))?
+        .read_table(stored_table(source, Stored::Spans))?
+        .filter(col(col_name::TRACE_ID).in_list(id_literals(traces), false))?
         .select_exprs(COLUMNS)?
         .collect()
         .await?;

@@ -29,6 +29,7 @@ use weft_lineage::{EdgeKind, Lineage};
 use crate::engine::reconstruct;
 use crate::error::QueryError;
 use crate::lineage::Reach;
+use crate::table::SpanSource;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -48,11 +49,16 @@ impl Mode {
 }
 
 /// Registers the three table functions on `ctx`.
-pub(crate) fn register_lineage_functions(ctx: &SessionContext, write_tools: Arc<HashSet<String>>) {
+pub(crate) fn register_lineage_functions(
+    ctx: &SessionContext,
+    source: &Arc<dyn SpanSource>,
+    write_tools: Arc<HashSet<String>>,
+) {
     for mode in [Mode::Whole, Mode::Ancestors, Mode::Descendants] {
         ctx.register_udtf(
             mode.name(),
             Arc::new(LineageFunction {
+                source: Arc::clone(source),
                 write_tools: Arc::clone(&write_tools),
                 mode,
             }),
@@ -61,6 +67,7 @@ pub(crate) fn register_lineage_functions(ctx: &SessionContext, write_tools: Arc<
 }
 
 struct LineageFunction {
+    source: Arc<dyn SpanSource>,
     write_tools: Arc<HashSet<String>>,
     mode: Mode,
 }
@@ -108,6 +115,7 @@ impl TableFunctionImpl for LineageFunction {
             )
         };
         Ok(Arc::new(LineageTable {
+            source: Arc::clone(&self.source),
             write_tools: Arc::clone(&self.write_tools),
             mode: self.mode,
             trace,
@@ -117,6 +125,7 @@ impl TableFunctionImpl for LineageFunction {
 }
 
 struct LineageTable {
+    source: Arc<dyn SpanSource>,
     write_tools: Arc<HashSet<String>>,
     mode: Mode,
     trace: TraceId,
@@ -280,9 +289,15 @@ impl TableProvider for LineageTable {
             .downcast_ref::<SessionState>()
             .ok_or_else(|| DataFusionError::Internal("lineage(): not a SessionState".into()))?;
         let ctx = SessionContext::new_with_state(session.clone());
-        let result = reconstruct(&ctx, self.trace, Reach::default(), &self.write_tools)
-            .await
-            .map_err(QueryError::into_datafusion)?;
+        let result = reconstruct(
+            &ctx,
+            &self.source,
+            self.trace,
+            Reach::default(),
+            &self.write_tools,
+        )
+        .await
+        .map_err(QueryError::into_datafusion)?;
         let lineage = result.lineage;
         let rows = select(&lineage, self.mode, self.span.map(|s| (self.trace, s)));
         let batch = to_batch(&lineage, &rows)?;

@@ -97,6 +97,8 @@ pub struct StoredTable {
     table: Stored,
     storage: SchemaRef,
     shown: SchemaRef,
+    /// Show ids as hex (the tables users query) or keep them bytes.
+    show: bool,
 }
 
 impl std::fmt::Debug for StoredTable {
@@ -113,6 +115,7 @@ impl StoredTable {
             table,
             shown: shown_schema(&storage),
             storage,
+            show: true,
         }
     }
 }
@@ -120,7 +123,11 @@ impl StoredTable {
 #[async_trait]
 impl TableProvider for StoredTable {
     fn schema(&self) -> SchemaRef {
-        Arc::clone(&self.shown)
+        if self.show {
+            Arc::clone(&self.shown)
+        } else {
+            Arc::clone(&self.storage)
+        }
     }
 
     fn table_type(&self) -> TableType {
@@ -144,6 +151,7 @@ impl TableProvider for StoredTable {
         // DataFusion applies above the scan, and pushes down itself.
         let id_filters: Vec<Expr> = filters
             .iter()
+            .filter(|_| self.show)
             .filter_map(|f| id_filter(f, &schema))
             .collect();
         let wanted: Vec<usize> = match projection {
@@ -188,6 +196,9 @@ impl TableProvider for StoredTable {
             let predicate = state.create_physical_expr(predicate, &df_schema)?;
             stored = Arc::new(FilterExec::try_new(predicate, stored)?);
         }
+        if !self.show {
+            return Ok(stored);
+        }
         show_ids_exec(stored, wanted.len(), state)
     }
 
@@ -199,12 +210,21 @@ impl TableProvider for StoredTable {
         // with, and DataFusion applies exactly above the scan.
         Ok(filters
             .iter()
-            .map(|f| match id_filter(f, &self.storage) {
-                Some(_) => TableProviderFilterPushDown::Exact,
-                None => TableProviderFilterPushDown::Inexact,
+            .map(|f| match self.show.then(|| id_filter(f, &self.storage)) {
+                Some(Some(_)) => TableProviderFilterPushDown::Exact,
+                _ => TableProviderFilterPushDown::Inexact,
             })
             .collect())
     }
+}
+
+/// A stored table as stored, ids as bytes, for reads inside this crate that
+/// show nothing (lineage); users query the tables [`register_stored_tables`]
+/// registers, which show ids as hex.
+pub(crate) fn stored_table(source: &Arc<dyn SpanSource>, table: Stored) -> Arc<StoredTable> {
+    let mut stored = StoredTable::new(Arc::clone(source), table);
+    stored.show = false;
+    Arc::new(stored)
 }
 
 /// Registers `spans`, `span_links` and `span_structure` on `ctx`. The last is
