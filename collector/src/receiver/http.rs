@@ -2,7 +2,8 @@
 //!
 //! `/v1/metrics` and `/v1/logs` are answered too — SDKs send them unasked — with
 //! every item rejected as a partial success, so clients neither retry nor log
-//! errors forever. [`error_response`] is the one place errors become HTTP statuses.
+//! errors forever. Handlers return `Result<Response, Failure>`; `error_response`
+//! (behind `impl IntoResponse for Failure`) is the one place errors become HTTP statuses.
 
 use std::sync::atomic::Ordering;
 
@@ -98,33 +99,31 @@ fn body_error(e: axum::Error, limit: usize) -> Error {
     }
 }
 
-async fn traces(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    let (request, format) = match read_request::<ExportTraceServiceRequest>(
-        &headers,
-        body,
-        app.limits.max_http_body_bytes,
-    )
-    .await
-    {
-        Ok(r) => r,
-        Err((e, format)) => return fail(&app, &e, format),
-    };
-    match export_traces(&app.store, request).await {
-        Ok(response) => match format {
-            Format::Protobuf => ok(format, response.encode_to_vec()),
-            Format::Json => {
-                let body = match response.partial_success {
-                    Some(p) => json!({"partialSuccess": {
-                        "rejectedSpans": p.rejected_spans.to_string(),
-                        "errorMessage": p.error_message,
-                    }}),
-                    None => json!({}),
-                };
-                ok(format, body.to_string().into_bytes())
-            }
-        },
-        Err(e) => fail(&app, &e, Some(format)),
-    }
+async fn traces(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Failure> {
+    let limit = app.limits.max_http_body_bytes;
+    let (request, format) = read_request::<ExportTraceServiceRequest>(&headers, body, limit)
+        .await
+        .map_err(|(e, format)| app.failed(e, format))?;
+    let response = export_traces(&app.store, request)
+        .await
+        .map_err(|e| app.failed(e, Some(format)))?;
+    Ok(match format {
+        Format::Protobuf => ok(format, response.encode_to_vec()),
+        Format::Json => {
+            let body = match response.partial_success {
+                Some(p) => json!({"partialSuccess": {
+                    "rejectedSpans": p.rejected_spans.to_string(),
+                    "errorMessage": p.error_message,
+                }}),
+                None => json!({}),
+            };
+            ok(format, body.to_string().into_bytes())
+        }
+    })
 }
 
 const TRACES_ONLY: &str = "weft stores traces only; send metrics and logs to another backend";
@@ -194,12 +193,10 @@ async fn reject_all<M: NotStored>(
     State(app): State<AppState>,
     headers: HeaderMap,
     body: Body,
-) -> Response {
-    let (request, format) =
-        match read_request::<M>(&headers, body, app.limits.max_http_body_bytes).await {
-            Ok(r) => r,
-            Err((e, format)) => return fail(&app, &e, format),
-        };
+) -> Result<Response, Failure> {
+    let (request, format) = read_request::<M>(&headers, body, app.limits.max_http_body_bytes)
+        .await
+        .map_err(|(e, format)| app.failed(e, format))?;
     let rejected = request.items();
     let body = match format {
         Format::Protobuf => M::protobuf_response(rejected),
@@ -211,19 +208,35 @@ async fn reject_all<M: NotStored>(
         .to_string()
         .into_bytes(),
     };
-    ok(format, body)
+    Ok(ok(format, body))
 }
 
 fn ok(format: Format, body: Vec<u8>) -> Response {
     ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
 }
 
-fn fail(app: &AppState, e: &Error, format: Option<Format>) -> Response {
-    app.store
-        .metrics()
-        .requests_failed
-        .fetch_add(1, Ordering::Relaxed);
-    error_response(e, format)
+/// A failed request: the error, and the format the answer is written in
+/// (the request's, when it was recognised).
+struct Failure {
+    error: Error,
+    format: Option<Format>,
+}
+
+impl AppState {
+    /// Counts the failure and keeps what the answer needs.
+    fn failed(&self, error: Error, format: Option<Format>) -> Failure {
+        self.store
+            .metrics()
+            .requests_failed
+            .fetch_add(1, Ordering::Relaxed);
+        Failure { error, format }
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        error_response(&self.error, self.format)
+    }
 }
 
 /// The one place collector errors become HTTP statuses, by [`ErrorKind`]: the
