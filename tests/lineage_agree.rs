@@ -9,7 +9,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{Server, weft};
+use common::{Server, weft_ok};
 use opentelemetry::trace::{Span as _, SpanKind, TraceContextExt, Tracer, TracerProvider as _};
 use opentelemetry::{Context, KeyValue};
 use serde_json::Value;
@@ -97,16 +97,6 @@ fn from_rows(rows: &[Value]) -> (Nodes, Findings) {
     (nodes, findings)
 }
 
-fn run_ok(args: &[&str]) -> String {
-    let output = weft(args);
-    assert!(
-        output.status.success(),
-        "weft {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
-
 #[test]
 fn http_sql_and_cli_lineage_agree_on_nodes_and_findings() {
     let dir = tempfile::tempdir().unwrap();
@@ -147,7 +137,7 @@ fn http_sql_and_cli_lineage_agree_on_nodes_and_findings() {
     );
 
     let api = format!("http://{}", server.api);
-    let cli = run_ok(&["lineage", &trace, "--server", &api, "--format", "json"]);
+    let cli = weft_ok(&["lineage", &trace, "--server", &api, "--format", "json"]);
     assert_eq!(
         from_json(&serde_json::from_str(&cli).unwrap()),
         (nodes.clone(), findings.clone())
@@ -156,7 +146,7 @@ fn http_sql_and_cli_lineage_agree_on_nodes_and_findings() {
     // On the data directory, without the server, the same config gives the same answers.
     assert!(server.terminate().success());
     let data = data.to_str().unwrap();
-    let embedded = run_ok(&[
+    let embedded = weft_ok(&[
         "lineage",
         &trace,
         "--data-dir",
@@ -170,7 +160,7 @@ fn http_sql_and_cli_lineage_agree_on_nodes_and_findings() {
         from_json(&serde_json::from_str(&embedded).unwrap()),
         (nodes.clone(), findings.clone())
     );
-    let rows = run_ok(&[
+    let rows = weft_ok(&[
         "sql",
         &sql,
         "--data-dir",

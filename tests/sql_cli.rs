@@ -12,13 +12,7 @@ use reqwest::blocking::Client;
 const QUERY: &str = "SELECT name, ai_kind, input_tokens FROM spans WHERE ai_kind = 'llm'";
 
 fn weft_sql(args: &[&str]) -> String {
-    let output = common::weft(&[&["sql"], args].concat());
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
+    common::weft_ok(&[&["sql"], args].concat())
 }
 
 #[test]

@@ -18,6 +18,17 @@ pub fn weft(args: &[&str]) -> std::process::Output {
         .expect("weft binary runs")
 }
 
+/// Runs the `weft` binary with `args`, asserts it succeeded, and returns its stdout.
+pub fn weft_ok(args: &[&str]) -> String {
+    let output = weft(args);
+    assert!(
+        output.status.success(),
+        "weft {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
 /// An OpenTelemetry SDK tracer provider exporting to `server` over OTLP/gRPC
 /// with the real batch exporter, for `service`. Call it inside a Tokio runtime
 /// (`runtime.enter()`); flush and shut it down to send everything.
