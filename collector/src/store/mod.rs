@@ -10,6 +10,11 @@
 //!
 //! Readers take a [`Snapshot`]: the committed Parquet files plus the live
 //! batches not in them, taken under one lock, so no span is seen twice or missed.
+//!
+//! One file per job: this one is the API and the flush; `writer` the WAL writer
+//! thread; `recent` the bounded retry and settling windows; `checkpoint`;
+//! `codec` the WAL record format; `recovery` what a directory holds at open (and
+//! `read_snapshot`); `upgrade` converting files of an older schema version.
 
 mod checkpoint;
 mod codec;
