@@ -15,9 +15,10 @@ use weft_schemas::{AiKind, TraceId, ai_col};
 use std::collections::HashSet;
 
 use crate::error::QueryError;
+use crate::ids::trace_id_literal;
 use crate::lineage::{Reach, workflow_spans};
 use crate::lineage_sql::register_lineage_functions;
-use crate::table::{SpanSource, register_stored_tables};
+use crate::table::{SpanSource, Stored, register_stored_tables, stored_table};
 use weft_lineage::{BuildOptions, Lineage, build};
 
 /// One cross-service or cross-agent call per row: the `service_calls` view,
@@ -284,15 +285,15 @@ impl QueryEngine {
         self.bounded(run).await
     }
 
-    /// Every span of one trace, ordered by start time. The filter on `trace_id`
-    /// lets Parquet skip row groups by statistics and bloom filter.
+    /// Every span of one trace, ordered by start time, ids as bytes (for
+    /// `traces_data_json`, which shows them). The filter on `trace_id` lets
+    /// Parquet skip row groups by statistics and bloom filter.
     pub async fn trace(&self, trace_id: &TraceId) -> Result<Vec<RecordBatch>, QueryError> {
         let run = async {
             let df = self
                 .ctx
-                .table("spans")
-                .await?
-                .filter(col(column::TRACE_ID).eq(lit(trace_id.to_hex())))?
+                .read_table(stored_table(&self.source, Stored::Spans))?
+                .filter(col(column::TRACE_ID).eq(trace_id_literal(trace_id)))?
                 .sort(vec![col(column::START_TIME).sort(true, false)])?;
             Ok::<_, QueryError>(df.collect().await?)
         };

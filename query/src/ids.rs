@@ -107,6 +107,14 @@ pub(crate) fn show_ids_exec(
     Ok(Arc::new(ProjectionExec::try_new(exprs, input)?))
 }
 
+/// A trace id as a literal of the stored (bytes) `trace_id` columns.
+pub(crate) fn trace_id_literal(trace_id: &TraceId) -> Expr {
+    Expr::Literal(
+        ScalarValue::FixedSizeBinary(TraceId::LEN as i32, Some(trace_id.as_bytes().to_vec())),
+        None,
+    )
+}
+
 /// A filter on the shown table's ids as the stored table applies it exactly,
 /// or `None` when `filter` is not one (it names no id, or uses one otherwise);
 /// DataFusion then applies it above the scan, on the shown values.

@@ -9,14 +9,14 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use arrow::array::{AsArray, RecordBatch};
-use datafusion::common::ScalarValue;
-use datafusion::prelude::{DataFrame, Expr, SessionContext, col, lit};
+use datafusion::prelude::{DataFrame, Expr, SessionContext, col};
 use weft_lineage::{LineageSpan, StepAi};
 use weft_schemas::schema::col as col_name;
 use weft_schemas::settled::col as link_col;
 use weft_schemas::{SpanReader, TraceId, ai_col};
 
 use crate::error::QueryError;
+use crate::ids::trace_id_literal;
 use crate::table::{SpanSource, Stored, stored_table};
 
 /// Which way to follow span links from the starting trace.
@@ -133,15 +133,7 @@ async fn linked_traces(
 
 /// Trace ids as literals of the stored id column: compared as bytes, never as text.
 fn id_literals(traces: &[TraceId]) -> Vec<Expr> {
-    traces
-        .iter()
-        .map(|t| {
-            lit(ScalarValue::FixedSizeBinary(
-                TraceId::LEN as i32,
-                Some(t.as_bytes().to_vec()),
-            ))
-        })
-        .collect()
+    traces.iter().map(trace_id_literal).collect()
 }
 
 /// The distinct `to` trace ids of the `span_links` rows whose `from` column is

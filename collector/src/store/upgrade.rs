@@ -100,12 +100,11 @@ fn file_version(path: &Path) -> Result<u32> {
 /// Rewrites one file at the current schema, under the same name.
 fn rewrite(file: &FileMeta, table: Table, row_group_rows: usize) -> Result<()> {
     let path = &file.path;
-    let (Some(dir), Some((seq_lo, seq_hi))) = (
-        path.parent(),
-        path.file_name()
-            .and_then(|n| n.to_str())
-            .and_then(parse_file_name),
-    ) else {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    let (Some(dir), Some((seq_lo, seq_hi))) = (path.parent(), parse_file_name(name)) else {
         return Err(Error::Internal(format!(
             "{} is not a weft data file",
             path.display()
@@ -121,10 +120,6 @@ fn rewrite(file: &FileMeta, table: Table, row_group_rows: usize) -> Result<()> {
         .collect::<Result<Vec<RecordBatch>>>()
         .map_err(|e| Error::Corrupt(format!("cannot convert {}: {e}", path.display())))?;
     let all = concat_batches(&schema, &batches)?;
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or_default();
     let props = table.properties(seq_lo, seq_hi, row_group_rows);
     write_file(dir, name, &all, props, seq_hi)?;
     Ok(())
