@@ -152,7 +152,7 @@ async fn durable_ingest(
     config.flush_interval = Duration::from_secs(3600);
     config.flush_max_rows = usize::MAX;
     let metrics = Arc::new(Metrics::default());
-    let store = Store::open(config, Arc::clone(&metrics))?;
+    let store = Store::open(config, Arc::clone(&metrics)).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -176,7 +176,7 @@ fn reconstruct(total: usize) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("weft-bench-lineage-{}", std::process::id()));
     let runtime = tokio::runtime::Runtime::new()?;
     let end_to_end = runtime.block_on(async {
-        let store = Store::open(StoreConfig::new(&dir), Arc::new(Metrics::default()))?;
+        let store = Store::open(StoreConfig::new(&dir), Arc::new(Metrics::default())).await?;
         let rows: Vec<Span> = spans.iter().map(to_span).collect();
         for chunk in rows.chunks(10_000) {
             store.ingest(chunk).await?;
@@ -226,7 +226,8 @@ fn settle_cost(total: usize) -> anyhow::Result<()> {
     for _ in 0..3 {
         let dir = tempfile::tempdir()?;
         let report = runtime.block_on(async {
-            let store = Store::open(StoreConfig::new(dir.path()), Arc::new(Metrics::default()))?;
+            let store =
+                Store::open(StoreConfig::new(dir.path()), Arc::new(Metrics::default())).await?;
             store.ingest(&rows).await?;
             let report = store.flush().await?;
             store.shutdown().await?;
@@ -271,7 +272,7 @@ fn structural(total: usize) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let runtime = tokio::runtime::Runtime::new()?;
     let (per_trace, sql, pairs) = runtime.block_on(async {
-        let store = Store::open(StoreConfig::new(dir.path()), Arc::new(Metrics::default()))?;
+        let store = Store::open(StoreConfig::new(dir.path()), Arc::new(Metrics::default())).await?;
         let rows: Vec<Span> = spans.iter().map(to_span).collect();
         for chunk in rows.chunks(10_000) {
             store.ingest(chunk).await?;

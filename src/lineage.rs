@@ -86,10 +86,11 @@ pub fn from_data_dir(
     depth: Option<u32>,
     settings: QuerySettings,
 ) -> anyhow::Result<LineageResult> {
-    let snapshot = weft_collector::read_snapshot(dir)
-        .with_context(|| format!("cannot read data directory {}", dir.display()))?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
+        let snapshot = weft_collector::read_snapshot(dir)
+            .await
+            .with_context(|| format!("cannot read data directory {}", dir.display()))?;
         let engine = QueryEngine::new(Arc::new(StaticSource(snapshot)), settings).await?;
         let reach = Reach {
             direction: Direction::parse(direction.as_str()).unwrap_or_default(),

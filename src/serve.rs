@@ -31,14 +31,12 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let store_config = config.store.clone();
     let store = {
         let metrics = Arc::clone(&metrics);
-        tokio::task::spawn_blocking(move || Store::open(store_config, metrics))
-            .await?
-            .with_context(|| {
-                format!(
-                    "cannot open data directory {}",
-                    config.store.data_dir.display()
-                )
-            })?
+        Store::open(store_config, metrics).await.with_context(|| {
+            format!(
+                "cannot open data directory {}",
+                config.store.data_dir.display()
+            )
+        })?
     };
     let engine = Arc::new(QueryEngine::new(Arc::new(store.clone()), config.query.clone()).await?);
 

@@ -67,10 +67,11 @@ fn embedded(
     format: Format,
     settings: QuerySettings,
 ) -> anyhow::Result<Vec<u8>> {
-    let snapshot = weft_collector::read_snapshot(&dir)
-        .with_context(|| format!("cannot read data directory {}", dir.display()))?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
+        let snapshot = weft_collector::read_snapshot(&dir)
+            .await
+            .with_context(|| format!("cannot read data directory {}", dir.display()))?;
         let engine = QueryEngine::new(Arc::new(StaticSource(snapshot)), settings).await?;
         let result = engine.sql(sql).await?;
         Ok(render(&result, output_format(format))?)

@@ -70,8 +70,12 @@ const STRUCTURE: &str = "SELECT span_id, depth, nested_left, nested_right, orpha
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trace_settled_in_pieces_has_one_whole_structure() {
     let dir = tempfile::tempdir().unwrap();
-    let open = || Store::open(StoreConfig::new(dir.path()), Arc::new(Metrics::default())).unwrap();
-    let store = open();
+    let open = || async {
+        Store::open(StoreConfig::new(dir.path()), Arc::new(Metrics::default()))
+            .await
+            .unwrap()
+    };
+    let store = open().await;
     let engine = |s: &Store| QueryEngine::new(Arc::new(s.clone()), QuerySettings::default());
 
     // Children end first, so exporters send them first: flush them before the root arrives.
@@ -111,7 +115,7 @@ async fn a_trace_settled_in_pieces_has_one_whole_structure() {
     // After a restart the store still knows where T's structure is.
     store.shutdown().await.unwrap();
     drop(e);
-    let store = open();
+    let store = open().await;
     store.ingest(&[span(T, 5, Some(1), 50)]).await.unwrap();
     store.flush().await.unwrap();
     let e = engine(&store).await.unwrap();
@@ -135,7 +139,9 @@ async fn a_trace_settled_in_pieces_has_one_whole_structure() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lineage_follows_the_link_index_both_ways_live_and_settled() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(StoreConfig::new(dir.path()), Arc::new(Metrics::default())).unwrap();
+    let store = Store::open(StoreConfig::new(dir.path()), Arc::new(Metrics::default()))
+        .await
+        .unwrap();
     let e = QueryEngine::new(Arc::new(store.clone()), QuerySettings::default())
         .await
         .unwrap();

@@ -115,8 +115,9 @@ fn fixture(name: &str) -> Normalised {
 }
 
 async fn load(dir: &Path) -> Store {
-    let store =
-        Store::open(StoreConfig::new(dir), Arc::new(Metrics::default())).expect("store opens");
+    let store = Store::open(StoreConfig::new(dir), Arc::new(Metrics::default()))
+        .await
+        .expect("store opens");
     for (name, flush) in [("trace_a.json", true), ("trace_b.json", false)] {
         let normalised = fixture(name);
         assert_eq!(normalised.rejected, 0, "{}", normalised.error_message());

@@ -60,6 +60,15 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// Reading or committing to a Delta table failed: its storage (retry
+    /// later) or its log (not what Weft wrote).
+    #[error("table {table}: {source}")]
+    Table {
+        table: &'static str,
+        #[source]
+        source: deltalake::DeltaTableError,
+    },
+
     // ---- stopping ----
     /// The store is shutting down and takes no more spans.
     #[error("weft is shutting down; retry against the restarted server")]
@@ -88,6 +97,13 @@ impl Error {
                 ErrorKind::Invalid
             }
             Error::Io { .. } => ErrorKind::Overloaded,
+            Error::Table { source, .. } => match source {
+                deltalake::DeltaTableError::ObjectStore { .. }
+                | deltalake::DeltaTableError::Io { .. }
+                | deltalake::DeltaTableError::VersionAlreadyExists(_)
+                | deltalake::DeltaTableError::Transaction { .. } => ErrorKind::Overloaded,
+                _ => ErrorKind::Internal,
+            },
             Error::ShuttingDown => ErrorKind::ShuttingDown,
             Error::Arrow(_) | Error::Parquet(_) | Error::Corrupt(_) | Error::Internal(_) => {
                 ErrorKind::Internal
@@ -101,6 +117,11 @@ impl Error {
             path: path.into(),
             source,
         }
+    }
+
+    /// A Delta table's error.
+    pub(crate) fn table(table: &'static str, source: deltalake::DeltaTableError) -> Self {
+        Error::Table { table, source }
     }
 
     /// An error of the same kind and message, for answering every request of

@@ -4,8 +4,9 @@
 //! `receiver` (gRPC / HTTP edges) → `otlp::decode` (bytes → protobuf types) →
 //! `otlp::normalise` (validate each span, fold resource and scope in, extract AI
 //! columns) → [`Store::ingest`] (dedup → Arrow batch → `wal` group commit →
-//! live buffer) → background flush (`parquet_files`) to hour-partitioned Parquet,
-//! settling each flushed trace (`settle`: its nested-set structure and link index).
+//! live buffer) → background flush (`parquet_files`) to day-partitioned Parquet,
+//! settling each flushed trace (`settle`: its nested-set structure and link
+//! index), committed to Delta Lake tables (`tables`).
 //!
 //! The public surface is small: the [`Store`] and its [`Snapshot`]s, the two
 //! edges in [`receiver`], [`decode_spans`] for OTLP payloads that arrive some
@@ -21,6 +22,7 @@ mod parquet_files;
 pub mod receiver;
 mod settle;
 mod store;
+mod tables;
 mod wal;
 
 pub use config::{IngestLimits, StoreConfig};

@@ -1,7 +1,8 @@
-//! Writing the live buffer to hour-partitioned Parquet files, atomically.
+//! Writing the live buffer to day-partitioned Parquet files, atomically.
 //!
-//! Layout: `spans/date=YYYY-MM-DD/hour=HH/part-<seq_lo>-<seq_hi>.parquet`, where
-//! the sequence numbers are the WAL records the file holds. Rows in a file are
+//! Layout: `spans/day=YYYY-MM-DD/part-<seq_lo>-<seq_hi>.parquet`, where the
+//! sequence numbers are the WAL records the file holds; `tables` commits the
+//! files to the table's Delta log. Rows in a file are
 //! sorted by `(trace_id, start_time)` so a trace is a contiguous run; `trace_id`
 //! has a bloom filter and every column has page-level statistics, so looking a
 //! trace up and scanning a time range both skip most row groups. A file is
@@ -12,7 +13,7 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{Array, RecordBatch, TimestampNanosecondArray, UInt32Array};
+use arrow::array::{RecordBatch, TimestampMicrosecondArray, UInt32Array};
 use arrow::compute::{SortColumn, lexsort_to_indices, take_record_batch};
 use arrow::datatypes::Schema;
 use chrono::DateTime;
@@ -25,20 +26,23 @@ use weft_schemas::schema::col;
 use weft_schemas::{SCHEMA_VERSION, SCHEMA_VERSION_KEY, SpanId, SpanReader, TraceId, span_schema};
 
 use crate::error::{Error, Result};
+use crate::tables::{DAY, file_stats};
 use crate::wal::sync_dir;
 
-/// Sub-directory of the data dir that holds the Parquet files.
-pub const SPANS_DIR: &str = "spans";
+const MICROS_PER_DAY: i64 = 86_400_000_000;
 
-const NANOS_PER_HOUR: i64 = 3_600_000_000_000;
-
-/// One Parquet file of spans.
+/// One Parquet file of a table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FileMeta {
     pub path: PathBuf,
     pub rows: usize,
     pub bytes: u64,
+    /// The last WAL record the file holds (0 for files compaction merged).
     pub seq_hi: u64,
+    /// Its partition: the UTC day (`YYYY-MM-DD`) of its rows' `start_time`.
+    pub day: String,
+    /// Delta `stats` JSON: row count and the time range.
+    pub(crate) stats: Option<String>,
 }
 
 /// `part-<lo>-<hi>.parquet` → `(lo, hi)`.
@@ -48,11 +52,55 @@ pub fn parse_file_name(name: &str) -> Option<(u64, u64)> {
     Some((lo.parse().ok()?, hi.parse().ok()?))
 }
 
-fn partition_dir(root: &Path, hour_bucket: i64) -> PathBuf {
-    let ns = hour_bucket.saturating_mul(NANOS_PER_HOUR);
-    let t = DateTime::from_timestamp_nanos(ns);
-    root.join(t.format("date=%Y-%m-%d").to_string())
-        .join(t.format("hour=%H").to_string())
+/// `YYYY-MM-DD` of a day number (days since the Unix epoch).
+fn day_text(day: i64) -> String {
+    DateTime::from_timestamp_micros(day.saturating_mul(MICROS_PER_DAY))
+        .map(|t| t.format("%Y-%m-%d").to_string())
+        .unwrap_or_default()
+}
+
+/// The rows of `batch` by UTC day of the microsecond timestamp column `time`.
+pub fn rows_by_day(batch: &RecordBatch, time: &str) -> Result<BTreeMap<String, RecordBatch>> {
+    let times = batch
+        .column_by_name(time)
+        .and_then(|c| c.as_any().downcast_ref::<TimestampMicrosecondArray>())
+        .ok_or_else(|| Error::Internal(format!("{time} is not a microsecond timestamp column")))?;
+    let mut by_day: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
+    for (row, micros) in times.values().iter().enumerate() {
+        by_day
+            .entry(micros.div_euclid(MICROS_PER_DAY))
+            .or_default()
+            .push(row as u32);
+    }
+    by_day
+        .into_iter()
+        .map(|(day, rows)| {
+            Ok((
+                day_text(day),
+                take_record_batch(batch, &UInt32Array::from(rows))?,
+            ))
+        })
+        .collect()
+}
+
+/// Writes `batch` into `table_root` as one file per day of its `start_time`,
+/// each named `name` in its `day=` directory and transformed by `prepare`
+/// (a sort) first.
+pub fn write_by_day(
+    table_root: &Path,
+    batch: &RecordBatch,
+    name: &str,
+    props: impl Fn() -> WriterProperties,
+    prepare: impl Fn(&RecordBatch) -> Result<RecordBatch>,
+    seq_hi: u64,
+) -> Result<Vec<FileMeta>> {
+    let mut files = Vec::new();
+    for (day, rows) in rows_by_day(batch, col::START_TIME)? {
+        let rows = prepare(&rows)?;
+        let dir = table_root.join(format!("{DAY}={day}"));
+        files.push(write_file(&dir, name, &rows, props(), seq_hi, &day)?);
+    }
+    Ok(files)
 }
 
 /// Settings every Weft Parquet file shares: zstd, page statistics, the schema
@@ -106,11 +154,11 @@ pub fn writer_properties(row_group_rows: usize, seq_lo: u64, seq_hi: u64) -> Wri
     b.build()
 }
 
-/// Writes `batches` (WAL records `seq_lo..=seq_hi`) as one file per hour of
-/// `start_time`, each sorted by trace id then start time. Returns the files,
-/// all durable and under their final names.
+/// Writes `all` (WAL records `seq_lo..=seq_hi`) into the `spans` table as one
+/// file per day of `start_time`, each sorted by trace id then start time.
+/// Returns the files, all durable and under their final names.
 pub fn write_partitions(
-    root: &Path,
+    table_root: &Path,
     all: &RecordBatch,
     seq_lo: u64,
     seq_hi: u64,
@@ -119,36 +167,17 @@ pub fn write_partitions(
     if all.num_rows() == 0 {
         return Ok(Vec::new());
     }
-    let starts = all
-        .column(6)
-        .as_any()
-        .downcast_ref::<TimestampNanosecondArray>()
-        .ok_or_else(|| Error::Internal("start_time column has an unexpected type".into()))?;
-    let mut by_hour: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
-    for (row, ns) in starts.values().iter().enumerate() {
-        by_hour
-            .entry(ns.div_euclid(NANOS_PER_HOUR))
-            .or_default()
-            .push(row as u32);
-    }
-    let mut files = Vec::with_capacity(by_hour.len());
-    for (hour, rows) in by_hour {
-        let part = take_record_batch(all, &UInt32Array::from(rows))?;
-        let sorted = sort_for_storage(&part)?;
-        let dir = partition_dir(&root.join(SPANS_DIR), hour);
-        let props = writer_properties(row_group_rows, seq_lo, seq_hi);
-        files.push(write_file(
-            &dir,
-            &file_name(seq_lo, seq_hi),
-            &sorted,
-            props,
-            seq_hi,
-        )?);
-    }
-    Ok(files)
+    write_by_day(
+        table_root,
+        all,
+        &file_name(seq_lo, seq_hi),
+        || writer_properties(row_group_rows, seq_lo, seq_hi),
+        sort_for_storage,
+        seq_hi,
+    )
 }
 
-fn sort_for_storage(batch: &RecordBatch) -> Result<RecordBatch> {
+pub fn sort_for_storage(batch: &RecordBatch) -> Result<RecordBatch> {
     let columns = [
         SortColumn {
             values: Arc::clone(batch.column(0)),
@@ -175,6 +204,7 @@ pub fn write_file(
     batch: &RecordBatch,
     props: WriterProperties,
     seq_hi: u64,
+    day: &str,
 ) -> Result<FileMeta> {
     fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let tmp = dir.join(format!(".{name}.tmp"));
@@ -193,66 +223,9 @@ pub fn write_file(
         rows: batch.num_rows(),
         bytes,
         seq_hi,
+        day: day.to_owned(),
+        stats: Some(file_stats(batch)),
     })
-}
-
-/// Every committed Parquet file under `root/<dir>` (`spans`, or a settled
-/// table's directory). Leftovers of an interrupted
-/// flush — temporary files, and files past the `checkpoint` (their spans are
-/// still in the WAL and will be flushed again) — are skipped, and deleted when
-/// `repair` is set.
-pub fn recover_files(
-    root: &Path,
-    dir: &str,
-    checkpoint: u64,
-    repair: bool,
-) -> Result<Vec<FileMeta>> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.join(dir)];
-    while let Some(dir) = stack.pop() {
-        let entries = match fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(Error::io(&dir, e)),
-        };
-        for entry in entries {
-            let entry = entry.map_err(|e| Error::io(&dir, e))?;
-            let path = entry.path();
-            let meta = entry.metadata().map_err(|e| Error::io(&path, e))?;
-            if meta.is_dir() {
-                stack.push(path);
-                continue;
-            }
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if !repair
-                && (name.ends_with(".tmp")
-                    || parse_file_name(&name).is_none_or(|(_, hi)| hi > checkpoint))
-            {
-                continue;
-            }
-            if name.ends_with(".tmp") {
-                tracing::warn!(file = %path.display(), "removing unfinished parquet file");
-                fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
-                continue;
-            }
-            let Some((_, seq_hi)) = parse_file_name(&name) else {
-                continue;
-            };
-            if seq_hi > checkpoint {
-                tracing::warn!(file = %path.display(), "removing parquet file of an interrupted flush; its spans replay from the wal");
-                fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
-                continue;
-            }
-            out.push(FileMeta {
-                path,
-                rows: 0,
-                bytes: meta.len(),
-                seq_hi,
-            });
-        }
-    }
-    out.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(out)
 }
 
 /// The `(trace_id, span_id)` pairs of a file, reading only those two columns.

@@ -20,13 +20,14 @@ use std::sync::Arc;
 
 use arrow::array::{
     ArrayRef, BooleanArray, FixedSizeBinaryBuilder, Int32Array, Int64Array, RecordBatch,
-    StringArray, TimestampNanosecondArray,
+    StringArray,
 };
 use arrow::compute::{SortColumn, lexsort_to_indices, take_record_batch};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 use weft_schemas::schema::col::LINKS;
+use weft_schemas::schema::timestamps_from_nanos;
 use weft_schemas::settled::col;
 use weft_schemas::{
     AiKind, SpanId, SpanReader, StatusCode, TraceId, links_schema, structure_schema,
@@ -34,13 +35,9 @@ use weft_schemas::{
 
 use crate::error::{Error, Result};
 use crate::parquet_files::{
-    FileMeta, base_properties, file_name, sorted_by, with_bloom_filter, write_file,
+    FileMeta, base_properties, file_name, sorted_by, with_bloom_filter, write_by_day,
 };
-
-/// Sub-directory of the data dir holding `span_structure` files.
-pub const STRUCTURE_DIR: &str = "structure";
-/// Sub-directory of the data dir holding `span_links` files.
-pub const LINKS_DIR: &str = "links";
+use crate::tables::TableKind;
 
 /// What structure needs of one span.
 #[derive(Debug, Clone, PartialEq)]
@@ -257,7 +254,6 @@ pub fn structure_batch(
             prev.push(previous.get(trace).copied());
         }
     }
-    let tz = Some("UTC");
     let columns: Vec<ArrayRef> = vec![
         Arc::new(trace_id.finish()),
         Arc::new(span_id.finish()),
@@ -271,8 +267,8 @@ pub fn structure_batch(
         Arc::new(StringArray::from(service)),
         Arc::new(StringArray::from(ai_kind)),
         Arc::new(StringArray::from(status)),
-        Arc::new(TimestampNanosecondArray::from(start).with_timezone_opt(tz)),
-        Arc::new(TimestampNanosecondArray::from(end).with_timezone_opt(tz)),
+        timestamps_from_nanos(start),
+        timestamps_from_nanos(end),
         Arc::new(Int64Array::from(vec![generation; rows])),
         Arc::new(Int64Array::from(prev)),
     ];
@@ -312,7 +308,7 @@ pub fn link_rows(spans: &RecordBatch) -> Result<RecordBatch> {
             Arc::new(linked_span.finish()),
             Arc::new(trace.finish()),
             Arc::new(span.finish()),
-            Arc::new(TimestampNanosecondArray::from(start).with_timezone("UTC")),
+            timestamps_from_nanos(start),
         ],
     )?;
     sort(&unsorted, &[0, 1])
@@ -343,13 +339,14 @@ fn read_structure_file(path: &Path) -> Result<Vec<RecordBatch>> {
 /// The traces settled by one flush and the files written for them.
 #[derive(Debug, Default)]
 pub struct Settled {
-    pub structure: Option<FileMeta>,
-    pub links: Option<FileMeta>,
+    pub structure: Vec<FileMeta>,
+    pub links: Vec<FileMeta>,
     pub traces: Vec<TraceId>,
 }
 
-/// Where a trace's latest structure is: its generation and file.
-pub type Previous = HashMap<TraceId, (i64, PathBuf)>;
+/// Where a trace's latest structure is: its generation and the files (one
+/// per day) holding it.
+pub type Previous = HashMap<TraceId, (i64, Vec<PathBuf>)>;
 
 /// Writer settings of a `span_structure` file: sorted by trace and nested-set
 /// position, a bloom filter on the trace id.
@@ -397,8 +394,10 @@ pub fn settle(
     let mut by_file: BTreeMap<&Path, HashSet<TraceId>> = BTreeMap::new();
     let mut replaces: HashMap<TraceId, i64> = HashMap::new();
     for trace in fresh.keys() {
-        if let Some((generation, path)) = previous.get(trace) {
-            by_file.entry(path.as_path()).or_default().insert(*trace);
+        if let Some((generation, paths)) = previous.get(trace) {
+            for path in paths {
+                by_file.entry(path.as_path()).or_default().insert(*trace);
+            }
             replaces.insert(*trace, *generation);
         }
     }
@@ -425,24 +424,24 @@ pub fn settle(
 
     let name = file_name(seq_lo, seq_hi);
     let structure = structure_batch(&merged, &replaces, seq_hi as i64)?;
-    let props = structure_properties(seq_lo, seq_hi);
-    let structure = write_file(&root.join(STRUCTURE_DIR), &name, &structure, props, seq_hi)?;
-
-    let links = link_rows(spans)?;
-    let links = if links.num_rows() == 0 {
-        None
-    } else {
-        let props = links_properties(seq_lo, seq_hi);
-        Some(write_file(
-            &root.join(LINKS_DIR),
-            &name,
-            &links,
-            props,
-            seq_hi,
-        )?)
-    };
+    let structure = write_by_day(
+        &root.join(TableKind::Structure.dir()),
+        &structure,
+        &name,
+        || structure_properties(seq_lo, seq_hi),
+        |b| Ok(b.clone()),
+        seq_hi,
+    )?;
+    let links = write_by_day(
+        &root.join(TableKind::Links.dir()),
+        &link_rows(spans)?,
+        &name,
+        || links_properties(seq_lo, seq_hi),
+        |b| Ok(b.clone()),
+        seq_hi,
+    )?;
     Ok(Settled {
-        structure: Some(structure),
+        structure,
         links,
         traces: merged.into_keys().collect(),
     })

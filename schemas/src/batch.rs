@@ -3,8 +3,7 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, FixedSizeBinaryBuilder, Int64Builder, ListArray, MapArray, StringBuilder,
-    StructArray, TimestampNanosecondArray,
+    ArrayRef, FixedSizeBinaryBuilder, Int64Builder, ListArray, MapArray, StringBuilder, StructArray,
 };
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Field};
@@ -13,7 +12,10 @@ use arrow::record_batch::RecordBatch;
 
 use crate::conventions::AiBuilders;
 use crate::ids::{SpanId, TraceId};
-use crate::schema::{attribute_map_type, event_fields, link_fields, map_entry_fields, span_schema};
+use crate::schema::{
+    attribute_map_type, event_fields, link_fields, map_entry_fields, span_schema,
+    timestamps_from_nanos,
+};
 use crate::span::{AttrValue, Span};
 
 /// Accumulates one `Map<Utf8, Utf8>` column (or nested field).
@@ -147,9 +149,7 @@ pub fn spans_to_batch(spans: &[Span]) -> Result<RecordBatch, ArrowError> {
         ai.push(&s.ai);
     }
 
-    let ts = |v: Vec<i64>| -> ArrayRef {
-        Arc::new(TimestampNanosecondArray::from(v).with_timezone("UTC"))
-    };
+    let ts = timestamps_from_nanos;
     let events = StructArray::try_new(
         event_fields(),
         vec![

@@ -7,6 +7,7 @@
 
 use std::sync::{Arc, OnceLock};
 
+use arrow::array::{ArrayRef, TimestampMicrosecondArray};
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 
 use crate::conventions::AI_COLUMNS;
@@ -14,7 +15,8 @@ use crate::ids::{SpanId, TraceId};
 
 /// Bumped whenever a column is added, removed or changes type.
 /// 2: ids as bytes (`FixedSizeBinary`), where version 1 stored hex text.
-pub const SCHEMA_VERSION: u32 = 2;
+/// 3: times in microseconds, Delta Lake's timestamp (version 2 stored nanoseconds).
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Key under which [`SCHEMA_VERSION`] is written into schema and Parquet metadata.
 pub const SCHEMA_VERSION_KEY: &str = "weft.schema_version";
@@ -51,9 +53,17 @@ pub fn span_id_type() -> DataType {
     DataType::FixedSizeBinary(SpanId::LEN as i32)
 }
 
-/// UTC nanosecond timestamps.
+/// UTC microsecond timestamps: Delta Lake's `timestamp`, which every engine
+/// that reads Delta tables reads. Exact durations are in `duration_ns`.
 pub fn timestamp_type() -> DataType {
-    DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+/// A column of [`timestamp_type`] from nanoseconds since the Unix epoch
+/// (rounded down to the microsecond).
+pub fn timestamps_from_nanos(nanos: impl IntoIterator<Item = i64>) -> ArrayRef {
+    let micros: Vec<i64> = nanos.into_iter().map(|ns| ns.div_euclid(1_000)).collect();
+    Arc::new(TimestampMicrosecondArray::from(micros).with_timezone("UTC"))
 }
 
 /// The struct inside the attribute maps: `key` (never null) and `value`.

@@ -101,9 +101,10 @@ pub fn show_ids(array: &ArrayRef) -> Result<ArrayRef, ArrowError> {
     }
 }
 
-/// The array as `target` has it, reading hex text where `target` holds ids as
-/// bytes: how data of schema version 1 is brought to the current schema.
-pub fn ids_from_hex(array: &ArrayRef, target: &DataType) -> Result<ArrayRef, ArrowError> {
+/// The array as `target` has it: hex text read as bytes where `target` holds
+/// ids as bytes (schema version 1), anything else cast (version 2's nanosecond
+/// timestamps become microseconds). How older data reaches the current schema.
+pub fn to_current_type(array: &ArrayRef, target: &DataType) -> Result<ArrayRef, ArrowError> {
     match (array.data_type(), target) {
         (source, target) if source == target => Ok(Arc::clone(array)),
         (
@@ -128,7 +129,7 @@ pub fn ids_from_hex(array: &ArrayRef, target: &DataType) -> Result<ArrayRef, Arr
         }
         (DataType::List(_), DataType::List(item)) => {
             let list = array.as_list::<i32>();
-            let values = ids_from_hex(list.values(), item.data_type())?;
+            let values = to_current_type(list.values(), item.data_type())?;
             Ok(Arc::new(ListArray::try_new(
                 Arc::clone(item),
                 list.offsets().clone(),
@@ -144,7 +145,7 @@ pub fn ids_from_hex(array: &ArrayRef, target: &DataType) -> Result<ArrayRef, Arr
                     let column = items.column_by_name(f.name()).ok_or_else(|| {
                         ArrowError::SchemaError(format!("struct lacks field {}", f.name()))
                     })?;
-                    ids_from_hex(column, f.data_type())
+                    to_current_type(column, f.data_type())
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(Arc::new(StructArray::try_new(
@@ -157,8 +158,8 @@ pub fn ids_from_hex(array: &ArrayRef, target: &DataType) -> Result<ArrayRef, Arr
     }
 }
 
-/// A batch brought to `target` (by column name), ids read from hex where needed.
-pub fn batch_ids_from_hex(
+/// A batch brought to `target` (by column name), with [`to_current_type`].
+pub fn batch_to_current(
     batch: &RecordBatch,
     target: &SchemaRef,
 ) -> Result<RecordBatch, ArrowError> {
@@ -169,7 +170,7 @@ pub fn batch_ids_from_hex(
             let column = batch.column_by_name(f.name()).ok_or_else(|| {
                 ArrowError::SchemaError(format!("batch lacks column {}", f.name()))
             })?;
-            ids_from_hex(column, f.data_type())
+            to_current_type(column, f.data_type())
         })
         .collect::<Result<Vec<_>, _>>()?;
     RecordBatch::try_new(Arc::clone(target), columns)
@@ -202,7 +203,7 @@ mod tests {
         assert_eq!(link_span.as_string::<i32>().value(0), "0909090909090909");
         assert!(shown.column_by_name("parent_span_id").unwrap().is_null(0));
         // Schema version 1 data (hex ids) comes back exactly as version 2 writes it.
-        assert_eq!(batch_ids_from_hex(&shown, &span_schema()).unwrap(), batch);
+        assert_eq!(batch_to_current(&shown, &span_schema()).unwrap(), batch);
     }
 
     #[test]
@@ -229,6 +230,6 @@ mod tests {
             DataType::FixedSizeBinary(16),
             false,
         )]));
-        assert!(batch_ids_from_hex(&bad, &target).is_err());
+        assert!(batch_to_current(&bad, &target).is_err());
     }
 }

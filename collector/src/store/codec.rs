@@ -5,7 +5,7 @@ use std::io::Cursor;
 use arrow::array::RecordBatch;
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
-use weft_schemas::shown::{batch_ids_from_hex, shown_schema};
+use weft_schemas::shown::batch_to_current;
 use weft_schemas::{SCHEMA_VERSION_KEY, span_schema};
 
 use crate::error::{Error, Result};
@@ -20,19 +20,25 @@ pub(super) fn encode_batch(batch: &RecordBatch) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Reads a WAL record written by [`encode_batch`], by this version or by one
-/// that stored ids as hex (schema version 1), which it converts.
+/// Reads a WAL record written by [`encode_batch`], by this version or by an
+/// older one (ids as hex in version 1, nanosecond times in version 2), which it
+/// converts.
 pub(super) fn decode_batch(payload: &[u8]) -> Result<RecordBatch> {
     let mut reader = StreamReader::try_new(Cursor::new(payload), None)?;
     let schema = reader.schema();
     let current = schema.fields() == span_schema().fields();
-    let version_1 = schema
-        .metadata()
-        .get(SCHEMA_VERSION_KEY)
-        .map(String::as_str)
-        == Some("1")
-        && shown_schema(&span_schema()).fields() == schema.fields();
-    if !current && !version_1 {
+    let older = matches!(
+        schema
+            .metadata()
+            .get(SCHEMA_VERSION_KEY)
+            .map(String::as_str),
+        Some("1" | "2")
+    ) && schema
+        .fields()
+        .iter()
+        .map(|f| f.name())
+        .eq(span_schema().fields().iter().map(|f| f.name()));
+    if !current && !older {
         return Err(Error::Corrupt(
             "wal record has a different span schema (written by another weft version)".into(),
         ));
@@ -44,6 +50,6 @@ pub(super) fn decode_batch(payload: &[u8]) -> Result<RecordBatch> {
     if current {
         Ok(batch.with_schema(span_schema())?)
     } else {
-        Ok(batch_ids_from_hex(&batch, &span_schema())?)
+        Ok(batch_to_current(&batch, &span_schema())?)
     }
 }

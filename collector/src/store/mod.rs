@@ -5,19 +5,21 @@
 //! appends one record per request, `fdatasync`s once for the whole group, puts
 //! the batches in the live buffer in sequence order, and only then answers.
 //! A background task flushes the live buffer to Parquet and settles the traces
-//! in it ([`crate::settle`]); the WAL is trimmed only after the files and the
-//! checkpoint naming them are durable.
+//! in it ([`crate::settle`]), commits the files to the three Delta tables
+//! ([`crate::tables`]), each commit naming the last WAL record it holds; the
+//! WAL is trimmed only after all three commits.
 //!
 //! Readers take a [`Snapshot`]: the committed Parquet files plus the live
 //! batches not in them, taken under one lock, so no span is seen twice or missed.
 //!
 //! One file per job: this one is the API and the flush; `writer` the WAL writer
-//! thread; `recent` the bounded retry and settling windows; `checkpoint`;
-//! `codec` the WAL record format; `recovery` what a directory holds at open (and
-//! `read_snapshot`); `upgrade` converting files of an older schema version.
+//! thread; `recent` the bounded retry and settling windows; `codec` the WAL
+//! record format; `recovery` what a directory holds at open (and
+//! `read_snapshot`); `legacy` converting the layout before Delta tables, with
+//! `upgrade` converting files of an older schema version.
 
-mod checkpoint;
 mod codec;
+mod legacy;
 mod recent;
 mod recovery;
 mod upgrade;
@@ -36,7 +38,6 @@ use arrow::compute::concat_batches;
 use tokio::sync::{Notify, mpsc, oneshot};
 use weft_schemas::{Span, TraceId, span_schema, spans_to_batch};
 
-use self::checkpoint::write_checkpoint;
 use self::recent::Recent;
 pub use self::recovery::read_snapshot;
 use self::recovery::{Recovered, batch_keys, recover};
@@ -46,6 +47,7 @@ use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::parquet_files::{FileMeta, write_partitions};
 use crate::settle::{Previous, link_rows, settle};
+use crate::tables::{TableKind, Tables, append, collector_id};
 use crate::wal::WalWriter;
 
 const WAL_DIR: &str = "wal";
@@ -111,6 +113,10 @@ struct Inner {
     flush_wanted: Arc<Notify>,
     /// Latest structure generation of each recently settled trace.
     settled: Mutex<Recent<TraceId, i64>>,
+    /// The Delta tables, and the WAL sequence each holds (flushes hold the lock).
+    tables: tokio::sync::Mutex<(Tables, [u64; 3])>,
+    /// This collector's id: the `app_id` of its commits.
+    app: String,
 }
 
 #[derive(Default)]
@@ -132,21 +138,51 @@ fn lock_err<T>(_: T) -> Error {
 }
 
 impl Store {
-    /// Opens the data directory: drops leftovers of an interrupted flush, replays
-    /// the WAL into the live buffer, and starts the WAL writer thread.
-    pub fn open(mut config: StoreConfig, metrics: Arc<Metrics>) -> Result<Self> {
+    /// Opens the data location: converts an older layout, opens (or creates)
+    /// the Delta tables, replays the WAL records they do not all hold into the
+    /// live buffer, finishes a flush that was interrupted between its tables'
+    /// commits, and starts the WAL writer thread.
+    pub async fn open(mut config: StoreConfig, metrics: Arc<Metrics>) -> Result<Self> {
         // Absolute, so readers can turn file paths into URLs.
         config.data_dir =
             std::path::absolute(&config.data_dir).map_err(|e| Error::io(&config.data_dir, e))?;
         let wal_dir = config.data_dir.join(WAL_DIR);
         fs::create_dir_all(&wal_dir).map_err(|e| Error::io(&wal_dir, e))?;
+        let app = collector_id(&wal_dir, true)?
+            .ok_or_else(|| Error::Internal("collector id not created".into()))?;
+        let mut tables = Tables::open(&config.data_dir, true)
+            .await?
+            .ok_or_else(|| Error::Internal("tables not created".into()))?;
+        if legacy::is_legacy(&config.data_dir) {
+            legacy::convert(&config, &mut tables, &app).await?;
+        }
+        let applied = tables.applied(&app).await?;
+        let held = applied.iter().copied().min().unwrap_or(0);
+        let state = State {
+            files: tables.get(TableKind::Spans).files()?,
+            structure: tables.get(TableKind::Structure).files()?,
+            links: tables.get(TableKind::Links).files()?,
+            live: Vec::new(),
+            live_rows: 0,
+        };
         let Recovered {
-            checkpoint,
             max_seq,
-            state,
+            live,
             dedup,
             settled,
-        } = recover(&config)?;
+        } = {
+            let config = config.clone();
+            let (spans, structure) = (state.files.clone(), state.structure.clone());
+            tokio::task::spawn_blocking(move || recover(&config, held, &spans, &structure))
+                .await
+                .map_err(|e| Error::Internal(format!("recovery task failed: {e}")))??
+        };
+        let live_rows = live.iter().map(|l| l.batch.num_rows()).sum::<usize>();
+        let state = State {
+            live,
+            live_rows,
+            ..state
+        };
         metrics
             .buffered_spans
             .store(state.live_rows as u64, Ordering::Relaxed);
@@ -156,8 +192,8 @@ impl Store {
                 .store(now_unix_nano(), Ordering::Relaxed);
         }
 
-        let mut writer = WalWriter::open(&wal_dir, max_seq + 1)?;
-        writer.rotate_and_trim(checkpoint)?;
+        let mut writer = WalWriter::open(&wal_dir, max_seq.max(held) + 1)?;
+        writer.rotate_and_trim(held)?;
         let state = Arc::new(RwLock::new(state));
         let (tx, rx) = mpsc::channel(4096);
         let flush_wanted = Arc::new(Notify::new());
@@ -174,7 +210,7 @@ impl Store {
                 .spawn(move || run_writer(rx, writer, ctx))
                 .map_err(|e| Error::io(&wal_dir, e))?
         };
-        Ok(Self {
+        let store = Self {
             inner: Arc::new(Inner {
                 config,
                 metrics,
@@ -184,8 +220,12 @@ impl Store {
                 flush_lock: tokio::sync::Mutex::new(()),
                 flush_wanted,
                 settled: Mutex::new(settled),
+                tables: tokio::sync::Mutex::new((tables, applied)),
+                app,
             }),
-        })
+        };
+        store.finish_interrupted_flush().await?;
+        Ok(store)
     }
 
     /// The counters this store updates.
@@ -231,23 +271,66 @@ impl Store {
         })
     }
 
-    /// Writes the live buffer to Parquet and settles its traces, then trims
-    /// the WAL. Says what it wrote and what each part cost.
+    /// Writes the live buffer to Parquet, settles its traces, commits the
+    /// files to the three tables, then trims the WAL. Says what it wrote and
+    /// what each part cost.
     pub async fn flush(&self) -> Result<FlushReport> {
         let _guard = self.inner.flush_lock.lock().await;
+        self.finish_interrupted_flush_locked().await?;
+        self.flush_through(u64::MAX).await
+    }
+
+    /// Finishes a flush that committed to some tables but not all (a crash or
+    /// a failed commit between them), so every table holds the same records.
+    async fn finish_interrupted_flush(&self) -> Result<()> {
+        let _guard = self.inner.flush_lock.lock().await;
+        self.finish_interrupted_flush_locked().await
+    }
+
+    async fn finish_interrupted_flush_locked(&self) -> Result<()> {
+        let applied = self.inner.tables.lock().await.1;
+        let (lo, hi) = (
+            applied.iter().copied().min().unwrap_or(0),
+            applied.iter().copied().max().unwrap_or(0),
+        );
+        if lo == hi {
+            return Ok(());
+        }
+        tracing::warn!(
+            held_by_all = lo,
+            held_by_some = hi,
+            "finishing a flush that reached only some tables"
+        );
+        self.flush_through(hi).await.map(|_| ())
+    }
+
+    /// Flushes the live records up to `through` (all of them with `u64::MAX`),
+    /// committing to each table that does not hold them yet.
+    async fn flush_through(&self, through: u64) -> Result<FlushReport> {
         let (batches, seq_lo, seq_hi, structure_files) = {
             let state = self.inner.state.read().map_err(lock_err)?;
-            let (Some(first), Some(last)) = (state.live.first(), state.live.last()) else {
+            let flushed: Vec<&LiveBatch> =
+                state.live.iter().take_while(|l| l.seq <= through).collect();
+            let (Some(first), Some(last)) = (flushed.first(), flushed.last()) else {
                 return Ok(FlushReport::default());
             };
-            let batches: Vec<RecordBatch> = state.live.iter().map(|l| l.batch.clone()).collect();
-            let by_generation: HashMap<i64, PathBuf> = state
-                .structure
-                .iter()
-                .map(|f| (f.seq_hi as i64, f.path.clone()))
-                .collect();
+            let batches: Vec<RecordBatch> = flushed.iter().map(|l| l.batch.clone()).collect();
+            let mut by_generation: HashMap<i64, Vec<PathBuf>> = HashMap::new();
+            for f in &state.structure {
+                by_generation
+                    .entry(f.seq_hi as i64)
+                    .or_default()
+                    .push(f.path.clone());
+            }
             (batches, first.seq, last.seq, by_generation)
         };
+        let mut tables = self.inner.tables.lock().await;
+        let wanted = |kind: TableKind| tables.1[kind as usize] < seq_hi;
+        let wants = [
+            wanted(TableKind::Spans),
+            wanted(TableKind::Structure),
+            wanted(TableKind::Links),
+        ];
         let root = self.inner.config.data_dir.clone();
         let row_group_rows = self.inner.config.row_group_rows;
         let inner = Arc::clone(&self.inner);
@@ -255,31 +338,57 @@ impl Store {
         let (files, settled, write, settling) = tokio::task::spawn_blocking(move || {
             let all = concat_batches(&span_schema(), &batches)?;
             let write_started = Instant::now();
-            let files = write_partitions(&root, &all, seq_lo, seq_hi, row_group_rows)?;
+            let files = if wants[TableKind::Spans as usize] {
+                write_partitions(
+                    &root.join(TableKind::Spans.dir()),
+                    &all,
+                    seq_lo,
+                    seq_hi,
+                    row_group_rows,
+                )?
+            } else {
+                Vec::new()
+            };
             let write = write_started.elapsed();
             let settle_started = Instant::now();
             let previous = inner.previous_settlings(&all, &structure_files)?;
             let settled = settle(&root, &all, seq_lo, seq_hi, &previous)?;
             let settling = settle_started.elapsed();
-            write_checkpoint(&root, seq_hi)?;
             Ok::<_, Error>((files, settled, write, settling))
         })
         .await
         .map_err(|e| Error::Internal(format!("flush task failed: {e}")))??;
 
-        let rows: usize = files.iter().map(|f| f.rows).sum();
-        let bytes: u64 = files.iter().map(|f| f.bytes).sum();
-        {
-            let mut recent = self.inner.settled.lock().map_err(lock_err)?;
-            for trace in &settled.traces {
-                recent.insert(*trace, seq_hi as i64);
+        // Commit to each table that lacks these records; the spans table
+        // first, so a reader of the tables alone sees a trace's spans no
+        // later than its structure and links. Readers of this store switch
+        // from the live buffer to the tables at once, after the last commit.
+        let txn = Some((self.inner.app.as_str(), seq_hi));
+        let (table_set, applied) = &mut *tables;
+        for (kind, adds) in [
+            (TableKind::Spans, &files),
+            (TableKind::Links, &settled.links),
+            (TableKind::Structure, &settled.structure),
+        ] {
+            if applied[kind as usize] >= seq_hi {
+                continue;
             }
+            table_set
+                .get_mut(kind)
+                .commit(adds, &[], txn, append())
+                .await?;
+            applied[kind as usize] = seq_hi;
         }
         {
+            let (spans, structure, links) = (
+                table_set.get(TableKind::Spans).files()?,
+                table_set.get(TableKind::Structure).files()?,
+                table_set.get(TableKind::Links).files()?,
+            );
             let mut state = self.inner.state.write().map_err(lock_err)?;
-            state.files.extend(files.iter().cloned());
-            state.structure.extend(settled.structure);
-            state.links.extend(settled.links);
+            state.files = spans;
+            state.structure = structure;
+            state.links = links;
             state.live.retain(|l| l.seq > seq_hi);
             state.live_rows = state.live.iter().map(|l| l.batch.num_rows()).sum();
             let m = &self.inner.metrics;
@@ -287,6 +396,16 @@ impl Store {
                 .store(state.live_rows as u64, Ordering::Relaxed);
             if state.live.is_empty() {
                 m.oldest_unflushed_unix_nano.store(0, Ordering::Relaxed);
+            }
+        }
+        drop(tables);
+
+        let rows: usize = files.iter().map(|f| f.rows).sum();
+        let bytes: u64 = files.iter().map(|f| f.bytes).sum();
+        {
+            let mut recent = self.inner.settled.lock().map_err(lock_err)?;
+            for trace in &settled.traces {
+                recent.insert(*trace, seq_hi as i64);
             }
         }
         Metrics::add(&self.inner.metrics.flushes, 1);
@@ -312,7 +431,7 @@ impl Store {
             write_ms = write.as_millis() as u64,
             settle_ms = settling.as_millis() as u64,
             elapsed_ms = started.elapsed().as_millis() as u64,
-            "flushed to parquet"
+            "flushed to delta tables"
         );
         Ok(report)
     }
@@ -360,7 +479,7 @@ impl Inner {
     fn previous_settlings(
         &self,
         spans: &RecordBatch,
-        files: &HashMap<i64, PathBuf>,
+        files: &HashMap<i64, Vec<PathBuf>>,
     ) -> Result<Previous> {
         let recent = self.settled.lock().map_err(lock_err)?;
         let traces: HashSet<TraceId> = batch_keys(spans).into_iter().map(|(t, _)| t).collect();

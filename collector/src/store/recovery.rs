@@ -1,8 +1,10 @@
-//! Recovery at open: what the data directory holds after a stop or a crash.
-//! Files past the checkpoint (an interrupted flush) are deleted, the WAL past
-//! it replays into the live buffer, and the retry-detection and settling
-//! windows are seeded from recent files, so a restart forgets nothing a client
-//! or a later flush relies on. [`read_snapshot`] reads the same without changing anything.
+//! Recovery at open: what a data location holds after a stop or a crash.
+//! Each table's `txn` says which WAL records it holds; the WAL past the
+//! lowest of them replays into the live buffer (a flush interrupted between
+//! its tables' commits is finished by the store before it takes spans), and
+//! the retry-detection and settling windows are seeded from recent files, so
+//! a restart forgets nothing a client or a later flush relies on.
+//! [`read_snapshot`] reads the same without changing anything.
 
 use std::fs;
 use std::path::Path;
@@ -11,56 +13,46 @@ use std::time::Duration;
 use arrow::array::RecordBatch;
 use weft_schemas::{SpanId, SpanReader, TraceId};
 
-use super::checkpoint::read_checkpoint;
 use super::codec::decode_batch;
+use super::legacy;
 use super::recent::Recent;
-use super::upgrade::{Table, check, upgrade};
-use super::{LiveBatch, Snapshot, State, WAL_DIR};
+use super::{LiveBatch, Snapshot, WAL_DIR};
 use crate::config::StoreConfig;
 use crate::error::{Error, Result};
-use crate::parquet_files::{FileMeta, SPANS_DIR, read_span_keys, recover_files};
-use crate::settle::{LINKS_DIR, STRUCTURE_DIR};
+use crate::parquet_files::{FileMeta, read_span_keys};
+use crate::tables::{TableKind, Tables, collector_id};
 use crate::wal;
 
-/// What a data directory holds, ready for a store to run on.
+/// The WAL past what every table holds, and the windows seeded from files.
 pub(super) struct Recovered {
-    pub checkpoint: u64,
-    /// The highest WAL sequence seen (durable in Parquet or replayed).
+    /// The highest WAL sequence seen (in a table or replayed).
     pub max_seq: u64,
-    /// The committed files and the replayed live buffer.
-    pub state: State,
+    /// WAL records some table does not hold yet, in sequence order.
+    pub live: Vec<LiveBatch>,
     pub dedup: Recent<(TraceId, SpanId), ()>,
     pub settled: Recent<TraceId, i64>,
 }
 
-/// Drops leftovers of an interrupted flush, replays the WAL past the
-/// checkpoint, and seeds the retry and settling windows.
-pub(super) fn recover(config: &StoreConfig) -> Result<Recovered> {
+/// Replays the WAL past `held` (the lowest sequence every table holds), and
+/// seeds the retry and settling windows from the tables' recent files.
+pub(super) fn recover(
+    config: &StoreConfig,
+    held: u64,
+    spans: &[FileMeta],
+    structure: &[FileMeta],
+) -> Result<Recovered> {
     let root = &config.data_dir;
     let wal_dir = root.join(WAL_DIR);
-    let checkpoint = read_checkpoint(root)?;
-    let files = recover_files(root, SPANS_DIR, checkpoint, true)?;
-    let structure = recover_files(root, STRUCTURE_DIR, checkpoint, true)?;
-    let links = recover_files(root, LINKS_DIR, checkpoint, true)?;
-    upgrade(
-        root,
-        &[
-            (&files, Table::Spans),
-            (&structure, Table::Structure),
-            (&links, Table::Links),
-        ],
-        config.row_group_rows,
-    )?;
     let mut settled = Recent::new(config.settle_horizon);
-    seed_settled_from_recent_files(&structure, config.settle_horizon, &mut settled);
+    seed_settled_from_recent_files(structure, config.settle_horizon, &mut settled);
 
     let mut dedup = Recent::new(config.dedup_window);
-    seed_dedup_from_recent_files(&files, config.dedup_window, &mut dedup);
+    seed_dedup_from_recent_files(spans, config.dedup_window, &mut dedup);
     let mut live = Vec::new();
-    let mut max_seq = checkpoint;
+    let mut max_seq = held;
     let report = wal::replay(&wal_dir, wal::Mode::Repair, |seq, payload| {
         max_seq = max_seq.max(seq);
-        if seq <= checkpoint {
+        if seq <= held {
             return Ok(());
         }
         match decode_batch(payload) {
@@ -76,36 +68,29 @@ pub(super) fn recover(config: &StoreConfig) -> Result<Recovered> {
         }
         Ok(())
     })?;
-    let live_rows = live.iter().map(|l| l.batch.num_rows()).sum::<usize>();
     tracing::info!(
         data_dir = %root.display(),
-        parquet_files = files.len(),
+        span_files = spans.len(),
         replayed_records = live.len(),
-        replayed_spans = live_rows,
+        replayed_spans = live.iter().map(|l| l.batch.num_rows()).sum::<usize>(),
         torn_bytes = report.torn_bytes,
         quarantined = report.quarantined.len(),
         "store opened"
     );
     Ok(Recovered {
-        checkpoint,
         max_seq,
-        state: State {
-            files,
-            structure,
-            links,
-            live,
-            live_rows,
-        },
+        live,
         dedup,
         settled,
     })
 }
 
-/// Reads a data directory without changing it — for queries beside (or
-/// without) a running server: committed files plus the WAL's unflushed records.
-/// Nothing is locked: if a running server flushes and trims its WAL while this
-/// reads, the flushed spans can be missing from this one snapshot (read again).
-pub fn read_snapshot(data_dir: &Path) -> Result<Snapshot> {
+/// Reads a data location without changing it — for queries beside (or
+/// without) a running server: the tables' files plus the WAL's records the
+/// `spans` table does not hold yet. Nothing is locked: if a running server
+/// flushes and trims its WAL while this reads, the flushed spans can be
+/// missing from this one snapshot (read again).
+pub async fn read_snapshot(data_dir: &Path) -> Result<Snapshot> {
     let data_dir = &std::path::absolute(data_dir).map_err(|e| Error::io(data_dir, e))?;
     if !data_dir.is_dir() {
         return Err(Error::io(
@@ -116,27 +101,29 @@ pub fn read_snapshot(data_dir: &Path) -> Result<Snapshot> {
             ),
         ));
     }
-    let checkpoint = read_checkpoint(data_dir)?;
-    let files = recover_files(data_dir, SPANS_DIR, checkpoint, false)?;
-    let structure = recover_files(data_dir, STRUCTURE_DIR, checkpoint, false)?;
-    let links = recover_files(data_dir, LINKS_DIR, checkpoint, false)?;
-    check(data_dir, &[&files, &structure, &links])?;
+    if legacy::is_legacy(data_dir) {
+        return Err(legacy::refuse(data_dir));
+    }
+    let Some(tables) = Tables::open(data_dir, false).await? else {
+        return Ok(Snapshot::default());
+    };
+    let wal_dir = data_dir.join(WAL_DIR);
+    let held = match collector_id(&wal_dir, false)? {
+        Some(app) => tables.get(TableKind::Spans).applied(&app).await?,
+        None => 0,
+    };
     let mut batches = Vec::new();
-    wal::replay(
-        &data_dir.join(WAL_DIR),
-        wal::Mode::ReadOnly,
-        |seq, payload| {
-            if seq > checkpoint {
-                batches.push(decode_batch(payload)?);
-            }
-            Ok(())
-        },
-    )?;
+    wal::replay(&wal_dir, wal::Mode::ReadOnly, |seq, payload| {
+        if seq > held {
+            batches.push(decode_batch(payload)?);
+        }
+        Ok(())
+    })?;
     Ok(Snapshot {
-        files,
+        files: tables.get(TableKind::Spans).files()?,
         batches,
-        structure,
-        links,
+        structure: tables.get(TableKind::Structure).files()?,
+        links: tables.get(TableKind::Links).files()?,
     })
 }
 

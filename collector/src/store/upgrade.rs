@@ -1,12 +1,12 @@
 //! Bringing a data directory written by an older Weft to the current schema.
 //!
-//! Schema version 1 stored ids as hex text; version 2 stores them as bytes. At
+//! Schema version 1 stored ids as hex text, version 2 nanosecond times; version
+//! 3 stores ids as bytes and times in microseconds (Delta Lake's timestamp). At
 //! open, every file of an older version is rewritten under its own name
 //! (temporary file, fsync, rename: a crash leaves either the old file or the new
 //! one), and the `format` file then records the directory's version, so later
-//! opens skip the scan. WAL records of version 1 are converted as they replay
-//! (`codec`). Readers that must not write ([`check`]) refuse a directory that
-//! still needs converting, and say how to convert it.
+//! opens skip the scan. WAL records of older versions are converted as they replay
+//! (`codec`). `legacy` runs this before committing the files to Delta tables.
 
 use std::fs::{self, File};
 use std::path::Path;
@@ -16,7 +16,7 @@ use arrow::compute::concat_batches;
 use arrow::datatypes::SchemaRef;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::properties::WriterProperties;
-use weft_schemas::shown::batch_ids_from_hex;
+use weft_schemas::shown::batch_to_current;
 use weft_schemas::{
     SCHEMA_VERSION, SCHEMA_VERSION_KEY, links_schema, span_schema, structure_schema,
 };
@@ -116,12 +116,12 @@ fn rewrite(file: &FileMeta, table: Table, row_group_rows: usize) -> Result<()> {
     )?
     .build()?;
     let batches = reader
-        .map(|batch| Ok(batch_ids_from_hex(&batch?, &schema)?))
+        .map(|batch| Ok(batch_to_current(&batch?, &schema)?))
         .collect::<Result<Vec<RecordBatch>>>()
         .map_err(|e| Error::Corrupt(format!("cannot convert {}: {e}", path.display())))?;
     let all = concat_batches(&schema, &batches)?;
     let props = table.properties(seq_lo, seq_hi, row_group_rows);
-    write_file(dir, name, &all, props, seq_hi)?;
+    write_file(dir, name, &all, props, seq_hi, &file.day)?;
     Ok(())
 }
 
@@ -152,24 +152,6 @@ pub(super) fn upgrade(
         );
     }
     write_format(root)
-}
-
-/// For readers that must not write: fails if a file still needs converting.
-pub(super) fn check(root: &Path, tables: &[&[FileMeta]]) -> Result<()> {
-    if read_format(root)? == Some(SCHEMA_VERSION) {
-        return Ok(());
-    }
-    for file in tables.iter().flat_map(|files| files.iter()) {
-        if file_version(&file.path)? < SCHEMA_VERSION {
-            return Err(Error::Corrupt(format!(
-                "{} was written by an older weft (schema version 1, ids as hex); \
-                 run `weft serve --data-dir {}` once to convert the directory, then read it again",
-                file.path.display(),
-                root.display()
-            )));
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -210,8 +192,9 @@ mod tests {
         normalise(request((first..first + n).map(good_span).collect())).spans
     }
 
-    #[test]
-    fn a_version_1_directory_is_converted_at_open_and_refused_read_only_before() {
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_version_1_directory_is_converted_to_delta_tables_at_open_and_refused_read_only_before()
+     {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         // A flushed file of version 1 (WAL records 1..=1) and one record still in the WAL.
@@ -239,14 +222,18 @@ mod tests {
         wal.sync().unwrap();
         drop(wal);
 
-        let refused = read_snapshot(root).unwrap_err().to_string();
+        let refused = read_snapshot(root).await.unwrap_err().to_string();
         assert!(refused.contains("weft serve --data-dir"), "{refused}");
 
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        runtime.block_on(async {
-            let store = Store::open(StoreConfig::new(root), Arc::new(Metrics::default())).unwrap();
+        {
+            let store = Store::open(StoreConfig::new(root), Arc::new(Metrics::default()))
+                .await
+                .unwrap();
+            assert!(!root.join("checkpoint").exists());
+            assert!(root.join("spans/_delta_log").is_dir());
             let snapshot = store.snapshot().unwrap();
             assert_eq!(snapshot.files.len(), 1);
+            assert_eq!(snapshot.files[0].day, "2023-11-14");
             assert_eq!(
                 file_version(&snapshot.files[0].path).unwrap(),
                 SCHEMA_VERSION
@@ -270,15 +257,29 @@ mod tests {
             expected.sort();
             got.sort();
             assert_eq!(got, expected);
-            // The WAL record of version 1 replays into the live buffer as version 2.
+            // The WAL record of version 1 replays into the live buffer as the current version.
             assert_eq!(snapshot.batches.len(), 1);
             assert_eq!(snapshot.batches[0], spans_to_batch(&live).unwrap());
             // A retry of a converted span is still recognised as a duplicate.
             let again = store.ingest(&flushed[..1]).await.unwrap();
             assert_eq!((again.stored, again.duplicates), (0, 1));
             store.shutdown().await.unwrap();
-        });
+        }
         assert_eq!(read_format(root).unwrap(), Some(SCHEMA_VERSION));
-        assert!(read_snapshot(root).is_ok());
+        let after = read_snapshot(root).await.unwrap();
+        assert!(
+            after.batches.is_empty(),
+            "the WAL records are in the tables"
+        );
+        let rows: usize = after.files.iter().map(|f| rows_of(&f.path)).sum();
+        assert_eq!(rows, 5, "3 converted spans and 2 replayed ones, once each");
+    }
+
+    fn rows_of(path: &Path) -> usize {
+        ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap())
+            .unwrap()
+            .metadata()
+            .file_metadata()
+            .num_rows() as usize
     }
 }

@@ -1,0 +1,317 @@
+//! The three Delta Lake tables a store writes: `spans`, `span_structure` and
+//! `span_links`, each in its directory of the data location, partitioned by
+//! the UTC day of `start_time`.
+//!
+//! Weft writes the Parquet files itself (`parquet_files`, `settle`) and
+//! commits them here. Every commit that adds a flush's files carries an
+//! application transaction (`txn`): this collector's id and the last WAL
+//! sequence the files hold. That is how recovery knows exactly which WAL
+//! records a table holds ([`Table::applied`]); a file written but never
+//! committed is not part of the table, and vacuum deletes it.
+
+mod schema;
+mod stats;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use arrow::datatypes::SchemaRef;
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::{Action, Add, Remove, Transaction};
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
+use weft_schemas::{links_schema, span_schema, structure_schema};
+
+pub(crate) use self::schema::DAY;
+pub(crate) use self::stats::file_stats;
+use crate::error::{Error, Result};
+use crate::parquet_files::{FileMeta, parse_file_name};
+
+/// Which of the three tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum TableKind {
+    Spans,
+    Structure,
+    Links,
+}
+
+impl TableKind {
+    pub(crate) const ALL: [TableKind; 3] =
+        [TableKind::Spans, TableKind::Structure, TableKind::Links];
+
+    /// The table's directory under the data location.
+    pub(crate) fn dir(self) -> &'static str {
+        match self {
+            TableKind::Spans => "spans",
+            TableKind::Structure => "structure",
+            TableKind::Links => "links",
+        }
+    }
+
+    /// The table's name, as SQL and the Delta metadata call it.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            TableKind::Spans => "spans",
+            TableKind::Structure => "span_structure",
+            TableKind::Links => "span_links",
+        }
+    }
+
+    /// The Arrow schema of its files.
+    pub(crate) fn schema(self) -> SchemaRef {
+        match self {
+            TableKind::Spans => span_schema(),
+            TableKind::Structure => structure_schema(),
+            TableKind::Links => links_schema(),
+        }
+    }
+
+    fn comment(self) -> &'static str {
+        match self {
+            TableKind::Spans => "Weft: one row per OpenTelemetry span",
+            TableKind::Structure => {
+                "Weft: where each span sits in its trace (nested sets), one generation per settling"
+            }
+            TableKind::Links => "Weft: one row per span link, by the span linked to",
+        }
+    }
+}
+
+/// One Delta table, as of the version last loaded or committed.
+pub(crate) struct Table {
+    kind: TableKind,
+    root: PathBuf,
+    delta: DeltaTable,
+}
+
+impl Table {
+    /// Opens the table under `data_dir`; creates it when `create` is set and
+    /// it does not exist yet, and otherwise says it is missing (`None`).
+    pub(crate) async fn open(
+        data_dir: &Path,
+        kind: TableKind,
+        create: bool,
+    ) -> Result<Option<Self>> {
+        let root = data_dir.join(kind.dir());
+        let err = |e| Error::table(kind.name(), e);
+        let url = deltalake::ensure_table_uri(root.to_string_lossy()).map_err(err)?;
+        let mut delta = DeltaTableBuilder::from_url(url)
+            .map_err(err)?
+            .build()
+            .map_err(err)?;
+        match delta.load().await {
+            Ok(()) => {}
+            Err(DeltaTableError::NotATable(_)) if create => {
+                std::fs::create_dir_all(&root).map_err(|e| Error::io(&root, e))?;
+                let columns = schema::delta_columns(&kind.schema())?;
+                delta = deltalake::operations::create::CreateBuilder::new()
+                    .with_log_store(delta.log_store())
+                    .with_table_name(kind.name())
+                    .with_comment(kind.comment())
+                    .with_columns(columns)
+                    .with_partition_columns([DAY])
+                    .with_save_mode(SaveMode::Ignore)
+                    .await
+                    .map_err(err)?;
+            }
+            Err(DeltaTableError::NotATable(_)) => return Ok(None),
+            Err(e) => return Err(err(e)),
+        }
+        Ok(Some(Self { kind, root, delta }))
+    }
+
+    /// The highest WAL sequence of `app` this table holds (0: none).
+    pub(crate) async fn applied(&self, app: &str) -> Result<u64> {
+        let err = |e| Error::table(self.kind.name(), e);
+        let state = self.delta.snapshot().map_err(err)?;
+        let version = state
+            .transaction_version(self.delta.log_store().as_ref(), app)
+            .await
+            .map_err(err)?;
+        Ok(version.unwrap_or(0).max(0) as u64)
+    }
+
+    /// The table's files as of its loaded version.
+    pub(crate) fn files(&self) -> Result<Vec<FileMeta>> {
+        let state = self
+            .delta
+            .snapshot()
+            .map_err(|e| Error::table(self.kind.name(), e))?;
+        let mut files: Vec<FileMeta> = state
+            .log_data()
+            .iter()
+            .map(|f| {
+                let relative = f.path().into_owned();
+                let path = self.root.join(&relative);
+                let name = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default();
+                FileMeta {
+                    seq_hi: parse_file_name(name).map_or(0, |(_, hi)| hi),
+                    rows: f.num_records().unwrap_or(0),
+                    bytes: f.size().max(0) as u64,
+                    day: f
+                        .partition_values_map()
+                        .get(DAY)
+                        .cloned()
+                        .flatten()
+                        .unwrap_or_default(),
+                    stats: f.stats(),
+                    path,
+                }
+            })
+            .collect();
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(files)
+    }
+
+    /// Commits `adds` and `removes` as one version. `txn` records the WAL
+    /// sequence the added files hold, for recovery.
+    pub(crate) async fn commit(
+        &mut self,
+        adds: &[FileMeta],
+        removes: &[FileMeta],
+        txn: Option<(&str, u64)>,
+        operation: DeltaOperation,
+    ) -> Result<()> {
+        let now = now_millis();
+        let mut actions = Vec::with_capacity(adds.len() + removes.len());
+        for file in adds {
+            actions.push(Action::Add(Add {
+                path: self.relative(&file.path)?,
+                partition_values: partition(&file.day),
+                size: file.bytes as i64,
+                modification_time: now,
+                data_change: true,
+                stats: file.stats.clone(),
+                ..Default::default()
+            }));
+        }
+        for file in removes {
+            actions.push(Action::Remove(Remove {
+                path: self.relative(&file.path)?,
+                data_change: true,
+                deletion_timestamp: Some(now),
+                extended_file_metadata: Some(true),
+                partition_values: Some(partition(&file.day)),
+                size: Some(file.bytes as i64),
+                ..Default::default()
+            }));
+        }
+        let mut properties = CommitProperties::default();
+        if let Some((app, seq)) = txn {
+            properties = properties.with_application_transaction(Transaction::new(app, seq as i64));
+        }
+        let err = |e| Error::table(self.kind.name(), e);
+        let finalized = CommitBuilder::from(properties)
+            .with_actions(actions)
+            .build(
+                Some(self.delta.snapshot().map_err(err)?),
+                self.delta.log_store(),
+                operation,
+            )
+            .await
+            .map_err(err)?;
+        self.delta.state = Some(finalized.snapshot());
+        Ok(())
+    }
+
+    fn relative(&self, path: &Path) -> Result<String> {
+        let relative = path.strip_prefix(&self.root).map_err(|_| {
+            Error::Internal(format!(
+                "{} is not under the table {}",
+                path.display(),
+                self.root.display()
+            ))
+        })?;
+        Ok(relative.to_string_lossy().into_owned())
+    }
+}
+
+/// The `add` operation of a flush.
+pub(crate) fn append() -> DeltaOperation {
+    DeltaOperation::Write {
+        mode: SaveMode::Append,
+        partition_by: Some(vec![DAY.to_owned()]),
+        predicate: None,
+    }
+}
+
+fn partition(day: &str) -> HashMap<String, Option<String>> {
+    HashMap::from([(DAY.to_owned(), Some(day.to_owned()))])
+}
+
+fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The three tables of a data location.
+pub(crate) struct Tables {
+    tables: [Table; 3],
+}
+
+impl Tables {
+    /// Opens (and with `create`, creates) all three; `None` if any is missing.
+    pub(crate) async fn open(data_dir: &Path, create: bool) -> Result<Option<Self>> {
+        let mut opened = Vec::with_capacity(3);
+        for kind in TableKind::ALL {
+            match Table::open(data_dir, kind, create).await? {
+                Some(table) => opened.push(table),
+                None => return Ok(None),
+            }
+        }
+        let tables: [Table; 3] = opened
+            .try_into()
+            .map_err(|_| Error::Internal("three tables expected".into()))?;
+        Ok(Some(Self { tables }))
+    }
+
+    pub(crate) fn get(&self, kind: TableKind) -> &Table {
+        &self.tables[kind as usize]
+    }
+
+    pub(crate) fn get_mut(&mut self, kind: TableKind) -> &mut Table {
+        &mut self.tables[kind as usize]
+    }
+
+    /// The WAL sequence of `app` each table holds, in [`TableKind::ALL`] order.
+    pub(crate) async fn applied(&self, app: &str) -> Result<[u64; 3]> {
+        let mut applied = [0; 3];
+        for (i, table) in self.tables.iter().enumerate() {
+            applied[i] = table.applied(app).await?;
+        }
+        Ok(applied)
+    }
+}
+
+/// This collector's id, the `app_id` of its commits: kept beside its WAL,
+/// since it names which WAL a table's `txn` counts in. Created on first use.
+pub(crate) fn collector_id(wal_dir: &Path, create: bool) -> Result<Option<String>> {
+    let path = wal_dir.join("collector-id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) => return Ok(Some(id.trim().to_owned())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(&path, e)),
+    }
+    let id = format!("weft-{}", uuid_v4());
+    let tmp = wal_dir.join("collector-id.tmp");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        writeln!(f, "{id}")
+            .and_then(|_| f.sync_all())
+            .map_err(|e| Error::io(&tmp, e))?;
+    }
+    std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+    crate::wal::sync_dir(wal_dir)?;
+    Ok(Some(id))
+}
+
+fn uuid_v4() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
