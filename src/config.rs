@@ -31,6 +31,13 @@ pub struct ServeArgs {
     /// Flush the live buffer to Parquet at least this often, in seconds (default 30).
     #[arg(long)]
     pub flush_interval_secs: Option<f64>,
+    /// Keep spans this many hours by start time; older ones are refused at
+    /// ingest and removed by maintenance (default 168).
+    #[arg(long)]
+    pub retention_hours: Option<f64>,
+    /// Delete files no table version needs once they are this many seconds old (default 3600).
+    #[arg(long)]
+    pub vacuum_grace_secs: Option<f64>,
 }
 
 /// The config file. Every key is optional.
@@ -49,6 +56,16 @@ pub struct FileConfig {
     pub dedup_window_secs: Option<u64>,
     /// How long a settled trace's structure generation is remembered.
     pub settle_horizon_secs: Option<u64>,
+    /// Hours spans are kept, by start time (default 168).
+    pub retention_hours: Option<f64>,
+    /// How far ahead of this machine's clock a span may start (default 900).
+    pub max_clock_skew_secs: Option<f64>,
+    /// Files no table version needs are deleted once this old (default 3600).
+    pub vacuum_grace_secs: Option<f64>,
+    /// Compaction's target file size (default 64 MiB).
+    pub target_file_bytes: Option<u64>,
+    /// How often the server runs retention, compaction and vacuum (default 600).
+    pub maintain_interval_secs: Option<f64>,
     pub query_timeout_secs: Option<f64>,
     pub query_memory_bytes: Option<usize>,
     /// Tools that change something, for lineage governance checks
@@ -107,6 +124,26 @@ impl ServeConfig {
         }
         if let Some(s) = file.settle_horizon_secs {
             store.settle_horizon = Duration::from_secs(s);
+        }
+        if let Some(h) = args.retention_hours.or(file.retention_hours) {
+            store.retention = secs(h * 3600.0, "retention_hours (in seconds)")?;
+        }
+        if let Some(s) = file.max_clock_skew_secs {
+            store.max_clock_skew = secs(s, "max_clock_skew_secs")?;
+        }
+        if let Some(s) = args.vacuum_grace_secs.or(file.vacuum_grace_secs) {
+            store.vacuum_grace = secs(s, "vacuum_grace_secs")?;
+        }
+        if let Some(n) = file.target_file_bytes {
+            anyhow::ensure!(n > 0, "target_file_bytes must be positive");
+            store.target_file_bytes = n;
+        }
+        if let Some(s) = file.maintain_interval_secs {
+            store.maintain_interval = secs(s, "maintain_interval_secs")?;
+            anyhow::ensure!(
+                !store.maintain_interval.is_zero(),
+                "maintain_interval_secs must be positive"
+            );
         }
         let mut ingest = IngestLimits::default();
         if let Some(n) = file.max_grpc_message_bytes {

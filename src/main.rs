@@ -5,6 +5,7 @@
 //! - `sql` ([`sql`]): run SQL against a server or a data directory;
 //! - `lineage` ([`lineage`]): reconstruct a workflow across traces;
 //! - `explore` ([`explore`]): walk a workflow in the terminal;
+//! - `maintain` ([`maintain`]): retention, compaction and vacuum, once;
 //! - `demo` ([`demo`]): send realistic AI-workflow traces through a real OTLP exporter;
 //! - `bench` ([`bench`]): measure ingest rate and bytes per span.
 
@@ -14,6 +15,7 @@ mod config;
 mod demo;
 mod explore;
 mod lineage;
+mod maintain;
 mod serve;
 mod sql;
 mod workload;
@@ -41,6 +43,8 @@ enum Command {
     Lineage(lineage::LineageArgs),
     /// Walk the workflow reachable from a trace in the terminal.
     Explore(explore::ExploreArgs),
+    /// Run retention, compaction and vacuum once over a data directory's tables.
+    Maintain(maintain::MaintainArgs),
     /// Send realistic AI-workflow traces to a Weft (or any OTLP) endpoint.
     Demo(demo::DemoArgs),
     /// Measure durable ingest rate and storage size against baselines from the same run.
@@ -61,6 +65,7 @@ fn main() -> anyhow::Result<()> {
         Command::Sql(args) => sql::run(args),
         Command::Lineage(args) => lineage::run(args),
         Command::Explore(args) => explore::run(args),
+        Command::Maintain(args) => maintain::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
     }

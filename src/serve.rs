@@ -70,6 +70,8 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     };
     let flusher_stop = Arc::new(Notify::new());
     let flusher = tokio::spawn(store.clone().run_flusher(Arc::clone(&flusher_stop)));
+    let maintainer_stop = Arc::new(Notify::new());
+    let maintainer = tokio::spawn(store.clone().run_maintenance(Arc::clone(&maintainer_stop)));
 
     let grpc_task = tokio::spawn(grpc::serve(
         grpc_listener,
@@ -104,6 +106,8 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     api_task.await?.context("api server failed")?;
     flusher_stop.notify_one();
     flusher.await?;
+    maintainer_stop.notify_one();
+    maintainer.await?;
     store
         .shutdown()
         .await

@@ -62,7 +62,7 @@ fn bad_input_gets_the_spec_answer_and_harms_nothing() {
     let config = dir.path().join("weft.toml");
     std::fs::write(
         &config,
-        "max_http_body_bytes = 1048576\nmax_grpc_message_bytes = 65536\n",
+        "max_http_body_bytes = 1048576\nmax_grpc_message_bytes = 65536\nretention_hours = 1000000\n",
     )
     .unwrap();
     let server = Server::start(

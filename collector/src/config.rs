@@ -36,6 +36,49 @@ pub struct StoreConfig {
     /// How long a settled trace's structure is remembered, so later spans of it
     /// extend that structure; later still, they settle as a new generation.
     pub settle_horizon: Duration,
+    /// How long spans are kept, by start time; older spans are refused at
+    /// ingest and removed by maintenance.
+    pub retention: Duration,
+    /// How far in the future a span may start (senders' clocks drift); later
+    /// ones are refused, so no client creates partitions at will.
+    pub max_clock_skew: Duration,
+    /// Files no table version needs are deleted once this old.
+    pub vacuum_grace: Duration,
+    /// Compaction merges files smaller than half of this into files of up to this.
+    pub target_file_bytes: u64,
+    /// The server runs retention, compaction and vacuum this often.
+    pub maintain_interval: Duration,
+    /// A named failure point to fail at, for fault-injection tests
+    /// (`WEFT_FAULT` for the binary): `name` fails the step with an I/O
+    /// error, `abort:name` kills the process there.
+    #[doc(hidden)]
+    pub fault: Option<String>,
+}
+
+impl StoreConfig {
+    /// Fails (or aborts the process) at the failure point `name` if asked to.
+    pub(crate) fn fault_point(&self, name: &str) -> crate::Result<()> {
+        match self.fault.as_deref() {
+            Some(f) if f == name => Err(crate::Error::io(
+                name,
+                std::io::Error::other("injected fault"),
+            )),
+            Some(f) if f.strip_prefix("abort:") == Some(name) => std::process::abort(),
+            _ => Ok(()),
+        }
+    }
+
+    /// What maintenance of this store's tables may do.
+    pub fn maintenance(&self) -> crate::MaintainConfig {
+        crate::MaintainConfig {
+            retention: self.retention,
+            vacuum_grace: self.vacuum_grace,
+            target_file_bytes: self.target_file_bytes,
+            settle_horizon: self.settle_horizon,
+            row_group_rows: self.row_group_rows,
+            fault: self.fault.clone(),
+        }
+    }
 }
 
 impl StoreConfig {
@@ -48,6 +91,12 @@ impl StoreConfig {
             row_group_rows: 65_536,
             dedup_window: Duration::from_secs(600),
             settle_horizon: Duration::from_secs(3600),
+            retention: Duration::from_secs(168 * 3600),
+            max_clock_skew: Duration::from_secs(15 * 60),
+            vacuum_grace: Duration::from_secs(3600),
+            target_file_bytes: 64 * 1024 * 1024,
+            maintain_interval: Duration::from_secs(600),
+            fault: std::env::var("WEFT_FAULT").ok(),
         }
     }
 }

@@ -16,6 +16,7 @@
 
 mod config;
 mod error;
+mod maintain;
 mod metrics;
 mod otlp;
 mod parquet_files;
@@ -27,12 +28,13 @@ mod wal;
 
 pub use config::{IngestLimits, StoreConfig};
 pub use error::{Error, ErrorKind, Result};
+pub use maintain::{MaintainConfig, MaintainReport};
 pub use metrics::Metrics;
 pub use otlp::decode::Format as OtlpFormat;
 pub use otlp::export::traces_data_json;
 pub use otlp::normalise::Normalised;
 pub use parquet_files::FileMeta;
-pub use store::{FlushReport, IngestOutcome, Snapshot, Store, read_snapshot};
+pub use store::{FlushReport, IngestOutcome, Snapshot, Store, maintain_data_dir, read_snapshot};
 
 /// Decodes an OTLP trace export (protobuf or JSON, already decompressed) and
 /// normalises its spans: the valid ones, and why the others were rejected.

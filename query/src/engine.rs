@@ -324,6 +324,10 @@ fn changes_something(plan: &LogicalPlan) -> Result<Option<&'static str>, QueryEr
 }
 
 /// A Unix-nanosecond literal as a UTC timestamp, comparable with the time columns.
+/// A literal of the tables' timestamp type (microseconds, UTC) from nanoseconds.
 fn timestamp(ns: i64) -> datafusion::prelude::Expr {
-    datafusion::logical_expr::cast(lit(ns), weft_schemas::schema::timestamp_type())
+    lit(datafusion::scalar::ScalarValue::TimestampMicrosecond(
+        Some(ns.div_euclid(1_000)),
+        Some("UTC".into()),
+    ))
 }

@@ -8,9 +8,7 @@
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
-use arrow::array::{
-    ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray, TimestampNanosecondArray,
-};
+use arrow::array::{ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
@@ -20,7 +18,7 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionContext;
-use weft_schemas::schema::timestamp_type;
+use weft_schemas::schema::{timestamp_type, timestamps_from_nanos};
 use weft_schemas::{SpanId, TraceId};
 
 use datafusion::execution::SessionState;
@@ -232,10 +230,7 @@ fn to_batch(lineage: &Lineage, rows: &[Row]) -> Result<RecordBatch> {
         Arc::new(rows.iter().map(f).collect::<Int64Array>())
     };
     let ts = |f: &dyn Fn(usize) -> i64| -> ArrayRef {
-        Arc::new(
-            TimestampNanosecondArray::from(rows.iter().map(|(i, _, _)| f(*i)).collect::<Vec<_>>())
-                .with_timezone("UTC"),
-        )
+        timestamps_from_nanos(rows.iter().map(|(i, _, _)| f(*i)))
     };
     let columns: Vec<ArrayRef> = vec![
         strs(&|i| Some(n(i).span.trace_id.to_hex())),

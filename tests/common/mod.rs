@@ -204,3 +204,4 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+pub mod python;

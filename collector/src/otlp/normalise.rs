@@ -61,6 +61,36 @@ impl Normalised {
     }
 }
 
+impl Normalised {
+    /// Refuses the spans that start outside `[earliest, latest]` (nanoseconds
+    /// since the Unix epoch): older than retention, or further in the future
+    /// than clocks may drift. Each is counted as rejected, with the reason.
+    pub fn keep_within(&mut self, earliest: i64, latest: i64, window: &str) {
+        let (mut old, mut future) = (0u64, 0u64);
+        self.spans.retain(|s| {
+            let start = s.start_time_unix_nano;
+            if start < earliest {
+                old += 1;
+            } else if start > latest {
+                future += 1;
+            }
+            (earliest..=latest).contains(&start)
+        });
+        for (n, when) in [(old, "before"), (future, "after")] {
+            if n == 0 {
+                continue;
+            }
+            self.rejected += n;
+            if self.errors.len() < MAX_REPORTED_ERRORS {
+                self.errors.push(format!(
+                    "{n} span(s) start {when} the accepted window ({window}); \
+                     they are not stored: check the sender's clock"
+                ));
+            }
+        }
+    }
+}
+
 /// Validates and normalises every span of a request, moving its strings and
 /// attributes into the spans rather than copying them.
 pub fn normalise(request: ExportTraceServiceRequest) -> Normalised {

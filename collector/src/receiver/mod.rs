@@ -19,7 +19,9 @@ pub(crate) async fn export_traces(
     store: &Store,
     request: ExportTraceServiceRequest,
 ) -> Result<ExportTraceServiceResponse> {
-    let normalised = normalise(request);
+    let mut normalised = normalise(request);
+    let (earliest, latest) = store.accepted_window();
+    normalised.keep_within(earliest, latest, &store.window_text());
     let outcome = store.ingest(&normalised.spans).await?;
     Metrics::add(&store.metrics().spans_rejected, normalised.rejected);
     if normalised.rejected > 0 {

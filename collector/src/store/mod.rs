@@ -44,6 +44,7 @@ use self::recovery::{Recovered, batch_keys, recover};
 use self::writer::{Command, WriterContext, run_writer};
 use crate::config::StoreConfig;
 use crate::error::{Error, Result};
+use crate::maintain::{MaintainReport, maintain};
 use crate::metrics::Metrics;
 use crate::parquet_files::{FileMeta, write_partitions};
 use crate::settle::{Previous, link_rows, settle};
@@ -325,6 +326,8 @@ impl Store {
             (batches, first.seq, last.seq, by_generation)
         };
         let mut tables = self.inner.tables.lock().await;
+        // Others (`weft maintain`, a second collector) may have committed.
+        tables.0.refresh().await?;
         let wanted = |kind: TableKind| tables.1[kind as usize] < seq_hi;
         let wants = [
             wanted(TableKind::Spans),
@@ -354,6 +357,7 @@ impl Store {
             let previous = inner.previous_settlings(&all, &structure_files)?;
             let settled = settle(&root, &all, seq_lo, seq_hi, &previous)?;
             let settling = settle_started.elapsed();
+            inner.config.fault_point("flush.files_written")?;
             Ok::<_, Error>((files, settled, write, settling))
         })
         .await
@@ -378,6 +382,9 @@ impl Store {
                 .commit(adds, &[], txn, append())
                 .await?;
             applied[kind as usize] = seq_hi;
+            self.inner
+                .config
+                .fault_point(&format!("flush.committed.{}", kind.name()))?;
         }
         {
             let (spans, structure, links) = (
@@ -436,6 +443,40 @@ impl Store {
         Ok(report)
     }
 
+    /// Runs retention, compaction and vacuum once over the tables (flushes
+    /// wait), then shows readers the tables as they are now.
+    pub async fn maintain(&self) -> Result<MaintainReport> {
+        let _guard = self.inner.flush_lock.lock().await;
+        let mut tables = self.inner.tables.lock().await;
+        tables.0.refresh().await?;
+        let report = maintain(&mut tables.0, &self.inner.config.maintenance()).await?;
+        let (spans, structure, links) = (
+            tables.0.get(TableKind::Spans).files()?,
+            tables.0.get(TableKind::Structure).files()?,
+            tables.0.get(TableKind::Links).files()?,
+        );
+        let mut state = self.inner.state.write().map_err(lock_err)?;
+        state.files = spans;
+        state.structure = structure;
+        state.links = links;
+        Ok(report)
+    }
+
+    /// Maintains the tables every `maintain_interval` until `stop`.
+    pub async fn run_maintenance(self, stop: Arc<Notify>) {
+        let interval = self.inner.config.maintain_interval;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = stop.notified() => return,
+            }
+            match self.maintain().await {
+                Ok(report) => tracing::info!(?report, "maintained the tables"),
+                Err(e) => tracing::error!(error = %e, "maintenance failed; the next run retries"),
+            }
+        }
+    }
+
     /// Flushes every `flush_interval`, or sooner when the buffer fills, until `stop`.
     pub async fn run_flusher(self, stop: Arc<Notify>) {
         let interval = self.inner.config.flush_interval;
@@ -464,6 +505,28 @@ impl Store {
         }
         self.flush().await?;
         Ok(())
+    }
+
+    /// The start times (nanoseconds since the Unix epoch) a span may have to
+    /// be stored now: within retention, and at most the allowed clock skew ahead.
+    pub fn accepted_window(&self) -> (i64, i64) {
+        let now = now_unix_nano();
+        let config = &self.inner.config;
+        let nanos = |d: Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+        (
+            now.saturating_sub(nanos(config.retention)),
+            now.saturating_add(nanos(config.max_clock_skew)),
+        )
+    }
+
+    /// The accepted window in words, for the message of a refusal.
+    pub fn window_text(&self) -> String {
+        let config = &self.inner.config;
+        format!(
+            "retention {}h, clock skew {}s",
+            config.retention.as_secs() / 3600,
+            config.max_clock_skew.as_secs()
+        )
     }
 
     /// Spans acknowledged but not yet in Parquet.
@@ -498,4 +561,25 @@ fn now_unix_nano() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
         .unwrap_or(0)
+}
+
+/// Runs retention, compaction and vacuum once over the tables of a data
+/// location, without a store (`weft maintain`); a running server's next flush
+/// sees the result.
+pub async fn maintain_data_dir(config: &StoreConfig) -> Result<MaintainReport> {
+    let data_dir =
+        std::path::absolute(&config.data_dir).map_err(|e| Error::io(&config.data_dir, e))?;
+    if legacy::is_legacy(&data_dir) {
+        return Err(legacy::refuse(&data_dir));
+    }
+    let Some(mut tables) = Tables::open(&data_dir, false).await? else {
+        return Err(Error::io(
+            &data_dir,
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no weft tables here; run `weft serve` first or pass --data-dir",
+            ),
+        ));
+    };
+    maintain(&mut tables, &config.maintenance()).await
 }

@@ -99,7 +99,15 @@ impl Table {
             .map_err(err)?
             .build()
             .map_err(err)?;
-        match delta.load().await {
+        // Loading a table that does not exist yet logs an error in the
+        // kernel: look for its log first.
+        let exists = root.join("_delta_log").is_dir();
+        let loaded = if exists {
+            delta.load().await
+        } else {
+            Err(DeltaTableError::NotATable(root.display().to_string()))
+        };
+        match loaded {
             Ok(()) => {}
             Err(DeltaTableError::NotATable(_)) if create => {
                 std::fs::create_dir_all(&root).map_err(|e| Error::io(&root, e))?;
@@ -217,6 +225,38 @@ impl Table {
         Ok(())
     }
 
+    /// Deletes the files no version within `grace` needs: removed ones, and
+    /// ones never committed (a failed flush's). Returns how many it deleted.
+    pub(crate) async fn vacuum(&mut self, grace: std::time::Duration) -> Result<usize> {
+        let err = |e| Error::table(self.kind.name(), e);
+        let grace = chrono::Duration::from_std(grace)
+            .map_err(|e| Error::Internal(format!("vacuum grace out of range: {e}")))?;
+        let (delta, metrics) = self
+            .delta
+            .clone()
+            .vacuum()
+            .with_retention_period(grace)
+            .with_enforce_retention_duration(false)
+            .with_mode(deltalake::operations::vacuum::VacuumMode::Full)
+            .await
+            .map_err(err)?;
+        self.delta = delta;
+        Ok(metrics.files_deleted.len())
+    }
+
+    /// Loads the latest version (commits by other writers and maintainers).
+    pub(crate) async fn refresh(&mut self) -> Result<()> {
+        self.delta
+            .update_state()
+            .await
+            .map_err(|e| Error::table(self.kind.name(), e))
+    }
+
+    /// The table's directory.
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
+    }
+
     fn relative(&self, path: &Path) -> Result<String> {
         let relative = path.strip_prefix(&self.root).map_err(|_| {
             Error::Internal(format!(
@@ -226,6 +266,21 @@ impl Table {
             ))
         })?;
         Ok(relative.to_string_lossy().into_owned())
+    }
+}
+
+/// The operation of a commit that removes expired partitions.
+pub(crate) fn expire() -> DeltaOperation {
+    DeltaOperation::Delete {
+        predicate: Some(format!("{DAY} < retention cutoff")),
+    }
+}
+
+/// The operation of a commit that merges small files.
+pub(crate) fn compact(target_size: u64) -> DeltaOperation {
+    DeltaOperation::Optimize {
+        predicate: None,
+        target_size: target_size as i64,
     }
 }
 
@@ -285,6 +340,14 @@ impl Tables {
             applied[i] = table.applied(app).await?;
         }
         Ok(applied)
+    }
+
+    /// Loads every table's latest version.
+    pub(crate) async fn refresh(&mut self) -> Result<()> {
+        for table in &mut self.tables {
+            table.refresh().await?;
+        }
+        Ok(())
     }
 }
 

@@ -1,0 +1,307 @@
+//! Keeping the tables healthy over months: retention, compaction, vacuum.
+//!
+//! - **Retention** removes, from all three tables in one run, every file of a
+//!   day partition that ended more than `retention` ago: a metadata-only
+//!   commit of `remove` actions.
+//! - **Compaction** merges the small files of a day partition into files of
+//!   up to `target_file_bytes`, sorted and bloom-filtered as a flush writes
+//!   them, committed as one remove + add. In `span_structure` it drops the
+//!   rows of superseded generations, so each settled trace keeps one
+//!   structure; it merges only structure files older than the settling
+//!   horizon, which a later flush no longer reads.
+//! - **Vacuum** deletes files that no version within `vacuum_grace` needs:
+//!   removed ones, and ones written but never committed. Readers of an older
+//!   snapshot keep working until then.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::File;
+use std::time::{Duration, SystemTime};
+
+use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use arrow::compute::{
+    SortColumn, concat_batches, filter_record_batch, lexsort_to_indices, take_record_batch,
+};
+use arrow::datatypes::Int64Type;
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::file::properties::WriterProperties;
+use weft_schemas::settled::col as s;
+use weft_schemas::{SpanReader, TraceId};
+
+use crate::error::{Error, Result};
+use crate::parquet_files::{FileMeta, write_file, writer_properties};
+use crate::settle::{links_properties, structure_properties};
+use crate::tables::{TableKind, Tables, compact, expire};
+
+/// What maintenance may do.
+#[derive(Debug, Clone)]
+pub struct MaintainConfig {
+    /// Keep data this long, by the day of its start time.
+    pub retention: Duration,
+    /// Delete unreferenced files only once they are this old.
+    pub vacuum_grace: Duration,
+    /// Merge files smaller than half of this into files of up to this size.
+    pub target_file_bytes: u64,
+    /// Structure files younger than this may still be read by a flush.
+    pub settle_horizon: Duration,
+    /// Rows per row group of merged files.
+    pub row_group_rows: usize,
+    /// A failure point to fail at (see `StoreConfig::fault`).
+    #[doc(hidden)]
+    pub fault: Option<String>,
+}
+
+impl MaintainConfig {
+    fn fault_point(&self, name: &str) -> Result<()> {
+        match self.fault.as_deref() {
+            Some(f) if f == name => Err(Error::io(name, std::io::Error::other("injected fault"))),
+            Some(f) if f.strip_prefix("abort:") == Some(name) => std::process::abort(),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// What one maintenance run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MaintainReport {
+    /// Files removed because their day is past retention.
+    pub expired_files: usize,
+    /// Small files merged, and the files they became.
+    pub compacted_files: usize,
+    pub compacted_into: usize,
+    /// Structure rows of superseded generations dropped while merging.
+    pub superseded_rows: usize,
+    /// Files deleted from storage.
+    pub vacuumed_files: usize,
+}
+
+/// Runs retention, then compaction, then vacuum over `tables`.
+pub(crate) async fn maintain(
+    tables: &mut Tables,
+    config: &MaintainConfig,
+) -> Result<MaintainReport> {
+    let mut report = MaintainReport::default();
+    let cutoff = expired_before(config.retention);
+    for kind in TableKind::ALL {
+        let table = tables.get_mut(kind);
+        let expired: Vec<FileMeta> = table
+            .files()?
+            .into_iter()
+            .filter(|f| f.day.as_str() < cutoff.as_str())
+            .collect();
+        if !expired.is_empty() {
+            table.commit(&[], &expired, None, expire()).await?;
+            report.expired_files += expired.len();
+            config.fault_point(&format!("maintain.expired.{}", kind.name()))?;
+            tracing::info!(table = kind.name(), files = expired.len(), before = %cutoff, "expired");
+        }
+    }
+    for kind in TableKind::ALL {
+        let table = tables.get_mut(kind);
+        let files = table.files()?;
+        let root = table.root().to_path_buf();
+        let settings = config.clone();
+        let (removed, added, superseded) =
+            tokio::task::spawn_blocking(move || compact_table(kind, &root, &files, &settings))
+                .await
+                .map_err(|e| Error::Internal(format!("compaction task failed: {e}")))??;
+        if removed.is_empty() {
+            continue;
+        }
+        config.fault_point("maintain.compacted_written")?;
+        table
+            .commit(&added, &removed, None, compact(config.target_file_bytes))
+            .await?;
+        tracing::info!(
+            table = kind.name(),
+            merged = removed.len(),
+            into = added.len(),
+            superseded,
+            "compacted"
+        );
+        report.compacted_files += removed.len();
+        report.compacted_into += added.len();
+        report.superseded_rows += superseded;
+        config.fault_point(&format!("maintain.compacted.{}", kind.name()))?;
+    }
+    for kind in TableKind::ALL {
+        report.vacuumed_files += tables.get_mut(kind).vacuum(config.vacuum_grace).await?;
+    }
+    Ok(report)
+}
+
+/// Day partitions before this (`YYYY-MM-DD`) ended more than `retention` ago.
+fn expired_before(retention: Duration) -> String {
+    let cutoff =
+        chrono::Utc::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+    // A day is expired once all of it is older than the cutoff: days before
+    // the cutoff's own day.
+    cutoff.format("%Y-%m-%d").to_string()
+}
+
+type Compacted = (Vec<FileMeta>, Vec<FileMeta>, usize);
+
+/// Merges the small files of each day of one table; returns the files removed,
+/// the files added and the superseded structure rows dropped.
+fn compact_table(
+    kind: TableKind,
+    root: &std::path::Path,
+    files: &[FileMeta],
+    config: &MaintainConfig,
+) -> Result<Compacted> {
+    let small = config.target_file_bytes / 2;
+    let now = SystemTime::now();
+    let settled_long_ago = |f: &FileMeta| {
+        std::fs::metadata(&f.path)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| now.duration_since(t).unwrap_or_default() >= config.settle_horizon)
+    };
+    let mut by_day: BTreeMap<&str, Vec<&FileMeta>> = BTreeMap::new();
+    for f in files {
+        if f.bytes < small && (kind != TableKind::Structure || settled_long_ago(f)) {
+            by_day.entry(f.day.as_str()).or_default().push(f);
+        }
+    }
+    let superseded = if kind == TableKind::Structure && !by_day.is_empty() {
+        superseded_generations(files)?
+    } else {
+        HashSet::new()
+    };
+    let (mut removed, mut added, mut dropped) = (Vec::new(), Vec::new(), 0);
+    for (day, candidates) in by_day {
+        for group in groups(candidates, config.target_file_bytes) {
+            if group.len() < 2 {
+                continue;
+            }
+            let mut batches = Vec::new();
+            for f in &group {
+                batches.extend(read_file(f)?);
+            }
+            let all = concat_batches(&kind.schema(), &batches)?;
+            let (all, gone) = drop_superseded(kind, all, &superseded)?;
+            dropped += gone;
+            let sorted = sort(kind, &all)?;
+            let name = format!("part-compact-{}.parquet", uuid::Uuid::new_v4());
+            let dir = root.join(format!("{}={day}", crate::tables::DAY));
+            let file = write_file(&dir, &name, &sorted, properties(kind, config), 0, day)?;
+            removed.extend(group.into_iter().cloned());
+            added.push(file);
+        }
+    }
+    Ok((removed, added, dropped))
+}
+
+/// Consecutive runs of files whose sizes add up to at most `target`.
+fn groups(files: Vec<&FileMeta>, target: u64) -> Vec<Vec<&FileMeta>> {
+    let mut out: Vec<Vec<&FileMeta>> = Vec::new();
+    let mut size = 0;
+    for f in files {
+        match out.last_mut() {
+            Some(group) if size + f.bytes <= target => {
+                group.push(f);
+                size += f.bytes;
+            }
+            _ => {
+                out.push(vec![f]);
+                size = f.bytes;
+            }
+        }
+    }
+    out
+}
+
+fn read_file(file: &FileMeta) -> Result<Vec<RecordBatch>> {
+    let f = File::open(&file.path).map_err(|e| Error::io(&file.path, e))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(f)?.build()?;
+    reader.map(|b| b.map_err(Error::from)).collect()
+}
+
+fn properties(kind: TableKind, config: &MaintainConfig) -> WriterProperties {
+    match kind {
+        TableKind::Spans => writer_properties(config.row_group_rows, 0, 0),
+        TableKind::Structure => structure_properties(0, 0),
+        TableKind::Links => links_properties(0, 0),
+    }
+}
+
+/// Sorted as a flush writes the table: spans by trace and start, structure
+/// by trace and nested-set position, links by the span linked to.
+fn sort(kind: TableKind, batch: &RecordBatch) -> Result<RecordBatch> {
+    use weft_schemas::schema::col;
+    let keys: [&str; 2] = match kind {
+        TableKind::Spans => [col::TRACE_ID, col::START_TIME],
+        TableKind::Structure => [s::TRACE_ID, s::NESTED_LEFT],
+        TableKind::Links => [s::LINKED_TRACE_ID, s::LINKED_SPAN_ID],
+    };
+    let columns = keys
+        .iter()
+        .map(|k| {
+            Ok(SortColumn {
+                values: batch
+                    .column_by_name(k)
+                    .ok_or_else(|| Error::Internal(format!("{} lacks {k}", kind.name())))?
+                    .clone(),
+                options: None,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let indices = lexsort_to_indices(&columns, None)?;
+    Ok(take_record_batch(batch, &indices)?)
+}
+
+/// `(trace, generation)` pairs some later settling of the trace replaced,
+/// read from the `previous_generation` column of every structure file.
+fn superseded_generations(files: &[FileMeta]) -> Result<HashSet<(TraceId, i64)>> {
+    let mut out = HashSet::new();
+    for file in files {
+        let f = File::open(&file.path).map_err(|e| Error::io(&file.path, e))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(f)?;
+        let mask = ProjectionMask::columns(
+            builder.parquet_schema(),
+            [s::TRACE_ID, s::PREVIOUS_GENERATION],
+        );
+        for batch in builder.with_projection(mask).build()? {
+            let batch = batch?;
+            let ids = SpanReader::with_columns(&batch, &[s::TRACE_ID])
+                .map_err(|e| Error::Corrupt(format!("{}: {e}", file.path.display())))?;
+            let Some(previous) = batch.column_by_name(s::PREVIOUS_GENERATION) else {
+                continue;
+            };
+            let previous = previous.as_primitive::<Int64Type>();
+            for row in 0..batch.num_rows() {
+                if let (Some(trace), false) = (ids.trace_id(row), previous.is_null(row)) {
+                    out.insert((trace, previous.value(row)));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Drops the structure rows of superseded generations.
+fn drop_superseded(
+    kind: TableKind,
+    batch: RecordBatch,
+    superseded: &HashSet<(TraceId, i64)>,
+) -> Result<(RecordBatch, usize)> {
+    if kind != TableKind::Structure || superseded.is_empty() {
+        return Ok((batch, 0));
+    }
+    let ids = SpanReader::with_columns(&batch, &[s::TRACE_ID])?;
+    let generation = batch
+        .column_by_name(s::GENERATION)
+        .ok_or_else(|| Error::Internal("span_structure lacks generation".into()))?
+        .as_primitive::<Int64Type>()
+        .clone();
+    let keep: BooleanArray = (0..batch.num_rows())
+        .map(|row| {
+            Some(
+                ids.trace_id(row)
+                    .is_none_or(|t| !superseded.contains(&(t, generation.value(row)))),
+            )
+        })
+        .collect();
+    let kept = filter_record_batch(&batch, &keep)?;
+    let gone = batch.num_rows() - kept.num_rows();
+    Ok((kept, gone))
+}

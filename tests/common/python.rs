@@ -1,0 +1,47 @@
+//! Python packages the tests use as independent, real clients (the Delta
+//! reader, an S3-compatible server), installed on first use under cargo's
+//! target directory with pip, so `cargo test` needs no set-up of its own.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The packages, pinned: what the tests were checked against.
+const PACKAGES: &[&str] = &["deltalake==1.6.6", "pyarrow==26.0.1", "moto[server]==5.2.5"];
+
+/// A `python3` command that imports [`PACKAGES`].
+pub fn python() -> Command {
+    let site = site_packages();
+    let mut command = Command::new("python3");
+    command.env("PYTHONPATH", site);
+    command
+}
+
+/// Installs the packages once per target directory (a marker file says done).
+pub fn site_packages() -> &'static PathBuf {
+    static SITE: OnceLock<PathBuf> = OnceLock::new();
+    SITE.get_or_init(|| {
+        let site = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("weft-python");
+        let marker = site.join(format!(".installed-{}", PACKAGES.join("-")));
+        if marker.exists() {
+            return site;
+        }
+        let status = Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--upgrade",
+                "--target",
+            ])
+            .arg(&site)
+            .args(PACKAGES)
+            .status()
+            .expect("python3 with pip is installed (Debian: python3-pip)");
+        assert!(status.success(), "pip could not install {PACKAGES:?}");
+        std::fs::write(&marker, "").unwrap();
+        site
+    })
+}

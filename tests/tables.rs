@@ -1,0 +1,375 @@
+//! The storage lifecycle on Delta Lake tables: flushes commit to the tables,
+//! a flush interrupted between its tables' commits is finished exactly once,
+//! retention removes old days from every table (and so from lineage),
+//! compaction merges small files and drops superseded structure, vacuum
+//! deletes what no version needs, and an independent reader (the Python
+//! `deltalake` package) reads the same spans. Real store, real files.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use weft_collector::{Metrics, Store, StoreConfig, maintain_data_dir, read_snapshot};
+use weft_query::{QueryEngine, QuerySettings, StaticSource};
+use weft_schemas::{AiFields, Span, SpanId, SpanKind, SpanLink, StatusCode, TraceId};
+
+const OLD: &str = "0dd00000000000000000000000000001";
+const NEW: &str = "00000000000000000000000000000002";
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64
+}
+
+fn span(trace: &str, id: u64, parent: Option<u64>, start: i64) -> Span {
+    let sid = |n: u64| format!("{n:016x}").parse::<SpanId>().unwrap();
+    Span {
+        trace_id: trace.parse::<TraceId>().unwrap(),
+        span_id: sid(id),
+        parent_span_id: parent.map(sid),
+        trace_state: String::new(),
+        name: format!("step {id}"),
+        kind: SpanKind::Internal,
+        start_time_unix_nano: start,
+        end_time_unix_nano: start + 1_000,
+        status_code: StatusCode::Ok,
+        status_message: String::new(),
+        service_name: Some("svc".into()),
+        resource_attributes: Default::default(),
+        scope_name: String::new(),
+        scope_version: String::new(),
+        attributes: Vec::new(),
+        events: Vec::new(),
+        links: Vec::new(),
+        ai: AiFields::default(),
+    }
+}
+
+fn config(dir: &Path) -> StoreConfig {
+    let mut config = StoreConfig::new(dir);
+    config.flush_interval = Duration::from_secs(3600);
+    config.fault = None;
+    config
+}
+
+async fn open(config: StoreConfig) -> Store {
+    Store::open(config, Arc::new(Metrics::default()))
+        .await
+        .unwrap()
+}
+
+/// One number from a query over a data directory, as `weft sql --data-dir` runs it.
+async fn count_in(dir: &Path, sql: &str) -> i64 {
+    let snapshot = read_snapshot(dir).await.unwrap();
+    let engine = QueryEngine::new(Arc::new(StaticSource(snapshot)), QuerySettings::default())
+        .await
+        .unwrap();
+    let result = engine.sql(sql).await.unwrap();
+    let batch = &result.batches[0];
+    arrow::compute::cast(batch.column(0), &arrow::datatypes::DataType::Int64)
+        .unwrap()
+        .as_any()
+        .downcast_ref::<arrow::array::Int64Array>()
+        .unwrap()
+        .value(0)
+}
+
+/// Runs a Python script on the data directory (`sys.argv[1]`).
+fn python(dir: &Path, script: &str) -> String {
+    let out = common::python::python()
+        .arg("-c")
+        .arg(script)
+        .arg(dir)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "python failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+const READ_SPANS: &str = r#"
+import sys
+from deltalake import DeltaTable
+t = DeltaTable(sys.argv[1] + "/spans").to_pyarrow_table(columns=["trace_id", "span_id", "day"])
+print(t.num_rows)
+print(",".join(sorted(x.hex() + "/" + y.hex() for x, y in zip(t["trace_id"].to_pylist(), t["span_id"].to_pylist()))))
+# deltalake's runtime threads can abort the interpreter's shutdown; the answer is out.
+sys.stdout.flush()
+import os; os._exit(0)
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_compaction_and_vacuum_keep_every_table_consistent() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = now_ns();
+    let ten_days_ago = now - 10 * 86_400_000_000_000;
+    let store = open(config(dir.path())).await;
+    // Four flushes: each adds spans to an old trace and to a recent one that
+    // links to the old one, so every table gets small files of both days and
+    // the recent trace settles in four generations.
+    for flush in 0..4u64 {
+        let mut spans = vec![
+            span(
+                OLD,
+                10 + flush,
+                (flush > 0).then_some(10),
+                ten_days_ago + flush as i64,
+            ),
+            span(
+                NEW,
+                20 + flush,
+                (flush > 0).then_some(20),
+                now + flush as i64,
+            ),
+        ];
+        spans[1].links.push(SpanLink {
+            trace_id: OLD.parse().unwrap(),
+            span_id: format!("{:016x}", 10).parse().unwrap(),
+            trace_state: String::new(),
+            attributes: Vec::new(),
+        });
+        store.ingest(&spans).await.unwrap();
+        let report = store.flush().await.unwrap();
+        assert_eq!(report.spans, 2);
+    }
+    store.shutdown().await.unwrap();
+
+    let weft_ids = |dir: &Path| {
+        let dir = dir.to_owned();
+        async move {
+            let snapshot = read_snapshot(&dir).await.unwrap();
+            let mut ids = BTreeSet::new();
+            for f in &snapshot.files {
+                let file = std::fs::File::open(&f.path).unwrap();
+                let reader =
+                    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                        .unwrap()
+                        .build()
+                        .unwrap();
+                for batch in reader {
+                    let r = weft_schemas::SpanReader::new(&batch.unwrap()).unwrap();
+                    for row in 0..r.len() {
+                        ids.insert(format!(
+                            "{}/{}",
+                            r.trace_id(row).unwrap(),
+                            r.span_id(row).unwrap()
+                        ));
+                    }
+                }
+            }
+            ids
+        }
+    };
+    // An independent reader sees the spans Weft stored, with the same ids.
+    let before = weft_ids(dir.path()).await;
+    assert_eq!(before.len(), 8);
+    let read = python(dir.path(), READ_SPANS);
+    let mut lines = read.lines();
+    assert_eq!(lines.next(), Some("8"));
+    let theirs: BTreeSet<String> = lines
+        .next()
+        .unwrap()
+        .split(',')
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(theirs, before);
+
+    let old_spans = format!("SELECT count(*) FROM spans WHERE trace_id = '{}'", OLD);
+    let old_structure = format!(
+        "SELECT count(*) FROM span_structure WHERE trace_id = '{}'",
+        OLD
+    );
+    let old_links = format!(
+        "SELECT count(*) FROM span_links WHERE linked_trace_id = '{}'",
+        OLD
+    );
+    assert_eq!(count_in(dir.path(), &old_spans).await, 4);
+    assert_eq!(count_in(dir.path(), &old_structure).await, 4);
+    assert_eq!(count_in(dir.path(), &old_links).await, 4);
+
+    // Retention of a week, compaction of everything small, vacuum at once.
+    let mut maintain = config(dir.path());
+    maintain.vacuum_grace = Duration::ZERO;
+    maintain.settle_horizon = Duration::ZERO;
+    let report = maintain_data_dir(&maintain).await.unwrap();
+    // Old day: 4 span files, 4 structure files; no links start on it.
+    assert_eq!(report.expired_files, 8, "{report:?}");
+    // Recent day: 4 small files in each table, merged into one per table.
+    assert_eq!(
+        (report.compacted_files, report.compacted_into),
+        (12, 3),
+        "{report:?}"
+    );
+    // Generations 1..3 of the recent trace were superseded by the next one.
+    assert_eq!(report.superseded_rows, 1 + 2 + 3, "{report:?}");
+    assert_eq!(report.vacuumed_files, 8 + 12, "{report:?}");
+
+    assert_eq!(count_in(dir.path(), &old_spans).await, 0);
+    assert_eq!(count_in(dir.path(), &old_structure).await, 0);
+    // The recent trace's links to the old one are its own rows: they stay.
+    assert_eq!(count_in(dir.path(), &old_links).await, 4);
+    let recent = format!("SELECT count(*) FROM spans WHERE trace_id = '{NEW}'");
+    assert_eq!(count_in(dir.path(), &recent).await, 4);
+    let structure = format!("SELECT count(*) FROM span_structure WHERE trace_id = '{NEW}'");
+    assert_eq!(
+        count_in(dir.path(), &structure).await,
+        4,
+        "one whole structure"
+    );
+    let snapshot = read_snapshot(dir.path()).await.unwrap();
+    assert_eq!(
+        (
+            snapshot.files.len(),
+            snapshot.structure.len(),
+            snapshot.links.len()
+        ),
+        (1, 1, 1)
+    );
+    for f in snapshot
+        .files
+        .iter()
+        .chain(&snapshot.structure)
+        .chain(&snapshot.links)
+    {
+        assert!(
+            f.path.exists(),
+            "{} is committed but missing",
+            f.path.display()
+        );
+    }
+
+    // Lineage of the old trace finds nothing stored any more; the recent one is whole.
+    let engine = QueryEngine::new(Arc::new(StaticSource(snapshot)), QuerySettings::default())
+        .await
+        .unwrap();
+    let reach = weft_query::lineage::Reach::default();
+    let old = engine.lineage(&OLD.parse().unwrap(), reach).await;
+    assert!(
+        old.as_ref().map_or(true, |l| l.lineage.nodes.is_empty()),
+        "the expired trace is gone from lineage"
+    );
+    let recent = engine.lineage(&NEW.parse().unwrap(), reach).await.unwrap();
+    assert_eq!(recent.lineage.nodes.len(), 4);
+
+    // The other reader agrees after maintenance too.
+    let after = weft_ids(dir.path()).await;
+    assert_eq!(after.len(), 4);
+    let read = python(dir.path(), READ_SPANS);
+    let mut lines = read.lines();
+    assert_eq!(lines.next(), Some("4"));
+    let theirs: BTreeSet<String> = lines
+        .next()
+        .unwrap()
+        .split(',')
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(theirs, after);
+}
+
+/// A flush that fails after some of its tables committed is finished by the
+/// next flush for exactly the tables that lack it; after a restart too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flush_interrupted_between_tables_is_finished_exactly_once() {
+    for point in [
+        "flush.files_written",
+        "flush.committed.spans",
+        "flush.committed.span_links",
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let now = now_ns();
+        let mut failing = config(dir.path());
+        failing.fault = Some(point.to_owned());
+        let store = open(failing).await;
+        let mut spans: Vec<Span> = (1..=5)
+            .map(|i| span(NEW, i, (i > 1).then_some(1), now + i as i64))
+            .collect();
+        spans[4].links.push(SpanLink {
+            trace_id: NEW.parse().unwrap(),
+            span_id: format!("{:016x}", 1).parse().unwrap(),
+            trace_state: String::new(),
+            attributes: Vec::new(),
+        });
+        store.ingest(&spans).await.unwrap();
+        let failed = store.flush().await;
+        assert!(
+            failed.is_err(),
+            "{point}: the injected fault fails the flush"
+        );
+        // Readers of the running store still see each span once.
+        let engine = QueryEngine::new(Arc::new(store.clone()), QuerySettings::default())
+            .await
+            .unwrap();
+        let spans_sql = "SELECT count(*), count(DISTINCT span_id) FROM spans";
+        let result = engine.sql(spans_sql).await.unwrap();
+        let counted = arrow::util::pretty::pretty_format_batches(&result.batches)
+            .unwrap()
+            .to_string();
+        assert!(counted.contains("| 5 "), "{point}: {counted}");
+        drop(engine);
+        // Stop without a clean flush: the writer thread stops, the WAL keeps the records.
+        drop(store);
+
+        // Restart without the fault: recovery finishes the flush.
+        let store = open(config(dir.path())).await;
+        store.flush().await.unwrap();
+        store.shutdown().await.unwrap();
+        for (sql, want) in [
+            ("SELECT count(*) FROM spans", 5),
+            ("SELECT count(DISTINCT span_id) FROM spans", 5),
+            ("SELECT count(*) FROM span_structure", 5),
+            ("SELECT count(*) FROM span_links", 1),
+        ] {
+            assert_eq!(count_in(dir.path(), sql).await, want, "{point}: {sql}");
+        }
+    }
+}
+
+/// A client cannot make partitions at will: spans older than retention or
+/// further ahead than the allowed clock skew are refused as a partial success.
+#[test]
+fn spans_outside_the_retention_window_are_refused_as_partial_success() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::Server::start(dir.path(), &[]);
+    let now = now_ns();
+    let day = 86_400_000_000_000i64;
+    let span = |id: u8, start: i64| {
+        serde_json::json!({
+            "traceId": "5b8efff798038103d269b633813fc60c",
+            "spanId": format!("eee19b7ec3c1b1{id:02x}"),
+            "name": format!("span {id}"),
+            "startTimeUnixNano": start.to_string(),
+            "endTimeUnixNano": (start + 1_000).to_string(),
+        })
+    };
+    let body = serde_json::json!({"resourceSpans": [{"scopeSpans": [{"spans": [
+        span(1, now),
+        span(2, now - 30 * day),
+        span(3, now + day),
+        span(4, now - 3 * day),
+    ]}]}]});
+    let response = reqwest::blocking::Client::new()
+        .post(format!("http://{}/v1/traces", server.http))
+        .json(&body)
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let answer: serde_json::Value = response.json().unwrap();
+    assert_eq!(answer["partialSuccess"]["rejectedSpans"], "2", "{answer}");
+    let message = answer["partialSuccess"]["errorMessage"].as_str().unwrap();
+    assert!(message.contains("before the accepted window"), "{message}");
+    assert!(message.contains("after the accepted window"), "{message}");
+    assert!(message.contains("retention 168h"), "{message}");
+    assert_eq!(server.count("SELECT count(*) AS n FROM spans"), 2);
+}
