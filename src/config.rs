@@ -13,9 +13,17 @@ use weft_query::QuerySettings;
 /// Flags of `weft serve`; each overrides the config file.
 #[derive(Args, Debug, Default)]
 pub struct ServeArgs {
-    /// Where spans are stored (default ./weft-data).
+    /// Where spans are stored: a directory (default ./weft-data) or an
+    /// `s3://bucket/prefix` URL (then give --wal-dir).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// The write-ahead log's directory, always local (default <data-dir>/wal).
+    #[arg(long)]
+    pub wal_dir: Option<PathBuf>,
+    /// Serve queries over tables that other `weft serve` processes write:
+    /// no OTLP listeners, no WAL; the tables are re-read every few seconds.
+    #[arg(long)]
+    pub no_ingest: bool,
     /// OTLP/gRPC listen address (default 127.0.0.1:4317).
     #[arg(long)]
     pub otlp_grpc: Option<SocketAddr>,
@@ -45,6 +53,9 @@ pub struct ServeArgs {
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
+    pub wal_dir: Option<PathBuf>,
+    /// How often a `--no-ingest` server re-reads the tables (default 2).
+    pub refresh_secs: Option<f64>,
     pub otlp_grpc: Option<SocketAddr>,
     pub otlp_http: Option<SocketAddr>,
     pub api: Option<SocketAddr>,
@@ -83,6 +94,10 @@ pub struct ServeConfig {
     pub store: StoreConfig,
     /// Query limits and the lineage settings (`write_tools`).
     pub query: QuerySettings,
+    /// Only serve queries over tables others write.
+    pub no_ingest: bool,
+    /// How often a `no_ingest` server re-reads the tables.
+    pub refresh: Duration,
 }
 
 fn addr(s: &str) -> SocketAddr {
@@ -108,7 +123,30 @@ impl ServeConfig {
             .clone()
             .or(file.data_dir)
             .unwrap_or_else(|| PathBuf::from("./weft-data"));
-        let mut store = StoreConfig::new(data_dir);
+        let wal_dir = args.wal_dir.clone().or(file.wal_dir);
+        let location = data_dir.to_string_lossy().into_owned();
+        let mut store = if location.contains("://") {
+            anyhow::ensure!(
+                location.starts_with("s3://"),
+                "{location}: the data location is a directory or an s3://bucket/prefix URL"
+            );
+            let wal = match (&wal_dir, args.no_ingest) {
+                (Some(wal), _) => wal.clone(),
+                (None, true) => PathBuf::from("./weft-wal"),
+                (None, false) => anyhow::bail!(
+                    "the write-ahead log stays on local disk: with --data-dir {location}, \
+                     pass --wal-dir (or wal_dir in the config file)"
+                ),
+            };
+            let mut store = StoreConfig::new(&wal);
+            store.location = Some(location);
+            store.wal_dir = Some(wal);
+            store
+        } else {
+            let mut store = StoreConfig::new(data_dir);
+            store.wal_dir = wal_dir;
+            store
+        };
         if let Some(s) = args.flush_interval_secs.or(file.flush_interval_secs) {
             store.flush_interval = secs(s, "flush_interval_secs")?;
         }
@@ -168,6 +206,8 @@ impl ServeConfig {
             ingest,
             store,
             query,
+            no_ingest: args.no_ingest,
+            refresh: secs(file.refresh_secs.unwrap_or(2.0), "refresh_secs")?,
         })
     }
 }

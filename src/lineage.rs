@@ -88,7 +88,7 @@ pub fn from_data_dir(
 ) -> anyhow::Result<LineageResult> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let snapshot = weft_collector::read_snapshot(dir)
+        let snapshot = weft_collector::read_snapshot(&dir.to_string_lossy())
             .await
             .with_context(|| format!("cannot read data directory {}", dir.display()))?;
         let engine = QueryEngine::new(Arc::new(StaticSource(snapshot)), settings).await?;

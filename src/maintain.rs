@@ -30,6 +30,8 @@ pub fn run(args: MaintainArgs) -> anyhow::Result<()> {
         config: args.config,
         retention_hours: args.retention_hours,
         vacuum_grace_secs: args.vacuum_grace_secs,
+        // Maintenance needs no WAL, wherever the tables are.
+        no_ingest: true,
         ..ServeArgs::default()
     };
     let store = ServeConfig::resolve(&serve)?.store;

@@ -8,7 +8,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use weft_collector::receiver::{grpc, http};
-use weft_collector::{Metrics, Store};
+use weft_collector::{Follower, Metrics, Store};
 use weft_query::QueryEngine;
 
 use crate::config::{ServeArgs, ServeConfig};
@@ -27,14 +27,17 @@ async fn bind(addr: SocketAddr, what: &str, flag: &str) -> anyhow::Result<TcpLis
 }
 
 async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    if config.no_ingest {
+        return serve_queries(config).await;
+    }
     let metrics = Arc::new(Metrics::default());
     let store_config = config.store.clone();
     let store = {
         let metrics = Arc::clone(&metrics);
         Store::open(store_config, metrics).await.with_context(|| {
             format!(
-                "cannot open data directory {}",
-                config.store.data_dir.display()
+                "cannot open the data location {}",
+                config.store.tables_location()
             )
         })?
     };
@@ -52,7 +55,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         otlp_grpc = %addrs.0,
         otlp_http = %addrs.1,
         api = %addrs.2,
-        data_dir = %store.data_dir().display(),
+        location = %store.location(),
         "weft is listening"
     );
     // One machine-readable line on stdout, for scripts and tests using port 0.
@@ -112,7 +115,33 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .shutdown()
         .await
         .context("final flush failed; the spans stay in the wal and replay on the next start")?;
-    tracing::info!(data_dir = %store.data_dir().display(), "stopped cleanly");
+    tracing::info!(location = %store.location(), "stopped cleanly");
+    Ok(())
+}
+
+/// `--no-ingest`: the query API over tables that other servers write, re-read
+/// every `refresh`.
+async fn serve_queries(config: ServeConfig) -> anyhow::Result<()> {
+    let location = config.store.tables_location();
+    let follower = Follower::open(&location)
+        .await
+        .with_context(|| format!("cannot read the tables at {location}"))?;
+    let engine =
+        Arc::new(QueryEngine::new(Arc::new(follower.clone()), config.query.clone()).await?);
+    let api_listener = bind(config.api, "the query API", "--api").await?;
+    let api = api_listener.local_addr()?;
+    tracing::info!(%api, location = %location, "weft is serving queries (no ingest)");
+    println!("weft listening api={api} no_ingest=true");
+
+    let stop = Arc::new(Notify::new());
+    let refresher = tokio::spawn(follower.run_refresh(config.refresh, Arc::clone(&stop)));
+    let router = weft_query::api::router(engine, Arc::new(Metrics::default()));
+    axum::serve(api_listener, router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("api server failed")?;
+    stop.notify_one();
+    refresher.await?;
     Ok(())
 }
 

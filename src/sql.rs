@@ -69,7 +69,7 @@ fn embedded(
 ) -> anyhow::Result<Vec<u8>> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let snapshot = weft_collector::read_snapshot(&dir)
+        let snapshot = weft_collector::read_snapshot(&dir.to_string_lossy())
             .await
             .with_context(|| format!("cannot read data directory {}", dir.display()))?;
         let engine = QueryEngine::new(Arc::new(StaticSource(snapshot)), settings).await?;

@@ -67,7 +67,7 @@ async fn open(config: StoreConfig) -> Store {
 
 /// One number from a query over a data directory, as `weft sql --data-dir` runs it.
 async fn count_in(dir: &Path, sql: &str) -> i64 {
-    let snapshot = read_snapshot(dir).await.unwrap();
+    let snapshot = read_snapshot(dir.to_str().unwrap()).await.unwrap();
     let engine = QueryEngine::new(Arc::new(StaticSource(snapshot)), QuerySettings::default())
         .await
         .unwrap();
@@ -149,10 +149,10 @@ async fn retention_compaction_and_vacuum_keep_every_table_consistent() {
     let weft_ids = |dir: &Path| {
         let dir = dir.to_owned();
         async move {
-            let snapshot = read_snapshot(&dir).await.unwrap();
+            let snapshot = read_snapshot(dir.to_str().unwrap()).await.unwrap();
             let mut ids = BTreeSet::new();
             for f in &snapshot.files {
-                let file = std::fs::File::open(&f.path).unwrap();
+                let file = std::fs::File::open(&f.location).unwrap();
                 let reader =
                     parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
                         .unwrap()
@@ -228,7 +228,7 @@ async fn retention_compaction_and_vacuum_keep_every_table_consistent() {
         4,
         "one whole structure"
     );
-    let snapshot = read_snapshot(dir.path()).await.unwrap();
+    let snapshot = read_snapshot(dir.path().to_str().unwrap()).await.unwrap();
     assert_eq!(
         (
             snapshot.files.len(),
@@ -244,9 +244,9 @@ async fn retention_compaction_and_vacuum_keep_every_table_consistent() {
         .chain(&snapshot.links)
     {
         assert!(
-            f.path.exists(),
+            std::path::Path::new(&f.location).exists(),
             "{} is committed but missing",
-            f.path.display()
+            f.location
         );
     }
 

@@ -24,7 +24,13 @@ impl Default for IngestLimits {
 /// Where and how spans are stored.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
+    /// The local directory: the WAL (unless `wal_dir` says otherwise) and,
+    /// unless `location` says otherwise, the tables.
     pub data_dir: PathBuf,
+    /// Where the tables live when not in `data_dir`: `s3://bucket/prefix`.
+    pub location: Option<String>,
+    /// The WAL's directory; `data_dir/wal` by default. Always local.
+    pub wal_dir: Option<PathBuf>,
     /// Flush the live buffer to Parquet at least this often.
     pub flush_interval: Duration,
     /// Flush early once the live buffer holds this many spans.
@@ -56,6 +62,20 @@ pub struct StoreConfig {
 }
 
 impl StoreConfig {
+    /// The tables' location: `location`, or the data directory.
+    pub fn tables_location(&self) -> String {
+        self.location
+            .clone()
+            .unwrap_or_else(|| self.data_dir.to_string_lossy().into_owned())
+    }
+
+    /// The WAL's directory.
+    pub fn wal_dir(&self) -> PathBuf {
+        self.wal_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("wal"))
+    }
+
     /// Fails (or aborts the process) at the failure point `name` if asked to.
     pub(crate) fn fault_point(&self, name: &str) -> crate::Result<()> {
         match self.fault.as_deref() {
@@ -86,6 +106,8 @@ impl StoreConfig {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
+            location: None,
+            wal_dir: None,
             flush_interval: Duration::from_secs(30),
             flush_max_rows: 200_000,
             row_group_rows: 65_536,

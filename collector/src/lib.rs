@@ -16,24 +16,28 @@
 
 mod config;
 mod error;
+mod follower;
 mod maintain;
 mod metrics;
 mod otlp;
 mod parquet_files;
 pub mod receiver;
 mod settle;
+mod storage;
 mod store;
 mod tables;
 mod wal;
 
 pub use config::{IngestLimits, StoreConfig};
 pub use error::{Error, ErrorKind, Result};
+pub use follower::Follower;
 pub use maintain::{MaintainConfig, MaintainReport};
 pub use metrics::Metrics;
 pub use otlp::decode::Format as OtlpFormat;
 pub use otlp::export::traces_data_json;
 pub use otlp::normalise::Normalised;
 pub use parquet_files::FileMeta;
+pub use storage::RemoteStore;
 pub use store::{FlushReport, IngestOutcome, Snapshot, Store, maintain_data_dir, read_snapshot};
 
 /// Decodes an OTLP trace export (protobuf or JSON, already decompressed) and
@@ -55,6 +59,8 @@ mod tests {
             ("receiver/grpc.rs", include_str!("receiver/grpc.rs")),
             ("receiver/http.rs", include_str!("receiver/http.rs")),
             ("store/mod.rs", include_str!("store/mod.rs")),
+            ("follower.rs", include_str!("follower.rs")),
+            ("storage.rs", include_str!("storage.rs")),
         ];
         let protobuf = [
             "opentelemetry_proto",

@@ -14,8 +14,7 @@
 //!   snapshot keep working until then.
 
 use std::collections::{BTreeMap, HashSet};
-use std::fs::File;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use arrow::compute::{
@@ -29,8 +28,9 @@ use weft_schemas::settled::col as s;
 use weft_schemas::{SpanReader, TraceId};
 
 use crate::error::{Error, Result};
-use crate::parquet_files::{FileMeta, write_file, writer_properties};
+use crate::parquet_files::{FileMeta, file_location, write_file, writer_properties};
 use crate::settle::{links_properties, structure_properties};
+use crate::storage::Storage;
 use crate::tables::{TableKind, Tables, compact, expire};
 
 /// What maintenance may do.
@@ -78,6 +78,7 @@ pub struct MaintainReport {
 /// Runs retention, then compaction, then vacuum over `tables`.
 pub(crate) async fn maintain(
     tables: &mut Tables,
+    storage: &Storage,
     config: &MaintainConfig,
 ) -> Result<MaintainReport> {
     let mut report = MaintainReport::default();
@@ -99,10 +100,9 @@ pub(crate) async fn maintain(
     for kind in TableKind::ALL {
         let table = tables.get_mut(kind);
         let files = table.files()?;
-        let root = table.root().to_path_buf();
-        let settings = config.clone();
+        let (storage, settings) = (storage.clone(), config.clone());
         let (removed, added, superseded) =
-            tokio::task::spawn_blocking(move || compact_table(kind, &root, &files, &settings))
+            tokio::task::spawn_blocking(move || compact_table(kind, &storage, &files, &settings))
                 .await
                 .map_err(|e| Error::Internal(format!("compaction task failed: {e}")))??;
         if removed.is_empty() {
@@ -145,17 +145,12 @@ type Compacted = (Vec<FileMeta>, Vec<FileMeta>, usize);
 /// the files added and the superseded structure rows dropped.
 fn compact_table(
     kind: TableKind,
-    root: &std::path::Path,
+    storage: &Storage,
     files: &[FileMeta],
     config: &MaintainConfig,
 ) -> Result<Compacted> {
     let small = config.target_file_bytes / 2;
-    let now = SystemTime::now();
-    let settled_long_ago = |f: &FileMeta| {
-        std::fs::metadata(&f.path)
-            .and_then(|m| m.modified())
-            .is_ok_and(|t| now.duration_since(t).unwrap_or_default() >= config.settle_horizon)
-    };
+    let settled_long_ago = |f: &FileMeta| f.age() >= config.settle_horizon;
     let mut by_day: BTreeMap<&str, Vec<&FileMeta>> = BTreeMap::new();
     for f in files {
         if f.bytes < small && (kind != TableKind::Structure || settled_long_ago(f)) {
@@ -163,7 +158,7 @@ fn compact_table(
         }
     }
     let superseded = if kind == TableKind::Structure && !by_day.is_empty() {
-        superseded_generations(files)?
+        superseded_generations(storage, files)?
     } else {
         HashSet::new()
     };
@@ -175,15 +170,15 @@ fn compact_table(
             }
             let mut batches = Vec::new();
             for f in &group {
-                batches.extend(read_file(f)?);
+                batches.extend(read_file(storage, f)?);
             }
             let all = concat_batches(&kind.schema(), &batches)?;
             let (all, gone) = drop_superseded(kind, all, &superseded)?;
             dropped += gone;
             let sorted = sort(kind, &all)?;
-            let name = format!("part-compact-{}.parquet", uuid::Uuid::new_v4());
-            let dir = root.join(format!("{}={day}", crate::tables::DAY));
-            let file = write_file(&dir, &name, &sorted, properties(kind, config), 0, day)?;
+            let name = format!("compact-{}.parquet", uuid::Uuid::new_v4());
+            let location = file_location(storage, kind, day, &name);
+            let file = write_file(storage, location, &sorted, properties(kind, config), 0, day)?;
             removed.extend(group.into_iter().cloned());
             added.push(file);
         }
@@ -210,9 +205,9 @@ fn groups(files: Vec<&FileMeta>, target: u64) -> Vec<Vec<&FileMeta>> {
     out
 }
 
-fn read_file(file: &FileMeta) -> Result<Vec<RecordBatch>> {
-    let f = File::open(&file.path).map_err(|e| Error::io(&file.path, e))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(f)?.build()?;
+fn read_file(storage: &Storage, file: &FileMeta) -> Result<Vec<RecordBatch>> {
+    let reader =
+        ParquetRecordBatchReaderBuilder::try_new(storage.read(&file.location)?)?.build()?;
     reader.map(|b| b.map_err(Error::from)).collect()
 }
 
@@ -251,11 +246,13 @@ fn sort(kind: TableKind, batch: &RecordBatch) -> Result<RecordBatch> {
 
 /// `(trace, generation)` pairs some later settling of the trace replaced,
 /// read from the `previous_generation` column of every structure file.
-fn superseded_generations(files: &[FileMeta]) -> Result<HashSet<(TraceId, i64)>> {
+fn superseded_generations(
+    storage: &Storage,
+    files: &[FileMeta],
+) -> Result<HashSet<(TraceId, i64)>> {
     let mut out = HashSet::new();
     for file in files {
-        let f = File::open(&file.path).map_err(|e| Error::io(&file.path, e))?;
-        let builder = ParquetRecordBatchReaderBuilder::try_new(f)?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(storage.read(&file.location)?)?;
         let mask = ProjectionMask::columns(
             builder.parquet_schema(),
             [s::TRACE_ID, s::PREVIOUS_GENERATION],
@@ -263,7 +260,7 @@ fn superseded_generations(files: &[FileMeta]) -> Result<HashSet<(TraceId, i64)>>
         for batch in builder.with_projection(mask).build()? {
             let batch = batch?;
             let ids = SpanReader::with_columns(&batch, &[s::TRACE_ID])
-                .map_err(|e| Error::Corrupt(format!("{}: {e}", file.path.display())))?;
+                .map_err(|e| Error::Corrupt(format!("{}: {e}", file.location)))?;
             let Some(previous) = batch.column_by_name(s::PREVIOUS_GENERATION) else {
                 continue;
             };

@@ -9,8 +9,6 @@
 //! written under a temporary name, fsynced, renamed, and its directory fsynced.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{RecordBatch, TimestampMicrosecondArray, UInt32Array};
@@ -26,30 +24,49 @@ use weft_schemas::schema::col;
 use weft_schemas::{SCHEMA_VERSION, SCHEMA_VERSION_KEY, SpanId, SpanReader, TraceId, span_schema};
 
 use crate::error::{Error, Result};
-use crate::tables::{DAY, file_stats};
-use crate::wal::sync_dir;
+use crate::storage::Storage;
+use crate::tables::{DAY, TableKind, file_stats};
 
 const MICROS_PER_DAY: i64 = 86_400_000_000;
 
 /// One Parquet file of a table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FileMeta {
-    pub path: PathBuf,
+    /// Where it is: an absolute path, or a URL (`s3://bucket/…`).
+    pub location: String,
     pub rows: usize,
     pub bytes: u64,
     /// The last WAL record the file holds (0 for files compaction merged).
     pub seq_hi: u64,
+    /// The collector that wrote it (empty for compacted and converted files).
+    pub(crate) writer: String,
     /// Its partition: the UTC day (`YYYY-MM-DD`) of its rows' `start_time`.
     pub day: String,
     /// Delta `stats` JSON: row count and the time range.
     pub(crate) stats: Option<String>,
+    /// When it was written, in milliseconds since the Unix epoch.
+    pub(crate) modified_ms: i64,
 }
 
-/// `part-<lo>-<hi>.parquet` → `(lo, hi)`.
-pub fn parse_file_name(name: &str) -> Option<(u64, u64)> {
+impl FileMeta {
+    /// Milliseconds since it was written.
+    pub(crate) fn age(&self) -> std::time::Duration {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        std::time::Duration::from_millis(now.saturating_sub(self.modified_ms).max(0) as u64)
+    }
+}
+
+/// `part-<lo>-<hi>[-<writer>].parquet` → `(lo, hi, writer)`; the writer is
+/// empty in names of the layout before Delta tables.
+pub fn parse_file_name(name: &str) -> Option<(u64, u64, &str)> {
     let rest = name.strip_prefix("part-")?.strip_suffix(".parquet")?;
-    let (lo, hi) = rest.split_once('-')?;
-    Some((lo.parse().ok()?, hi.parse().ok()?))
+    let mut parts = rest.splitn(3, '-');
+    let lo = parts.next()?.parse().ok()?;
+    let hi = parts.next()?.parse().ok()?;
+    Some((lo, hi, parts.next().unwrap_or("")))
 }
 
 /// `YYYY-MM-DD` of a day number (days since the Unix epoch).
@@ -83,11 +100,12 @@ pub fn rows_by_day(batch: &RecordBatch, time: &str) -> Result<BTreeMap<String, R
         .collect()
 }
 
-/// Writes `batch` into `table_root` as one file per day of its `start_time`,
-/// each named `name` in its `day=` directory and transformed by `prepare`
-/// (a sort) first.
+/// Writes `batch` into the table `kind` as one file per day of its
+/// `start_time`, each named `name` in its `day=` directory and transformed by
+/// `prepare` (a sort) first.
 pub fn write_by_day(
-    table_root: &Path,
+    storage: &Storage,
+    kind: TableKind,
     batch: &RecordBatch,
     name: &str,
     props: impl Fn() -> WriterProperties,
@@ -97,8 +115,8 @@ pub fn write_by_day(
     let mut files = Vec::new();
     for (day, rows) in rows_by_day(batch, col::START_TIME)? {
         let rows = prepare(&rows)?;
-        let dir = table_root.join(format!("{DAY}={day}"));
-        files.push(write_file(&dir, name, &rows, props(), seq_hi, &day)?);
+        let location = file_location(storage, kind, &day, name);
+        files.push(write_file(storage, location, &rows, props(), seq_hi, &day)?);
     }
     Ok(files)
 }
@@ -158,19 +176,21 @@ pub fn writer_properties(row_group_rows: usize, seq_lo: u64, seq_hi: u64) -> Wri
 /// file per day of `start_time`, each sorted by trace id then start time.
 /// Returns the files, all durable and under their final names.
 pub fn write_partitions(
-    table_root: &Path,
+    storage: &Storage,
     all: &RecordBatch,
     seq_lo: u64,
     seq_hi: u64,
+    writer: &str,
     row_group_rows: usize,
 ) -> Result<Vec<FileMeta>> {
     if all.num_rows() == 0 {
         return Ok(Vec::new());
     }
     write_by_day(
-        table_root,
+        storage,
+        TableKind::Spans,
         all,
-        &file_name(seq_lo, seq_hi),
+        &file_name(seq_lo, seq_hi, writer),
         || writer_properties(row_group_rows, seq_lo, seq_hi),
         sort_for_storage,
         seq_hi,
@@ -192,56 +212,60 @@ pub fn sort_for_storage(batch: &RecordBatch) -> Result<RecordBatch> {
     Ok(take_record_batch(batch, &indices)?)
 }
 
-/// `part-<lo>-<hi>.parquet`, zero-padded so names sort by sequence.
-pub fn file_name(seq_lo: u64, seq_hi: u64) -> String {
-    format!("part-{seq_lo:020}-{seq_hi:020}.parquet")
+/// `part-<lo>-<hi>-<writer>.parquet`: the WAL records the file holds,
+/// zero-padded so names sort by sequence, and the collector that wrote it, so
+/// collectors sharing a table never write the same name.
+pub fn file_name(seq_lo: u64, seq_hi: u64, writer: &str) -> String {
+    format!("part-{seq_lo:020}-{seq_hi:020}-{writer}.parquet")
 }
 
-/// Writes `batch` to `dir/name` atomically: temporary name, fsync, rename, fsync the directory.
+/// Where a table's file of `day` named `name` goes.
+pub fn file_location(storage: &Storage, kind: TableKind, day: &str, name: &str) -> String {
+    format!("{}/{DAY}={day}/{name}", storage.table(kind))
+}
+
+/// Writes `batch` as a Parquet file at `location`, durably and atomically.
 pub fn write_file(
-    dir: &Path,
-    name: &str,
+    storage: &Storage,
+    location: String,
     batch: &RecordBatch,
     props: WriterProperties,
     seq_hi: u64,
     day: &str,
 ) -> Result<FileMeta> {
-    fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let path = dir.join(name);
-    let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(props))?;
+    let mut buffer = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut buffer, batch.schema(), Some(props))?;
     writer.write(batch)?;
-    let file = writer.into_inner()?;
-    file.sync_all().map_err(|e| Error::io(&tmp, e))?;
-    let bytes = file.metadata().map_err(|e| Error::io(&tmp, e))?.len();
-    drop(file);
-    fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
-    sync_dir(dir)?;
+    writer.close()?;
+    let bytes = buffer.len() as u64;
+    storage.write(&location, buffer)?;
+    let writer = parse_file_name(location.rsplit('/').next().unwrap_or_default())
+        .map(|(_, _, w)| w.to_owned())
+        .unwrap_or_default();
     Ok(FileMeta {
-        path,
+        location,
         rows: batch.num_rows(),
         bytes,
         seq_hi,
+        writer,
         day: day.to_owned(),
         stats: Some(file_stats(batch)),
+        modified_ms: chrono::Utc::now().timestamp_millis(),
     })
 }
 
 /// The `(trace_id, span_id)` pairs of a file, reading only those two columns.
-pub fn read_span_keys(path: &Path) -> Result<Vec<(TraceId, SpanId)>> {
+pub fn read_span_keys(storage: &Storage, location: &str) -> Result<Vec<(TraceId, SpanId)>> {
     use parquet::arrow::ProjectionMask;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(storage.read(location)?)?;
     let mask = ProjectionMask::columns(builder.parquet_schema(), [col::TRACE_ID, col::SPAN_ID]);
     let reader = builder.with_projection(mask).build()?;
     let mut keys = Vec::new();
     for batch in reader {
-        let r = SpanReader::with_columns(&batch?, &[col::TRACE_ID, col::SPAN_ID]).map_err(|e| {
-            Error::Corrupt(format!("{} has unexpected id columns: {e}", path.display()))
-        })?;
+        let r = SpanReader::with_columns(&batch?, &[col::TRACE_ID, col::SPAN_ID])
+            .map_err(|e| Error::Corrupt(format!("{location} has unexpected id columns: {e}")))?;
         keys.extend((0..r.len()).filter_map(|row| Some((r.trace_id(row)?, r.span_id(row)?))));
     }
     Ok(keys)

@@ -14,8 +14,6 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use foldhash::{HashMap as FastMap, HashSet as FastSet, HashSetExt};
-use std::fs::File;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{
@@ -37,6 +35,7 @@ use crate::error::{Error, Result};
 use crate::parquet_files::{
     FileMeta, base_properties, file_name, sorted_by, with_bloom_filter, write_by_day,
 };
+use crate::storage::Storage;
 use crate::tables::TableKind;
 
 /// What structure needs of one span.
@@ -330,9 +329,8 @@ fn sort(batch: &RecordBatch, columns: &[usize]) -> Result<RecordBatch> {
 }
 
 /// Reads a `span_structure` file whole.
-fn read_structure_file(path: &Path) -> Result<Vec<RecordBatch>> {
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)?.build()?;
+fn read_structure_file(storage: &Storage, location: &str) -> Result<Vec<RecordBatch>> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(storage.read(location)?)?.build()?;
     reader.map(|b| b.map_err(Error::from)).collect()
 }
 
@@ -346,7 +344,7 @@ pub struct Settled {
 
 /// Where a trace's latest structure is: its generation and the files (one
 /// per day) holding it.
-pub type Previous = HashMap<TraceId, (i64, Vec<PathBuf>)>;
+pub type Previous = HashMap<TraceId, (i64, Vec<String>)>;
 
 /// Writer settings of a `span_structure` file: sorted by trace and nested-set
 /// position, a bloom filter on the trace id.
@@ -381,32 +379,33 @@ pub fn links_properties(seq_lo: u64, seq_hi: u64) -> WriterProperties {
 /// A previous structure file that cannot be read is reported and skipped: the
 /// trace is settled from what is left, its early spans' children marked orphans.
 pub fn settle(
-    root: &Path,
+    storage: &Storage,
     spans: &RecordBatch,
     seq_lo: u64,
     seq_hi: u64,
     previous: &Previous,
+    writer: &str,
 ) -> Result<Settled> {
     let fresh = shapes_from_spans(spans)?;
     if fresh.is_empty() {
         return Ok(Settled::default());
     }
-    let mut by_file: BTreeMap<&Path, HashSet<TraceId>> = BTreeMap::new();
+    let mut by_file: BTreeMap<&str, HashSet<TraceId>> = BTreeMap::new();
     let mut replaces: HashMap<TraceId, i64> = HashMap::new();
     for trace in fresh.keys() {
         if let Some((generation, paths)) = previous.get(trace) {
             for path in paths {
-                by_file.entry(path.as_path()).or_default().insert(*trace);
+                by_file.entry(path.as_str()).or_default().insert(*trace);
             }
             replaces.insert(*trace, *generation);
         }
     }
     let mut merged: BTreeMap<TraceId, Vec<Shape>> = BTreeMap::new();
     for (path, wanted) in by_file {
-        let batches = match read_structure_file(path) {
+        let batches = match read_structure_file(storage, path) {
             Ok(b) => b,
             Err(e) => {
-                tracing::warn!(file = %path.display(), error = %e, "cannot read a trace's previous structure; settling it from its new spans");
+                tracing::warn!(file = %path, error = %e, "cannot read a trace's previous structure; settling it from its new spans");
                 continue;
             }
         };
@@ -422,10 +421,11 @@ pub fn settle(
         *all = dedup_shapes(std::mem::take(all));
     }
 
-    let name = file_name(seq_lo, seq_hi);
+    let name = file_name(seq_lo, seq_hi, writer);
     let structure = structure_batch(&merged, &replaces, seq_hi as i64)?;
     let structure = write_by_day(
-        &root.join(TableKind::Structure.dir()),
+        storage,
+        TableKind::Structure,
         &structure,
         &name,
         || structure_properties(seq_lo, seq_hi),
@@ -433,7 +433,8 @@ pub fn settle(
         seq_hi,
     )?;
     let links = write_by_day(
-        &root.join(TableKind::Links.dir()),
+        storage,
+        TableKind::Links,
         &link_rows(spans)?,
         &name,
         || links_properties(seq_lo, seq_hi),

@@ -42,6 +42,12 @@ impl SpanSource for Store {
     }
 }
 
+impl SpanSource for weft_collector::Follower {
+    fn snapshot(&self) -> Result<Snapshot, weft_collector::Error> {
+        weft_collector::Follower::snapshot(self)
+    }
+}
+
 /// A fixed snapshot, e.g. a data directory read without a running server.
 pub struct StaticSource(pub Snapshot);
 
@@ -168,10 +174,16 @@ impl TableProvider for StoredTable {
         let limit = if filters.is_empty() { limit } else { None };
         let files = self.table.files(&snapshot);
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
+        if let Some(remote) = &snapshot.remote {
+            // Files on an object store are read through it, by URL.
+            state
+                .runtime_env()
+                .register_object_store(&remote.url, Arc::clone(&remote.store));
+        }
         if !files.is_empty() {
             let urls = files
                 .iter()
-                .map(|f| ListingTableUrl::parse(f.path.to_string_lossy()))
+                .map(|f| ListingTableUrl::parse(&f.location))
                 .collect::<Result<Vec<_>>>()?;
             let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
                 .with_file_extension(".parquet");

@@ -421,7 +421,9 @@ mod tests {
             assert_eq!(r.parent_span_id(row), s.parent_span_id);
             assert_eq!(r.name(row), s.name);
             assert_eq!(r.kind(row), s.kind);
-            assert_eq!((r.start_ns(row), r.end_ns(row)), (1_000, 3_500));
+            // Times are stored in microseconds (Delta's timestamp); the
+            // duration column keeps the exact 2,500 ns.
+            assert_eq!((r.start_ns(row), r.end_ns(row)), (1_000, 3_000));
             assert_eq!(r.status(row), s.status_code);
             assert_eq!(r.service_name(row), Some("svc"));
             assert_eq!(r.attribute(row, "n"), Some("7"));

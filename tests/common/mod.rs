@@ -92,19 +92,31 @@ impl Server {
 
     /// Starts `weft serve` on port 0 everywhere, with extra flags.
     pub fn start(dir: &Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_weft"))
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(dir)
-            .args([
+        Server::start_at(&dir.to_string_lossy(), extra, &[])
+    }
+
+    /// Starts `weft serve` on a data location (a directory or a URL) with
+    /// extra flags and environment; `--no-ingest` servers answer on the API only.
+    pub fn start_at(location: &str, extra: &[&str], env: &[(String, String)]) -> Server {
+        let ports: &[&str] = if extra.contains(&"--no-ingest") {
+            &["--api", "127.0.0.1:0"]
+        } else {
+            &[
                 "--otlp-grpc",
                 "127.0.0.1:0",
                 "--otlp-http",
                 "127.0.0.1:0",
                 "--api",
                 "127.0.0.1:0",
-            ])
+            ]
+        };
+        let mut child = Command::new(env!("CARGO_BIN_EXE_weft"))
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(location)
+            .args(ports)
             .args(extra)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .env("WEFT_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -119,12 +131,22 @@ impl Server {
             line.starts_with("weft listening"),
             "unexpected first line: {line:?}"
         );
+        let api = field(&line, "api");
+        let ingest = !line.contains("no_ingest=true");
         let server = Server {
-            grpc: field(&line, "otlp_grpc"),
-            http: field(&line, "otlp_http"),
-            api: field(&line, "api"),
+            grpc: if ingest {
+                field(&line, "otlp_grpc")
+            } else {
+                api
+            },
+            http: if ingest {
+                field(&line, "otlp_http")
+            } else {
+                api
+            },
+            api,
             child,
-            dir: dir.to_owned(),
+            dir: PathBuf::from(location),
         };
         server.wait_healthy();
         server

@@ -17,6 +17,7 @@ use super::upgrade::{Table as Upgraded, upgrade};
 use crate::config::StoreConfig;
 use crate::error::{Error, Result};
 use crate::parquet_files::{FileMeta, parse_file_name};
+use crate::storage::Storage;
 use crate::tables::{TableKind, Tables, append};
 
 const CHECKPOINT_FILE: &str = "checkpoint";
@@ -37,7 +38,12 @@ pub(super) fn refuse(data_dir: &Path) -> Error {
 }
 
 /// Converts the old layout into `tables` (see the module doc).
-pub(super) async fn convert(config: &StoreConfig, tables: &mut Tables, app: &str) -> Result<()> {
+pub(super) async fn convert(
+    config: &StoreConfig,
+    storage: &Storage,
+    tables: &mut Tables,
+    app: &str,
+) -> Result<()> {
     let root = &config.data_dir;
     let checkpoint = read_checkpoint(root)?;
     let mut found = Vec::new();
@@ -46,7 +52,7 @@ pub(super) async fn convert(config: &StoreConfig, tables: &mut Tables, app: &str
     }
     let kinds = [Upgraded::Spans, Upgraded::Structure, Upgraded::Links];
     let pairs: Vec<(&[FileMeta], Upgraded)> = found.iter().map(Vec::as_slice).zip(kinds).collect();
-    upgrade(root, &pairs, config.row_group_rows)?;
+    upgrade(storage, root, &pairs, config.row_group_rows)?;
     for (kind, files) in TableKind::ALL.into_iter().zip(&found) {
         let table = tables.get_mut(kind);
         if table.applied(app).await? >= checkpoint || !table.files()?.is_empty() {
@@ -99,7 +105,7 @@ fn legacy_files(dir: &Path, checkpoint: u64) -> Result<Vec<FileMeta>> {
                 }
                 continue;
             }
-            let Some((_, seq_hi)) = parse_file_name(&name) else {
+            let Some((_, seq_hi, _)) = parse_file_name(&name) else {
                 if name.ends_with(".tmp") {
                     fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
                 }
@@ -112,15 +118,21 @@ fn legacy_files(dir: &Path, checkpoint: u64) -> Result<Vec<FileMeta>> {
             }
             out.push(FileMeta {
                 day: day_of(&path).unwrap_or_default(),
-                path,
+                location: path.to_string_lossy().into_owned(),
                 rows: 0,
                 bytes: meta.len(),
                 seq_hi,
+                writer: String::new(),
                 stats: None,
+                modified_ms: meta
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_millis() as i64),
             });
         }
     }
-    out.sort_by(|a, b| a.path.cmp(&b.path));
+    out.sort_by(|a, b| a.location.cmp(&b.location));
     Ok(out)
 }
 

@@ -27,7 +27,6 @@ mod writer;
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
@@ -48,6 +47,7 @@ use crate::maintain::{MaintainReport, maintain};
 use crate::metrics::Metrics;
 use crate::parquet_files::{FileMeta, write_partitions};
 use crate::settle::{Previous, link_rows, settle};
+use crate::storage::{RemoteStore, Storage};
 use crate::tables::{TableKind, Tables, append, collector_id};
 use crate::wal::WalWriter;
 
@@ -72,6 +72,8 @@ pub struct Snapshot {
     pub structure: Vec<FileMeta>,
     /// `span_links` files (one per flush that stored a link).
     pub links: Vec<FileMeta>,
+    /// The object store holding the files, when they are not local.
+    pub remote: Option<RemoteStore>,
 }
 
 impl Snapshot {
@@ -118,6 +120,8 @@ struct Inner {
     tables: tokio::sync::Mutex<(Tables, [u64; 3])>,
     /// This collector's id: the `app_id` of its commits.
     app: String,
+    /// Where the tables' files are.
+    storage: Storage,
 }
 
 #[derive(Default)]
@@ -147,15 +151,16 @@ impl Store {
         // Absolute, so readers can turn file paths into URLs.
         config.data_dir =
             std::path::absolute(&config.data_dir).map_err(|e| Error::io(&config.data_dir, e))?;
-        let wal_dir = config.data_dir.join(WAL_DIR);
+        let wal_dir = config.wal_dir();
         fs::create_dir_all(&wal_dir).map_err(|e| Error::io(&wal_dir, e))?;
         let app = collector_id(&wal_dir, true)?
             .ok_or_else(|| Error::Internal("collector id not created".into()))?;
-        let mut tables = Tables::open(&config.data_dir, true)
+        let storage = Storage::open(&config.tables_location())?;
+        let mut tables = Tables::open(&storage, true)
             .await?
             .ok_or_else(|| Error::Internal("tables not created".into()))?;
-        if legacy::is_legacy(&config.data_dir) {
-            legacy::convert(&config, &mut tables, &app).await?;
+        if storage.local().is_some() && legacy::is_legacy(&config.data_dir) {
+            legacy::convert(&config, &storage, &mut tables, &app).await?;
         }
         let applied = tables.applied(&app).await?;
         let held = applied.iter().copied().min().unwrap_or(0);
@@ -172,11 +177,13 @@ impl Store {
             dedup,
             settled,
         } = {
-            let config = config.clone();
+            let (config, storage, app) = (config.clone(), storage.clone(), app.clone());
             let (spans, structure) = (state.files.clone(), state.structure.clone());
-            tokio::task::spawn_blocking(move || recover(&config, held, &spans, &structure))
-                .await
-                .map_err(|e| Error::Internal(format!("recovery task failed: {e}")))??
+            tokio::task::spawn_blocking(move || {
+                recover(&config, &storage, &app, held, &spans, &structure)
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("recovery task failed: {e}")))??
         };
         let live_rows = live.iter().map(|l| l.batch.num_rows()).sum::<usize>();
         let state = State {
@@ -223,6 +230,7 @@ impl Store {
                 settled: Mutex::new(settled),
                 tables: tokio::sync::Mutex::new((tables, applied)),
                 app,
+                storage,
             }),
         };
         store.finish_interrupted_flush().await?;
@@ -234,9 +242,9 @@ impl Store {
         &self.inner.metrics
     }
 
-    /// The data directory.
-    pub fn data_dir(&self) -> &Path {
-        &self.inner.config.data_dir
+    /// The tables' location: a local directory or an `s3://` URL.
+    pub fn location(&self) -> String {
+        self.inner.storage.root()
     }
 
     /// Stores spans durably. Returns once they are fsynced in the WAL and
@@ -269,6 +277,7 @@ impl Store {
             batches: state.live.iter().map(|l| l.batch.clone()).collect(),
             structure: state.structure.clone(),
             links: state.links.clone(),
+            remote: self.inner.storage.remote(),
         })
     }
 
@@ -316,12 +325,17 @@ impl Store {
                 return Ok(FlushReport::default());
             };
             let batches: Vec<RecordBatch> = flushed.iter().map(|l| l.batch.clone()).collect();
-            let mut by_generation: HashMap<i64, Vec<PathBuf>> = HashMap::new();
-            for f in &state.structure {
+            // This collector's settlings: generations are its WAL sequences.
+            let mut by_generation: HashMap<i64, Vec<String>> = HashMap::new();
+            for f in state
+                .structure
+                .iter()
+                .filter(|f| f.writer == self.inner.app)
+            {
                 by_generation
                     .entry(f.seq_hi as i64)
                     .or_default()
-                    .push(f.path.clone());
+                    .push(f.location.clone());
             }
             (batches, first.seq, last.seq, by_generation)
         };
@@ -334,7 +348,8 @@ impl Store {
             wanted(TableKind::Structure),
             wanted(TableKind::Links),
         ];
-        let root = self.inner.config.data_dir.clone();
+        let storage = self.inner.storage.clone();
+        let app = self.inner.app.clone();
         let row_group_rows = self.inner.config.row_group_rows;
         let inner = Arc::clone(&self.inner);
         let started = Instant::now();
@@ -342,20 +357,14 @@ impl Store {
             let all = concat_batches(&span_schema(), &batches)?;
             let write_started = Instant::now();
             let files = if wants[TableKind::Spans as usize] {
-                write_partitions(
-                    &root.join(TableKind::Spans.dir()),
-                    &all,
-                    seq_lo,
-                    seq_hi,
-                    row_group_rows,
-                )?
+                write_partitions(&storage, &all, seq_lo, seq_hi, &app, row_group_rows)?
             } else {
                 Vec::new()
             };
             let write = write_started.elapsed();
             let settle_started = Instant::now();
             let previous = inner.previous_settlings(&all, &structure_files)?;
-            let settled = settle(&root, &all, seq_lo, seq_hi, &previous)?;
+            let settled = settle(&storage, &all, seq_lo, seq_hi, &previous, &app)?;
             let settling = settle_started.elapsed();
             inner.config.fault_point("flush.files_written")?;
             Ok::<_, Error>((files, settled, write, settling))
@@ -449,7 +458,12 @@ impl Store {
         let _guard = self.inner.flush_lock.lock().await;
         let mut tables = self.inner.tables.lock().await;
         tables.0.refresh().await?;
-        let report = maintain(&mut tables.0, &self.inner.config.maintenance()).await?;
+        let report = maintain(
+            &mut tables.0,
+            &self.inner.storage,
+            &self.inner.config.maintenance(),
+        )
+        .await?;
         let (spans, structure, links) = (
             tables.0.get(TableKind::Spans).files()?,
             tables.0.get(TableKind::Structure).files()?,
@@ -542,7 +556,7 @@ impl Inner {
     fn previous_settlings(
         &self,
         spans: &RecordBatch,
-        files: &HashMap<i64, Vec<PathBuf>>,
+        files: &HashMap<i64, Vec<String>>,
     ) -> Result<Previous> {
         let recent = self.settled.lock().map_err(lock_err)?;
         let traces: HashSet<TraceId> = batch_keys(spans).into_iter().map(|(t, _)| t).collect();
@@ -567,19 +581,20 @@ fn now_unix_nano() -> i64 {
 /// location, without a store (`weft maintain`); a running server's next flush
 /// sees the result.
 pub async fn maintain_data_dir(config: &StoreConfig) -> Result<MaintainReport> {
-    let data_dir =
-        std::path::absolute(&config.data_dir).map_err(|e| Error::io(&config.data_dir, e))?;
-    if legacy::is_legacy(&data_dir) {
-        return Err(legacy::refuse(&data_dir));
+    let storage = Storage::open(&config.tables_location())?;
+    if let Some(dir) = storage.local()
+        && legacy::is_legacy(dir)
+    {
+        return Err(legacy::refuse(dir));
     }
-    let Some(mut tables) = Tables::open(&data_dir, false).await? else {
+    let Some(mut tables) = Tables::open(&storage, false).await? else {
         return Err(Error::io(
-            &data_dir,
+            storage.root(),
             std::io::Error::new(
                 std::io::ErrorKind::NotFound,
                 "no weft tables here; run `weft serve` first or pass --data-dir",
             ),
         ));
     };
-    maintain(&mut tables, &config.maintenance()).await
+    maintain(&mut tables, &storage, &config.maintenance()).await
 }

@@ -6,8 +6,6 @@
 //! a restart forgets nothing a client or a later flush relies on.
 //! [`read_snapshot`] reads the same without changing anything.
 
-use std::fs;
-use std::path::Path;
 use std::time::Duration;
 
 use arrow::array::RecordBatch;
@@ -20,6 +18,7 @@ use super::{LiveBatch, Snapshot, WAL_DIR};
 use crate::config::StoreConfig;
 use crate::error::{Error, Result};
 use crate::parquet_files::{FileMeta, read_span_keys};
+use crate::storage::Storage;
 use crate::tables::{TableKind, Tables, collector_id};
 use crate::wal;
 
@@ -37,17 +36,23 @@ pub(super) struct Recovered {
 /// seeds the retry and settling windows from the tables' recent files.
 pub(super) fn recover(
     config: &StoreConfig,
+    storage: &Storage,
+    app: &str,
     held: u64,
     spans: &[FileMeta],
     structure: &[FileMeta],
 ) -> Result<Recovered> {
-    let root = &config.data_dir;
-    let wal_dir = root.join(WAL_DIR);
+    let wal_dir = config.wal_dir();
     let mut settled = Recent::new(config.settle_horizon);
-    seed_settled_from_recent_files(structure, config.settle_horizon, &mut settled);
+    let own: Vec<FileMeta> = structure
+        .iter()
+        .filter(|f| f.writer == app)
+        .cloned()
+        .collect();
+    seed_settled_from_recent_files(storage, &own, config.settle_horizon, &mut settled);
 
     let mut dedup = Recent::new(config.dedup_window);
-    seed_dedup_from_recent_files(spans, config.dedup_window, &mut dedup);
+    seed_dedup_from_recent_files(storage, spans, config.dedup_window, &mut dedup);
     let mut live = Vec::new();
     let mut max_seq = held;
     let report = wal::replay(&wal_dir, wal::Mode::Repair, |seq, payload| {
@@ -69,7 +74,7 @@ pub(super) fn recover(
         Ok(())
     })?;
     tracing::info!(
-        data_dir = %root.display(),
+        location = %storage.root(),
         span_files = spans.len(),
         replayed_records = live.len(),
         replayed_spans = live.iter().map(|l| l.batch.num_rows()).sum::<usize>(),
@@ -85,56 +90,66 @@ pub(super) fn recover(
     })
 }
 
-/// Reads a data location without changing it — for queries beside (or
-/// without) a running server: the tables' files plus the WAL's records the
-/// `spans` table does not hold yet. Nothing is locked: if a running server
-/// flushes and trims its WAL while this reads, the flushed spans can be
-/// missing from this one snapshot (read again).
-pub async fn read_snapshot(data_dir: &Path) -> Result<Snapshot> {
-    let data_dir = &std::path::absolute(data_dir).map_err(|e| Error::io(data_dir, e))?;
-    if !data_dir.is_dir() {
-        return Err(Error::io(
-            data_dir,
-            std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                "no such data directory; run `weft serve` first or pass --data-dir",
-            ),
-        ));
+/// Reads a data location (a directory or an `s3://` URL) without changing
+/// it — for queries beside (or without) a running server: the tables' files
+/// plus, for a directory, the records of its WAL the `spans` table does not
+/// hold yet. Nothing is locked: if a running server flushes and trims its WAL
+/// while this reads, the flushed spans can be missing from this one snapshot
+/// (read again).
+pub async fn read_snapshot(location: &str) -> Result<Snapshot> {
+    let storage = Storage::open(location)?;
+    if let Some(dir) = storage.local() {
+        if !dir.is_dir() {
+            return Err(Error::io(
+                dir,
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no such data directory; run `weft serve` first or pass --data-dir",
+                ),
+            ));
+        }
+        if legacy::is_legacy(dir) {
+            return Err(legacy::refuse(dir));
+        }
     }
-    if legacy::is_legacy(data_dir) {
-        return Err(legacy::refuse(data_dir));
-    }
-    let Some(tables) = Tables::open(data_dir, false).await? else {
-        return Ok(Snapshot::default());
-    };
-    let wal_dir = data_dir.join(WAL_DIR);
-    let held = match collector_id(&wal_dir, false)? {
-        Some(app) => tables.get(TableKind::Spans).applied(&app).await?,
-        None => 0,
+    let Some(tables) = Tables::open(&storage, false).await? else {
+        return Ok(Snapshot {
+            remote: storage.remote(),
+            ..Snapshot::default()
+        });
     };
     let mut batches = Vec::new();
-    wal::replay(&wal_dir, wal::Mode::ReadOnly, |seq, payload| {
-        if seq > held {
-            batches.push(decode_batch(payload)?);
-        }
-        Ok(())
-    })?;
+    if let Some(dir) = storage.local() {
+        let wal_dir = dir.join(WAL_DIR);
+        let held = match collector_id(&wal_dir, false)? {
+            Some(app) => tables.get(TableKind::Spans).applied(&app).await?,
+            None => 0,
+        };
+        wal::replay(&wal_dir, wal::Mode::ReadOnly, |seq, payload| {
+            if seq > held {
+                batches.push(decode_batch(payload)?);
+            }
+            Ok(())
+        })?;
+    }
     Ok(Snapshot {
         files: tables.get(TableKind::Spans).files()?,
         batches,
         structure: tables.get(TableKind::Structure).files()?,
         links: tables.get(TableKind::Links).files()?,
+        remote: storage.remote(),
     })
 }
 
 /// Remembers the span ids of files written within the dedup window, so a
 /// client retrying across a restart does not store its spans twice.
 fn seed_dedup_from_recent_files(
+    storage: &Storage,
     files: &[FileMeta],
     window: Duration,
     dedup: &mut Recent<(TraceId, SpanId), ()>,
 ) {
-    for_recent_keys(files, window, "retry detection", |_, key| {
+    for_recent_keys(storage, files, window, "retry detection", |_, key| {
         dedup.insert(key, ())
     });
 }
@@ -142,42 +157,45 @@ fn seed_dedup_from_recent_files(
 /// Remembers which traces the structure files of the horizon settled, so
 /// spans arriving for them after a restart extend their structure.
 fn seed_settled_from_recent_files(
+    storage: &Storage,
     files: &[FileMeta],
     horizon: Duration,
     settled: &mut Recent<TraceId, i64>,
 ) {
-    // Oldest first, so a trace ends with its latest generation.
-    for_recent_keys(files, horizon, "trace structure", |file, (trace, _)| {
-        settled.insert(trace, file.seq_hi as i64)
-    });
+    // Oldest first, so a trace ends with its latest generation. Compacted
+    // files (no WAL sequence) hold generations no flush extends any more.
+    for_recent_keys(
+        storage,
+        files,
+        horizon,
+        "trace structure",
+        |file, (trace, _)| {
+            if file.seq_hi > 0 {
+                settled.insert(trace, file.seq_hi as i64)
+            }
+        },
+    );
 }
 
 /// Calls `each` with every `(trace_id, span_id)` of the files modified within `window`.
 fn for_recent_keys(
+    storage: &Storage,
     files: &[FileMeta],
     window: Duration,
     purpose: &str,
     mut each: impl FnMut(&FileMeta, (TraceId, SpanId)),
 ) {
-    let now = std::time::SystemTime::now();
-    let mut recent: Vec<&FileMeta> = files
-        .iter()
-        .filter(|f| {
-            fs::metadata(&f.path)
-                .and_then(|m| m.modified())
-                .is_ok_and(|t| now.duration_since(t).unwrap_or_default() < window)
-        })
-        .collect();
+    let mut recent: Vec<&FileMeta> = files.iter().filter(|f| f.age() < window).collect();
     recent.sort_by_key(|f| f.seq_hi);
     for file in recent {
-        match read_span_keys(&file.path) {
+        match read_span_keys(storage, &file.location) {
             Ok(keys) => {
                 for key in keys {
                     each(file, key);
                 }
             }
             Err(e) => {
-                tracing::warn!(file = %file.path.display(), error = %e, purpose, "cannot read span ids")
+                tracing::warn!(file = %file.location, error = %e, purpose, "cannot read span ids")
             }
         }
     }

@@ -24,6 +24,7 @@ use weft_schemas::{
 use crate::error::{Error, Result};
 use crate::parquet_files::{FileMeta, parse_file_name, write_file, writer_properties};
 use crate::settle::{links_properties, structure_properties};
+use crate::storage::Storage;
 use crate::wal::sync_dir;
 
 /// Records the schema version every file of the directory is at.
@@ -98,13 +99,13 @@ fn file_version(path: &Path) -> Result<u32> {
 }
 
 /// Rewrites one file at the current schema, under the same name.
-fn rewrite(file: &FileMeta, table: Table, row_group_rows: usize) -> Result<()> {
-    let path = &file.path;
+fn rewrite(storage: &Storage, file: &FileMeta, table: Table, row_group_rows: usize) -> Result<()> {
+    let path = Path::new(&file.location);
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or_default();
-    let (Some(dir), Some((seq_lo, seq_hi))) = (path.parent(), parse_file_name(name)) else {
+    let Some((seq_lo, seq_hi, _)) = parse_file_name(name) else {
         return Err(Error::Internal(format!(
             "{} is not a weft data file",
             path.display()
@@ -121,13 +122,21 @@ fn rewrite(file: &FileMeta, table: Table, row_group_rows: usize) -> Result<()> {
         .map_err(|e| Error::Corrupt(format!("cannot convert {}: {e}", path.display())))?;
     let all = concat_batches(&schema, &batches)?;
     let props = table.properties(seq_lo, seq_hi, row_group_rows);
-    write_file(dir, name, &all, props, seq_hi, &file.day)?;
+    write_file(
+        storage,
+        file.location.clone(),
+        &all,
+        props,
+        seq_hi,
+        &file.day,
+    )?;
     Ok(())
 }
 
 /// Converts every file of an older schema version; a no-op once the
 /// directory's `format` says it is current.
 pub(super) fn upgrade(
+    storage: &Storage,
     root: &Path,
     tables: &[(&[FileMeta], Table)],
     row_group_rows: usize,
@@ -138,8 +147,8 @@ pub(super) fn upgrade(
     let mut converted = 0usize;
     for (files, table) in tables {
         for file in *files {
-            if file_version(&file.path)? < SCHEMA_VERSION {
-                rewrite(file, *table, row_group_rows)?;
+            if file_version(Path::new(&file.location))? < SCHEMA_VERSION {
+                rewrite(storage, file, *table, row_group_rows)?;
                 converted += 1;
             }
         }
@@ -222,7 +231,10 @@ mod tests {
         wal.sync().unwrap();
         drop(wal);
 
-        let refused = read_snapshot(root).await.unwrap_err().to_string();
+        let refused = read_snapshot(root.to_str().unwrap())
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(refused.contains("weft serve --data-dir"), "{refused}");
 
         {
@@ -235,11 +247,11 @@ mod tests {
             assert_eq!(snapshot.files.len(), 1);
             assert_eq!(snapshot.files[0].day, "2023-11-14");
             assert_eq!(
-                file_version(&snapshot.files[0].path).unwrap(),
+                file_version(Path::new(&snapshot.files[0].location)).unwrap(),
                 SCHEMA_VERSION
             );
             let converted = ParquetRecordBatchReaderBuilder::try_new(
-                File::open(&snapshot.files[0].path).unwrap(),
+                File::open(&snapshot.files[0].location).unwrap(),
             )
             .unwrap()
             .build()
@@ -266,12 +278,16 @@ mod tests {
             store.shutdown().await.unwrap();
         }
         assert_eq!(read_format(root).unwrap(), Some(SCHEMA_VERSION));
-        let after = read_snapshot(root).await.unwrap();
+        let after = read_snapshot(root.to_str().unwrap()).await.unwrap();
         assert!(
             after.batches.is_empty(),
             "the WAL records are in the tables"
         );
-        let rows: usize = after.files.iter().map(|f| rows_of(&f.path)).sum();
+        let rows: usize = after
+            .files
+            .iter()
+            .map(|f| rows_of(Path::new(&f.location)))
+            .sum();
         assert_eq!(rows, 5, "3 converted spans and 2 replayed ones, once each");
     }
 

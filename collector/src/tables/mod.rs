@@ -13,7 +13,7 @@ mod schema;
 mod stats;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use arrow::datatypes::SchemaRef;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
@@ -26,6 +26,7 @@ pub(crate) use self::schema::DAY;
 pub(crate) use self::stats::file_stats;
 use crate::error::{Error, Result};
 use crate::parquet_files::{FileMeta, parse_file_name};
+use crate::storage::Storage;
 
 /// Which of the three tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -80,52 +81,65 @@ impl TableKind {
 /// One Delta table, as of the version last loaded or committed.
 pub(crate) struct Table {
     kind: TableKind,
-    root: PathBuf,
+    /// Where the table lives (a path or a URL); file locations start with it.
+    location: String,
     delta: DeltaTable,
 }
 
 impl Table {
-    /// Opens the table under `data_dir`; creates it when `create` is set and
-    /// it does not exist yet, and otherwise says it is missing (`None`).
+    /// Opens the table in `storage`; creates it when `create` is set and it
+    /// does not exist yet, and otherwise says it is missing (`None`).
     pub(crate) async fn open(
-        data_dir: &Path,
+        storage: &Storage,
         kind: TableKind,
         create: bool,
     ) -> Result<Option<Self>> {
-        let root = data_dir.join(kind.dir());
+        let location = storage.table(kind);
         let err = |e| Error::table(kind.name(), e);
-        let url = deltalake::ensure_table_uri(root.to_string_lossy()).map_err(err)?;
+        let url = storage.table_url(kind)?;
         let mut delta = DeltaTableBuilder::from_url(url)
             .map_err(err)?
             .build()
             .map_err(err)?;
         // Loading a table that does not exist yet logs an error in the
         // kernel: look for its log first.
-        let exists = root.join("_delta_log").is_dir();
-        let loaded = if exists {
+        let loaded = if storage.has_log(kind).await? {
             delta.load().await
         } else {
-            Err(DeltaTableError::NotATable(root.display().to_string()))
+            Err(DeltaTableError::NotATable(location.clone()))
         };
         match loaded {
             Ok(()) => {}
             Err(DeltaTableError::NotATable(_)) if create => {
-                std::fs::create_dir_all(&root).map_err(|e| Error::io(&root, e))?;
+                if storage.local().is_some() {
+                    std::fs::create_dir_all(&location).map_err(|e| Error::io(&location, e))?;
+                }
                 let columns = schema::delta_columns(&kind.schema())?;
-                delta = deltalake::operations::create::CreateBuilder::new()
+                let created = deltalake::operations::create::CreateBuilder::new()
                     .with_log_store(delta.log_store())
                     .with_table_name(kind.name())
                     .with_comment(kind.comment())
                     .with_columns(columns)
                     .with_partition_columns([DAY])
                     .with_save_mode(SaveMode::Ignore)
-                    .await
-                    .map_err(err)?;
+                    .await;
+                delta = match created {
+                    Ok(table) => table,
+                    // Another collector created it first.
+                    Err(_) => {
+                        delta.load().await.map_err(err)?;
+                        delta
+                    }
+                };
             }
             Err(DeltaTableError::NotATable(_)) => return Ok(None),
             Err(e) => return Err(err(e)),
         }
-        Ok(Some(Self { kind, root, delta }))
+        Ok(Some(Self {
+            kind,
+            location,
+            delta,
+        }))
     }
 
     /// The highest WAL sequence of `app` this table holds (0: none).
@@ -150,13 +164,12 @@ impl Table {
             .iter()
             .map(|f| {
                 let relative = f.path().into_owned();
-                let path = self.root.join(&relative);
-                let name = path
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .unwrap_or_default();
+                let name = relative.rsplit('/').next().unwrap_or_default();
                 FileMeta {
-                    seq_hi: parse_file_name(name).map_or(0, |(_, hi)| hi),
+                    seq_hi: parse_file_name(name).map_or(0, |(_, hi, _)| hi),
+                    writer: parse_file_name(name)
+                        .map(|(_, _, w)| w.to_owned())
+                        .unwrap_or_default(),
                     rows: f.num_records().unwrap_or(0),
                     bytes: f.size().max(0) as u64,
                     day: f
@@ -166,11 +179,12 @@ impl Table {
                         .flatten()
                         .unwrap_or_default(),
                     stats: f.stats(),
-                    path,
+                    modified_ms: f.modification_time(),
+                    location: format!("{}/{relative}", self.location),
                 }
             })
             .collect();
-        files.sort_by(|a, b| a.path.cmp(&b.path));
+        files.sort_by(|a, b| a.location.cmp(&b.location));
         Ok(files)
     }
 
@@ -187,7 +201,7 @@ impl Table {
         let mut actions = Vec::with_capacity(adds.len() + removes.len());
         for file in adds {
             actions.push(Action::Add(Add {
-                path: self.relative(&file.path)?,
+                path: self.relative(&file.location)?,
                 partition_values: partition(&file.day),
                 size: file.bytes as i64,
                 modification_time: now,
@@ -198,7 +212,7 @@ impl Table {
         }
         for file in removes {
             actions.push(Action::Remove(Remove {
-                path: self.relative(&file.path)?,
+                path: self.relative(&file.location)?,
                 data_change: true,
                 deletion_timestamp: Some(now),
                 extended_file_metadata: Some(true),
@@ -252,20 +266,14 @@ impl Table {
             .map_err(|e| Error::table(self.kind.name(), e))
     }
 
-    /// The table's directory.
-    pub(crate) fn root(&self) -> &Path {
-        &self.root
-    }
-
-    fn relative(&self, path: &Path) -> Result<String> {
-        let relative = path.strip_prefix(&self.root).map_err(|_| {
-            Error::Internal(format!(
-                "{} is not under the table {}",
-                path.display(),
-                self.root.display()
-            ))
-        })?;
-        Ok(relative.to_string_lossy().into_owned())
+    fn relative(&self, location: &str) -> Result<String> {
+        location
+            .strip_prefix(&self.location)
+            .and_then(|r| r.strip_prefix('/'))
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                Error::Internal(format!("{location} is not in the table {}", self.location))
+            })
     }
 }
 
@@ -311,10 +319,10 @@ pub(crate) struct Tables {
 
 impl Tables {
     /// Opens (and with `create`, creates) all three; `None` if any is missing.
-    pub(crate) async fn open(data_dir: &Path, create: bool) -> Result<Option<Self>> {
+    pub(crate) async fn open(storage: &Storage, create: bool) -> Result<Option<Self>> {
         let mut opened = Vec::with_capacity(3);
         for kind in TableKind::ALL {
-            match Table::open(data_dir, kind, create).await? {
+            match Table::open(storage, kind, create).await? {
                 Some(table) => opened.push(table),
                 None => return Ok(None),
             }

@@ -1,0 +1,226 @@
+//! Tables on S3-compatible object storage, against a real S3 server (moto's,
+//! installed from PyPI on first use): two collectors, each with its own local
+//! WAL, write the same tables at once; a `--no-ingest` query node sees both;
+//! a collector killed with SIGKILL after acknowledging loses nothing and
+//! duplicates nothing; `weft sql`, `weft maintain` and the Python `deltalake`
+//! package work on the `s3://` location.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::Server;
+
+/// A moto S3 server on a free loopback port, killed when dropped.
+struct S3 {
+    child: Child,
+    endpoint: String,
+}
+
+impl S3 {
+    fn start() -> S3 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = common::python::python()
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto's S3 server starts");
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while reqwest::blocking::get(&endpoint).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "moto did not start on {endpoint}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        S3 { child, endpoint }
+    }
+
+    fn create_bucket(&self, bucket: &str) {
+        let response = reqwest::blocking::Client::new()
+            .put(format!("{}/{bucket}", self.endpoint))
+            .send()
+            .unwrap();
+        assert!(response.status().is_success(), "{}", response.status());
+    }
+
+    /// The standard AWS variables pointing at this server.
+    fn env(&self) -> Vec<(String, String)> {
+        [
+            ("AWS_ENDPOINT_URL", self.endpoint.as_str()),
+            ("AWS_ACCESS_KEY_ID", "weft-test"),
+            ("AWS_SECRET_ACCESS_KEY", "weft-test"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ALLOW_HTTP", "true"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+    }
+}
+
+impl Drop for S3 {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `n` spans of one trace, ids unique by `(collector, batch)`, starting now.
+fn batch(collector: u8, batch: u8, n: u8) -> serde_json::Value {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let spans: Vec<_> = (0..n)
+        .map(|i| {
+            serde_json::json!({
+                "traceId": format!("{collector:02x}{batch:02x}{}", "ab".repeat(14)),
+                "spanId": format!("{collector:02x}{batch:02x}{i:02x}0000000000"),
+                "name": format!("collector {collector} batch {batch} span {i}"),
+                "startTimeUnixNano": (now + u64::from(i)).to_string(),
+                "endTimeUnixNano": (now + u64::from(i) + 1_000).to_string(),
+            })
+        })
+        .collect();
+    serde_json::json!({"resourceSpans": [{"scopeSpans": [{"spans": spans}]}]})
+}
+
+fn send(server: &Server, body: &serde_json::Value) {
+    let response = reqwest::blocking::Client::new()
+        .post(format!("http://{}/v1/traces", server.http))
+        .json(body)
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let answer: serde_json::Value = response.json().unwrap();
+    assert!(answer.get("partialSuccess").is_none(), "{answer}");
+}
+
+fn weft_with_env(args: &[&str], env: &[(String, String)]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env("WEFT_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "weft {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+const COUNT: &str = "SELECT count(*) AS n FROM spans";
+const DISTINCT: &str = "SELECT count(DISTINCT span_id) AS n FROM spans";
+
+#[test]
+fn two_collectors_share_s3_tables_and_a_query_node_sees_both() {
+    let s3 = S3::start();
+    s3.create_bucket("weft");
+    let env = s3.env();
+    let location = "s3://weft/traces";
+    let local = tempfile::tempdir().unwrap();
+    let wal = |name: &str| local.path().join(name).to_string_lossy().into_owned();
+    let collector = |name: &str| {
+        Server::start_at(
+            location,
+            &["--wal-dir", &wal(name), "--flush-interval-secs", "0.3"],
+            &env,
+        )
+    };
+    let a = collector("a");
+    let b = collector("b");
+    let config = local.path().join("query.toml");
+    std::fs::write(&config, "refresh_secs = 0.5\n").unwrap();
+    let query = Server::start_at(
+        location,
+        &["--no-ingest", "--config", config.to_str().unwrap()],
+        &env,
+    );
+
+    // Both collectors write at once; each flush commits to the same tables.
+    for n in 0..4 {
+        send(&a, &batch(1, n, 25));
+        send(&b, &batch(2, n, 25));
+    }
+    assert_eq!(query.wait_for_count(COUNT, 200), 200);
+    assert_eq!(query.count(DISTINCT), 200);
+    assert_eq!(
+        query.count("SELECT count(DISTINCT trace_id) AS n FROM span_structure"),
+        8
+    );
+
+    // SIGKILL right after acknowledging: the spans are in A's WAL only.
+    send(&a, &batch(1, 9, 30));
+    a.kill();
+    let a = collector("a");
+    assert_eq!(query.wait_for_count(COUNT, 230), 230);
+    assert_eq!(query.count(DISTINCT), 230);
+    // A client retry of acknowledged spans is not stored twice.
+    send(&a, &batch(1, 9, 30));
+    let status = a.terminate();
+    assert!(status.success());
+    b.terminate();
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(query.count(COUNT), 230);
+
+    // The command line reads the S3 location directly.
+    let sql = |q: &str| weft_with_env(&["sql", "--data-dir", location, "--format", "csv", q], &env);
+    assert!(sql("SELECT count(*) FROM spans").contains("230"));
+
+    // So does an independent reader.
+    let script = r#"
+import os, sys
+from deltalake import DeltaTable
+t = DeltaTable(sys.argv[1] + "/spans").to_pyarrow_table(columns=["span_id"])
+print(t.num_rows, len(set(t["span_id"].to_pylist())))
+sys.stdout.flush()
+os._exit(0)
+"#;
+    let out = common::python::python()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .args(["-c", script, location])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "230 230");
+
+    // Maintenance on S3: every table's small files merge; nothing is lost.
+    let report = weft_with_env(
+        &[
+            "maintain",
+            "--data-dir",
+            location,
+            "--vacuum-grace-secs",
+            "0",
+        ],
+        &env,
+    );
+    assert!(!report.contains("compacted_files=0 "), "{report}");
+    assert!(sql("SELECT count(*), count(DISTINCT span_id) FROM spans").contains("230,230"));
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(query.count(COUNT), 230);
+}
