@@ -93,9 +93,9 @@ pub(crate) async fn maintain(
         if !expired.is_empty() {
             table.commit(&[], &expired, None, expire()).await?;
             report.expired_files += expired.len();
-            config.fault_point(&format!("maintain.expired.{}", kind.name()))?;
             tracing::info!(table = kind.name(), files = expired.len(), before = %cutoff, "expired");
         }
+        config.fault_point(&format!("maintain.expired.{}", kind.name()))?;
     }
     for kind in TableKind::ALL {
         let table = tables.get_mut(kind);
@@ -126,6 +126,7 @@ pub(crate) async fn maintain(
     }
     for kind in TableKind::ALL {
         report.vacuumed_files += tables.get_mut(kind).vacuum(config.vacuum_grace).await?;
+        config.fault_point(&format!("maintain.vacuumed.{}", kind.name()))?;
     }
     Ok(report)
 }

@@ -203,6 +203,18 @@ impl Server {
         }
     }
 
+    /// Waits for the process to exit by itself (an injected abort, say).
+    pub fn wait_exit(mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "weft did not exit");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// SIGKILL: no flush, no goodbye.
     pub fn kill(mut self) {
         self.child.kill().expect("kill");
@@ -227,3 +239,4 @@ impl Drop for Server {
     }
 }
 pub mod python;
+pub mod s3;
