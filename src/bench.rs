@@ -37,6 +37,18 @@ pub struct BenchArgs {
     /// Concurrent gRPC clients.
     #[arg(long, default_value_t = 4)]
     pub clients: usize,
+    /// Flushes in the simulated day (2,880 is a day at 30 s).
+    #[arg(long, default_value_t = 2880)]
+    pub flushes: usize,
+    /// Spans per flush in the simulated day.
+    #[arg(long, default_value_t = 100)]
+    pub spans_per_flush: usize,
+    /// Compact the simulated day's tables every this many flushes.
+    #[arg(long, default_value_t = 60)]
+    pub compact_every: usize,
+    /// Stored spans for the trace-by-id lookups (0 skips them).
+    #[arg(long, default_value_t = 10_000_000)]
+    pub lookup_spans: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -44,14 +56,23 @@ pub enum Which {
     All,
     Ingest,
     Lineage,
+    Storage,
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
-    if args.only != Which::Lineage {
+    if matches!(args.only, Which::All | Which::Ingest) {
         ingest(&args)?;
     }
-    if args.only != Which::Ingest {
+    if matches!(args.only, Which::All | Which::Lineage) {
         crate::bench_lineage::run(args.lineage_spans)?;
+    }
+    if matches!(args.only, Which::All | Which::Storage) {
+        crate::bench_storage::run(crate::bench_storage::StorageBench {
+            flushes: args.flushes,
+            spans_per_flush: args.spans_per_flush,
+            compact_every: args.compact_every,
+            lookup_spans: args.lookup_spans,
+        })?;
     }
     Ok(())
 }

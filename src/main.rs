@@ -11,6 +11,7 @@
 
 mod bench;
 mod bench_lineage;
+mod bench_storage;
 mod config;
 mod demo;
 mod explore;

@@ -98,6 +98,8 @@ pub struct FlushReport {
     pub write: Duration,
     /// Settling: the structure and link files.
     pub settle: Duration,
+    /// Committing the files to the three Delta tables.
+    pub commit: Duration,
 }
 
 /// Handle to the store; cheap to clone.
@@ -377,6 +379,7 @@ impl Store {
         // later than its structure and links. Readers of this store switch
         // from the live buffer to the tables at once, after the last commit.
         let txn = Some((self.inner.app.as_str(), seq_hi));
+        let commit_started = Instant::now();
         let (table_set, applied) = &mut *tables;
         for (kind, adds) in [
             (TableKind::Spans, &files),
@@ -414,6 +417,7 @@ impl Store {
                 m.oldest_unflushed_unix_nano.store(0, Ordering::Relaxed);
             }
         }
+        let commit = commit_started.elapsed();
         drop(tables);
 
         let rows: usize = files.iter().map(|f| f.rows).sum();
@@ -438,6 +442,7 @@ impl Store {
             traces_settled: settled.traces.len(),
             write,
             settle: settling,
+            commit,
         };
         tracing::info!(
             spans = rows,
@@ -446,6 +451,7 @@ impl Store {
             bytes,
             write_ms = write.as_millis() as u64,
             settle_ms = settling.as_millis() as u64,
+            commit_ms = commit.as_millis() as u64,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "flushed to delta tables"
         );
