@@ -212,8 +212,9 @@ async fn retention_compaction_and_vacuum_keep_every_table_consistent() {
         (12, 3),
         "{report:?}"
     );
-    // Generations 1..3 of the recent trace were superseded by the next one.
-    assert_eq!(report.superseded_rows, 1 + 2 + 3, "{report:?}");
+    // Each settling of the recent trace wrote its new span and the root it
+    // moved (a wider nested-set bound): three older rows of the root go.
+    assert_eq!(report.superseded_rows, 3, "{report:?}");
     assert_eq!(report.vacuumed_files, 8 + 12, "{report:?}");
 
     assert_eq!(count_in(dir.path(), &old_spans).await, 0);

@@ -6,17 +6,17 @@
 //! - **Compaction** merges the small files of a day partition into files of
 //!   up to `target_file_bytes`, sorted and bloom-filtered as a flush writes
 //!   them, committed as one remove + add. In `span_structure` it drops the
-//!   rows of superseded generations, so each settled trace keeps one
-//!   structure; it merges only structure files older than the settling
-//!   horizon, which a later flush no longer reads.
+//!   rows a later settling replaced (an older row of the same span), so each
+//!   settled trace keeps one structure; it merges only structure files older
+//!   than the settling horizon, which a later flush no longer reads.
 //! - **Vacuum** deletes files that no version within `vacuum_grace` needs:
 //!   removed ones, and ones written but never committed. Readers of an older
 //!   snapshot keep working until then.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use arrow::array::{AsArray, BooleanArray, RecordBatch};
 use arrow::compute::{
     SortColumn, concat_batches, filter_record_batch, lexsort_to_indices, take_record_batch,
 };
@@ -25,7 +25,7 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::properties::WriterProperties;
 use weft_schemas::settled::col as s;
-use weft_schemas::{SpanReader, TraceId};
+use weft_schemas::{SpanId, SpanReader, TraceId};
 
 use crate::error::{Error, Result};
 use crate::parquet_files::{FileMeta, file_location, write_file, writer_properties};
@@ -159,9 +159,9 @@ fn compact_table(
         }
     }
     let superseded = if kind == TableKind::Structure && !by_day.is_empty() {
-        superseded_generations(storage, files)?
+        latest_generations(storage, files)?
     } else {
-        HashSet::new()
+        HashMap::new()
     };
     let (mut removed, mut added, mut dropped) = (Vec::new(), Vec::new(), 0);
     for (day, candidates) in by_day {
@@ -245,30 +245,31 @@ fn sort(kind: TableKind, batch: &RecordBatch) -> Result<RecordBatch> {
     Ok(take_record_batch(batch, &indices)?)
 }
 
-/// `(trace, generation)` pairs some later settling of the trace replaced,
-/// read from the `previous_generation` column of every structure file.
-fn superseded_generations(
+/// The latest generation of every `(trace, span)` in the structure files:
+/// older rows of a span were replaced by a later settling.
+fn latest_generations(
     storage: &Storage,
     files: &[FileMeta],
-) -> Result<HashSet<(TraceId, i64)>> {
-    let mut out = HashSet::new();
+) -> Result<HashMap<(TraceId, SpanId), i64>> {
+    let mut out: HashMap<(TraceId, SpanId), i64> = HashMap::new();
     for file in files {
         let builder = ParquetRecordBatchReaderBuilder::try_new(storage.read(&file.location)?)?;
         let mask = ProjectionMask::columns(
             builder.parquet_schema(),
-            [s::TRACE_ID, s::PREVIOUS_GENERATION],
+            [s::TRACE_ID, s::SPAN_ID, s::GENERATION],
         );
         for batch in builder.with_projection(mask).build()? {
             let batch = batch?;
-            let ids = SpanReader::with_columns(&batch, &[s::TRACE_ID])
+            let ids = SpanReader::with_columns(&batch, &[s::TRACE_ID, s::SPAN_ID])
                 .map_err(|e| Error::Corrupt(format!("{}: {e}", file.location)))?;
-            let Some(previous) = batch.column_by_name(s::PREVIOUS_GENERATION) else {
+            let Some(generation) = batch.column_by_name(s::GENERATION) else {
                 continue;
             };
-            let previous = previous.as_primitive::<Int64Type>();
+            let generation = generation.as_primitive::<Int64Type>();
             for row in 0..batch.num_rows() {
-                if let (Some(trace), false) = (ids.trace_id(row), previous.is_null(row)) {
-                    out.insert((trace, previous.value(row)));
+                if let (Some(trace), Some(span)) = (ids.trace_id(row), ids.span_id(row)) {
+                    let latest = out.entry((trace, span)).or_insert(i64::MIN);
+                    *latest = (*latest).max(generation.value(row));
                 }
             }
         }
@@ -276,16 +277,16 @@ fn superseded_generations(
     Ok(out)
 }
 
-/// Drops the structure rows of superseded generations.
+/// Drops the structure rows a later settling replaced.
 fn drop_superseded(
     kind: TableKind,
     batch: RecordBatch,
-    superseded: &HashSet<(TraceId, i64)>,
+    latest: &HashMap<(TraceId, SpanId), i64>,
 ) -> Result<(RecordBatch, usize)> {
-    if kind != TableKind::Structure || superseded.is_empty() {
+    if kind != TableKind::Structure || latest.is_empty() {
         return Ok((batch, 0));
     }
-    let ids = SpanReader::with_columns(&batch, &[s::TRACE_ID])?;
+    let ids = SpanReader::with_columns(&batch, &[s::TRACE_ID, s::SPAN_ID])?;
     let generation = batch
         .column_by_name(s::GENERATION)
         .ok_or_else(|| Error::Internal("span_structure lacks generation".into()))?
@@ -293,10 +294,12 @@ fn drop_superseded(
         .clone();
     let keep: BooleanArray = (0..batch.num_rows())
         .map(|row| {
-            Some(
-                ids.trace_id(row)
-                    .is_none_or(|t| !superseded.contains(&(t, generation.value(row)))),
-            )
+            let key = ids.trace_id(row).zip(ids.span_id(row));
+            Some(key.is_none_or(|k| {
+                latest
+                    .get(&k)
+                    .is_none_or(|newest| *newest <= generation.value(row))
+            }))
         })
         .collect();
     let kept = filter_record_batch(&batch, &keep)?;

@@ -1,14 +1,17 @@
 //! Settling traces: what the flush stores besides the spans themselves.
 //!
 //! When the live buffer is flushed, every trace in it settles: its whole shape
-//! so far — the spans of its previous settling plus the new ones — is numbered
-//! depth-first ([`place`]) and written as one `span_structure` file per flush;
+//! so far — the spans of its previous settlings plus the new ones — is numbered
+//! depth-first ([`place`]), and the spans whose place is new (new spans, and
+//! those the new ones moved, such as an ancestor whose bound widened) are
+//! written as one `span_structure` file per flush and day: a trace that keeps
+//! growing at its end costs writes in proportion to its new spans;
 //! the flushed spans' links go to one `span_links` file, sorted by the span they
 //! point at. Both are written before the flush's checkpoint, so a crash leaves
 //! them exactly as consistent with the spans as the spans are with the WAL.
 //!
 //! Each stage is a plain function: [`shapes_from_spans`] and
-//! [`shapes_from_structure`] read Arrow, [`place`] numbers one trace,
+//! [`placed_from_structure`] read Arrow, [`place`] numbers one trace,
 //! [`structure_batch`] and [`link_rows`] build Arrow, [`settle`] writes files.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -160,14 +163,6 @@ pub fn shapes_from_spans(batch: &RecordBatch) -> Result<BTreeMap<TraceId, Vec<Sh
     read_shapes(batch, None)
 }
 
-/// The shapes of `wanted` traces in a `span_structure` batch.
-pub fn shapes_from_structure(
-    batch: &RecordBatch,
-    wanted: &HashSet<TraceId>,
-) -> Result<BTreeMap<TraceId, Vec<Shape>>> {
-    read_shapes(batch, Some(wanted))
-}
-
 /// Both tables name these columns alike; rows with unparsable ids are skipped
 /// (normalise already refused them, so there are none in practice).
 fn read_shapes(
@@ -200,15 +195,118 @@ fn read_shapes(
     Ok(out)
 }
 
+/// Where a stored `span_structure` row placed its span, and in which generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placed {
+    pub root: SpanId,
+    pub depth: i32,
+    pub left: i32,
+    pub right: i32,
+    pub orphan: bool,
+    pub generation: i64,
+}
+
+impl Placed {
+    /// Same place (the generation aside).
+    fn same_place(&self, other: &Placed) -> bool {
+        (self.root, self.depth, self.left, self.right, self.orphan)
+            == (
+                other.root,
+                other.depth,
+                other.left,
+                other.right,
+                other.orphan,
+            )
+    }
+}
+
+/// The rows of `wanted` traces in a `span_structure` batch: shape and place.
+pub fn placed_from_structure(
+    batch: &RecordBatch,
+    wanted: &HashSet<TraceId>,
+) -> Result<Vec<(TraceId, Shape, Placed)>> {
+    let shapes = read_shapes(batch, Some(wanted))?;
+    let r = reader(batch, &[col::TRACE_ID, col::SPAN_ID])?;
+    let int = |name: &str| -> Result<Int32Array> {
+        let column = batch
+            .column_by_name(name)
+            .ok_or_else(|| Error::Internal(format!("span_structure lacks {name}")))?;
+        Ok(
+            arrow::compute::cast(column, &arrow::datatypes::DataType::Int32)?
+                .as_any()
+                .downcast_ref::<Int32Array>()
+                .cloned()
+                .ok_or_else(|| Error::Internal(format!("{name} is not an integer")))?,
+        )
+    };
+    let (depth, left, right) = (
+        int(col::DEPTH)?,
+        int(col::NESTED_LEFT)?,
+        int(col::NESTED_RIGHT)?,
+    );
+    let column = |name: &str| {
+        batch
+            .column_by_name(name)
+            .cloned()
+            .ok_or_else(|| Error::Internal(format!("span_structure lacks {name}")))
+    };
+    let orphan = column(col::ORPHAN)?;
+    let orphan = orphan
+        .as_any()
+        .downcast_ref::<BooleanArray>()
+        .ok_or_else(|| Error::Internal("orphan is not a boolean".into()))?;
+    let generation = column(col::GENERATION)?;
+    let generation = generation
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .ok_or_else(|| Error::Internal("generation is not an integer".into()))?;
+    let roots = column(col::ROOT_SPAN_ID)?;
+    let roots = roots
+        .as_any()
+        .downcast_ref::<arrow::array::FixedSizeBinaryArray>()
+        .ok_or_else(|| Error::Internal("root_span_id is not an id".into()))?;
+    // `read_shapes` keeps row order per trace; walk the rows the same way.
+    let mut next: HashMap<TraceId, usize> = HashMap::new();
+    let mut out = Vec::new();
+    for row in 0..r.len() {
+        let (Some(trace), Some(_)) = (r.trace_id(row), r.span_id(row)) else {
+            continue;
+        };
+        let Some(trace_shapes) = shapes.get(&trace) else {
+            continue;
+        };
+        let i = next.entry(trace).or_default();
+        let shape = trace_shapes[*i].clone();
+        *i += 1;
+        let root = SpanId::try_from(roots.value(row)).unwrap_or(shape.span_id);
+        out.push((
+            trace,
+            shape,
+            Placed {
+                root,
+                depth: depth.value(row),
+                left: left.value(row),
+                right: right.value(row),
+                orphan: orphan.value(row),
+                generation: generation.value(row),
+            },
+        ));
+    }
+    Ok(out)
+}
+
 fn reader(batch: &RecordBatch, required: &[&str]) -> Result<SpanReader> {
     SpanReader::with_columns(batch, required).map_err(|e| Error::Internal(format!("settling: {e}")))
 }
 
 /// `span_structure` rows for `traces` (each deduplicated and placed), all
 /// of `generation`; `previous` names the generation each trace replaces.
+/// Spans whose place is the one `stored` already holds are not written again:
+/// a settling writes the new spans and the ones it moved.
 pub fn structure_batch(
     traces: &BTreeMap<TraceId, Vec<Shape>>,
     previous: &HashMap<TraceId, i64>,
+    stored: &HashMap<TraceId, HashMap<SpanId, Placed>>,
     generation: i64,
 ) -> Result<RecordBatch> {
     let rows: usize = traces.values().map(Vec::len).sum();
@@ -231,8 +329,23 @@ pub fn structure_batch(
         // Rows in nested-set order, so a subtree is a contiguous run.
         let mut order: Vec<usize> = (0..shapes.len()).collect();
         order.sort_by_key(|i| placed[*i].left);
+        let before = stored.get(trace);
         for i in order {
             let (s, p) = (&shapes[i], placed[i]);
+            let now = Placed {
+                root: shapes[p.root].span_id,
+                depth: p.depth,
+                left: p.left,
+                right: p.right,
+                orphan: p.orphan,
+                generation,
+            };
+            if before
+                .and_then(|b| b.get(&s.span_id))
+                .is_some_and(|b| b.same_place(&now))
+            {
+                continue;
+            }
             trace_id.append_value(trace.as_bytes())?;
             span_id.append_value(s.span_id.as_bytes())?;
             match s.parent {
@@ -268,7 +381,7 @@ pub fn structure_batch(
         Arc::new(StringArray::from(status)),
         timestamps_from_nanos(start),
         timestamps_from_nanos(end),
-        Arc::new(Int64Array::from(vec![generation; rows])),
+        Arc::new(Int64Array::from(vec![generation; prev.len()])),
         Arc::new(Int64Array::from(prev)),
     ];
     Ok(RecordBatch::try_new(structure_schema(), columns)?)
@@ -400,7 +513,8 @@ pub fn settle(
             replaces.insert(*trace, *generation);
         }
     }
-    let mut merged: BTreeMap<TraceId, Vec<Shape>> = BTreeMap::new();
+    // The latest stored row of each span of the traces settling again.
+    let mut latest: HashMap<TraceId, HashMap<SpanId, (Shape, Placed)>> = HashMap::new();
     for (path, wanted) in by_file {
         let batches = match read_structure_file(storage, path) {
             Ok(b) => b,
@@ -410,10 +524,25 @@ pub fn settle(
             }
         };
         for batch in &batches {
-            for (trace, shapes) in shapes_from_structure(batch, &wanted)? {
-                merged.entry(trace).or_default().extend(shapes);
+            for (trace, shape, placed) in placed_from_structure(batch, &wanted)? {
+                let spans = latest.entry(trace).or_default();
+                match spans.get(&shape.span_id) {
+                    Some((_, p)) if p.generation >= placed.generation => {}
+                    _ => {
+                        spans.insert(shape.span_id, (shape, placed));
+                    }
+                }
             }
         }
+    }
+    let mut merged: BTreeMap<TraceId, Vec<Shape>> = BTreeMap::new();
+    let mut stored: HashMap<TraceId, HashMap<SpanId, Placed>> = HashMap::new();
+    for (trace, spans) in latest {
+        // In stored nested-set order, so ties place as they did before.
+        let mut rows: Vec<(Shape, Placed)> = spans.into_values().collect();
+        rows.sort_by_key(|(_, p)| (p.orphan, p.left));
+        stored.insert(trace, rows.iter().map(|(s, p)| (s.span_id, *p)).collect());
+        merged.insert(trace, rows.into_iter().map(|(s, _)| s).collect());
     }
     for (trace, shapes) in fresh {
         let all = merged.entry(trace).or_default();
@@ -422,7 +551,7 @@ pub fn settle(
     }
 
     let name = file_name(seq_lo, seq_hi, writer);
-    let structure = structure_batch(&merged, &replaces, seq_hi as i64)?;
+    let structure = structure_batch(&merged, &replaces, &stored, seq_hi as i64)?;
     let structure = write_by_day(
         storage,
         TableKind::Structure,

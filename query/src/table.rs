@@ -240,28 +240,26 @@ pub(crate) fn stored_table(source: &Arc<dyn SpanSource>, table: Stored) -> Arc<S
 }
 
 /// Registers `spans`, `span_links` and `span_structure` on `ctx`. The last is
-/// the structure files without superseded generations: a trace that settled
-/// again names the generation it replaces, and those rows are left out.
+/// the latest row of each span in the structure files: a settling writes the
+/// spans it placed anew (new ones, and ones it moved) in a new generation, and
+/// the older rows of those spans are left out.
 pub fn register_stored_tables(ctx: &SessionContext, source: &Arc<dyn SpanSource>) -> Result<()> {
     use weft_schemas::settled::col as s;
     let table = |t| Arc::new(StoredTable::new(Arc::clone(source), t));
     ctx.register_table("spans", table(Stored::Spans))?;
     ctx.register_table("span_links", table(Stored::Links))?;
     let raw = ctx.read_table(table(Stored::Structure))?;
-    let superseded = raw
-        .clone()
-        .filter(col(s::PREVIOUS_GENERATION).is_not_null())?
-        .select(vec![
-            col(s::TRACE_ID).alias("superseded_trace_id"),
-            col(s::PREVIOUS_GENERATION).alias("superseded_generation"),
-        ])?
-        .distinct()?;
+    let newer = raw.clone().select(vec![
+        col(s::TRACE_ID).alias("newer_trace_id"),
+        col(s::SPAN_ID).alias("newer_span_id"),
+        col(s::GENERATION).alias("newer_generation"),
+    ])?;
     let current = raw.join(
-        superseded,
+        newer,
         JoinType::LeftAnti,
-        &[s::TRACE_ID, s::GENERATION],
-        &["superseded_trace_id", "superseded_generation"],
-        None,
+        &[s::TRACE_ID, s::SPAN_ID],
+        &["newer_trace_id", "newer_span_id"],
+        Some(col("newer_generation").gt(col(s::GENERATION))),
     )?;
     ctx.register_table("span_structure", current.into_view())?;
     Ok(())

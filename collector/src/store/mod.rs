@@ -116,8 +116,9 @@ struct Inner {
     writer: Mutex<Option<JoinHandle<()>>>,
     flush_lock: tokio::sync::Mutex<()>,
     flush_wanted: Arc<Notify>,
-    /// Latest structure generation of each recently settled trace.
-    settled: Mutex<Recent<TraceId, i64>>,
+    /// The structure generations holding the current rows of each recently
+    /// settled trace, oldest first.
+    settled: Mutex<Recent<TraceId, Vec<i64>>>,
     /// The Delta tables, and the WAL sequence each holds (flushes hold the lock).
     tables: tokio::sync::Mutex<(Tables, [u64; 3])>,
     /// This collector's id: the `app_id` of its commits.
@@ -425,7 +426,11 @@ impl Store {
         {
             let mut recent = self.inner.settled.lock().map_err(lock_err)?;
             for trace in &settled.traces {
-                recent.insert(*trace, seq_hi as i64);
+                let mut generations = recent.get(trace).unwrap_or_default();
+                if generations.last() != Some(&(seq_hi as i64)) {
+                    generations.push(seq_hi as i64);
+                }
+                recent.insert(*trace, generations);
             }
         }
         Metrics::add(&self.inner.metrics.flushes, 1);
@@ -557,8 +562,9 @@ impl Store {
 
 impl Inner {
     /// The latest settling of each trace in `spans` that the store remembers,
-    /// with the file holding it. Traces settled before the horizon are not
-    /// remembered: their new spans settle as a fresh generation.
+    /// with the files holding its rows (a settling writes only the rows it
+    /// moved, so they span generations). Traces settled before the horizon are
+    /// not remembered: their new spans settle as a fresh generation.
     fn previous_settlings(
         &self,
         spans: &RecordBatch,
@@ -569,8 +575,15 @@ impl Inner {
         Ok(traces
             .into_iter()
             .filter_map(|t| {
-                let generation = recent.get(&t)?;
-                Some((t, (generation, files.get(&generation)?.clone())))
+                let generations = recent.get(&t)?;
+                let latest = *generations.last()?;
+                let holding: Vec<String> = generations
+                    .iter()
+                    .filter_map(|g| files.get(g))
+                    .flatten()
+                    .cloned()
+                    .collect();
+                (!holding.is_empty()).then_some((t, (latest, holding)))
             })
             .collect())
     }

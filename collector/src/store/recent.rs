@@ -15,7 +15,7 @@ pub(super) struct Recent<K, V> {
     half_window: Duration,
 }
 
-impl<K: Hash + Eq, V: Copy> Recent<K, V> {
+impl<K: Hash + Eq, V: Clone> Recent<K, V> {
     pub fn new(window: Duration) -> Self {
         Self {
             current: HashMap::new(),
@@ -29,7 +29,7 @@ impl<K: Hash + Eq, V: Copy> Recent<K, V> {
         self.current
             .get(key)
             .or_else(|| self.previous.get(key))
-            .copied()
+            .cloned()
     }
 
     pub fn contains(&self, key: &K) -> bool {

@@ -29,7 +29,7 @@ pub(super) struct Recovered {
     /// WAL records some table does not hold yet, in sequence order.
     pub live: Vec<LiveBatch>,
     pub dedup: Recent<(TraceId, SpanId), ()>,
-    pub settled: Recent<TraceId, i64>,
+    pub settled: Recent<TraceId, Vec<i64>>,
 }
 
 /// Replays the WAL past `held` (the lowest sequence every table holds), and
@@ -160,7 +160,7 @@ fn seed_settled_from_recent_files(
     storage: &Storage,
     files: &[FileMeta],
     horizon: Duration,
-    settled: &mut Recent<TraceId, i64>,
+    settled: &mut Recent<TraceId, Vec<i64>>,
 ) {
     // Oldest first, so a trace ends with its latest generation. Compacted
     // files (no WAL sequence) hold generations no flush extends any more.
@@ -171,7 +171,11 @@ fn seed_settled_from_recent_files(
         "trace structure",
         |file, (trace, _)| {
             if file.seq_hi > 0 {
-                settled.insert(trace, file.seq_hi as i64)
+                let mut generations = settled.get(&trace).unwrap_or_default();
+                if generations.last() != Some(&(file.seq_hi as i64)) {
+                    generations.push(file.seq_hi as i64);
+                }
+                settled.insert(trace, generations)
             }
         },
     );
