@@ -231,13 +231,11 @@ pub fn placed_from_structure(
         let column = batch
             .column_by_name(name)
             .ok_or_else(|| Error::Internal(format!("span_structure lacks {name}")))?;
-        Ok(
-            arrow::compute::cast(column, &arrow::datatypes::DataType::Int32)?
-                .as_any()
-                .downcast_ref::<Int32Array>()
-                .cloned()
-                .ok_or_else(|| Error::Internal(format!("{name} is not an integer")))?,
-        )
+        arrow::compute::cast(column, &arrow::datatypes::DataType::Int32)?
+            .as_any()
+            .downcast_ref::<Int32Array>()
+            .cloned()
+            .ok_or_else(|| Error::Internal(format!("{name} is not an integer")))
     };
     let (depth, left, right) = (
         int(col::DEPTH)?,
