@@ -8,6 +8,8 @@
 //!   trace-by-id and group-by query times at the end of the day.
 //! - Trace by id over `lookup_spans` stored spans (after compaction): p50 and
 //!   p99 of a lookup by a random trace id through SQL.
+//! - A long-lived trace growing over 15 flushes: bytes of structure written
+//!   beside bytes of spans.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -33,6 +35,7 @@ pub struct StorageBench {
 pub fn run(bench: StorageBench) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
+        long_lived().await?;
         simulated_day(bench).await?;
         if bench.lookup_spans > 0 {
             lookups(bench.lookup_spans).await?;
@@ -362,5 +365,80 @@ async fn lookups(total: usize) -> anyhow::Result<()> {
         ms(percentile(&times, 0.99)),
         ms(times.last().copied().unwrap_or_default()),
     );
+    Ok(())
+}
+
+/// One trace that keeps growing: every flush adds 200 steps under its root,
+/// each with 4 children, as an agent loop that runs for hours would.
+async fn long_lived() -> anyhow::Result<()> {
+    use weft_schemas::{AiFields, SpanId, SpanKind, StatusCode};
+    const FLUSHES: u64 = 15;
+    const STEPS: u64 = 200;
+    let root = tempfile::tempdir()?;
+    let mut config = config(root.path());
+    config.settle_horizon = Duration::from_secs(3600);
+    let store = Store::open(config, Arc::new(Metrics::default())).await?;
+    let trace = TraceId::try_from([7u8; 16].as_slice())?;
+    let start = now_ns() - 3_600_000_000_000;
+    let sid = |n: u64| SpanId::try_from(n.to_be_bytes().as_slice());
+    let span = |id: SpanId, parent: Option<SpanId>, at: i64| Span {
+        trace_id: trace,
+        span_id: id,
+        parent_span_id: parent,
+        trace_state: String::new(),
+        name: format!("step {id}"),
+        kind: SpanKind::Internal,
+        start_time_unix_nano: at,
+        end_time_unix_nano: at + 1_000_000,
+        status_code: StatusCode::Ok,
+        status_message: String::new(),
+        service_name: Some("agent".into()),
+        resource_attributes: Default::default(),
+        scope_name: String::new(),
+        scope_version: String::new(),
+        attributes: Vec::new(),
+        events: Vec::new(),
+        links: Vec::new(),
+        ai: AiFields::default(),
+    };
+    let mut structure_rows = Vec::new();
+    let mut id = 1u64;
+    for f in 0..FLUSHES {
+        let mut spans = Vec::new();
+        if f == 0 {
+            spans.push(span(sid(1)?, None, start));
+        }
+        for s in 0..STEPS {
+            let at = start + ((f * STEPS + s) * 10_000_000) as i64;
+            id += 1;
+            let step = id;
+            spans.push(span(sid(step)?, Some(sid(1)?), at));
+            for c in 0..4 {
+                id += 1;
+                spans.push(span(sid(id)?, Some(sid(step)?), at + c));
+            }
+        }
+        store.ingest(&spans).await?;
+        store.flush().await?;
+        let snapshot = store.snapshot()?;
+        structure_rows.push(snapshot.structure.iter().map(|f| f.rows).sum::<usize>());
+    }
+    let snapshot = store.snapshot()?;
+    let spans_bytes: u64 = snapshot.files.iter().map(|f| f.bytes).sum();
+    let structure_bytes: u64 = snapshot.structure.iter().map(|f| f.bytes).sum();
+    let spans_rows: usize = snapshot.files.iter().map(|f| f.rows).sum();
+    println!(
+        "\n## A long-lived trace: {FLUSHES} flushes of {} spans each\n\n\
+         {spans_rows} spans in {} bytes of span files; {} structure rows written in {} bytes \
+         of structure files ({:.2} bytes of structure per byte of spans). Before this change a \
+         settling rewrote the whole trace: {} rows would have been written.",
+        STEPS * 5,
+        spans_bytes,
+        structure_rows.last().copied().unwrap_or(0),
+        structure_bytes,
+        structure_bytes as f64 / spans_bytes.max(1) as f64,
+        (1..=FLUSHES).map(|f| 1 + f * STEPS * 5).sum::<u64>(),
+    );
+    store.shutdown().await?;
     Ok(())
 }

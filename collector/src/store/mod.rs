@@ -119,8 +119,8 @@ struct Inner {
     /// The structure generations holding the current rows of each recently
     /// settled trace, oldest first.
     settled: Mutex<Recent<TraceId, Vec<i64>>>,
-    /// The Delta tables, and the WAL sequence each holds (flushes hold the lock).
-    tables: tokio::sync::Mutex<(Tables, [u64; 3])>,
+    /// The Delta tables and what this store knows of them (flushes hold the lock).
+    tables: tokio::sync::Mutex<TableState>,
     /// This collector's id: the `app_id` of its commits.
     app: String,
     /// Where the tables' files are.
@@ -135,6 +135,20 @@ pub(crate) struct State {
     live: Vec<LiveBatch>,
     live_rows: usize,
 }
+
+/// The tables, the WAL sequence each holds, and the version each was at when
+/// `State`'s file lists were taken from it.
+struct TableState {
+    tables: Tables,
+    applied: [u64; 3],
+    listed: [Option<u64>; 3],
+    /// When the tables were last re-read for other writers' commits.
+    refreshed: Instant,
+}
+
+/// How often a flush re-reads the tables for other writers' commits (a
+/// second collector, `weft maintain`); re-reading lists the Delta log.
+const REFRESH_EVERY: Duration = Duration::from_secs(5);
 
 pub(crate) struct LiveBatch {
     seq: u64,
@@ -231,7 +245,12 @@ impl Store {
                 flush_lock: tokio::sync::Mutex::new(()),
                 flush_wanted,
                 settled: Mutex::new(settled),
-                tables: tokio::sync::Mutex::new((tables, applied)),
+                tables: tokio::sync::Mutex::new(TableState {
+                    listed: TableKind::ALL.map(|k| tables.get(k).version()),
+                    tables,
+                    applied,
+                    refreshed: Instant::now(),
+                }),
                 app,
                 storage,
             }),
@@ -301,7 +320,7 @@ impl Store {
     }
 
     async fn finish_interrupted_flush_locked(&self) -> Result<()> {
-        let applied = self.inner.tables.lock().await.1;
+        let applied = self.inner.tables.lock().await.applied;
         let (lo, hi) = (
             applied.iter().copied().min().unwrap_or(0),
             applied.iter().copied().max().unwrap_or(0),
@@ -344,8 +363,11 @@ impl Store {
         };
         let mut tables = self.inner.tables.lock().await;
         // Others (`weft maintain`, a second collector) may have committed.
-        tables.0.refresh().await?;
-        let wanted = |kind: TableKind| tables.1[kind as usize] < seq_hi;
+        if tables.refreshed.elapsed() >= REFRESH_EVERY {
+            tables.tables.refresh().await?;
+            tables.refreshed = Instant::now();
+        }
+        let wanted = |kind: TableKind| tables.applied[kind as usize] < seq_hi;
         let wants = [
             wanted(TableKind::Spans),
             wanted(TableKind::Structure),
@@ -381,7 +403,15 @@ impl Store {
         // from the live buffer to the tables at once, after the last commit.
         let txn = Some((self.inner.app.as_str(), seq_hi));
         let commit_started = Instant::now();
-        let (table_set, applied) = &mut *tables;
+        let TableState {
+            tables: table_set,
+            applied,
+            listed,
+            ..
+        } = &mut *tables;
+        let before = TableKind::ALL.map(|k| table_set.get(k).version());
+        let mut added: [&[FileMeta]; 3] = [&[], &[], &[]];
+        let mut committed = [0u64; 3];
         for (kind, adds) in [
             (TableKind::Spans, &files),
             (TableKind::Links, &settled.links),
@@ -395,20 +425,45 @@ impl Store {
                 .commit(adds, &[], txn, append())
                 .await?;
             applied[kind as usize] = seq_hi;
+            added[kind as usize] = adds;
+            committed[kind as usize] = 1;
             self.inner
                 .config
                 .fault_point(&format!("flush.committed.{}", kind.name()))?;
         }
         {
-            let (spans, structure, links) = (
-                table_set.get(TableKind::Spans).files()?,
-                table_set.get(TableKind::Structure).files()?,
-                table_set.get(TableKind::Links).files()?,
-            );
+            // Extend the file lists with this flush's files when the table
+            // moved by exactly this flush's commit since it was listed;
+            // otherwise (another writer, a refresh) list it again.
+            let mut lists: [Option<Vec<FileMeta>>; 3] = [None, None, None];
+            for kind in TableKind::ALL {
+                let k = kind as usize;
+                let now = table_set.get(kind).version();
+                if listed[k] != before[k] || now != before[k].map(|v| v + committed[k]) {
+                    lists[k] = Some(table_set.get(kind).files()?);
+                }
+                listed[k] = now;
+            }
             let mut state = self.inner.state.write().map_err(lock_err)?;
-            state.files = spans;
-            state.structure = structure;
-            state.links = links;
+            let [spans, structure, links] = lists;
+            match spans {
+                Some(all) => state.files = all,
+                None => state
+                    .files
+                    .extend(added[TableKind::Spans as usize].iter().cloned()),
+            }
+            match structure {
+                Some(all) => state.structure = all,
+                None => state
+                    .structure
+                    .extend(added[TableKind::Structure as usize].iter().cloned()),
+            }
+            match links {
+                Some(all) => state.links = all,
+                None => state
+                    .links
+                    .extend(added[TableKind::Links as usize].iter().cloned()),
+            }
             state.live.retain(|l| l.seq > seq_hi);
             state.live_rows = state.live.iter().map(|l| l.batch.num_rows()).sum();
             let m = &self.inner.metrics;
@@ -468,18 +523,20 @@ impl Store {
     pub async fn maintain(&self) -> Result<MaintainReport> {
         let _guard = self.inner.flush_lock.lock().await;
         let mut tables = self.inner.tables.lock().await;
-        tables.0.refresh().await?;
+        tables.tables.refresh().await?;
+        tables.refreshed = Instant::now();
         let report = maintain(
-            &mut tables.0,
+            &mut tables.tables,
             &self.inner.storage,
             &self.inner.config.maintenance(),
         )
         .await?;
         let (spans, structure, links) = (
-            tables.0.get(TableKind::Spans).files()?,
-            tables.0.get(TableKind::Structure).files()?,
-            tables.0.get(TableKind::Links).files()?,
+            tables.tables.get(TableKind::Spans).files()?,
+            tables.tables.get(TableKind::Structure).files()?,
+            tables.tables.get(TableKind::Links).files()?,
         );
+        tables.listed = TableKind::ALL.map(|k| tables.tables.get(k).version());
         let mut state = self.inner.state.write().map_err(lock_err)?;
         state.files = spans;
         state.structure = structure;

@@ -142,6 +142,11 @@ impl Table {
         }))
     }
 
+    /// The loaded version.
+    pub(crate) fn version(&self) -> Option<u64> {
+        self.delta.version()
+    }
+
     /// The highest WAL sequence of `app` this table holds (0: none).
     pub(crate) async fn applied(&self, app: &str) -> Result<u64> {
         let err = |e| Error::table(self.kind.name(), e);
