@@ -226,10 +226,12 @@ async fn simulated_day(bench: StorageBench) -> anyhow::Result<()> {
     );
     println!("|---|---:|---:|---:|");
     let row = |name: &str, a: f64, b: f64, unit: &str| {
-        println!(
-            "| {name} | {a:.2}{unit} | {b:.2}{unit} | {:.3} |",
-            b / a.max(f64::MIN_POSITIVE)
-        );
+        let ratio = if a > 0.0 {
+            format!("{:.3}", b / a)
+        } else {
+            "—".to_owned()
+        };
+        println!("| {name} | {a:.2}{unit} | {b:.2}{unit} | {ratio} |");
     };
     row(
         "span files",
