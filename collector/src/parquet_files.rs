@@ -49,6 +49,17 @@ pub struct FileMeta {
 }
 
 impl FileMeta {
+    /// The first and last `start_time` in the file, in microseconds since
+    /// the Unix epoch, from its statistics (`None` when it has none).
+    pub fn start_time_range(&self) -> Option<(i64, i64)> {
+        let stats: serde_json::Value = serde_json::from_str(self.stats.as_deref()?).ok()?;
+        let micros = |bound: &str| {
+            let text = stats.get(bound)?.get(col::START_TIME)?.as_str()?;
+            Some(DateTime::parse_from_rfc3339(text).ok()?.timestamp_micros())
+        };
+        Some((micros("minValues")?, micros("maxValues")?))
+    }
+
     /// Milliseconds since it was written.
     pub(crate) fn age(&self) -> std::time::Duration {
         let now = std::time::SystemTime::now()

@@ -1,7 +1,8 @@
 //! Querying spans: DataFusion SQL over stored and live spans, and the HTTP API.
 //!
 //! - [`table`]: the `spans` table — committed Parquet files plus the live buffer,
-//!   from one consistent [`weft_collector::Snapshot`];
+//!   from one consistent [`weft_collector::Snapshot`]; `prune` skips files by
+//!   time from their Delta statistics;
 //! - [`engine`]: read-only SQL with time and memory limits, trace lookup by id;
 //! - [`output`]: result batches as JSON rows, CSV, Arrow IPC or an aligned table;
 //! - [`lineage`]: fetching a workflow's spans (the `span_links` walk) for `weft-lineage`;
@@ -20,6 +21,7 @@ mod ids;
 pub mod lineage;
 mod lineage_sql;
 pub mod output;
+mod prune;
 mod table;
 
 pub use engine::{LineageResult, QueryEngine, QueryLimits, QueryResult, QuerySettings};

@@ -29,6 +29,7 @@ use weft_schemas::shown::shown_schema;
 use weft_schemas::{links_schema, span_schema, structure_schema};
 
 use crate::ids::{id_filter, show_ids_exec};
+use crate::prune::start_time_range;
 
 /// Where spans come from: a running store, or a snapshot read from disk.
 pub trait SpanSource: Send + Sync + 'static {
@@ -172,7 +173,16 @@ impl TableProvider for StoredTable {
             }
         }
         let limit = if filters.is_empty() { limit } else { None };
-        let files = self.table.files(&snapshot);
+        // Files whose `start_time` range (from their Delta statistics) the
+        // filters exclude are not opened.
+        let range = start_time_range(filters);
+        let files: Vec<FileMeta> = self
+            .table
+            .files(&snapshot)
+            .iter()
+            .filter(|f| range.may_hold(f))
+            .cloned()
+            .collect();
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
         if let Some(remote) = &snapshot.remote {
             // Files on an object store are read through it, by URL.
