@@ -136,19 +136,10 @@ fn spans(trace: u8, n: u8, start: u64, link: bool) -> serde_json::Value {
     serde_json::json!({"resourceSpans": [{"scopeSpans": [{"spans": spans}]}]})
 }
 
-fn send(server: &Server, body: &serde_json::Value) {
-    let response = reqwest::blocking::Client::new()
-        .post(format!("http://{}/v1/traces", server.http))
-        .json(body)
-        .send()
-        .unwrap();
-    assert_eq!(response.status(), 200);
-}
-
 /// Acknowledged spans, then a crash inside the flush that stores them.
 fn crash_in_flush(world: &World, point: &str) {
     let server = world.serve(&["--flush-interval-secs", "0.1"], Some(point));
-    send(&server, &spans(7, 40, now_ns(), false));
+    server.send_json(&spans(7, 40, now_ns(), false));
     let status = server.wait_exit();
     assert!(!status.success(), "{point}: weft should have aborted");
     // Restart; the clean stop flushes whatever is left.
@@ -171,8 +162,8 @@ fn crash_in_maintenance(world: &World, point: &str) {
     let ten_days_ago = now_ns() - 10 * DAY_NS;
     for round in 0..3u8 {
         let server = world.serve(&["--retention-hours", "1000000"], None);
-        send(&server, &spans(1 + 2 * round, 5, ten_days_ago, false));
-        send(&server, &spans(2 + 2 * round, 5, now_ns(), true));
+        server.send_json(&spans(1 + 2 * round, 5, ten_days_ago, false));
+        server.send_json(&spans(2 + 2 * round, 5, now_ns(), true));
         assert!(server.terminate().success());
     }
     let config = world.dir.path().join("maintain.toml");

@@ -35,17 +35,6 @@ fn batch(collector: u8, batch: u8, n: u8) -> serde_json::Value {
     serde_json::json!({"resourceSpans": [{"scopeSpans": [{"spans": spans}]}]})
 }
 
-fn send(server: &Server, body: &serde_json::Value) {
-    let response = reqwest::blocking::Client::new()
-        .post(format!("http://{}/v1/traces", server.http))
-        .json(body)
-        .send()
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let answer: serde_json::Value = response.json().unwrap();
-    assert!(answer.get("partialSuccess").is_none(), "{answer}");
-}
-
 fn weft_with_env(args: &[&str], env: &[(String, String)]) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_weft"))
         .args(args)
@@ -91,8 +80,8 @@ fn two_collectors_share_s3_tables_and_a_query_node_sees_both() {
 
     // Both collectors write at once; each flush commits to the same tables.
     for n in 0..4 {
-        send(&a, &batch(1, n, 25));
-        send(&b, &batch(2, n, 25));
+        a.send_json(&batch(1, n, 25));
+        b.send_json(&batch(2, n, 25));
     }
     assert_eq!(query.wait_for_count(COUNT, 200), 200);
     assert_eq!(query.count(DISTINCT), 200);
@@ -102,13 +91,13 @@ fn two_collectors_share_s3_tables_and_a_query_node_sees_both() {
     );
 
     // SIGKILL right after acknowledging: the spans are in A's WAL only.
-    send(&a, &batch(1, 9, 30));
+    a.send_json(&batch(1, 9, 30));
     a.kill();
     let a = collector("a");
     assert_eq!(query.wait_for_count(COUNT, 230), 230);
     assert_eq!(query.count(DISTINCT), 230);
     // A client retry of acknowledged spans is not stored twice.
-    send(&a, &batch(1, 9, 30));
+    a.send_json(&batch(1, 9, 30));
     let status = a.terminate();
     assert!(status.success());
     b.terminate();

@@ -215,6 +215,20 @@ impl Server {
         }
     }
 
+    /// Sends an OTLP/JSON export to `/v1/traces` and returns the answer
+    /// after checking it is a full success (200, no partial success).
+    pub fn send_json(&self, body: &Value) -> Value {
+        let response = reqwest::blocking::Client::new()
+            .post(format!("http://{}/v1/traces", self.http))
+            .json(body)
+            .send()
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let answer: Value = response.json().unwrap();
+        assert!(answer.get("partialSuccess").is_none(), "{answer}");
+        answer
+    }
+
     /// SIGKILL: no flush, no goodbye.
     pub fn kill(mut self) {
         self.child.kill().expect("kill");
