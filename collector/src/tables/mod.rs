@@ -324,18 +324,22 @@ pub(crate) struct Tables {
 
 impl Tables {
     /// Opens (and with `create`, creates) all three; `None` if any is missing.
+    /// Read in [`READ_ORDER`], so a reader never sees a flush's structure or
+    /// links without its spans.
     pub(crate) async fn open(storage: &Storage, create: bool) -> Result<Option<Self>> {
-        let mut opened = Vec::with_capacity(3);
-        for kind in TableKind::ALL {
+        let mut opened: [Option<Table>; 3] = [None, None, None];
+        for kind in READ_ORDER {
             match Table::open(storage, kind, create).await? {
-                Some(table) => opened.push(table),
+                Some(table) => opened[kind as usize] = Some(table),
                 None => return Ok(None),
             }
         }
-        let tables: [Table; 3] = opened
-            .try_into()
-            .map_err(|_| Error::Internal("three tables expected".into()))?;
-        Ok(Some(Self { tables }))
+        let [Some(spans), Some(structure), Some(links)] = opened else {
+            return Err(Error::Internal("three tables expected".into()));
+        };
+        Ok(Some(Self {
+            tables: [spans, structure, links],
+        }))
     }
 
     pub(crate) fn get(&self, kind: TableKind) -> &Table {
@@ -357,12 +361,18 @@ impl Tables {
 
     /// Loads every table's latest version.
     pub(crate) async fn refresh(&mut self) -> Result<()> {
-        for table in &mut self.tables {
-            table.refresh().await?;
+        for kind in READ_ORDER {
+            self.get_mut(kind).refresh().await?;
         }
         Ok(())
     }
 }
+
+/// The order readers load the tables in: the reverse of a flush's commits
+/// (spans, then links, then structure). A table loaded earlier is at most as
+/// new as one loaded later, so the structure and links a reader sees belong
+/// to spans it sees too; at worst a flush's spans show one read before them.
+const READ_ORDER: [TableKind; 3] = [TableKind::Structure, TableKind::Links, TableKind::Spans];
 
 /// This collector's id, the `app_id` of its commits: kept beside its WAL,
 /// since it names which WAL a table's `txn` counts in. Created on first use.
