@@ -78,14 +78,7 @@ impl StoreConfig {
 
     /// Fails (or aborts the process) at the failure point `name` if asked to.
     pub(crate) fn fault_point(&self, name: &str) -> crate::Result<()> {
-        match self.fault.as_deref() {
-            Some(f) if f == name => Err(crate::Error::io(
-                name,
-                std::io::Error::other("injected fault"),
-            )),
-            Some(f) if f.strip_prefix("abort:") == Some(name) => std::process::abort(),
-            _ => Ok(()),
-        }
+        fault_point(self.fault.as_deref(), name)
     }
 
     /// What maintenance of this store's tables may do.
@@ -120,5 +113,18 @@ impl StoreConfig {
             maintain_interval: Duration::from_secs(600),
             fault: std::env::var("WEFT_FAULT").ok(),
         }
+    }
+}
+
+/// Fails the step `name` with an I/O error if `fault` names it, or aborts the
+/// process there if `fault` is `abort:<name>` (a kill -9 at a known point).
+pub(crate) fn fault_point(fault: Option<&str>, name: &str) -> crate::Result<()> {
+    match fault {
+        Some(f) if f == name => Err(crate::Error::io(
+            name,
+            std::io::Error::other("injected fault"),
+        )),
+        Some(f) if f.strip_prefix("abort:") == Some(name) => std::process::abort(),
+        _ => Ok(()),
     }
 }

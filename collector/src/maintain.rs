@@ -53,11 +53,7 @@ pub struct MaintainConfig {
 
 impl MaintainConfig {
     fn fault_point(&self, name: &str) -> Result<()> {
-        match self.fault.as_deref() {
-            Some(f) if f == name => Err(Error::io(name, std::io::Error::other("injected fault"))),
-            Some(f) if f.strip_prefix("abort:") == Some(name) => std::process::abort(),
-            _ => Ok(()),
-        }
+        crate::config::fault_point(self.fault.as_deref(), name)
     }
 }
 

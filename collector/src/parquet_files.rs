@@ -60,7 +60,7 @@ impl FileMeta {
         Some((micros("minValues")?, micros("maxValues")?))
     }
 
-    /// Milliseconds since it was written.
+    /// How long ago it was written.
     pub(crate) fn age(&self) -> std::time::Duration {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

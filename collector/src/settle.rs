@@ -7,8 +7,8 @@
 //! written as one `span_structure` file per flush and day: a trace that keeps
 //! growing at its end costs writes in proportion to its new spans;
 //! the flushed spans' links go to one `span_links` file, sorted by the span they
-//! point at. Both are written before the flush's checkpoint, so a crash leaves
-//! them exactly as consistent with the spans as the spans are with the WAL.
+//! point at. Both are committed by the same flush as the spans, with the same
+//! WAL sequence in their `txn`, so recovery treats them exactly like span files.
 //!
 //! Each stage is a plain function: [`shapes_from_spans`] and
 //! [`placed_from_structure`] read Arrow, [`place`] numbers one trace,

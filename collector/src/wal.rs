@@ -105,7 +105,7 @@ impl WalWriter {
     }
 
     /// Starts a new segment and deletes every older segment whose records are all
-    /// at or below `checkpoint` (already durable in Parquet).
+    /// at or below `checkpoint` (held by every table).
     pub fn rotate_and_trim(&mut self, checkpoint: u64) -> Result<()> {
         self.sync()?;
         if self.bytes > 0 {

@@ -384,7 +384,7 @@ pub(crate) fn collector_id(wal_dir: &Path, create: bool) -> Result<Option<String
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io(&path, e)),
     }
-    let id = format!("weft-{}", uuid_v4());
+    let id = format!("weft-{}", uuid::Uuid::new_v4());
     let tmp = wal_dir.join("collector-id.tmp");
     {
         use std::io::Write;
@@ -396,8 +396,4 @@ pub(crate) fn collector_id(wal_dir: &Path, create: bool) -> Result<Option<String
     std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
     crate::wal::sync_dir(wal_dir)?;
     Ok(Some(id))
-}
-
-fn uuid_v4() -> String {
-    uuid::Uuid::new_v4().to_string()
 }
