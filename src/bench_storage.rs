@@ -119,6 +119,7 @@ async fn day(
     let start = now_ns() - 24 * 3_600_000_000_000 + 60_000_000_000;
     let mut out = Day::default();
     let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    let mut window: (Duration, Duration) = Default::default();
     for f in 0..bench.flushes {
         let spans = chunk(
             f as u32,
@@ -132,15 +133,25 @@ async fn day(
         store.ingest(&spans).await?;
         let t = Instant::now();
         let report = store.flush().await?;
-        out.flush += t.elapsed();
+        let took = t.elapsed();
+        out.flush += took;
         out.commit += report.commit;
         if compact && (f + 1) % bench.compact_every.max(1) == 0 {
             let t = Instant::now();
             store.maintain().await?;
             out.maintain += t.elapsed();
         }
-        if (f + 1) % 480 == 0 {
-            eprintln!("  {} of {} flushes", f + 1, bench.flushes);
+        window.0 += took;
+        window.1 += report.commit;
+        if (f + 1) % 240 == 0 {
+            eprintln!(
+                "  {} of {} flushes; last 240: flush {} ms, commits {} ms (means)",
+                f + 1,
+                bench.flushes,
+                ms(window.0 / 240),
+                ms(window.1 / 240),
+            );
+            window = Default::default();
         }
     }
     if compact {

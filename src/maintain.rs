@@ -40,12 +40,13 @@ pub fn run(args: MaintainArgs) -> anyhow::Result<()> {
         .block_on(weft_collector::maintain_data_dir(&store))
         .with_context(|| format!("cannot maintain {}", store.data_dir.display()))?;
     println!(
-        "expired_files={} compacted_files={} compacted_into={} superseded_rows={} vacuumed_files={}",
+        "expired_files={} compacted_files={} compacted_into={} superseded_rows={} vacuumed_files={} log_entries_removed={}",
         report.expired_files,
         report.compacted_files,
         report.compacted_into,
         report.superseded_rows,
-        report.vacuumed_files
+        report.vacuumed_files,
+        report.log_entries_removed
     );
     Ok(())
 }

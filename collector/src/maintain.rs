@@ -69,6 +69,8 @@ pub struct MaintainReport {
     pub superseded_rows: usize,
     /// Files deleted from storage.
     pub vacuumed_files: usize,
+    /// Log entries past the log's retention deleted (see `tables`).
+    pub log_entries_removed: usize,
 }
 
 /// Runs retention, then compaction, then vacuum over `tables`.
@@ -123,6 +125,7 @@ pub(crate) async fn maintain(
     for kind in TableKind::ALL {
         report.vacuumed_files += tables.get_mut(kind).vacuum(config.vacuum_grace).await?;
         config.fault_point(&format!("maintain.vacuumed.{}", kind.name()))?;
+        report.log_entries_removed += tables.get(kind).clean_log().await?;
     }
     Ok(report)
 }

@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use arrow::datatypes::SchemaRef;
+use deltalake::TableProperty;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{Action, Add, Remove, Transaction};
 use deltalake::protocol::{DeltaOperation, SaveMode};
@@ -78,12 +79,26 @@ impl TableKind {
     }
 }
 
+/// How many versions a table may advance by incremental updates before it
+/// is loaded afresh. delta-rs keeps one batch of file actions per version it
+/// applied incrementally and replays them all on every later update, so a
+/// commit's cost grows with the commits since the last full load; a full load
+/// reads the latest checkpoint (written every 100 versions) instead.
+const RELOAD_AFTER: u64 = 100;
+
+/// How long the log keeps commits that a checkpoint has made unnecessary
+/// (Delta's default is 30 days). Weft needs none of them: readers time-travel
+/// at most `vacuum_grace_secs` back. A shorter log lists faster.
+const LOG_RETENTION: &str = "interval 2 days";
+
 /// One Delta table, as of the version last loaded or committed.
 pub(crate) struct Table {
     kind: TableKind,
     /// Where the table lives (a path or a URL); file locations start with it.
     location: String,
     delta: DeltaTable,
+    /// The version of the last full load (see [`RELOAD_AFTER`]).
+    loaded_at: u64,
 }
 
 impl Table {
@@ -121,6 +136,10 @@ impl Table {
                     .with_comment(kind.comment())
                     .with_columns(columns)
                     .with_partition_columns([DAY])
+                    .with_configuration_property(
+                        TableProperty::LogRetentionDuration,
+                        Some(LOG_RETENTION),
+                    )
                     .with_save_mode(SaveMode::Ignore)
                     .await;
                 delta = match created {
@@ -135,10 +154,12 @@ impl Table {
             Err(DeltaTableError::NotATable(_)) => return Ok(None),
             Err(e) => return Err(err(e)),
         }
+        let loaded_at = delta.version().unwrap_or(0);
         Ok(Some(Self {
             kind,
             location,
             delta,
+            loaded_at,
         }))
     }
 
@@ -226,7 +247,9 @@ impl Table {
                 ..Default::default()
             }));
         }
-        let mut properties = CommitProperties::default();
+        // Expired log entries are cleaned up by maintenance, not by listing
+        // the whole log after every commit.
+        let mut properties = CommitProperties::default().with_cleanup_expired_logs(Some(false));
         if let Some((app, seq)) = txn {
             properties = properties.with_application_transaction(Transaction::new(app, seq as i64));
         }
@@ -241,7 +264,32 @@ impl Table {
             .await
             .map_err(err)?;
         self.delta.state = Some(finalized.snapshot());
+        self.reload_if_long_updated().await
+    }
+
+    /// Loads the table afresh once incremental updates have applied
+    /// [`RELOAD_AFTER`] versions since the last full load.
+    async fn reload_if_long_updated(&mut self) -> Result<()> {
+        let version = self.delta.version().unwrap_or(0);
+        if version < self.loaded_at + RELOAD_AFTER {
+            return Ok(());
+        }
+        let mut fresh = DeltaTable::new(self.delta.log_store());
+        fresh
+            .load()
+            .await
+            .map_err(|e| Error::table(self.kind.name(), e))?;
+        self.loaded_at = fresh.version().unwrap_or(version);
+        self.delta = fresh;
         Ok(())
+    }
+
+    /// Deletes log entries older than the table's log retention that a
+    /// checkpoint has made unnecessary. Returns how many it deleted.
+    pub(crate) async fn clean_log(&self) -> Result<usize> {
+        deltalake::protocol::checkpoints::cleanup_metadata(&self.delta, None)
+            .await
+            .map_err(|e| Error::table(self.kind.name(), e))
     }
 
     /// Deletes the files no version within `grace` needs: removed ones, and
@@ -268,7 +316,8 @@ impl Table {
         self.delta
             .update_state()
             .await
-            .map_err(|e| Error::table(self.kind.name(), e))
+            .map_err(|e| Error::table(self.kind.name(), e))?;
+        self.reload_if_long_updated().await
     }
 
     fn relative(&self, location: &str) -> Result<String> {
