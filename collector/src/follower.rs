@@ -10,7 +10,7 @@ use tokio::sync::Notify;
 use crate::error::{Error, Result};
 use crate::storage::Storage;
 use crate::store::Snapshot;
-use crate::tables::{TableKind, Tables};
+use crate::tables::Tables;
 
 /// Follows the tables at a location; cheap to clone.
 #[derive(Clone)]
@@ -62,11 +62,12 @@ impl Follower {
         let Some(t) = tables.as_ref() else {
             return Ok(());
         };
+        let listing = t.listing().await?;
         let snapshot = Snapshot {
-            files: t.get(TableKind::Spans).files()?,
+            files: listing.spans,
             batches: Vec::new(),
-            structure: t.get(TableKind::Structure).files()?,
-            links: t.get(TableKind::Links).files()?,
+            structure: listing.structure,
+            links: listing.links,
             remote: self.inner.storage.remote(),
         };
         *self

@@ -31,7 +31,7 @@ use crate::error::{Error, Result};
 use crate::parquet_files::{FileMeta, file_location, write_file, writer_properties};
 use crate::settle::{links_properties, structure_properties};
 use crate::storage::Storage;
-use crate::tables::{TableKind, Tables, compact, expire};
+use crate::tables::{Listing, TableKind, Tables, compact, expire};
 
 /// What maintenance may do.
 #[derive(Debug, Clone)]
@@ -95,9 +95,20 @@ pub(crate) async fn maintain(
         }
         config.fault_point(&format!("maintain.expired.{}", kind.name()))?;
     }
-    for kind in TableKind::ALL {
+    // Only files of flushes that reached every table are merged: a merged
+    // file names no writer, so a reader could no longer leave it out.
+    let Listing {
+        spans,
+        structure,
+        links,
+        ..
+    } = tables.listing().await?;
+    for (kind, files) in [
+        (TableKind::Spans, spans),
+        (TableKind::Structure, structure),
+        (TableKind::Links, links),
+    ] {
         let table = tables.get_mut(kind);
-        let files = table.files()?;
         let (storage, settings) = (storage.clone(), config.clone());
         let (removed, added, superseded) =
             tokio::task::spawn_blocking(move || compact_table(kind, &storage, &files, &settings))

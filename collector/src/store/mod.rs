@@ -142,6 +142,9 @@ struct TableState {
     tables: Tables,
     applied: [u64; 3],
     listed: [Option<u64>; 3],
+    /// Whether the last listing left out files of a flush that is not in
+    /// every table yet ([`Tables::listing`]); the next flush lists again.
+    partial: bool,
     /// When the tables were last re-read for other writers' commits.
     refreshed: Instant,
 }
@@ -181,10 +184,12 @@ impl Store {
         }
         let applied = tables.applied(&app).await?;
         let held = applied.iter().copied().min().unwrap_or(0);
+        let listing = tables.listing().await?;
+        let partial = listing.partial > 0;
         let state = State {
-            files: tables.get(TableKind::Spans).files()?,
-            structure: tables.get(TableKind::Structure).files()?,
-            links: tables.get(TableKind::Links).files()?,
+            files: listing.spans,
+            structure: listing.structure,
+            links: listing.links,
             live: Vec::new(),
             live_rows: 0,
         };
@@ -249,6 +254,7 @@ impl Store {
                     listed: TableKind::ALL.map(|k| tables.get(k).version()),
                     tables,
                     applied,
+                    partial,
                     refreshed: Instant::now(),
                 }),
                 app,
@@ -407,6 +413,7 @@ impl Store {
             tables: table_set,
             applied,
             listed,
+            partial,
             ..
         } = &mut *tables;
         let before = TableKind::ALL.map(|k| table_set.get(k).version());
@@ -432,37 +439,39 @@ impl Store {
                 .fault_point(&format!("flush.committed.{}", kind.name()))?;
         }
         {
-            // Extend the file lists with this flush's files when the table
+            // Extend the file lists with this flush's files when every table
             // moved by exactly this flush's commit since it was listed;
-            // otherwise (another writer, a refresh) list it again.
-            let mut lists: [Option<Vec<FileMeta>>; 3] = [None, None, None];
-            for kind in TableKind::ALL {
+            // otherwise (another writer, a refresh, a partial listing) list
+            // the tables again.
+            let moved_by_others = TableKind::ALL.into_iter().any(|kind| {
                 let k = kind as usize;
-                let now = table_set.get(kind).version();
-                if listed[k] != before[k] || now != before[k].map(|v| v + committed[k]) {
-                    lists[k] = Some(table_set.get(kind).files()?);
-                }
-                listed[k] = now;
-            }
+                listed[k] != before[k]
+                    || table_set.get(kind).version() != before[k].map(|v| v + committed[k])
+            });
+            let listing = if moved_by_others || *partial {
+                Some(table_set.listing().await?)
+            } else {
+                None
+            };
+            *listed = TableKind::ALL.map(|k| table_set.get(k).version());
             let mut state = self.inner.state.write().map_err(lock_err)?;
-            let [spans, structure, links] = lists;
-            match spans {
-                Some(all) => state.files = all,
-                None => state
-                    .files
-                    .extend(added[TableKind::Spans as usize].iter().cloned()),
-            }
-            match structure {
-                Some(all) => state.structure = all,
-                None => state
-                    .structure
-                    .extend(added[TableKind::Structure as usize].iter().cloned()),
-            }
-            match links {
-                Some(all) => state.links = all,
-                None => state
-                    .links
-                    .extend(added[TableKind::Links as usize].iter().cloned()),
+            match listing {
+                Some(listing) => {
+                    *partial = listing.partial > 0;
+                    state.files = listing.spans;
+                    state.structure = listing.structure;
+                    state.links = listing.links;
+                }
+                None => {
+                    let state = &mut *state;
+                    for (kind, list) in [
+                        (TableKind::Spans, &mut state.files),
+                        (TableKind::Structure, &mut state.structure),
+                        (TableKind::Links, &mut state.links),
+                    ] {
+                        list.extend(added[kind as usize].iter().cloned());
+                    }
+                }
             }
             state.live.retain(|l| l.seq > seq_hi);
             state.live_rows = state.live.iter().map(|l| l.batch.num_rows()).sum();
@@ -531,16 +540,13 @@ impl Store {
             &self.inner.config.maintenance(),
         )
         .await?;
-        let (spans, structure, links) = (
-            tables.tables.get(TableKind::Spans).files()?,
-            tables.tables.get(TableKind::Structure).files()?,
-            tables.tables.get(TableKind::Links).files()?,
-        );
+        let listing = tables.tables.listing().await?;
         tables.listed = TableKind::ALL.map(|k| tables.tables.get(k).version());
+        tables.partial = listing.partial > 0;
         let mut state = self.inner.state.write().map_err(lock_err)?;
-        state.files = spans;
-        state.structure = structure;
-        state.links = links;
+        state.files = listing.spans;
+        state.structure = listing.structure;
+        state.links = listing.links;
         Ok(report)
     }
 

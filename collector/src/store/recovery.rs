@@ -121,8 +121,10 @@ pub async fn read_snapshot(location: &str) -> Result<Snapshot> {
     let mut batches = Vec::new();
     if let Some(dir) = storage.local() {
         let wal_dir = dir.join(WAL_DIR);
+        // The listing below holds this collector's flushes that reached
+        // every table, `span_structure` last; the WAL has the rest.
         let held = match collector_id(&wal_dir, false)? {
-            Some(app) => tables.get(TableKind::Spans).applied(&app).await?,
+            Some(app) => tables.get(TableKind::Structure).applied(&app).await?,
             None => 0,
         };
         wal::replay(&wal_dir, wal::Mode::ReadOnly, |seq, payload| {
@@ -132,11 +134,12 @@ pub async fn read_snapshot(location: &str) -> Result<Snapshot> {
             Ok(())
         })?;
     }
+    let listing = tables.listing().await?;
     Ok(Snapshot {
-        files: tables.get(TableKind::Spans).files()?,
+        files: listing.spans,
         batches,
-        structure: tables.get(TableKind::Structure).files()?,
-        links: tables.get(TableKind::Links).files()?,
+        structure: listing.structure,
+        links: listing.links,
         remote: storage.remote(),
     })
 }

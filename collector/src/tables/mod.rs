@@ -415,6 +415,48 @@ impl Tables {
         }
         Ok(())
     }
+
+    /// The files of all three tables as of whole flushes: a flush commits to
+    /// the tables one after another, so the loaded versions may hold a
+    /// writer's newest flush in `spans` (and `span_links`) but not yet in
+    /// `span_structure`, its last commit. Files of a flush that
+    /// `span_structure` does not hold yet are left out, so every span a
+    /// reader sees has its structure and links, and a flush appears whole or
+    /// not at all.
+    pub(crate) async fn listing(&self) -> Result<Listing> {
+        let structure = self.get(TableKind::Structure).files()?;
+        let mut spans = self.get(TableKind::Spans).files()?;
+        let mut links = self.get(TableKind::Links).files()?;
+        let mut whole: HashMap<String, u64> = HashMap::new();
+        for file in spans.iter().chain(&links) {
+            if !file.writer.is_empty() && !whole.contains_key(&file.writer) {
+                let held = self.get(TableKind::Structure).applied(&file.writer).await?;
+                whole.insert(file.writer.clone(), held);
+            }
+        }
+        let before = spans.len() + links.len();
+        let in_whole_flush = |f: &FileMeta| {
+            f.writer.is_empty() || f.seq_hi <= whole.get(&f.writer).copied().unwrap_or(0)
+        };
+        spans.retain(in_whole_flush);
+        links.retain(in_whole_flush);
+        Ok(Listing {
+            partial: before - spans.len() - links.len(),
+            spans,
+            structure,
+            links,
+        })
+    }
+}
+
+/// The files of the three tables as of whole flushes ([`Tables::listing`]).
+#[derive(Debug, Default)]
+pub(crate) struct Listing {
+    pub(crate) spans: Vec<FileMeta>,
+    pub(crate) structure: Vec<FileMeta>,
+    pub(crate) links: Vec<FileMeta>,
+    /// Files left out because their flush is not in every table yet.
+    pub(crate) partial: usize,
 }
 
 /// The order readers load the tables in: the reverse of a flush's commits
