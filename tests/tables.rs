@@ -293,6 +293,81 @@ async fn retention_compaction_and_vacuum_keep_every_table_consistent() {
     assert_eq!(python_ids(dir.path()), (4, after));
 }
 
+/// What Weft answers and what DuckDB (its `delta` extension) and Polars
+/// answer over the same tables, as the README shows them.
+const OTHER_ENGINES: &str = r#"
+import os, sys
+import duckdb, duckdb_extension_delta, polars as pl
+root = sys.argv[1]
+con = duckdb.connect()
+ext = os.path.join(os.path.dirname(duckdb_extension_delta.__file__), "extensions",
+                   "v" + duckdb.__version__, "delta.duckdb_extension")
+con.execute(f"LOAD '{ext}'")
+by_service = con.sql(f"SELECT service_name, count(*) FROM delta_scan('{root}/spans') GROUP BY 1 ORDER BY 1").fetchall()
+print(";".join(f"{s}={n}" for s, n in by_service))
+# span_structure keeps a row per settling of a span; the latest generation counts.
+latest = con.sql(f"""
+    SELECT count(*), sum(depth), sum(nested_right - nested_left) FROM (
+        SELECT * FROM delta_scan('{root}/structure')
+        QUALIFY row_number() OVER (PARTITION BY trace_id, span_id ORDER BY generation DESC) = 1)
+""").fetchone()
+print(",".join(str(x) for x in latest))
+polars = pl.read_delta(f"{root}/spans").group_by("service_name").len().sort("service_name")
+print(";".join(f"{s}={n}" for s, n in polars.iter_rows()))
+sys.stdout.flush()
+os._exit(0)
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn duckdb_and_polars_read_what_weft_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(config(dir.path())).await;
+    let now = now_ns() - 3_600_000_000_000;
+    // One trace growing over three flushes (its structure is settled three
+    // times), and a second service's trace.
+    for flush in 0..3u64 {
+        let mut spans = vec![span(NEW, 10 + flush, (flush > 0).then_some(10), now)];
+        let mut other = span(OLD, 20 + flush, None, now + flush as i64);
+        other.service_name = Some("other".into());
+        spans.push(other);
+        store.ingest(&spans).await.unwrap();
+        store.flush().await.unwrap();
+    }
+    store.shutdown().await.unwrap();
+
+    let weft_services = format!(
+        "other={};svc={}",
+        count_in(
+            dir.path(),
+            "SELECT count(*) FROM spans WHERE service_name = 'other'"
+        )
+        .await,
+        count_in(
+            dir.path(),
+            "SELECT count(*) FROM spans WHERE service_name = 'svc'"
+        )
+        .await,
+    );
+    assert_eq!(weft_services, "other=3;svc=3");
+    let weft_structure = format!(
+        "{},{},{}",
+        count_in(dir.path(), "SELECT count(*) FROM span_structure").await,
+        count_in(dir.path(), "SELECT sum(depth) FROM span_structure").await,
+        count_in(
+            dir.path(),
+            "SELECT sum(nested_right - nested_left) FROM span_structure"
+        )
+        .await,
+    );
+    assert_eq!(&weft_structure[..2], "6,");
+    let out = python(dir.path(), OTHER_ENGINES);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        [weft_services.as_str(), &weft_structure, &weft_services]
+    );
+}
+
 /// A flush that fails after some of its tables committed is finished by the
 /// next flush for exactly the tables that lack it; after a restart too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,17 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 /// The packages, pinned: what the tests were checked against.
-const PACKAGES: &[&str] = &["deltalake==1.6.6", "pyarrow==26.0.1", "moto[server]==5.2.5"];
+/// DuckDB's `delta` extension comes from PyPI too (DuckDB would otherwise
+/// download it from its own site, which the test machines cannot reach); it
+/// must match DuckDB's version.
+const PACKAGES: &[&str] = &[
+    "deltalake==1.6.6",
+    "pyarrow==26.0.1",
+    "moto[server]==5.2.5",
+    "polars==1.44.2",
+    "duckdb==1.5.5",
+    "duckdb-extension-delta==1.5.5",
+];
 
 /// A `python3` command that imports [`PACKAGES`].
 pub fn python() -> Command {
