@@ -110,7 +110,7 @@ fn ingest(args: &BenchArgs) -> anyhow::Result<()> {
         args.clients
     );
     let dir = tempfile_dir()?;
-    let runtime = tokio::runtime::Runtime::new()?;
+    let runtime = crate::runtime()?;
     let (ingest, parquet_bytes) = runtime.block_on(durable_ingest(&dir, requests, args.clients))?;
     let _ = std::fs::remove_dir_all(&dir);
 

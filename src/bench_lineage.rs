@@ -174,7 +174,7 @@ fn reconstruct(total: usize) -> anyhow::Result<()> {
 
     eprintln!("storing the workflow and reconstructing it through the query engine ...");
     let dir = std::env::temp_dir().join(format!("weft-bench-lineage-{}", std::process::id()));
-    let runtime = tokio::runtime::Runtime::new()?;
+    let runtime = crate::runtime()?;
     let end_to_end = runtime.block_on(async {
         let store = Store::open(StoreConfig::new(&dir), Arc::new(Metrics::default())).await?;
         let rows: Vec<Span> = spans.iter().map(to_span).collect();
@@ -219,7 +219,7 @@ fn reconstruct(total: usize) -> anyhow::Result<()> {
 fn settle_cost(total: usize) -> anyhow::Result<()> {
     let rows: Vec<Span> = workflow(total, TRACES, true).iter().map(to_span).collect();
     eprintln!("writing and settling {} spans ...", rows.len());
-    let runtime = tokio::runtime::Runtime::new()?;
+    let runtime = crate::runtime()?;
     // Best of three flushes, each of the same spans into a fresh store; the
     // store's flush report times the span files and the settling apart.
     let (mut write, mut settled) = (Duration::MAX, Duration::MAX);
@@ -270,7 +270,7 @@ fn structural(total: usize) -> anyhow::Result<()> {
     let n = spans.len();
     eprintln!("structural query over {n} spans in {STRUCTURAL_TRACES} traces ...");
     let dir = tempfile::tempdir()?;
-    let runtime = tokio::runtime::Runtime::new()?;
+    let runtime = crate::runtime()?;
     let (per_trace, sql, pairs) = runtime.block_on(async {
         let store = Store::open(StoreConfig::new(dir.path()), Arc::new(Metrics::default())).await?;
         let rows: Vec<Span> = spans.iter().map(to_span).collect();

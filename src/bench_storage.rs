@@ -33,7 +33,7 @@ pub struct StorageBench {
 }
 
 pub fn run(bench: StorageBench) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Runtime::new()?;
+    let runtime = crate::runtime()?;
     runtime.block_on(async {
         long_lived().await?;
         simulated_day(bench).await?;

@@ -63,6 +63,8 @@ pub struct FileConfig {
     pub max_http_body_bytes: Option<usize>,
     pub flush_interval_secs: Option<f64>,
     pub flush_max_rows: Option<usize>,
+    /// Refuse spans (retry later) while this many wait to be flushed.
+    pub max_unflushed_spans: Option<usize>,
     pub row_group_rows: Option<usize>,
     pub dedup_window_secs: Option<u64>,
     /// How long a settled trace's structure generation is remembered.
@@ -152,6 +154,10 @@ impl ServeConfig {
         }
         if let Some(n) = file.flush_max_rows {
             store.flush_max_rows = n;
+        }
+        if let Some(n) = file.max_unflushed_spans {
+            anyhow::ensure!(n > 0, "max_unflushed_spans must be positive");
+            store.max_unflushed_spans = n;
         }
         if let Some(n) = file.row_group_rows {
             anyhow::ensure!(n > 0, "row_group_rows must be positive");

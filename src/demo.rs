@@ -48,7 +48,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             _ => "http://127.0.0.1:4318".into(),
         });
     let plan = workflows(args.workflows, args.seed);
-    let runtime = tokio::runtime::Runtime::new()?;
+    let runtime = crate::runtime()?;
     // tonic needs a runtime; the blocking HTTP client must not run inside one.
     let _guard = (args.protocol == DemoProtocol::Grpc).then(|| runtime.enter());
     let mut providers: HashMap<&'static str, SdkTracerProvider> = HashMap::new();

@@ -86,7 +86,7 @@ pub fn from_data_dir(
     depth: Option<u32>,
     settings: QuerySettings,
 ) -> anyhow::Result<LineageResult> {
-    let runtime = tokio::runtime::Runtime::new()?;
+    let runtime = crate::runtime()?;
     runtime.block_on(async {
         let snapshot = weft_collector::read_snapshot(&dir.to_string_lossy())
             .await

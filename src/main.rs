@@ -52,6 +52,16 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
+/// The async runtime every command runs on. Its threads get 16 MiB stacks:
+/// DataFusion plans and evaluates expression trees recursively, and the query
+/// API admits trees up to a bounded depth (`weft_query`), which must fit.
+pub(crate) fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(16 * 1024 * 1024)
+        .build()
+}
+
 /// Weft's own events at info; the Delta libraries log every snapshot load at
 /// info, which would drown a server's log, so only their warnings show.
 const DEFAULT_LOG: &str = "info,buoyant_kernel=warn,delta_kernel=warn,deltalake_core=warn";

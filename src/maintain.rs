@@ -35,7 +35,7 @@ pub fn run(args: MaintainArgs) -> anyhow::Result<()> {
         ..ServeArgs::default()
     };
     let store = ServeConfig::resolve(&serve)?.store;
-    let runtime = tokio::runtime::Runtime::new()?;
+    let runtime = crate::runtime()?;
     let report = runtime
         .block_on(weft_collector::maintain_data_dir(&store))
         .with_context(|| format!("cannot maintain {}", store.data_dir.display()))?;

@@ -15,7 +15,7 @@ use crate::config::{ServeArgs, ServeConfig};
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = ServeConfig::resolve(&args)?;
-    tokio::runtime::Runtime::new()
+    crate::runtime()
         .context("cannot start the async runtime")?
         .block_on(serve(config))
 }

@@ -67,7 +67,7 @@ fn embedded(
     format: Format,
     settings: QuerySettings,
 ) -> anyhow::Result<Vec<u8>> {
-    let runtime = tokio::runtime::Runtime::new()?;
+    let runtime = crate::runtime()?;
     runtime.block_on(async {
         let snapshot = weft_collector::read_snapshot(&dir.to_string_lossy())
             .await

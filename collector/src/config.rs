@@ -35,6 +35,9 @@ pub struct StoreConfig {
     pub flush_interval: Duration,
     /// Flush early once the live buffer holds this many spans.
     pub flush_max_rows: usize,
+    /// Refuse spans (retry later) while this many wait to be flushed, so a
+    /// store whose flushes keep failing (a full disk) stops growing in memory.
+    pub max_unflushed_spans: usize,
     /// Rows per Parquet row group.
     pub row_group_rows: usize,
     /// How long span ids are remembered to drop client retries of acknowledged spans.
@@ -103,6 +106,7 @@ impl StoreConfig {
             wal_dir: None,
             flush_interval: Duration::from_secs(30),
             flush_max_rows: 200_000,
+            max_unflushed_spans: 1_000_000,
             row_group_rows: 65_536,
             dedup_window: Duration::from_secs(600),
             settle_horizon: Duration::from_secs(3600),

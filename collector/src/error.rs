@@ -69,6 +69,23 @@ pub enum Error {
         source: deltalake::DeltaTableError,
     },
 
+    /// More spans wait to be flushed than `max_unflushed_spans`: storage is
+    /// not keeping up (a full disk, an unreachable object store).
+    #[error(
+        "{waiting} spans are waiting to be written to storage (the limit is {limit}); \
+         storage is not keeping up, retry later"
+    )]
+    Backlog { waiting: usize, limit: usize },
+
+    // ---- setup ----
+    /// Another process holds the WAL directory.
+    #[error(
+        "the WAL directory {path} is in use by another weft process ({holder}); stop it, \
+         or give this process its own --wal-dir (read-only commands such as `weft sql \
+         --data-dir` work beside it)"
+    )]
+    InUse { path: PathBuf, holder: String },
+
     // ---- stopping ----
     /// The store is shutting down and takes no more spans.
     #[error("weft is shutting down; retry against the restarted server")]
@@ -96,7 +113,8 @@ impl Error {
             Error::Malformed { .. } | Error::TooLarge { .. } | Error::Unsupported { .. } => {
                 ErrorKind::Invalid
             }
-            Error::Io { .. } => ErrorKind::Overloaded,
+            Error::Io { .. } | Error::Backlog { .. } => ErrorKind::Overloaded,
+            Error::InUse { .. } => ErrorKind::Invalid,
             Error::Table { source, .. } => match source {
                 deltalake::DeltaTableError::ObjectStore { .. }
                 | deltalake::DeltaTableError::Io { .. }
@@ -147,6 +165,10 @@ impl Error {
                 expected,
             },
             Error::ShuttingDown => Error::ShuttingDown,
+            Error::Backlog { waiting, limit } => Error::Backlog {
+                waiting: *waiting,
+                limit: *limit,
+            },
             Error::Corrupt(m) => Error::Corrupt(m.clone()),
             Error::Internal(m) => Error::Internal(m.clone()),
             other => Error::Internal(other.to_string()),
@@ -174,6 +196,13 @@ mod tests {
                 ErrorKind::Overloaded,
             ),
             (Error::ShuttingDown, ErrorKind::ShuttingDown),
+            (
+                Error::Backlog {
+                    waiting: 2,
+                    limit: 1,
+                },
+                ErrorKind::Overloaded,
+            ),
             (Error::Corrupt("bad".into()), ErrorKind::Internal),
             (Error::Internal("lock".into()), ErrorKind::Internal),
         ];

@@ -10,6 +10,8 @@ pub struct Metrics {
     pub spans_rejected: AtomicU64,
     pub spans_duplicate: AtomicU64,
     pub requests_failed: AtomicU64,
+    pub requests_refused_backlog: AtomicU64,
+    pub flushes_failed: AtomicU64,
     pub wal_bytes: AtomicU64,
     pub wal_syncs: AtomicU64,
     pub buffered_spans: AtomicU64,
@@ -57,6 +59,18 @@ impl Metrics {
             "counter",
             "Export requests answered with an error.",
             get(&self.requests_failed).to_string(),
+        );
+        emit(
+            "weft_requests_refused_backlog_total",
+            "counter",
+            "Export requests refused (retry later) because max_unflushed_spans wait to be flushed.",
+            get(&self.requests_refused_backlog).to_string(),
+        );
+        emit(
+            "weft_flushes_failed_total",
+            "counter",
+            "Flushes that failed (a full disk, an unreachable object store); the next retries.",
+            get(&self.flushes_failed).to_string(),
         );
         emit(
             "weft_wal_bytes_total",

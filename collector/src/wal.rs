@@ -7,6 +7,11 @@
 //! segment is a write that was never acknowledged: it is dropped with a warning
 //! and the file truncated. A frame that fails its checksum anywhere else is
 //! copied to `wal/quarantine/` and skipped, so a bad byte never becomes a crash loop.
+//!
+//! A failed write or sync (a full disk) rolls the segment back to the end of
+//! the last synced record ([`WalWriter::roll_back`]): the records of the
+//! failed group were never acknowledged and must not replay, and the records
+//! acknowledged after it must not land behind a partial frame.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Read, Write};
@@ -26,6 +31,12 @@ pub struct WalWriter {
     first_seq: u64,
     bytes: u64,
     next_seq: u64,
+    /// The segment's length and next sequence after the last successful sync.
+    synced_bytes: u64,
+    synced_next_seq: u64,
+    /// A write failed and rolling back did not succeed yet: nothing may be
+    /// appended until [`WalWriter::roll_back`] does.
+    broken: bool,
 }
 
 fn segment_name(first_seq: u64) -> String {
@@ -34,6 +45,46 @@ fn segment_name(first_seq: u64) -> String {
 
 fn parse_segment_name(name: &str) -> Option<u64> {
     name.strip_suffix(".wal")?.parse().ok()
+}
+
+/// This process's hold on a WAL directory: an exclusive lock on its `LOCK`
+/// file, released when dropped or when the process ends (kill -9 included).
+#[derive(Debug)]
+pub struct DirLock {
+    _file: File,
+}
+
+/// Takes the WAL directory `dir` for this process, or says who holds it.
+pub fn lock_dir(dir: &Path) -> Result<DirLock> {
+    let path = dir.join("LOCK");
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let holder = fs::read_to_string(&path)
+                .ok()
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "process id unknown".to_owned());
+            return Err(Error::InUse {
+                path: dir.to_owned(),
+                holder,
+            });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
+    }
+    // Who holds it, for the message a second process gives; on a full disk
+    // this may not fit, and the lock holds all the same.
+    let _ = file
+        .set_len(0)
+        .and_then(|_| write!(file, "pid {}", std::process::id()));
+    Ok(DirLock { _file: file })
 }
 
 /// Makes a rename or create durable by syncing the directory entry.
@@ -62,21 +113,49 @@ impl WalWriter {
             first_seq: next_seq,
             bytes,
             next_seq,
+            synced_bytes: bytes,
+            synced_next_seq: next_seq,
+            broken: false,
         })
     }
 
-    /// The directory holding the segments.
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// Whether a failed write still awaits its roll back.
+    pub fn is_broken(&self) -> bool {
+        self.broken
     }
 
-    /// The sequence number the next record will get.
-    pub fn next_seq(&self) -> u64 {
-        self.next_seq
+    /// Undoes everything appended since the last successful sync: the
+    /// buffer is dropped unwritten, the segment truncated to its synced
+    /// length, and the sequence numbers handed out since are reused. Until
+    /// this succeeds the writer refuses appends.
+    pub fn roll_back(&mut self) -> Result<()> {
+        self.broken = true;
+        let io = |e| Error::io(&self.path, e);
+        let file = OpenOptions::new()
+            .append(true)
+            .open(&self.path)
+            .map_err(io)?;
+        let old = std::mem::replace(&mut self.file, BufWriter::with_capacity(1 << 20, file));
+        // Dropping a BufWriter writes its buffer; `into_parts` does not.
+        drop(old.into_parts());
+        let file = self.file.get_ref();
+        file.set_len(self.synced_bytes)
+            .and_then(|_| file.sync_all())
+            .map_err(io)?;
+        self.bytes = self.synced_bytes;
+        self.next_seq = self.synced_next_seq;
+        self.broken = false;
+        Ok(())
     }
 
     /// Buffers one record and returns its sequence number. Not durable until [`Self::sync`].
     pub fn append(&mut self, payload: &[u8]) -> Result<u64> {
+        if self.broken {
+            return Err(Error::io(
+                &self.path,
+                std::io::Error::other("an earlier write failed and could not be rolled back yet"),
+            ));
+        }
         let seq = self.next_seq;
         let mut crc = crc32fast::Hasher::new();
         crc.update(&seq.to_le_bytes());
@@ -99,9 +178,15 @@ impl WalWriter {
 
     /// Writes buffered records and `fdatasync`s the segment.
     pub fn sync(&mut self) -> Result<()> {
+        if self.broken {
+            self.roll_back()?;
+        }
         let io = |e| Error::io(&self.path, e);
         self.file.flush().map_err(io)?;
-        self.file.get_ref().sync_data().map_err(io)
+        self.file.get_ref().sync_data().map_err(io)?;
+        self.synced_bytes = self.bytes;
+        self.synced_next_seq = self.next_seq;
+        Ok(())
     }
 
     /// Starts a new segment and deletes every older segment whose records are all
@@ -212,14 +297,14 @@ pub fn replay(
                     break;
                 }
                 Frame::Corrupt { len } if pos + len < data.len() || !last_segment => {
-                    let q = quarantine(dir, *first, pos, &data[pos..pos + len])?;
+                    let q = quarantine(dir, *first, pos, &data[pos..pos + len]);
                     tracing::error!(
                         segment = %path.display(),
                         offset = pos,
-                        quarantined = %q.display(),
+                        quarantined = ?q,
                         "wal record failed its checksum; moved aside"
                     );
-                    report.quarantined.push(q);
+                    report.quarantined.extend(q);
                     pos += len;
                 }
                 Frame::Corrupt { .. } if last_segment => {
@@ -230,14 +315,14 @@ pub fn replay(
                     break;
                 }
                 Frame::Short | Frame::Corrupt { .. } | Frame::Unreadable => {
-                    let q = quarantine(dir, *first, pos, &data[pos..])?;
+                    let q = quarantine(dir, *first, pos, &data[pos..]);
                     tracing::error!(
                         segment = %path.display(),
                         offset = pos,
-                        quarantined = %q.display(),
+                        quarantined = ?q,
                         "unreadable wal data; rest of segment moved aside"
                     );
-                    report.quarantined.push(q);
+                    report.quarantined.extend(q);
                     break;
                 }
             }
@@ -301,12 +386,23 @@ fn truncate(path: &Path, len: u64) -> Result<()> {
         .map_err(|e| Error::io(path, e))
 }
 
-fn quarantine(dir: &Path, segment: u64, offset: usize, bytes: &[u8]) -> Result<PathBuf> {
+/// Copies a bad record aside for a person to look at. On a full disk the
+/// copy may fail; replay goes on all the same (the bytes stay in their
+/// segment until it is trimmed), so a full disk never stops a start.
+fn quarantine(dir: &Path, segment: u64, offset: usize, bytes: &[u8]) -> Option<PathBuf> {
     let qdir = dir.join("quarantine");
-    fs::create_dir_all(&qdir).map_err(|e| Error::io(&qdir, e))?;
     let path = qdir.join(format!("{segment:020}-{offset}.bad"));
-    fs::write(&path, bytes).map_err(|e| Error::io(&path, e))?;
-    Ok(path)
+    let copied = fs::create_dir_all(&qdir).and_then(|_| fs::write(&path, bytes));
+    if let Err(e) = copied {
+        let _ = fs::remove_file(&path);
+        tracing::error!(
+            path = %path.display(),
+            error = %e,
+            "cannot copy a bad wal record aside; it stays in its segment until trimmed"
+        );
+        return None;
+    }
+    Some(path)
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use std::collections::HashSet;
 
 use foldhash::{HashMap, HashMapExt};
 use petgraph::Direction as Dir;
-use petgraph::algo::tarjan_scc;
+use petgraph::algo::kosaraju_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
 use serde::Serialize;
@@ -143,14 +143,19 @@ pub fn build(spans: Vec<LineageSpan>, options: &BuildOptions) -> Lineage {
         }
     }
 
-    for scc in tarjan_scc(&graph) {
+    // Kosaraju's search is iterative (petgraph's Tarjan recurses once per
+    // node of a chain, and a client decides how long its chains are).
+    let mut cycles = Vec::new();
+    for scc in kosaraju_scc(&graph) {
         let self_loop = scc.len() == 1 && graph.contains_edge(scc[0], scc[0]);
         if scc.len() > 1 || self_loop {
             let mut spans: Vec<String> = scc.iter().map(|n| nodes[graph[*n]].key()).collect();
             spans.sort();
-            anomalies.push(Anomaly::Cycle { spans });
+            cycles.push(spans);
         }
     }
+    cycles.sort();
+    anomalies.extend(cycles.into_iter().map(|spans| Anomaly::Cycle { spans }));
 
     let mut newest: HashMap<TraceId, i64> = HashMap::with_capacity(traces.len());
     for s in &nodes {

@@ -186,12 +186,74 @@ impl Tree<'_> {
         count
     }
 
+    /// Prints `i` and what is beneath it. Iterative (an explicit stack), so a
+    /// chain as deep as a client cares to send cannot overflow the thread's
+    /// stack; indentation stops growing at [`MAX_INDENT`] levels, so the
+    /// output stays proportional to the spans shown.
     fn walk(&mut self, i: usize, via: Option<EdgeKind>, prefix: &str, last: bool) {
-        let lineage = self.lineage;
-        let out = &mut self.out;
-        let current_trace = &mut self.current_trace;
-        let printed = &mut self.printed;
-        let node = &lineage.nodes[i];
+        enum Work {
+            Node {
+                i: usize,
+                via: Option<EdgeKind>,
+                prefix: String,
+                last: bool,
+            },
+            Folded {
+                hidden: Vec<usize>,
+                prefix: String,
+            },
+        }
+        let mut stack = vec![Work::Node {
+            i,
+            via,
+            prefix: prefix.to_owned(),
+            last,
+        }];
+        while let Some(work) = stack.pop() {
+            match work {
+                Work::Node {
+                    i,
+                    via,
+                    prefix,
+                    last,
+                } => {
+                    let Some(child_prefix) = self.line(i, via, &prefix, last) else {
+                        continue;
+                    };
+                    let (kids, hidden) = self.shown_children(i);
+                    // The folded line, if any, comes after the children.
+                    let folded_after = !hidden.is_empty();
+                    if folded_after {
+                        stack.push(Work::Folded {
+                            hidden,
+                            prefix: child_prefix.clone(),
+                        });
+                    }
+                    for (k, (c, kind)) in kids.iter().enumerate().rev() {
+                        let last = k + 1 == kids.len() && !folded_after;
+                        stack.push(Work::Node {
+                            i: *c,
+                            via: Some(*kind),
+                            prefix: child_prefix.clone(),
+                            last,
+                        });
+                    }
+                }
+                Work::Folded { hidden, prefix } => self.folded_line(&hidden, &prefix),
+            }
+        }
+    }
+
+    /// Prints the line of node `i`; returns the prefix of its children, or
+    /// `None` when it was shown above already.
+    fn line(
+        &mut self,
+        i: usize,
+        via: Option<EdgeKind>,
+        prefix: &str,
+        last: bool,
+    ) -> Option<String> {
+        let node = &self.lineage.nodes[i];
         let branch = match (via, last) {
             (None, _) => "",
             (Some(_), true) => "└─ ",
@@ -203,56 +265,57 @@ impl Tree<'_> {
             _ => "",
         };
         let star = if node.on_critical_path { "* " } else { "" };
-        let trace = if *current_trace != Some(node.span.trace_id) {
-            *current_trace = Some(node.span.trace_id);
+        let trace = if self.current_trace != Some(node.span.trace_id) {
+            self.current_trace = Some(node.span.trace_id);
             format!("  (trace {})", node.span.trace_id)
         } else {
             String::new()
         };
-        if !printed.insert(i) {
+        if !self.printed.insert(i) {
             let _ = writeln!(
-                out,
+                self.out,
                 "{prefix}{branch}{mark}{} (shown above)",
                 node.span.name
             );
-            return;
+            return None;
         }
         let _ = writeln!(
-            out,
+            self.out,
             "{prefix}{branch}{mark}{star}{}  {}{trace}",
             node.span.name,
             details(node)
         );
-        let child_prefix = match via {
+        Some(match via {
             None => prefix.to_owned(),
+            Some(_) if prefix.chars().count() >= 3 * MAX_INDENT => prefix.to_owned(),
             Some(_) => format!("{prefix}{}", if last { "   " } else { "│  " }),
-        };
-        let (kids, hidden) = self.shown_children(i);
-        for (k, (c, kind)) in kids.iter().enumerate() {
-            let last = k + 1 == kids.len() && hidden.is_empty();
-            self.walk(*c, Some(*kind), &child_prefix, last);
-        }
-        if !hidden.is_empty() {
-            let mut names: Vec<&str> = hidden
-                .iter()
-                .map(|c| lineage.nodes[*c].span.name.as_str())
-                .collect();
-            names.sort_unstable();
-            names.dedup();
-            let spans = self.fold_away(&hidden);
-            let _ = writeln!(
-                self.out,
-                "{child_prefix}└─ … {} more {} folded ({spans} span(s) with their subtrees)",
-                hidden.len(),
-                names
-                    .iter()
-                    .map(|n| format!("\"{n}\""))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-        }
+        })
+    }
+
+    /// The line that stands for children folded away.
+    fn folded_line(&mut self, hidden: &[usize], prefix: &str) {
+        let mut names: Vec<&str> = hidden
+            .iter()
+            .map(|c| self.lineage.nodes[*c].span.name.as_str())
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        let names = names
+            .iter()
+            .map(|n| format!("\"{n}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let spans = self.fold_away(hidden);
+        let _ = writeln!(
+            self.out,
+            "{prefix}└─ … {} more {names} folded ({spans} span(s) with their subtrees)",
+            hidden.len(),
+        );
     }
 }
+
+/// Levels of the text tree that indent; deeper ones print at that indentation.
+const MAX_INDENT: usize = 64;
 
 /// The summary and anomalies as text, for `weft lineage` and snapshot tests.
 pub fn summary_text(lineage: &Lineage) -> String {

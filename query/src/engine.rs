@@ -270,6 +270,7 @@ impl QueryEngine {
 
     /// Runs one read-only statement. DDL, DML, COPY and SET are rejected.
     pub async fn sql(&self, sql: &str) -> Result<QueryResult, QueryError> {
+        check_depth(sql)?;
         let run = async {
             let plan = self.ctx.state().create_logical_plan(sql).await?;
             if let Some(refused) = changes_something(&plan)? {
@@ -299,6 +300,79 @@ impl QueryEngine {
         };
         self.bounded(run).await
     }
+}
+
+/// Operators one statement may hold. DataFusion parses `a + b + c …`
+/// iteratively but plans, optimises, drops and evaluates the resulting tree
+/// recursively, one stack frame per level: an unbounded chain aborts the
+/// process on a stack overflow. Bounded here, before DataFusion sees it, so
+/// such a query gets a clear error; the runtime's 16 MiB thread stacks hold
+/// trees of this depth with room to spare.
+pub const MAX_SQL_OPERATORS: usize = 1_000;
+/// How deeply brackets may nest (function calls, subqueries, parentheses).
+pub const MAX_SQL_NESTING: usize = 128;
+
+/// Refuses SQL whose expression trees could be deeper than the limits above,
+/// counting on the token stream (the tokenizer is iterative).
+fn check_depth(sql: &str) -> Result<(), QueryError> {
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::keywords::Keyword;
+    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+    let tokens = Tokenizer::new(&GenericDialect {}, sql)
+        .tokenize()
+        .map_err(|e| QueryError::Sql(e.to_string()))?;
+    let (mut operators, mut depth, mut deepest) = (0usize, 0usize, 0usize);
+    for token in &tokens {
+        match token {
+            Token::LParen | Token::LBracket => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            Token::RParen | Token::RBracket => depth = depth.saturating_sub(1),
+            Token::Plus
+            | Token::Minus
+            | Token::Mul
+            | Token::Div
+            | Token::Mod
+            | Token::StringConcat
+            | Token::Eq
+            | Token::DoubleEq
+            | Token::Neq
+            | Token::Lt
+            | Token::Gt
+            | Token::LtEq
+            | Token::GtEq
+            | Token::Spaceship
+            | Token::Ampersand
+            | Token::Pipe
+            | Token::Caret
+            | Token::ShiftLeft
+            | Token::ShiftRight
+            | Token::Arrow
+            | Token::LongArrow => operators += 1,
+            Token::Word(w)
+                if matches!(
+                    w.keyword,
+                    Keyword::AND | Keyword::OR | Keyword::NOT | Keyword::CASE | Keyword::WHEN
+                ) =>
+            {
+                operators += 1
+            }
+            _ => {}
+        }
+    }
+    if operators > MAX_SQL_OPERATORS {
+        return Err(QueryError::Sql(format!(
+            "the query has {operators} operators; at most {MAX_SQL_OPERATORS} are allowed in one \
+             statement: use IN (…) for long lists of alternatives, or split the query"
+        )));
+    }
+    if deepest > MAX_SQL_NESTING {
+        return Err(QueryError::Sql(format!(
+            "brackets nest {deepest} deep; at most {MAX_SQL_NESTING} levels are allowed"
+        )));
+    }
+    Ok(())
 }
 
 /// What in `plan` would change state, if anything: DDL (CREATE, DROP), DML

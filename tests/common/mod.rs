@@ -229,6 +229,11 @@ impl Server {
         answer
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL: no flush, no goodbye.
     pub fn kill(mut self) {
         self.child.kill().expect("kill");
@@ -254,3 +259,4 @@ impl Drop for Server {
 }
 pub mod python;
 pub mod s3;
+pub mod tmpfs;

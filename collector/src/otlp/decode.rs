@@ -2,7 +2,7 @@
 
 use std::io::Read;
 
-use flate2::read::GzDecoder;
+use flate2::read::MultiGzDecoder;
 use prost::Message;
 use serde::de::DeserializeOwned;
 
@@ -75,7 +75,9 @@ impl Encoding {
 }
 
 /// Undoes `encoding`, never producing more than `limit` bytes: a gzip bomb
-/// fails after `limit + 1` bytes of output, not after it fills memory.
+/// fails after `limit + 1` bytes of output, not after it fills memory. A gzip
+/// body of several members (concatenated gzip streams, as `cat a.gz b.gz`
+/// makes and RFC 1952 allows) decodes whole.
 pub fn decompress(body: bytes::Bytes, encoding: Encoding, limit: usize) -> Result<bytes::Bytes> {
     match encoding {
         Encoding::Identity => {
@@ -86,7 +88,8 @@ pub fn decompress(body: bytes::Bytes, encoding: Encoding, limit: usize) -> Resul
         }
         Encoding::Gzip => {
             let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(limit));
-            let mut reader = GzDecoder::new(&body[..]).take(limit as u64 + 1);
+            let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
+            let mut reader = MultiGzDecoder::new(&body[..]).take(cap);
             reader.read_to_end(&mut out).map_err(|e| Error::Malformed {
                 format: "gzip",
                 reason: e.to_string(),
@@ -148,6 +151,28 @@ mod tests {
         assert!(bomb.len() < 100 * 1024);
         let err = decompress(bomb.into(), Encoding::Gzip, 1024 * 1024).unwrap_err();
         assert!(matches!(err, Error::TooLarge { limit } if limit == 1024 * 1024));
+    }
+
+    #[test]
+    fn every_member_of_a_multi_member_gzip_body_is_decoded() {
+        let member = |text: &[u8]| {
+            let mut enc = GzEncoder::new(Vec::new(), Compression::fast());
+            enc.write_all(text).unwrap();
+            enc.finish().unwrap()
+        };
+        let mut body = member(b"first half, ");
+        body.extend(member(b"second half"));
+        let out = decompress(body.into(), Encoding::Gzip, 1024).unwrap();
+        assert_eq!(&out[..], b"first half, second half");
+    }
+
+    #[test]
+    fn a_limit_of_usize_max_does_not_wrap() {
+        let mut enc = GzEncoder::new(Vec::new(), Compression::fast());
+        enc.write_all(b"spans").unwrap();
+        let body = enc.finish().unwrap();
+        let out = decompress(body.into(), Encoding::Gzip, usize::MAX).unwrap();
+        assert_eq!(&out[..], b"spans");
     }
 
     #[test]

@@ -49,7 +49,7 @@ use crate::parquet_files::{FileMeta, write_partitions};
 use crate::settle::{Previous, link_rows, settle};
 use crate::storage::{RemoteStore, Storage};
 use crate::tables::{TableKind, Tables, append, collector_id};
-use crate::wal::WalWriter;
+use crate::wal::{self, WalWriter};
 
 const WAL_DIR: &str = "wal";
 
@@ -109,6 +109,8 @@ pub struct Store {
 }
 
 struct Inner {
+    /// Held for the store's life: no second process writes this WAL.
+    _wal_lock: wal::DirLock,
     config: StoreConfig,
     metrics: Arc<Metrics>,
     state: Arc<RwLock<State>>,
@@ -173,6 +175,8 @@ impl Store {
             std::path::absolute(&config.data_dir).map_err(|e| Error::io(&config.data_dir, e))?;
         let wal_dir = config.wal_dir();
         fs::create_dir_all(&wal_dir).map_err(|e| Error::io(&wal_dir, e))?;
+        // One process per WAL: a second `weft serve` on it stops here.
+        let wal_lock = wal::lock_dir(&wal_dir)?;
         let app = collector_id(&wal_dir, true)?
             .ok_or_else(|| Error::Internal("collector id not created".into()))?;
         let storage = Storage::open(&config.tables_location())?;
@@ -233,6 +237,7 @@ impl Store {
                 metrics: Arc::clone(&metrics),
                 flush_wanted: Arc::clone(&flush_wanted),
                 flush_max_rows: config.flush_max_rows,
+                max_unflushed_spans: config.max_unflushed_spans,
                 dedup,
             };
             std::thread::Builder::new()
@@ -242,6 +247,7 @@ impl Store {
         };
         let store = Self {
             inner: Arc::new(Inner {
+                _wal_lock: wal_lock,
                 config,
                 metrics,
                 state,
@@ -261,7 +267,11 @@ impl Store {
                 storage,
             }),
         };
-        store.finish_interrupted_flush().await?;
+        // A full disk or an unreachable object store must not stop a start:
+        // queries work meanwhile, and every flush tries this first again.
+        if let Err(e) = store.finish_interrupted_flush().await {
+            tracing::error!(error = %e, "cannot finish an interrupted flush yet; the next flush retries");
+        }
         Ok(store)
     }
 
@@ -575,6 +585,7 @@ impl Store {
                 _ = stop.notified() => return,
             }
             if let Err(e) = self.flush().await {
+                Metrics::add(&self.inner.metrics.flushes_failed, 1);
                 tracing::error!(error = %e, "flush failed; spans stay in the wal and the next flush retries");
             }
         }

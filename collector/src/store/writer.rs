@@ -39,6 +39,9 @@ pub(super) struct WriterContext {
     pub metrics: Arc<Metrics>,
     pub flush_wanted: Arc<Notify>,
     pub flush_max_rows: usize,
+    /// Requests are refused (retry later) while this many spans wait to be
+    /// flushed: a store whose flushes fail must not grow without bound.
+    pub max_unflushed_spans: usize,
     pub dedup: Recent<(TraceId, SpanId), ()>,
 }
 
@@ -82,11 +85,28 @@ type Pending = (
 );
 
 fn commit_group(wal: &mut WalWriter, cx: &mut WriterContext, group: Vec<Pending>) {
+    if wal.is_broken()
+        && let Err(e) = wal.roll_back()
+    {
+        tracing::warn!(error = %e, "the wal still cannot be rolled back");
+    }
     let mut in_group: HashSet<(TraceId, SpanId)> = HashSet::new();
     let mut staged = Vec::with_capacity(group.len());
     let mut failure: Option<Error> = None;
     let mut bytes = 0u64;
+    let mut waiting = cx.state.read().map_or(0, |s| s.live_rows);
     for (keys, batch, reply) in group {
+        // Over the backlog bound: refuse, unless nothing waits (a request
+        // larger than the bound alone would otherwise never be taken).
+        if waiting > 0 && waiting + batch.num_rows() > cx.max_unflushed_spans {
+            Metrics::add(&cx.metrics.requests_refused_backlog, 1);
+            let _ = reply.send(Err(Error::Backlog {
+                waiting,
+                limit: cx.max_unflushed_spans,
+            }));
+            continue;
+        }
+        waiting += batch.num_rows();
         if failure.is_some() {
             // The WAL already failed for this group: answer the rest with that error.
             staged.push((None, IngestOutcome::default(), reply));
@@ -133,10 +153,11 @@ fn commit_group(wal: &mut WalWriter, cx: &mut WriterContext, group: Vec<Pending>
         for (_, _, reply) in staged {
             let _ = reply.send(Err(e.duplicate()));
         }
-        // Start a fresh segment so a half-written frame stays behind us.
-        match WalWriter::open(wal.dir(), wal.next_seq()) {
-            Ok(fresh) => *wal = fresh,
-            Err(e) => tracing::error!(error = %e, "cannot reopen the wal"),
+        // None of the group was acknowledged: take its records (whole or
+        // partial frames) out of the log, so they never replay and the next
+        // group's records follow the last acknowledged one.
+        if let Err(e) = wal.roll_back() {
+            tracing::error!(error = %e, "cannot roll the wal back; the next write tries again");
         }
         return;
     }

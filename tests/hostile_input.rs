@@ -1,0 +1,164 @@
+//! Requests built to exhaust the process (issue 10, items 5 and 10): deep
+//! span chains through every lineage interface, SQL with thousands of
+//! operators, multi-member gzip. Each gets an answer, and the server stays up.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+mod common;
+
+use std::io::Write;
+
+use common::Server;
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use serde_json::json;
+
+const TRACE: &str = "0123456789abcdef0123456789abcdef";
+const CHAIN: u64 = 20_000;
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+/// A chain of `CHAIN` spans, each the parent of the next.
+fn chain() -> serde_json::Value {
+    let start = now_ns() - 60_000_000_000;
+    let spans: Vec<_> = (1..=CHAIN)
+        .map(|i| {
+            let mut span = json!({
+                "traceId": TRACE,
+                "spanId": format!("{i:016x}"),
+                "name": "step",
+                "startTimeUnixNano": (start + i).to_string(),
+                "endTimeUnixNano": (start + 2 * CHAIN - i).to_string(),
+            });
+            if i > 1 {
+                span["parentSpanId"] = json!(format!("{:016x}", i - 1));
+            }
+            span
+        })
+        .collect();
+    json!({"resourceSpans": [{"scopeSpans": [{"spans": spans}]}]})
+}
+
+fn api_sql(server: &Server, sql: &str) -> (u16, String) {
+    let response = reqwest::blocking::Client::new()
+        .post(format!("http://{}/api/sql", server.api))
+        .body(sql.to_owned())
+        .send()
+        .unwrap();
+    (response.status().as_u16(), response.text().unwrap())
+}
+
+#[test]
+fn a_deep_chain_is_answered_by_every_lineage_interface() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--flush-interval-secs", "0.5"]);
+    server.send_json(&chain());
+    let n = CHAIN as i64;
+    assert_eq!(
+        server.wait_for_count("SELECT count(*) AS n FROM span_structure", n),
+        n
+    );
+
+    let tree = server.get(&format!("/api/lineage/{TRACE}/tree"));
+    assert_eq!(tree.status(), 200);
+    let tree = tree.text().unwrap();
+    assert_eq!(
+        tree.matches("step").count(),
+        CHAIN as usize,
+        "one line per span"
+    );
+    assert!(tree.len() < 40 * 1024 * 1024, "{} bytes", tree.len());
+
+    let json = server.get(&format!("/api/lineage/{TRACE}"));
+    assert_eq!(json.status(), 200);
+    let json: serde_json::Value = json.json().unwrap();
+    assert_eq!(json["total_nodes"], json!(CHAIN));
+    // Pages of 10,000 nodes: the second holds the rest.
+    let page: serde_json::Value = server
+        .get(&format!("/api/lineage/{TRACE}?offset=10000"))
+        .json()
+        .unwrap();
+    assert_eq!(
+        page["nodes"].as_array().unwrap().len() + json["nodes"].as_array().unwrap().len(),
+        CHAIN as usize
+    );
+
+    assert_eq!(
+        server.get(&format!("/api/lineage/{TRACE}/dot")).status(),
+        200
+    );
+    let rows = server.sql(&format!("SELECT max(depth) AS n FROM lineage('{TRACE}')"));
+    assert_eq!(rows[0]["n"], json!(CHAIN - 1), "{rows:?}");
+    let last = format!("{CHAIN:016x}");
+    assert_eq!(
+        server.count(&format!(
+            "SELECT count(*) AS n FROM ancestors('{TRACE}', '{last}')"
+        )),
+        n - 1,
+        "every span above the last one"
+    );
+    assert!(server.is_healthy());
+}
+
+#[test]
+fn sql_with_thousands_of_operators_is_refused_and_the_server_stays_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let sum = |terms: usize| format!("SELECT {} AS n", vec!["1"; terms].join(" + "));
+
+    let (status, body) = api_sql(&server, &sum(900));
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("900"), "{body}");
+
+    for sql in [
+        sum(5_000),
+        format!("SELECT {}1{} AS n", "(".repeat(3_000), ")".repeat(3_000)),
+        format!("SELECT {}1{} AS n", "abs(".repeat(3_000), ")".repeat(3_000)),
+        format!("SELECT 1 AS n WHERE {}", vec!["1 = 1"; 3_000].join(" OR ")),
+    ] {
+        let (status, body) = api_sql(&server, &sql);
+        assert_eq!(status, 400, "{body}");
+        assert!(
+            body.contains("at most") && body.contains("allowed"),
+            "{body}"
+        );
+    }
+    assert!(server.is_healthy());
+}
+
+#[test]
+fn every_member_of_a_multi_member_gzip_body_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let body = serde_json::to_vec(&json!({"resourceSpans": [{"scopeSpans": [{"spans": [{
+        "traceId": TRACE, "spanId": "00000000000000aa", "name": "gz",
+        "startTimeUnixNano": now_ns().to_string(), "endTimeUnixNano": (now_ns() + 1).to_string(),
+    }]}]}]}))
+    .unwrap();
+    // The same bytes split across two gzip members, as `cat a.gz b.gz` makes.
+    let (a, b) = body.split_at(body.len() / 2);
+    let member = |bytes: &[u8]| {
+        let mut enc = GzEncoder::new(Vec::new(), Compression::fast());
+        enc.write_all(bytes).unwrap();
+        enc.finish().unwrap()
+    };
+    let mut gz = member(a);
+    gz.extend(member(b));
+    let response = reqwest::blocking::Client::new()
+        .post(format!("http://{}/v1/traces", server.http))
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(gz)
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200, "{}", response.text().unwrap());
+    assert_eq!(
+        server.count("SELECT count(*) AS n FROM spans WHERE name = 'gz'"),
+        1
+    );
+}
