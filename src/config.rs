@@ -65,6 +65,13 @@ pub struct FileConfig {
     pub flush_max_rows: Option<usize>,
     /// Refuse spans (retry later) while this many wait to be flushed.
     pub max_unflushed_spans: Option<usize>,
+    /// Bytes the requests being stored may hold at once (an estimate).
+    pub max_inflight_bytes: Option<usize>,
+    /// Attribute caps: value bytes and count per span, and per resource.
+    pub max_attribute_value_bytes: Option<usize>,
+    pub max_attributes: Option<usize>,
+    pub max_resource_attribute_value_bytes: Option<usize>,
+    pub max_resource_attributes: Option<usize>,
     pub row_group_rows: Option<usize>,
     pub dedup_window_secs: Option<u64>,
     /// How long a settled trace's structure generation is remembered.
@@ -158,6 +165,24 @@ impl ServeConfig {
         if let Some(n) = file.max_unflushed_spans {
             anyhow::ensure!(n > 0, "max_unflushed_spans must be positive");
             store.max_unflushed_spans = n;
+        }
+        if let Some(n) = file.max_inflight_bytes {
+            anyhow::ensure!(n >= 1024, "max_inflight_bytes must be at least 1024");
+            store.max_inflight_bytes = n;
+        }
+        let limits = &mut store.attribute_limits;
+        for (value, slot) in [
+            (file.max_attribute_value_bytes, &mut limits.max_value_bytes),
+            (file.max_attributes, &mut limits.max_attributes),
+            (
+                file.max_resource_attribute_value_bytes,
+                &mut limits.max_resource_value_bytes,
+            ),
+            (file.max_resource_attributes, &mut limits.max_resource_attributes),
+        ] {
+            if let Some(n) = value {
+                *slot = n;
+            }
         }
         if let Some(n) = file.row_group_rows {
             anyhow::ensure!(n > 0, "row_group_rows must be positive");

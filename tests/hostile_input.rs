@@ -162,3 +162,103 @@ fn every_member_of_a_multi_member_gzip_body_is_read() {
         1
     );
 }
+
+/// Item 7: one span with out-of-range numbers does not break the answer
+/// everyone shares; its raw attributes keep what it sent.
+#[test]
+fn one_poisoned_value_does_not_break_the_signals() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let call = |span: u8, ttft: serde_json::Value, tokens: &str| {
+        json!({
+            "traceId": TRACE, "spanId": format!("00000000000000{span:02x}"), "name": "chat",
+            "startTimeUnixNano": now_ns().to_string(), "endTimeUnixNano": (now_ns() + 1).to_string(),
+            "attributes": [
+                {"key": "gen_ai.operation.name", "value": {"stringValue": "chat"}},
+                {"key": "weft.node", "value": {"stringValue": "gpu-a"}},
+                {"key": "weft.ttft_ms", "value": ttft},
+                {"key": "gen_ai.usage.input_tokens", "value": {"intValue": tokens}},
+            ],
+        })
+    };
+    server.send_json(&json!({"resourceSpans": [{"scopeSpans": [{"spans": [
+        call(1, json!({"doubleValue": 80.0}), "10"),
+        call(2, json!({"doubleValue": 9.3e12}), "9000000000000000000"),
+    ]}]}]}));
+    let signals = server.get("/api/signals?since=5m");
+    assert_eq!(signals.status(), 200);
+    let rows: serde_json::Value = signals.json().unwrap();
+    let row = &rows[0];
+    assert_eq!(row["node"], "gpu-a", "{rows}");
+    assert_eq!(row["calls"], 2, "{rows}");
+    assert_eq!(row["ttft_p95_ns"], 80_000_000, "{rows}");
+    assert_eq!(row["input_tokens"], 10, "{rows}");
+    let raw = server.sql(
+        "SELECT attributes['gen_ai.usage.input_tokens'] AS t FROM spans WHERE time_to_first_token_ns IS NULL",
+    );
+    assert_eq!(raw[0]["t"], "9000000000000000000", "{raw:?}");
+}
+
+/// Item 6: attribute caps stop one request from multiplying its size (a
+/// resource attribute is copied into every row), truncation is flagged, and a
+/// request that could never fit the in-flight budget is refused for good.
+#[test]
+fn attribute_caps_and_the_inflight_budget_bound_a_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("weft.toml");
+    std::fs::write(&config, "max_inflight_bytes = 8388608\n").unwrap();
+    let server = Server::start(
+        &dir.path().join("data"),
+        &["--config", config.to_str().unwrap()],
+    );
+    let request = |resource: Vec<serde_json::Value>, spans: u32, pad: usize| {
+        let start = now_ns();
+        let spans: Vec<_> = (1..=spans)
+            .map(|i| json!({
+                "traceId": TRACE, "spanId": format!("{i:016x}"), "name": "s",
+                "startTimeUnixNano": (start + u64::from(i)).to_string(),
+                "endTimeUnixNano": (start + u64::from(i) + 1).to_string(),
+                "attributes": [{"key": "pad", "value": {"stringValue": "p".repeat(pad)}}],
+            }))
+            .collect();
+        json!({"resourceSpans": [{"resource": {"attributes": resource},
+            "scopeSpans": [{"spans": spans}]}]})
+    };
+    let attr = |key: String, len: usize| json!({"key": key, "value": {"stringValue": "r".repeat(len)}});
+
+    // A 1 MiB resource attribute on 1,100 spans: cut to 4 KiB, flagged, stored.
+    server.send_json(&request(vec![attr("big".into(), 1 << 20)], 1_100, 1));
+    assert_eq!(server.count("SELECT count(*) AS n FROM spans"), 1_100);
+    let rows = server.sql(
+        "SELECT max(length(resource_attributes['big'])) AS len, \
+         max(resource_attributes['weft.resource_attributes_truncated']) AS cut FROM spans",
+    );
+    assert_eq!(rows[0]["len"], 4096, "{rows:?}");
+    assert_eq!(rows[0]["cut"], "1", "{rows:?}");
+
+    // A 1 MiB span attribute: cut to 256 KiB, flagged.
+    let mut one = request(Vec::new(), 1, 1 << 20);
+    one["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["traceId"] =
+        json!("fedcba9876543210fedcba9876543210");
+    server.send_json(&one);
+    let rows = server.sql(
+        "SELECT length(attributes['pad']) AS len, attributes['weft.attributes_truncated'] AS cut \
+         FROM spans WHERE trace_id = 'fedcba9876543210fedcba9876543210'",
+    );
+    assert_eq!(rows[0]["len"], 262_144, "{rows:?}");
+    assert_eq!(rows[0]["cut"], "1", "{rows:?}");
+
+    // 64 resource attributes of 4 KiB on 200 spans: about 52 MB of rows,
+    // more than the 8 MiB budget: refused as the client's to fix.
+    let resource = (0..64).map(|i| attr(format!("r{i}"), 4096)).collect();
+    let response = reqwest::blocking::Client::new()
+        .post(format!("http://{}/v1/traces", server.http))
+        .json(&request(resource, 200, 1))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let text = response.text().unwrap();
+    assert!(text.contains("max_inflight_bytes"), "{text}");
+    assert!(server.is_healthy());
+    assert_eq!(server.count("SELECT count(*) AS n FROM spans"), 1_101);
+}

@@ -21,6 +21,31 @@ impl Default for IngestLimits {
     }
 }
 
+/// Caps on the attributes one span (its events and links too) and one
+/// resource may carry, as OpenTelemetry's attribute limits: longer values are
+/// cut (strings at a character boundary), attributes past the count are
+/// dropped, and the span says how many with `weft.attributes_truncated` (the
+/// resource with `weft.resource_attributes_truncated`). Resource attributes
+/// are copied into every span's row, so their caps are tighter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttributeLimits {
+    pub max_value_bytes: usize,
+    pub max_attributes: usize,
+    pub max_resource_value_bytes: usize,
+    pub max_resource_attributes: usize,
+}
+
+impl Default for AttributeLimits {
+    fn default() -> Self {
+        Self {
+            max_value_bytes: 256 * 1024,
+            max_attributes: 128,
+            max_resource_value_bytes: 4 * 1024,
+            max_resource_attributes: 64,
+        }
+    }
+}
+
 /// Where and how spans are stored.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
@@ -38,6 +63,13 @@ pub struct StoreConfig {
     /// Refuse spans (retry later) while this many wait to be flushed, so a
     /// store whose flushes keep failing (a full disk) stops growing in memory.
     pub max_unflushed_spans: usize,
+    /// What one span and one resource may carry.
+    pub attribute_limits: AttributeLimits,
+    /// Bytes that requests being normalised and stored may hold at once (an
+    /// estimate of their rows, resource attributes counted once per span).
+    /// A request that needs more than all of it is refused as too large; one
+    /// that must wait for others is refused as retry-later.
+    pub max_inflight_bytes: usize,
     /// Rows per Parquet row group.
     pub row_group_rows: usize,
     /// How long span ids are remembered to drop client retries of acknowledged spans.
@@ -107,6 +139,8 @@ impl StoreConfig {
             flush_interval: Duration::from_secs(30),
             flush_max_rows: 200_000,
             max_unflushed_spans: 1_000_000,
+            attribute_limits: AttributeLimits::default(),
+            max_inflight_bytes: 512 * 1024 * 1024,
             row_group_rows: 65_536,
             dedup_window: Duration::from_secs(600),
             settle_horizon: Duration::from_secs(3600),

@@ -43,6 +43,14 @@ pub enum Error {
     /// The body (after decompression) is larger than allowed.
     #[error("payload exceeds the limit of {limit} bytes; send smaller batches")]
     TooLarge { limit: usize },
+    /// The request's rows would take more memory than the whole in-flight
+    /// budget: it can never be taken as it is.
+    #[error(
+        "the request would take about {need} bytes in memory, more than the whole \
+         in-flight budget (max_inflight_bytes = {budget}); send fewer spans per request \
+         or smaller attributes (resource attributes are copied into every span)"
+    )]
+    OverBudget { need: usize, budget: usize },
     /// The content type or encoding is not one OTLP defines.
     #[error("unsupported {what}: {value:?}; send {expected}")]
     Unsupported {
@@ -77,6 +85,10 @@ pub enum Error {
     )]
     Backlog { waiting: usize, limit: usize },
 
+    /// Other requests in flight hold the memory budget this one needs.
+    #[error("requests in flight hold the memory this one needs ({need} bytes); retry later")]
+    Busy { need: usize },
+
     // ---- setup ----
     /// Another process holds the WAL directory.
     #[error(
@@ -110,10 +122,11 @@ impl Error {
     /// What the caller should do about it.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::Malformed { .. } | Error::TooLarge { .. } | Error::Unsupported { .. } => {
-                ErrorKind::Invalid
-            }
-            Error::Io { .. } | Error::Backlog { .. } => ErrorKind::Overloaded,
+            Error::Malformed { .. }
+            | Error::TooLarge { .. }
+            | Error::Unsupported { .. }
+            | Error::OverBudget { .. } => ErrorKind::Invalid,
+            Error::Io { .. } | Error::Backlog { .. } | Error::Busy { .. } => ErrorKind::Overloaded,
             Error::InUse { .. } => ErrorKind::Invalid,
             Error::Table { source, .. } => match source {
                 deltalake::DeltaTableError::ObjectStore { .. }

@@ -48,6 +48,8 @@ pub enum Interp {
     Approval,
     /// A ratio in `0..=1`.
     Ratio,
+    /// A count (tokens) in `0..=MAX_COUNT`.
+    Count,
 }
 
 /// One key that can fill a column.
@@ -123,22 +125,22 @@ ai_columns! {
     input_tokens: i64,
         "prompt tokens",
         [
-            span("gen_ai.usage.input_tokens"),
-            span("gen_ai.usage.prompt_tokens"),
-            span("llm.token_count.prompt"),
+            span_as("gen_ai.usage.input_tokens", Interp::Count),
+            span_as("gen_ai.usage.prompt_tokens", Interp::Count),
+            span_as("llm.token_count.prompt", Interp::Count),
         ];
     output_tokens: i64,
         "completion tokens",
         [
-            span("gen_ai.usage.output_tokens"),
-            span("gen_ai.usage.completion_tokens"),
-            span("llm.token_count.completion"),
+            span_as("gen_ai.usage.output_tokens", Interp::Count),
+            span_as("gen_ai.usage.completion_tokens", Interp::Count),
+            span_as("llm.token_count.completion", Interp::Count),
         ];
     cached_input_tokens: i64,
         "prompt tokens served from a cache",
         [
-            span("gen_ai.usage.cache_read.input_tokens"),
-            span("llm.token_count.prompt_details.cache_read"),
+            span_as("gen_ai.usage.cache_read.input_tokens", Interp::Count),
+            span_as("llm.token_count.prompt_details.cache_read", Interp::Count),
         ];
     tool_name: String,
         "tool invoked",
@@ -397,8 +399,11 @@ fn interpret(ty: ColumnType, interp: Interp, value: &AttrValue) -> Option<Typed>
             text(value).map(|s| Typed::Kind(AiKind::from_openinference(s)))
         }
         Interp::TraceloopKind => text(value).map(|s| Typed::Kind(AiKind::from_traceloop(s))),
-        Interp::MillisToNanos => number(value).map(|ms| Typed::Int((ms * 1e6).round() as i64)),
-        Interp::SecondsToNanos => number(value).map(|s| Typed::Int((s * 1e9).round() as i64)),
+        Interp::MillisToNanos => number(value).and_then(|ms| duration_ns(ms * 1e6)),
+        Interp::SecondsToNanos => number(value).and_then(|s| duration_ns(s * 1e9)),
+        Interp::Count => number(value)
+            .filter(|n| n.fract() == 0.0 && (0.0..=MAX_COUNT as f64).contains(n))
+            .map(|n| Typed::Int(n as i64)),
         Interp::DocumentIdsJson => json_document_ids(value).map(Typed::List),
         Interp::DocumentIdsIndexed => None,
         Interp::Verdict => text(value)
@@ -418,6 +423,22 @@ fn text(value: &AttrValue) -> Option<&str> {
         AttrValue::Str(s) => Some(s),
         _ => None,
     }
+}
+
+/// The largest token count a column takes from one span; larger (or
+/// negative) values stay in `attributes` only. A sum over spans cannot then
+/// overflow `i64` short of nine billion spans.
+pub const MAX_COUNT: i64 = 1_000_000_000;
+
+/// The longest duration (a year, in nanoseconds) a column takes from an
+/// attribute; longer or negative ones stay in `attributes` only, so one bad
+/// value cannot break the percentiles every scheduler reads.
+pub const MAX_DURATION_NS: i64 = 366 * 24 * 3_600 * 1_000_000_000;
+
+fn duration_ns(ns: f64) -> Option<Typed> {
+    (0.0..=MAX_DURATION_NS as f64)
+        .contains(&ns)
+        .then(|| Typed::Int(ns.round() as i64))
 }
 
 fn number(value: &AttrValue) -> Option<f64> {

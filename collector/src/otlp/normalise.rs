@@ -14,6 +14,7 @@ use weft_schemas::{
 };
 
 use super::ExportTraceServiceRequest;
+use crate::config::AttributeLimits;
 
 /// Why one span was rejected.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -94,13 +95,29 @@ impl Normalised {
 /// Validates and normalises every span of a request, moving its strings and
 /// attributes into the spans rather than copying them.
 pub fn normalise(request: ExportTraceServiceRequest) -> Normalised {
+    normalise_with(request, &AttributeLimits::default())
+}
+
+/// [`normalise`] under `limits`.
+pub fn normalise_with(request: ExportTraceServiceRequest, limits: &AttributeLimits) -> Normalised {
     let mut out = Normalised::default();
     for (ri, rs) in request.resource_spans.into_iter().enumerate() {
-        let resource_attributes: std::sync::Arc<Attributes> = rs
+        let mut resource = rs
             .resource
             .map(|r| attributes(r.attributes))
-            .unwrap_or_default()
-            .into();
+            .unwrap_or_default();
+        let cut = cap(
+            &mut resource,
+            limits.max_resource_attributes,
+            limits.max_resource_value_bytes,
+        );
+        if cut > 0 {
+            resource.push((
+                "weft.resource_attributes_truncated".into(),
+                AttrValue::Int(cut as i64),
+            ));
+        }
+        let resource_attributes: std::sync::Arc<Attributes> = resource.into();
         let service_name = resource_attributes.iter().find_map(|(k, v)| match v {
             AttrValue::Str(s) if k == "service.name" => Some(s.clone()),
             _ => None,
@@ -113,6 +130,7 @@ pub fn normalise(request: ExportTraceServiceRequest) -> Normalised {
                 service_name: service_name.as_deref(),
                 scope_name: &scope_name,
                 scope_version: &scope_version,
+                limits,
             };
             out.spans.reserve(ss.spans.len());
             for (pi, span) in ss.spans.into_iter().enumerate() {
@@ -138,6 +156,7 @@ struct Context<'a> {
     service_name: Option<&'a str>,
     scope_name: &'a str,
     scope_version: &'a str,
+    limits: &'a AttributeLimits,
 }
 
 fn time(ns: u64) -> Result<i64, SpanError> {
@@ -199,7 +218,14 @@ fn normalise_span(span: proto::Span, cx: &Context<'_>) -> Result<Span, (SpanErro
         Ok(c) => c,
         Err(e) => return Err((e, span.name)),
     };
-    let links = span
+    let (max_count, max_bytes) = (cx.limits.max_attributes, cx.limits.max_value_bytes);
+    let mut cut = 0;
+    let mut capped = |kvs: Vec<KeyValue>| {
+        let mut attrs = attributes(kvs);
+        cut += cap(&mut attrs, max_count, max_bytes);
+        attrs
+    };
+    let links: Vec<SpanLink> = span
         .links
         .into_iter()
         .zip(checked.links)
@@ -207,20 +233,26 @@ fn normalise_span(span: proto::Span, cx: &Context<'_>) -> Result<Span, (SpanErro
             trace_id,
             span_id,
             trace_state: l.trace_state,
-            attributes: attributes(l.attributes),
+            attributes: capped(l.attributes),
         })
         .collect();
-    let events = span
+    let events: Vec<SpanEvent> = span
         .events
         .into_iter()
         .zip(checked.event_times)
         .map(|(e, time_unix_nano)| SpanEvent {
             time_unix_nano,
             name: e.name,
-            attributes: attributes(e.attributes),
+            attributes: capped(e.attributes),
         })
         .collect();
-    let attrs = attributes(span.attributes);
+    let mut attrs = capped(span.attributes);
+    if cut > 0 {
+        attrs.push((
+            "weft.attributes_truncated".into(),
+            AttrValue::Int(cut as i64),
+        ));
+    }
     let ai = extract(&attrs, cx.resource_attributes);
     let (status_code, status_message) = span
         .status
@@ -257,6 +289,92 @@ fn parent(bytes: &[u8]) -> Result<Option<SpanId>, SpanError> {
     SpanId::try_from(bytes)
         .map(Some)
         .map_err(SpanError::ParentId)
+}
+
+/// Applies a count and a value-size cap to `attrs`; returns how many
+/// attributes were dropped or cut.
+fn cap(attrs: &mut Attributes, max_count: usize, max_bytes: usize) -> usize {
+    let mut cut = attrs.len().saturating_sub(max_count);
+    attrs.truncate(max_count);
+    for (_, value) in attrs.iter_mut() {
+        if cut_value(value, max_bytes) {
+            cut += 1;
+        }
+    }
+    cut
+}
+
+/// Cuts strings and bytes inside `value` to `max_bytes` each, and keeps
+/// arrays and lists to as many elements as fit that size at a byte apiece.
+/// Nesting is bounded by the decoders (prost and serde_json refuse deeper
+/// messages than about a hundred levels).
+fn cut_value(value: &mut AttrValue, max_bytes: usize) -> bool {
+    match value {
+        AttrValue::Str(s) if s.len() > max_bytes => {
+            let mut end = max_bytes;
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            s.truncate(end);
+            true
+        }
+        AttrValue::Bytes(b) if b.len() > max_bytes => {
+            b.truncate(max_bytes);
+            true
+        }
+        AttrValue::Array(items) => {
+            let mut cut = items.len() > max_bytes;
+            items.truncate(max_bytes);
+            for item in items.iter_mut() {
+                cut |= cut_value(item, max_bytes);
+            }
+            cut
+        }
+        AttrValue::KvList(kvs) => {
+            let mut cut = kvs.len() > max_bytes;
+            kvs.truncate(max_bytes);
+            for (_, item) in kvs.iter_mut() {
+                cut |= cut_value(item, max_bytes);
+            }
+            cut
+        }
+        _ => false,
+    }
+}
+
+/// Roughly the bytes `spans` take as rows, resource attributes counted once
+/// per span (each row holds a copy): what a request is charged against the
+/// in-flight budget.
+pub fn estimated_bytes(spans: &[Span]) -> usize {
+    fn value(v: &AttrValue) -> usize {
+        match v {
+            AttrValue::Str(s) => s.len(),
+            AttrValue::Bytes(b) => b.len() * 2,
+            AttrValue::Array(items) => items.iter().map(value).sum::<usize>() + 2,
+            AttrValue::KvList(kvs) => kvs.iter().map(|(k, v)| k.len() + value(v) + 4).sum(),
+            _ => 8,
+        }
+    }
+    fn all(attrs: &[(String, AttrValue)]) -> usize {
+        attrs.iter().map(|(k, v)| k.len() + value(v) + 16).sum()
+    }
+    spans
+        .iter()
+        .map(|s| {
+            256 + s.name.len()
+                + s.status_message.len()
+                + all(&s.attributes)
+                + all(&s.resource_attributes)
+                + s.events
+                    .iter()
+                    .map(|e| e.name.len() + all(&e.attributes) + 16)
+                    .sum::<usize>()
+                + s.links
+                    .iter()
+                    .map(|l| all(&l.attributes) + 48)
+                    .sum::<usize>()
+        })
+        .fold(0usize, usize::saturating_add)
 }
 
 /// Converts OTLP key/values, keeping their order and types.

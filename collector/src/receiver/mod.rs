@@ -7,7 +7,7 @@ pub mod http;
 
 use crate::error::Result;
 use crate::metrics::Metrics;
-use crate::otlp::normalise::normalise;
+use crate::otlp::normalise::{estimated_bytes, normalise_with};
 use crate::otlp::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
@@ -19,9 +19,11 @@ pub(crate) async fn export_traces(
     store: &Store,
     request: ExportTraceServiceRequest,
 ) -> Result<ExportTraceServiceResponse> {
-    let mut normalised = normalise(request);
+    let mut normalised = normalise_with(request, &store.attribute_limits());
     let (earliest, latest) = store.accepted_window();
     normalised.keep_within(earliest, latest, &store.window_text());
+    // Charged before the rows are built, held until they are stored.
+    let _charge = store.charge(estimated_bytes(&normalised.spans))?;
     let outcome = store.ingest(&normalised.spans).await?;
     Metrics::add(&store.metrics().spans_rejected, normalised.rejected);
     if normalised.rejected > 0 {

@@ -111,6 +111,8 @@ pub struct Store {
 struct Inner {
     /// Held for the store's life: no second process writes this WAL.
     _wal_lock: wal::DirLock,
+    /// The in-flight byte budget, in KiB permits.
+    inflight: Arc<tokio::sync::Semaphore>,
     config: StoreConfig,
     metrics: Arc<Metrics>,
     state: Arc<RwLock<State>>,
@@ -248,6 +250,10 @@ impl Store {
         let store = Self {
             inner: Arc::new(Inner {
                 _wal_lock: wal_lock,
+                inflight: Arc::new(tokio::sync::Semaphore::new(
+                    (config.max_inflight_bytes / 1024)
+                        .clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
+                )),
                 config,
                 metrics,
                 state,
@@ -273,6 +279,29 @@ impl Store {
             tracing::error!(error = %e, "cannot finish an interrupted flush yet; the next flush retries");
         }
         Ok(store)
+    }
+
+    /// What one span and one resource may carry at ingest.
+    pub(crate) fn attribute_limits(&self) -> crate::config::AttributeLimits {
+        self.inner.config.attribute_limits
+    }
+
+    /// Charges a request's estimated `bytes` against the in-flight budget,
+    /// until the returned permit is dropped. More than the whole budget can
+    /// never be taken (the client's to fix); more than what is free now is
+    /// retry-later.
+    pub(crate) fn charge(&self, bytes: usize) -> Result<tokio::sync::OwnedSemaphorePermit> {
+        let budget = self.inner.config.max_inflight_bytes;
+        if bytes > budget {
+            return Err(Error::OverBudget {
+                need: bytes,
+                budget,
+            });
+        }
+        let kib = u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+        Arc::clone(&self.inner.inflight)
+            .try_acquire_many_owned(kib)
+            .map_err(|_| Error::Busy { need: bytes })
     }
 
     /// The counters this store updates.
