@@ -178,7 +178,10 @@ impl ServeConfig {
                 file.max_resource_attribute_value_bytes,
                 &mut limits.max_resource_value_bytes,
             ),
-            (file.max_resource_attributes, &mut limits.max_resource_attributes),
+            (
+                file.max_resource_attributes,
+                &mut limits.max_resource_attributes,
+            ),
         ] {
             if let Some(n) = value {
                 *slot = n;

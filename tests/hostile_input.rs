@@ -214,17 +214,20 @@ fn attribute_caps_and_the_inflight_budget_bound_a_request() {
     let request = |resource: Vec<serde_json::Value>, spans: u32, pad: usize| {
         let start = now_ns();
         let spans: Vec<_> = (1..=spans)
-            .map(|i| json!({
-                "traceId": TRACE, "spanId": format!("{i:016x}"), "name": "s",
-                "startTimeUnixNano": (start + u64::from(i)).to_string(),
-                "endTimeUnixNano": (start + u64::from(i) + 1).to_string(),
-                "attributes": [{"key": "pad", "value": {"stringValue": "p".repeat(pad)}}],
-            }))
+            .map(|i| {
+                json!({
+                    "traceId": TRACE, "spanId": format!("{i:016x}"), "name": "s",
+                    "startTimeUnixNano": (start + u64::from(i)).to_string(),
+                    "endTimeUnixNano": (start + u64::from(i) + 1).to_string(),
+                    "attributes": [{"key": "pad", "value": {"stringValue": "p".repeat(pad)}}],
+                })
+            })
             .collect();
         json!({"resourceSpans": [{"resource": {"attributes": resource},
             "scopeSpans": [{"spans": spans}]}]})
     };
-    let attr = |key: String, len: usize| json!({"key": key, "value": {"stringValue": "r".repeat(len)}});
+    let attr =
+        |key: String, len: usize| json!({"key": key, "value": {"stringValue": "r".repeat(len)}});
 
     // A 1 MiB resource attribute on 1,100 spans: cut to 4 KiB, flagged, stored.
     server.send_json(&request(vec![attr("big".into(), 1 << 20)], 1_100, 1));
