@@ -109,8 +109,8 @@ pub struct Store {
 }
 
 struct Inner {
-    /// Held for the store's life: no second process writes this WAL.
-    _wal_lock: wal::DirLock,
+    /// Held until shutdown: no second process (or store) writes this WAL.
+    wal_lock: Mutex<Option<wal::DirLock>>,
     /// The in-flight byte budget, in KiB permits.
     inflight: Arc<tokio::sync::Semaphore>,
     config: StoreConfig,
@@ -249,7 +249,7 @@ impl Store {
         };
         let store = Self {
             inner: Arc::new(Inner {
-                _wal_lock: wal_lock,
+                wal_lock: Mutex::new(Some(wal_lock)),
                 inflight: Arc::new(tokio::sync::Semaphore::new(
                     (config.max_inflight_bytes / 1024)
                         .clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
@@ -632,6 +632,8 @@ impl Store {
                 .map_err(|_| Error::Internal("wal writer panicked".into()))?;
         }
         self.flush().await?;
+        // The WAL is written no more: another store may take it.
+        drop(self.inner.wal_lock.lock().map_err(lock_err)?.take());
         Ok(())
     }
 
