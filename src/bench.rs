@@ -181,6 +181,7 @@ async fn durable_ingest(
         listener,
         store.clone(),
         IngestLimits::default(),
+        weft_collector::ListenLimits::default(),
         async move {
             let _ = stop_rx.await;
         },

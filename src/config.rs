@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use serde::Deserialize;
-use weft_collector::{IngestLimits, StoreConfig};
+use weft_collector::{IngestLimits, ListenLimits, StoreConfig};
 use weft_query::QuerySettings;
 
 /// Flags of `weft serve`; each overrides the config file.
@@ -65,6 +65,15 @@ pub struct FileConfig {
     pub flush_max_rows: Option<usize>,
     /// Refuse spans (retry later) while this many wait to be flushed.
     pub max_unflushed_spans: Option<usize>,
+    /// Connections each listener serves at once.
+    pub max_connections: Option<usize>,
+    /// Seconds a client has to send a request's headers (HTTP/1), or between
+    /// keep-alive pings (HTTP/2).
+    pub header_timeout_secs: Option<f64>,
+    /// Seconds a whole request may take.
+    pub request_timeout_secs: Option<f64>,
+    /// Seconds requests in flight get at shutdown before their connections close.
+    pub shutdown_grace_secs: Option<f64>,
     /// Bytes the requests being stored may hold at once (an estimate).
     pub max_inflight_bytes: Option<usize>,
     /// Attribute caps: value bytes and count per span, and per resource.
@@ -100,6 +109,8 @@ pub struct ServeConfig {
     pub otlp_http: SocketAddr,
     pub api: SocketAddr,
     pub ingest: IngestLimits,
+    /// Connections, timeouts and the shutdown grace of every listener.
+    pub listen: ListenLimits,
     pub store: StoreConfig,
     /// Query limits and the lineage settings (`write_tools`).
     pub query: QuerySettings,
@@ -224,6 +235,33 @@ impl ServeConfig {
         if let Some(n) = file.max_http_body_bytes {
             ingest.max_http_body_bytes = n;
         }
+        let mut listen = ListenLimits::default();
+        if let Some(n) = file.max_connections {
+            anyhow::ensure!(n > 0, "max_connections must be positive");
+            listen.max_connections = n;
+        }
+        for (value, slot, what) in [
+            (
+                file.header_timeout_secs,
+                &mut listen.header_timeout,
+                "header_timeout_secs",
+            ),
+            (
+                file.request_timeout_secs,
+                &mut listen.request_timeout,
+                "request_timeout_secs",
+            ),
+            (
+                file.shutdown_grace_secs,
+                &mut listen.shutdown_grace,
+                "shutdown_grace_secs",
+            ),
+        ] {
+            if let Some(s) = value {
+                *slot = secs(s, what)?;
+                anyhow::ensure!(!slot.is_zero(), "{what} must be positive");
+            }
+        }
         Ok(Self {
             otlp_grpc: args
                 .otlp_grpc
@@ -238,6 +276,7 @@ impl ServeConfig {
                 .or(file.api)
                 .unwrap_or_else(|| addr("127.0.0.1:4319")),
             ingest,
+            listen,
             store,
             query,
             no_ingest: args.no_ingest,

@@ -16,6 +16,7 @@ mod config;
 mod demo;
 mod explore;
 mod lineage;
+mod listen;
 mod maintain;
 mod serve;
 mod sql;

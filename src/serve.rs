@@ -76,37 +76,40 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let maintainer_stop = Arc::new(Notify::new());
     let maintainer = tokio::spawn(store.clone().run_maintenance(Arc::clone(&maintainer_stop)));
 
+    let listen = config.listen;
     let grpc_task = tokio::spawn(grpc::serve(
         grpc_listener,
         store.clone(),
         config.ingest,
+        listen,
         stopped(),
     ));
-    let http_task = {
-        let router = http::router(store.clone(), config.ingest);
-        let stop = stopped();
-        tokio::spawn(async move {
-            axum::serve(http_listener, router)
-                .with_graceful_shutdown(stop)
-                .await
-        })
-    };
-    let api_task = {
-        let router = weft_query::api::router(engine, metrics);
-        let stop = stopped();
-        tokio::spawn(async move {
-            axum::serve(api_listener, router)
-                .with_graceful_shutdown(stop)
-                .await
-        })
-    };
+    let http_task = tokio::spawn(crate::listen::serve(
+        http_listener,
+        http::router(store.clone(), config.ingest),
+        listen,
+        stopped(),
+    ));
+    let api_task = tokio::spawn(crate::listen::serve(
+        api_listener,
+        weft_query::api::router(engine, metrics),
+        listen,
+        stopped(),
+    ));
 
     shutdown_signal().await;
-    tracing::info!("shutting down: finishing requests in flight, then flushing");
+    tracing::info!(grace = ?listen.shutdown_grace, "shutting down: finishing requests in flight, then flushing");
     let _ = stop_tx.send(true);
-    grpc_task.await?.context("otlp/grpc server failed")?;
-    http_task.await?.context("otlp/http server failed")?;
-    api_task.await?.context("api server failed")?;
+    // Every acknowledged span is in the WAL already: past the grace period,
+    // connections still open are closed and the final flush goes ahead.
+    match tokio::time::timeout(listen.shutdown_grace, grpc_task).await {
+        Ok(served) => served?.context("otlp/grpc server failed")?,
+        Err(_) => {
+            tracing::warn!("otlp/grpc requests still in flight at the shutdown deadline; closing")
+        }
+    }
+    http_task.await?;
+    api_task.await?;
     flusher_stop.notify_one();
     flusher.await?;
     maintainer_stop.notify_one();
@@ -136,10 +139,7 @@ async fn serve_queries(config: ServeConfig) -> anyhow::Result<()> {
     let stop = Arc::new(Notify::new());
     let refresher = tokio::spawn(follower.run_refresh(config.refresh, Arc::clone(&stop)));
     let router = weft_query::api::router(engine, Arc::new(Metrics::default()));
-    axum::serve(api_listener, router)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("api server failed")?;
+    crate::listen::serve(api_listener, router, config.listen, shutdown_signal()).await;
     stop.notify_one();
     refresher.await?;
     Ok(())

@@ -46,6 +46,34 @@ impl Default for AttributeLimits {
     }
 }
 
+/// How a listener treats its clients.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ListenLimits {
+    /// Connections served at once; more are closed on accept.
+    pub max_connections: usize,
+    /// A request's headers (also the next request's on a kept-alive
+    /// connection) must arrive within this, or the connection is closed. On
+    /// HTTP/2 (gRPC) idle clients are pinged this often, and a connection
+    /// that sends nothing for twice this is closed.
+    pub header_timeout: Duration,
+    /// A whole request (body, handler) must finish within this: 408 or the
+    /// connection is closed.
+    pub request_timeout: Duration,
+    /// On stop, requests in flight get this long before their connections close.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ListenLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            header_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(120),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
 /// Where and how spans are stored.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {

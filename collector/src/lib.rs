@@ -28,7 +28,7 @@ mod store;
 mod tables;
 mod wal;
 
-pub use config::{AttributeLimits, IngestLimits, StoreConfig};
+pub use config::{AttributeLimits, IngestLimits, ListenLimits, StoreConfig};
 pub use error::{Error, ErrorKind, Result};
 pub use follower::Follower;
 pub use maintain::{MaintainConfig, MaintainReport};

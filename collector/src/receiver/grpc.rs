@@ -5,18 +5,25 @@
 //! one (INTERNAL). [`otlp_status_codes`] rewrites them to RESOURCE_EXHAUSTED
 //! and INVALID_ARGUMENT, so every status this edge returns is mapped here.
 
+use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
-use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Sleep;
 use tonic::codec::CompressionEncoding;
+use tonic::transport::server::{Connected, TcpConnectInfo};
 use tonic::{Request, Response, Status};
 
 use super::export_traces;
-use crate::config::IngestLimits;
+use crate::config::{IngestLimits, ListenLimits};
 use crate::error::{Error, ErrorKind};
 use crate::otlp::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use crate::store::Store;
@@ -98,6 +105,7 @@ pub async fn serve(
     listener: TcpListener,
     store: Store,
     limits: IngestLimits,
+    listen: ListenLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     let service = TraceServiceServer::new(OtlpGrpc { store })
@@ -105,8 +113,119 @@ pub async fn serve(
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip);
     tonic::transport::Server::builder()
+        .timeout(listen.request_timeout)
+        .http2_keepalive_interval(Some(listen.header_timeout))
+        .http2_keepalive_timeout(Some(listen.header_timeout))
         .layer(tower::util::MapResponseLayer::new(otlp_status_codes))
         .add_service(service)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(limited(listener, listen), shutdown)
         .await
+}
+
+/// Accepts connections while fewer than `max_connections` are open (others
+/// wait in the kernel's queue), each closed once it has sent nothing for
+/// twice `header_timeout` (clients answer the server's keep-alive pings, so
+/// only silent or dead ones are).
+fn limited(
+    listener: TcpListener,
+    listen: ListenLimits,
+) -> impl futures::Stream<Item = std::io::Result<Limited>> {
+    let permits = Arc::new(Semaphore::new(listen.max_connections.max(1)));
+    let idle = listen.header_timeout.saturating_mul(2);
+    futures::stream::unfold((listener, permits), move |(listener, permits)| async move {
+        loop {
+            let permit = Arc::clone(&permits).acquire_owned().await.ok()?;
+            match listener.accept().await {
+                Ok((io, _)) => {
+                    let conn = Limited {
+                        io,
+                        idle,
+                        silent: Box::pin(tokio::time::sleep(idle)),
+                        _permit: permit,
+                    };
+                    return Some((Ok(conn), (listener, permits)));
+                }
+                Err(e) => {
+                    // Out of file descriptors, say: wait rather than spin.
+                    tracing::warn!(error = %e, "cannot accept a gRPC connection");
+                    drop(permit);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    })
+}
+
+/// A gRPC connection holding its place under the connection limit.
+struct Limited {
+    io: TcpStream,
+    idle: Duration,
+    /// Fires when the client has sent nothing for `idle`.
+    silent: Pin<Box<Sleep>>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl AsyncRead for Limited {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        match Pin::new(&mut this.io).poll_read(cx, buf) {
+            Poll::Ready(result) => {
+                if buf.filled().len() > before {
+                    let deadline = tokio::time::Instant::now() + this.idle;
+                    this.silent.as_mut().reset(deadline);
+                }
+                Poll::Ready(result)
+            }
+            Poll::Pending => match this.silent.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the client sent nothing for too long",
+                ))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+}
+
+impl AsyncWrite for Limited {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}
+
+impl Connected for Limited {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.io.connect_info()
+    }
 }

@@ -1,0 +1,119 @@
+//! Slow and idle clients (issue 10, item 9): every listener closes
+//! connections that send nothing, limits how many it serves, and a stop
+//! finishes within its grace period even with a request still trickling in,
+//! then flushes everything acknowledged.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::Server;
+use serde_json::json;
+
+fn config(dir: &std::path::Path, text: &str) -> String {
+    let path = dir.join("weft.toml");
+    std::fs::write(&path, text).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+/// Waits (up to a minute) for the server to close `stream`: end of file or
+/// a reset, as opposed to data or our read timing out.
+fn closed_by_server(mut stream: TcpStream) -> bool {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue, // an error response before closing is fine
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return false,
+            Err(_) => return true,
+        }
+    }
+}
+
+fn span(n: u8) -> serde_json::Value {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    json!({"resourceSpans": [{"scopeSpans": [{"spans": [{
+        "traceId": "5107c11e4750000000000000000000aa", "spanId": format!("00000000000000{n:02x}"),
+        "name": "s", "startTimeUnixNano": now.to_string(), "endTimeUnixNano": (now + 1).to_string(),
+    }]}]}]})
+}
+
+#[test]
+fn slow_and_silent_clients_are_disconnected_and_others_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(
+        dir.path(),
+        "header_timeout_secs = 1\nmax_connections = 16\n",
+    );
+    let server = Server::start(&dir.path().join("data"), &["--config", &config]);
+
+    // 40 HTTP clients that start a request and never finish its headers,
+    // and 40 gRPC clients that connect and say nothing.
+    let slow = |addr: SocketAddr, partial: &[u8]| {
+        (0..40)
+            .map(|_| {
+                let mut s = TcpStream::connect(addr).unwrap();
+                s.write_all(partial).unwrap();
+                s
+            })
+            .collect::<Vec<_>>()
+    };
+    let http = slow(server.http, b"POST /v1/traces HTTP/1.1\r\nHost: weft\r\n");
+    let grpc = slow(server.grpc, b"");
+
+    // Every one of them is closed by the server...
+    for s in http.into_iter().chain(grpc) {
+        assert!(closed_by_server(s), "a silent connection stayed open");
+    }
+    // ...and real clients are served.
+    server.send_json(&span(1));
+    assert_eq!(server.count("SELECT count(*) AS n FROM spans"), 1);
+}
+
+#[test]
+fn a_stop_finishes_within_its_grace_period_and_flushes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = config(
+        dir.path(),
+        "request_timeout_secs = 3600\nheader_timeout_secs = 3600\nshutdown_grace_secs = 1\nflush_interval_secs = 3600\n",
+    );
+    let server = Server::start(&data, &["--config", &config]);
+    server.send_json(&span(1));
+
+    // A request whose body never finishes arriving.
+    let mut trickle = TcpStream::connect(server.http).unwrap();
+    trickle
+        .write_all(
+            b"POST /v1/traces HTTP/1.1\r\nHost: weft\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{\"resource",
+        )
+        .unwrap();
+    // An idle kept-alive API connection.
+    let _idle = TcpStream::connect(server.api).unwrap();
+
+    let started = Instant::now();
+    std::process::Command::new("kill")
+        .args(["-TERM", &server.pid().to_string()])
+        .status()
+        .unwrap();
+    // `wait_exit` fails the test if the server is still running after a minute.
+    let status = server.wait_exit();
+    assert!(status.success(), "{status}");
+    eprintln!("stopped in {:?}", started.elapsed());
+    drop(trickle);
+
+    // The acknowledged span was flushed by the clean stop.
+    let again = Server::start(&data, &[]);
+    assert_eq!(again.count("SELECT count(*) AS n FROM spans"), 1);
+}
