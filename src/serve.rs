@@ -30,6 +30,11 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     if config.no_ingest {
         return serve_queries(config).await;
     }
+    // Listen first: a port in use stops the start before anything is
+    // created on disk.
+    let grpc_listener = bind(config.otlp_grpc, "OTLP/gRPC", "--otlp-grpc").await?;
+    let http_listener = bind(config.otlp_http, "OTLP/HTTP", "--otlp-http").await?;
+    let api_listener = bind(config.api, "the query API", "--api").await?;
     let metrics = Arc::new(Metrics::default());
     let store_config = config.store.clone();
     let store = {
@@ -42,10 +47,6 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         })?
     };
     let engine = Arc::new(QueryEngine::new(Arc::new(store.clone()), config.query.clone()).await?);
-
-    let grpc_listener = bind(config.otlp_grpc, "OTLP/gRPC", "--otlp-grpc").await?;
-    let http_listener = bind(config.otlp_http, "OTLP/HTTP", "--otlp-http").await?;
-    let api_listener = bind(config.api, "the query API", "--api").await?;
     let addrs = (
         grpc_listener.local_addr()?,
         http_listener.local_addr()?,

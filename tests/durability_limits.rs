@@ -276,3 +276,37 @@ fn a_server_on_a_full_disk_starts_and_answers_queries() {
     assert_eq!(server.count("SELECT count(*) AS n FROM spans"), 105);
     drop(server);
 }
+
+/// A start that fails on a port in use leaves nothing on disk; a reader
+/// pointed at a directory Weft never wrote says so instead of answering 0.
+#[test]
+fn a_failed_start_leaves_nothing_and_a_wrong_directory_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let data = dir.path().join("data");
+    let out = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--otlp-grpc", &taken.local_addr().unwrap().to_string()])
+        .args(["--otlp-http", "127.0.0.1:0", "--api", "127.0.0.1:0"])
+        .env("WEFT_LOG", "error")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--otlp-grpc"), "{stderr}");
+    assert!(!data.exists(), "a failed start created {}", data.display());
+
+    let empty = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["sql", "--data-dir"])
+        .arg(empty.path())
+        .arg("SELECT count(*) FROM spans")
+        .env("WEFT_LOG", "error")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("holds no Weft tables"), "{stderr}");
+}

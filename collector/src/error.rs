@@ -90,6 +90,12 @@ pub enum Error {
     Busy { need: usize },
 
     // ---- setup ----
+    /// The location holds no Weft tables.
+    #[error(
+        "{location} holds no Weft tables (no spans/_delta_log) and no wal/: pass the location \
+         that `weft serve --data-dir` writes"
+    )]
+    NotWeft { location: String },
     /// Another process holds the WAL directory.
     #[error(
         "the WAL directory {path} is in use by another weft process ({holder}); stop it, \
@@ -127,7 +133,7 @@ impl Error {
             | Error::Unsupported { .. }
             | Error::OverBudget { .. } => ErrorKind::Invalid,
             Error::Io { .. } | Error::Backlog { .. } | Error::Busy { .. } => ErrorKind::Overloaded,
-            Error::InUse { .. } => ErrorKind::Invalid,
+            Error::InUse { .. } | Error::NotWeft { .. } => ErrorKind::Invalid,
             Error::Table { source, .. } => match source {
                 deltalake::DeltaTableError::ObjectStore { .. }
                 | deltalake::DeltaTableError::Io { .. }

@@ -113,6 +113,16 @@ pub async fn read_snapshot(location: &str) -> Result<Snapshot> {
         }
     }
     let Some(tables) = Tables::open(&storage, false).await? else {
+        // A directory with a WAL but no tables yet is a server's first
+        // minutes; anything else is not where Weft writes.
+        let has_wal = storage
+            .local()
+            .is_some_and(|dir| dir.join(WAL_DIR).is_dir());
+        if !has_wal {
+            return Err(Error::NotWeft {
+                location: storage.root(),
+            });
+        }
         return Ok(Snapshot {
             remote: storage.remote(),
             ..Snapshot::default()
