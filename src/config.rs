@@ -1,6 +1,5 @@
 //! `weft serve` settings: defaults, then the TOML config file, then flags.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -26,13 +25,13 @@ pub struct ServeArgs {
     pub no_ingest: bool,
     /// OTLP/gRPC listen address (default 127.0.0.1:4317).
     #[arg(long)]
-    pub otlp_grpc: Option<SocketAddr>,
+    pub otlp_grpc: Option<ListenAddr>,
     /// OTLP/HTTP listen address (default 127.0.0.1:4318).
     #[arg(long)]
-    pub otlp_http: Option<SocketAddr>,
+    pub otlp_http: Option<ListenAddr>,
     /// Query API listen address (default 127.0.0.1:4319).
     #[arg(long)]
-    pub api: Option<SocketAddr>,
+    pub api: Option<ListenAddr>,
     /// TOML config file; unknown keys are an error.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -56,9 +55,9 @@ pub struct FileConfig {
     pub wal_dir: Option<PathBuf>,
     /// How often a `--no-ingest` server re-reads the tables (default 2).
     pub refresh_secs: Option<f64>,
-    pub otlp_grpc: Option<SocketAddr>,
-    pub otlp_http: Option<SocketAddr>,
-    pub api: Option<SocketAddr>,
+    pub otlp_grpc: Option<ListenAddr>,
+    pub otlp_http: Option<ListenAddr>,
+    pub api: Option<ListenAddr>,
     pub max_grpc_message_bytes: Option<usize>,
     pub max_http_body_bytes: Option<usize>,
     pub flush_interval_secs: Option<f64>,
@@ -105,9 +104,9 @@ pub struct FileConfig {
 /// Resolved settings.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
-    pub otlp_grpc: SocketAddr,
-    pub otlp_http: SocketAddr,
-    pub api: SocketAddr,
+    pub otlp_grpc: ListenAddr,
+    pub otlp_http: ListenAddr,
+    pub api: ListenAddr,
     pub ingest: IngestLimits,
     /// Connections, timeouts and the shutdown grace of every listener.
     pub listen: ListenLimits,
@@ -120,9 +119,45 @@ pub struct ServeConfig {
     pub refresh: Duration,
 }
 
-fn addr(s: &str) -> SocketAddr {
-    s.parse()
-        .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+fn addr(s: &str) -> ListenAddr {
+    ListenAddr(s.to_owned())
+}
+
+/// A listen address as given: `host:port`, the host an IP address (`[::1]`
+/// for IPv6) or a name such as `localhost`, resolved when the listener binds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenAddr(String);
+
+impl std::str::FromStr for ListenAddr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let Some((host, port)) = s.rsplit_once(':') else {
+            return Err(format!(
+                "{s:?} is not host:port (for example 127.0.0.1:4319)"
+            ));
+        };
+        if host.is_empty() {
+            return Err(format!("{s:?} has no host (for example 127.0.0.1:4319)"));
+        }
+        port.parse::<u16>()
+            .map_err(|_| format!("{s:?}: the port must be a number from 0 to 65535"))?;
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl std::fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ListenAddr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 fn secs(s: f64, what: &str) -> anyhow::Result<Duration> {
@@ -265,14 +300,17 @@ impl ServeConfig {
         Ok(Self {
             otlp_grpc: args
                 .otlp_grpc
+                .clone()
                 .or(file.otlp_grpc)
                 .unwrap_or_else(|| addr("127.0.0.1:4317")),
             otlp_http: args
                 .otlp_http
+                .clone()
                 .or(file.otlp_http)
                 .unwrap_or_else(|| addr("127.0.0.1:4318")),
             api: args
                 .api
+                .clone()
                 .or(file.api)
                 .unwrap_or_else(|| addr("127.0.0.1:4319")),
             ingest,
@@ -337,6 +375,19 @@ mod tests {
         assert_eq!(cfg.api, addr("127.0.0.1:9000"));
         assert_eq!(cfg.otlp_grpc, addr("127.0.0.1:4317"));
         assert_eq!(cfg.ingest.max_http_body_bytes, 1024);
+    }
+
+    #[test]
+    fn listen_addresses_take_host_names_and_refuse_what_is_not_host_port() {
+        assert_eq!(
+            "localhost:4319".parse::<ListenAddr>().unwrap(),
+            addr("localhost:4319")
+        );
+        assert!("[::1]:0".parse::<ListenAddr>().is_ok());
+        for bad in ["4319", ":4319", "localhost:http", "localhost:70000"] {
+            let err = bad.parse::<ListenAddr>().unwrap_err();
+            assert!(err.contains("host") || err.contains("port"), "{bad}: {err}");
+        }
     }
 
     /// The config file shown in README.md spells out exactly the defaults.

@@ -1,7 +1,6 @@
 //! `weft serve`: wires the store, the OTLP edges and the query API, and shuts
 //! down cleanly on Ctrl-C or SIGTERM, flushing what it holds.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -11,7 +10,7 @@ use weft_collector::receiver::{grpc, http};
 use weft_collector::{Follower, Metrics, Store};
 use weft_query::QueryEngine;
 
-use crate::config::{ServeArgs, ServeConfig};
+use crate::config::{ListenAddr, ServeArgs, ServeConfig};
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = ServeConfig::resolve(&args)?;
@@ -20,8 +19,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .block_on(serve(config))
 }
 
-async fn bind(addr: SocketAddr, what: &str, flag: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr).await.with_context(|| {
+async fn bind(addr: &ListenAddr, what: &str, flag: &str) -> anyhow::Result<TcpListener> {
+    // `bind` resolves a host name and tries each address it resolves to.
+    TcpListener::bind(addr.to_string()).await.with_context(|| {
         format!("cannot listen for {what} on {addr}; is another weft running? choose another address with {flag}")
     })
 }
@@ -32,9 +32,9 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     }
     // Listen first: a port in use stops the start before anything is
     // created on disk.
-    let grpc_listener = bind(config.otlp_grpc, "OTLP/gRPC", "--otlp-grpc").await?;
-    let http_listener = bind(config.otlp_http, "OTLP/HTTP", "--otlp-http").await?;
-    let api_listener = bind(config.api, "the query API", "--api").await?;
+    let grpc_listener = bind(&config.otlp_grpc, "OTLP/gRPC", "--otlp-grpc").await?;
+    let http_listener = bind(&config.otlp_http, "OTLP/HTTP", "--otlp-http").await?;
+    let api_listener = bind(&config.api, "the query API", "--api").await?;
     let metrics = Arc::new(Metrics::default());
     let store_config = config.store.clone();
     let store = {
@@ -132,7 +132,7 @@ async fn serve_queries(config: ServeConfig) -> anyhow::Result<()> {
         .with_context(|| format!("cannot read the tables at {location}"))?;
     let engine =
         Arc::new(QueryEngine::new(Arc::new(follower.clone()), config.query.clone()).await?);
-    let api_listener = bind(config.api, "the query API", "--api").await?;
+    let api_listener = bind(&config.api, "the query API", "--api").await?;
     let api = api_listener.local_addr()?;
     tracing::info!(%api, location = %location, "weft is serving queries (no ingest)");
     println!("weft listening api={api} no_ingest=true");

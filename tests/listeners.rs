@@ -117,3 +117,33 @@ fn a_stop_finishes_within_its_grace_period_and_flushes() {
     let again = Server::start(&data, &[]);
     assert_eq!(again.count("SELECT count(*) AS n FROM spans"), 1);
 }
+
+#[test]
+fn listen_addresses_may_be_host_names() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--otlp-grpc", "localhost:0", "--otlp-http", "localhost:0"])
+        .args(["--api", "localhost:0"])
+        .env("WEFT_LOG", "error")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let api: SocketAddr = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("api="))
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(api.ip().is_loopback(), "{api}");
+    let health = reqwest::blocking::get(format!("http://{api}/healthz")).unwrap();
+    assert_eq!(health.status(), 200);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
