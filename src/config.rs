@@ -96,6 +96,9 @@ pub struct FileConfig {
     pub maintain_interval_secs: Option<f64>,
     pub query_timeout_secs: Option<f64>,
     pub query_memory_bytes: Option<usize>,
+    /// Rows and bytes one answer holds at most.
+    pub max_result_rows: Option<usize>,
+    pub max_result_bytes: Option<usize>,
     /// Tools that change something, for lineage governance checks
     /// (besides spans marked `weft.tool.effect = write`).
     pub write_tools: Option<Vec<String>>,
@@ -342,6 +345,12 @@ fn query_settings(file: &FileConfig) -> anyhow::Result<QuerySettings> {
     }
     if let Some(n) = file.query_memory_bytes {
         query.limits.memory_bytes = n;
+    }
+    if let Some(n) = file.max_result_rows {
+        query.limits.max_result_rows = n;
+    }
+    if let Some(n) = file.max_result_bytes {
+        query.limits.max_result_bytes = n;
     }
     Ok(query)
 }

@@ -74,6 +74,9 @@ fn embedded(
             .with_context(|| format!("cannot read data directory {}", dir.display()))?;
         let engine = QueryEngine::new(Arc::new(StaticSource(snapshot)), settings).await?;
         let result = engine.sql(sql).await?;
+        if let Some(why) = &result.truncated {
+            eprintln!("weft sql: the answer is cut short: {why}");
+        }
         Ok(render(&result, output_format(format))?)
     })
 }
@@ -96,6 +99,13 @@ fn remote(server: &str, sql: &str, format: Format) -> anyhow::Result<Vec<u8>> {
             format!("cannot reach weft at {url}; is `weft serve` running? (or pass --data-dir)")
         })?;
     let status = response.status();
+    if let Some(why) = response
+        .headers()
+        .get(weft_query::api::TRUNCATED)
+        .and_then(|v| v.to_str().ok())
+    {
+        eprintln!("weft sql: the answer is cut short: {why}");
+    }
     let body = response.bytes()?.to_vec();
     if !status.is_success() {
         let message = serde_json::from_slice::<serde_json::Value>(&body)
@@ -109,7 +119,11 @@ fn remote(server: &str, sql: &str, format: Format) -> anyhow::Result<Vec<u8>> {
         let schema = reader.schema();
         let batches = reader.collect::<Result<Vec<_>, _>>()?;
         return Ok(render(
-            &QueryResult { schema, batches },
+            &QueryResult {
+                schema,
+                batches,
+                truncated: None,
+            },
             OutputFormat::Table,
         )?);
     }

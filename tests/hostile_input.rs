@@ -265,3 +265,53 @@ fn attribute_caps_and_the_inflight_budget_bound_a_request() {
     assert!(server.is_healthy());
     assert_eq!(server.count("SELECT count(*) AS n FROM spans"), 1_101);
 }
+
+/// Item 8 (in part): an answer stops at `max_result_rows`, and says so in a
+/// header; `weft sql` repeats it. A whole answer carries no such header.
+#[test]
+fn an_answer_stops_at_the_row_cap_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("weft.toml");
+    std::fs::write(&config, "max_result_rows = 5\n").unwrap();
+    let server = Server::start(
+        &dir.path().join("data"),
+        &["--config", config.to_str().unwrap()],
+    );
+    let ask = |sql: &str| {
+        reqwest::blocking::Client::new()
+            .post(format!("http://{}/api/sql", server.api))
+            .body(sql.to_owned())
+            .send()
+            .unwrap()
+    };
+    let cut = ask("SELECT value FROM generate_series(1, 100)");
+    assert_eq!(cut.status(), 200);
+    let why = cut.headers()["weft-result-truncated"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(why.contains("max_result_rows"), "{why}");
+    let rows: Vec<serde_json::Value> = cut.json().unwrap();
+    assert_eq!(rows.len(), 5);
+
+    let whole = ask("SELECT value FROM generate_series(1, 5)");
+    assert!(whole.headers().get("weft-result-truncated").is_none());
+    assert_eq!(whole.json::<Vec<serde_json::Value>>().unwrap().len(), 5);
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["sql", "--server", &format!("http://{}", server.api)])
+        .args([
+            "--format",
+            "csv",
+            "SELECT value FROM generate_series(1, 100)",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 6);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cut short"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -64,6 +64,9 @@ fn sql_text(headers: &HeaderMap, body: &[u8]) -> Result<String, QueryError> {
     Ok(text.to_owned())
 }
 
+/// The header that says an answer was cut short, and why.
+pub const TRUNCATED: &str = "weft-result-truncated";
+
 async fn sql(
     State(api): State<ApiState>,
     headers: HeaderMap,
@@ -79,7 +82,14 @@ async fn sql(
     }
     let result = api.engine.sql(&text).await?;
     let bytes = render(&result, format)?;
-    Ok(([(header::CONTENT_TYPE, format.content_type())], bytes).into_response())
+    let mut response = ([(header::CONTENT_TYPE, format.content_type())], bytes).into_response();
+    if let Some(why) = &result.truncated
+        && let Ok(value) = header::HeaderValue::from_str(why)
+    {
+        // The rows are all there is room for; the header says so.
+        response.headers_mut().insert(TRUNCATED, value);
+    }
+    Ok(response)
 }
 
 async fn trace(
@@ -282,7 +292,11 @@ fn json_rows(batches: Vec<arrow::record_batch::RecordBatch>) -> Result<Vec<u8>, 
         .map(|b| b.schema())
         .unwrap_or_else(|| Arc::new(arrow::datatypes::Schema::empty()));
     render(
-        &crate::engine::QueryResult { schema, batches },
+        &crate::engine::QueryResult {
+            schema,
+            batches,
+            truncated: None,
+        },
         OutputFormat::Json,
     )
 }

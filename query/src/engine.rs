@@ -45,6 +45,10 @@ pub struct QuerySettings {
 pub struct QueryLimits {
     pub timeout: Duration,
     pub memory_bytes: usize,
+    /// Rows one answer holds at most; the plan stops producing past them.
+    pub max_result_rows: usize,
+    /// Bytes (in memory, as Arrow) one answer holds at most.
+    pub max_result_bytes: usize,
 }
 
 impl Default for QueryLimits {
@@ -52,6 +56,8 @@ impl Default for QueryLimits {
         Self {
             timeout: Duration::from_secs(30),
             memory_bytes: 2 * 1024 * 1024 * 1024,
+            max_result_rows: 1_000_000,
+            max_result_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -61,6 +67,8 @@ impl Default for QueryLimits {
 pub struct QueryResult {
     pub schema: SchemaRef,
     pub batches: Vec<RecordBatch>,
+    /// Why the answer stops short of every row, when it does.
+    pub truncated: Option<String>,
 }
 
 impl QueryResult {
@@ -278,10 +286,22 @@ impl QueryEngine {
                     "{refused} is not allowed; the query API only reads (SELECT, WITH, EXPLAIN)"
                 )));
             }
+            // One row past the cap tells a cut answer from a whole one.
+            let max_rows = self.limits.max_result_rows;
             let df = self.ctx.execute_logical_plan(plan).await?;
+            // EXPLAIN must stay the root of its plan; its rows are few.
+            let df = match df.logical_plan() {
+                LogicalPlan::Explain(_) | LogicalPlan::Analyze(_) => df,
+                _ => df.limit(0, Some(max_rows.saturating_add(1)))?,
+            };
             let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
             let batches = df.collect().await?;
-            Ok::<_, QueryError>(QueryResult { schema, batches })
+            let (batches, truncated) = cap_result(batches, max_rows, self.limits.max_result_bytes);
+            Ok::<_, QueryError>(QueryResult {
+                schema,
+                batches,
+                truncated,
+            })
         };
         self.bounded(run).await
     }
@@ -300,6 +320,40 @@ impl QueryEngine {
         };
         self.bounded(run).await
     }
+}
+
+/// Keeps at most `max_rows` rows and about `max_bytes` of `batches`; says
+/// which cap cut the answer, if one did.
+fn cap_result(
+    batches: Vec<RecordBatch>,
+    max_rows: usize,
+    max_bytes: usize,
+) -> (Vec<RecordBatch>, Option<String>) {
+    let mut kept = Vec::with_capacity(batches.len());
+    let (mut rows, mut bytes) = (0usize, 0usize);
+    let mut truncated = None;
+    for batch in batches {
+        let size = batch.get_array_memory_size();
+        let room_rows = max_rows - rows;
+        if batch.num_rows() > room_rows {
+            kept.push(batch.slice(0, room_rows));
+            truncated = Some(format!(
+                "the first {max_rows} rows (max_result_rows); narrow the query or add a LIMIT"
+            ));
+            break;
+        }
+        if bytes.saturating_add(size) > max_bytes && !kept.is_empty() {
+            truncated = Some(format!(
+                "the first {rows} rows, about {bytes} bytes (max_result_bytes is {max_bytes}); \
+                 narrow the query or select fewer columns"
+            ));
+            break;
+        }
+        rows += batch.num_rows();
+        bytes = bytes.saturating_add(size);
+        kept.push(batch);
+    }
+    (kept, truncated)
 }
 
 /// Operators one statement may hold. DataFusion parses `a + b + c …`
