@@ -67,7 +67,7 @@ pub(crate) fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 /// info, which would drown a server's log, so only their warnings show.
 const DEFAULT_LOG: &str = "info,buoyant_kernel=warn,delta_kernel=warn,deltalake_core=warn";
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -76,7 +76,7 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    match cli.command {
+    let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Sql(args) => sql::run(args),
         Command::Lineage(args) => lineage::run(args),
@@ -84,5 +84,14 @@ fn main() -> anyhow::Result<()> {
         Command::Maintain(args) => maintain::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line, the causes joined, no backtrace: these are messages
+            // for a person (RUST_BACKTRACE is for panics, which are bugs).
+            eprintln!("weft: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }

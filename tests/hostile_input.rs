@@ -315,3 +315,35 @@ fn an_answer_stops_at_the_row_cap_and_says_so() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Errors a person meets: unknown endpoints and methods answer JSON that
+/// names the endpoints; a failing command prints one line and no backtrace,
+/// even with RUST_BACKTRACE set.
+#[test]
+fn errors_are_json_on_the_api_and_one_line_on_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    for (response, status) in [
+        (server.get("/api/nothing"), 404),
+        (server.get("/api/sql"), 405),
+    ] {
+        assert_eq!(response.status(), status);
+        let body: serde_json::Value = response.json().unwrap();
+        let message = body["error"].as_str().unwrap();
+        assert!(message.contains("POST /api/sql"), "{message}");
+    }
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["sql", "--data-dir"])
+        .arg(dir.path().join("nowhere"))
+        .arg("SELECT 1")
+        .env("RUST_BACKTRACE", "1")
+        .env("WEFT_LOG", "error")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("weft: "), "{stderr}");
+    assert!(!stderr.contains("backtrace"), "{stderr}");
+}

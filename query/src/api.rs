@@ -39,7 +39,37 @@ pub fn router(engine: Arc<QueryEngine>, metrics: Arc<Metrics>) -> Router {
         .route("/api/signals", get(signals))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(prometheus))
+        .fallback(no_such_endpoint)
+        .method_not_allowed_fallback(wrong_method)
         .with_state(ApiState { engine, metrics })
+}
+
+/// The endpoints, as error messages name them.
+const ENDPOINTS: &str = "POST /api/sql, GET /api/traces/{trace_id}, \
+    GET /api/lineage/{trace_id}[/dot|/tree], GET /api/graph, GET /api/signals, \
+    GET /healthz, GET /metrics";
+
+async fn no_such_endpoint(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    error_json(
+        StatusCode::NOT_FOUND,
+        format!("no such endpoint: {method} {uri}; the query API serves {ENDPOINTS}"),
+    )
+}
+
+async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    error_json(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{uri} does not take {method}; the query API serves {ENDPOINTS}"),
+    )
+}
+
+fn error_json(status: StatusCode, message: String) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        json!({ "error": message }).to_string(),
+    )
+        .into_response()
 }
 
 #[derive(Deserialize)]
