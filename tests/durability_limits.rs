@@ -54,20 +54,8 @@ fn post(server: &Server, body: &Value) -> (u16, Option<String>, String) {
 
 /// One number from `weft sql --data-dir` (the tables and the WAL there).
 fn count(dir: &std::path::Path, sql: &str) -> i64 {
-    let out = Command::new(env!("CARGO_BIN_EXE_weft"))
-        .args(["sql", "--data-dir"])
-        .arg(dir)
-        .args(["--format", "csv", sql])
-        .env("WEFT_LOG", "error")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
+    let dir = dir.to_str().unwrap();
+    common::weft_ok(&["sql", "--data-dir", dir, "--format", "csv", sql])
         .lines()
         .nth(1)
         .unwrap()
@@ -284,28 +272,29 @@ fn a_failed_start_leaves_nothing_and_a_wrong_directory_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let data = dir.path().join("data");
-    let out = Command::new(env!("CARGO_BIN_EXE_weft"))
-        .arg("serve")
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["--otlp-grpc", &taken.local_addr().unwrap().to_string()])
-        .args(["--otlp-http", "127.0.0.1:0", "--api", "127.0.0.1:0"])
-        .env("WEFT_LOG", "error")
-        .output()
-        .unwrap();
+    let out = common::weft(&[
+        "serve",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--otlp-grpc",
+        &taken.local_addr().unwrap().to_string(),
+        "--otlp-http",
+        "127.0.0.1:0",
+        "--api",
+        "127.0.0.1:0",
+    ]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--otlp-grpc"), "{stderr}");
     assert!(!data.exists(), "a failed start created {}", data.display());
 
     let empty = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_weft"))
-        .args(["sql", "--data-dir"])
-        .arg(empty.path())
-        .arg("SELECT count(*) FROM spans")
-        .env("WEFT_LOG", "error")
-        .output()
-        .unwrap();
+    let out = common::weft(&[
+        "sql",
+        "--data-dir",
+        empty.path().to_str().unwrap(),
+        "SELECT count(*) FROM spans",
+    ]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("holds no Weft tables"), "{stderr}");
