@@ -182,6 +182,7 @@ async fn durable_ingest(
         store.clone(),
         IngestLimits::default(),
         weft_collector::ListenLimits::default(),
+        weft_collector::receiver::Edge::default(),
         async move {
             let _ = stop_rx.await;
         },

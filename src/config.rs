@@ -1,11 +1,13 @@
 //! `weft serve` settings: defaults, then the TOML config file, then flags.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
 use serde::Deserialize;
+use weft_auth::{Auth, TokenConfig};
 use weft_collector::{IngestLimits, ListenLimits, StoreConfig};
 use weft_query::QuerySettings;
 
@@ -45,6 +47,16 @@ pub struct ServeArgs {
     /// Delete files no table version needs once they are this many seconds old (default 3600).
     #[arg(long)]
     pub vacuum_grace_secs: Option<f64>,
+    /// TLS certificate chain (PEM) for every listener; needs --tls-key.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) for every listener; needs --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve addresses other than loopback with no tokens configured
+    /// (anyone who can reach them may send and read traces).
+    #[arg(long)]
+    pub allow_unauthenticated: bool,
 }
 
 /// The config file. Every key is optional.
@@ -102,6 +114,20 @@ pub struct FileConfig {
     /// Tools that change something, for lineage governance checks
     /// (besides spans marked `weft.tool.effect = write`).
     pub write_tools: Option<Vec<String>>,
+    /// TLS certificate chain and private key (PEM) for every listener.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Serve non-loopback addresses without tokens.
+    pub allow_unauthenticated: Option<bool>,
+    /// Bearer tokens (`[[tokens]]` tables); none: no authentication.
+    pub tokens: Option<Vec<TokenConfig>>,
+}
+
+/// The certificate and key files every listener serves TLS with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// Resolved settings.
@@ -120,6 +146,11 @@ pub struct ServeConfig {
     pub no_ingest: bool,
     /// How often a `no_ingest` server re-reads the tables.
     pub refresh: Duration,
+    /// The tokens every listener checks.
+    pub auth: Arc<Auth>,
+    pub tls: Option<TlsFiles>,
+    /// Serve non-loopback addresses though no tokens are configured.
+    pub allow_unauthenticated: bool,
 }
 
 fn addr(s: &str) -> ListenAddr {
@@ -300,7 +331,21 @@ impl ServeConfig {
                 anyhow::ensure!(!slot.is_zero(), "{what} must be positive");
             }
         }
+        let auth = Auth::from_config(file.tokens.as_deref().unwrap_or_default())
+            .context("invalid [[tokens]] in the config file")?;
+        let tls = match (
+            args.tls_cert.clone().or(file.tls_cert),
+            args.tls_key.clone().or(file.tls_key),
+        ) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => anyhow::bail!("TLS needs both a certificate and a key (tls_cert and tls_key)"),
+        };
         Ok(Self {
+            auth: Arc::new(auth),
+            tls,
+            allow_unauthenticated: args.allow_unauthenticated
+                || file.allow_unauthenticated.unwrap_or(false),
             otlp_grpc: args
                 .otlp_grpc
                 .clone()
@@ -418,6 +463,25 @@ mod tests {
         .unwrap();
         let defaults = ServeConfig::resolve(&ServeArgs::default()).unwrap();
         assert_eq!(format!("{from_example:?}"), format!("{defaults:?}"));
+    }
+
+    /// README's authentication example is a valid config file.
+    #[test]
+    fn readme_tokens_example_parses() {
+        let readme = include_str!("../README.md");
+        let example = readme
+            .split("```toml\n")
+            .find(|block| block.starts_with("[[tokens]]"))
+            .and_then(|rest| rest.split("```").next())
+            .expect("README.md has a [[tokens]] example");
+        let file: FileConfig = toml::from_str(example).unwrap();
+        let tokens = file.tokens.unwrap();
+        assert_eq!(tokens.len(), 2);
+        assert_eq!(tokens[0].role, Some(weft_auth::Role::Ingest));
+        assert_eq!(
+            tokens[1].token_file.as_deref(),
+            Some(Path::new("/etc/weft/query.token"))
+        );
     }
 
     #[test]

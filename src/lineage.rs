@@ -19,6 +19,9 @@ pub struct LineageArgs {
     /// Weft API to ask; ignored with --data-dir.
     #[arg(long, default_value = "http://127.0.0.1:4319")]
     pub server: String,
+    /// The API token, when the server wants one (or set WEFT_TOKEN).
+    #[arg(long, env = "WEFT_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Read this data directory directly, without a server.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -133,7 +136,11 @@ fn remote(args: &LineageArgs) -> anyhow::Result<String> {
     if matches!(args.format, Output::Tree) {
         url.push_str(&format!("&fold={}", args.fold));
     }
-    let response = reqwest::blocking::get(&url).with_context(|| {
+    let mut request = reqwest::blocking::Client::new().get(&url);
+    if let Some(token) = &args.token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().with_context(|| {
         format!("cannot reach weft at {url}; is `weft serve` running? (or pass --data-dir)")
     })?;
     let status = response.status();

@@ -3,6 +3,8 @@
 //! clients cannot hold connections open), a deadline for each whole request,
 //! and a graceful shutdown that waits at most `shutdown_grace` for requests in
 //! flight, then closes what is left (so a stop always gets to the final flush).
+//! With TLS, each connection's handshake runs on its own task and must finish
+//! within the header deadline.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 use weft_collector::ListenLimits;
 
 /// Serves `router` on `listener` until `stop` resolves, then shuts down
@@ -23,6 +26,7 @@ pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ListenLimits,
+    tls: Option<TlsAcceptor>,
     stop: impl Future<Output = ()>,
 ) {
     let router = router.layer(tower_http::timeout::TimeoutLayer::with_status_code(
@@ -61,12 +65,33 @@ pub async fn serve(
             continue;
         };
         let service = TowerToHyperService::new(router.clone());
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let (builder, watcher, tls) = (builder.clone(), graceful.watcher(), tls.clone());
+        let handshake = limits.header_timeout;
         tokio::spawn(async move {
-            let _ = connection.await;
+            match tls {
+                None => {
+                    let connection =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    let _ = watcher.watch(connection.into_owned()).await;
+                }
+                Some(acceptor) => {
+                    let stream =
+                        match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
+                            Ok(Ok(stream)) => stream,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                                return;
+                            }
+                        };
+                    let connection =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    let _ = watcher.watch(connection.into_owned()).await;
+                }
+            }
             drop(permit);
         });
     }

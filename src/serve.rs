@@ -6,7 +6,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
-use weft_collector::receiver::{grpc, http};
+use tokio_rustls::TlsAcceptor;
+use weft_collector::receiver::{Edge, grpc, http};
 use weft_collector::{Follower, Metrics, Store};
 use weft_query::QueryEngine;
 
@@ -19,11 +20,38 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .block_on(serve(config))
 }
 
-async fn bind(addr: &ListenAddr, what: &str, flag: &str) -> anyhow::Result<TcpListener> {
+/// Binds `addr`, refusing an address other machines can reach while no
+/// tokens are configured (unless allowed).
+async fn bind(
+    config: &ServeConfig,
+    addr: &ListenAddr,
+    what: &str,
+    flag: &str,
+) -> anyhow::Result<TcpListener> {
     // `bind` resolves a host name and tries each address it resolves to.
-    TcpListener::bind(addr.to_string()).await.with_context(|| {
+    let listener = TcpListener::bind(addr.to_string()).await.with_context(|| {
         format!("cannot listen for {what} on {addr}; is another weft running? choose another address with {flag}")
-    })
+    })?;
+    let bound = listener.local_addr()?;
+    if !bound.ip().is_loopback() && !config.auth.is_enabled() && !config.allow_unauthenticated {
+        anyhow::bail!(
+            "refusing to serve {what} on {addr} ({bound}) without authentication: anyone who \
+             can reach it could send and read traces. Configure tokens ([[tokens]] in the \
+             config file; see README, \"Authentication and TLS\"), listen on 127.0.0.1, or \
+             pass --allow-unauthenticated"
+        );
+    }
+    Ok(listener)
+}
+
+/// The TLS every listener speaks, if configured.
+fn tls(config: &ServeConfig) -> anyhow::Result<Option<TlsAcceptor>> {
+    let Some(files) = &config.tls else {
+        return Ok(None);
+    };
+    let server =
+        weft_auth::tls::server_config(&files.cert, &files.key).context("cannot set up TLS")?;
+    Ok(Some(TlsAcceptor::from(server)))
 }
 
 async fn serve(config: ServeConfig) -> anyhow::Result<()> {
@@ -32,9 +60,10 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     }
     // Listen first: a port in use stops the start before anything is
     // created on disk.
-    let grpc_listener = bind(&config.otlp_grpc, "OTLP/gRPC", "--otlp-grpc").await?;
-    let http_listener = bind(&config.otlp_http, "OTLP/HTTP", "--otlp-http").await?;
-    let api_listener = bind(&config.api, "the query API", "--api").await?;
+    let tls = tls(&config)?;
+    let grpc_listener = bind(&config, &config.otlp_grpc, "OTLP/gRPC", "--otlp-grpc").await?;
+    let http_listener = bind(&config, &config.otlp_http, "OTLP/HTTP", "--otlp-http").await?;
+    let api_listener = bind(&config, &config.api, "the query API", "--api").await?;
     let metrics = Arc::new(Metrics::default());
     let store_config = config.store.clone();
     let store = {
@@ -57,8 +86,11 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         otlp_http = %addrs.1,
         api = %addrs.2,
         location = %store.location(),
+        tls = tls.is_some(),
+        tokens = config.auth.is_enabled(),
         "weft is listening"
     );
+    let stop = shutdown_signal();
     // One machine-readable line on stdout, for scripts and tests using port 0.
     println!(
         "weft listening otlp_grpc={} otlp_http={} api={}",
@@ -78,27 +110,34 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let maintainer = tokio::spawn(store.clone().run_maintenance(Arc::clone(&maintainer_stop)));
 
     let listen = config.listen;
+    let edge = Edge {
+        auth: Arc::clone(&config.auth),
+        tls: tls.clone(),
+    };
     let grpc_task = tokio::spawn(grpc::serve(
         grpc_listener,
         store.clone(),
         config.ingest,
         listen,
+        edge.clone(),
         stopped(),
     ));
     let http_task = tokio::spawn(crate::listen::serve(
         http_listener,
-        http::router(store.clone(), config.ingest),
+        http::router(store.clone(), config.ingest, &edge),
         listen,
+        tls.clone(),
         stopped(),
     ));
     let api_task = tokio::spawn(crate::listen::serve(
         api_listener,
-        weft_query::api::router(engine, metrics),
+        weft_query::api::router(engine, metrics, Arc::clone(&config.auth)),
         listen,
+        tls,
         stopped(),
     ));
 
-    shutdown_signal().await;
+    stop.await;
     tracing::info!(grace = ?listen.shutdown_grace, "shutting down: finishing requests in flight, then flushing");
     let _ = stop_tx.send(true);
     // Every acknowledged span is in the WAL already: past the grace period,
@@ -132,40 +171,52 @@ async fn serve_queries(config: ServeConfig) -> anyhow::Result<()> {
         .with_context(|| format!("cannot read the tables at {location}"))?;
     let engine =
         Arc::new(QueryEngine::new(Arc::new(follower.clone()), config.query.clone()).await?);
-    let api_listener = bind(&config.api, "the query API", "--api").await?;
+    let tls = tls(&config)?;
+    let api_listener = bind(&config, &config.api, "the query API", "--api").await?;
     let api = api_listener.local_addr()?;
     tracing::info!(%api, location = %location, "weft is serving queries (no ingest)");
+    let shutdown = shutdown_signal();
     println!("weft listening api={api} no_ingest=true");
 
     let stop = Arc::new(Notify::new());
     let refresher = tokio::spawn(follower.run_refresh(config.refresh, Arc::clone(&stop)));
-    let router = weft_query::api::router(engine, Arc::new(Metrics::default()));
-    crate::listen::serve(api_listener, router, config.listen, shutdown_signal()).await;
+    let router = weft_query::api::router(
+        engine,
+        Arc::new(Metrics::default()),
+        Arc::clone(&config.auth),
+    );
+    crate::listen::serve(api_listener, router, config.listen, tls, shutdown).await;
     stop.notify_one();
     refresher.await?;
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Ctrl-C or SIGTERM. The handlers are installed when this is called, not
+/// when the future is first polled: call it before announcing the listeners,
+/// so a stop sent right after the announcement is not the default (fatal) one.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot watch SIGTERM; stop with Ctrl-C");
-                std::future::pending::<()>().await
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let interrupt = signal(SignalKind::interrupt());
+        let terminate = signal(SignalKind::terminate());
+        async move {
+            match (interrupt, terminate) {
+                (Ok(mut interrupt), Ok(mut terminate)) => {
+                    tokio::select! {
+                        _ = interrupt.recv() => {}
+                        _ = terminate.recv() => {}
+                    }
+                }
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::warn!(error = %e, "cannot watch SIGINT/SIGTERM; stop with Ctrl-C");
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
-    };
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
+    async {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

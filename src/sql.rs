@@ -19,6 +19,9 @@ pub struct SqlArgs {
     /// Weft API to ask (default http://127.0.0.1:4319); ignored with --data-dir.
     #[arg(long, default_value = "http://127.0.0.1:4319")]
     pub server: String,
+    /// The API token, when the server wants one (or set WEFT_TOKEN).
+    #[arg(long, env = "WEFT_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Query this data directory directly, without a server.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -43,7 +46,12 @@ pub fn run(args: SqlArgs) -> anyhow::Result<()> {
             let settings = query_settings_of(args.config.as_deref())?;
             embedded(dir.clone(), &args.query, args.format, settings)?
         }
-        None => remote(&args.server, &args.query, args.format)?,
+        None => remote(
+            &args.server,
+            args.token.as_deref(),
+            &args.query,
+            args.format,
+        )?,
     };
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(&out)?;
@@ -81,7 +89,7 @@ fn embedded(
     })
 }
 
-fn remote(server: &str, sql: &str, format: Format) -> anyhow::Result<Vec<u8>> {
+fn remote(server: &str, token: Option<&str>, sql: &str, format: Format) -> anyhow::Result<Vec<u8>> {
     // Tables are drawn here from Arrow, so the types survive the trip.
     let accept = match format {
         Format::Table => "application/vnd.apache.arrow.stream",
@@ -89,8 +97,11 @@ fn remote(server: &str, sql: &str, format: Format) -> anyhow::Result<Vec<u8>> {
         Format::Json => "application/json",
     };
     let url = format!("{}/api/sql", server.trim_end_matches('/'));
-    let response = reqwest::blocking::Client::new()
-        .post(&url)
+    let mut request = reqwest::blocking::Client::new().post(&url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request
         .header("accept", accept)
         .header("content-type", "text/plain")
         .body(sql.to_owned())

@@ -332,6 +332,30 @@ fn errors_are_json_on_the_api_and_one_line_on_the_command_line() {
         let message = body["error"].as_str().unwrap();
         assert!(message.contains("POST /api/sql"), "{message}");
     }
+    // The OTLP/HTTP edge answers in OTLP's error shape (google.rpc.Status as JSON).
+    let client = reqwest::blocking::Client::new();
+    for (response, status) in [
+        (
+            client
+                .post(format!("http://{}/v1/trace", server.http))
+                .send()
+                .unwrap(),
+            404,
+        ),
+        (
+            client
+                .get(format!("http://{}/v1/traces", server.http))
+                .send()
+                .unwrap(),
+            405,
+        ),
+    ] {
+        assert_eq!(response.status(), status);
+        let body: serde_json::Value = response.json().unwrap();
+        let message = body["message"].as_str().unwrap();
+        assert!(message.contains("POST /v1/traces"), "{message}");
+        assert_eq!(body["code"], 5, "NOT_FOUND");
+    }
 
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
         .args(["sql", "--data-dir"])

@@ -21,6 +21,10 @@ pub enum ErrorKind {
     ShuttingDown,
     /// Our bug or corrupt stored data; retrying will not help (500, INTERNAL).
     Internal,
+    /// No valid token (401, UNAUTHENTICATED).
+    Unauthenticated,
+    /// The token's role does not allow this (403, PERMISSION_DENIED).
+    Forbidden,
 }
 
 impl ErrorKind {
@@ -34,6 +38,12 @@ impl ErrorKind {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     // ---- the client's mistakes ----
+    /// Nothing is served at the path, or not with that method.
+    #[error("{what}")]
+    NoEndpoint { what: String },
+    /// The caller has no token that allows sending spans.
+    #[error("{0}")]
+    Denied(#[from] weft_auth::Denied),
     /// The payload is not a valid OTLP message.
     #[error("malformed {format} payload: {reason}")]
     Malformed {
@@ -128,6 +138,9 @@ impl Error {
     /// What the caller should do about it.
     pub fn kind(&self) -> ErrorKind {
         match self {
+            Error::Denied(d) if d.is_unauthenticated() => ErrorKind::Unauthenticated,
+            Error::Denied(_) => ErrorKind::Forbidden,
+            Error::NoEndpoint { .. } => ErrorKind::NotFound,
             Error::Malformed { .. }
             | Error::TooLarge { .. }
             | Error::Unsupported { .. }

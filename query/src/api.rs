@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
+use weft_auth::{Auth, Role};
 use weft_collector::{Metrics, traces_data_json};
 use weft_schemas::TraceId;
 
@@ -27,8 +28,10 @@ struct ApiState {
 }
 
 /// `/api/sql`, `/api/traces/{trace_id}`, `/api/lineage/{trace_id}[/dot|/tree]`,
-/// `/api/graph`, `/api/signals`, `/healthz` and `/metrics`.
-pub fn router(engine: Arc<QueryEngine>, metrics: Arc<Metrics>) -> Router {
+/// `/api/graph`, `/api/signals`, `/healthz` and `/metrics`. Everything but
+/// `/healthz` needs a token with the query role when tokens are configured.
+pub fn router(engine: Arc<QueryEngine>, metrics: Arc<Metrics>, auth: Arc<Auth>) -> Router {
+    let open = Router::new().route("/healthz", get(|| async { "ok\n" }));
     Router::new()
         .route("/api/sql", post(sql))
         .route("/api/traces/{trace_id}", get(trace))
@@ -37,11 +40,28 @@ pub fn router(engine: Arc<QueryEngine>, metrics: Arc<Metrics>) -> Router {
         .route("/api/lineage/{trace_id}/tree", get(lineage_tree))
         .route("/api/graph", get(graph))
         .route("/api/signals", get(signals))
-        .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(prometheus))
         .fallback(no_such_endpoint)
         .method_not_allowed_fallback(wrong_method)
         .with_state(ApiState { engine, metrics })
+        .layer(axum::middleware::from_fn_with_state(auth, authorize))
+        .merge(open)
+}
+
+/// Lets a request through with its [`Caller`] in its extensions, if its
+/// token allows queries.
+async fn authorize(
+    State(auth): State<Arc<Auth>>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match auth.check_headers(request.headers(), Role::Query) {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        Err(denied) => QueryError::Denied(denied).into_response(),
+    }
 }
 
 /// The endpoints, as error messages name them.
@@ -343,6 +363,8 @@ impl IntoResponse for QueryError {
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::Overloaded | ErrorKind::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
         };
         if kind == ErrorKind::Internal {
             tracing::error!(error = %self, "query failed");
@@ -353,6 +375,12 @@ impl IntoResponse for QueryError {
             json!({"error": self.to_string()}).to_string(),
         )
             .into_response();
+        if kind == ErrorKind::Unauthenticated {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
         if kind.is_retryable() {
             response
                 .headers_mut()

@@ -12,6 +12,9 @@ pub use weft_collector::ErrorKind;
 /// Everything that can go wrong answering a query.
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
+    /// The caller's token is missing, unknown, or does not allow queries.
+    #[error("{0}")]
+    Denied(#[from] weft_auth::Denied),
     /// The SQL does not parse, plan or run for a reason the user can fix.
     #[error("{0}")]
     Sql(String),
@@ -50,6 +53,8 @@ impl QueryError {
                 ErrorKind::Invalid
             }
             QueryError::NotFound(_) => ErrorKind::NotFound,
+            QueryError::Denied(d) if d.is_unauthenticated() => ErrorKind::Unauthenticated,
+            QueryError::Denied(_) => ErrorKind::Forbidden,
             QueryError::Timeout(_) | QueryError::ResourcesExhausted(_) => ErrorKind::Overloaded,
             QueryError::Storage(e) => e.kind(),
             QueryError::Internal(_) => ErrorKind::Internal,

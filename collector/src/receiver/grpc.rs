@@ -15,14 +15,17 @@ use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Sleep;
+use tokio_rustls::TlsAcceptor;
 use tonic::codec::CompressionEncoding;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 use tonic::{Request, Response, Status};
+use weft_auth::{Caller, Role};
 
-use super::export_traces;
+use super::{Edge, export_traces};
 use crate::config::{IngestLimits, ListenLimits};
 use crate::error::{Error, ErrorKind};
 use crate::otlp::{ExportTraceServiceRequest, ExportTraceServiceResponse};
@@ -39,7 +42,14 @@ impl TraceService for OtlpGrpc {
         &self,
         request: Request<ExportTraceServiceRequest>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        match export_traces(&self.store, request.into_inner()).await {
+        // Set by the interceptor in `serve`; missing would be our bug, and
+        // then nothing is let in.
+        let caller = request
+            .extensions()
+            .get::<Caller>()
+            .cloned()
+            .ok_or_else(|| Status::internal("request reached the handler unauthenticated"))?;
+        match export_traces(&self.store, request.into_inner(), &caller).await {
             Ok(response) => Ok(Response::new(response)),
             Err(e) => {
                 self.store
@@ -65,6 +75,8 @@ pub(crate) fn to_status(e: &Error) -> Status {
         ErrorKind::NotFound => Status::not_found(msg),
         ErrorKind::Overloaded | ErrorKind::ShuttingDown => Status::unavailable(msg),
         ErrorKind::Internal => Status::internal(msg),
+        ErrorKind::Unauthenticated => Status::unauthenticated(msg),
+        ErrorKind::Forbidden => Status::permission_denied(msg),
     }
 }
 
@@ -100,71 +112,132 @@ fn otlp_status_codes(
     response
 }
 
-/// Serves OTLP/gRPC on `listener` until `shutdown` resolves.
+/// Serves OTLP/gRPC on `listener` until `shutdown` resolves: each request
+/// must carry a token with the ingest role (when tokens are configured), and
+/// connections speak TLS when `tls` is given.
 pub async fn serve(
     listener: TcpListener,
     store: Store,
     limits: IngestLimits,
     listen: ListenLimits,
+    edge: Edge,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     let service = TraceServiceServer::new(OtlpGrpc { store })
         .max_decoding_message_size(limits.max_grpc_message_bytes)
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip);
+    // Runs on the request's headers, before its message is read or decoded.
+    let auth = edge.auth;
+    let service = InterceptedService::new(service, move |mut request: Request<()>| {
+        let token = request
+            .metadata()
+            .get("authorization")
+            .map(|v| v.as_bytes());
+        let caller = auth
+            .check(token, Role::Ingest)
+            .map_err(|denied| to_status(&Error::Denied(denied)))?;
+        request.extensions_mut().insert(caller);
+        Ok(request)
+    });
     tonic::transport::Server::builder()
         .timeout(listen.request_timeout)
         .http2_keepalive_interval(Some(listen.header_timeout))
         .http2_keepalive_timeout(Some(listen.header_timeout))
         .layer(tower::util::MapResponseLayer::new(otlp_status_codes))
         .add_service(service)
-        .serve_with_incoming_shutdown(limited(listener, listen), shutdown)
+        .serve_with_incoming_shutdown(limited(listener, listen, edge.tls), shutdown)
         .await
 }
 
 /// Accepts connections while fewer than `max_connections` are open (others
 /// wait in the kernel's queue), each closed once it has sent nothing for
 /// twice `header_timeout` (clients answer the server's keep-alive pings, so
-/// only silent or dead ones are).
+/// only silent or dead ones are). With TLS, each handshake runs on its own
+/// task and must finish within `header_timeout`, so a slow client holds up
+/// no one else.
 fn limited(
     listener: TcpListener,
     listen: ListenLimits,
+    tls: Option<TlsAcceptor>,
 ) -> impl futures::Stream<Item = std::io::Result<Limited>> {
     let permits = Arc::new(Semaphore::new(listen.max_connections.max(1)));
     let idle = listen.header_timeout.saturating_mul(2);
-    futures::stream::unfold((listener, permits), move |(listener, permits)| async move {
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(async move {
         loop {
-            let permit = Arc::clone(&permits).acquire_owned().await.ok()?;
-            match listener.accept().await {
-                Ok((io, _)) => {
-                    let conn = Limited {
-                        io,
-                        idle,
-                        silent: Box::pin(tokio::time::sleep(idle)),
-                        _permit: permit,
-                    };
-                    return Some((Ok(conn), (listener, permits)));
-                }
+            let permit = tokio::select! {
+                permit = Arc::clone(&permits).acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => return,
+                },
+                () = tx.closed() => return,
+            };
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                () = tx.closed() => return,
+            };
+            let (tcp, peer) = match accepted {
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors, say: wait rather than spin.
                     tracing::warn!(error = %e, "cannot accept a gRPC connection");
                     drop(permit);
                     tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let info = TcpConnectInfo {
+                local_addr: tcp.local_addr().ok(),
+                remote_addr: Some(peer),
+            };
+            let conn = move |io: Box<dyn Io>| Limited {
+                io,
+                info,
+                idle,
+                silent: Box::pin(tokio::time::sleep(idle)),
+                _permit: permit,
+            };
+            match &tls {
+                None => {
+                    if tx.send(Ok(conn(Box::new(tcp)))).await.is_err() {
+                        return;
+                    }
+                }
+                Some(acceptor) => {
+                    let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                    let deadline = listen.header_timeout;
+                    tokio::spawn(async move {
+                        match tokio::time::timeout(deadline, acceptor.accept(tcp)).await {
+                            Ok(Ok(stream)) => {
+                                let _ = tx.send(Ok(conn(Box::new(stream)))).await;
+                            }
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed")
+                            }
+                            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                        }
+                    });
                 }
             }
         }
-    })
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
 }
+
+/// A connection's byte stream: plain TCP or TLS over it.
+trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 
 /// A gRPC connection holding its place under the connection limit.
 struct Limited {
-    io: TcpStream,
+    io: Box<dyn Io>,
+    info: TcpConnectInfo,
     idle: Duration,
     /// Fires when the client has sent nothing for `idle`.
     silent: Pin<Box<Sleep>>,
     _permit: OwnedSemaphorePermit,
 }
-
 impl AsyncRead for Limited {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -226,6 +299,6 @@ impl Connected for Limited {
     type ConnectInfo = TcpConnectInfo;
 
     fn connect_info(&self) -> Self::ConnectInfo {
-        self.io.connect_info()
+        self.info.clone()
     }
 }

@@ -5,12 +5,13 @@
 //! errors forever. Handlers return `Result<Response, Failure>`; `error_response`
 //! (behind `impl IntoResponse for Failure`) is the one place errors become HTTP statuses.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use opentelemetry_proto::tonic::collector::logs::v1::{
@@ -23,7 +24,9 @@ use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use prost::Message;
 use serde_json::json;
 
-use super::export_traces;
+use weft_auth::{Auth, Caller, Role};
+
+use super::{Edge, export_traces};
 use crate::config::IngestLimits;
 use crate::error::{Error, ErrorKind};
 use crate::otlp::ExportTraceServiceRequest;
@@ -34,6 +37,7 @@ use crate::store::Store;
 struct AppState {
     store: Store,
     limits: IngestLimits,
+    auth: Arc<Auth>,
 }
 
 /// `google.rpc.Status`, the body of OTLP/HTTP error responses.
@@ -45,8 +49,10 @@ struct RpcStatus {
     message: String,
 }
 
-/// The OTLP/HTTP router.
-pub fn router(store: Store, limits: IngestLimits) -> Router {
+/// The OTLP/HTTP router. Every request must carry a token with the ingest
+/// role when tokens are configured; it is checked before the body is read.
+/// TLS, when configured, is the listener's (`edge.tls`).
+pub fn router(store: Store, limits: IngestLimits, edge: &Edge) -> Router {
     Router::new()
         .route("/v1/traces", post(traces))
         .route(
@@ -54,7 +60,34 @@ pub fn router(store: Store, limits: IngestLimits) -> Router {
             post(reject_all::<ExportMetricsServiceRequest>),
         )
         .route("/v1/logs", post(reject_all::<ExportLogsServiceRequest>))
-        .with_state(AppState { store, limits })
+        .fallback(no_such_endpoint)
+        .method_not_allowed_fallback(wrong_method)
+        .with_state(AppState {
+            store,
+            limits,
+            auth: Arc::clone(&edge.auth),
+        })
+}
+
+const ENDPOINTS: &str = "POST /v1/traces (POST /v1/metrics and /v1/logs are answered, not stored)";
+
+async fn no_such_endpoint(method: Method, uri: Uri) -> Response {
+    let e = Error::NoEndpoint {
+        what: format!("no such endpoint: {method} {uri}; OTLP/HTTP here serves {ENDPOINTS}"),
+    };
+    error_response(&e, None)
+}
+
+async fn wrong_method(method: Method, uri: Uri) -> Response {
+    let e = Error::NoEndpoint {
+        what: format!("{uri} does not take {method}; OTLP/HTTP here serves {ENDPOINTS}"),
+    };
+    let mut response = error_response(&e, None);
+    *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("POST"));
+    response
 }
 
 /// Reads, bounds, decompresses and decodes a request body.
@@ -104,11 +137,12 @@ async fn traces(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Failure> {
+    let caller = app.authorize(&headers)?;
     let limit = app.limits.max_http_body_bytes;
     let (request, format) = read_request::<ExportTraceServiceRequest>(&headers, body, limit)
         .await
         .map_err(|(e, format)| app.failed(e, format))?;
-    let response = export_traces(&app.store, request)
+    let response = export_traces(&app.store, request, &caller)
         .await
         .map_err(|e| app.failed(e, Some(format)))?;
     Ok(match format {
@@ -194,6 +228,7 @@ async fn reject_all<M: NotStored>(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Failure> {
+    app.authorize(&headers)?;
     let (request, format) = read_request::<M>(&headers, body, app.limits.max_http_body_bytes)
         .await
         .map_err(|(e, format)| app.failed(e, format))?;
@@ -218,18 +253,35 @@ fn ok(format: Format, body: Vec<u8>) -> Response {
 /// A failed request: the error, and the format the answer is written in
 /// (the request's, when it was recognised).
 struct Failure {
-    error: Error,
+    error: Box<Error>,
     format: Option<Format>,
 }
 
 impl AppState {
+    /// The caller, if its token allows ingest; the refusal is written in
+    /// the request's format when its content type names one.
+    fn authorize(&self, headers: &HeaderMap) -> Result<Caller, Failure> {
+        self.auth
+            .check_headers(headers, Role::Ingest)
+            .map_err(|denied| {
+                let format = headers
+                    .get(header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| Format::from_content_type(Some(v)).ok());
+                self.failed(Error::Denied(denied), format)
+            })
+    }
+
     /// Counts the failure and keeps what the answer needs.
     fn failed(&self, error: Error, format: Option<Format>) -> Failure {
         self.store
             .metrics()
             .requests_failed
             .fetch_add(1, Ordering::Relaxed);
-        Failure { error, format }
+        Failure {
+            error: Box::new(error),
+            format,
+        }
     }
 }
 
@@ -252,6 +304,8 @@ fn error_response(e: &Error, format: Option<Format>) -> Response {
         (ErrorKind::NotFound, _) => StatusCode::NOT_FOUND,
         (ErrorKind::Overloaded | ErrorKind::ShuttingDown, _) => StatusCode::SERVICE_UNAVAILABLE,
         (ErrorKind::Internal, _) => StatusCode::INTERNAL_SERVER_ERROR,
+        (ErrorKind::Unauthenticated, _) => StatusCode::UNAUTHORIZED,
+        (ErrorKind::Forbidden, _) => StatusCode::FORBIDDEN,
     };
     if e.kind() == ErrorKind::Internal {
         tracing::error!(error = %e, "ingest failed");
@@ -271,6 +325,11 @@ fn error_response(e: &Error, format: Option<Format>) -> Response {
         body,
     )
         .into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
     if status == StatusCode::SERVICE_UNAVAILABLE {
         response
             .headers_mut()

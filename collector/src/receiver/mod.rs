@@ -5,6 +5,10 @@
 pub mod grpc;
 pub mod http;
 
+use std::sync::Arc;
+
+use weft_auth::{Auth, Caller};
+
 use crate::error::Result;
 use crate::metrics::Metrics;
 use crate::otlp::normalise::{estimated_bytes, normalise_with};
@@ -13,12 +17,22 @@ use crate::otlp::{
 };
 use crate::store::Store;
 
+/// What both OTLP edges share: who may send, and the TLS they speak.
+#[derive(Clone, Default)]
+pub struct Edge {
+    pub auth: Arc<Auth>,
+    /// TLS on every connection when set.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
 /// Normalises a request, stores its valid spans durably, and builds the OTLP
 /// response: partial success when some spans were rejected.
 pub(crate) async fn export_traces(
     store: &Store,
     request: ExportTraceServiceRequest,
+    caller: &Caller,
 ) -> Result<ExportTraceServiceResponse> {
+    let _ = caller;
     let mut normalised = normalise_with(request, &store.attribute_limits());
     let (earliest, latest) = store.accepted_window();
     normalised.keep_within(earliest, latest, &store.window_text());

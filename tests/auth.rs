@@ -1,0 +1,615 @@
+//! Who may do what (issue 10, items 11 and 14): bearer tokens with roles on
+//! every listener, tokens never logged, TLS on every listener, and no
+//! unauthenticated server on an address other machines can reach.
+//!
+//! Real parts: `weft serve` processes, the OpenTelemetry SDK's exporters (in
+//! `weft demo`, given the standard `OTEL_EXPORTER_OTLP_HEADERS`), tonic's
+//! gRPC client, curl over TLS, certificates made by openssl.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Server, weft};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use serde_json::{Value, json};
+
+const INGEST: &str = "ingest-token-7f3a9c2e41d8b6a0";
+const QUERY: &str = "query-token-2b8e6d4f9a1c3e57";
+const ADMIN: &str = "admin-token-c4e1a7b3d9f20865";
+
+fn config(dir: &Path, extra: &str) -> PathBuf {
+    let path = dir.join("weft.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"{extra}
+[[tokens]]
+name = "agents"
+role = "ingest"
+token = "{INGEST}"
+
+[[tokens]]
+name = "grafana"
+role = "query"
+token_env = "WEFT_TEST_QUERY_TOKEN"
+
+[[tokens]]
+name = "ops"
+role = "admin"
+token_file = "{}"
+"#,
+            dir.join("admin.token").display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.join("admin.token"), format!("{ADMIN}\n")).unwrap();
+    path
+}
+
+fn post(url: &str, token: Option<&str>, content_type: &str, body: &str) -> (u16, String, String) {
+    let mut request = reqwest::blocking::Client::new()
+        .post(url)
+        .header("content-type", content_type)
+        .body(body.to_owned());
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().unwrap();
+    let status = response.status().as_u16();
+    let challenge = response
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (status, challenge, response.text().unwrap())
+}
+
+fn one_span(trace: u8) -> Value {
+    json!({"resourceSpans": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "auth-test"}}]},
+        "scopeSpans": [{"spans": [{
+            "traceId": format!("{trace:032x}"),
+            "spanId": "00000000000000a1",
+            "name": "step",
+            "startTimeUnixNano": format!("{}", now_ns() - 1_000_000_000),
+            "endTimeUnixNano": format!("{}", now_ns()),
+        }]}]
+    }]})
+}
+
+fn now_ns() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+async fn grpc_export(
+    endpoint: String,
+    token: Option<&str>,
+    tls: Option<&Path>,
+) -> Result<(), tonic::Status> {
+    let mut channel = tonic::transport::Endpoint::from_shared(endpoint).unwrap();
+    if let Some(ca) = tls {
+        let ca = tonic::transport::Certificate::from_pem(std::fs::read(ca).unwrap());
+        channel = channel
+            .tls_config(
+                tonic::transport::ClientTlsConfig::new()
+                    .ca_certificate(ca)
+                    .domain_name("localhost"),
+            )
+            .unwrap();
+    }
+    let mut client = TraceServiceClient::new(channel.connect().await.unwrap());
+    let mut request = tonic::Request::new(ExportTraceServiceRequest::default());
+    if let Some(token) = token {
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    }
+    client.export(request).await.map(|_| ())
+}
+
+#[test]
+fn every_listener_wants_a_token_with_the_right_role() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = config(dir.path(), "");
+    // SAFETY of the test: the variable is read by the child only.
+    let server = Server::start_at(
+        &data.to_string_lossy(),
+        &["--config", &config.to_string_lossy()],
+        &[("WEFT_TEST_QUERY_TOKEN".into(), QUERY.into())],
+    );
+
+    // OTLP/HTTP: checked before the body is read; JSON errors for JSON requests.
+    let traces = format!("http://{}/v1/traces", server.http);
+    let body = one_span(1).to_string();
+    let (status, challenge, text) = post(&traces, None, "application/json", &body);
+    assert_eq!((status, challenge.as_str()), (401, "Bearer"), "{text}");
+    let error: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(error["code"], 16, "UNAUTHENTICATED: {text}");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("Authorization: Bearer")
+    );
+    let (status, _, text) = post(
+        &traces,
+        Some("not-a-token-at-all"),
+        "application/json",
+        &body,
+    );
+    assert_eq!(status, 401, "{text}");
+    let (status, _, text) = post(&traces, Some(QUERY), "application/json", &body);
+    assert_eq!(status, 403, "{text}");
+    let message: Value = serde_json::from_str(&text).unwrap();
+    assert!(
+        message["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"grafana\" has role query"),
+        "{text}"
+    );
+    let (status, _, text) = post(&traces, Some(INGEST), "application/json", &body);
+    assert_eq!(status, 200, "{text}");
+    let (status, _, _) = post(
+        &traces,
+        Some(ADMIN),
+        "application/json",
+        &one_span(2).to_string(),
+    );
+    assert_eq!(status, 200);
+
+    // OTLP/gRPC: refused on the headers, before the message is decoded.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let grpc = format!("http://{}", server.grpc);
+    let code = |token| {
+        runtime
+            .block_on(grpc_export(grpc.clone(), token, None))
+            .map_err(|s| s.code())
+    };
+    assert_eq!(code(None), Err(tonic::Code::Unauthenticated));
+    assert_eq!(code(Some("Bearer-less")), Err(tonic::Code::Unauthenticated));
+    assert_eq!(code(Some(QUERY)), Err(tonic::Code::PermissionDenied));
+    assert_eq!(code(Some(INGEST)), Ok(()));
+
+    // The SDK's exporters send the standard header variable.
+    let demo = |headers: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_weft"));
+        cmd.args(["demo", "--workflows", "2", "--endpoint", &grpc]);
+        if let Some(h) = headers {
+            cmd.env("OTEL_EXPORTER_OTLP_HEADERS", h);
+        }
+        cmd.output().unwrap()
+    };
+    assert!(
+        !demo(None).status.success(),
+        "the demo got in without a token"
+    );
+    let sent = demo(Some(&format!("authorization=Bearer%20{INGEST}")));
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+
+    // The query API: /healthz is open, everything else needs query or admin.
+    let sql = format!("http://{}/api/sql", server.api);
+    let count = "SELECT count(*) AS n FROM spans";
+    let (status, challenge, text) = post(&sql, None, "text/plain", count);
+    assert_eq!((status, challenge.as_str()), (401, "Bearer"), "{text}");
+    assert!(serde_json::from_str::<Value>(&text).unwrap()["error"].is_string());
+    let (status, _, text) = post(&sql, Some(INGEST), "text/plain", count);
+    assert_eq!(status, 403, "{text}");
+    for token in [QUERY, ADMIN] {
+        let (status, _, text) = post(
+            &sql,
+            Some(token),
+            "application/json",
+            &json!({"sql": count}).to_string(),
+        );
+        assert_eq!(status, 200, "{text}");
+        let rows: Value = serde_json::from_str(&text).unwrap();
+        assert!(rows[0]["n"].as_i64().unwrap() >= 2, "{rows}");
+    }
+    for path in [
+        "/metrics",
+        "/api/signals",
+        "/api/graph",
+        "/api/lineage/00000000000000000000000000000001",
+    ] {
+        let response = reqwest::blocking::get(format!("http://{}{path}", server.api)).unwrap();
+        assert_eq!(response.status(), 401, "{path} answered without a token");
+    }
+    assert_eq!(server.get("/healthz").status(), 200);
+
+    // `weft sql` and `weft lineage` send --token or WEFT_TOKEN.
+    let api = format!("http://{}", server.api);
+    let refused = weft(&["sql", "--server", &api, count]);
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains("401") && said.contains("Authorization: Bearer"),
+        "{said}"
+    );
+    let by_flag = weft(&[
+        "sql", "--server", &api, "--token", QUERY, "--format", "csv", count,
+    ]);
+    assert!(
+        by_flag.status.success(),
+        "{}",
+        String::from_utf8_lossy(&by_flag.stderr)
+    );
+    let by_env = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["lineage", "--server", &api, &format!("{:032x}", 1)])
+        .env("WEFT_TOKEN", ADMIN)
+        .output()
+        .unwrap();
+    assert!(
+        by_env.status.success(),
+        "{}",
+        String::from_utf8_lossy(&by_env.stderr)
+    );
+    assert!(String::from_utf8_lossy(&by_env.stdout).contains("step"));
+}
+
+/// A `weft serve` whose stderr is kept, for servers the common helper cannot
+/// start (TLS, refused starts).
+struct Spawned {
+    child: Child,
+    line: String,
+    stderr: PathBuf,
+}
+
+impl Spawned {
+    fn start(args: &[&str], env: &[(&str, &str)], stderr: PathBuf) -> Spawned {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_weft"))
+            .arg("serve")
+            .args(args)
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        Spawned {
+            child,
+            line,
+            stderr,
+        }
+    }
+
+    fn addr(&self, key: &str) -> String {
+        self.line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("no {key} in {:?}: {}", self.line, self.log()))
+            .to_owned()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    fn wait(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "weft did not exit");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn terminate(&mut self) {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(self.wait().success(), "{}", self.log());
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl is installed (Debian: openssl)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA and a server certificate for localhost and 127.0.0.1 signed by it.
+fn certificates(dir: &Path) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=weft test CA",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+    );
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ],
+    );
+}
+
+fn curl(args: &[&str]) -> (bool, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10"])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[test]
+fn tls_on_every_listener_and_tokens_never_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    certificates(dir.path());
+    let config = config(dir.path(), "");
+    let data = dir.path().join("data");
+    let mut server = Spawned::start(
+        &[
+            "--data-dir",
+            &data.to_string_lossy(),
+            "--config",
+            &config.to_string_lossy(),
+            "--tls-cert",
+            &dir.path().join("server.pem").to_string_lossy(),
+            "--tls-key",
+            &dir.path().join("server.key").to_string_lossy(),
+            "--otlp-grpc",
+            "127.0.0.1:0",
+            "--otlp-http",
+            "127.0.0.1:0",
+            "--api",
+            "127.0.0.1:0",
+        ],
+        &[("WEFT_TEST_QUERY_TOKEN", QUERY), ("WEFT_LOG", "debug")],
+        dir.path().join("stderr"),
+    );
+    let (http, api, grpc) = (
+        server.addr("otlp_http"),
+        server.addr("api"),
+        server.addr("otlp_grpc"),
+    );
+    let ca = dir.path().join("ca.pem");
+    let ca_arg = ca.to_string_lossy().into_owned();
+
+    // HTTP/1.1 and HTTP/2 over TLS, verified against the CA.
+    let (ok, out) = curl(&[
+        "--cacert",
+        &ca_arg,
+        &format!("https://localhost:{}/healthz", port(&api)),
+    ]);
+    assert!(ok && out.contains("ok"), "{out}");
+    let (ok, out) = curl(&[
+        "--cacert",
+        &ca_arg,
+        "--http2",
+        "-H",
+        &format!("Authorization: Bearer {INGEST}"),
+        "-H",
+        "content-type: application/json",
+        "--data",
+        &one_span(3).to_string(),
+        "-w",
+        " %{http_code} %{http_version}",
+        &format!("https://127.0.0.1:{}/v1/traces", port(&http)),
+    ]);
+    assert!(ok && out.ends_with(" 200 2"), "{out}");
+    let (ok, out) = curl(&[
+        "--cacert",
+        &ca_arg,
+        "-H",
+        &format!("Authorization: Bearer {QUERY}"),
+        "--data",
+        "SELECT count(*) AS n FROM spans",
+        &format!("https://127.0.0.1:{}/api/sql", port(&api)),
+    ]);
+    assert!(ok && out.contains("\"n\":1"), "{out}");
+    // Plain HTTP to a TLS listener gets no answer.
+    let (ok, out) = curl(&[&format!("http://127.0.0.1:{}/healthz", port(&api))]);
+    assert!(!ok || !out.contains("ok"), "plain HTTP was served: {out}");
+
+    // gRPC over TLS.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let endpoint = format!("https://localhost:{}", port(&grpc));
+    runtime
+        .block_on(grpc_export(endpoint.clone(), Some(INGEST), Some(&ca)))
+        .unwrap();
+    let refused = runtime
+        .block_on(grpc_export(endpoint, None, Some(&ca)))
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+
+    server.terminate();
+    let log = server.log();
+    assert!(
+        log.contains("weft is listening"),
+        "debug log written: {log}"
+    );
+    assert!(
+        !log.contains('\x1b'),
+        "colour codes in a log that is not a terminal"
+    );
+    for token in [INGEST, QUERY, ADMIN] {
+        assert!(!log.contains(token), "a token is in the log");
+    }
+}
+
+fn port(addr: &str) -> &str {
+    addr.rsplit_once(':').unwrap().1
+}
+
+#[test]
+fn no_unauthenticated_server_on_a_reachable_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_string_lossy();
+    let everywhere = [
+        "--otlp-grpc",
+        "0.0.0.0:0",
+        "--otlp-http",
+        "127.0.0.1:0",
+        "--api",
+        "127.0.0.1:0",
+    ];
+    let mut refused = Spawned::start(
+        &[&["--data-dir", &data][..], &everywhere[..]].concat(),
+        &[],
+        dir.path().join("refused"),
+    );
+    assert!(!refused.wait().success());
+    let said = refused.log();
+    assert!(
+        said.contains("refusing to serve OTLP/gRPC on 0.0.0.0:0")
+            && said.contains("--allow-unauthenticated")
+            && said.contains("[[tokens]]"),
+        "{said}"
+    );
+    assert_eq!(said.lines().count(), 1, "one line: {said}");
+    assert!(
+        !data_created(&dir.path().join("data")),
+        "nothing written before refusing"
+    );
+
+    let mut allowed = Spawned::start(
+        &[
+            &["--data-dir", &data, "--allow-unauthenticated"][..],
+            &everywhere[..],
+        ]
+        .concat(),
+        &[("WEFT_LOG_FORMAT", "json")],
+        dir.path().join("allowed"),
+    );
+    assert!(
+        allowed.line.starts_with("weft listening"),
+        "{}",
+        allowed.log()
+    );
+    allowed.terminate();
+    // WEFT_LOG_FORMAT=json: one JSON object per line.
+    let log = allowed.log();
+    assert!(log.lines().count() >= 2, "{log}");
+    for line in log.lines() {
+        let entry: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(
+            entry["level"].is_string() && entry["fields"]["message"].is_string(),
+            "{line}"
+        );
+    }
+
+    let config = config(dir.path(), "");
+    let mut with_tokens = Spawned::start(
+        &[
+            &["--data-dir", &data, "--config", &config.to_string_lossy()][..],
+            &everywhere[..],
+        ]
+        .concat(),
+        &[("WEFT_TEST_QUERY_TOKEN", QUERY)],
+        dir.path().join("tokens"),
+    );
+    assert!(
+        with_tokens.line.starts_with("weft listening"),
+        "{}",
+        with_tokens.log()
+    );
+    with_tokens.terminate();
+
+    // A token in the config that cannot be loaded stops the start, naming it.
+    let mut missing_env = Spawned::start(
+        &["--data-dir", &data, "--config", &config.to_string_lossy()],
+        &[],
+        dir.path().join("missing"),
+    );
+    assert!(!missing_env.wait().success());
+    let said = missing_env.log();
+    assert!(
+        said.contains("\"grafana\"") && said.contains("WEFT_TEST_QUERY_TOKEN"),
+        "{said}"
+    );
+}
+
+fn data_created(dir: &Path) -> bool {
+    dir.join("wal").exists()
+}
