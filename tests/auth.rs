@@ -613,3 +613,169 @@ fn no_unauthenticated_server_on_a_reachable_address() {
 fn data_created(dir: &Path) -> bool {
     dir.join("wal").exists()
 }
+
+const POLICY: &str = "policy-token-91d3e7a05b2c4f68";
+const INTRUDER: &str = "intruder-token-5e0a8c1f7b3d9246";
+
+/// One OTLP/JSON request of one span.
+fn governance_span(
+    trace: u64,
+    span: u64,
+    parent: Option<u64>,
+    service: &str,
+    offset_ms: u64,
+    attributes: Value,
+) -> Value {
+    let start = now_ns() - 10_000_000_000 + u128::from(offset_ms) * 1_000_000;
+    let mut s = json!({
+        "traceId": format!("{trace:032x}"),
+        "spanId": format!("{span:016x}"),
+        "name": format!("{service} step {span}"),
+        "startTimeUnixNano": start.to_string(),
+        "endTimeUnixNano": (start + 1_000_000).to_string(),
+        "attributes": attributes,
+    });
+    if let Some(p) = parent {
+        s["parentSpanId"] = json!(format!("{p:016x}"));
+    }
+    json!({"resourceSpans": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]},
+        "scopeSpans": [{"spans": [s]}]
+    }]})
+}
+
+fn attr(key: &str, value: &str) -> Value {
+    json!({"key": key, "value": {"stringValue": value}})
+}
+
+/// Item 13: an ingest client that knows a trace id cannot pass off a forged
+/// `allow` verdict or approval as the policy service's: lineage marks it
+/// unverified and the finding says so.
+#[test]
+fn governance_data_is_trusted_only_from_tokens_bound_to_its_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weft.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"[[tokens]]
+name = "agents"
+role = "ingest"
+token = "{INGEST}"
+services = ["agent"]
+
+[[tokens]]
+name = "policy-engine"
+role = "ingest"
+token = "{POLICY}"
+services = ["policy"]
+
+[[tokens]]
+name = "somebody"
+role = "ingest"
+token = "{INTRUDER}"
+
+[[tokens]]
+name = "ops"
+role = "admin"
+token = "{ADMIN}"
+"#
+        ),
+    )
+    .unwrap();
+    let server = Server::start(
+        &dir.path().join("data"),
+        &["--config", &path.to_string_lossy()],
+    );
+    let traces = format!("http://{}/v1/traces", server.http);
+    let send = |token: &str, body: Value| {
+        let (status, _, text) = post(&traces, Some(token), "application/json", &body.to_string());
+        assert_eq!(status, 200, "{text}");
+    };
+    // Two workflows alike: an agent run, a policy check allowing a write,
+    // then the write. In trace 10 the policy service reports its verdict; in
+    // trace 11 someone else sends it as the policy service, claiming
+    // `weft.origin = verified` too.
+    for (trace, policy_token) in [(10u64, POLICY), (11, INTRUDER)] {
+        send(
+            INGEST,
+            governance_span(trace, 1, None, "agent", 0, json!([])),
+        );
+        send(
+            policy_token,
+            governance_span(
+                trace,
+                2,
+                Some(1),
+                "policy",
+                10,
+                json!([
+                    attr("weft.kind", "policy"),
+                    attr("weft.policy.name", "payments"),
+                    attr("weft.policy.verdict", "allow"),
+                    attr("weft.origin", "verified"),
+                ]),
+            ),
+        );
+        send(
+            INGEST,
+            governance_span(
+                trace,
+                3,
+                Some(1),
+                "agent",
+                20,
+                json!([
+                    attr("gen_ai.tool.name", "refund"),
+                    attr("weft.tool.effect", "write"),
+                ]),
+            ),
+        );
+    }
+    let lineage = |trace: u64| -> Value {
+        reqwest::blocking::Client::new()
+            .get(format!("http://{}/api/lineage/{trace:032x}", server.api))
+            .bearer_auth(ADMIN)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    };
+    let trusted = lineage(10);
+    let summary = &trusted["summary"];
+    assert_eq!(summary["findings"], json!([]), "{summary}");
+    assert!(
+        summary["policy_checks"][0].get("unverified").is_none(),
+        "{summary}"
+    );
+
+    let forged = lineage(11);
+    let summary = &forged["summary"];
+    assert_eq!(summary["policy_checks"][0]["unverified"], true, "{summary}");
+    let findings = summary["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 1, "{summary}");
+    assert_eq!(findings[0]["rule"], "unverified_allow");
+    let message = findings[0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("service policy") && message.contains("not bound"),
+        "{message}"
+    );
+
+    // The stored attributes are the server's, not the client's.
+    let rows: Value = reqwest::blocking::Client::new()
+        .post(format!("http://{}/api/sql", server.api))
+        .bearer_auth(ADMIN)
+        .body("SELECT trace_id, attributes['weft.origin'] AS origin, attributes['weft.origin.token'] AS token \
+               FROM spans WHERE span_id = '0000000000000002' ORDER BY trace_id")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        rows,
+        json!([
+            {"trace_id": format!("{:032x}", 10), "origin": "verified", "token": "policy-engine"},
+            {"trace_id": format!("{:032x}", 11), "origin": "unverified", "token": "somebody"},
+        ])
+    );
+}

@@ -2,7 +2,9 @@
 //! fetches spans (the query engine, a test, a benchmark) fills in.
 
 use serde::Serialize;
-use weft_schemas::{AiFields, AiKind, ApprovalState, PolicyVerdict, SpanId, StatusCode, TraceId};
+use weft_schemas::{
+    AiFields, AiKind, ApprovalState, ORIGIN_KEY, PolicyVerdict, SpanId, StatusCode, TraceId,
+};
 
 /// The AI columns lineage reads from one span.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -45,6 +47,10 @@ pub struct StepAi {
     pub node: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kv_cache_hit: Option<bool>,
+    /// Whether the ingest token that sent the span is bound to its service
+    /// ([`ORIGIN_KEY`]); `None` when authentication was off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin_verified: Option<bool>,
 }
 
 /// The attribute that marks a tool call as changing something (`write`).
@@ -53,9 +59,9 @@ pub const TOOL_EFFECT_KEY: &str = "weft.tool.effect";
 pub const APPROVAL_ACTION_KEY: &str = "weft.approval.action";
 
 impl StepAi {
-    /// From a span's typed AI columns, and `attribute` to read the two `weft.*`
+    /// From a span's typed AI columns, and `attribute` to read the `weft.*`
     /// keys lineage uses that are not columns ([`TOOL_EFFECT_KEY`],
-    /// [`APPROVAL_ACTION_KEY`]).
+    /// [`APPROVAL_ACTION_KEY`], [`ORIGIN_KEY`]).
     pub fn from_fields(ai: AiFields, attribute: impl Fn(&str) -> Option<String>) -> Self {
         Self {
             ai_kind: ai.ai_kind,
@@ -76,6 +82,11 @@ impl StepAi {
             output_tokens: ai.output_tokens,
             node: ai.node,
             kv_cache_hit: ai.kv_cache_hit,
+            origin_verified: match attribute(ORIGIN_KEY).as_deref() {
+                Some("verified") => Some(true),
+                Some("unverified") => Some(false),
+                _ => None,
+            },
         }
     }
 }

@@ -52,6 +52,10 @@ pub struct PolicyCheck {
     pub verdict: PolicyVerdict,
     pub identity: Option<String>,
     pub time_ns: i64,
+    /// Sent with a token not bound to the span's service: anyone holding an
+    /// ingest token could have written it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub unverified: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -77,6 +81,9 @@ pub struct Approval {
     pub time_ns: i64,
     /// The action it gated: `weft.approval.action`, else the next tool call it preceded.
     pub gates: Option<String>,
+    /// Sent with a token not bound to the span's service.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub unverified: bool,
 }
 
 /// A governance question the data raises.
@@ -264,6 +271,7 @@ pub fn summarise(
                 approver: ai.approver.clone(),
                 time_ns: n.span.end_ns,
                 gates: ai.approval_action.clone(),
+                unverified: ai.origin_verified == Some(false),
             });
         }
     }
@@ -356,6 +364,7 @@ fn policy_check(nodes: &[Node], i: usize, verdict: PolicyVerdict) -> PolicyCheck
         verdict,
         identity: n.effective_identity.clone(),
         time_ns: n.span.end_ns,
+        unverified: n.span.ai.origin_verified == Some(false),
     }
 }
 
@@ -382,6 +391,13 @@ fn governance(
             "write_after_deny",
             format!("tool {tool} changed something after a deny verdict"),
         ),
+        Some(PolicyVerdict::Allow) if verdict.is_some_and(|v| v.unverified) => finding(
+            "unverified_allow",
+            format!(
+                "tool {tool} changed something after an allow verdict that is unverified: {}",
+                unverified(nodes, verdict.map(|v| v.step.node))
+            ),
+        ),
         Some(PolicyVerdict::Allow) => None,
         Some(PolicyVerdict::NeedsApproval) => {
             let verdict_end = verdict
@@ -390,7 +406,15 @@ fn governance(
             let granted = approval.is_some_and(|a| {
                 a.state == ApprovalState::Granted && nodes[a.step.node].span.end_ns >= verdict_end
             });
-            if granted {
+            if granted && let Some(a) = approval.filter(|a| a.unverified) {
+                finding(
+                    "unverified_approval",
+                    format!(
+                        "tool {tool} ran on an approval that is unverified: {}",
+                        unverified(nodes, Some(a.step.node))
+                    ),
+                )
+            } else if granted {
                 None
             } else {
                 finding(
@@ -402,4 +426,15 @@ fn governance(
             }
         }
     }
+}
+
+/// Why a governance step is not trusted, naming its service.
+fn unverified(nodes: &[Node], i: Option<usize>) -> String {
+    let service = i
+        .and_then(|i| nodes[i].span.service.as_deref())
+        .unwrap_or("(no service)");
+    format!(
+        "it was sent as service {service} with an ingest token not bound to that service \
+         (bind it with services = [\"{service}\"] on the token)"
+    )
 }

@@ -32,4 +32,7 @@ pub use ids::{IdError, SpanId, TraceId};
 pub use read::SpanReader;
 pub use schema::{SCHEMA_VERSION, SCHEMA_VERSION_KEY, span_schema};
 pub use settled::{links_schema, structure_schema};
-pub use span::{AttrValue, Attributes, Span, SpanEvent, SpanKind, SpanLink, StatusCode};
+pub use span::{
+    AttrValue, Attributes, ORIGIN_KEY, ORIGIN_TOKEN_KEY, Span, SpanEvent, SpanKind, SpanLink,
+    StatusCode,
+};

@@ -20,6 +20,13 @@ pub enum AttrValue {
 /// Ordered key/value attributes as they arrived.
 pub type Attributes = Vec<(String, AttrValue)>;
 
+/// Span attributes only the server writes, at ingest (a client's own are
+/// dropped): whether the ingest token that sent the span is bound to its
+/// service (`verified` / `unverified`; absent when authentication is off),
+/// and that token's name.
+pub const ORIGIN_KEY: &str = "weft.origin";
+pub const ORIGIN_TOKEN_KEY: &str = "weft.origin.token";
+
 impl AttrValue {
     /// The text stored in the `attributes` map column: strings as they are,
     /// scalars in their usual text form, arrays and key/value lists as JSON.

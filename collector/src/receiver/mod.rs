@@ -8,6 +8,7 @@ pub mod http;
 use std::sync::Arc;
 
 use weft_auth::{Auth, Caller};
+use weft_schemas::{AttrValue, ORIGIN_KEY, ORIGIN_TOKEN_KEY, Span};
 
 use crate::error::Result;
 use crate::metrics::Metrics;
@@ -17,14 +18,6 @@ use crate::otlp::{
 };
 use crate::store::Store;
 
-/// What both OTLP edges share: who may send, and the TLS they speak.
-#[derive(Clone, Default)]
-pub struct Edge {
-    pub auth: Arc<Auth>,
-    /// TLS on every connection when set.
-    pub tls: Option<tokio_rustls::TlsAcceptor>,
-}
-
 /// Normalises a request, stores its valid spans durably, and builds the OTLP
 /// response: partial success when some spans were rejected.
 pub(crate) async fn export_traces(
@@ -32,8 +25,8 @@ pub(crate) async fn export_traces(
     request: ExportTraceServiceRequest,
     caller: &Caller,
 ) -> Result<ExportTraceServiceResponse> {
-    let _ = caller;
     let mut normalised = normalise_with(request, &store.attribute_limits());
+    stamp_origin(&mut normalised.spans, caller);
     let (earliest, latest) = store.accepted_window();
     normalised.keep_within(earliest, latest, &store.window_text());
     // Charged before the rows are built, held until they are stored.
@@ -54,4 +47,34 @@ pub(crate) async fn export_traces(
             error_message: normalised.error_message(),
         }),
     })
+}
+
+/// Says who sent each span: a client's own `weft.origin*` attributes are
+/// dropped; with authentication on, the span gets the token's name and
+/// whether that token is bound to the span's service, so lineage can tell
+/// governance data a service reported itself from data anyone could forge.
+fn stamp_origin(spans: &mut [Span], caller: &Caller) {
+    for span in spans {
+        span.attributes
+            .retain(|(k, _)| k != ORIGIN_KEY && k != ORIGIN_TOKEN_KEY);
+        if let Some(token) = caller.name() {
+            let verified = span
+                .service_name
+                .as_deref()
+                .is_some_and(|s| caller.vouches_for(s));
+            let origin = if verified { "verified" } else { "unverified" };
+            span.attributes
+                .push((ORIGIN_KEY.into(), AttrValue::Str(origin.into())));
+            span.attributes
+                .push((ORIGIN_TOKEN_KEY.into(), AttrValue::Str(token.into())));
+        }
+    }
+}
+
+/// What both OTLP edges share: who may send, and the TLS they speak.
+#[derive(Clone, Default)]
+pub struct Edge {
+    pub auth: Arc<Auth>,
+    /// TLS on every connection when set.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
