@@ -108,7 +108,9 @@ pub fn build(spans: Vec<LineageSpan>, options: &BuildOptions) -> Lineage {
                             trace_id: span.trace_id,
                             span_id: span.span_id,
                             parent_span_id: parent,
-                            starts_before_parent_ns: nodes[p].start_ns - span.start_ns,
+                            starts_before_parent_ns: nodes[p]
+                                .start_ns
+                                .saturating_sub(span.start_ns),
                         });
                     }
                 }
@@ -436,11 +438,11 @@ fn self_times(graph: &DiGraph<usize, EdgeKind>, nodes: &[LineageSpan]) -> Vec<i6
             for (s, e) in intervals {
                 let s = s.max(cursor);
                 if e > s {
-                    covered += e - s;
+                    covered = covered.saturating_add(e.saturating_sub(s));
                     cursor = e;
                 }
             }
-            span.duration_ns() - covered
+            span.duration_ns().saturating_sub(covered)
         })
         .collect()
 }
