@@ -370,4 +370,25 @@ fn errors_are_json_on_the_api_and_one_line_on_the_command_line() {
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
     assert!(stderr.starts_with("weft: "), "{stderr}");
     assert!(!stderr.contains("backtrace"), "{stderr}");
+
+    // An id that matches nothing says how to list the ids there are.
+    server.send_json(&serde_json::json!({"resourceSpans": [{"scopeSpans": [{"spans": [{
+        "traceId": "0000000000000000000000000000a001", "spanId": "000000000000a001", "name": "x",
+        "startTimeUnixNano": now_ns().to_string(), "endTimeUnixNano": now_ns().to_string()
+    }]}]}]}));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["explore", "0000000000000000000000000000b002", "--data-dir"])
+        .arg(dir.path())
+        .env("WEFT_LOG", "error")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("not found") && stderr.contains("SELECT trace_id"),
+        "{stderr}"
+    );
+    let response = server.get("/api/lineage/0000000000000000000000000000b002");
+    assert_eq!(response.status(), 404);
+    assert!(response.text().unwrap().contains("SELECT trace_id"));
 }

@@ -149,7 +149,7 @@ async fn trace(
     let id: TraceId = trace_id.parse()?;
     let batches = api.engine.trace(&id).await?;
     if batches.iter().all(|b| b.num_rows() == 0) {
-        return Err(QueryError::NotFound(format!("trace {trace_id} not found")));
+        return Err(QueryError::trace_not_found(&trace_id));
     }
     Ok(json_response(traces_data_json(&batches)?.to_string()))
 }

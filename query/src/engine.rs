@@ -167,7 +167,7 @@ impl QueryEngine {
             let result =
                 reconstruct(&self.ctx, &self.source, *trace_id, reach, &self.write_tools).await?;
             if !result.lineage.traces.contains(trace_id) {
-                return Err(QueryError::NotFound(format!("trace {trace_id} not found")));
+                return Err(QueryError::trace_not_found(trace_id));
             }
             Ok(result)
         };

@@ -45,7 +45,16 @@ pub enum QueryError {
     Internal(String),
 }
 
+/// What to do when a trace id matches nothing: how to list the ids there are.
+pub const FIND_TRACES_HINT: &str = "list recent workflows with: SELECT trace_id, name, start_time \
+    FROM spans WHERE parent_span_id IS NULL ORDER BY start_time DESC LIMIT 20";
+
 impl QueryError {
+    /// No spans of `trace`, with the way to find ids that exist.
+    pub fn trace_not_found(trace: impl std::fmt::Display) -> Self {
+        QueryError::NotFound(format!("trace {trace} not found; {FIND_TRACES_HINT}"))
+    }
+
     /// What the caller should do about it.
     pub fn kind(&self) -> ErrorKind {
         match self {
