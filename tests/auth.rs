@@ -779,3 +779,168 @@ token = "{ADMIN}"
         ])
     );
 }
+
+const ACME_INGEST: &str = "acme-ingest-3f9e1b7c5a2d4e60";
+const GLOBEX_INGEST: &str = "globex-ingest-8c2a6e4f1b9d3a75";
+const ACME_QUERY: &str = "acme-query-6d1f3b8a9e2c7b40";
+
+/// Item 12: a tenant's token reads its tenant's spans only, through every
+/// interface, whatever the query text says.
+#[test]
+fn a_tenant_sees_only_its_own_spans() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weft.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"[[tokens]]
+name = "acme-agents"
+role = "ingest"
+tenant = "acme"
+token = "{ACME_INGEST}"
+
+[[tokens]]
+name = "globex-agents"
+role = "ingest"
+tenant = "globex"
+token = "{GLOBEX_INGEST}"
+
+[[tokens]]
+name = "acme-grafana"
+role = "query"
+tenant = "acme"
+token = "{ACME_QUERY}"
+
+[[tokens]]
+name = "ops"
+role = "admin"
+token = "{ADMIN}"
+"#
+        ),
+    )
+    .unwrap();
+    let server = Server::start(
+        &dir.path().join("data"),
+        &["--config", &path.to_string_lossy()],
+    );
+    let traces = format!("http://{}/v1/traces", server.http);
+    let send = |token: &str, body: Value| {
+        let (status, _, text) = post(&traces, Some(token), "application/json", &body.to_string());
+        assert_eq!(status, 200, "{text}");
+    };
+    // acme's workflow: trace 20, linked from globex's trace 21, whose span
+    // also claims to be acme's.
+    send(
+        ACME_INGEST,
+        governance_span(
+            20,
+            1,
+            None,
+            "agent",
+            0,
+            json!([attr("gen_ai.request.model", "acme-model")]),
+        ),
+    );
+    let mut globex = governance_span(
+        21,
+        1,
+        None,
+        "agent",
+        5,
+        json!([
+            attr("weft.tenant", "acme"),
+            attr("gen_ai.request.model", "globex-model"),
+        ]),
+    );
+    globex["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["links"] =
+        json!([{"traceId": format!("{:032x}", 20), "spanId": format!("{:016x}", 1)}]);
+    send(GLOBEX_INGEST, globex);
+
+    let get = |token: &str, path: &str| {
+        reqwest::blocking::Client::new()
+            .get(format!("http://{}{path}", server.api))
+            .bearer_auth(token)
+            .send()
+            .unwrap()
+    };
+    let sql = |token: &str, query: &str| -> (u16, String) {
+        let response = reqwest::blocking::Client::new()
+            .post(format!("http://{}/api/sql", server.api))
+            .bearer_auth(token)
+            .body(query.to_owned())
+            .send()
+            .unwrap();
+        (response.status().as_u16(), response.text().unwrap())
+    };
+    let acme_trace = format!("{:032x}", 20);
+    let globex_trace = format!("{:032x}", 21);
+
+    // SQL: however the query asks, only acme's rows.
+    for query in [
+        "SELECT trace_id FROM spans".to_owned(),
+        format!("SELECT trace_id FROM spans WHERE trace_id = '{globex_trace}' OR true"),
+        "SELECT trace_id FROM spans WHERE attributes['weft.tenant'] <> 'acme' OR attributes['weft.tenant'] IS NULL UNION ALL SELECT trace_id FROM spans".to_owned(),
+        format!("SELECT trace_id FROM lineage('{globex_trace}')"),
+        format!("SELECT trace_id FROM lineage('{acme_trace}')"),
+        "SELECT DISTINCT trace_id FROM (SELECT * FROM spans) s".to_owned(),
+    ] {
+        let (status, text) = sql(ACME_QUERY, &query);
+        assert_eq!(status, 200, "{query}: {text}");
+        assert!(!text.contains(&globex_trace) && !text.contains("globex"), "{query} leaked: {text}");
+    }
+    let (_, text) = sql(
+        ACME_QUERY,
+        "SELECT count(*) AS n, min(gen_ai_model) AS m FROM spans",
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).unwrap(),
+        json!([{"n": 1, "m": "acme-model"}])
+    );
+    for table in ["span_links", "span_structure"] {
+        let (status, text) = sql(ACME_QUERY, &format!("SELECT * FROM {table}"));
+        assert_eq!(status, 400, "{table}: {text}");
+        assert!(text.contains("tenant"), "{text}");
+    }
+    // The stored tenant is the token's, not the span's claim.
+    let (_, text) = sql(
+        ADMIN,
+        "SELECT trace_id, attributes['weft.tenant'] AS tenant FROM spans ORDER BY trace_id",
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).unwrap(),
+        json!([{"trace_id": acme_trace, "tenant": "acme"}, {"trace_id": globex_trace, "tenant": "globex"}])
+    );
+
+    // Traces, lineage, signals, metrics.
+    assert_eq!(
+        get(ACME_QUERY, &format!("/api/traces/{globex_trace}")).status(),
+        404
+    );
+    assert_eq!(
+        get(ACME_QUERY, &format!("/api/traces/{acme_trace}")).status(),
+        200
+    );
+    assert_eq!(
+        get(ACME_QUERY, &format!("/api/lineage/{globex_trace}")).status(),
+        404
+    );
+    let lineage: Value = get(ACME_QUERY, &format!("/api/lineage/{acme_trace}"))
+        .json()
+        .unwrap();
+    assert_eq!(lineage["traces"], json!([acme_trace]), "{lineage}");
+    let admin_view: Value = get(ADMIN, &format!("/api/lineage/{acme_trace}"))
+        .json()
+        .unwrap();
+    assert_eq!(
+        admin_view["traces"].as_array().unwrap().len(),
+        2,
+        "{admin_view}"
+    );
+    let signals = get(ACME_QUERY, "/api/signals?since=1h").text().unwrap();
+    assert!(!signals.contains("globex"), "{signals}");
+    assert_ne!(get(ACME_QUERY, "/metrics").status(), 200);
+    let tree = get(ACME_QUERY, &format!("/api/lineage/{acme_trace}/tree"))
+        .text()
+        .unwrap();
+    assert!(!tree.contains(&globex_trace[24..]), "{tree}");
+}

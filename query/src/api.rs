@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -11,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
-use weft_auth::{Auth, Role};
+use weft_auth::{Auth, Caller, Role};
 use weft_collector::{Metrics, traces_data_json};
 use weft_schemas::TraceId;
 
@@ -25,6 +26,14 @@ use weft_lineage::render::{DEFAULT_FOLD, dot, summary_text, text_tree};
 struct ApiState {
     engine: Arc<QueryEngine>,
     metrics: Arc<Metrics>,
+}
+
+impl ApiState {
+    /// The engine that shows the caller what it may see: its tenant's spans
+    /// only, when its token has a tenant.
+    async fn engine(&self, caller: &Caller) -> Result<Arc<QueryEngine>, QueryError> {
+        self.engine.for_tenant(caller.tenant()).await
+    }
 }
 
 /// `/api/sql`, `/api/traces/{trace_id}`, `/api/lineage/{trace_id}[/dot|/tree]`,
@@ -119,6 +128,7 @@ pub const TRUNCATED: &str = "weft-result-truncated";
 
 async fn sql(
     State(api): State<ApiState>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, QueryError> {
@@ -130,7 +140,7 @@ async fn sql(
             "empty query: send SQL such as SELECT count(*) FROM spans".into(),
         ));
     }
-    let result = api.engine.sql(&text).await?;
+    let result = api.engine(&caller).await?.sql(&text).await?;
     let bytes = render(&result, format)?;
     let mut response = ([(header::CONTENT_TYPE, format.content_type())], bytes).into_response();
     if let Some(why) = &result.truncated
@@ -144,10 +154,11 @@ async fn sql(
 
 async fn trace(
     State(api): State<ApiState>,
+    Extension(caller): Extension<Caller>,
     Path(trace_id): Path<String>,
 ) -> Result<Response, QueryError> {
     let id: TraceId = trace_id.parse()?;
-    let batches = api.engine.trace(&id).await?;
+    let batches = api.engine(&caller).await?.trace(&id).await?;
     if batches.iter().all(|b| b.num_rows() == 0) {
         return Err(QueryError::trace_not_found(&trace_id));
     }
@@ -158,7 +169,14 @@ fn json_response(body: impl Into<axum::body::Body>) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body.into()).into_response()
 }
 
-async fn prometheus(State(api): State<ApiState>) -> Response {
+async fn prometheus(State(api): State<ApiState>, Extension(caller): Extension<Caller>) -> Response {
+    if caller.tenant().is_some() {
+        // The counters are every tenant's together.
+        return QueryError::NotFound(
+            "/metrics counts every tenant's requests; use a token without a tenant".into(),
+        )
+        .into_response();
+    }
     let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -202,19 +220,24 @@ impl LineageParams {
 
 async fn run_lineage(
     api: &ApiState,
+    caller: &Caller,
     trace_id: &str,
     params: &LineageParams,
 ) -> Result<crate::engine::LineageResult, QueryError> {
     let id: TraceId = trace_id.parse()?;
-    api.engine.lineage(&id, params.reach()?).await
+    api.engine(caller)
+        .await?
+        .lineage(&id, params.reach()?)
+        .await
 }
 
 async fn lineage_json(
     State(api): State<ApiState>,
+    Extension(caller): Extension<Caller>,
     Path(trace_id): Path<String>,
     Query(params): Query<LineageParams>,
 ) -> Result<Response, QueryError> {
-    let result = run_lineage(&api, &trace_id, &params).await?;
+    let result = run_lineage(&api, &caller, &trace_id, &params).await?;
     let l = &result.lineage;
     let offset = params.offset.unwrap_or(0).min(l.nodes.len());
     let limit = params.limit.unwrap_or(10_000);
@@ -242,10 +265,11 @@ async fn lineage_json(
 
 async fn lineage_dot(
     State(api): State<ApiState>,
+    Extension(caller): Extension<Caller>,
     Path(trace_id): Path<String>,
     Query(params): Query<LineageParams>,
 ) -> Result<Response, QueryError> {
-    let result = run_lineage(&api, &trace_id, &params).await?;
+    let result = run_lineage(&api, &caller, &trace_id, &params).await?;
     Ok((
         [(header::CONTENT_TYPE, "text/vnd.graphviz")],
         dot(&result.lineage),
@@ -255,10 +279,11 @@ async fn lineage_dot(
 
 async fn lineage_tree(
     State(api): State<ApiState>,
+    Extension(caller): Extension<Caller>,
     Path(trace_id): Path<String>,
     Query(params): Query<LineageParams>,
 ) -> Result<Response, QueryError> {
-    let result = run_lineage(&api, &trace_id, &params).await?;
+    let result = run_lineage(&api, &caller, &trace_id, &params).await?;
     let mut text = text_tree(&result.lineage, params.fold.unwrap_or(DEFAULT_FOLD));
     if result.truncated {
         text.push_str("(truncated: more linked traces exist past the depth limit)\n");
@@ -300,6 +325,7 @@ fn parse_time(text: &str, now_ns: i64) -> Result<i64, QueryError> {
 
 async fn graph(
     State(api): State<ApiState>,
+    Extension(caller): Extension<Caller>,
     Query(params): Query<GraphParams>,
 ) -> Result<Response, QueryError> {
     let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
@@ -309,7 +335,10 @@ async fn graph(
         None => i64::MAX,
     };
     Ok(json_response(json_rows(
-        api.engine.service_graph(since, until).await?,
+        api.engine(&caller)
+            .await?
+            .service_graph(since, until)
+            .await?,
     )?))
 }
 
@@ -324,12 +353,14 @@ struct SignalParams {
 
 async fn signals(
     State(api): State<ApiState>,
+    Extension(caller): Extension<Caller>,
     Query(params): Query<SignalParams>,
 ) -> Result<Response, QueryError> {
     let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
     let since = parse_time(params.since.as_deref().unwrap_or("1m"), now)?;
     let batches = api
-        .engine
+        .engine(&caller)
+        .await?
         .load_signals(since, params.model.as_deref())
         .await?;
     Ok(json_response(json_rows(batches)?))

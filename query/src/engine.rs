@@ -18,7 +18,7 @@ use crate::error::QueryError;
 use crate::ids::trace_id_literal;
 use crate::lineage::{Reach, workflow_spans};
 use crate::lineage_sql::register_lineage_functions;
-use crate::table::{SpanSource, Stored, register_stored_tables, stored_table};
+use crate::table::{SpanSource, Stored, TenantSource, register_stored_tables, stored_table};
 use weft_lineage::{BuildOptions, Lineage, build};
 
 /// One cross-service or cross-agent call per row: the `service_calls` view,
@@ -90,6 +90,9 @@ pub struct QueryEngine {
     source: Arc<dyn SpanSource>,
     limits: QueryLimits,
     write_tools: Arc<HashSet<String>>,
+    /// The engines of each tenant seen so far (one per configured tenant),
+    /// sharing this engine's memory pool.
+    tenants: std::sync::Mutex<std::collections::HashMap<String, Arc<QueryEngine>>>,
 }
 
 /// The one way a workflow is reconstructed — for `/api/lineage`, `weft lineage`
@@ -126,13 +129,63 @@ impl QueryEngine {
         let limits = settings.limits;
         let write_tools: Arc<HashSet<String>> =
             Arc::new(settings.write_tools.into_iter().collect());
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(limits.memory_bytes, 1.0)
+            .build_arc()?;
+        Self::build(source, limits, write_tools, runtime).await
+    }
+
+    /// This engine, or for a tenant the same engine over only that tenant's
+    /// spans ([`TenantSource`]), sharing the memory limit.
+    pub async fn for_tenant(
+        self: &Arc<Self>,
+        tenant: Option<&str>,
+    ) -> Result<Arc<QueryEngine>, QueryError> {
+        let Some(tenant) = tenant else {
+            return Ok(Arc::clone(self));
+        };
+        let cached = |engines: &Self| {
+            engines
+                .tenants
+                .lock()
+                .map_err(|_| QueryError::Internal("tenant engines lock poisoned".into()))
+                .map(|t| t.get(tenant).cloned())
+        };
+        if let Some(engine) = cached(self)? {
+            return Ok(engine);
+        }
+        let source: Arc<dyn SpanSource> = Arc::new(TenantSource {
+            inner: Arc::clone(&self.source),
+            tenant: tenant.to_owned(),
+        });
+        let engine = Arc::new(
+            Self::build(
+                source,
+                self.limits,
+                Arc::clone(&self.write_tools),
+                self.ctx.runtime_env(),
+            )
+            .await?,
+        );
+        let mut tenants = self
+            .tenants
+            .lock()
+            .map_err(|_| QueryError::Internal("tenant engines lock poisoned".into()))?;
+        Ok(Arc::clone(
+            tenants.entry(tenant.to_owned()).or_insert(engine),
+        ))
+    }
+
+    async fn build(
+        source: Arc<dyn SpanSource>,
+        limits: QueryLimits,
+        write_tools: Arc<HashSet<String>>,
+        runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
+    ) -> Result<Self, QueryError> {
         let config = SessionConfig::new()
             .with_information_schema(true)
             .set_bool("datafusion.execution.parquet.pushdown_filters", true)
             .set_bool("datafusion.execution.parquet.reorder_filters", true);
-        let runtime = RuntimeEnvBuilder::new()
-            .with_memory_limit(limits.memory_bytes, 1.0)
-            .build_arc()?;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         register_stored_tables(&ctx, &source)?;
         let calls = ctx.sql(SERVICE_CALLS_SQL).await?.into_view();
@@ -143,6 +196,7 @@ impl QueryEngine {
             source,
             limits,
             write_tools,
+            tenants: Default::default(),
         })
     }
 

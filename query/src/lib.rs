@@ -26,4 +26,4 @@ mod table;
 
 pub use engine::{LineageResult, QueryEngine, QueryLimits, QueryResult, QuerySettings};
 pub use error::{ErrorKind, QueryError};
-pub use table::{SpanSource, StaticSource};
+pub use table::{SpanSource, StaticSource, TenantSource};

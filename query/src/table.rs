@@ -17,14 +17,18 @@ use datafusion::datasource::listing::{
 };
 use datafusion::datasource::{MemTable, TableType};
 use datafusion::error::{DataFusionError, Result};
+use datafusion::functions::core::expr_fn::get_field;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::union::UnionExec;
-use datafusion::prelude::{JoinType, SessionContext, col};
+use datafusion::prelude::{JoinType, SessionContext, col, lit};
 use weft_collector::{FileMeta, Snapshot, Store};
+use weft_schemas::TENANT_KEY;
 use weft_schemas::shown::shown_schema;
 use weft_schemas::{links_schema, span_schema, structure_schema};
 
@@ -35,6 +39,32 @@ use crate::prune::start_time_range;
 pub trait SpanSource: Send + Sync + 'static {
     /// Committed files plus live batches, consistent with each other.
     fn snapshot(&self) -> Result<Snapshot, weft_collector::Error>;
+
+    /// The only tenant whose spans this source shows; `None`: all of them.
+    fn tenant(&self) -> Option<&str> {
+        None
+    }
+}
+
+/// Another source's spans of one tenant only. [`StoredTable::scan`] is the one
+/// place that reads it: every scan of `spans` — SQL, lineage, signals, a
+/// trace by id — keeps only rows whose `weft.tenant` attribute is this
+/// tenant, and `span_links` / `span_structure`, which hold no tenant, are
+/// refused to user queries (lineage walks the links inside the engine and
+/// then reads only this tenant's spans).
+pub struct TenantSource {
+    pub inner: Arc<dyn SpanSource>,
+    pub tenant: String,
+}
+
+impl SpanSource for TenantSource {
+    fn snapshot(&self) -> Result<Snapshot, weft_collector::Error> {
+        self.inner.snapshot()
+    }
+
+    fn tenant(&self) -> Option<&str> {
+        Some(&self.tenant)
+    }
 }
 
 impl SpanSource for Store {
@@ -148,6 +178,14 @@ impl TableProvider for StoredTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        let tenant = self.source.tenant();
+        if tenant.is_some() && self.show && self.table != Stored::Spans {
+            return Err(DataFusionError::Plan(
+                "span_links and span_structure hold no tenant, so a tenant's token cannot \
+                 query them; use spans, or the lineage(), ancestors() and descendants() functions"
+                    .into(),
+            ));
+        }
         let snapshot = self
             .source
             .snapshot()
@@ -165,14 +203,26 @@ impl TableProvider for StoredTable {
             Some(p) => p.clone(),
             None => (0..schema.fields().len()).collect(),
         };
+        // A tenant sees its own spans only: applied here, under every query.
+        let tenant_filter = tenant.filter(|_| self.table == Stored::Spans).map(|t| {
+            get_field(col(weft_schemas::schema::col::ATTRIBUTES), TENANT_KEY).eq(lit(t.to_owned()))
+        });
         let mut read = wanted.clone();
-        for column in id_filters.iter().flat_map(|f| f.column_refs()) {
+        for column in id_filters
+            .iter()
+            .chain(&tenant_filter)
+            .flat_map(|f| f.column_refs())
+        {
             let i = schema.index_of(&column.name)?;
             if !read.contains(&i) {
                 read.push(i);
             }
         }
-        let limit = if filters.is_empty() { limit } else { None };
+        let limit = if filters.is_empty() && tenant.is_none() {
+            limit
+        } else {
+            None
+        };
         // Files whose `start_time` range (from their Delta statistics) the
         // filters exclude are not opened.
         let range = start_time_range(filters);
@@ -213,12 +263,24 @@ impl TableProvider for StoredTable {
         } else {
             UnionExec::try_new(inputs)?
         };
-        if let Some(predicate) = conjunction(id_filters) {
+        if let Some(predicate) = conjunction(id_filters.into_iter().chain(tenant_filter)) {
             let df_schema = DFSchema::try_from(stored.schema())?;
             let predicate = state.create_physical_expr(predicate, &df_schema)?;
             stored = Arc::new(FilterExec::try_new(predicate, stored)?);
         }
         if !self.show {
+            if read.len() > wanted.len() {
+                // Only the columns asked for, without the tenant's attributes.
+                let columns = (0..wanted.len())
+                    .map(|i| {
+                        let field = stored.schema().field(i).clone();
+                        let column: Arc<dyn datafusion::physical_expr::PhysicalExpr> =
+                            Arc::new(Column::new(field.name(), i));
+                        (column, field.name().clone())
+                    })
+                    .collect::<Vec<_>>();
+                stored = Arc::new(ProjectionExec::try_new(columns, stored)?);
+            }
             return Ok(stored);
         }
         show_ids_exec(stored, wanted.len(), state)

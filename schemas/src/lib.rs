@@ -34,5 +34,5 @@ pub use schema::{SCHEMA_VERSION, SCHEMA_VERSION_KEY, span_schema};
 pub use settled::{links_schema, structure_schema};
 pub use span::{
     AttrValue, Attributes, ORIGIN_KEY, ORIGIN_TOKEN_KEY, Span, SpanEvent, SpanKind, SpanLink,
-    StatusCode,
+    StatusCode, TENANT_KEY,
 };

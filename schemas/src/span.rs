@@ -26,6 +26,10 @@ pub type Attributes = Vec<(String, AttrValue)>;
 /// and that token's name.
 pub const ORIGIN_KEY: &str = "weft.origin";
 pub const ORIGIN_TOKEN_KEY: &str = "weft.origin.token";
+/// The tenant of the ingest token that sent the span, written by the server
+/// (a client's own value is dropped); every read by a tenant's token sees
+/// only spans with its tenant here.
+pub const TENANT_KEY: &str = "weft.tenant";
 
 impl AttrValue {
     /// The text stored in the `attributes` map column: strings as they are,

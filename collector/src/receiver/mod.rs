@@ -8,7 +8,7 @@ pub mod http;
 use std::sync::Arc;
 
 use weft_auth::{Auth, Caller};
-use weft_schemas::{AttrValue, ORIGIN_KEY, ORIGIN_TOKEN_KEY, Span};
+use weft_schemas::{AttrValue, ORIGIN_KEY, ORIGIN_TOKEN_KEY, Span, TENANT_KEY};
 
 use crate::error::Result;
 use crate::metrics::Metrics;
@@ -49,14 +49,19 @@ pub(crate) async fn export_traces(
     })
 }
 
-/// Says who sent each span: a client's own `weft.origin*` attributes are
-/// dropped; with authentication on, the span gets the token's name and
-/// whether that token is bound to the span's service, so lineage can tell
-/// governance data a service reported itself from data anyone could forge.
+/// Says who sent each span: a client's own `weft.origin*` and `weft.tenant`
+/// attributes are dropped; with authentication on, the span gets the token's
+/// name, its tenant, and whether that token is bound to the span's service,
+/// so lineage can tell governance data a service reported itself from data
+/// anyone could forge.
 fn stamp_origin(spans: &mut [Span], caller: &Caller) {
     for span in spans {
         span.attributes
-            .retain(|(k, _)| k != ORIGIN_KEY && k != ORIGIN_TOKEN_KEY);
+            .retain(|(k, _)| k != ORIGIN_KEY && k != ORIGIN_TOKEN_KEY && k != TENANT_KEY);
+        if let Some(tenant) = caller.tenant() {
+            span.attributes
+                .push((TENANT_KEY.into(), AttrValue::Str(tenant.into())));
+        }
         if let Some(token) = caller.name() {
             let verified = span
                 .service_name
