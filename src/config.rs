@@ -111,6 +111,8 @@ pub struct FileConfig {
     /// Rows and bytes one answer holds at most.
     pub max_result_rows: Option<usize>,
     pub max_result_bytes: Option<usize>,
+    /// Bytes queries together may spill to the temporary directory.
+    pub max_spill_bytes: Option<u64>,
     /// Tools that change something, for lineage governance checks
     /// (besides spans marked `weft.tool.effect = write`).
     pub write_tools: Option<Vec<String>>,
@@ -396,6 +398,9 @@ fn query_settings(file: &FileConfig) -> anyhow::Result<QuerySettings> {
     }
     if let Some(n) = file.max_result_bytes {
         query.limits.max_result_bytes = n;
+    }
+    if let Some(n) = file.max_spill_bytes {
+        query.limits.max_spill_bytes = n;
     }
     Ok(query)
 }

@@ -123,8 +123,8 @@ fn sql_text(headers: &HeaderMap, body: &[u8]) -> Result<String, QueryError> {
     Ok(text.to_owned())
 }
 
-/// The header that says an answer was cut short, and why.
-pub const TRUNCATED: &str = "weft-result-truncated";
+/// The header (or trailer) that says an answer was cut short, and why.
+pub use crate::streamed::TRUNCATED;
 
 async fn sql(
     State(api): State<ApiState>,
@@ -140,16 +140,8 @@ async fn sql(
             "empty query: send SQL such as SELECT count(*) FROM spans".into(),
         ));
     }
-    let result = api.engine(&caller).await?.sql(&text).await?;
-    let bytes = render(&result, format)?;
-    let mut response = ([(header::CONTENT_TYPE, format.content_type())], bytes).into_response();
-    if let Some(why) = &result.truncated
-        && let Ok(value) = header::HeaderValue::from_str(why)
-    {
-        // The rows are all there is room for; the header says so.
-        response.headers_mut().insert(TRUNCATED, value);
-    }
-    Ok(response)
+    let answer = api.engine(&caller).await?.sql_stream(&text).await?;
+    crate::streamed::respond(answer, format).await
 }
 
 async fn trace(

@@ -6,6 +6,9 @@ use std::time::Duration;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::dataframe::DataFrame;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SessionConfig, SessionContext, col, lit};
@@ -49,6 +52,9 @@ pub struct QueryLimits {
     pub max_result_rows: usize,
     /// Bytes (in memory, as Arrow) one answer holds at most.
     pub max_result_bytes: usize,
+    /// Bytes the queries together may spill to the temporary directory
+    /// (sorts, joins and aggregations over the memory limit).
+    pub max_spill_bytes: u64,
 }
 
 impl Default for QueryLimits {
@@ -58,6 +64,7 @@ impl Default for QueryLimits {
             memory_bytes: 2 * 1024 * 1024 * 1024,
             max_result_rows: 1_000_000,
             max_result_bytes: 256 * 1024 * 1024,
+            max_spill_bytes: 16 * 1024 * 1024 * 1024,
         }
     }
 }
@@ -131,6 +138,7 @@ impl QueryEngine {
             Arc::new(settings.write_tools.into_iter().collect());
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(limits.memory_bytes, 1.0)
+            .with_max_temp_directory_size(limits.max_spill_bytes)
             .build_arc()?;
         Self::build(source, limits, write_tools, runtime).await
     }
@@ -330,34 +338,62 @@ impl QueryEngine {
         self.bounded(run).await
     }
 
-    /// Runs one read-only statement. DDL, DML, COPY and SET are rejected.
-    pub async fn sql(&self, sql: &str) -> Result<QueryResult, QueryError> {
+    /// Plans one read-only statement (DDL, DML, COPY and SET are rejected).
+    /// No LIMIT is added for the result caps: the answer is read as a stream
+    /// and reading stops at a cap, which stops the query (a LIMIT would turn a
+    /// sort that can spill into a top-k that cannot).
+    async fn plan_read_only(&self, sql: &str) -> Result<DataFrame, QueryError> {
         check_depth(sql)?;
-        let run = async {
-            let plan = self.ctx.state().create_logical_plan(sql).await?;
-            if let Some(refused) = changes_something(&plan)? {
-                return Err(QueryError::ReadOnly(format!(
-                    "{refused} is not allowed; the query API only reads (SELECT, WITH, EXPLAIN)"
-                )));
-            }
-            // One row past the cap tells a cut answer from a whole one.
-            let max_rows = self.limits.max_result_rows;
-            let df = self.ctx.execute_logical_plan(plan).await?;
-            // EXPLAIN must stay the root of its plan; its rows are few.
-            let df = match df.logical_plan() {
-                LogicalPlan::Explain(_) | LogicalPlan::Analyze(_) => df,
-                _ => df.limit(0, Some(max_rows.saturating_add(1)))?,
-            };
+        let plan = self.ctx.state().create_logical_plan(sql).await?;
+        if let Some(refused) = changes_something(&plan)? {
+            return Err(QueryError::ReadOnly(format!(
+                "{refused} is not allowed; the query API only reads (SELECT, WITH, EXPLAIN)"
+            )));
+        }
+        Ok(self.ctx.execute_logical_plan(plan).await?)
+    }
+
+    /// Runs one read-only statement and collects its answer, within the
+    /// result caps; the batches held count against the memory limit.
+    pub async fn sql(&self, sql: &str) -> Result<QueryResult, QueryError> {
+        let mut answer = self.sql_stream(sql).await?;
+        let mut batches = Vec::new();
+        let mut held = 0usize;
+        while let Some(batch) = answer.next_batch().await? {
+            held = held.saturating_add(batch.get_array_memory_size());
+            answer.reservation.try_resize(held)?;
+            batches.push(batch);
+        }
+        Ok(QueryResult {
+            schema: Arc::clone(&answer.schema),
+            batches,
+            truncated: answer.truncated().map(str::to_owned),
+        })
+    }
+
+    /// Starts one read-only statement whose answer is read batch by batch
+    /// ([`Answer::next_batch`]), within the result caps and by the deadline
+    /// of the query timeout; `reserve` charges what the reader holds to the
+    /// same memory pool as the query.
+    pub(crate) async fn sql_stream(&self, sql: &str) -> Result<Answer, QueryError> {
+        let deadline = tokio::time::Instant::now() + self.limits.timeout;
+        let start = async {
+            let df = self.plan_read_only(sql).await?;
             let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-            let batches = df.collect().await?;
-            let (batches, truncated) = cap_result(batches, max_rows, self.limits.max_result_bytes);
-            Ok::<_, QueryError>(QueryResult {
-                schema,
-                batches,
-                truncated,
-            })
+            Ok::<_, QueryError>((schema, df.execute_stream().await?))
         };
-        self.bounded(run).await
+        let (schema, stream) = self.bounded(start).await?;
+        let reservation =
+            MemoryConsumer::new("query API answer").register(&self.ctx.runtime_env().memory_pool);
+        Ok(Answer {
+            schema,
+            stream,
+            caps: Caps::new(self.limits),
+            deadline,
+            timeout: self.limits.timeout,
+            done: false,
+            reservation,
+        })
     }
 
     /// Every span of one trace, ordered by start time, ids as bytes (for
@@ -376,38 +412,91 @@ impl QueryEngine {
     }
 }
 
-/// Keeps at most `max_rows` rows and about `max_bytes` of `batches`; says
-/// which cap cut the answer, if one did.
-fn cap_result(
-    batches: Vec<RecordBatch>,
+/// The caps on one answer: at most `max_result_rows` rows and about
+/// `max_result_bytes` (in memory, as Arrow); says which cut the answer.
+struct Caps {
     max_rows: usize,
     max_bytes: usize,
-) -> (Vec<RecordBatch>, Option<String>) {
-    let mut kept = Vec::with_capacity(batches.len());
-    let (mut rows, mut bytes) = (0usize, 0usize);
-    let mut truncated = None;
-    for batch in batches {
-        let size = batch.get_array_memory_size();
-        let room_rows = max_rows - rows;
+    rows: usize,
+    bytes: usize,
+    truncated: Option<String>,
+}
+
+impl Caps {
+    fn new(limits: QueryLimits) -> Self {
+        Self {
+            max_rows: limits.max_result_rows,
+            max_bytes: limits.max_result_bytes,
+            rows: 0,
+            bytes: 0,
+            truncated: None,
+        }
+    }
+
+    /// What of `batch` the answer keeps, and whether the answer is complete
+    /// (a cap was reached) after it.
+    fn admit(&mut self, batch: RecordBatch) -> (Option<RecordBatch>, bool) {
+        let (max_rows, max_bytes) = (self.max_rows, self.max_bytes);
+        let room_rows = max_rows - self.rows;
         if batch.num_rows() > room_rows {
-            kept.push(batch.slice(0, room_rows));
-            truncated = Some(format!(
+            self.rows = max_rows;
+            self.truncated = Some(format!(
                 "the first {max_rows} rows (max_result_rows); narrow the query or add a LIMIT"
             ));
-            break;
+            return ((room_rows > 0).then(|| batch.slice(0, room_rows)), true);
         }
-        if bytes.saturating_add(size) > max_bytes && !kept.is_empty() {
-            truncated = Some(format!(
-                "the first {rows} rows, about {bytes} bytes (max_result_bytes is {max_bytes}); \
-                 narrow the query or select fewer columns"
+        let size = batch.get_array_memory_size();
+        if self.bytes.saturating_add(size) > max_bytes && self.rows > 0 {
+            self.truncated = Some(format!(
+                "the first {} rows, about {} bytes (max_result_bytes is {max_bytes}); \
+                 narrow the query or select fewer columns",
+                self.rows, self.bytes
             ));
-            break;
+            return (None, true);
         }
-        rows += batch.num_rows();
-        bytes = bytes.saturating_add(size);
-        kept.push(batch);
+        self.rows += batch.num_rows();
+        self.bytes = self.bytes.saturating_add(size);
+        (Some(batch), false)
     }
-    (kept, truncated)
+}
+
+/// An answer being read: the running query's batches within the caps.
+pub(crate) struct Answer {
+    pub schema: SchemaRef,
+    stream: SendableRecordBatchStream,
+    caps: Caps,
+    deadline: tokio::time::Instant,
+    timeout: Duration,
+    done: bool,
+    /// What the reader of this answer holds, charged to the query memory pool.
+    pub reservation: MemoryReservation,
+}
+
+impl Answer {
+    /// The next batch of the answer; `None` once it is whole or cut short.
+    pub async fn next_batch(&mut self) -> Result<Option<RecordBatch>, QueryError> {
+        use futures::StreamExt;
+        while !self.done {
+            let next = tokio::time::timeout_at(self.deadline, self.stream.next())
+                .await
+                .map_err(|_| QueryError::Timeout(self.timeout))?;
+            let Some(batch) = next else {
+                self.done = true;
+                break;
+            };
+            let (kept, done) = self.caps.admit(batch?);
+            self.done = done;
+            if let Some(kept) = kept.filter(|b| b.num_rows() > 0) {
+                return Ok(Some(kept));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Why the answer stops short of every row, once it does.
+    pub fn truncated(&self) -> Option<&str> {
+        self.caps.truncated.as_deref()
+    }
 }
 
 /// Operators one statement may hold. DataFusion parses `a + b + c …`

@@ -34,7 +34,7 @@ pub enum QueryError {
     Timeout(std::time::Duration),
     /// The queries running together needed more memory than allowed.
     #[error(
-        "query exceeded its memory limit: {0}; retry later, narrow it, or raise query_memory_bytes"
+        "query exceeded its memory or spill limit: {0}; retry later, narrow it, or raise query_memory_bytes (memory) or max_spill_bytes (temporary disk)"
     )]
     ResourcesExhausted(String),
     /// Reading the stored spans failed.
@@ -77,9 +77,36 @@ impl QueryError {
     }
 }
 
+/// Whether `e`, or an error under it, says the query ran out of memory or
+/// of spill space (or the disk it spills to is full): retry later, not a bug.
+fn exhausted(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if let Some(DataFusionError::ResourcesExhausted(_)) = e.downcast_ref::<DataFusionError>() {
+            return true;
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            // DataFusion 55 reports the spill limit as a plain `Other` I/O
+            // error that names its setting; `spill_limit_is_recognised`
+            // pins that text.
+            if io.kind() == std::io::ErrorKind::StorageFull
+                || (io.kind() == std::io::ErrorKind::Other
+                    && io.to_string().contains("max_temp_directory_size"))
+            {
+                return true;
+            }
+        }
+        next = e.source();
+    }
+    false
+}
+
 impl From<DataFusionError> for QueryError {
     fn from(e: DataFusionError) -> Self {
         let message = e.to_string();
+        if exhausted(&e) {
+            return QueryError::ResourcesExhausted(message);
+        }
         match innermost(e) {
             DataFusionError::ResourcesExhausted(m) => QueryError::ResourcesExhausted(m),
             DataFusionError::External(inner) => from_external(inner, message),
@@ -207,6 +234,41 @@ mod tests {
         assert_eq!(
             kind(DataFusionError::External(Box::new(shutting_down))),
             ErrorKind::ShuttingDown
+        );
+    }
+}
+
+#[cfg(test)]
+mod spill_tests {
+    use super::*;
+
+    /// DataFusion's spill limit arrives as text inside I/O and Arrow errors;
+    /// this pins the text `exhausted` looks for, so an upgrade that changes
+    /// it fails here rather than turning 503s into 500s.
+    #[tokio::test]
+    async fn spill_limit_is_recognised() {
+        use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+        use datafusion::prelude::{SessionConfig, SessionContext};
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(16 * 1024 * 1024, 1.0)
+            .with_max_temp_directory_size(1024 * 1024)
+            .build_arc()
+            .unwrap();
+        let ctx = SessionContext::new_with_config_rt(
+            SessionConfig::new().with_target_partitions(2),
+            runtime,
+        );
+        let sql = "SELECT max(r) FROM (SELECT row_number() OVER (ORDER BY value DESC) AS r \
+                   FROM (SELECT value, repeat('x', 50) AS pad FROM generate_series(1, 2000000)))";
+        let err = ctx.sql(sql).await.unwrap().collect().await.unwrap_err();
+        assert!(
+            err.to_string().contains("spilling"),
+            "not the spill limit: {err}"
+        );
+        let classified = QueryError::from(err);
+        assert!(
+            matches!(classified, QueryError::ResourcesExhausted(_)),
+            "{classified:?}"
         );
     }
 }

@@ -22,6 +22,7 @@ pub mod lineage;
 mod lineage_sql;
 pub mod output;
 mod prune;
+mod streamed;
 mod table;
 
 pub use engine::{LineageResult, QueryEngine, QueryLimits, QueryResult, QuerySettings};

@@ -14,6 +14,8 @@ use crate::error::QueryError;
 pub enum OutputFormat {
     /// A JSON array of row objects.
     Json,
+    /// One JSON object per row, one per line.
+    NdJson,
     Csv,
     /// Arrow IPC stream.
     Arrow,
@@ -27,6 +29,8 @@ impl OutputFormat {
         let accept = accept.unwrap_or("").to_ascii_lowercase();
         if accept.contains("application/vnd.apache.arrow.stream") {
             OutputFormat::Arrow
+        } else if accept.contains("application/x-ndjson") || accept.contains("application/jsonl") {
+            OutputFormat::NdJson
         } else if accept.contains("text/csv") {
             OutputFormat::Csv
         } else {
@@ -38,6 +42,7 @@ impl OutputFormat {
     pub fn content_type(self) -> &'static str {
         match self {
             OutputFormat::Json => "application/json",
+            OutputFormat::NdJson => "application/x-ndjson",
             OutputFormat::Csv => "text/csv",
             OutputFormat::Arrow => "application/vnd.apache.arrow.stream",
             OutputFormat::Table => "text/plain; charset=utf-8",
@@ -47,56 +52,136 @@ impl OutputFormat {
 
 /// Renders a result in `format`.
 pub fn render(result: &QueryResult, format: OutputFormat) -> Result<Vec<u8>, QueryError> {
-    match format {
-        OutputFormat::Json => {
-            let mut writer = arrow::json::ArrayWriter::new(Vec::new());
-            for batch in &result.batches {
+    if format == OutputFormat::Table {
+        let empty = [RecordBatch::new_empty(Arc::clone(&result.schema))];
+        let batches = if result.batches.iter().all(|b| b.num_rows() == 0) {
+            &empty[..]
+        } else {
+            &result.batches[..]
+        };
+        return Ok(arrow::util::pretty::pretty_format_batches(batches)?
+            .to_string()
+            .into_bytes());
+    }
+    let mut encoder = Encoder::new(format, &result.schema)?;
+    let mut out = Vec::new();
+    for batch in &result.batches {
+        out.extend(encoder.batch(batch)?);
+    }
+    out.extend(encoder.finish()?);
+    Ok(out)
+}
+
+/// Renders batches one at a time, for answers streamed as they are computed:
+/// each call returns the bytes that batch adds, [`Encoder::finish`] the
+/// closing bytes. Every format but [`OutputFormat::Table`] (which needs all
+/// rows to align them).
+pub struct Encoder {
+    kind: Kind,
+}
+
+enum Kind {
+    Json {
+        writer: arrow::json::ArrayWriter<Vec<u8>>,
+        rows: usize,
+    },
+    NdJson(arrow::json::LineDelimitedWriter<Vec<u8>>),
+    Csv {
+        schema: arrow::datatypes::SchemaRef,
+        header_written: bool,
+    },
+    Arrow(arrow::ipc::writer::StreamWriter<Vec<u8>>),
+}
+
+impl Encoder {
+    pub fn new(
+        format: OutputFormat,
+        schema: &arrow::datatypes::SchemaRef,
+    ) -> Result<Self, QueryError> {
+        let kind = match format {
+            OutputFormat::Json => Kind::Json {
+                writer: arrow::json::ArrayWriter::new(Vec::new()),
+                rows: 0,
+            },
+            OutputFormat::NdJson => Kind::NdJson(arrow::json::LineDelimitedWriter::new(Vec::new())),
+            OutputFormat::Csv => Kind::Csv {
+                schema: Arc::clone(schema),
+                header_written: false,
+            },
+            OutputFormat::Arrow => Kind::Arrow(arrow::ipc::writer::StreamWriter::try_new(
+                Vec::new(),
+                schema,
+            )?),
+            OutputFormat::Table => {
+                return Err(QueryError::Internal(
+                    "a text table cannot be streamed".into(),
+                ));
+            }
+        };
+        Ok(Self { kind })
+    }
+
+    /// The bytes `batch` adds (for Arrow, the schema comes with the first).
+    pub fn batch(&mut self, batch: &RecordBatch) -> Result<Vec<u8>, QueryError> {
+        Ok(match &mut self.kind {
+            Kind::Json { writer, rows } => {
+                *rows += batch.num_rows();
                 writer.write(batch)?;
+                std::mem::take(writer.get_mut())
             }
-            writer.finish()?;
-            let mut out = writer.into_inner();
-            if out.is_empty() {
-                out.extend_from_slice(b"[]");
+            Kind::NdJson(writer) => {
+                writer.write(batch)?;
+                std::mem::take(writer.get_mut())
             }
-            Ok(out)
-        }
-        OutputFormat::Csv => {
-            let mut writer = arrow::csv::Writer::new(Vec::new());
-            if result.batches.is_empty() {
-                let header: Vec<&str> = result
-                    .schema
-                    .fields()
-                    .iter()
-                    .map(|f| f.name().as_str())
-                    .collect();
-                return Ok(format!("{}\n", header.join(",")).into_bytes());
-            }
-            for batch in &result.batches {
+            Kind::Csv { header_written, .. } => {
+                let mut writer = arrow::csv::WriterBuilder::new()
+                    .with_header(!*header_written)
+                    .build(Vec::new());
                 writer.write(&flatten(batch)?)?;
+                *header_written = true;
+                writer.into_inner()
             }
-            Ok(writer.into_inner())
-        }
-        OutputFormat::Arrow => {
-            let mut out = Vec::new();
-            let mut writer = arrow::ipc::writer::StreamWriter::try_new(&mut out, &result.schema)?;
-            for batch in &result.batches {
+            Kind::Arrow(writer) => {
                 writer.write(batch)?;
+                std::mem::take(writer.get_mut())
             }
-            writer.finish()?;
-            drop(writer);
-            Ok(out)
-        }
-        OutputFormat::Table => {
-            if result.batches.iter().all(|b| b.num_rows() == 0) {
-                let empty = RecordBatch::new_empty(Arc::clone(&result.schema));
-                return Ok(arrow::util::pretty::pretty_format_batches(&[empty])?
-                    .to_string()
-                    .into_bytes());
+        })
+    }
+
+    /// The closing bytes: `]` (or `[]`), a CSV header when no row came, the
+    /// Arrow end-of-stream marker.
+    pub fn finish(self) -> Result<Vec<u8>, QueryError> {
+        Ok(match self.kind {
+            Kind::Json { mut writer, rows } => {
+                writer.finish()?;
+                let rest = writer.into_inner();
+                if rows == 0 && rest.is_empty() {
+                    b"[]".to_vec()
+                } else {
+                    rest
+                }
             }
-            Ok(arrow::util::pretty::pretty_format_batches(&result.batches)?
-                .to_string()
-                .into_bytes())
-        }
+            Kind::NdJson(mut writer) => {
+                writer.finish()?;
+                writer.into_inner()
+            }
+            Kind::Csv {
+                schema,
+                header_written,
+            } => {
+                if header_written {
+                    Vec::new()
+                } else {
+                    let header: Vec<&str> =
+                        schema.fields().iter().map(|f| f.name().as_str()).collect();
+                    format!("{}\n", header.join(",")).into_bytes()
+                }
+            }
+            Kind::Arrow(mut writer) => {
+                writer.finish()?;
+                writer.into_inner()?
+            }
+        })
     }
 }
 
