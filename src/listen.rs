@@ -29,10 +29,12 @@ pub async fn serve(
     tls: Option<TlsAcceptor>,
     stop: impl Future<Output = ()>,
 ) {
-    let router = router.layer(tower_http::timeout::TimeoutLayer::with_status_code(
-        axum::http::StatusCode::REQUEST_TIMEOUT,
-        limits.request_timeout,
-    ));
+    let router = router
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            limits.request_timeout,
+        ))
+        .layer(axum::middleware::map_response(explain_timeout));
     let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
     let mut builder = Builder::new(TokioExecutor::new());
@@ -102,4 +104,22 @@ pub async fn serve(
             tracing::warn!(grace = ?limits.shutdown_grace, "requests still in flight at the shutdown deadline; closing their connections");
         }
     }
+}
+
+/// The timeout layer answers 408 with an empty body; say what happened, in
+/// JSON both edges' clients read (`error` for the query API, `code` and
+/// `message`, a `google.rpc.Status`, for OTLP/HTTP).
+async fn explain_timeout(response: axum::response::Response) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if response.status() != axum::http::StatusCode::REQUEST_TIMEOUT {
+        return response;
+    }
+    let message = "the request took longer than request_timeout_secs (body and handling); \
+                   send smaller requests or raise the limit";
+    (
+        axum::http::StatusCode::REQUEST_TIMEOUT,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        serde_json::json!({"error": message, "code": 4, "message": message}).to_string(),
+    )
+        .into_response()
 }

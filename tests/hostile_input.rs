@@ -103,6 +103,11 @@ fn a_deep_chain_is_answered_by_every_lineage_interface() {
         "every span above the last one"
     );
     assert!(server.is_healthy());
+    let peak = peak_rss(server.pid());
+    eprintln!(
+        "peak resident memory, {CHAIN}-span chain through every lineage interface: {peak} bytes"
+    );
+    assert!(peak < 512 * 1024 * 1024, "{peak} bytes");
 }
 
 #[test]
@@ -238,6 +243,10 @@ fn attribute_caps_and_the_inflight_budget_bound_a_request() {
     );
     assert_eq!(rows[0]["len"], 4096, "{rows:?}");
     assert_eq!(rows[0]["cut"], "1", "{rows:?}");
+    // Before the caps this request peaked at 2.3 GB.
+    let peak = peak_rss(server.pid());
+    eprintln!("peak resident memory, 1 MiB resource attribute on 1,100 spans: {peak} bytes");
+    assert!(peak < 512 * 1024 * 1024, "{peak} bytes");
 
     // A 1 MiB span attribute: cut to 256 KiB, flagged.
     let mut one = request(Vec::new(), 1, 1 << 20);
@@ -371,6 +380,18 @@ fn errors_are_json_on_the_api_and_one_line_on_the_command_line() {
     assert!(stderr.starts_with("weft: "), "{stderr}");
     assert!(!stderr.contains("backtrace"), "{stderr}");
 
+    // Query-string mistakes are JSON too.
+    let response = server.get("/api/graph?since=1h&bogus=1");
+    assert_eq!(response.status(), 400);
+    let body: serde_json::Value = response.json().unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field `bogus`"),
+        "{body}"
+    );
+
     // An id that matches nothing says how to list the ids there are.
     server.send_json(&serde_json::json!({"resourceSpans": [{"scopeSpans": [{"spans": [{
         "traceId": "0000000000000000000000000000a001", "spanId": "000000000000a001", "name": "x",
@@ -449,6 +470,7 @@ fn query_memory_holds_with_streamed_answers_and_bounded_spill() {
     let row: serde_json::Value = serde_json::from_slice(lines[1_999_999]).unwrap();
     assert_eq!(row["value"], 2_000_000);
     let peak = peak_rss(server.pid());
+    eprintln!("peak resident memory, 250 MB answer under a 64 MiB query limit: {peak} bytes");
     assert!(
         peak < 256 * 1024 * 1024,
         "peak resident memory {peak} bytes for a 64 MiB query limit"
@@ -502,4 +524,40 @@ fn query_memory_holds_with_streamed_answers_and_bounded_spill() {
         "{error}"
     );
     assert!(server.is_healthy());
+}
+
+/// A request that outlives `request_timeout_secs` gets a 408 that says so in
+/// JSON, on both HTTP listeners.
+#[test]
+fn a_timed_out_request_is_told_why() {
+    use std::io::{Read, Write as _};
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("weft.toml");
+    std::fs::write(&config, "request_timeout_secs = 1\n").unwrap();
+    let server = Server::start(
+        &dir.path().join("data"),
+        &["--config", &config.to_string_lossy()],
+    );
+    for (addr, path) in [(server.http, "/v1/traces"), (server.api, "/api/sql")] {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        // Headers promise 100 bytes; 10 come, then nothing.
+        write!(
+            stream,
+            "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n0123456789"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        let body = answer.split("\r\n\r\n").nth(1).unwrap();
+        let body: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("request_timeout_secs"),
+            "{body}"
+        );
+        assert_eq!(body["error"], body["message"]);
+    }
 }

@@ -101,6 +101,28 @@ fn error_json(status: StatusCode, message: String) -> Response {
         .into_response()
 }
 
+/// Query-string parameters whose rejection is a JSON error like every other
+/// (axum's own is plain text).
+struct Params<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequestParts<S>
+    for Params<T>
+{
+    type Rejection = QueryError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, QueryError> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(params)| Params(params))
+            .map_err(|rejection| {
+                QueryError::Sql(format!("bad query parameters: {}", rejection.body_text()))
+            })
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SqlBody {
@@ -227,7 +249,7 @@ async fn lineage_json(
     State(api): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Path(trace_id): Path<String>,
-    Query(params): Query<LineageParams>,
+    Params(params): Params<LineageParams>,
 ) -> Result<Response, QueryError> {
     let result = run_lineage(&api, &caller, &trace_id, &params).await?;
     let l = &result.lineage;
@@ -259,7 +281,7 @@ async fn lineage_dot(
     State(api): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Path(trace_id): Path<String>,
-    Query(params): Query<LineageParams>,
+    Params(params): Params<LineageParams>,
 ) -> Result<Response, QueryError> {
     let result = run_lineage(&api, &caller, &trace_id, &params).await?;
     Ok((
@@ -273,7 +295,7 @@ async fn lineage_tree(
     State(api): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Path(trace_id): Path<String>,
-    Query(params): Query<LineageParams>,
+    Params(params): Params<LineageParams>,
 ) -> Result<Response, QueryError> {
     let result = run_lineage(&api, &caller, &trace_id, &params).await?;
     let mut text = text_tree(&result.lineage, params.fold.unwrap_or(DEFAULT_FOLD));
@@ -318,7 +340,7 @@ fn parse_time(text: &str, now_ns: i64) -> Result<i64, QueryError> {
 async fn graph(
     State(api): State<ApiState>,
     Extension(caller): Extension<Caller>,
-    Query(params): Query<GraphParams>,
+    Params(params): Params<GraphParams>,
 ) -> Result<Response, QueryError> {
     let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
     let since = parse_time(params.since.as_deref().unwrap_or("1h"), now)?;
@@ -346,7 +368,7 @@ struct SignalParams {
 async fn signals(
     State(api): State<ApiState>,
     Extension(caller): Extension<Caller>,
-    Query(params): Query<SignalParams>,
+    Params(params): Params<SignalParams>,
 ) -> Result<Response, QueryError> {
     let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
     let since = parse_time(params.since.as_deref().unwrap_or("1m"), now)?;
