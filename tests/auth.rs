@@ -24,13 +24,14 @@ const INGEST: &str = "ingest-token-7f3a9c2e41d8b6a0";
 const QUERY: &str = "query-token-2b8e6d4f9a1c3e57";
 const ADMIN: &str = "admin-token-c4e1a7b3d9f20865";
 
-fn config(dir: &Path, extra: &str) -> PathBuf {
+/// A config file with an ingest, a query and an admin token, each from
+/// another source (inline, the environment, a file).
+fn config(dir: &Path) -> PathBuf {
     let path = dir.join("weft.toml");
     std::fs::write(
         &path,
         format!(
-            r#"{extra}
-[[tokens]]
+            r#"[[tokens]]
 name = "agents"
 role = "ingest"
 token = "{INGEST}"
@@ -121,8 +122,7 @@ async fn grpc_export(
 fn every_listener_wants_a_token_with_the_right_role() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let config = config(dir.path(), "");
-    // SAFETY of the test: the variable is read by the child only.
+    let config = config(dir.path());
     let server = Server::start_at(
         &data.to_string_lossy(),
         &["--config", &config.to_string_lossy()],
@@ -425,7 +425,7 @@ fn curl(args: &[&str]) -> (bool, String) {
 fn tls_on_every_listener_and_tokens_never_logged() {
     let dir = tempfile::tempdir().unwrap();
     certificates(dir.path());
-    let config = config(dir.path(), "");
+    let config = config(dir.path());
     let data = dir.path().join("data");
     let mut server = Spawned::start(
         &[
@@ -579,7 +579,7 @@ fn no_unauthenticated_server_on_a_reachable_address() {
         );
     }
 
-    let config = config(dir.path(), "");
+    let config = config(dir.path());
     let mut with_tokens = Spawned::start(
         &[
             &["--data-dir", &data, "--config", &config.to_string_lossy()][..],
@@ -654,10 +654,9 @@ fn attr(key: &str, value: &str) -> Value {
 #[test]
 fn governance_data_is_trusted_only_from_tokens_bound_to_its_service() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("weft.toml");
-    std::fs::write(
-        &path,
-        format!(
+    let server = serve_with(
+        dir.path(),
+        &format!(
             r#"[[tokens]]
 name = "agents"
 role = "ingest"
@@ -681,17 +680,8 @@ role = "admin"
 token = "{ADMIN}"
 "#
         ),
-    )
-    .unwrap();
-    let server = Server::start(
-        &dir.path().join("data"),
-        &["--config", &path.to_string_lossy()],
     );
-    let traces = format!("http://{}/v1/traces", server.http);
-    let send = |token: &str, body: Value| {
-        let (status, _, text) = post(&traces, Some(token), "application/json", &body.to_string());
-        assert_eq!(status, 200, "{text}");
-    };
+    let send = |token: &str, body: Value| send_ok(&server, token, &body);
     // Two workflows alike: an agent run, a policy check allowing a write,
     // then the write. In trace 10 the policy service reports its verdict; in
     // trace 11 someone else sends it as the policy service, claiming
@@ -789,10 +779,9 @@ const ACME_QUERY: &str = "acme-query-6d1f3b8a9e2c7b40";
 #[test]
 fn a_tenant_sees_only_its_own_spans() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("weft.toml");
-    std::fs::write(
-        &path,
-        format!(
+    let server = serve_with(
+        dir.path(),
+        &format!(
             r#"[[tokens]]
 name = "acme-agents"
 role = "ingest"
@@ -817,17 +806,8 @@ role = "admin"
 token = "{ADMIN}"
 "#
         ),
-    )
-    .unwrap();
-    let server = Server::start(
-        &dir.path().join("data"),
-        &["--config", &path.to_string_lossy()],
     );
-    let traces = format!("http://{}/v1/traces", server.http);
-    let send = |token: &str, body: Value| {
-        let (status, _, text) = post(&traces, Some(token), "application/json", &body.to_string());
-        assert_eq!(status, 200, "{text}");
-    };
+    let send = |token: &str, body: Value| send_ok(&server, token, &body);
     // acme's workflow: trace 20, linked from globex's trace 21, whose span
     // also claims to be acme's.
     send(
@@ -943,4 +923,18 @@ token = "{ADMIN}"
         .text()
         .unwrap();
     assert!(!tree.contains(&globex_trace[24..]), "{tree}");
+}
+
+/// A server whose config file is `config` (its tokens, say).
+fn serve_with(dir: &Path, config: &str) -> Server {
+    let path = dir.join("weft.toml");
+    std::fs::write(&path, config).unwrap();
+    Server::start(&dir.join("data"), &["--config", &path.to_string_lossy()])
+}
+
+/// Sends one OTLP/JSON request with `token`, which must be accepted.
+fn send_ok(server: &Server, token: &str, body: &Value) {
+    let traces = format!("http://{}/v1/traces", server.http);
+    let (status, _, text) = post(&traces, Some(token), "application/json", &body.to_string());
+    assert_eq!(status, 200, "{text}");
 }
