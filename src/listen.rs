@@ -34,7 +34,8 @@ pub async fn serve(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             limits.request_timeout,
         ))
-        .layer(axum::middleware::map_response(explain_timeout));
+        .layer(axum::middleware::map_response(explain_timeout))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked));
     let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
     let mut builder = Builder::new(TokioExecutor::new());
@@ -120,6 +121,25 @@ async fn explain_timeout(response: axum::response::Response) -> axum::response::
         axum::http::StatusCode::REQUEST_TIMEOUT,
         [(axum::http::header::CONTENT_TYPE, "application/json")],
         serde_json::json!({"error": message, "code": 4, "message": message}).to_string(),
+    )
+        .into_response()
+}
+
+/// A request that hit a panic (a bug, ours or a library's) gets a 500 that
+/// says so, instead of a dropped connection; the server keeps serving.
+fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let what = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown");
+    tracing::error!(panic = what, "a request panicked");
+    let message = format!("internal error: the request hit a bug ({what}); please report it");
+    (
+        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        serde_json::json!({"error": message, "code": 13, "message": message}).to_string(),
     )
         .into_response()
 }

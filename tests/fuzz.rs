@@ -421,6 +421,9 @@ fn sql_and_lineage_entry_points() {
         for _ in 0..iterations {
             let base = rng_pick_sql(&mut rng);
             let sql = mutate_sql(&mut rng, base);
+            if std::env::var_os("WEFT_FUZZ_LOG").is_some() {
+                eprintln!("sql: {sql}");
+            }
             // A panic inside the engine would surface here, or abort the test.
             match engine.sql(&sql).await {
                 Ok(_) => answered += 1,

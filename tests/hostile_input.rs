@@ -561,3 +561,30 @@ fn a_timed_out_request_is_told_why() {
         assert_eq!(body["error"], body["message"]);
     }
 }
+
+/// A query that makes DataFusion panic (a 300 KB literal copied into every
+/// row of a batch overflows Arrow's 32-bit offsets) gets a JSON error, not a
+/// dropped connection, and the server keeps serving; functions that build
+/// values of a size the query chooses are refused before they allocate
+/// (`tests/slt/bounded.slt` has the cases).
+#[test]
+fn a_query_that_panics_inside_datafusion_is_answered_and_survived() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let literal = "x".repeat(300_000);
+    let (status, body) = api_sql(
+        &server,
+        &format!("SELECT '{literal}' AS s FROM generate_series(1, 10000)"),
+    );
+    assert!(status >= 400, "{status}");
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(body["error"].is_string(), "{body}");
+    let (status, body) = api_sql(
+        &server,
+        "SELECT repeat('a', 100000000) FROM generate_series(1, 100000)",
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("over the limit"), "{body}");
+    assert!(server.is_healthy());
+    assert_eq!(server.count("SELECT count(*) AS n FROM spans"), 0);
+}

@@ -195,6 +195,7 @@ impl QueryEngine {
             .set_bool("datafusion.execution.parquet.pushdown_filters", true)
             .set_bool("datafusion.execution.parquet.reorder_filters", true);
         let ctx = SessionContext::new_with_config_rt(config, runtime);
+        crate::bounded::register(&ctx);
         register_stored_tables(&ctx, &source)?;
         let calls = ctx.sql(SERVICE_CALLS_SQL).await?.into_view();
         ctx.register_table("service_calls", calls)?;

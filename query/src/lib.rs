@@ -15,6 +15,7 @@
 //! JSON or `weft_lineage` values.
 
 pub mod api;
+mod bounded;
 mod engine;
 mod error;
 mod ids;
