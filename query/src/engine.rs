@@ -136,8 +136,12 @@ impl QueryEngine {
         let limits = settings.limits;
         let write_tools: Arc<HashSet<String>> =
             Arc::new(settings.write_tools.into_iter().collect());
+        // Fair shares for the operators that can spill (sorts, joins,
+        // aggregations), so one cannot starve another into failing; the rest
+        // (the API's answer among them) take from what is left.
+        let pool = datafusion::execution::memory_pool::FairSpillPool::new(limits.memory_bytes);
         let runtime = RuntimeEnvBuilder::new()
-            .with_memory_limit(limits.memory_bytes, 1.0)
+            .with_memory_pool(Arc::new(pool))
             .with_max_temp_directory_size(limits.max_spill_bytes)
             .build_arc()?;
         Self::build(source, limits, write_tools, runtime).await
