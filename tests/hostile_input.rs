@@ -505,10 +505,18 @@ fn query_memory_holds_with_streamed_answers_and_bounded_spill() {
         "no trailer at the end: {}",
         &text[text.len().saturating_sub(300)..]
     );
-    // A sort of about twice the memory limit spills and streams, whole.
-    let text = curl(
-        "SELECT value, repeat('x', 100) AS pad FROM generate_series(1, 1000000) ORDER BY value DESC",
-    );
+    // A sort of about twice the memory limit spills and streams, whole. Near
+    // the limit DataFusion's final merge can find the memory taken by the
+    // sorters and the answer is a retryable 503 (RELIABILITY.md, known
+    // limits); a client retries those, and so does this test, a few times.
+    let sort = "SELECT value, repeat('x', 100) AS pad FROM generate_series(1, 1000000) ORDER BY value DESC";
+    let mut text = curl(sort);
+    for _ in 0..5 {
+        if !text.starts_with("{\"error\":\"query exceeded its memory") {
+            break;
+        }
+        text = curl(sort);
+    }
     assert!(
         text.contains("value,pad\n1000000,xxx") && text.contains("\n1,xxx"),
         "sorted descending: {}",
