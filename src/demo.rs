@@ -52,7 +52,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     // tonic needs a runtime; the blocking HTTP client must not run inside one.
     let _guard = (args.protocol == DemoProtocol::Grpc).then(|| runtime.enter());
     let mut providers: HashMap<&'static str, SdkTracerProvider> = HashMap::new();
-    let epoch = SystemTime::now() - Duration::from_secs(30 * 60);
+    let epoch = SystemTime::now() - span_of(&plan);
     let total_spans: usize = plan.iter().map(|w| w.spans.len()).sum();
     eprintln!(
         "sending {} workflows ({total_spans} spans) to {endpoint} over {:?}",
@@ -192,4 +192,18 @@ fn emit(
         contexts.push(context);
     }
     traces
+}
+
+/// How long before now the first workflow starts so that the last one ends
+/// now: workflows start 200 ms apart, so the demo reads as work that just
+/// happened (`/api/signals?since=5m` right after it shows it).
+fn span_of(plan: &[Workflow]) -> Duration {
+    let longest = plan
+        .iter()
+        .flat_map(|w| &w.spans)
+        .map(|s| s.start_ns.saturating_add(s.duration_ns))
+        .max()
+        .unwrap_or(0);
+    let stagger = 200 * plan.len().saturating_sub(1) as u64;
+    Duration::from_millis(stagger) + Duration::from_nanos(longest.max(0) as u64)
 }

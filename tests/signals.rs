@@ -16,7 +16,12 @@ fn signals_rank_nodes_by_warm_kv_cache_and_agree_with_sql() {
     let server = Server::start(dir.path(), &[]);
     server.run_demo(12);
 
-    // The demo dates its workflows over the last half hour.
+    // The demo's workflows end now: README's `since=5m` right after it sees them.
+    let recent: Vec<Value> = server.get("/api/signals?since=5m").json().unwrap();
+    assert!(
+        !recent.is_empty(),
+        "the demo's calls are within five minutes"
+    );
     let nodes: Vec<Value> = server.get("/api/signals?since=2h").json().unwrap();
     let expected = server.sql(
         "SELECT node, count(*) AS calls, avg(CASE WHEN kv_cache_hit THEN 1.0 ELSE 0.0 END) AS hit, \
