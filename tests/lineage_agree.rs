@@ -113,7 +113,20 @@ fn http_sql_and_cli_lineage_agree_on_nodes_and_findings() {
 
     let response = server.get(&format!("/api/lineage/{trace}"));
     assert_eq!(response.status(), 200);
-    let (nodes, findings) = from_json(&response.json().unwrap());
+    let api_text = response.text().unwrap();
+    let (nodes, findings) = from_json(&serde_json::from_str(&api_text).unwrap());
+    // The API's JSON is the lineage types' own serde model: it reads back.
+    let page: weft_lineage::LineagePage = serde_json::from_str(&api_text).unwrap();
+    let (trace_id, truncated) = (page.trace_id, page.truncated);
+    let from_api = page
+        .into_lineage()
+        .expect("one page holds the whole workflow");
+    // Nothing is lost on the way: the lineage read back gives the same JSON.
+    let again = weft_lineage::LineagePage::of(&from_api, trace_id, truncated, 0, usize::MAX);
+    assert_eq!(
+        serde_json::to_value(&again).unwrap(),
+        serde_json::from_str::<Value>(&api_text).unwrap()
+    );
     assert_eq!(nodes.len(), 3, "{nodes:?}");
     let drop_span = server.sql(&format!(
         "SELECT span_id FROM spans WHERE trace_id = '{trace}' AND tool_name = 'db.drop_table'"
@@ -160,6 +173,9 @@ fn http_sql_and_cli_lineage_agree_on_nodes_and_findings() {
         from_json(&serde_json::from_str(&embedded).unwrap()),
         (nodes.clone(), findings.clone())
     );
+    // `weft lineage --format json` on the directory prints the same model.
+    let from_dir: weft_lineage::Lineage = serde_json::from_str(&embedded).unwrap();
+    assert_eq!(from_dir.nodes.len(), 3);
     let rows = weft_ok(&[
         "sql",
         &sql,

@@ -17,7 +17,7 @@ use petgraph::Direction as Dir;
 use petgraph::algo::kosaraju_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use weft_schemas::{SpanId, TraceId};
 
 use crate::node::{Edge, EdgeKind, Node};
@@ -25,7 +25,7 @@ use crate::span::LineageSpan;
 use crate::summary::{Predecessors, Roots, Summary, summarise};
 
 /// Something wrong or unfinished in the input, reported rather than hidden.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Anomaly {
     MissingParent {
@@ -64,7 +64,7 @@ pub enum Anomaly {
 }
 
 /// A reconstructed workflow.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Lineage {
     pub traces: Vec<TraceId>,
     pub nodes: Vec<Node>,

@@ -19,10 +19,12 @@
 
 mod graph;
 pub mod node;
+mod page;
 pub mod render;
 mod span;
 pub mod summary;
 
 pub use graph::{Anomaly, BuildOptions, Lineage, build};
 pub use node::{Edge, EdgeKind, Node};
+pub use page::{LineagePage, PAGE_NODES};
 pub use span::{APPROVAL_ACTION_KEY, LineageSpan, StepAi, TOOL_EFFECT_KEY};

@@ -2,12 +2,12 @@
 //! [`crate::summary`] and [`crate::render`] read. Kept apart from `graph` so the
 //! analyses depend on the data, not on the builder.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::span::LineageSpan;
 
 /// How one span reaches another.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EdgeKind {
     /// Parent → child in one trace.
@@ -19,7 +19,7 @@ pub enum EdgeKind {
 }
 
 /// A directed edge between two nodes (indices into [`Lineage::nodes`]).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Edge {
     pub from: usize,
     pub to: usize,
@@ -27,7 +27,7 @@ pub struct Edge {
 }
 
 /// One node of the workflow graph.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Node {
     #[serde(flatten)]
     pub span: LineageSpan,

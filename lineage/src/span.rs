@@ -1,13 +1,14 @@
 //! [`LineageSpan`]: one span as lineage sees it — plain data that whoever
 //! fetches spans (the query engine, a test, a benchmark) fills in.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use weft_schemas::{
     AiFields, AiKind, ApprovalState, ORIGIN_KEY, PolicyVerdict, SpanId, StatusCode, TraceId,
 };
 
 /// The AI columns lineage reads from one span.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct StepAi {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ai_kind: Option<AiKind>,
@@ -92,7 +93,7 @@ impl StepAi {
 }
 
 /// One span as lineage sees it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LineageSpan {
     pub trace_id: TraceId,
     pub span_id: SpanId,
@@ -107,7 +108,7 @@ pub struct LineageSpan {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status_message: Option<String>,
     /// Spans this one follows from: `(trace, span)`.
-    #[serde(skip)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub links: Vec<(TraceId, SpanId)>,
     #[serde(flatten)]
     pub ai: StepAi,

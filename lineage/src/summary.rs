@@ -5,11 +5,12 @@
 //! findings: a tool that writes without a preceding allow, or after a
 //! needs_approval verdict with no granted approval before it.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 
 use foldhash::{HashMap, HashMapExt};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use weft_schemas::{ApprovalState, PolicyVerdict, StatusCode};
 
 use crate::node::Node;
@@ -19,7 +20,7 @@ use crate::node::Node;
 pub type Predecessors = Vec<Vec<usize>>;
 
 /// A pointer to a node of the lineage.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Step {
     /// Index into `Lineage::nodes`.
     pub node: usize,
@@ -28,7 +29,7 @@ pub struct Step {
     pub name: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Retrieval {
     pub step: Step,
     pub source: Option<String>,
@@ -37,15 +38,15 @@ pub struct Retrieval {
     pub time_ns: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IdentityUse {
     pub identity: String,
     /// `identity` (a user or principal) or `workload`.
-    pub kind: &'static str,
+    pub kind: Cow<'static, str>,
     pub steps: Vec<Step>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PolicyCheck {
     pub step: Step,
     pub policy: Option<String>,
@@ -54,11 +55,11 @@ pub struct PolicyCheck {
     pub time_ns: i64,
     /// Sent with a token not bound to the span's service: anyone holding an
     /// ingest token could have written it.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unverified: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ToolCall {
     pub step: Step,
     pub tool: String,
@@ -73,7 +74,7 @@ pub struct ToolCall {
     pub preceding_approval: Option<Approval>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Approval {
     pub step: Step,
     pub state: ApprovalState,
@@ -82,19 +83,19 @@ pub struct Approval {
     /// The action it gated: `weft.approval.action`, else the next tool call it preceded.
     pub gates: Option<String>,
     /// Sent with a token not bound to the span's service.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unverified: bool,
 }
 
 /// A governance question the data raises.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Finding {
     pub step: Step,
-    pub rule: &'static str,
+    pub rule: Cow<'static, str>,
     pub message: String,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     pub retrievals: Vec<Retrieval>,
     pub identities: Vec<IdentityUse>,
@@ -349,7 +350,7 @@ pub fn summarise(
         .into_iter()
         .map(|((identity, kind), steps)| IdentityUse {
             identity: identity.to_owned(),
-            kind,
+            kind: kind.into(),
             steps,
         })
         .collect();
@@ -378,7 +379,7 @@ fn governance(
     let finding = |rule, message| {
         Some(Finding {
             step: step(nodes, i),
-            rule,
+            rule: Cow::Borrowed(rule),
             message,
         })
     };

@@ -21,6 +21,7 @@ use crate::error::{ErrorKind, QueryError};
 use crate::lineage::{Direction, Reach};
 use crate::output::{OutputFormat, render};
 use weft_lineage::render::{DEFAULT_FOLD, dot, summary_text, text_tree};
+use weft_lineage::{LineagePage, PAGE_NODES};
 
 #[derive(Clone)]
 struct ApiState {
@@ -252,29 +253,16 @@ async fn lineage_json(
     Params(params): Params<LineageParams>,
 ) -> Result<Response, QueryError> {
     let result = run_lineage(&api, &caller, &trace_id, &params).await?;
-    let l = &result.lineage;
-    let offset = params.offset.unwrap_or(0).min(l.nodes.len());
-    let limit = params.limit.unwrap_or(10_000);
-    let end = offset.saturating_add(limit).min(l.nodes.len());
-    let in_page = |i: usize| (offset..end).contains(&i);
-    let edges: Vec<_> = l
-        .edges
-        .iter()
-        .filter(|e| in_page(e.from) || in_page(e.to))
-        .collect();
-    let body = json!({
-        "trace_id": trace_id,
-        "traces": l.traces,
-        "truncated": result.truncated,
-        "total_nodes": l.nodes.len(),
-        "offset": offset,
-        "nodes": &l.nodes[offset..end],
-        "edges": edges,
-        "critical_path": l.critical_path,
-        "anomalies": l.anomalies,
-        "summary": l.summary,
-    });
-    Ok(json_response(body.to_string()))
+    let page = LineagePage::of(
+        &result.lineage,
+        trace_id.parse()?,
+        result.truncated,
+        params.offset.unwrap_or(0),
+        params.limit.unwrap_or(PAGE_NODES),
+    );
+    let body = serde_json::to_vec(&page)
+        .map_err(|e| QueryError::Internal(format!("lineage as JSON: {e}")))?;
+    Ok(json_response(body))
 }
 
 async fn lineage_dot(

@@ -219,7 +219,7 @@ fn to_batch(lineage: &Lineage, rows: &[Row]) -> Result<RecordBatch> {
             .findings
             .iter()
             .filter(|f| f.step.node == i)
-            .map(|f| f.rule)
+            .map(|f| f.rule.as_ref())
             .collect();
         (!rules.is_empty()).then(|| rules.join(","))
     };

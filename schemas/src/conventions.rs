@@ -363,6 +363,22 @@ macro_rules! serialize_as_str {
 }
 serialize_as_str!(AiKind, PolicyVerdict, ApprovalState);
 
+macro_rules! deserialize_by_parse {
+    ($($t:ty),*) => {$(
+        impl<'de> serde::Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+                <$t>::parse(&text).ok_or_else(|| {
+                    serde::de::Error::custom(format!(
+                        "{text:?} is not a {}", stringify!($t)
+                    ))
+                })
+            }
+        }
+    )*};
+}
+deserialize_by_parse!(AiKind, PolicyVerdict, ApprovalState);
+
 /// The first key present decides; a wrongly typed value gives `Some(None)`.
 fn first_present(
     ty: ColumnType,

@@ -182,6 +182,13 @@ impl serde::Serialize for StatusCode {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for StatusCode {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        Ok(StatusCode::parse(&text))
+    }
+}
+
 /// A timed event inside a span.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SpanEvent {

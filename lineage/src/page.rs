@@ -1,0 +1,137 @@
+//! [`LineagePage`]: a lineage as the HTTP API sends it, a page of nodes at a
+//! time. The same serde model on both ends: the API serialises a page, a
+//! remote reader (the TUI) deserialises it and gets the lineage back.
+
+use serde::{Deserialize, Serialize};
+use weft_schemas::TraceId;
+
+use crate::graph::{Anomaly, Lineage};
+use crate::node::{Edge, Node};
+use crate::summary::Summary;
+
+/// Nodes per page unless asked otherwise.
+pub const PAGE_NODES: usize = 10_000;
+
+/// One page of a lineage: every field of [`Lineage`], with `nodes` from
+/// `offset` (at most a page) and the edges that touch them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LineagePage {
+    /// The trace asked for.
+    pub trace_id: TraceId,
+    pub traces: Vec<TraceId>,
+    /// More linked traces exist past the depth asked for.
+    pub truncated: bool,
+    pub total_nodes: usize,
+    pub offset: usize,
+    pub nodes: Vec<Node>,
+    pub edges: Vec<Edge>,
+    pub critical_path: Vec<usize>,
+    pub anomalies: Vec<Anomaly>,
+    pub summary: Summary,
+}
+
+impl LineagePage {
+    /// The page of `lineage` from `offset`, at most `limit` nodes.
+    pub fn of(
+        lineage: &Lineage,
+        trace_id: TraceId,
+        truncated: bool,
+        offset: usize,
+        limit: usize,
+    ) -> Self {
+        let offset = offset.min(lineage.nodes.len());
+        let end = offset.saturating_add(limit).min(lineage.nodes.len());
+        let in_page = |i: usize| (offset..end).contains(&i);
+        Self {
+            trace_id,
+            traces: lineage.traces.clone(),
+            truncated,
+            total_nodes: lineage.nodes.len(),
+            offset,
+            nodes: lineage.nodes[offset..end].to_vec(),
+            edges: lineage
+                .edges
+                .iter()
+                .filter(|e| in_page(e.from) || in_page(e.to))
+                .cloned()
+                .collect(),
+            critical_path: lineage.critical_path.clone(),
+            anomalies: lineage.anomalies.clone(),
+            summary: lineage.summary.clone(),
+        }
+    }
+
+    /// The lineage back, when this page holds all of it; `None` for a part
+    /// (fetch the rest with `?offset=`).
+    pub fn into_lineage(self) -> Option<Lineage> {
+        (self.offset == 0 && self.nodes.len() == self.total_nodes).then_some(Lineage {
+            traces: self.traces,
+            nodes: self.nodes,
+            edges: self.edges,
+            critical_path: self.critical_path,
+            anomalies: self.anomalies,
+            summary: self.summary,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::graph::tests::span;
+    use crate::{BuildOptions, build};
+    use weft_schemas::{ApprovalState, PolicyVerdict};
+
+    /// A workflow with every part the JSON carries: two linked traces, a
+    /// missing parent, AI fields, a governance finding.
+    fn lineage() -> Lineage {
+        let mut spans = vec![
+            span(1, 1, None, 0, 100),
+            span(1, 2, Some(1), 10, 40),
+            span(1, 3, Some(9), 20, 30),
+            span(2, 4, None, 50, 90),
+        ];
+        spans[1].ai.policy_verdict = Some(PolicyVerdict::Deny);
+        spans[1].ai.identity = Some("alice".into());
+        spans[2].ai.tool_name = Some("refund".into());
+        spans[2].ai.tool_effect = Some("write".into());
+        spans[2].ai.approval_state = Some(ApprovalState::Granted);
+        spans[3].links = vec![(spans[0].trace_id, spans[0].span_id)];
+        build(
+            spans,
+            &BuildOptions {
+                now_ns: 1_000_000_000_000,
+                ..Default::default()
+            },
+        )
+    }
+
+    #[test]
+    fn a_whole_page_round_trips_into_the_lineage() {
+        let lineage = lineage();
+        assert!(!lineage.summary.findings.is_empty() && !lineage.anomalies.is_empty());
+        let page = LineagePage::of(&lineage, lineage.traces[0], false, 0, PAGE_NODES);
+        let json = serde_json::to_string(&page).unwrap();
+        let back: LineagePage = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, page);
+        assert_eq!(back.into_lineage().unwrap(), lineage);
+        let whole: Lineage =
+            serde_json::from_str(&serde_json::to_string(&lineage).unwrap()).unwrap();
+        assert_eq!(whole, lineage);
+    }
+
+    #[test]
+    fn a_part_is_not_taken_for_the_whole() {
+        let lineage = lineage();
+        let page = LineagePage::of(&lineage, lineage.traces[0], false, 1, 2);
+        assert_eq!((page.offset, page.nodes.len(), page.total_nodes), (1, 2, 4));
+        assert!(
+            page.edges
+                .iter()
+                .all(|e| (1..3).contains(&e.from) || (1..3).contains(&e.to))
+        );
+        assert!(page.into_lineage().is_none());
+    }
+}
