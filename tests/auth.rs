@@ -918,7 +918,10 @@ token = "{ADMIN}"
     );
     let signals = get(ACME_QUERY, "/api/signals?since=1h").text().unwrap();
     assert!(!signals.contains("globex"), "{signals}");
-    assert_ne!(get(ACME_QUERY, "/metrics").status(), 200);
+    let metrics = get(ACME_QUERY, "/metrics");
+    assert_eq!(metrics.status(), 403);
+    assert!(metrics.text().unwrap().contains("every tenant"));
+    assert_eq!(get(ADMIN, "/metrics").status(), 200);
     let tree = get(ACME_QUERY, &format!("/api/lineage/{acme_trace}/tree"))
         .text()
         .unwrap();

@@ -182,12 +182,17 @@ pub enum Denied {
         role: Role,
         need: Role,
     },
+    /// The request reads what every tenant shares (counters, say).
+    #[error(
+        "token {name:?} reads one tenant's data; {what} covers every tenant: use a token without a tenant"
+    )]
+    TenantScoped { name: String, what: &'static str },
 }
 
 impl Denied {
     /// 401 / `UNAUTHENTICATED` rather than 403 / `PERMISSION_DENIED`.
     pub fn is_unauthenticated(&self) -> bool {
-        !matches!(self, Denied::Forbidden { .. })
+        !matches!(self, Denied::Forbidden { .. } | Denied::TenantScoped { .. })
     }
 }
 

@@ -185,11 +185,12 @@ fn json_response(body: impl Into<axum::body::Body>) -> Response {
 }
 
 async fn prometheus(State(api): State<ApiState>, Extension(caller): Extension<Caller>) -> Response {
-    if caller.tenant().is_some() {
+    if let (Some(_), Some(name)) = (caller.tenant(), caller.name()) {
         // The counters are every tenant's together.
-        return QueryError::NotFound(
-            "/metrics counts every tenant's requests; use a token without a tenant".into(),
-        )
+        return QueryError::Denied(weft_auth::Denied::TenantScoped {
+            name: name.to_owned(),
+            what: "/metrics",
+        })
         .into_response();
     }
     let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
