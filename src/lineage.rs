@@ -4,13 +4,15 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Args, ValueEnum};
 use weft_lineage::render::{DEFAULT_FOLD, dot, summary_text, text_tree};
 use weft_query::lineage::Direction;
 use weft_query::lineage::Reach;
 use weft_query::{LineageResult, QueryEngine, QuerySettings, StaticSource};
 use weft_schemas::TraceId;
+
+use crate::client::Client;
 
 #[derive(Args, Debug)]
 pub struct LineageArgs {
@@ -124,33 +126,17 @@ fn remote(args: &LineageArgs) -> anyhow::Result<String> {
         Output::Json => "",
         Output::Dot => "/dot",
     };
-    let mut url = format!(
-        "{}/api/lineage/{}{suffix}?direction={}",
-        args.server.trim_end_matches('/'),
+    let mut path = format!(
+        "/api/lineage/{}{suffix}?direction={}",
         args.trace_id,
         args.direction.as_str()
     );
     if let Some(d) = args.depth {
-        url.push_str(&format!("&depth={d}"));
+        path.push_str(&format!("&depth={d}"));
     }
     if matches!(args.format, Output::Tree) {
-        url.push_str(&format!("&fold={}", args.fold));
+        path.push_str(&format!("&fold={}", args.fold));
     }
-    let mut request = reqwest::blocking::Client::new().get(&url);
-    if let Some(token) = &args.token {
-        request = request.bearer_auth(token);
-    }
-    let response = request.send().with_context(|| {
-        format!("cannot reach weft at {url}; is `weft serve` running? (or pass --data-dir)")
-    })?;
-    let status = response.status();
-    let body = response.text()?;
-    if !status.is_success() {
-        let message = serde_json::from_str::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v["error"].as_str().map(str::to_owned))
-            .unwrap_or(body);
-        bail!("lineage failed ({status}): {message}");
-    }
-    Ok(body)
+    let answer = Client::new(&args.server, args.token.as_deref()).get(&path, "lineage")?;
+    String::from_utf8(answer.body).context("the lineage answer is not UTF-8")
 }

@@ -12,6 +12,7 @@
 mod bench;
 mod bench_lineage;
 mod bench_storage;
+mod client;
 mod config;
 mod demo;
 mod explore;

@@ -4,12 +4,13 @@ use std::io::{Cursor, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Args, ValueEnum};
 use weft_query::QueryResult;
 use weft_query::output::{OutputFormat, render};
 use weft_query::{QueryEngine, QuerySettings, StaticSource};
 
+use crate::client::Client;
 use crate::config::query_settings_of;
 
 #[derive(Args, Debug)]
@@ -96,35 +97,11 @@ fn remote(server: &str, token: Option<&str>, sql: &str, format: Format) -> anyho
         Format::Csv => "text/csv",
         Format::Json => "application/json",
     };
-    let url = format!("{}/api/sql", server.trim_end_matches('/'));
-    let mut request = reqwest::blocking::Client::new().post(&url);
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    let response = request
-        .header("accept", accept)
-        .header("content-type", "text/plain")
-        .body(sql.to_owned())
-        .send()
-        .with_context(|| {
-            format!("cannot reach weft at {url}; is `weft serve` running? (or pass --data-dir)")
-        })?;
-    let status = response.status();
-    if let Some(why) = response
-        .headers()
-        .get(weft_query::api::TRUNCATED)
-        .and_then(|v| v.to_str().ok())
-    {
+    let answer = Client::new(server, token).post_text("/api/sql", accept, sql, "query")?;
+    if let Some(why) = &answer.truncated {
         eprintln!("weft sql: the answer is cut short: {why}");
     }
-    let body = response.bytes()?.to_vec();
-    if !status.is_success() {
-        let message = serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v["error"].as_str().map(str::to_owned))
-            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
-        bail!("query failed ({status}): {message}");
-    }
+    let body = answer.body;
     if let Format::Table = format {
         let reader = arrow::ipc::reader::StreamReader::try_new(Cursor::new(body), None)?;
         let schema = reader.schema();
