@@ -107,20 +107,32 @@ pub async fn serve(
     }
 }
 
-/// The timeout layer answers 408 with an empty body; say what happened, in
-/// JSON both edges' clients read (`error` for the query API, `code` and
-/// `message`, a `google.rpc.Status`, for OTLP/HTTP).
+/// The timeout layer answers 408 with an empty body; say what happened.
 async fn explain_timeout(response: axum::response::Response) -> axum::response::Response {
-    use axum::response::IntoResponse;
     if response.status() != axum::http::StatusCode::REQUEST_TIMEOUT {
         return response;
     }
-    let message = "the request took longer than request_timeout_secs (body and handling); \
-                   send smaller requests or raise the limit";
-    (
+    error_response(
         axum::http::StatusCode::REQUEST_TIMEOUT,
+        4,
+        "the request took longer than request_timeout_secs (body and handling); \
+         send smaller requests or raise the limit",
+    )
+}
+
+/// An error answered by the listener itself, in JSON both edges' clients
+/// read: `error` for the query API; `code` (a gRPC code) and `message`, a
+/// `google.rpc.Status`, for OTLP/HTTP.
+fn error_response(
+    status: axum::http::StatusCode,
+    code: i32,
+    message: &str,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        status,
         [(axum::http::header::CONTENT_TYPE, "application/json")],
-        serde_json::json!({"error": message, "code": 4, "message": message}).to_string(),
+        serde_json::json!({"error": message, "code": code, "message": message}).to_string(),
     )
         .into_response()
 }
@@ -128,18 +140,15 @@ async fn explain_timeout(response: axum::response::Response) -> axum::response::
 /// A request that hit a panic (a bug, ours or a library's) gets a 500 that
 /// says so, instead of a dropped connection; the server keeps serving.
 fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
-    use axum::response::IntoResponse;
     let what = panic
         .downcast_ref::<String>()
         .map(String::as_str)
         .or_else(|| panic.downcast_ref::<&str>().copied())
         .unwrap_or("unknown");
     tracing::error!(panic = what, "a request panicked");
-    let message = format!("internal error: the request hit a bug ({what}); please report it");
-    (
+    error_response(
         axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        serde_json::json!({"error": message, "code": 13, "message": message}).to_string(),
+        13,
+        &format!("internal error: the request hit a bug ({what}); please report it"),
     )
-        .into_response()
 }

@@ -263,7 +263,6 @@ fn fuzz_decoder(format: OtlpFormat, corpus: Vec<Vec<u8>>, iterations: usize, see
     eprintln!(
         "fuzz {format:?}: {iterations} inputs, {decoded} decoded, {refused} refused, 0 panics"
     );
-    assert_eq!(decoded + refused, iterations);
     assert!(
         decoded > 0 && refused > 0,
         "mutations should both keep and break inputs"

@@ -48,7 +48,7 @@ pub struct QuerySettings {
 pub struct QueryLimits {
     pub timeout: Duration,
     pub memory_bytes: usize,
-    /// Rows one answer holds at most; the plan stops producing past them.
+    /// Rows one answer holds at most; reading stops there, which stops the query.
     pub max_result_rows: usize,
     /// Bytes (in memory, as Arrow) one answer holds at most.
     pub max_result_bytes: usize,
@@ -156,15 +156,8 @@ impl QueryEngine {
         let Some(tenant) = tenant else {
             return Ok(Arc::clone(self));
         };
-        let cached = |engines: &Self| {
-            engines
-                .tenants
-                .lock()
-                .map_err(|_| QueryError::Internal("tenant engines lock poisoned".into()))
-                .map(|t| t.get(tenant).cloned())
-        };
-        if let Some(engine) = cached(self)? {
-            return Ok(engine);
+        if let Some(engine) = self.tenant_engines()?.get(tenant) {
+            return Ok(Arc::clone(engine));
         }
         let source: Arc<dyn SpanSource> = Arc::new(TenantSource {
             inner: Arc::clone(&self.source),
@@ -179,13 +172,22 @@ impl QueryEngine {
             )
             .await?,
         );
-        let mut tenants = self
-            .tenants
-            .lock()
-            .map_err(|_| QueryError::Internal("tenant engines lock poisoned".into()))?;
         Ok(Arc::clone(
-            tenants.entry(tenant.to_owned()).or_insert(engine),
+            self.tenant_engines()?
+                .entry(tenant.to_owned())
+                .or_insert(engine),
         ))
+    }
+
+    fn tenant_engines(
+        &self,
+    ) -> Result<
+        std::sync::MutexGuard<'_, std::collections::HashMap<String, Arc<QueryEngine>>>,
+        QueryError,
+    > {
+        self.tenants
+            .lock()
+            .map_err(|_| QueryError::Internal("tenant engines lock poisoned".into()))
     }
 
     async fn build(
