@@ -12,7 +12,8 @@
 //! - [`node`]: the nodes and edges the build produces;
 //! - [`summary`]: the five review questions (retrievals, identities, policy
 //!   checks, tool calls, approvals) and governance findings;
-//! - [`render`]: a compact text tree, the summary as text, and Graphviz DOT.
+//! - [`render`]: a compact text tree, the summary as text, and Graphviz DOT;
+//! - [`WorkflowSummary`] (`workflow`): a whole workflow in one line, for lists.
 //!
 //! This crate depends on `weft-schemas` only: no DataFusion, no storage, so it
 //! is tested on hand-built span sets and used by the terminal UI as it is.
@@ -23,8 +24,10 @@ mod page;
 pub mod render;
 mod span;
 pub mod summary;
+mod workflow;
 
 pub use graph::{Anomaly, BuildOptions, Lineage, build};
 pub use node::{Edge, EdgeKind, Node};
 pub use page::{LineagePage, PAGE_NODES};
 pub use span::{APPROVAL_ACTION_KEY, LineageSpan, StepAi, TOOL_EFFECT_KEY};
+pub use workflow::{Flags, WorkflowSummary};

@@ -73,6 +73,40 @@ impl LineagePage {
             summary: self.summary,
         })
     }
+
+    /// The lineage back from its pages in order (`offset` 0, then each next
+    /// offset); `None` when a page is missing or from another lineage.
+    pub fn assemble(pages: Vec<LineagePage>) -> Option<Lineage> {
+        let mut pages = pages.into_iter();
+        let first = pages.next()?;
+        let total = first.total_nodes;
+        let mut nodes = first.nodes;
+        let mut edges = first.edges;
+        let mut seen: std::collections::HashSet<(usize, usize, crate::node::EdgeKind)> =
+            edges.iter().map(|e| (e.from, e.to, e.kind)).collect();
+        if first.offset != 0 {
+            return None;
+        }
+        for page in pages {
+            if page.offset != nodes.len() || page.total_nodes != total {
+                return None;
+            }
+            nodes.extend(page.nodes);
+            for e in page.edges {
+                if seen.insert((e.from, e.to, e.kind)) {
+                    edges.push(e);
+                }
+            }
+        }
+        (nodes.len() == total).then_some(Lineage {
+            traces: first.traces,
+            nodes,
+            edges,
+            critical_path: first.critical_path,
+            anomalies: first.anomalies,
+            summary: first.summary,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -133,5 +167,29 @@ mod tests {
                 .all(|e| (1..3).contains(&e.from) || (1..3).contains(&e.to))
         );
         assert!(page.into_lineage().is_none());
+    }
+
+    #[test]
+    fn pages_assemble_into_the_lineage() {
+        let lineage = lineage();
+        let id = lineage.traces[0];
+        let pages: Vec<LineagePage> = (0..4)
+            .step_by(3)
+            .map(|offset| LineagePage::of(&lineage, id, false, offset, 3))
+            .collect();
+        let mut back = LineagePage::assemble(pages.clone()).unwrap();
+        let key = |e: &Edge| (e.from, e.to, e.kind as u8);
+        back.edges.sort_by_key(key);
+        let mut want = lineage.clone();
+        want.edges.sort_by_key(key);
+        assert_eq!(back, want);
+        assert!(
+            LineagePage::assemble(pages[..1].to_vec()).is_none(),
+            "a page short"
+        );
+        assert!(
+            LineagePage::assemble(pages[1..].to_vec()).is_none(),
+            "no first page"
+        );
     }
 }

@@ -14,6 +14,9 @@ pub struct StepAi {
     pub ai_kind: Option<AiKind>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub identity: Option<String>,
+    /// The agent that ran the step (`gen_ai.agent.name`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workload_identity: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -67,6 +70,7 @@ impl StepAi {
         Self {
             ai_kind: ai.ai_kind,
             identity: ai.identity,
+            agent: ai.agent_name,
             workload_identity: ai.workload_identity,
             policy_name: ai.policy_name,
             policy_verdict: ai.policy_verdict,

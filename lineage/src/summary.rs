@@ -369,6 +369,17 @@ fn policy_check(nodes: &[Node], i: usize, verdict: PolicyVerdict) -> PolicyCheck
     }
 }
 
+/// Finding rules for a write no allow verdict or granted approval gated.
+pub const WRITE_WITHOUT_ALLOW: &str = "write_without_allow";
+pub const WRITE_AFTER_DENY: &str = "write_after_deny";
+pub const NEEDS_APPROVAL_WITHOUT_GRANT: &str = "needs_approval_without_grant";
+/// The rules of an ungated write, together.
+pub const UNGATED_WRITE_RULES: [&str; 3] = [
+    WRITE_WITHOUT_ALLOW,
+    WRITE_AFTER_DENY,
+    NEEDS_APPROVAL_WITHOUT_GRANT,
+];
+
 fn governance(
     nodes: &[Node],
     i: usize,
@@ -385,11 +396,11 @@ fn governance(
     };
     match verdict.map(|v| v.verdict) {
         None => finding(
-            "write_without_allow",
+            WRITE_WITHOUT_ALLOW,
             format!("tool {tool} changed something with no policy verdict before it"),
         ),
         Some(PolicyVerdict::Deny) => finding(
-            "write_after_deny",
+            WRITE_AFTER_DENY,
             format!("tool {tool} changed something after a deny verdict"),
         ),
         Some(PolicyVerdict::Allow) if verdict.is_some_and(|v| v.unverified) => finding(
@@ -419,7 +430,7 @@ fn governance(
                 None
             } else {
                 finding(
-                    "needs_approval_without_grant",
+                    NEEDS_APPROVAL_WITHOUT_GRANT,
                     format!(
                         "tool {tool} ran after a needs_approval verdict with no granted approval before it"
                     ),

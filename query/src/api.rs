@@ -20,6 +20,7 @@ use crate::engine::QueryEngine;
 use crate::error::{ErrorKind, QueryError};
 use crate::lineage::{Direction, Reach};
 use crate::output::{OutputFormat, render};
+use crate::workflows::{MAX_WORKFLOWS, WorkflowQuery};
 use weft_lineage::render::{DEFAULT_FOLD, dot, summary_text, text_tree};
 use weft_lineage::{LineagePage, PAGE_NODES};
 
@@ -38,7 +39,7 @@ impl ApiState {
 }
 
 /// `/api/sql`, `/api/traces/{trace_id}`, `/api/lineage/{trace_id}[/dot|/tree]`,
-/// `/api/graph`, `/api/signals`, `/healthz` and `/metrics`. Everything but
+/// `/api/workflows`, `/api/graph`, `/api/signals`, `/healthz` and `/metrics`. Everything but
 /// `/healthz` needs a token with the query role when tokens are configured.
 pub fn router(engine: Arc<QueryEngine>, metrics: Arc<Metrics>, auth: Arc<Auth>) -> Router {
     let open = Router::new().route("/healthz", get(|| async { "ok\n" }));
@@ -48,6 +49,7 @@ pub fn router(engine: Arc<QueryEngine>, metrics: Arc<Metrics>, auth: Arc<Auth>) 
         .route("/api/lineage/{trace_id}", get(lineage_json))
         .route("/api/lineage/{trace_id}/dot", get(lineage_dot))
         .route("/api/lineage/{trace_id}/tree", get(lineage_tree))
+        .route("/api/workflows", get(workflows))
         .route("/api/graph", get(graph))
         .route("/api/signals", get(signals))
         .route("/metrics", get(prometheus))
@@ -76,7 +78,7 @@ async fn authorize(
 
 /// The endpoints, as error messages name them.
 const ENDPOINTS: &str = "POST /api/sql, GET /api/traces/{trace_id}, \
-    GET /api/lineage/{trace_id}[/dot|/tree], GET /api/graph, GET /api/signals, \
+    GET /api/lineage/{trace_id}[/dot|/tree], GET /api/workflows, GET /api/graph, GET /api/signals, \
     GET /healthz, GET /metrics";
 
 async fn no_such_endpoint(method: axum::http::Method, uri: axum::http::Uri) -> Response {
@@ -343,6 +345,43 @@ async fn graph(
             .service_graph(since, until)
             .await?,
     )?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WorkflowParams {
+    /// RFC 3339 time or a duration back from now; default 1h.
+    since: Option<String>,
+    until: Option<String>,
+    /// Workflows at most, newest first; default 100, at most 1000.
+    limit: Option<usize>,
+}
+
+/// Recent workflows as a JSON array of `weft_lineage::WorkflowSummary`.
+async fn workflows(
+    State(api): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Params(params): Params<WorkflowParams>,
+) -> Result<Response, QueryError> {
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+    let limit = params.limit.unwrap_or(100);
+    if limit > MAX_WORKFLOWS {
+        return Err(QueryError::Sql(format!(
+            "limit is at most {MAX_WORKFLOWS}, not {limit}; narrow the time range with since/until"
+        )));
+    }
+    let query = WorkflowQuery {
+        since_ns: parse_time(params.since.as_deref().unwrap_or("1h"), now)?,
+        until_ns: match params.until.as_deref() {
+            Some(u) => parse_time(u, now)?,
+            None => i64::MAX,
+        },
+        limit,
+    };
+    let list = api.engine(&caller).await?.workflows(query).await?;
+    let body = serde_json::to_vec(&list)
+        .map_err(|e| QueryError::Internal(format!("workflows as JSON: {e}")))?;
+    Ok(json_response(body))
 }
 
 #[derive(Debug, Deserialize)]

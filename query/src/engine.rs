@@ -22,7 +22,9 @@ use crate::ids::trace_id_literal;
 use crate::lineage::{Reach, workflow_spans};
 use crate::lineage_sql::register_lineage_functions;
 use crate::table::{SpanSource, Stored, TenantSource, register_stored_tables, stored_table};
-use weft_lineage::{BuildOptions, Lineage, build};
+use weft_lineage::{BuildOptions, Lineage, WorkflowSummary, build};
+
+use crate::workflows::{WorkflowCache, WorkflowQuery, recent_workflows};
 
 /// One cross-service or cross-agent call per row: the `service_calls` view,
 /// from which `GET /api/graph` aggregates the dependency graph.
@@ -100,6 +102,8 @@ pub struct QueryEngine {
     /// The engines of each tenant seen so far (one per configured tenant),
     /// sharing this engine's memory pool.
     tenants: std::sync::Mutex<std::collections::HashMap<String, Arc<QueryEngine>>>,
+    /// Settled workflows' summaries, for [`QueryEngine::workflows`].
+    workflow_cache: WorkflowCache,
 }
 
 /// The one way a workflow is reconstructed — for `/api/lineage`, `weft lineage`
@@ -212,6 +216,7 @@ impl QueryEngine {
             limits,
             write_tools,
             tenants: Default::default(),
+            workflow_cache: WorkflowCache::default(),
         })
     }
 
@@ -241,6 +246,22 @@ impl QueryEngine {
             Ok(result)
         };
         self.bounded(run).await
+    }
+
+    /// Recent workflows, newest first: one line each, a workflow spanning
+    /// linked traces listed once (see [`crate::workflows`]).
+    pub async fn workflows(
+        &self,
+        query: WorkflowQuery,
+    ) -> Result<Vec<WorkflowSummary>, QueryError> {
+        self.bounded(recent_workflows(
+            &self.ctx,
+            &self.source,
+            &self.write_tools,
+            &self.workflow_cache,
+            query,
+        ))
+        .await
     }
 
     /// The service and agent dependency graph from `since` to `until` (Unix ns):
@@ -603,7 +624,7 @@ fn changes_something(plan: &LogicalPlan) -> Result<Option<&'static str>, QueryEr
 
 /// A Unix-nanosecond literal as a UTC timestamp, comparable with the time columns.
 /// A literal of the tables' timestamp type (microseconds, UTC) from nanoseconds.
-fn timestamp(ns: i64) -> datafusion::prelude::Expr {
+pub(crate) fn timestamp(ns: i64) -> datafusion::prelude::Expr {
     lit(datafusion::scalar::ScalarValue::TimestampMicrosecond(
         Some(ns.div_euclid(1_000)),
         Some("UTC".into()),

@@ -7,8 +7,9 @@
 //! - [`output`]: result batches as JSON rows, CSV, Arrow IPC or an aligned table;
 //! - [`lineage`]: fetching a workflow's spans (the `span_links` walk) for `weft-lineage`;
 //! - [`lineage_sql`]: `lineage()`, `ancestors()` and `descendants()` table functions;
-//! - [`api`]: `/api/sql`, `/api/traces/{id}`, `/api/lineage/{id}`, `/api/graph`,
-//!   `/healthz`, `/metrics`.
+//! - [`workflows`]: recent workflows, one summary line each;
+//! - [`api`]: `/api/sql`, `/api/traces/{id}`, `/api/lineage/{id}`, `/api/workflows`,
+//!   `/api/graph`, `/api/signals`, `/healthz`, `/metrics`.
 //!
 //! DataFusion types stay inside this crate: the engine, the tables and the
 //! table functions are private modules, and callers get record batches, bytes,
@@ -25,6 +26,7 @@ pub mod output;
 mod prune;
 mod streamed;
 mod table;
+pub mod workflows;
 
 pub use engine::{LineageResult, QueryEngine, QueryLimits, QueryResult, QuerySettings};
 pub use error::{ErrorKind, QueryError};

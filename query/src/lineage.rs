@@ -179,6 +179,7 @@ const COLUMNS: &[&str] = &[
     col_name::ATTRIBUTES,
     ai_col::ai_kind,
     ai_col::identity,
+    ai_col::agent_name,
     ai_col::workload_identity,
     ai_col::policy_name,
     ai_col::policy_verdict,
