@@ -4,7 +4,8 @@
 //! - `serve` ([`serve`]): OTLP receivers, storage and the HTTP API;
 //! - `sql` ([`sql`]): run SQL against a server or a data directory;
 //! - `lineage` ([`lineage`]): reconstruct a workflow across traces;
-//! - `explore` ([`explore`]): walk a workflow in the terminal;
+//! - `tui` ([`tui`]): the terminal explorer, over the API or a data directory;
+//! - `explore` ([`explore`]): the explorer opened on one workflow of a data directory;
 //! - `maintain` ([`maintain`]): retention, compaction and vacuum, once;
 //! - `demo` ([`demo`]): send realistic AI-workflow traces through a real OTLP exporter;
 //! - `bench` ([`bench`]): measure ingest rate and bytes per span.
@@ -21,6 +22,7 @@ mod listen;
 mod maintain;
 mod serve;
 mod sql;
+mod tui;
 mod workload;
 
 use clap::{Parser, Subcommand};
@@ -44,7 +46,9 @@ enum Command {
     Sql(sql::SqlArgs),
     /// Reconstruct the workflow reachable from a trace: tree, summary, anomalies.
     Lineage(lineage::LineageArgs),
-    /// Walk the workflow reachable from a trace in the terminal.
+    /// The terminal explorer: recent workflows, lineage, SQL and load signals.
+    Tui(tui::TuiArgs),
+    /// Walk the workflow reachable from a trace in the terminal (`tui --data-dir --trace`).
     Explore(explore::ExploreArgs),
     /// Run retention, compaction and vacuum once over a data directory's tables.
     Maintain(maintain::MaintainArgs),
@@ -94,6 +98,7 @@ fn main() -> std::process::ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Sql(args) => sql::run(args),
         Command::Lineage(args) => lineage::run(args),
+        Command::Tui(args) => tui::run(args),
         Command::Explore(args) => explore::run(args),
         Command::Maintain(args) => maintain::run(args),
         Command::Demo(args) => demo::run(args),

@@ -396,29 +396,20 @@ pub fn workflows(n: usize, seed: u64) -> Vec<Workflow> {
         .collect()
 }
 
+/// Test fixtures built from the plan, shared by this module's snapshots and
+/// the TUI's.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod fixtures {
+    #![allow(clippy::unwrap_used)]
 
-    #[test]
-    fn plans_reference_only_earlier_spans() {
-        for w in workflows(30, 7) {
-            for (i, span) in w.spans.iter().enumerate() {
-                assert!(span.parent.is_none_or(|p| p < i), "{}", w.name);
-                assert!(span.links.iter().all(|l| *l < i));
-                assert!(span.duration_ns >= 0);
-            }
-        }
-    }
-
-    use weft_lineage::render::{DEFAULT_FOLD, summary_text, text_tree};
-    use weft_lineage::{BuildOptions, build};
     use weft_lineage::{LineageSpan, StepAi};
     use weft_schemas::conventions::extract;
     use weft_schemas::{AttrValue, SpanId, StatusCode, TraceId};
 
+    use super::{Value, Workflow};
+
     /// The plan as lineage input, with ids and times fixed so snapshots are stable.
-    fn lineage_spans(w: &Workflow, n: u8) -> Vec<LineageSpan> {
+    pub(crate) fn lineage_spans(w: &Workflow, n: u8) -> Vec<LineageSpan> {
         let trace = |t: usize| TraceId::try_from([n * 2 + t as u8 + 1; 16].as_slice()).unwrap();
         let span = |i: usize| {
             let mut b = [0u8; 8];
@@ -474,6 +465,26 @@ mod tests {
             })
             .collect()
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plans_reference_only_earlier_spans() {
+        for w in workflows(30, 7) {
+            for (i, span) in w.spans.iter().enumerate() {
+                assert!(span.parent.is_none_or(|p| p < i), "{}", w.name);
+                assert!(span.links.iter().all(|l| *l < i));
+                assert!(span.duration_ns >= 0);
+            }
+        }
+    }
+
+    use super::fixtures::lineage_spans;
+    use weft_lineage::render::{DEFAULT_FOLD, summary_text, text_tree};
+    use weft_lineage::{BuildOptions, build};
 
     #[test]
     fn demo_workflow_lineage_snapshots() {

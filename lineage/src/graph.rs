@@ -63,6 +63,68 @@ pub enum Anomaly {
     },
 }
 
+impl Anomaly {
+    /// One line for a person.
+    pub fn describe(&self) -> String {
+        use crate::render::duration;
+        match self {
+            Anomaly::MissingParent {
+                span_id,
+                parent_span_id,
+                ..
+            } => {
+                format!("span {span_id} names missing parent {parent_span_id}")
+            }
+            Anomaly::DuplicateSpan {
+                span_id, copies, ..
+            } => format!("span {span_id} arrived {copies} times"),
+            Anomaly::Cycle { spans } => format!("cycle through {}", spans.join(" → ")),
+            Anomaly::ClockSkew {
+                span_id,
+                starts_before_parent_ns,
+                ..
+            } => {
+                format!(
+                    "span {span_id} starts {} before its parent",
+                    duration(*starts_before_parent_ns)
+                )
+            }
+            Anomaly::DanglingLink {
+                span_id,
+                linked_span_id,
+                ..
+            } => {
+                format!("span {span_id} links to missing span {linked_span_id}")
+            }
+            Anomaly::NoRoot { trace_id } => format!("trace {trace_id} has no root span"),
+            Anomaly::MayStillBeArriving { trace_id, .. } => {
+                format!("trace {trace_id} may still be arriving")
+            }
+        }
+    }
+
+    /// The span it is about, when it is about one.
+    pub fn span(&self) -> Option<(TraceId, SpanId)> {
+        match self {
+            Anomaly::MissingParent {
+                trace_id, span_id, ..
+            }
+            | Anomaly::DuplicateSpan {
+                trace_id, span_id, ..
+            }
+            | Anomaly::ClockSkew {
+                trace_id, span_id, ..
+            }
+            | Anomaly::DanglingLink {
+                trace_id, span_id, ..
+            } => Some((*trace_id, *span_id)),
+            Anomaly::Cycle { .. } | Anomaly::NoRoot { .. } | Anomaly::MayStillBeArriving { .. } => {
+                None
+            }
+        }
+    }
+}
+
 /// A reconstructed workflow.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Lineage {

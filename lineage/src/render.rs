@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::fmt::Write;
 
-use crate::graph::{Anomaly, Lineage};
+use crate::graph::Lineage;
 use crate::node::{EdgeKind, Node};
 
 /// `1.25s`, `85ms`, `120µs`, `900ns`.
@@ -319,6 +319,21 @@ const MAX_INDENT: usize = 64;
 
 /// The summary and anomalies as text, for `weft lineage` and snapshot tests.
 pub fn summary_text(lineage: &Lineage) -> String {
+    let mut out = review_text(lineage);
+    let _ = writeln!(out, "findings:");
+    for f in &lineage.summary.findings {
+        let _ = writeln!(out, "  {}: {}", f.rule, f.message);
+    }
+    let _ = writeln!(out, "anomalies:");
+    for a in &lineage.anomalies {
+        let _ = writeln!(out, "  {}", a.describe());
+    }
+    out
+}
+
+/// The five review questions as text: retrievals, identities, policy
+/// checks, tool calls, approvals.
+pub fn review_text(lineage: &Lineage) -> String {
     let s = &lineage.summary;
     let mut out = String::new();
     let _ = writeln!(out, "retrievals:");
@@ -388,48 +403,6 @@ pub fn summary_text(lineage: &Lineage) -> String {
             a.approver.as_deref().unwrap_or("?"),
             a.gates.as_deref().unwrap_or("?")
         );
-    }
-    let _ = writeln!(out, "findings:");
-    for f in &s.findings {
-        let _ = writeln!(out, "  {}: {}", f.rule, f.message);
-    }
-    let _ = writeln!(out, "anomalies:");
-    for a in &lineage.anomalies {
-        let text = match a {
-            Anomaly::MissingParent {
-                span_id,
-                parent_span_id,
-                ..
-            } => {
-                format!("span {span_id} names missing parent {parent_span_id}")
-            }
-            Anomaly::DuplicateSpan {
-                span_id, copies, ..
-            } => format!("span {span_id} arrived {copies} times"),
-            Anomaly::Cycle { spans } => format!("cycle through {}", spans.join(" → ")),
-            Anomaly::ClockSkew {
-                span_id,
-                starts_before_parent_ns,
-                ..
-            } => {
-                format!(
-                    "span {span_id} starts {} before its parent",
-                    duration(*starts_before_parent_ns)
-                )
-            }
-            Anomaly::DanglingLink {
-                span_id,
-                linked_span_id,
-                ..
-            } => {
-                format!("span {span_id} links to missing span {linked_span_id}")
-            }
-            Anomaly::NoRoot { trace_id } => format!("trace {trace_id} has no root span"),
-            Anomaly::MayStillBeArriving { trace_id, .. } => {
-                format!("trace {trace_id} may still be arriving")
-            }
-        };
-        let _ = writeln!(out, "  {text}");
     }
     out
 }

@@ -1,16 +1,41 @@
-//! Explorer state and the one function that changes it.
+//! The explorer's state and the one function that changes it.
+//!
+//! Everything that happens is a [`Msg`]: a key's [`Action`], an answer the
+//! fetcher [`Fetched`], or a clock tick. [`App::update`] applies it and may
+//! queue [`Request`]s, which the event loop hands to the fetcher
+//! ([`App::take_requests`]); nothing here touches the network or the screen.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
-use weft_lineage::{EdgeKind, Lineage, Node};
+use weft_schemas::{SpanId, TraceId};
 
-/// What the body of the screen shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Tab {
-    /// The span tree beside the selected step's details.
-    Tree,
-    /// The five questions, governance findings and anomalies.
-    Summary,
+use crate::data::{Failure, Fetched, Request, SpanDetail};
+use crate::explorer::{Explorer, Move};
+use crate::keys::Context;
+use crate::signals::Signals;
+use crate::sql::{Outcome, SqlView};
+use crate::workflows::{LIMIT, WorkflowList};
+
+/// The four screens, in Tab order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum View {
+    Workflows,
+    Lineage,
+    Sql,
+    Signals,
+}
+
+impl View {
+    pub const ALL: [View; 4] = [View::Workflows, View::Lineage, View::Sql, View::Signals];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            View::Workflows => "workflows",
+            View::Lineage => "lineage",
+            View::Sql => "sql",
+            View::Signals => "signals",
+        }
+    }
 }
 
 /// Everything a key can ask for.
@@ -22,319 +47,918 @@ pub enum Action {
     PageDown,
     Home,
     End,
-    /// Fold or unfold the selected step's children.
-    Toggle,
-    Expand,
-    Collapse,
-    /// Jump to the next step on the critical path.
-    NextCritical,
-    NextTab,
+    Left,
+    Right,
+    Enter,
+    /// Esc: leave a prompt or a view.
+    Back,
+    /// q: leave a view; on the workflows view, quit.
+    Close,
     Quit,
+    NextView,
+    PrevView,
+    Show(View),
+    Help,
+    Filter,
+    CycleService,
+    CycleIdentity,
+    CycleStatus,
+    CycleWindow,
+    Sort,
+    Refresh,
+    NextCritical,
+    FollowLink,
+    SwitchPane,
+    DetailUp,
+    DetailDown,
+    Type(char),
+    Backspace,
+    Delete,
 }
 
-/// Rows a page key moves.
-pub const PAGE: usize = 20;
-
-/// One visible line of the tree.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Row {
-    pub node: usize,
-    pub depth: usize,
-    /// The edge that led here; `None` for a root.
-    pub via: Option<EdgeKind>,
-    /// Already shown above (reached a second time, e.g. by a link).
-    pub repeat: bool,
+/// Something that happened.
+#[derive(Debug, Clone)]
+pub enum Msg {
+    Key(Action),
+    Fetched(Fetched),
+    /// The clock, about every 100 ms; drives refreshes and retries.
+    Tick {
+        now_ms: u64,
+    },
 }
 
-/// The explorer's state.
+/// How the server has been answering.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Connection {
+    /// Nothing answered yet.
+    Connecting,
+    Connected,
+    /// The last request could not reach it; requests are retried.
+    Unreachable(String),
+}
+
+/// The lineage view's workflow.
+#[derive(Debug)]
+pub enum LineageState {
+    /// None opened yet.
+    Empty,
+    Loading(TraceId),
+    Failed(TraceId, String),
+    Ready(Box<Explorer>),
+}
+
+/// Attributes, events and links of one trace's spans, fetched for the detail pane.
+#[derive(Debug)]
+pub enum Details {
+    Loading,
+    Failed(String),
+    Ready(HashMap<SpanId, SpanDetail>),
+}
+
+/// How often the lists refresh.
+const WORKFLOWS_EVERY_MS: u64 = 2_000;
+const SIGNALS_EVERY_MS: u64 = 1_000;
+/// Traces whose details are kept.
+const DETAIL_TRACES: usize = 64;
+
+/// The explorer.
 #[derive(Debug)]
 pub struct App {
-    lineage: Lineage,
-    /// Children of each node in start order, with the edge kind.
-    children: Vec<Vec<(usize, EdgeKind)>>,
-    /// Where the tree starts: nodes without a parent, then one node of each
-    /// cycle no root reaches.
-    roots: Vec<usize>,
-    collapsed: HashSet<usize>,
-    rows: Vec<Row>,
-    selected: usize,
-    tab: Tab,
-    /// First line shown on the summary tab.
-    summary_scroll: usize,
+    /// What the data comes from, for the header (`http://…` or a directory).
+    source: String,
+    colour: bool,
+    view: View,
+    help: bool,
+    /// The text filter being typed, if the prompt is open.
+    prompt: Option<String>,
+    connection: Connection,
+    workflows: WorkflowList,
+    lineage: LineageState,
+    /// The open workflow failed because the server was unreachable (it is
+    /// asked again once the server answers).
+    lineage_unreachable: bool,
+    details: HashMap<TraceId, Details>,
+    sql: SqlView,
+    signals: Signals,
+    /// Requests for the fetcher.
+    outbox: Vec<Request>,
+    /// Refreshes asked and not answered, and when each kind last went out.
+    waiting_workflows: bool,
+    waiting_signals: bool,
+    last_workflows_ms: Option<u64>,
+    last_signals_ms: Option<u64>,
+    now_ms: u64,
     quit: bool,
 }
 
 impl App {
-    pub fn new(lineage: Lineage) -> Self {
-        let n = lineage.nodes.len();
-        let mut children: Vec<Vec<(usize, EdgeKind)>> = vec![Vec::new(); n];
-        let mut has_parent = vec![false; n];
-        for e in &lineage.edges {
-            children[e.from].push((e.to, e.kind));
-            has_parent[e.to] = true;
-        }
-        let start = |i: usize| (lineage.nodes[i].span.start_ns, i);
-        for c in &mut children {
-            c.sort_by_key(|(i, _)| start(*i));
-        }
-        let mut roots: Vec<usize> = (0..n).filter(|i| !has_parent[*i]).collect();
-        roots.sort_by_key(|i| start(*i));
-        let mut reached = vec![false; n];
-        let mut stack = roots.clone();
-        let mut i = 0;
-        loop {
-            while let Some(v) = stack.pop() {
-                if !std::mem::replace(&mut reached[v], true) {
-                    stack.extend(children[v].iter().map(|(c, _)| *c));
-                }
-            }
-            // A node inside a cycle that no root reaches starts a tree of its own.
-            match (i..n).find(|v| !reached[*v]) {
-                Some(v) => {
-                    roots.push(v);
-                    stack.push(v);
-                    i = v + 1;
-                }
-                None => break,
-            }
-        }
+    /// An explorer reading from `source` (its description); with `open`, it
+    /// starts on that trace's workflow.
+    pub fn new(source: impl Into<String>, colour: bool, open: Option<TraceId>) -> Self {
         let mut app = Self {
-            lineage,
-            children,
-            roots,
-            collapsed: HashSet::new(),
-            rows: Vec::new(),
-            selected: 0,
-            tab: Tab::Tree,
-            summary_scroll: 0,
+            source: source.into(),
+            colour,
+            view: View::Workflows,
+            help: false,
+            prompt: None,
+            connection: Connection::Connecting,
+            workflows: WorkflowList::default(),
+            lineage: LineageState::Empty,
+            lineage_unreachable: false,
+            details: HashMap::new(),
+            sql: SqlView::default(),
+            signals: Signals::default(),
+            outbox: Vec::new(),
+            waiting_workflows: false,
+            waiting_signals: false,
+            last_workflows_ms: None,
+            last_signals_ms: None,
+            now_ms: 0,
             quit: false,
         };
-        app.rebuild_rows();
+        if let Some(trace) = open {
+            app.open(trace);
+        }
         app
     }
 
-    pub fn lineage(&self) -> &Lineage {
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    pub fn colour(&self) -> bool {
+        self.colour
+    }
+
+    pub fn view(&self) -> View {
+        self.view
+    }
+
+    pub fn help(&self) -> bool {
+        self.help
+    }
+
+    pub fn prompt(&self) -> Option<&str> {
+        self.prompt.as_deref()
+    }
+
+    pub fn connection(&self) -> &Connection {
+        &self.connection
+    }
+
+    pub fn workflows(&self) -> &WorkflowList {
+        &self.workflows
+    }
+
+    pub fn lineage(&self) -> &LineageState {
         &self.lineage
     }
 
-    pub fn rows(&self) -> &[Row] {
-        &self.rows
+    pub fn explorer(&self) -> Option<&Explorer> {
+        match &self.lineage {
+            LineageState::Ready(x) => Some(x),
+            _ => None,
+        }
     }
 
-    pub fn selected(&self) -> usize {
-        self.selected
+    pub fn details(&self, trace: &TraceId) -> Option<&Details> {
+        self.details.get(trace)
     }
 
-    pub fn selected_node(&self) -> Option<&Node> {
-        self.rows
-            .get(self.selected)
-            .map(|r| &self.lineage.nodes[r.node])
+    pub fn sql(&self) -> &SqlView {
+        &self.sql
     }
 
-    pub fn tab(&self) -> Tab {
-        self.tab
+    pub fn signals(&self) -> &Signals {
+        &self.signals
     }
 
-    pub fn summary_scroll(&self) -> usize {
-        self.summary_scroll
+    /// Whether something the current view shows is on its way.
+    pub fn loading(&self) -> bool {
+        match self.view {
+            View::Workflows => self.waiting_workflows && !self.workflows.loaded(),
+            View::Lineage => matches!(self.lineage, LineageState::Loading(_)),
+            View::Sql => self.sql.running().is_some(),
+            View::Signals => self.waiting_signals && !self.signals.loaded(),
+        }
     }
 
     pub fn should_quit(&self) -> bool {
         self.quit
     }
 
-    pub fn is_collapsed(&self, node: usize) -> bool {
-        self.collapsed.contains(&node)
-    }
-
-    pub fn has_children(&self, node: usize) -> bool {
-        !self.children[node].is_empty()
-    }
-
-    /// Applies one action. Nothing else mutates the explorer.
-    pub fn update(&mut self, action: Action) {
-        let last = self.rows.len().saturating_sub(1);
-        match (self.tab, action) {
-            (_, Action::Quit) => self.quit = true,
-            (_, Action::NextTab) => {
-                self.tab = match self.tab {
-                    Tab::Tree => Tab::Summary,
-                    Tab::Summary => Tab::Tree,
-                }
-            }
-            (Tab::Summary, Action::Up) => {
-                self.summary_scroll = self.summary_scroll.saturating_sub(1)
-            }
-            (Tab::Summary, Action::Down) => self.summary_scroll += 1,
-            (Tab::Summary, Action::PageUp) => {
-                self.summary_scroll = self.summary_scroll.saturating_sub(PAGE)
-            }
-            (Tab::Summary, Action::PageDown) => self.summary_scroll += PAGE,
-            (Tab::Summary, Action::Home) => self.summary_scroll = 0,
-            (Tab::Summary, _) => {}
-            (Tab::Tree, Action::Up) => self.selected = self.selected.saturating_sub(1),
-            (Tab::Tree, Action::Down) => self.selected = (self.selected + 1).min(last),
-            (Tab::Tree, Action::PageUp) => self.selected = self.selected.saturating_sub(PAGE),
-            (Tab::Tree, Action::PageDown) => self.selected = (self.selected + PAGE).min(last),
-            (Tab::Tree, Action::Home) => self.selected = 0,
-            (Tab::Tree, Action::End) => self.selected = last,
-            (Tab::Tree, Action::Toggle) => {
-                if let Some(row) = self.rows.get(self.selected).copied() {
-                    self.set_collapsed(row.node, !self.collapsed.contains(&row.node));
-                }
-            }
-            (Tab::Tree, Action::Expand) => {
-                if let Some(row) = self.rows.get(self.selected).copied() {
-                    self.set_collapsed(row.node, false);
-                }
-            }
-            (Tab::Tree, Action::Collapse) => self.collapse_or_go_to_parent(),
-            (Tab::Tree, Action::NextCritical) => {
-                let next = self.rows[self.selected.saturating_add(1).min(self.rows.len())..]
-                    .iter()
-                    .position(|r| !r.repeat && self.lineage.nodes[r.node].on_critical_path);
-                if let Some(k) = next {
-                    self.selected += 1 + k;
-                }
-            }
+    /// Where keys go now.
+    pub fn context(&self) -> Context {
+        if self.prompt.is_some() || (self.view == View::Sql && self.sql.editing()) {
+            Context::Typing
+        } else {
+            Context::View(self.view)
         }
     }
 
-    fn set_collapsed(&mut self, node: usize, collapsed: bool) {
-        if !self.has_children(node) {
+    /// The requests queued since the last call.
+    pub fn take_requests(&mut self) -> Vec<Request> {
+        std::mem::take(&mut self.outbox)
+    }
+
+    /// Applies one message. Nothing else mutates the explorer.
+    pub fn update(&mut self, msg: Msg) {
+        match msg {
+            Msg::Key(action) => self.key(action),
+            Msg::Fetched(answer) => self.receive(answer),
+            Msg::Tick { now_ms } => self.tick(now_ms),
+        }
+        self.want_details();
+    }
+
+    fn tick(&mut self, now_ms: u64) {
+        self.now_ms = now_ms;
+        let due = |last: Option<u64>, every: u64| last.is_none_or(|l| now_ms >= l + every);
+        if !self.waiting_workflows && due(self.last_workflows_ms, WORKFLOWS_EVERY_MS) {
+            self.ask_workflows();
+        }
+        if !self.waiting_signals && due(self.last_signals_ms, SIGNALS_EVERY_MS) {
+            self.waiting_signals = true;
+            self.last_signals_ms = Some(now_ms);
+            self.outbox.push(Request::Signals);
+        }
+        // A workflow that could not be fetched because the server was away
+        // is asked again once it answers.
+        if let (Connection::Connected, LineageState::Failed(t, _)) =
+            (&self.connection, &self.lineage)
+            && self.lineage_unreachable
+        {
+            let t = *t;
+            self.open(t);
+        }
+    }
+
+    fn ask_workflows(&mut self) {
+        self.waiting_workflows = true;
+        self.last_workflows_ms = Some(self.now_ms);
+        self.outbox.push(Request::Workflows {
+            window_secs: self.workflows.window().1,
+            limit: LIMIT,
+        });
+    }
+
+    fn open(&mut self, trace: TraceId) {
+        self.lineage = LineageState::Loading(trace);
+        self.lineage_unreachable = false;
+        self.view = View::Lineage;
+        self.outbox.push(Request::Lineage(trace));
+    }
+
+    /// Asks for the details of the selected step's trace, once.
+    fn want_details(&mut self) {
+        if self.view != View::Lineage {
             return;
         }
-        if collapsed {
-            self.collapsed.insert(node);
-        } else {
-            self.collapsed.remove(&node);
-        }
-        self.rebuild_rows();
-    }
-
-    /// Left: fold an open step, or else move to the step above it.
-    fn collapse_or_go_to_parent(&mut self) {
-        let Some(row) = self.rows.get(self.selected).copied() else {
+        let Some(trace) = self
+            .explorer()
+            .and_then(|x| x.selected_node())
+            .map(|n| n.span.trace_id)
+        else {
             return;
         };
-        if !row.repeat && self.has_children(row.node) && !self.collapsed.contains(&row.node) {
-            self.set_collapsed(row.node, true);
-            return;
-        }
-        if let Some(parent) = self.rows[..self.selected]
-            .iter()
-            .rposition(|r| r.depth < row.depth)
-        {
-            self.selected = parent;
+        if !self.details.contains_key(&trace) {
+            if self.details.len() >= DETAIL_TRACES {
+                self.details.clear();
+            }
+            self.details.insert(trace, Details::Loading);
+            self.outbox.push(Request::Trace(trace));
         }
     }
 
-    /// Lays the tree out as rows, keeping the selected step selected.
-    fn rebuild_rows(&mut self) {
-        let keep = self.rows.get(self.selected).map(|r| r.node);
-        let n = self.lineage.nodes.len();
-        let mut rows = Vec::with_capacity(n);
-        let mut shown = vec![false; n];
-        for &start in &self.roots {
-            if shown[start] {
-                continue;
+    fn heard(&mut self, failure: Option<&Failure>) {
+        match failure {
+            Some(f) if f.unreachable => {
+                self.connection = Connection::Unreachable(f.message.clone());
             }
-            // Iterative DFS, children pushed in reverse so they pop in start order.
-            let mut stack = vec![(start, 0usize, None)];
-            while let Some((node, depth, via)) = stack.pop() {
-                let repeat = shown[node];
-                rows.push(Row {
-                    node,
-                    depth,
-                    via,
-                    repeat,
-                });
-                shown[node] = true;
-                if repeat || self.collapsed.contains(&node) {
-                    continue;
+            _ => self.connection = Connection::Connected,
+        }
+    }
+
+    fn receive(&mut self, answer: Fetched) {
+        match answer {
+            Fetched::Workflows(result) => {
+                self.waiting_workflows = false;
+                self.heard(result.as_ref().err());
+                self.workflows.receive(result.map_err(|f| f.message));
+            }
+            Fetched::Signals(result) => {
+                self.waiting_signals = false;
+                self.heard(result.as_ref().err());
+                self.signals.receive(result.map_err(|f| f.message));
+            }
+            Fetched::Lineage(trace, result) => {
+                self.heard(result.as_ref().err());
+                let current = match &self.lineage {
+                    LineageState::Loading(t) => *t == trace,
+                    _ => false,
+                };
+                if !current {
+                    return; // another workflow was opened since
                 }
-                for (c, kind) in self.children[node].iter().rev() {
-                    stack.push((*c, depth + 1, Some(*kind)));
+                self.lineage = match result {
+                    Ok(lineage) => LineageState::Ready(Box::new(Explorer::new(trace, *lineage))),
+                    Err(f) => {
+                        self.lineage_unreachable = f.unreachable;
+                        LineageState::Failed(trace, f.message)
+                    }
+                };
+            }
+            Fetched::Trace(trace, result) => {
+                self.heard(result.as_ref().err());
+                let details = match result {
+                    Ok(spans) => Details::Ready(
+                        spans
+                            .into_iter()
+                            .filter_map(|s| Some((s.span_id?, s)))
+                            .collect(),
+                    ),
+                    Err(f) if f.unreachable => {
+                        // Asked again when the step is next selected.
+                        self.details.remove(&trace);
+                        return;
+                    }
+                    Err(f) => Details::Failed(f.message),
+                };
+                if self.details.contains_key(&trace) {
+                    self.details.insert(trace, details);
                 }
+            }
+            Fetched::Sql(query, result) => {
+                self.heard(result.as_ref().err());
+                let outcome = match result {
+                    Ok(table) => Outcome::Table(table),
+                    Err(f) => Outcome::Error(f.message),
+                };
+                self.sql.receive(query, outcome);
             }
         }
-        self.rows = rows;
-        self.selected = keep
-            .and_then(|k| self.rows.iter().position(|r| r.node == k && !r.repeat))
-            .unwrap_or(0)
-            .min(self.rows.len().saturating_sub(1));
+    }
+
+    fn key(&mut self, action: Action) {
+        if action == Action::Quit {
+            self.quit = true;
+            return;
+        }
+        if self.help {
+            // Any key closes the help.
+            self.help = false;
+            return;
+        }
+        if self.prompt.is_some() {
+            self.prompt_key(action);
+            return;
+        }
+        if self.view == View::Sql && self.sql.editing() {
+            self.editor_key(action);
+            return;
+        }
+        match action {
+            Action::Help => self.help = true,
+            Action::NextView | Action::PrevView => {
+                let i = View::ALL.iter().position(|v| *v == self.view).unwrap_or(0);
+                let n = View::ALL.len();
+                let next = if action == Action::NextView {
+                    i + 1
+                } else {
+                    i + n - 1
+                };
+                self.show(View::ALL[next % n]);
+            }
+            Action::Show(view) => self.show(view),
+            Action::Back | Action::Close if self.view != View::Workflows => {
+                self.view = View::Workflows
+            }
+            Action::Back => self.workflows.clear_filters(),
+            Action::Close => self.quit = true,
+            _ => match self.view {
+                View::Workflows => self.workflows_key(action),
+                View::Lineage => self.lineage_key(action),
+                View::Sql => self.results_key(action),
+                View::Signals => self.signals_key(action),
+            },
+        }
+    }
+
+    fn show(&mut self, view: View) {
+        self.view = view;
+        if view == View::Sql && self.sql.outcome().is_none() {
+            self.sql.set_editing(true);
+        }
+    }
+
+    fn workflows_key(&mut self, action: Action) {
+        let w = &mut self.workflows;
+        match action {
+            Action::Up => w.move_by(-1),
+            Action::Down => w.move_by(1),
+            Action::PageUp => w.page(false),
+            Action::PageDown => w.page(true),
+            Action::Home => w.home(),
+            Action::End => w.end(),
+            Action::Filter => self.prompt = Some(w.text().to_owned()),
+            Action::CycleService => w.cycle_service(),
+            Action::CycleIdentity => w.cycle_identity(),
+            Action::CycleStatus => w.cycle_status(),
+            Action::Sort => w.toggle_sort(),
+            Action::CycleWindow => {
+                w.cycle_window();
+                self.ask_workflows_now();
+            }
+            Action::Refresh => self.ask_workflows_now(),
+            Action::Enter => {
+                if let Some(t) = w.selected_workflow().map(|w| w.trace_id) {
+                    self.open(t);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A refresh now, unless one is already on its way (its answer is then
+    /// followed by another at once).
+    fn ask_workflows_now(&mut self) {
+        if self.waiting_workflows {
+            self.last_workflows_ms = None;
+        } else {
+            self.ask_workflows();
+        }
+    }
+
+    fn prompt_key(&mut self, action: Action) {
+        let Some(text) = self.prompt.as_mut() else {
+            return;
+        };
+        match action {
+            Action::Type(c) => text.push(c),
+            Action::Backspace => {
+                text.pop();
+            }
+            Action::Enter => {
+                self.prompt = None;
+                return;
+            }
+            Action::Back => {
+                self.prompt = None;
+                self.workflows.set_text(String::new());
+                return;
+            }
+            Action::Up => self.workflows.move_by(-1),
+            Action::Down => self.workflows.move_by(1),
+            _ => return,
+        }
+        let text = text.clone();
+        self.workflows.set_text(text);
+    }
+
+    fn lineage_key(&mut self, action: Action) {
+        if action == Action::Refresh {
+            if let Some(t) = match &self.lineage {
+                LineageState::Ready(x) => Some(x.trace()),
+                LineageState::Failed(t, _) | LineageState::Loading(t) => Some(*t),
+                LineageState::Empty => None,
+            } {
+                self.details.clear();
+                self.open(t);
+            }
+            return;
+        }
+        let LineageState::Ready(x) = &mut self.lineage else {
+            return;
+        };
+        let m = match action {
+            Action::Up => Move::Up,
+            Action::Down => Move::Down,
+            Action::PageUp => Move::PageUp,
+            Action::PageDown => Move::PageDown,
+            Action::Home => Move::Home,
+            Action::End => Move::End,
+            Action::Enter => Move::Jump,
+            Action::Right => Move::Expand,
+            Action::Left => Move::Collapse,
+            Action::NextCritical => Move::NextCritical,
+            Action::FollowLink => Move::FollowLink,
+            Action::SwitchPane => Move::SwitchPane,
+            Action::DetailUp => Move::DetailUp,
+            Action::DetailDown => Move::DetailDown,
+            _ => return,
+        };
+        x.update(m);
+    }
+
+    fn editor_key(&mut self, action: Action) {
+        let s = &mut self.sql;
+        match action {
+            Action::Type(c) => s.type_char(c),
+            Action::Backspace => s.backspace(),
+            Action::Delete => s.delete(),
+            Action::Left => s.cursor_by(-1),
+            Action::Right => s.cursor_by(1),
+            Action::Home => s.cursor_to(false),
+            Action::End => s.cursor_to(true),
+            Action::Up => s.recall(true),
+            Action::Down => s.recall(false),
+            Action::Back => s.set_editing(false),
+            Action::NextView | Action::PrevView => {
+                s.set_editing(false);
+                self.key(action);
+            }
+            Action::Enter => {
+                if let Some(query) = s.submit() {
+                    self.outbox.push(Request::Sql(query));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn results_key(&mut self, action: Action) {
+        let s = &mut self.sql;
+        match action {
+            Action::Up => s.scroll_rows(-1),
+            Action::Down => s.scroll_rows(1),
+            Action::PageUp => s.scroll_page(false),
+            Action::PageDown => s.scroll_page(true),
+            Action::Home => s.scroll_rows(isize::MIN),
+            Action::End => s.scroll_rows(isize::MAX),
+            Action::Left => s.scroll_columns(-1),
+            Action::Right => s.scroll_columns(1),
+            Action::Enter => s.set_editing(true),
+            _ => {}
+        }
+    }
+
+    fn signals_key(&mut self, action: Action) {
+        match action {
+            Action::Up => self.signals.move_by(-1),
+            Action::Down => self.signals.move_by(1),
+            Action::Refresh if !self.waiting_signals => {
+                self.last_signals_ms = None;
+                self.tick(self.now_ms);
+            }
+            _ => {}
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use weft_lineage::WorkflowSummary;
+    use weft_schemas::StatusCode;
+
     use super::*;
+    use crate::data::{NodeSignal, Table};
+    use crate::keys::Context;
     use crate::view::tests::workflow;
 
+    fn summaries() -> Vec<WorkflowSummary> {
+        let base = WorkflowSummary::of(&workflow()).unwrap();
+        (0..5u8)
+            .map(|i| {
+                let mut w = base.clone();
+                w.trace_id = TraceId::try_from([i + 10; 16].as_slice()).unwrap();
+                w.traces = vec![w.trace_id];
+                w.name = format!("workflow {i}");
+                w.start_ns += i64::from(i) * 1_000;
+                w.end_ns += i64::from(5 - i) * 1_000_000;
+                w.services = vec![if i % 2 == 0 { "support" } else { "triage" }.into()];
+                w.status = if i == 3 {
+                    StatusCode::Error
+                } else {
+                    StatusCode::Ok
+                };
+                w
+            })
+            .collect()
+    }
+
+    fn started() -> App {
+        let mut app = App::new("test", true, None);
+        app.update(Msg::Tick { now_ms: 0 });
+        app.take_requests();
+        app.update(Msg::Fetched(Fetched::Workflows(Ok(summaries()))));
+        app
+    }
+
+    fn key(app: &mut App, action: Action) {
+        app.update(Msg::Key(action));
+    }
+
     #[test]
-    fn moving_folding_and_the_critical_path() {
-        let mut app = App::new(workflow());
-        let total = app.rows().len();
-        assert_eq!(
-            total,
-            app.lineage().nodes.len(),
-            "everything starts unfolded"
-        );
-        app.update(Action::Up);
-        assert_eq!(app.selected(), 0, "the top is the top");
-        app.update(Action::End);
-        assert_eq!(app.selected(), total - 1);
-        app.update(Action::Home);
-        app.update(Action::Toggle);
-        assert_eq!(app.rows().len(), 1, "the root folded hides everything");
-        app.update(Action::Expand);
-        assert_eq!(app.rows().len(), total);
-
-        // Left on a leaf goes to its parent; on an open parent it folds it.
-        app.update(Action::End);
-        let leaf_depth = app.rows()[app.selected()].depth;
-        app.update(Action::Collapse);
-        assert!(app.rows()[app.selected()].depth < leaf_depth);
-        let parent = app.rows()[app.selected()].node;
-        app.update(Action::Collapse);
-        assert!(app.is_collapsed(parent));
-        assert!(app.rows().len() < total);
-
-        app.update(Action::Home);
-        app.update(Action::Expand);
-        let mut visited = Vec::new();
-        for _ in 0..total {
-            app.update(Action::NextCritical);
-            visited.push(app.selected());
-        }
-        visited.dedup();
-        let on_path = app.lineage().critical_path.len();
-        assert_eq!(
-            visited.len(),
-            on_path - 1,
-            "every later step of the path, once"
-        );
+    fn refreshes_go_out_on_ticks_one_at_a_time() {
+        let mut app = App::new("test", true, None);
+        assert_eq!(app.connection(), &Connection::Connecting);
+        app.update(Msg::Tick { now_ms: 0 });
+        let first = app.take_requests();
+        assert!(first.contains(&Request::Workflows {
+            window_secs: 3_600,
+            limit: LIMIT
+        }));
+        assert!(first.contains(&Request::Signals));
+        assert!(app.loading(), "the list shows it is loading");
+        app.update(Msg::Tick { now_ms: 5_000 });
         assert!(
-            visited
-                .iter()
-                .all(|i| app.lineage().nodes[app.rows()[*i].node].on_critical_path)
+            app.take_requests().is_empty(),
+            "nothing new while both are unanswered"
+        );
+        app.update(Msg::Fetched(Fetched::Workflows(Err(Failure::unreachable(
+            "refused",
+        )))));
+        assert!(matches!(app.connection(), Connection::Unreachable(m) if m == "refused"));
+        app.update(Msg::Tick { now_ms: 5_100 });
+        assert_eq!(
+            app.take_requests(),
+            [Request::Workflows {
+                window_secs: 3_600,
+                limit: LIMIT
+            }],
+            "retried: the last went out 5 s ago"
+        );
+        app.update(Msg::Fetched(Fetched::Workflows(Ok(summaries()))));
+        assert_eq!(app.connection(), &Connection::Connected);
+        assert!(!app.loading());
+        app.update(Msg::Tick { now_ms: 6_000 });
+        assert!(app.take_requests().is_empty(), "not due for 2 s");
+        app.update(Msg::Tick { now_ms: 7_100 });
+        assert_eq!(app.take_requests().len(), 1);
+    }
+
+    #[test]
+    fn the_selection_stays_on_its_workflow_across_refreshes_and_filters() {
+        let mut app = started();
+        assert_eq!(app.workflows().shown().len(), 5);
+        assert_eq!(
+            app.workflows().selected_workflow().unwrap().name,
+            "workflow 4",
+            "newest first"
+        );
+        key(&mut app, Action::Down);
+        key(&mut app, Action::Down);
+        let chosen = app.workflows().selected_workflow().unwrap().trace_id;
+        let mut fewer = summaries();
+        fewer.remove(4); // the newest is gone
+        app.update(Msg::Fetched(Fetched::Workflows(Ok(fewer))));
+        assert_eq!(
+            app.workflows().selected_workflow().unwrap().trace_id,
+            chosen
+        );
+
+        key(&mut app, Action::CycleService);
+        assert_eq!(app.workflows().service(), Some("support"));
+        assert!(app.workflows().shown().all(|w| w.services == ["support"]));
+        key(&mut app, Action::CycleService);
+        assert_eq!(app.workflows().service(), Some("triage"));
+        key(&mut app, Action::CycleService);
+        assert_eq!(app.workflows().service(), None);
+        key(&mut app, Action::CycleStatus);
+        assert!(
+            app.workflows()
+                .shown()
+                .all(|w| w.status == StatusCode::Error)
+        );
+        assert_eq!(app.workflows().shown().len(), 1);
+        key(&mut app, Action::Back);
+        assert_eq!(app.workflows().shown().len(), 4, "Esc clears the filters");
+        assert!(!app.should_quit());
+
+        key(&mut app, Action::Sort);
+        let took: Vec<i64> = app.workflows().shown().map(|w| w.duration_ns()).collect();
+        assert!(took.windows(2).all(|p| p[0] >= p[1]), "longest first");
+        key(&mut app, Action::CycleWindow);
+        assert_eq!(
+            app.take_requests(),
+            [Request::Workflows {
+                window_secs: 21_600,
+                limit: LIMIT
+            }],
+            "a new range is asked at once"
         );
     }
 
     #[test]
-    fn tabs_and_quit() {
-        let mut app = App::new(workflow());
-        app.update(Action::NextTab);
-        assert_eq!(app.tab(), Tab::Summary);
-        app.update(Action::Down);
-        app.update(Action::Down);
-        assert_eq!(app.summary_scroll(), 2);
-        app.update(Action::Toggle);
-        assert_eq!(app.selected(), 0, "tree keys do nothing on the summary");
-        app.update(Action::NextTab);
-        assert_eq!(app.tab(), Tab::Tree);
+    fn the_text_filter_types_and_filters_as_it_goes() {
+        let mut app = started();
+        key(&mut app, Action::Filter);
+        assert_eq!(app.context(), Context::Typing);
+        for c in "rkflow 2".chars() {
+            key(&mut app, Action::Type(c));
+        }
+        assert_eq!(app.prompt(), Some("rkflow 2"));
+        let names: Vec<&str> = app.workflows().shown().map(|w| w.name.as_str()).collect();
+        assert_eq!(names, ["workflow 2"]);
+        key(&mut app, Action::Type('q'));
+        assert!(!app.should_quit(), "q types while typing");
+        key(&mut app, Action::Backspace);
+        key(&mut app, Action::Enter);
+        assert_eq!(app.prompt(), None);
+        assert_eq!(app.workflows().text(), "rkflow 2", "Enter keeps the filter");
+        key(&mut app, Action::Filter);
+        key(&mut app, Action::Back);
+        assert_eq!(app.workflows().text(), "", "Esc in the prompt clears it");
+        assert_eq!(app.workflows().shown().len(), 5);
+    }
+
+    #[test]
+    fn enter_opens_a_lineage_which_asks_for_its_details() {
+        let mut app = started();
+        let trace = app.workflows().selected_workflow().unwrap().trace_id;
+        key(&mut app, Action::Enter);
+        assert_eq!(app.view(), View::Lineage);
+        assert_eq!(app.take_requests(), [Request::Lineage(trace)]);
+        assert!(app.loading());
+        // An answer for a workflow opened before is dropped.
+        let other = TraceId::try_from([99u8; 16].as_slice()).unwrap();
+        app.update(Msg::Fetched(Fetched::Lineage(
+            other,
+            Ok(Box::new(workflow())),
+        )));
+        assert!(matches!(app.lineage(), LineageState::Loading(t) if *t == trace));
+        app.update(Msg::Fetched(Fetched::Lineage(
+            trace,
+            Ok(Box::new(workflow())),
+        )));
+        let x = app.explorer().unwrap();
+        let step_trace = x.selected_node().unwrap().span.trace_id;
+        assert_eq!(app.take_requests(), [Request::Trace(step_trace)]);
+        assert!(matches!(app.details(&step_trace), Some(Details::Loading)));
+        app.update(Msg::Fetched(Fetched::Trace(step_trace, Ok(Vec::new()))));
+        assert!(matches!(app.details(&step_trace), Some(Details::Ready(_))));
+        key(&mut app, Action::Down);
+        assert!(
+            app.take_requests().is_empty(),
+            "same trace, already fetched"
+        );
+        key(&mut app, Action::End);
+        key(&mut app, Action::FollowLink);
+        key(&mut app, Action::Close);
+        assert_eq!(app.view(), View::Workflows, "q goes back");
         assert!(!app.should_quit());
-        app.update(Action::Quit);
+        key(&mut app, Action::Close);
+        assert!(app.should_quit(), "q on the workflows quits");
+    }
+
+    #[test]
+    fn a_lineage_lost_to_an_unreachable_server_is_asked_again() {
+        let trace = TraceId::try_from([7u8; 16].as_slice()).unwrap();
+        let mut app = App::new("test", false, Some(trace));
+        assert_eq!(app.view(), View::Lineage);
+        assert_eq!(app.take_requests(), [Request::Lineage(trace)]);
+        app.update(Msg::Fetched(Fetched::Lineage(
+            trace,
+            Err(Failure::unreachable("refused")),
+        )));
+        assert!(matches!(app.lineage(), LineageState::Failed(..)));
+        app.update(Msg::Tick { now_ms: 0 });
+        assert!(
+            !app.take_requests().contains(&Request::Lineage(trace)),
+            "not while away"
+        );
+        app.update(Msg::Fetched(Fetched::Signals(Ok(Vec::new()))));
+        app.update(Msg::Tick { now_ms: 100 });
+        assert!(app.take_requests().contains(&Request::Lineage(trace)));
+        // An error the server answered is shown, not retried.
+        app.update(Msg::Fetched(Fetched::Lineage(
+            trace,
+            Err(Failure::answer("no such trace")),
+        )));
+        app.update(Msg::Tick { now_ms: 200 });
+        assert!(!app.take_requests().contains(&Request::Lineage(trace)));
+        key(&mut app, Action::Refresh);
+        assert_eq!(app.take_requests(), [Request::Lineage(trace)], "r retries");
+    }
+
+    #[test]
+    fn sql_runs_shows_the_result_and_keeps_a_history() {
+        let mut app = started();
+        key(&mut app, Action::Show(View::Sql));
+        assert_eq!(app.context(), Context::Typing, "the editor has the keys");
+        key(&mut app, Action::Home);
+        for _ in 0..200 {
+            key(&mut app, Action::Delete);
+        }
+        for c in "SELECT 1".chars() {
+            key(&mut app, Action::Type(c));
+        }
+        key(&mut app, Action::Enter);
+        assert_eq!(app.take_requests(), [Request::Sql("SELECT 1".into())]);
+        assert!(app.loading());
+        key(&mut app, Action::Enter);
+        assert!(app.take_requests().is_empty(), "one query at a time");
+        let table = Table {
+            columns: vec!["Int64(1)".into()],
+            rows: vec![vec!["1".into()]],
+            truncated: None,
+        };
+        app.update(Msg::Fetched(Fetched::Sql(
+            "SELECT 1".into(),
+            Ok(table.clone()),
+        )));
+        assert_eq!(
+            app.sql().outcome(),
+            Some(&("SELECT 1".into(), Outcome::Table(table)))
+        );
+        assert_eq!(
+            app.context(),
+            Context::View(View::Sql),
+            "the result has the keys"
+        );
+        key(&mut app, Action::Enter);
+        for _ in 0..8 {
+            key(&mut app, Action::Backspace);
+        }
+        for c in "SELEC nonsense".chars() {
+            key(&mut app, Action::Type(c));
+        }
+        key(&mut app, Action::Enter);
+        app.take_requests();
+        app.update(Msg::Fetched(Fetched::Sql(
+            "SELEC nonsense".into(),
+            Err(Failure::answer("sql parser error")),
+        )));
+        assert!(
+            matches!(app.sql().outcome(), Some((_, Outcome::Error(e))) if e.contains("parser"))
+        );
+        key(&mut app, Action::Enter);
+        key(&mut app, Action::Up);
+        assert_eq!(app.sql().input(), "SELEC nonsense");
+        key(&mut app, Action::Up);
+        assert_eq!(app.sql().input(), "SELECT 1");
+        key(&mut app, Action::Down);
+        key(&mut app, Action::Down);
+        assert_eq!(app.sql().input(), "", "past the newest: a new query");
+        key(&mut app, Action::Back);
+        key(&mut app, Action::Close);
+        assert_eq!(app.view(), View::Workflows);
+    }
+
+    #[test]
+    fn tabs_numbers_help_and_quit() {
+        let mut app = started();
+        for expected in [View::Lineage, View::Sql] {
+            key(&mut app, Action::NextView);
+            assert_eq!(app.view(), expected);
+        }
+        key(&mut app, Action::NextView); // from the editor too
+        assert_eq!(app.view(), View::Signals);
+        key(&mut app, Action::PrevView);
+        assert_eq!(app.view(), View::Sql);
+        key(&mut app, Action::Back);
+        key(&mut app, Action::Show(View::Workflows));
+        assert_eq!(app.view(), View::Workflows);
+        key(&mut app, Action::Help);
+        assert!(app.help());
+        key(&mut app, Action::Close);
+        assert!(!app.help() && !app.should_quit(), "any key closes the help");
+        key(&mut app, Action::Quit);
         assert!(app.should_quit());
+    }
+
+    #[test]
+    fn signals_keep_a_sample_per_refresh_for_each_node() {
+        let mut app = started();
+        let node = |name: &str, calls| NodeSignal {
+            node: name.into(),
+            calls,
+            kv_cache_hit_rate: Some(0.5),
+            ttft_p50_ns: Some(120_000_000),
+            ..NodeSignal::default()
+        };
+        app.update(Msg::Fetched(Fetched::Signals(Ok(vec![node("gpu-a", 3)]))));
+        app.update(Msg::Fetched(Fetched::Signals(Ok(vec![
+            node("gpu-a", 5),
+            node("gpu-b", 1),
+        ]))));
+        app.update(Msg::Fetched(Fetched::Signals(Ok(vec![node("gpu-b", 2)]))));
+        let calls = |n: &str| -> Vec<u64> {
+            app.signals()
+                .history(n)
+                .unwrap()
+                .iter()
+                .map(|s| s.calls)
+                .collect()
+        };
+        assert_eq!(calls("gpu-a"), [3, 5, 0], "quiet is zero, not a gap");
+        assert_eq!(calls("gpu-b"), [1, 2]);
+        let last = app
+            .signals()
+            .history("gpu-b")
+            .unwrap()
+            .back()
+            .copied()
+            .unwrap();
+        assert_eq!((last.kv_hit_pct, last.ttft_p50_ms), (Some(50), Some(120)));
+        for i in 0..400 {
+            app.update(Msg::Fetched(Fetched::Signals(Ok(vec![node("gpu-b", i)]))));
+        }
+        assert_eq!(
+            app.signals().history("gpu-b").unwrap().len(),
+            crate::signals::SAMPLES
+        );
     }
 }

@@ -1,0 +1,769 @@
+//! `weft tui`: the terminal explorer, fed from a running Weft's HTTP API
+//! ([`Remote`], the same client as `weft sql`) or from a data directory
+//! ([`Local`], re-read at every request so it follows a running server).
+//! Both turn what they read into the explorer's plain data here, so the
+//! `weft-tui` crate sees neither HTTP nor Arrow.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context as _;
+use arrow::record_batch::RecordBatch;
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use clap::Args;
+use serde_json::Value;
+use weft_collector::Snapshot;
+use weft_lineage::{Lineage, LineagePage, PAGE_NODES, WorkflowSummary};
+use weft_query::lineage::Reach;
+use weft_query::output::OutputFormat;
+use weft_query::workflows::WorkflowQuery;
+use weft_query::{QueryEngine, QueryError, QueryResult, SpanSource};
+use weft_schemas::{SpanId, TraceId};
+use weft_tui::data::{SIGNALS_WINDOW_SECS, SpanEvent, SpanLink};
+use weft_tui::{App, Failure, Fetched, Fetcher, Msg, NodeSignal, Source, SpanDetail, Table};
+
+use crate::client::Client;
+
+#[derive(Args, Debug)]
+pub struct TuiArgs {
+    /// Weft API to read; ignored with --data-dir.
+    #[arg(long, default_value = "http://127.0.0.1:4319")]
+    pub server: String,
+    /// The API token, when the server wants one (or set WEFT_TOKEN).
+    #[arg(long, env = "WEFT_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Read this data directory directly, without a server (all tenants).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// With --data-dir: the config file whose query limits and `write_tools` apply.
+    #[arg(long, requires = "data_dir")]
+    pub config: Option<PathBuf>,
+    /// Open straight on the workflow of this trace (32 hex digits).
+    #[arg(long)]
+    pub trace: Option<String>,
+}
+
+pub fn run(args: TuiArgs) -> anyhow::Result<()> {
+    let open = args
+        .trace
+        .as_deref()
+        .map(|t| {
+            t.parse::<TraceId>()
+                .with_context(|| format!("{t:?} is not a trace id"))
+        })
+        .transpose()?;
+    let (mut source, name): (Box<dyn Source>, String) = match &args.data_dir {
+        Some(dir) => {
+            let settings = crate::config::query_settings_of(args.config.as_deref())?;
+            (
+                Box::new(Local::open(dir.clone(), settings)?),
+                dir.display().to_string(),
+            )
+        }
+        None => (
+            Box::new(Remote(Client::new(&args.server, args.token.as_deref()))),
+            args.server.clone(),
+        ),
+    };
+    // A trace asked for is read first, so a wrong id fails here, in one
+    // line, rather than inside the screen.
+    let first = match open {
+        Some(trace) => {
+            eprintln!("reconstructing the workflow of trace {trace} ...");
+            let lineage = source
+                .lineage(trace)
+                .map_err(|f| anyhow::anyhow!(f.message))?;
+            Some((trace, lineage))
+        }
+        None => None,
+    };
+    if !std::io::stdout().is_terminal() {
+        anyhow::bail!(
+            "weft tui draws on a terminal and stdout is not one; use `weft sql` or `weft lineage` in scripts"
+        );
+    }
+    let colour = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let mut app = App::new(name, colour, open);
+    if let Some((trace, lineage)) = first {
+        app.take_requests();
+        app.update(Msg::Fetched(Fetched::Lineage(trace, Ok(Box::new(lineage)))));
+    }
+    let fetcher = Fetcher::spawn(source).context("cannot start the fetcher thread")?;
+    weft_tui::run(app, fetcher).context("terminal error")
+}
+
+/// What the explorer shows for an error: its causes in one line, and whether
+/// the server could not be reached (then it retries).
+fn failure(e: anyhow::Error) -> Failure {
+    let unreachable = e.chain().any(|cause| {
+        cause
+            .downcast_ref::<reqwest::Error>()
+            .is_some_and(|r| r.is_connect() || r.is_timeout() || r.is_request())
+    });
+    Failure {
+        message: format!("{e:#}"),
+        unreachable,
+    }
+}
+
+fn json<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, Failure> {
+    serde_json::from_slice(body)
+        .map_err(|e| Failure::answer(format!("{what}: unexpected answer: {e}")))
+}
+
+/// A running Weft, over its HTTP API.
+struct Remote(Client);
+
+impl Remote {
+    fn get(&self, path: &str, what: &str) -> Result<crate::client::Answer, Failure> {
+        self.0.get(path, what).map_err(failure)
+    }
+}
+
+impl Source for Remote {
+    fn workflows(
+        &mut self,
+        window_secs: u64,
+        limit: usize,
+    ) -> Result<Vec<WorkflowSummary>, Failure> {
+        let answer = self.get(
+            &format!("/api/workflows?since={window_secs}s&limit={limit}"),
+            "listing workflows",
+        )?;
+        json(&answer.body, "workflows")
+    }
+
+    fn lineage(&mut self, trace: TraceId) -> Result<Lineage, Failure> {
+        let mut pages = Vec::new();
+        let mut offset = 0;
+        loop {
+            let answer = self.get(
+                &format!("/api/lineage/{trace}?offset={offset}&limit={PAGE_NODES}"),
+                "lineage",
+            )?;
+            let page: LineagePage = json(&answer.body, "lineage")?;
+            let (total, got) = (page.total_nodes, page.nodes.len());
+            pages.push(page);
+            offset += got;
+            if got == 0 || offset >= total {
+                break;
+            }
+        }
+        LineagePage::assemble(pages).ok_or_else(|| {
+            Failure::answer("the workflow changed while its pages were read; press r")
+        })
+    }
+
+    fn trace(&mut self, trace: TraceId) -> Result<Vec<SpanDetail>, Failure> {
+        let answer = self.get(&format!("/api/traces/{trace}"), "reading the trace")?;
+        Ok(span_details(&json(&answer.body, "trace")?))
+    }
+
+    fn sql(&mut self, text: &str) -> Result<Table, Failure> {
+        let answer = self
+            .0
+            .post_text(
+                "/api/sql",
+                OutputFormat::Arrow.content_type(),
+                text,
+                "query",
+            )
+            .map_err(failure)?;
+        let reader = arrow::ipc::reader::StreamReader::try_new(answer.body.as_slice(), None)
+            .map_err(|e| Failure::answer(format!("the answer is not Arrow: {e}")))?;
+        let schema = reader.schema();
+        let batches = reader
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Failure::answer(format!("the answer broke off: {e}")))?;
+        table(&schema, &batches, answer.truncated)
+    }
+
+    fn signals(&mut self) -> Result<Vec<NodeSignal>, Failure> {
+        let answer = self.get(
+            &format!("/api/signals?since={SIGNALS_WINDOW_SECS}s"),
+            "reading signals",
+        )?;
+        Ok(node_signals(&json(&answer.body, "signals")?))
+    }
+}
+
+/// A data directory's latest snapshot, swapped in before each request.
+struct Latest(Mutex<Snapshot>);
+
+impl SpanSource for Latest {
+    fn snapshot(&self) -> Result<Snapshot, weft_collector::Error> {
+        self.0
+            .lock()
+            .map(|s| s.clone())
+            .map_err(|_| weft_collector::Error::Internal("snapshot lock poisoned".into()))
+    }
+}
+
+/// A data directory, read without a server (beside one, or after it).
+struct Local {
+    dir: PathBuf,
+    runtime: tokio::runtime::Runtime,
+    latest: Arc<Latest>,
+    engine: QueryEngine,
+}
+
+impl Local {
+    fn open(dir: PathBuf, settings: weft_query::QuerySettings) -> anyhow::Result<Self> {
+        let runtime = crate::runtime()?;
+        let path = dir.to_string_lossy().into_owned();
+        let (latest, engine) = runtime.block_on(async {
+            let snapshot = weft_collector::read_snapshot(&path)
+                .await
+                .with_context(|| format!("cannot read data directory {}", dir.display()))?;
+            let latest = Arc::new(Latest(Mutex::new(snapshot)));
+            let source: Arc<dyn SpanSource> = latest.clone();
+            let engine = QueryEngine::new(source, settings).await?;
+            anyhow::Ok((latest, engine))
+        })?;
+        Ok(Self {
+            dir,
+            runtime,
+            latest,
+            engine,
+        })
+    }
+
+    /// Reads the directory again, then runs `work` on the engine.
+    fn run<T>(
+        &self,
+        work: impl AsyncFnOnce(&QueryEngine) -> Result<T, QueryError>,
+    ) -> Result<T, Failure> {
+        let path = self.dir.to_string_lossy().into_owned();
+        self.runtime.block_on(async {
+            let snapshot = weft_collector::read_snapshot(&path).await.map_err(|e| {
+                Failure::unreachable(format!("cannot read data directory {path}: {e}"))
+            })?;
+            if let Ok(mut s) = self.latest.0.lock() {
+                *s = snapshot;
+            }
+            work(&self.engine)
+                .await
+                .map_err(|e| Failure::answer(e.to_string()))
+        })
+    }
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+impl Source for Local {
+    fn workflows(
+        &mut self,
+        window_secs: u64,
+        limit: usize,
+    ) -> Result<Vec<WorkflowSummary>, Failure> {
+        let window = i64::try_from(window_secs)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(1_000_000_000);
+        let query = WorkflowQuery {
+            since_ns: now_ns().saturating_sub(window),
+            until_ns: i64::MAX,
+            limit,
+        };
+        self.run(async |e| e.workflows(query).await)
+    }
+
+    fn lineage(&mut self, trace: TraceId) -> Result<Lineage, Failure> {
+        self.run(async |e| e.lineage(&trace, Reach::default()).await)
+            .map(|r| r.lineage)
+    }
+
+    fn trace(&mut self, trace: TraceId) -> Result<Vec<SpanDetail>, Failure> {
+        let batches = self.run(async |e| e.trace(&trace).await)?;
+        let json = weft_collector::traces_data_json(&batches)
+            .map_err(|e| Failure::answer(e.to_string()))?;
+        Ok(span_details(&json))
+    }
+
+    fn sql(&mut self, text: &str) -> Result<Table, Failure> {
+        let result = self.run(async |e| e.sql(text).await)?;
+        table(&result.schema, &result.batches, result.truncated)
+    }
+
+    fn signals(&mut self) -> Result<Vec<NodeSignal>, Failure> {
+        let window = i64::try_from(SIGNALS_WINDOW_SECS).unwrap_or(i64::MAX);
+        let since = now_ns().saturating_sub(window.saturating_mul(1_000_000_000));
+        let batches = self.run(async |e| e.load_signals(since, None).await)?;
+        let schema = batches
+            .first()
+            .map(|b| b.schema())
+            .unwrap_or_else(|| Arc::new(arrow::datatypes::Schema::empty()));
+        let rows = weft_query::output::render(
+            &QueryResult {
+                schema,
+                batches,
+                truncated: None,
+            },
+            OutputFormat::Json,
+        )
+        .map_err(|e| Failure::answer(e.to_string()))?;
+        Ok(node_signals(&json(&rows, "signals")?))
+    }
+}
+
+/// Record batches as text cells, the way `weft sql` prints them.
+fn table(
+    schema: &arrow::datatypes::Schema,
+    batches: &[RecordBatch],
+    truncated: Option<String>,
+) -> Result<Table, Failure> {
+    let options = FormatOptions::default().with_null("NULL");
+    let mut rows = Vec::new();
+    for batch in batches {
+        let formatters = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Failure::answer(format!("cannot show the result: {e}")))?;
+        for row in 0..batch.num_rows() {
+            rows.push(
+                formatters
+                    .iter()
+                    .map(|f| f.value(row).to_string())
+                    .collect(),
+            );
+        }
+    }
+    Ok(Table {
+        columns: schema.fields().iter().map(|f| f.name().clone()).collect(),
+        rows,
+        truncated,
+    })
+}
+
+/// `/api/signals` rows (JSON objects) as node signals.
+fn node_signals(rows: &Value) -> Vec<NodeSignal> {
+    let rows = rows.as_array().map(Vec::as_slice).unwrap_or_default();
+    rows.iter()
+        .filter_map(|r| {
+            Some(NodeSignal {
+                node: r["node"].as_str()?.to_owned(),
+                calls: r["calls"].as_u64().unwrap_or(0),
+                errors: r["errors"].as_u64().unwrap_or(0),
+                kv_cache_hit_rate: r["kv_cache_hit_rate"].as_f64(),
+                queue_wait_p50_ns: r["queue_wait_p50_ns"].as_i64(),
+                queue_wait_p95_ns: r["queue_wait_p95_ns"].as_i64(),
+                ttft_p50_ns: r["ttft_p50_ns"].as_i64(),
+                ttft_p95_ns: r["ttft_p95_ns"].as_i64(),
+            })
+        })
+        .collect()
+}
+
+/// An OTLP/JSON `AnyValue` as text: a scalar itself, an array of scalars as
+/// `[a, b]`; anything deeper as its JSON.
+fn any_value(v: &Value) -> String {
+    let scalar = |v: &Value| -> Option<String> {
+        match v.as_object()?.iter().next()? {
+            (_, Value::String(s)) => Some(s.clone()),
+            (k, other) if k != "arrayValue" && k != "kvlistValue" => Some(other.to_string()),
+            _ => None,
+        }
+    };
+    if let Some(s) = scalar(v) {
+        return s;
+    }
+    if let Some(values) = v["arrayValue"]["values"].as_array()
+        && let Some(items) = values.iter().map(scalar).collect::<Option<Vec<_>>>()
+    {
+        return format!("[{}]", items.join(", "));
+    }
+    v.to_string()
+}
+
+fn attributes(v: &Value) -> Vec<(String, String)> {
+    let list = v.as_array().map(Vec::as_slice).unwrap_or_default();
+    list.iter()
+        .map(|kv| {
+            (
+                kv["key"].as_str().unwrap_or("?").to_owned(),
+                any_value(&kv["value"]),
+            )
+        })
+        .collect()
+}
+
+/// The spans of an OTLP/JSON `TracesData` with everything stored about them.
+fn span_details(data: &Value) -> Vec<SpanDetail> {
+    let list = |v: &Value| v.as_array().cloned().unwrap_or_default();
+    let mut out = Vec::new();
+    for rs in list(&data["resourceSpans"]) {
+        let resource = attributes(&rs["resource"]["attributes"]);
+        for ss in list(&rs["scopeSpans"]) {
+            for s in list(&ss["spans"]) {
+                let kind = match s["kind"].as_i64() {
+                    Some(1) => "internal",
+                    Some(2) => "server",
+                    Some(3) => "client",
+                    Some(4) => "producer",
+                    Some(5) => "consumer",
+                    _ => "",
+                };
+                out.push(SpanDetail {
+                    span_id: s["spanId"].as_str().and_then(|h| h.parse::<SpanId>().ok()),
+                    kind: kind.to_owned(),
+                    attributes: attributes(&s["attributes"]),
+                    resource: resource.clone(),
+                    events: list(&s["events"])
+                        .iter()
+                        .map(|e| SpanEvent {
+                            time_ns: e["timeUnixNano"]
+                                .as_str()
+                                .and_then(|t| t.parse().ok())
+                                .or_else(|| e["timeUnixNano"].as_i64())
+                                .unwrap_or(0),
+                            name: e["name"].as_str().unwrap_or("").to_owned(),
+                            attributes: attributes(&e["attributes"]),
+                        })
+                        .collect(),
+                    links: list(&s["links"])
+                        .iter()
+                        .map(|l| SpanLink {
+                            trace_id: l["traceId"].as_str().and_then(|h| h.parse().ok()),
+                            span_id: l["spanId"].as_str().and_then(|h| h.parse().ok()),
+                            attributes: attributes(&l["attributes"]),
+                        })
+                        .collect(),
+                });
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    //! Every view drawn on the demo's workflows at 80×24 and 160×48, fed
+    //! through `App::update` exactly as the fetcher would feed it.
+
+    #![allow(clippy::unwrap_used)]
+
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+    use weft_lineage::{BuildOptions, build};
+    use weft_schemas::{SpanId, TraceId};
+    use weft_tui::data::{NodeSignal, SpanDetail, Table};
+    use weft_tui::{Action, App, Fetched, Msg, View};
+
+    use crate::workload::fixtures::lineage_spans;
+    use crate::workload::{Value, Workflow, workflows};
+
+    const SIZES: [(u16, u16); 2] = [(80, 24), (160, 48)];
+    /// Demo workflows start 200 ms apart, as `weft demo` sends them.
+    const STAGGER_NS: i64 = 200_000_000;
+
+    fn demo() -> Vec<Workflow> {
+        workflows(30, 42)
+    }
+
+    fn lineage_of(n: usize, w: &Workflow) -> weft_lineage::Lineage {
+        let mut spans = lineage_spans(w, n as u8);
+        for s in &mut spans {
+            s.start_ns += n as i64 * STAGGER_NS;
+            s.end_ns += n as i64 * STAGGER_NS;
+        }
+        build(
+            spans,
+            &BuildOptions {
+                now_ns: i64::MAX,
+                ..Default::default()
+            },
+        )
+    }
+
+    fn text(v: &Value) -> String {
+        match v {
+            Value::Str(s) => s.clone(),
+            Value::Int(i) => i.to_string(),
+            Value::Float(f) => f.to_string(),
+            Value::Bool(b) => b.to_string(),
+        }
+    }
+
+    /// What `/api/traces/{id}` gives for the demo workflow `n`: its spans'
+    /// attributes and resources.
+    fn details(n: usize, w: &Workflow) -> Vec<(TraceId, Vec<SpanDetail>)> {
+        let lineage = lineage_of(n, w);
+        lineage
+            .traces
+            .iter()
+            .map(|t| {
+                let spans = lineage
+                    .nodes
+                    .iter()
+                    .filter(|node| node.span.trace_id == *t)
+                    .map(|node| {
+                        let i = usize::from(node.span.span_id.as_bytes()[7]) - 1;
+                        let p = &w.spans[i];
+                        SpanDetail {
+                            span_id: Some(node.span.span_id),
+                            kind: format!("{:?}", p.kind).to_lowercase(),
+                            attributes: p
+                                .attributes
+                                .iter()
+                                .map(|(k, v)| ((*k).to_owned(), text(v)))
+                                .collect(),
+                            resource: vec![
+                                ("service.name".into(), p.service.into()),
+                                ("deployment.environment.name".into(), "demo".into()),
+                            ],
+                            events: Vec::new(),
+                            links: Vec::new(),
+                        }
+                    })
+                    .collect();
+                (*t, spans)
+            })
+            .collect()
+    }
+
+    /// Per-node load of the first `k` workflows, as `/api/signals` sums it.
+    fn signals(k: usize) -> Vec<NodeSignal> {
+        let mut by_node: std::collections::BTreeMap<String, (Vec<i64>, u64, u64)> =
+            Default::default();
+        for w in demo().iter().take(k) {
+            for p in &w.spans {
+                let attr = |key: &str| p.attributes.iter().find(|(k, _)| *k == key).map(|(_, v)| v);
+                let Some(Value::Str(node)) = attr("weft.node") else {
+                    continue;
+                };
+                let e = by_node.entry(node.clone()).or_default();
+                if let Some(Value::Int(ms)) = attr("weft.ttft_ms") {
+                    e.0.push(ms * 1_000_000);
+                }
+                e.1 += 1;
+                if let Some(Value::Bool(true)) = attr("weft.kv_cache.hit") {
+                    e.2 += 1;
+                }
+            }
+        }
+        by_node
+            .into_iter()
+            .map(|(node, (mut ttft, calls, hits))| {
+                ttft.sort_unstable();
+                let p = |q: f64| ttft.get(((ttft.len() as f64 - 1.0) * q) as usize).copied();
+                NodeSignal {
+                    node,
+                    calls,
+                    errors: 0,
+                    kv_cache_hit_rate: Some(hits as f64 / calls as f64),
+                    queue_wait_p50_ns: Some(4_000_000),
+                    queue_wait_p95_ns: Some(25_000_000),
+                    ttft_p50_ns: p(0.5),
+                    ttft_p95_ns: p(0.95),
+                }
+            })
+            .collect()
+    }
+
+    /// The explorer after the server has answered the list and the signals.
+    fn app() -> App {
+        let mut app = App::new("http://127.0.0.1:4319", true, None);
+        app.update(Msg::Tick { now_ms: 0 });
+        let list: Vec<_> = demo()
+            .iter()
+            .enumerate()
+            .filter_map(|(n, w)| weft_lineage::WorkflowSummary::of(&lineage_of(n, w)))
+            .collect();
+        app.update(Msg::Fetched(Fetched::Workflows(Ok(list))));
+        for k in 1..=demo().len() {
+            app.update(Msg::Fetched(Fetched::Signals(Ok(signals(k)))));
+        }
+        app.take_requests();
+        app
+    }
+
+    /// Opens the demo workflow `n` as Enter would, and answers its requests.
+    fn open(app: &mut App, n: usize) {
+        let plan = &demo()[n];
+        let lineage = lineage_of(n, plan);
+        let trace = weft_lineage::WorkflowSummary::of(&lineage)
+            .unwrap()
+            .trace_id;
+        while app.workflows().selected_workflow().unwrap().trace_id != trace {
+            app.update(Msg::Key(Action::Down));
+        }
+        app.update(Msg::Key(Action::Enter));
+        app.update(Msg::Fetched(Fetched::Lineage(trace, Ok(Box::new(lineage)))));
+        answer_details(app, n);
+    }
+
+    /// Answers the explorer's requests for the details of workflow `n`'s traces.
+    fn answer_details(app: &mut App, n: usize) {
+        let all = details(n, &demo()[n]);
+        for request in app.take_requests() {
+            if let weft_tui::Request::Trace(t) = request {
+                let spans = all.iter().find(|(id, _)| *id == t).unwrap().1.clone();
+                app.update(Msg::Fetched(Fetched::Trace(t, Ok(spans))));
+            }
+        }
+    }
+
+    fn snapshot(name: &str, app: &App) {
+        for (w, h) in SIZES {
+            let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();
+            terminal.draw(|f| f.render_widget(app, f.area())).unwrap();
+            insta::assert_snapshot!(format!("tui_{name}_{w}x{h}"), terminal.backend());
+        }
+    }
+
+    #[test]
+    fn workflows_view() {
+        snapshot("workflows", &app());
+    }
+
+    #[test]
+    fn workflows_view_filtered_with_the_prompt_open() {
+        let mut app = app();
+        app.update(Msg::Key(Action::Sort));
+        app.update(Msg::Key(Action::CycleStatus));
+        app.update(Msg::Key(Action::Filter));
+        for c in "change".chars() {
+            app.update(Msg::Key(Action::Type(c)));
+        }
+        snapshot("workflows_filtered", &app);
+    }
+
+    #[test]
+    fn lineage_view_with_a_linked_trace() {
+        let mut app = app();
+        open(&mut app, 2); // incident triage: resumed in a linked trace
+        assert_eq!(app.view(), View::Lineage);
+        // Down to the step that resumed the work in the second trace.
+        for _ in 0..7 {
+            app.update(Msg::Key(Action::Down));
+        }
+        answer_details(&mut app, 2);
+        snapshot("lineage", &app);
+    }
+
+    #[test]
+    fn lineage_summary_pane() {
+        let mut app = app();
+        open(&mut app, 0);
+        app.update(Msg::Key(Action::SwitchPane));
+        snapshot("lineage_summary", &app);
+    }
+
+    #[test]
+    fn sql_view_with_a_result_and_with_an_error() {
+        let mut app = app();
+        app.update(Msg::Key(Action::Show(View::Sql)));
+        app.update(Msg::Key(Action::Enter));
+        let query = app.sql().history()[0].clone();
+        let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
+        for w in demo() {
+            for p in w.spans {
+                *counts.entry(p.service).or_default() += 1;
+            }
+        }
+        let mut rows: Vec<Vec<String>> = counts
+            .into_iter()
+            .map(|(s, n)| vec![s.to_owned(), n.to_string()])
+            .collect();
+        rows.sort_by_key(|r| std::cmp::Reverse(r[1].parse::<usize>().unwrap()));
+        let table = Table {
+            columns: vec!["service_name".into(), "spans".into()],
+            rows,
+            truncated: None,
+        };
+        app.update(Msg::Fetched(Fetched::Sql(query, Ok(table))));
+        snapshot("sql", &app);
+        app.update(Msg::Key(Action::Enter));
+        for c in " LIMIT".chars() {
+            app.update(Msg::Key(Action::Type(c)));
+        }
+        app.update(Msg::Key(Action::Enter));
+        let query = app.sql().history()[1].clone();
+        app.update(Msg::Fetched(Fetched::Sql(
+            query,
+            Err(weft_tui::Failure::answer(
+                "query failed (400 Bad Request): SQL error: ParserError(\"Expected: literal int, found: EOF\")",
+            )),
+        )));
+        snapshot("sql_error", &app);
+    }
+
+    #[test]
+    fn signals_view() {
+        let mut app = app();
+        app.update(Msg::Key(Action::Show(View::Signals)));
+        snapshot("signals", &app);
+    }
+
+    #[test]
+    fn help_overlay_on_the_lineage_view() {
+        let mut app = app();
+        open(&mut app, 1);
+        app.update(Msg::Key(Action::Help));
+        snapshot("help", &app);
+    }
+
+    #[test]
+    fn unreachable_server() {
+        let mut app = App::new("http://127.0.0.1:4319", true, None);
+        app.update(Msg::Tick { now_ms: 0 });
+        app.update(Msg::Fetched(Fetched::Workflows(Err(
+            weft_tui::Failure::unreachable(
+                "cannot reach weft at http://127.0.0.1:4319/api/workflows: connection refused",
+            ),
+        ))));
+        snapshot("unreachable", &app);
+    }
+
+    #[test]
+    fn otlp_json_becomes_span_details() {
+        let data = serde_json::json!({"resourceSpans": [{
+            "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "svc"}}]},
+            "scopeSpans": [{"spans": [{
+                "traceId": "0af7651916cd43dd8448eb211c80319c", "spanId": "b7ad6b7169203331",
+                "kind": 3,
+                "attributes": [
+                    {"key": "n", "value": {"intValue": "7"}},
+                    {"key": "ok", "value": {"boolValue": true}},
+                    {"key": "list", "value": {"arrayValue": {"values": [{"stringValue": "a"}]}}}
+                ],
+                "events": [{"timeUnixNano": "17", "name": "gen_ai.choice",
+                            "attributes": [{"key": "index", "value": {"intValue": "0"}}]}],
+                "links": [{"traceId": "0af7651916cd43dd8448eb211c80319d", "spanId": "b7ad6b7169203332"}]
+            }]}]
+        }]});
+        let spans = super::span_details(&data);
+        assert_eq!(spans.len(), 1);
+        let s = &spans[0];
+        assert_eq!(
+            s.span_id,
+            Some("b7ad6b7169203331".parse::<SpanId>().unwrap())
+        );
+        assert_eq!(s.kind, "client");
+        let attrs: Vec<(&str, &str)> = s
+            .attributes
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(attrs, [("n", "7"), ("ok", "true"), ("list", "[a]")]);
+        assert_eq!(s.resource, [("service.name".to_owned(), "svc".to_owned())]);
+        assert_eq!(
+            (s.events[0].time_ns, s.events[0].name.as_str()),
+            (17, "gen_ai.choice")
+        );
+        assert_eq!(
+            s.links[0].trace_id,
+            Some(
+                "0af7651916cd43dd8448eb211c80319d"
+                    .parse::<TraceId>()
+                    .unwrap()
+            )
+        );
+    }
+}

@@ -1,0 +1,173 @@
+//! The workflows view: one line per recent workflow, newest (or longest)
+//! first, with the flags that deserve a look.
+
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Constraint, Rect};
+use ratatui::style::{Color, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, Widget, Wrap};
+use weft_lineage::WorkflowSummary;
+use weft_lineage::render::duration;
+use weft_schemas::StatusCode;
+
+use super::{Theme, clock, fit, window_start};
+use crate::app::App;
+use crate::workflows::{Sort, StatusFilter};
+
+/// The flags column, in order: letter and meaning (the help shows them too).
+pub(crate) const FLAGS: [(char, &str); 6] = [
+    ('E', "a step failed"),
+    ('D', "a policy denied"),
+    ('F', "a governance finding"),
+    ('W', "a write no allow or approval gated"),
+    ('A', "an anomaly (missing parent, skew, …)"),
+    ('~', "spans may still be arriving"),
+];
+
+pub(super) fn render(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
+    let list = app.workflows();
+    let mut title = format!(
+        " workflows · last {} · {} of {} · by {} ",
+        list.window().0,
+        list.shown().len(),
+        list.total(),
+        match list.sort() {
+            Sort::Time => "time",
+            Sort::Duration => "duration",
+        }
+    );
+    let mut filters = Vec::new();
+    if !list.text().is_empty() {
+        filters.push(format!("/{}", list.text()));
+    }
+    if let Some(s) = list.service() {
+        filters.push(format!("service={s}"));
+    }
+    if let Some(i) = list.identity() {
+        filters.push(format!("identity={i}"));
+    }
+    match list.status() {
+        StatusFilter::All => {}
+        StatusFilter::Error => filters.push("status=error".into()),
+        StatusFilter::Ok => filters.push("status=ok".into()),
+    }
+    if !filters.is_empty() {
+        title.push_str(&format!("· {} · Esc clears ", filters.join(" ")));
+    }
+    let block = Block::bordered().title(title);
+    let empty = |text: String, style: Style| {
+        Paragraph::new(text)
+            .style(style)
+            .wrap(Wrap { trim: false })
+            .block(block.clone())
+    };
+    if let Some(e) = list.error() {
+        return empty(
+            format!("The workflows could not be listed: {e}"),
+            theme.alert(),
+        )
+        .render(area, buf);
+    }
+    if !list.loaded() {
+        return empty("Loading workflows …".into(), theme.dim()).render(area, buf);
+    }
+    if list.shown().len() == 0 {
+        let text = if list.total() == 0 {
+            format!(
+                "No workflows started in the last {}. Send some (`weft demo`), or press t for a longer range.",
+                list.window().0
+            )
+        } else {
+            "No workflow passes the filters; Esc clears them.".into()
+        };
+        return empty(text, theme.dim()).render(area, buf);
+    }
+    let wide = area.width >= 120;
+    let inner_height = area.height.saturating_sub(3) as usize; // borders and the header row
+    let first = window_start(list.selected(), inner_height);
+    let rows = list
+        .shown()
+        .enumerate()
+        .skip(first)
+        .take(inner_height)
+        .map(|(i, w)| row(w, theme, wide, i == list.selected()));
+    let mut widths = vec![
+        Constraint::Length(9),
+        Constraint::Length(6),
+        Constraint::Length(8),
+        Constraint::Length(5),
+        Constraint::Length(if wide { 20 } else { 14 }),
+    ];
+    let mut header = vec!["start", "flags", "took", "spans", "service"];
+    if wide {
+        widths.extend([
+            Constraint::Length(16),
+            Constraint::Length(12),
+            Constraint::Length(6),
+        ]);
+        header.extend(["agent", "identity", "traces"]);
+    }
+    widths.push(Constraint::Fill(1));
+    header.push("name");
+    Table::new(rows, widths)
+        .header(Row::new(header).style(theme.title()))
+        .block(block)
+        .render(area, buf);
+}
+
+fn row<'a>(w: &'a WorkflowSummary, theme: Theme, wide: bool, selected: bool) -> Row<'a> {
+    let f = w.flags;
+    let on = [
+        f.error,
+        f.policy_deny,
+        f.finding,
+        f.ungated_write,
+        f.anomaly,
+        w.in_flight,
+    ];
+    let flags: String = FLAGS
+        .iter()
+        .zip(on)
+        .map(|((c, _), set)| if set { *c } else { '·' })
+        .collect();
+    let flag_style = if f.error || f.policy_deny || f.ungated_write || f.finding {
+        theme.alert()
+    } else {
+        theme.dim()
+    };
+    let cursor = if selected { "›" } else { " " };
+    let status_style = if w.status == StatusCode::Error {
+        theme.alert()
+    } else {
+        theme.fg(Color::Green)
+    };
+    let mut cells = vec![
+        Cell::from(format!("{cursor}{}", clock(w.start_ns))),
+        Cell::from(Span::styled(flags, flag_style)),
+        Cell::from(duration(w.duration_ns())),
+        Cell::from(w.spans.to_string()),
+        Cell::from(Line::from(vec![Span::styled(
+            fit(
+                w.service.as_deref().unwrap_or("?"),
+                if wide { 20 } else { 14 },
+            ),
+            status_style,
+        )])),
+    ];
+    if wide {
+        cells.push(Cell::from(fit(w.agent.as_deref().unwrap_or(""), 16)));
+        cells.push(Cell::from(fit(w.identity.as_deref().unwrap_or(""), 12)));
+        cells.push(Cell::from(w.traces.len().to_string()));
+    }
+    let mut name = w.name.clone();
+    if w.status == StatusCode::Error {
+        name.push_str(" (error)");
+    }
+    cells.push(Cell::from(name));
+    let r = Row::new(cells);
+    if selected {
+        r.style(theme.selected())
+    } else {
+        r
+    }
+}
