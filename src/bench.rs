@@ -25,7 +25,7 @@ pub struct BenchArgs {
     /// Which figures to measure.
     #[arg(long, value_enum, default_value_t = Which::All)]
     pub only: Which,
-    /// Spans in the lineage benchmark's workflow.
+    /// Spans in the lineage (and TUI) benchmark's workflow.
     #[arg(long, default_value_t = 100_000)]
     pub lineage_spans: usize,
     /// Workflows in the workload (about 8 spans each).
@@ -57,6 +57,7 @@ pub enum Which {
     Ingest,
     Lineage,
     Storage,
+    Tui,
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -65,6 +66,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if matches!(args.only, Which::All | Which::Lineage) {
         crate::bench_lineage::run(args.lineage_spans)?;
+    }
+    if matches!(args.only, Which::All | Which::Tui) {
+        crate::bench_tui::run(args.lineage_spans)?;
     }
     if matches!(args.only, Which::All | Which::Storage) {
         crate::bench_storage::run(crate::bench_storage::StorageBench {

@@ -34,7 +34,7 @@ fn ids(t: usize, i: usize) -> (TraceId, SpanId) {
 
 /// `traces` traces of an 8-ary span tree, `total` spans in all; when
 /// `linked`, each trace's root follows from a span of the previous one.
-fn workflow(total: usize, traces: usize, linked: bool) -> Vec<LineageSpan> {
+pub(crate) fn workflow(total: usize, traces: usize, linked: bool) -> Vec<LineageSpan> {
     let per = (total / traces).max(2);
     let base = 1_700_000_000_000_000_000i64;
     let mut spans = Vec::with_capacity(per * traces);

@@ -13,6 +13,7 @@
 mod bench;
 mod bench_lineage;
 mod bench_storage;
+mod bench_tui;
 mod client;
 mod config;
 mod demo;

@@ -10,6 +10,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::Server;
@@ -37,8 +38,13 @@ impl Tmux {
 
     /// Starts `command` in a 120×40 terminal.
     fn start(command: &str) -> Self {
+        static STARTED: AtomicUsize = AtomicUsize::new(0);
         let t = Self {
-            socket: format!("weft-test-{}", std::process::id()),
+            socket: format!(
+                "weft-test-{}-{}",
+                std::process::id(),
+                STARTED.fetch_add(1, Ordering::Relaxed)
+            ),
         };
         t.tmux(&[
             "new-session",
@@ -257,5 +263,61 @@ fn explore_opens_a_data_directory_on_one_workflow() {
     tmux.keys(&["Escape"]);
     tmux.wait_for(&["of 3", "support ticket"]);
     tmux.keys(&["C-c"]);
+    assert!(wait_for_file(&after).starts_with("exit=0"));
+}
+
+#[test]
+fn the_tui_sends_its_token_and_says_when_it_has_none() {
+    const INGEST: &str = "ingest-token-0123456789";
+    const QUERY: &str = "query-token-0123456789ab";
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("weft.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[tokens]]\nname = \"agents\"\nrole = \"ingest\"\ntoken = \"{INGEST}\"\n\n\
+             [[tokens]]\nname = \"oncall\"\nrole = \"query\"\ntoken = \"{QUERY}\"\n"
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data, &["--config", config.to_str().unwrap()]);
+    let demo = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["demo", "--workflows", "3", "--endpoint"])
+        .arg(format!("http://{}", server.grpc))
+        .env(
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            format!("authorization=Bearer {INGEST}"),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        demo.status.success(),
+        "{}",
+        String::from_utf8_lossy(&demo.stderr)
+    );
+    let api = format!("http://{}", server.api);
+
+    // WEFT_TOKEN, as weft sql reads it.
+    let after = dir.path().join("after");
+    let tmux = Tmux::start(&format!(
+        "WEFT_TOKEN={QUERY} {}",
+        tui_command(&format!("--server {api}"), &after)
+    ));
+    tmux.wait_for(&["of 3", "support ticket"]);
+    tmux.keys(&["q"]);
+    assert!(wait_for_file(&after).starts_with("exit=0"));
+    drop(tmux);
+
+    // Without one, the server's refusal is on the screen.
+    let after = dir.path().join("after-no-token");
+    let tmux = Tmux::start(&format!(
+        "env -u WEFT_TOKEN {}",
+        tui_command(&format!("--server {api}"), &after)
+    ));
+    let screen = tmux.wait_for(&["401"]);
+    assert!(screen.contains("could not be listed"), "{screen}");
+    assert!(!screen.contains("unreachable"), "{screen}");
+    tmux.keys(&["q"]);
     assert!(wait_for_file(&after).starts_with("exit=0"));
 }

@@ -961,4 +961,92 @@ mod tests {
             crate::signals::SAMPLES
         );
     }
+
+    /// Random keys, answers and ticks, drawn at random sizes: nothing panics
+    /// and the selection stays inside what is shown.
+    #[test]
+    fn random_sessions_never_panic() {
+        let actions = [
+            Action::Up,
+            Action::Down,
+            Action::PageUp,
+            Action::PageDown,
+            Action::Home,
+            Action::End,
+            Action::Left,
+            Action::Right,
+            Action::Enter,
+            Action::Back,
+            Action::Close,
+            Action::NextView,
+            Action::PrevView,
+            Action::Show(View::Workflows),
+            Action::Show(View::Lineage),
+            Action::Show(View::Sql),
+            Action::Show(View::Signals),
+            Action::Help,
+            Action::Filter,
+            Action::CycleService,
+            Action::CycleIdentity,
+            Action::CycleStatus,
+            Action::CycleWindow,
+            Action::Sort,
+            Action::Refresh,
+            Action::NextCritical,
+            Action::FollowLink,
+            Action::SwitchPane,
+            Action::DetailUp,
+            Action::DetailDown,
+            Action::Type('x'),
+            Action::Type('é'),
+            Action::Backspace,
+            Action::Delete,
+        ];
+        let mut seed: u64 = 0x5eed;
+        let mut next = |n: usize| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) as usize % n
+        };
+        for _ in 0..20 {
+            let mut app = started();
+            for step in 0..2_000u64 {
+                match next(10) {
+                    0 => app.update(Msg::Tick { now_ms: step * 150 }),
+                    1 => {
+                        for r in app.take_requests() {
+                            let answer = match r {
+                                Request::Lineage(t) => {
+                                    Fetched::Lineage(t, Ok(Box::new(workflow())))
+                                }
+                                Request::Trace(t) => Fetched::Trace(t, Ok(Vec::new())),
+                                Request::Sql(q) => Fetched::Sql(q, Ok(Table::default())),
+                                Request::Signals => Fetched::Signals(Ok(Vec::new())),
+                                Request::Workflows { .. } => {
+                                    let mut list = summaries();
+                                    list.truncate(next(6));
+                                    Fetched::Workflows(Ok(list))
+                                }
+                            };
+                            app.update(Msg::Fetched(answer));
+                        }
+                    }
+                    2 => {
+                        let (w, h) = (next(200) as u16 + 1, next(60) as u16 + 1);
+                        crate::view::tests::draw(&app, w, h);
+                    }
+                    _ => key(&mut app, actions[next(actions.len())]),
+                }
+                let list = app.workflows();
+                assert!(list.selected() <= list.shown().len().saturating_sub(1));
+                if let Some(x) = app.explorer() {
+                    assert!(x.selected() < x.rows().len().max(1));
+                }
+                if app.should_quit() {
+                    app = started(); // and carry on with a fresh one
+                }
+            }
+        }
+    }
 }

@@ -75,6 +75,10 @@ pub struct Explorer {
     children: Vec<Vec<(usize, EdgeKind)>>,
     /// The node that first reached each node (for revealing folded steps).
     parent: Vec<Option<usize>>,
+    /// Nodes joined to each node by a span link, either way.
+    links: Vec<Vec<usize>>,
+    /// The first root by start time: the workflow's name.
+    first_root: Option<usize>,
     /// Where the tree starts: nodes without a parent, then one node of each
     /// cycle no root reaches.
     roots: Vec<usize>,
@@ -94,9 +98,14 @@ impl Explorer {
         let n = lineage.nodes.len();
         let mut children: Vec<Vec<(usize, EdgeKind)>> = vec![Vec::new(); n];
         let mut parent = vec![None; n];
+        let mut links: Vec<Vec<usize>> = vec![Vec::new(); n];
         for e in &lineage.edges {
             children[e.from].push((e.to, e.kind));
             parent[e.to].get_or_insert(e.from);
+            if e.kind == EdgeKind::Link {
+                links[e.from].push(e.to);
+                links[e.to].push(e.from);
+            }
         }
         let start = |i: usize| (lineage.nodes[i].span.start_ns, i);
         for c in &mut children {
@@ -126,11 +135,14 @@ impl Explorer {
         let first = lineage.nodes.iter().map(|n| n.span.start_ns).min();
         let last = lineage.nodes.iter().map(|n| n.span.end_ns).max();
         let summary = summary_lines(&lineage);
+        let first_root = roots.first().copied();
         let mut explorer = Self {
             trace,
             lineage,
             children,
             parent,
+            links,
+            first_root,
             roots,
             collapsed: HashSet::new(),
             rows: Vec::new(),
@@ -197,13 +209,13 @@ impl Explorer {
     }
 
     /// Nodes joined to `node` by a span link, either way.
-    pub fn linked(&self, node: usize) -> Vec<usize> {
-        self.lineage
-            .edges
-            .iter()
-            .filter(|e| e.kind == EdgeKind::Link && (e.from == node || e.to == node))
-            .map(|e| if e.from == node { e.to } else { e.from })
-            .collect()
+    pub fn linked(&self, node: usize) -> &[usize] {
+        self.links.get(node).map_or(&[], Vec::as_slice)
+    }
+
+    /// The first root by start time (the workflow's own first step).
+    pub fn first_root(&self) -> Option<&Node> {
+        self.first_root.map(|i| &self.lineage.nodes[i])
     }
 
     /// Applies one move.

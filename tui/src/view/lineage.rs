@@ -80,13 +80,7 @@ fn message(text: &str, style: Style, area: Rect, buf: &mut Buffer) {
 fn heading(x: &Explorer, theme: Theme) -> Line<'_> {
     let l = x.lineage();
     let (first, last) = x.time_span();
-    let root = l
-        .nodes
-        .iter()
-        .filter(|n| n.reached_by.is_none())
-        .min_by_key(|n| n.span.start_ns)
-        .map(|n| n.span.name.as_str())
-        .unwrap_or("?");
+    let root = x.first_root().map_or("?", |n| n.span.name.as_str());
     let mut spans = vec![
         Span::styled(format!(" {root} "), theme.title()),
         Span::raw(format!(

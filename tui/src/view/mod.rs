@@ -264,6 +264,10 @@ pub(crate) mod tests {
 
     /// Every view once, with a workflow open and an error on the SQL view.
     fn every_view(colour: bool) -> Vec<Terminal<TestBackend>> {
+        every_view_at(colour, 100, 30)
+    }
+
+    fn every_view_at(colour: bool, width: u16, height: u16) -> Vec<Terminal<TestBackend>> {
         use crate::app::{Action, Msg, View};
         use crate::data::{Failure, Fetched};
         let lineage = workflow();
@@ -276,13 +280,25 @@ pub(crate) mod tests {
         app.update(Msg::Fetched(Fetched::Workflows(Ok(vec![
             weft_lineage::WorkflowSummary::of(&lineage).unwrap(),
         ]))));
-        let mut out = vec![draw(&app, 100, 30)];
+        let mut out = vec![draw(&app, width, height)];
         app.update(Msg::Key(Action::SwitchPane));
-        out.push(draw(&app, 100, 30));
-        for view in [View::Workflows, View::Sql, View::Signals] {
-            app.update(Msg::Key(Action::Show(view)));
-            out.push(draw(&app, 100, 30));
-        }
+        out.push(draw(&app, width, height));
+        app.update(Msg::Key(Action::Show(View::Workflows)));
+        out.push(draw(&app, width, height));
+        app.update(Msg::Key(Action::Show(View::Signals)));
+        app.update(Msg::Fetched(Fetched::Signals(Ok(vec![
+            crate::data::NodeSignal {
+                node: "gpu-a1".into(),
+                calls: 3,
+                ..Default::default()
+            },
+        ]))));
+        out.push(draw(&app, width, height));
+        app.update(Msg::Key(Action::Help));
+        out.push(draw(&app, width, height));
+        app.update(Msg::Key(Action::Help));
+        app.update(Msg::Key(Action::Show(View::Sql)));
+        out.push(draw(&app, width, height));
         app.update(Msg::Key(Action::Enter));
         app.update(Msg::Fetched(Fetched::Sql(
             app.sql().history()[0].clone(),
@@ -291,7 +307,7 @@ pub(crate) mod tests {
         app.update(Msg::Fetched(Fetched::Signals(Err(Failure::unreachable(
             "down",
         )))));
-        out.push(draw(&app, 100, 30));
+        out.push(draw(&app, width, height));
         out
     }
 
@@ -320,6 +336,22 @@ pub(crate) mod tests {
                     .collect()
             };
             assert_eq!(text(m), text(c));
+        }
+    }
+
+    #[test]
+    fn tiny_and_odd_terminal_sizes_draw_without_panicking() {
+        for (w, h) in [
+            (1, 1),
+            (2, 3),
+            (12, 4),
+            (40, 8),
+            (79, 23),
+            (300, 5),
+            (5, 200),
+        ] {
+            let frames = every_view_at(true, w, h);
+            assert!(frames.iter().all(|t| t.backend().buffer().area.width == w));
         }
     }
 

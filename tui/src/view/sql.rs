@@ -26,14 +26,14 @@ pub(super) fn render(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
     let width = input.width.saturating_sub(2) as usize;
     // Keep the cursor in view on a long query.
     let skip = if sql.editing() {
-        (sql.cursor() + 1).saturating_sub(width)
+        (sql.cursor() + 1).saturating_sub(width.max(1))
     } else {
         0
     };
     let mut spans = vec![Span::raw(
         text.chars()
             .skip(skip)
-            .take(sql.cursor() - skip)
+            .take(sql.cursor().saturating_sub(skip))
             .collect::<String>(),
     )];
     if sql.editing() {
