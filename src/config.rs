@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::cors::Cors;
 use anyhow::Context;
 use clap::Args;
 use serde::Deserialize;
@@ -57,6 +58,10 @@ pub struct ServeArgs {
     /// (anyone who can reach them may send and read traces).
     #[arg(long)]
     pub allow_unauthenticated: bool,
+    /// A browser origin (scheme://host[:port], or *) allowed to call the
+    /// OTLP/HTTP and API listeners (CORS); repeat for several.
+    #[arg(long = "cors-origin")]
+    pub cors_origins: Vec<String>,
 }
 
 /// The config file. Every key is optional.
@@ -123,6 +128,8 @@ pub struct FileConfig {
     pub allow_unauthenticated: Option<bool>,
     /// Bearer tokens (`[[tokens]]` tables); none: no authentication.
     pub tokens: Option<Vec<TokenConfig>>,
+    /// Browser origins allowed to call the HTTP listeners (CORS).
+    pub cors_origins: Option<Vec<String>>,
 }
 
 /// The certificate and key files every listener serves TLS with.
@@ -153,6 +160,8 @@ pub struct ServeConfig {
     pub tls: Option<TlsFiles>,
     /// Serve non-loopback addresses though no tokens are configured.
     pub allow_unauthenticated: bool,
+    /// Browser origins the HTTP listeners answer (CORS).
+    pub cors: Cors,
 }
 
 fn addr(s: &str) -> ListenAddr {
@@ -343,9 +352,15 @@ impl ServeConfig {
             (None, None) => None,
             _ => anyhow::bail!("TLS needs both a certificate and a key (tls_cert and tls_key)"),
         };
+        let cors = if args.cors_origins.is_empty() {
+            Cors::parse(file.cors_origins.as_deref().unwrap_or_default())?
+        } else {
+            Cors::parse(&args.cors_origins)?
+        };
         Ok(Self {
             auth: Arc::new(auth),
             tls,
+            cors,
             allow_unauthenticated: args.allow_unauthenticated
                 || file.allow_unauthenticated.unwrap_or(false),
             otlp_grpc: args

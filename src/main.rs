@@ -16,6 +16,7 @@ mod bench_storage;
 mod bench_tui;
 mod client;
 mod config;
+mod cors;
 mod demo;
 mod explore;
 mod lineage;

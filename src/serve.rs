@@ -124,14 +124,20 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     ));
     let http_task = tokio::spawn(crate::listen::serve(
         http_listener,
-        http::router(store.clone(), config.ingest, &edge),
+        config
+            .cors
+            .apply(http::router(store.clone(), config.ingest, &edge)),
         listen,
         tls.clone(),
         stopped(),
     ));
     let api_task = tokio::spawn(crate::listen::serve(
         api_listener,
-        weft_query::api::router(engine, metrics, Arc::clone(&config.auth)),
+        config.cors.apply(weft_query::api::router(
+            engine,
+            metrics,
+            Arc::clone(&config.auth),
+        )),
         listen,
         tls,
         stopped(),
@@ -180,11 +186,11 @@ async fn serve_queries(config: ServeConfig) -> anyhow::Result<()> {
 
     let stop = Arc::new(Notify::new());
     let refresher = tokio::spawn(follower.run_refresh(config.refresh, Arc::clone(&stop)));
-    let router = weft_query::api::router(
+    let router = config.cors.apply(weft_query::api::router(
         engine,
         Arc::new(Metrics::default()),
         Arc::clone(&config.auth),
-    );
+    ));
     crate::listen::serve(api_listener, router, config.listen, tls, shutdown).await;
     stop.notify_one();
     refresher.await?;

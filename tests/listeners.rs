@@ -147,3 +147,118 @@ fn listen_addresses_may_be_host_names() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// Browsers (issue 12): with origins configured, preflights on OTLP/HTTP and
+/// the API are answered before authentication, the requests themselves still
+/// need their token, and answers carry the headers a page needs to read them.
+#[test]
+fn cors_lets_listed_origins_in_and_no_one_else() {
+    const TOKEN: &str = "query-and-ingest-token-0123";
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(
+        dir.path(),
+        &format!(
+            "cors_origins = [\"https://notebook.example\"]\n\n\
+             [[tokens]]\nname = \"page\"\nrole = \"admin\"\ntoken = \"{TOKEN}\"\n"
+        ),
+    );
+    let server = Server::start(&dir.path().join("data"), &["--config", &config]);
+    let client = reqwest::blocking::Client::new();
+    let origin = "https://notebook.example";
+    let preflight = |url: String, origin: &str| {
+        client
+            .request(reqwest::Method::OPTIONS, url)
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization,content-type",
+            )
+            .send()
+            .unwrap()
+    };
+    let api = format!("http://{}/api/sql", server.api);
+    let otlp = format!("http://{}/v1/traces", server.http);
+    for url in [&api, &otlp] {
+        let answer = preflight(url.clone(), origin);
+        assert!(answer.status().is_success(), "{url}: {}", answer.status());
+        let h = answer.headers();
+        assert_eq!(h["access-control-allow-origin"], origin, "{url}");
+        let allowed = h["access-control-allow-headers"].to_str().unwrap();
+        assert!(
+            allowed.contains("authorization") && allowed.contains("content-type"),
+            "{url}: {allowed}"
+        );
+        assert!(
+            h["access-control-allow-methods"]
+                .to_str()
+                .unwrap()
+                .contains("POST")
+        );
+        // Another origin gets no permission.
+        let other = preflight(url.clone(), "https://evil.example");
+        assert!(
+            other.headers().get("access-control-allow-origin").is_none(),
+            "{url}"
+        );
+    }
+
+    // The request itself: a page's span goes in with its token ...
+    let sent = client
+        .post(&otlp)
+        .header("origin", origin)
+        .header("content-type", "application/json")
+        .bearer_auth(TOKEN)
+        .body(span(1).to_string())
+        .send()
+        .unwrap();
+    assert_eq!(sent.status(), 200);
+    assert_eq!(sent.headers()["access-control-allow-origin"], origin);
+    // ... and is read back; the page may read the truncation header.
+    let read = client
+        .post(&api)
+        .header("origin", origin)
+        .bearer_auth(TOKEN)
+        .body("SELECT count(*) AS n FROM spans")
+        .send()
+        .unwrap();
+    assert_eq!(read.status(), 200);
+    assert_eq!(read.headers()["access-control-allow-origin"], origin);
+    assert!(
+        read.headers()["access-control-expose-headers"]
+            .to_str()
+            .unwrap()
+            .contains("weft-result-truncated")
+    );
+    // Without its token it is refused, in a form the page can read.
+    let refused = client
+        .post(&api)
+        .header("origin", origin)
+        .body("SELECT 1")
+        .send()
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    assert_eq!(refused.headers()["access-control-allow-origin"], origin);
+}
+
+#[test]
+fn without_cors_origins_there_are_no_cors_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let answer = reqwest::blocking::Client::new()
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("http://{}/api/sql", server.api),
+        )
+        .header("origin", "https://notebook.example")
+        .header("access-control-request-method", "POST")
+        .send()
+        .unwrap();
+    assert_eq!(answer.status(), 405);
+    assert!(
+        answer
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+}

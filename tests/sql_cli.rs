@@ -61,16 +61,46 @@ fn sql_over_http_and_the_command_line() {
     let rows: usize = reader.map(|b| b.unwrap().num_rows()).sum();
     assert_eq!(rows, 6);
 
-    // Nested columns still render in CSV, as text.
+    // Nested columns render in CSV as JSON (a list, a map), quoted as CSV quotes.
     let nested = client
         .post(&api)
         .header("accept", "text/csv")
-        .body("SELECT retrieved_document_ids FROM spans WHERE retrieved_document_ids IS NOT NULL")
+        .body(
+            "SELECT retrieved_document_ids, map_extract(attributes, 'gen_ai.request.model') AS m, \
+               attributes FROM spans WHERE retrieved_document_ids IS NOT NULL",
+        )
         .send()
         .unwrap()
         .text()
         .unwrap();
-    assert_eq!(nested, "retrieved_document_ids\n\"[kb-1, kb-2]\"\n");
+    let mut lines = nested.lines();
+    assert_eq!(lines.next(), Some("retrieved_document_ids,m,attributes"));
+    let row = lines.next().unwrap();
+    assert!(
+        row.starts_with("\"[\"\"kb-1\"\",\"\"kb-2\"\"]\","),
+        "{nested}"
+    );
+    let attributes = row
+        .rsplit_once(",\"{")
+        .map(|(_, m)| format!("{{{}", m.trim_end_matches('"')));
+    let attributes: serde_json::Value =
+        serde_json::from_str(&attributes.unwrap().replace("\"\"", "\"")).unwrap();
+    assert!(attributes.is_object(), "a map is a JSON object: {nested}");
+
+    // JSON rows keep null columns as null rather than dropping the key.
+    let rows: Vec<serde_json::Value> = client
+        .post(&api)
+        .body("SELECT name, status_message FROM spans ORDER BY name LIMIT 2")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    for row in &rows {
+        let row = row.as_object().unwrap();
+        assert!(row.contains_key("status_message"), "{row:?}");
+    }
+    assert!(rows.iter().any(|r| r["status_message"].is_null()));
 
     for (body, status, text) in [
         ("DROP TABLE spans", 400, "read-only"),

@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, RecordBatch, StringBuilder};
+use arrow::array::{ArrayRef, RecordBatch, StringBuilder};
 use arrow::datatypes::{DataType, Field, Schema};
-use arrow::util::display::{ArrayFormatter, FormatOptions};
+use arrow::json::writer::{JsonArray, LineDelimited};
 
 use crate::engine::QueryResult;
 use crate::error::QueryError;
@@ -100,10 +100,12 @@ impl Encoder {
     ) -> Result<Self, QueryError> {
         let kind = match format {
             OutputFormat::Json => Kind::Json {
-                writer: arrow::json::ArrayWriter::new(Vec::new()),
+                writer: json_writer().build::<_, JsonArray>(Vec::new()),
                 rows: 0,
             },
-            OutputFormat::NdJson => Kind::NdJson(arrow::json::LineDelimitedWriter::new(Vec::new())),
+            OutputFormat::NdJson => {
+                Kind::NdJson(json_writer().build::<_, LineDelimited>(Vec::new()))
+            }
             OutputFormat::Csv => Kind::Csv {
                 schema: Arc::clone(schema),
                 header_written: false,
@@ -185,7 +187,36 @@ impl Encoder {
     }
 }
 
-/// CSV cannot hold maps and lists: render nested columns as text.
+/// JSON rows keep every column: a null is `null`, not a missing key (clients
+/// such as pandas then see every column, even one null in every row).
+fn json_writer() -> arrow::json::WriterBuilder {
+    arrow::json::WriterBuilder::new().with_explicit_nulls(true)
+}
+
+/// Each value of a nested column as JSON text (`{"k":"v"}`, `["a","b"]`),
+/// `None` for a null.
+fn json_cells(field: &Field, column: &ArrayRef) -> Result<Vec<Option<String>>, QueryError> {
+    let one = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![field.clone()])),
+        vec![Arc::clone(column)],
+    )?;
+    let mut writer = json_writer().build::<_, JsonArray>(Vec::new());
+    writer.write(&one)?;
+    writer.finish()?;
+    let rows: Vec<serde_json::Map<String, serde_json::Value>> =
+        serde_json::from_slice(&writer.into_inner()).map_err(|e| {
+            QueryError::Internal(format!("nested column {} as JSON: {e}", field.name()))
+        })?;
+    Ok(rows
+        .into_iter()
+        .map(|mut row| match row.remove(field.name()) {
+            None | Some(serde_json::Value::Null) => None,
+            Some(v) => Some(v.to_string()),
+        })
+        .collect())
+}
+
+/// CSV cannot hold maps and lists: write nested columns as JSON text.
 fn flatten(batch: &RecordBatch) -> Result<RecordBatch, QueryError> {
     let nested = |t: &DataType| t.is_nested();
     if !batch
@@ -196,7 +227,6 @@ fn flatten(batch: &RecordBatch) -> Result<RecordBatch, QueryError> {
     {
         return Ok(batch.clone());
     }
-    let options = FormatOptions::default();
     let mut fields = Vec::new();
     let mut columns: Vec<ArrayRef> = Vec::new();
     for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
@@ -205,14 +235,9 @@ fn flatten(batch: &RecordBatch) -> Result<RecordBatch, QueryError> {
             columns.push(Arc::clone(column));
             continue;
         }
-        let formatter = ArrayFormatter::try_new(column.as_ref(), &options)?;
         let mut text = StringBuilder::new();
-        for row in 0..column.len() {
-            if column.is_null(row) {
-                text.append_null();
-            } else {
-                text.append_value(formatter.value(row).to_string());
-            }
+        for cell in json_cells(field, column)? {
+            text.append_option(cell);
         }
         fields.push(Field::new(field.name(), DataType::Utf8, true));
         columns.push(Arc::new(text.finish()));

@@ -50,6 +50,9 @@ pub enum Interp {
     Ratio,
     /// A count (tokens) in `0..=MAX_COUNT`.
     Count,
+    /// Present at all (any value): the step is of this kind. For GenAI spans
+    /// sent without `gen_ai.operation.name`, which the conventions allow.
+    Implies(AiKind),
 }
 
 /// One key that can fill a column.
@@ -103,6 +106,13 @@ ai_columns! {
             span_as("gen_ai.operation.name", Interp::GenAiOperationKind),
             span_as("openinference.span.kind", Interp::OpenInferenceKind),
             span_as("traceloop.span.kind", Interp::TraceloopKind),
+            // GenAI spans without an operation name: what their other keys imply.
+            span_as("gen_ai.tool.name", Interp::Implies(AiKind::Tool)),
+            span_as("gen_ai.request.encoding_formats", Interp::Implies(AiKind::Embedding)),
+            span_as("gen_ai.request.model", Interp::Implies(AiKind::Llm)),
+            span_as("gen_ai.response.model", Interp::Implies(AiKind::Llm)),
+            span_as("gen_ai.system", Interp::Implies(AiKind::Llm)),
+            span_as("gen_ai.provider.name", Interp::Implies(AiKind::Llm)),
         ];
     gen_ai_operation: String,
         "the GenAI operation name as sent (chat, embeddings, execute_tool, ...)",
@@ -431,6 +441,7 @@ fn interpret(ty: ColumnType, interp: Interp, value: &AttrValue) -> Option<Typed>
         Interp::Ratio => number(value)
             .filter(|r| (0.0..=1.0).contains(r))
             .map(Typed::Float),
+        Interp::Implies(kind) => Some(Typed::Kind(kind)),
     }
 }
 
@@ -577,6 +588,48 @@ mod tests {
         assert_eq!((ai.input_tokens, ai.output_tokens), (Some(120), Some(30)));
         assert_eq!(ai.time_to_first_token_ns, Some(250_000_000));
         assert_eq!(ai.node.as_deref(), Some("gpu-3"));
+    }
+
+    #[test]
+    fn genai_spans_without_an_operation_name_get_a_kind() {
+        let kind = |attrs: &[(String, AttrValue)]| extract(attrs, &[]).ai_kind;
+        // What the OpenAI instrumentations send before the operation name
+        // became required: a provider and a model.
+        assert_eq!(
+            kind(&[
+                s("gen_ai.system", "openai"),
+                s("gen_ai.request.model", "gpt-4o")
+            ]),
+            Some(AiKind::Llm)
+        );
+        assert_eq!(
+            kind(&[s("gen_ai.provider.name", "anthropic")]),
+            Some(AiKind::Llm)
+        );
+        assert_eq!(
+            kind(&[
+                s("gen_ai.system", "openai"),
+                s("gen_ai.tool.name", "search")
+            ]),
+            Some(AiKind::Tool),
+            "a tool name says more than the provider"
+        );
+        assert_eq!(
+            kind(&[
+                s("gen_ai.system", "openai"),
+                s("gen_ai.request.encoding_formats", "float")
+            ]),
+            Some(AiKind::Embedding)
+        );
+        // An explicit operation still decides.
+        assert_eq!(
+            kind(&[
+                s("gen_ai.operation.name", "embeddings"),
+                s("gen_ai.request.model", "m")
+            ]),
+            Some(AiKind::Embedding)
+        );
+        assert_eq!(kind(&[s("http.route", "/chat")]), None, "not a GenAI span");
     }
 
     #[test]
