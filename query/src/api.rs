@@ -25,7 +25,7 @@ use weft_lineage::render::{DEFAULT_FOLD, dot, summary_text, text_tree};
 use weft_lineage::{LineagePage, PAGE_NODES};
 
 #[derive(Clone)]
-struct ApiState {
+pub(crate) struct ApiState {
     engine: Arc<QueryEngine>,
     metrics: Arc<Metrics>,
 }
@@ -33,7 +33,7 @@ struct ApiState {
 impl ApiState {
     /// The engine that shows the caller what it may see: its tenant's spans
     /// only, when its token has a tenant.
-    async fn engine(&self, caller: &Caller) -> Result<Arc<QueryEngine>, QueryError> {
+    pub(crate) async fn engine(&self, caller: &Caller) -> Result<Arc<QueryEngine>, QueryError> {
         self.engine.for_tenant(caller.tenant()).await
     }
 }
@@ -53,6 +53,7 @@ pub fn router(engine: Arc<QueryEngine>, metrics: Arc<Metrics>, auth: Arc<Auth>) 
         .route("/api/graph", get(graph))
         .route("/api/signals", get(signals))
         .route("/metrics", get(prometheus))
+        .nest("/tempo", crate::tempo::routes())
         .fallback(no_such_endpoint)
         .method_not_allowed_fallback(wrong_method)
         .with_state(ApiState { engine, metrics })
@@ -79,7 +80,7 @@ async fn authorize(
 /// The endpoints, as error messages name them.
 const ENDPOINTS: &str = "POST /api/sql, GET /api/traces/{trace_id}, \
     GET /api/lineage/{trace_id}[/dot|/tree], GET /api/workflows, GET /api/graph, GET /api/signals, \
-    GET /healthz, GET /metrics";
+    GET /healthz, GET /metrics, and Grafana Tempo's API under /tempo";
 
 async fn no_such_endpoint(method: axum::http::Method, uri: axum::http::Uri) -> Response {
     error_json(
@@ -106,7 +107,7 @@ fn error_json(status: StatusCode, message: String) -> Response {
 
 /// Query-string parameters whose rejection is a JSON error like every other
 /// (axum's own is plain text).
-struct Params<T>(T);
+pub(crate) struct Params<T>(pub(crate) T);
 
 impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequestParts<S>
     for Params<T>
@@ -182,7 +183,7 @@ async fn trace(
     Ok(json_response(traces_data_json(&batches)?.to_string()))
 }
 
-fn json_response(body: impl Into<axum::body::Body>) -> Response {
+pub(crate) fn json_response(body: impl Into<axum::body::Body>) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body.into()).into_response()
 }
 

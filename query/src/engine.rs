@@ -220,8 +220,13 @@ impl QueryEngine {
         })
     }
 
+    /// The session: its tables, functions, memory pool.
+    pub(crate) fn ctx(&self) -> &SessionContext {
+        &self.ctx
+    }
+
     /// Runs `work` under the query timeout.
-    async fn bounded<T>(
+    pub(crate) async fn bounded<T>(
         &self,
         work: impl std::future::Future<Output = Result<T, QueryError>>,
     ) -> Result<T, QueryError> {

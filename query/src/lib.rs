@@ -8,6 +8,8 @@
 //! - [`lineage`]: fetching a workflow's spans (the `span_links` walk) for `weft-lineage`;
 //! - [`lineage_sql`]: `lineage()`, `ancestors()` and `descendants()` table functions;
 //! - [`workflows`]: recent workflows, one summary line each;
+//! - `tempo`, `traceql`: Grafana Tempo's HTTP API under `/tempo`, with the
+//!   TraceQL subset Grafana's data source sends, as expressions;
 //! - [`api`]: `/api/sql`, `/api/traces/{id}`, `/api/lineage/{id}`, `/api/workflows`,
 //!   `/api/graph`, `/api/signals`, `/healthz`, `/metrics`.
 //!
@@ -26,6 +28,8 @@ pub mod output;
 mod prune;
 mod streamed;
 mod table;
+mod tempo;
+mod traceql;
 pub mod workflows;
 
 pub use engine::{LineageResult, QueryEngine, QueryLimits, QueryResult, QuerySettings};

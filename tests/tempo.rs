@@ -1,0 +1,241 @@
+//! Grafana Tempo's HTTP API under `/tempo`: the requests Grafana's Tempo data
+//! source makes (the paths and parameters of its query editor, search and
+//! trace view), answered in the shapes Tempo's API documentation shows, with
+//! the same traces SQL finds.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::Server;
+use serde_json::Value;
+
+fn keys(v: &Value) -> BTreeSet<&str> {
+    v.as_object().unwrap().keys().map(String::as_str).collect()
+}
+
+fn get(server: &Server, path: &str) -> Value {
+    let response = server.get(path);
+    assert_eq!(response.status(), 200, "{path}");
+    response.json().unwrap()
+}
+
+#[test]
+fn grafana_can_search_tag_and_open_weft_traces() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    server.run_demo(12);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let window = format!("start={}&end={}", now - 3600, now + 60);
+
+    // Connection test and version probe.
+    assert_eq!(server.get("/tempo/api/echo").text().unwrap(), "echo");
+    let info = get(&server, "/tempo/api/status/buildinfo");
+    assert!(info["version"].is_string(), "{info}");
+
+    // The query editor's tag lists (v2 with scopes, v1 flat).
+    let scopes = get(&server, &format!("/tempo/api/v2/search/tags?{window}"));
+    let names: BTreeSet<&str> = scopes["scopes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, BTreeSet::from(["intrinsic", "resource", "span"]));
+    let span_tags = &scopes["scopes"].as_array().unwrap()[0]["tags"];
+    assert!(
+        span_tags
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t == "weft.node"),
+        "{scopes}"
+    );
+    let only_resource = get(
+        &server,
+        &format!("/tempo/api/v2/search/tags?scope=resource&{window}"),
+    );
+    assert_eq!(only_resource["scopes"].as_array().unwrap().len(), 1);
+    assert!(
+        only_resource["scopes"][0]["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t == "service.name")
+    );
+    let flat = get(&server, &format!("/tempo/api/search/tags?{window}"));
+    assert!(
+        flat["tagNames"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t == "gen_ai.request.model")
+    );
+
+    // Tag values, v2 typed (narrowed by the query typed so far) and v1 plain.
+    let services = get(
+        &server,
+        &format!("/tempo/api/v2/search/tag/resource.service.name/values?q=%7B%7D&{window}"),
+    );
+    let want: BTreeSet<String> = server
+        .sql("SELECT DISTINCT service_name FROM spans")
+        .iter()
+        .map(|r| r["service_name"].as_str().unwrap().to_owned())
+        .collect();
+    let got: BTreeSet<String> = services["tagValues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            assert_eq!(v["type"], "string");
+            v["value"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(got, want);
+    let statuses = get(
+        &server,
+        &format!("/tempo/api/v2/search/tag/status/values?{window}"),
+    );
+    assert!(
+        statuses["tagValues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|v| v["type"] == "keyword")
+    );
+    let nodes = get(
+        &server,
+        &format!("/tempo/api/search/tag/weft.node/values?{window}"),
+    );
+    assert!(
+        nodes["tagValues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|v| v.as_str().unwrap().starts_with("gpu-")),
+        "{nodes}"
+    );
+
+    // Search with TraceQL: the same traces as SQL, in Tempo's shape.
+    let q =
+        urlencode(r#"{ resource.service.name = "llm-gateway" && span.weft.kv_cache.hit = true }"#);
+    let found = get(
+        &server,
+        &format!("/tempo/api/search?q={q}&limit=100&spss=2&{window}"),
+    );
+    let want: BTreeSet<String> = server
+        .sql(
+            "SELECT DISTINCT trace_id FROM spans WHERE service_name = 'llm-gateway' \
+             AND kv_cache_hit",
+        )
+        .iter()
+        .map(|r| r["trace_id"].as_str().unwrap().to_owned())
+        .collect();
+    let traces = found["traces"].as_array().unwrap();
+    let got: BTreeSet<String> = traces
+        .iter()
+        .map(|t| t["traceID"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(!want.is_empty());
+    assert_eq!(got, want);
+    for t in traces {
+        // The fields of Tempo's documented search result.
+        assert_eq!(
+            keys(t),
+            BTreeSet::from([
+                "traceID",
+                "rootServiceName",
+                "rootTraceName",
+                "startTimeUnixNano",
+                "durationMs",
+                "spanSet",
+                "spanSets"
+            ])
+        );
+        assert!(t["startTimeUnixNano"].is_string() && t["durationMs"].is_u64());
+        let start: u64 = t["startTimeUnixNano"].as_str().unwrap().parse().unwrap();
+        assert!(
+            (now - 3600) * 1_000_000_000 < start && start < (now + 60) * 1_000_000_000,
+            "nanoseconds in the window: {t}"
+        );
+        assert!(t["durationMs"].as_u64().unwrap() < 3_600_000, "{t}");
+        let set = &t["spanSet"];
+        assert!(set["matched"].as_u64().unwrap() >= 1);
+        let spans = set["spans"].as_array().unwrap();
+        assert!(!spans.is_empty() && spans.len() <= 2, "spss=2");
+        for s in spans {
+            assert!(s["spanID"].is_string() && s["durationNanos"].is_string());
+            let span_start: u64 = s["startTimeUnixNano"].as_str().unwrap().parse().unwrap();
+            assert!(span_start >= start, "a span starts within its trace: {t}");
+        }
+    }
+
+    // Legacy tag search with duration bounds; the limit holds.
+    let some = get(
+        &server,
+        &format!(
+            "/tempo/api/search?tags=service.name%3Dllm-gateway&minDuration=1ms&limit=2&{window}"
+        ),
+    );
+    assert_eq!(some["traces"].as_array().unwrap().len(), 2);
+    let none = get(
+        &server,
+        &format!("/tempo/api/search?tags=service.name%3Dllm-gateway&maxDuration=1ns&{window}"),
+    );
+    assert!(none["traces"].as_array().unwrap().is_empty());
+
+    // Opening a trace from the results: v2 and v1 shapes, every span there.
+    let id = traces[0]["traceID"].as_str().unwrap();
+    let count = server.count(&format!(
+        "SELECT count(*) AS n FROM spans WHERE trace_id = '{id}'"
+    ));
+    let v2 = get(&server, &format!("/tempo/api/v2/traces/{id}?{window}"));
+    let spans_in = |resource_spans: &Value| -> usize {
+        resource_spans
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|rs| rs["scopeSpans"].as_array().unwrap())
+            .map(|ss| ss["spans"].as_array().unwrap().len())
+            .sum()
+    };
+    assert_eq!(spans_in(&v2["trace"]["resourceSpans"]) as i64, count);
+    let v1 = get(&server, &format!("/tempo/api/traces/{id}"));
+    assert_eq!(spans_in(&v1["batches"]) as i64, count);
+    let missing = server.get("/tempo/api/v2/traces/0000000000000000000000000000abcd");
+    assert_eq!(missing.status(), 404);
+
+    // Weft's own /api/traces keeps its shape beside Tempo's.
+    assert!(get(&server, &format!("/api/traces/{id}"))["resourceSpans"].is_array());
+
+    // What the subset does not do is a clear 400.
+    for bad in [
+        r#"{ .a = "x" || .b = "y" }"#,
+        r#"{ .a = "x" } | count() > 1"#,
+        "{ nonsense",
+    ] {
+        let response = server.get(&format!("/tempo/api/search?q={}", urlencode(bad)));
+        assert_eq!(response.status(), 400, "{bad}");
+        let body: Value = response.json().unwrap();
+        assert!(
+            body["error"].as_str().unwrap().contains("TraceQL"),
+            "{body}"
+        );
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
