@@ -321,3 +321,75 @@ fn the_tui_sends_its_token_and_says_when_it_has_none() {
     tmux.keys(&["q"]);
     assert!(wait_for_file(&after).starts_with("exit=0"));
 }
+
+/// The list the TUI refreshes every few seconds reuses a workflow's summary
+/// only while its traces hold the same spans: a new span, a new linked trace
+/// and a failure show on the next call.
+#[test]
+fn the_workflows_list_follows_new_spans() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let span = |trace: &str, id: &str, parent: Option<&str>, links: Value, error: bool| {
+        let mut s = serde_json::json!({
+            "traceId": trace, "spanId": id, "name": format!("step {id}"),
+            "startTimeUnixNano": now.to_string(),
+            "endTimeUnixNano": (now + 1_000_000).to_string(),
+            "links": links,
+        });
+        if let Some(p) = parent {
+            s["parentSpanId"] = Value::from(p);
+        }
+        if error {
+            s["status"] = serde_json::json!({"code": 2});
+        }
+        server.send_json(&serde_json::json!({"resourceSpans": [{
+            "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "svc"}}]},
+            "scopeSpans": [{"spans": [s]}]}]}));
+    };
+    let first = "0af7651916cd43dd8448eb211c800001";
+    let list = || -> Vec<Value> { server.get("/api/workflows?since=1h").json().unwrap() };
+
+    span(
+        first,
+        "00000000000000a1",
+        None,
+        serde_json::json!([]),
+        false,
+    );
+    let w = list();
+    assert_eq!(w.len(), 1);
+    assert_eq!(
+        (w[0]["spans"].as_u64(), w[0]["in_flight"].as_bool()),
+        (Some(1), Some(true))
+    );
+    assert_eq!(list(), w, "unchanged: the same answer");
+
+    span(
+        first,
+        "00000000000000a2",
+        Some("00000000000000a1"),
+        serde_json::json!([]),
+        true,
+    );
+    let w = list();
+    assert_eq!(w[0]["spans"], 2, "a new span in the trace");
+    assert_eq!(w[0]["flags"]["error"], true);
+
+    let second = "0af7651916cd43dd8448eb211c800002";
+    span(
+        second,
+        "00000000000000b1",
+        None,
+        serde_json::json!([{"traceId": first, "spanId": "00000000000000a2"}]),
+        false,
+    );
+    let w = list();
+    assert_eq!(w.len(), 1, "a linked trace joins the workflow: {w:?}");
+    assert_eq!(w[0]["traces"].as_array().unwrap().len(), 2);
+    assert_eq!(w[0]["spans"], 3);
+    assert_eq!(w[0]["trace_id"], first, "opened from its first root");
+}

@@ -26,7 +26,7 @@ mod span;
 pub mod summary;
 mod workflow;
 
-pub use graph::{Anomaly, BuildOptions, Lineage, build};
+pub use graph::{Anomaly, BuildOptions, Lineage, SETTLE_NS, build};
 pub use node::{Edge, EdgeKind, Node};
 pub use page::{LineagePage, PAGE_NODES};
 pub use span::{APPROVAL_ACTION_KEY, LineageSpan, StepAi, TOOL_EFFECT_KEY};

@@ -4,15 +4,16 @@
 //! Root spans in the time window name candidate traces; each is reconstructed
 //! with the one lineage code path ([`reconstruct`]), so a workflow spanning
 //! linked traces is listed once, with flags from the same analyses lineage
-//! shows. Settled workflows are cached, so a list refreshed every few seconds
-//! reconstructs only what is still arriving or new.
+//! shows. Summaries are cached with the span count and last end of each of
+//! their traces; one aggregate query per list checks them, so a list
+//! refreshed every few seconds reconstructs only the workflows that changed.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use datafusion::prelude::{SessionContext, col};
-use weft_lineage::WorkflowSummary;
+use weft_lineage::{SETTLE_NS, WorkflowSummary};
 use weft_schemas::TraceId;
 use weft_schemas::schema::col as column;
 
@@ -26,34 +27,114 @@ pub const MAX_WORKFLOWS: usize = 1_000;
 /// Root spans read per workflow asked for: linked traces share a workflow,
 /// so more roots than workflows are needed.
 const ROOTS_PER_WORKFLOW: usize = 4;
-/// How long a settled workflow's summary is reused; spans that arrive later
-/// than lineage's settle time show after this.
+/// How long a summary is kept at most, even unchanged (bounds the memory of
+/// workflows no list shows any more).
 const CACHE_TTL: Duration = Duration::from_secs(300);
 /// Entries kept before the cache is emptied.
 const CACHE_ENTRIES: usize = 10_000;
 
-/// Summaries of settled workflows, by each of their traces.
+/// What a workflow's traces held when it was summarised: per trace, its span
+/// count and last end (Unix ns), sorted by trace.
+type Signature = Vec<(TraceId, i64, i64)>;
+
+/// A summary and the signature it was made from.
+struct Cached {
+    at: Instant,
+    summary: Arc<WorkflowSummary>,
+    signature: Signature,
+}
+
+/// Workflow summaries, by each of their traces.
 #[derive(Default)]
-pub(crate) struct WorkflowCache(Mutex<HashMap<TraceId, (Instant, Arc<WorkflowSummary>)>>);
+pub(crate) struct WorkflowCache(Mutex<HashMap<TraceId, Arc<Cached>>>);
 
 impl WorkflowCache {
-    fn get(&self, trace: &TraceId) -> Option<Arc<WorkflowSummary>> {
+    fn get(&self, trace: &TraceId) -> Option<Arc<Cached>> {
         let map = self.0.lock().ok()?;
         map.get(trace)
-            .filter(|(at, _)| at.elapsed() < CACHE_TTL)
-            .map(|(_, s)| Arc::clone(s))
+            .filter(|c| c.at.elapsed() < CACHE_TTL)
+            .map(Arc::clone)
     }
 
-    fn put(&self, summary: Arc<WorkflowSummary>) {
+    fn put(&self, summary: Arc<WorkflowSummary>, signature: Signature) {
         let Ok(mut map) = self.0.lock() else { return };
         if map.len() + summary.traces.len() > CACHE_ENTRIES {
             map.clear();
         }
-        let now = Instant::now();
-        for t in &summary.traces {
-            map.insert(*t, (now, Arc::clone(&summary)));
+        let cached = Arc::new(Cached {
+            at: Instant::now(),
+            summary,
+            signature,
+        });
+        for t in &cached.summary.traces {
+            map.insert(*t, Arc::clone(&cached));
         }
     }
+}
+
+/// The signature of a reconstructed workflow, from its nodes.
+fn signature_of(lineage: &weft_lineage::Lineage) -> Signature {
+    let mut per: HashMap<TraceId, (i64, i64)> = HashMap::new();
+    for n in &lineage.nodes {
+        let e = per.entry(n.span.trace_id).or_insert((0, i64::MIN));
+        e.0 += 1;
+        e.1 = e.1.max(n.span.end_ns);
+    }
+    let mut out: Signature = per.into_iter().map(|(t, (n, end))| (t, n, end)).collect();
+    out.sort_unstable_by_key(|(t, _, _)| *t);
+    out
+}
+
+/// The current span count and last end of each of `traces`, as stored.
+async fn signatures(
+    ctx: &SessionContext,
+    source: &Arc<dyn SpanSource>,
+    traces: &[TraceId],
+) -> Result<HashMap<TraceId, (i64, i64)>, QueryError> {
+    use arrow::array::AsArray;
+    use arrow::datatypes::{DataType, Int64Type, TimeUnit};
+    use datafusion::functions_aggregate::expr_fn::{count, max};
+    use datafusion::logical_expr::cast;
+    use datafusion::prelude::lit;
+    let mut out = HashMap::new();
+    if traces.is_empty() {
+        return Ok(out);
+    }
+    let ids: Vec<_> = traces.iter().map(crate::ids::trace_id_literal).collect();
+    let end_ns = cast(
+        cast(
+            col(column::END_TIME),
+            DataType::Timestamp(TimeUnit::Nanosecond, None),
+        ),
+        DataType::Int64,
+    );
+    let batches = ctx
+        .read_table(stored_table(source, Stored::Spans))?
+        .filter(col(column::TRACE_ID).in_list(ids, false))?
+        .aggregate(
+            vec![col(column::TRACE_ID)],
+            vec![count(lit(1)).alias("n"), max(end_ns).alias("end_ns")],
+        )?
+        .collect()
+        .await?;
+    for b in &batches {
+        let bad = || QueryError::Internal("workflow signatures: unexpected columns".into());
+        let ids = b.column(0).as_fixed_size_binary_opt().ok_or_else(bad)?;
+        let n = b
+            .column(1)
+            .as_primitive_opt::<Int64Type>()
+            .ok_or_else(bad)?;
+        let end = b
+            .column(2)
+            .as_primitive_opt::<Int64Type>()
+            .ok_or_else(bad)?;
+        for row in 0..b.num_rows() {
+            if let Ok(id) = TraceId::try_from(ids.value(row)) {
+                out.insert(id, (n.value(row), end.value(row)));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The window and size of one list.
@@ -100,6 +181,25 @@ pub(crate) async fn recent_workflows(
             .ok_or_else(|| QueryError::Internal("trace_id is not fixed-size bytes".into()))?;
         roots.extend(ids.iter().filter_map(|id| TraceId::try_from(id?).ok()));
     }
+    // The cached summaries still true: every trace they cover holds what it held.
+    let cached: HashMap<TraceId, Arc<Cached>> = roots
+        .iter()
+        .filter_map(|t| Some((*t, cache.get(t)?)))
+        .collect();
+    let members: Vec<TraceId> = cached
+        .values()
+        .flat_map(|c| c.summary.traces.iter().copied())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let now = signatures(ctx, source, &members).await?;
+    let unchanged = |c: &Cached| {
+        c.signature
+            .iter()
+            .all(|(t, n, end)| now.get(t) == Some(&(*n, *end)))
+    };
+    let now_ns = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+    let settled_before = now_ns.saturating_sub(SETTLE_NS);
     let mut listed: HashSet<TraceId> = HashSet::new();
     let mut out = Vec::new();
     for trace in roots {
@@ -109,17 +209,21 @@ pub(crate) async fn recent_workflows(
         if listed.contains(&trace) {
             continue;
         }
-        let summary = match cache.get(&trace) {
-            Some(s) => s,
+        let summary = match cached.get(&trace).filter(|c| unchanged(c)) {
+            // Unchanged, but time has passed: it may have settled since.
+            Some(c) if c.summary.in_flight && c.summary.end_ns < settled_before => {
+                let mut s = WorkflowSummary::clone(&c.summary);
+                s.in_flight = false;
+                Arc::new(s)
+            }
+            Some(c) => Arc::clone(&c.summary),
             None => {
                 let result = reconstruct(ctx, source, trace, Reach::default(), write_tools).await?;
                 let Some(summary) = WorkflowSummary::of(&result.lineage) else {
                     continue;
                 };
                 let summary = Arc::new(summary);
-                if !summary.in_flight {
-                    cache.put(Arc::clone(&summary));
-                }
+                cache.put(Arc::clone(&summary), signature_of(&result.lineage));
                 summary
             }
         };
