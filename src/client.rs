@@ -2,8 +2,35 @@
 //! TUI to come): one base URL, the API token when there is one, and errors
 //! that say what the server said, or that it could not be reached.
 
+use std::path::PathBuf;
+
 use anyhow::{Context, bail};
 use reqwest::blocking::{RequestBuilder, Response};
+
+/// Where `weft sql`, `weft lineage` and `weft tui` read from: a running
+/// server's API (with its token), or a data directory directly.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct Target {
+    /// Weft API to ask; ignored with --data-dir.
+    #[arg(long, default_value = "http://127.0.0.1:4319")]
+    pub server: String,
+    /// The API token, when the server wants one (or set WEFT_TOKEN).
+    #[arg(long, env = "WEFT_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Read this data directory directly, without a server (it sees every tenant).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// With --data-dir: the config file whose query limits and `write_tools` apply.
+    #[arg(long, requires = "data_dir")]
+    pub config: Option<PathBuf>,
+}
+
+impl Target {
+    /// The client of the server this names.
+    pub fn client(&self) -> Client {
+        Client::new(&self.server, self.token.as_deref())
+    }
+}
 
 /// A running Weft's query API.
 pub struct Client {

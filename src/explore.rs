@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use crate::client::Target;
 use crate::tui::TuiArgs;
 
 #[derive(Args, Debug)]
@@ -22,10 +23,11 @@ pub struct ExploreArgs {
 
 pub fn run(args: ExploreArgs) -> anyhow::Result<()> {
     crate::tui::run(TuiArgs {
-        server: String::new(),
-        token: None,
-        data_dir: Some(args.data_dir),
-        config: args.config,
+        target: Target {
+            data_dir: Some(args.data_dir),
+            config: args.config,
+            ..Target::default()
+        },
         trace: Some(args.trace_id),
     })
 }

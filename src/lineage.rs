@@ -1,7 +1,6 @@
 //! `weft lineage <trace_id>`: the workflow reachable from a trace — a tree with
 //! the AI columns, the critical path, anomalies and the governance summary.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -12,24 +11,14 @@ use weft_query::lineage::Reach;
 use weft_query::{LineageResult, QueryEngine, QuerySettings, StaticSource};
 use weft_schemas::TraceId;
 
-use crate::client::Client;
+use crate::client::Target;
 
 #[derive(Args, Debug)]
 pub struct LineageArgs {
     /// Any trace of the workflow (32 hex digits).
     pub trace_id: String,
-    /// Weft API to ask; ignored with --data-dir.
-    #[arg(long, default_value = "http://127.0.0.1:4319")]
-    pub server: String,
-    /// The API token, when the server wants one (or set WEFT_TOKEN).
-    #[arg(long, env = "WEFT_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
-    /// Read this data directory directly, without a server.
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-    /// With --data-dir: the config file whose query limits and `write_tools` apply.
-    #[arg(long, requires = "data_dir")]
-    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub target: Target,
     /// Link hops across traces to follow (default: all).
     #[arg(long)]
     pub depth: Option<u32>,
@@ -74,7 +63,7 @@ pub fn run(args: LineageArgs) -> anyhow::Result<()> {
         .trace_id
         .parse()
         .with_context(|| format!("{:?} is not a trace id", args.trace_id))?;
-    let text = match &args.data_dir {
+    let text = match &args.target.data_dir {
         Some(dir) => embedded(dir, trace, &args)?,
         None => remote(&args)?,
     };
@@ -107,7 +96,7 @@ pub fn from_data_dir(
 }
 
 fn embedded(dir: &std::path::Path, trace: TraceId, args: &LineageArgs) -> anyhow::Result<String> {
-    let settings = crate::config::query_settings_of(args.config.as_deref())?;
+    let settings = crate::config::query_settings_of(args.target.config.as_deref())?;
     let result = from_data_dir(dir, trace, args.direction, args.depth, settings)?;
     Ok(match args.format {
         Output::Tree => format!(
@@ -137,6 +126,6 @@ fn remote(args: &LineageArgs) -> anyhow::Result<String> {
     if matches!(args.format, Output::Tree) {
         path.push_str(&format!("&fold={}", args.fold));
     }
-    let answer = Client::new(&args.server, args.token.as_deref()).get(&path, "lineage")?;
+    let answer = args.target.client().get(&path, "lineage")?;
     String::from_utf8(answer.body).context("the lineage answer is not UTF-8")
 }

@@ -10,25 +10,15 @@ use weft_query::QueryResult;
 use weft_query::output::{OutputFormat, render};
 use weft_query::{QueryEngine, QuerySettings, StaticSource};
 
-use crate::client::Client;
+use crate::client::{Client, Target};
 use crate::config::query_settings_of;
 
 #[derive(Args, Debug)]
 pub struct SqlArgs {
     /// The SQL, e.g. "SELECT ai_kind, count(*) FROM spans GROUP BY 1".
     pub query: String,
-    /// Weft API to ask (default http://127.0.0.1:4319); ignored with --data-dir.
-    #[arg(long, default_value = "http://127.0.0.1:4319")]
-    pub server: String,
-    /// The API token, when the server wants one (or set WEFT_TOKEN).
-    #[arg(long, env = "WEFT_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
-    /// Query this data directory directly, without a server.
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-    /// With --data-dir: the config file whose query limits and `write_tools` apply.
-    #[arg(long, requires = "data_dir")]
-    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub target: Target,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
@@ -42,17 +32,12 @@ pub enum Format {
 }
 
 pub fn run(args: SqlArgs) -> anyhow::Result<()> {
-    let out = match &args.data_dir {
+    let out = match &args.target.data_dir {
         Some(dir) => {
-            let settings = query_settings_of(args.config.as_deref())?;
+            let settings = query_settings_of(args.target.config.as_deref())?;
             embedded(dir.clone(), &args.query, args.format, settings)?
         }
-        None => remote(
-            &args.server,
-            args.token.as_deref(),
-            &args.query,
-            args.format,
-        )?,
+        None => remote(&args.target.client(), &args.query, args.format)?,
     };
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(&out)?;
@@ -90,14 +75,14 @@ fn embedded(
     })
 }
 
-fn remote(server: &str, token: Option<&str>, sql: &str, format: Format) -> anyhow::Result<Vec<u8>> {
+fn remote(client: &Client, sql: &str, format: Format) -> anyhow::Result<Vec<u8>> {
     // Tables are drawn here from Arrow, so the types survive the trip.
     let accept = match format {
         Format::Table => "application/vnd.apache.arrow.stream",
         Format::Csv => "text/csv",
         Format::Json => "application/json",
     };
-    let answer = Client::new(server, token).post_text("/api/sql", accept, sql, "query")?;
+    let answer = client.post_text("/api/sql", accept, sql, "query")?;
     if let Some(why) = &answer.truncated {
         eprintln!("weft sql: the answer is cut short: {why}");
     }

@@ -23,22 +23,12 @@ use weft_schemas::{SpanId, TraceId};
 use weft_tui::data::{SIGNALS_WINDOW_SECS, SpanEvent, SpanLink};
 use weft_tui::{App, Failure, Fetched, Fetcher, Msg, NodeSignal, Source, SpanDetail, Table};
 
-use crate::client::Client;
+use crate::client::{Client, Target};
 
 #[derive(Args, Debug)]
 pub struct TuiArgs {
-    /// Weft API to read; ignored with --data-dir.
-    #[arg(long, default_value = "http://127.0.0.1:4319")]
-    pub server: String,
-    /// The API token, when the server wants one (or set WEFT_TOKEN).
-    #[arg(long, env = "WEFT_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
-    /// Read this data directory directly, without a server (all tenants).
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-    /// With --data-dir: the config file whose query limits and `write_tools` apply.
-    #[arg(long, requires = "data_dir")]
-    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub target: Target,
     /// Open straight on the workflow of this trace (32 hex digits).
     #[arg(long)]
     pub trace: Option<String>,
@@ -53,17 +43,17 @@ pub fn run(args: TuiArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("{t:?} is not a trace id"))
         })
         .transpose()?;
-    let (mut source, name): (Box<dyn Source>, String) = match &args.data_dir {
+    let (mut source, name): (Box<dyn Source>, String) = match &args.target.data_dir {
         Some(dir) => {
-            let settings = crate::config::query_settings_of(args.config.as_deref())?;
+            let settings = crate::config::query_settings_of(args.target.config.as_deref())?;
             (
                 Box::new(Local::open(dir.clone(), settings)?),
                 dir.display().to_string(),
             )
         }
         None => (
-            Box::new(Remote(Client::new(&args.server, args.token.as_deref()))),
-            args.server.clone(),
+            Box::new(Remote(args.target.client())),
+            args.target.server.clone(),
         ),
     };
     // A trace asked for is read first, so a wrong id fails here, in one
