@@ -210,8 +210,39 @@ fn grafana_can_search_tag_and_open_weft_traces() {
     let missing = server.get("/tempo/api/v2/traces/0000000000000000000000000000abcd");
     assert_eq!(missing.status(), 404);
 
-    // Weft's own /api/traces keeps its shape beside Tempo's.
-    assert!(get(&server, &format!("/api/traces/{id}"))["resourceSpans"].is_array());
+    // Weft's own /api/traces keeps its shape beside Tempo's, and answers
+    // OTLP protobuf when asked: the same spans.
+    let own = get(&server, &format!("/api/traces/{id}"));
+    assert_eq!(spans_in(&own["resourceSpans"]) as i64, count);
+    let protobuf = reqwest::blocking::Client::new()
+        .get(format!("http://{}/api/traces/{id}", server.api))
+        .header("accept", "application/protobuf")
+        .send()
+        .unwrap();
+    assert_eq!(protobuf.headers()["content-type"], "application/x-protobuf");
+    let data = <opentelemetry_proto::tonic::trace::v1::TracesData as prost::Message>::decode(
+        protobuf.bytes().unwrap(),
+    )
+    .unwrap();
+    let mut from_protobuf: Vec<String> = data
+        .resource_spans
+        .iter()
+        .flat_map(|rs| &rs.scope_spans)
+        .flat_map(|ss| &ss.spans)
+        .map(|s| hex(&s.span_id))
+        .collect();
+    let mut from_json: Vec<String> = own["resourceSpans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|rs| rs["scopeSpans"].as_array().unwrap())
+        .flat_map(|ss| ss["spans"].as_array().unwrap())
+        .map(|s| s["spanId"].as_str().unwrap().to_owned())
+        .collect();
+    from_protobuf.sort();
+    from_json.sort();
+    assert_eq!(from_protobuf.len() as i64, count);
+    assert_eq!(from_protobuf, from_json);
 
     // What the subset does not do is a clear 400.
     for bad in [
@@ -238,4 +269,8 @@ fn urlencode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

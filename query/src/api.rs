@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
 use weft_auth::{Auth, Caller, Role};
-use weft_collector::{Metrics, traces_data_json};
+use weft_collector::{Metrics, traces_data_json, traces_data_protobuf};
 use weft_schemas::TraceId;
 
 use crate::engine::QueryEngine;
@@ -170,15 +170,31 @@ async fn sql(
     crate::streamed::respond(answer, format).await
 }
 
+/// A trace as OTLP `TracesData`: JSON, or protobuf when the `Accept`
+/// header asks for `application/protobuf` (or `application/x-protobuf`).
 async fn trace(
     State(api): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Path(trace_id): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Response, QueryError> {
     let id: TraceId = trace_id.parse()?;
     let batches = api.engine(&caller).await?.trace(&id).await?;
     if batches.iter().all(|b| b.num_rows() == 0) {
         return Err(QueryError::trace_not_found(&trace_id));
+    }
+    let protobuf = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| {
+            a.contains("application/protobuf") || a.contains("application/x-protobuf")
+        });
+    if protobuf {
+        return Ok((
+            [(header::CONTENT_TYPE, "application/x-protobuf")],
+            traces_data_protobuf(&batches)?,
+        )
+            .into_response());
     }
     Ok(json_response(traces_data_json(&batches)?.to_string()))
 }

@@ -25,6 +25,17 @@ fn hex(id: Option<impl std::fmt::Display>) -> Value {
     id.map_or(Value::Null, |id| Value::String(id.to_string()))
 }
 
+/// The same `TracesData` as OTLP protobuf bytes (for `Accept:
+/// application/protobuf`): the JSON read into the protobuf types, so both
+/// answers say the same.
+pub fn traces_data_protobuf(batches: &[RecordBatch]) -> Result<Vec<u8>> {
+    use prost::Message;
+    let data: opentelemetry_proto::tonic::trace::v1::TracesData =
+        serde_json::from_value(traces_data_json(batches)?)
+            .map_err(|e| Error::Internal(format!("stored spans as OTLP protobuf: {e}")))?;
+    Ok(data.encode_to_vec())
+}
+
 /// Builds `TracesData` JSON from batches of the span schema.
 pub fn traces_data_json(batches: &[RecordBatch]) -> Result<Value> {
     // resource key → (resource attrs, scope key → (scope json, spans))
