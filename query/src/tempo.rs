@@ -292,12 +292,12 @@ async fn search(
                 }
             }
         }
-        // Each candidate trace's root and extent, to apply the duration bounds.
-        let candidates: Vec<String> = order
-            .iter()
-            .take(MAX_LIMIT.max(limit) * 4)
-            .cloned()
-            .collect();
+        // Each candidate trace's root and extent. Without duration bounds the
+        // first `limit` traces are the answer; with them, more are read so
+        // that enough pass.
+        let bounded = min.is_some() || max.is_some();
+        let wanted = if bounded { MAX_LIMIT * 4 } else { limit };
+        let candidates: Vec<String> = order.iter().take(wanted).cloned().collect();
         let roots = trace_roots(&engine, &candidates).await?;
         let mut traces = Vec::new();
         for id in &order {

@@ -103,7 +103,9 @@ pub enum LineageState {
     /// None opened yet.
     Empty,
     Loading(TraceId),
-    Failed(TraceId, String),
+    /// The message, and whether the server could not be reached (then the
+    /// workflow is asked again once it answers).
+    Failed(TraceId, String, bool),
     Ready(Box<Explorer>),
 }
 
@@ -134,9 +136,6 @@ pub struct App {
     connection: Connection,
     workflows: WorkflowList,
     lineage: LineageState,
-    /// The open workflow failed because the server was unreachable (it is
-    /// asked again once the server answers).
-    lineage_unreachable: bool,
     details: HashMap<TraceId, Details>,
     sql: SqlView,
     signals: Signals,
@@ -164,7 +163,6 @@ impl App {
             connection: Connection::Connecting,
             workflows: WorkflowList::default(),
             lineage: LineageState::Empty,
-            lineage_unreachable: false,
             details: HashMap::new(),
             sql: SqlView::default(),
             signals: Signals::default(),
@@ -284,9 +282,8 @@ impl App {
         }
         // A workflow that could not be fetched because the server was away
         // is asked again once it answers.
-        if let (Connection::Connected, LineageState::Failed(t, _)) =
+        if let (Connection::Connected, LineageState::Failed(t, _, true)) =
             (&self.connection, &self.lineage)
-            && self.lineage_unreachable
         {
             let t = *t;
             self.open(t);
@@ -304,7 +301,6 @@ impl App {
 
     fn open(&mut self, trace: TraceId) {
         self.lineage = LineageState::Loading(trace);
-        self.lineage_unreachable = false;
         self.view = View::Lineage;
         self.outbox.push(Request::Lineage(trace));
     }
@@ -362,10 +358,7 @@ impl App {
                 }
                 self.lineage = match result {
                     Ok(lineage) => LineageState::Ready(Box::new(Explorer::new(trace, *lineage))),
-                    Err(f) => {
-                        self.lineage_unreachable = f.unreachable;
-                        LineageState::Failed(trace, f.message)
-                    }
+                    Err(f) => LineageState::Failed(trace, f.message, f.unreachable),
                 };
             }
             Fetched::Trace(trace, result) => {
@@ -519,7 +512,7 @@ impl App {
         if action == Action::Refresh {
             if let Some(t) = match &self.lineage {
                 LineageState::Ready(x) => Some(x.trace()),
-                LineageState::Failed(t, _) | LineageState::Loading(t) => Some(*t),
+                LineageState::Failed(t, ..) | LineageState::Loading(t) => Some(*t),
                 LineageState::Empty => None,
             } {
                 self.details.clear();

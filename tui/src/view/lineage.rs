@@ -36,7 +36,7 @@ pub(super) fn render(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
                 buf,
             );
         }
-        LineageState::Failed(t, why) => {
+        LineageState::Failed(t, why, _) => {
             return message(
                 &format!(
                     "Could not load the workflow of trace {t}: {why}\n\nr retries · q goes back"
@@ -320,7 +320,7 @@ fn stored_lines<'a>(d: &SpanDetail, origin: i64, theme: Theme, lines: &mut Vec<L
 }
 
 /// The facts of one step as text; `origin` is the workflow's first start.
-pub fn describe(node: &Node, origin: i64) -> String {
+fn describe(node: &Node, origin: i64) -> String {
     let s = &node.span;
     let ai = &s.ai;
     let mut out = String::new();

@@ -11,8 +11,6 @@ mod signals;
 mod sql;
 mod workflows;
 
-pub use lineage::describe;
-
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};

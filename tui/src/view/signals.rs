@@ -1,5 +1,5 @@
 //! The signals view: per-node load over the last minute, refreshed every
-//! second, with sparklines of the samples since the view began.
+//! second, with sparklines of the samples since the explorer started.
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
