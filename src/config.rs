@@ -35,6 +35,14 @@ pub struct ServeArgs {
     /// Query API listen address (default 127.0.0.1:4319).
     #[arg(long)]
     pub api: Option<ListenAddr>,
+    /// Serve PostgreSQL's wire protocol (psql, psycopg, DBeaver, Grafana)
+    /// on this address, for example 127.0.0.1:5433 (default: off).
+    #[arg(long)]
+    pub postgres: Option<ListenAddr>,
+    /// Serve Arrow Flight SQL (ADBC, JDBC) on this address, for example
+    /// 127.0.0.1:4320 (default: off).
+    #[arg(long)]
+    pub flight: Option<ListenAddr>,
     /// TOML config file; unknown keys are an error.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -75,6 +83,10 @@ pub struct FileConfig {
     pub otlp_grpc: Option<ListenAddr>,
     pub otlp_http: Option<ListenAddr>,
     pub api: Option<ListenAddr>,
+    /// PostgreSQL wire protocol listen address (default: off).
+    pub postgres: Option<ListenAddr>,
+    /// Arrow Flight SQL listen address (default: off).
+    pub flight: Option<ListenAddr>,
     pub max_grpc_message_bytes: Option<usize>,
     pub max_http_body_bytes: Option<usize>,
     pub flush_interval_secs: Option<f64>,
@@ -145,6 +157,10 @@ pub struct ServeConfig {
     pub otlp_grpc: ListenAddr,
     pub otlp_http: ListenAddr,
     pub api: ListenAddr,
+    /// PostgreSQL's wire protocol, when on.
+    pub postgres: Option<ListenAddr>,
+    /// Arrow Flight SQL, when on.
+    pub flight: Option<ListenAddr>,
     pub ingest: IngestLimits,
     /// Connections, timeouts and the shutdown grace of every listener.
     pub listen: ListenLimits,
@@ -378,6 +394,8 @@ impl ServeConfig {
                 .clone()
                 .or(file.api)
                 .unwrap_or_else(|| addr("127.0.0.1:4319")),
+            postgres: args.postgres.clone().or(file.postgres),
+            flight: args.flight.clone().or(file.flight),
             ingest,
             listen,
             store,

@@ -54,6 +54,55 @@ fn tls(config: &ServeConfig) -> anyhow::Result<Option<TlsAcceptor>> {
     Ok(Some(TlsAcceptor::from(server)))
 }
 
+/// The SQL protocol listeners that are on (PostgreSQL wire), bound before
+/// anything starts, served by the same engine and limits as the query API.
+struct SqlProtocols {
+    postgres: Option<TcpListener>,
+}
+
+impl SqlProtocols {
+    async fn bind(config: &ServeConfig) -> anyhow::Result<Self> {
+        let postgres = match &config.postgres {
+            Some(addr) => Some(bind(config, addr, "PostgreSQL clients", "--postgres").await?),
+            None => None,
+        };
+        Ok(Self { postgres })
+    }
+
+    /// ` postgres=ADDR` for the listening line, for each one on.
+    fn announce(&self) -> anyhow::Result<String> {
+        let mut line = String::new();
+        if let Some(listener) = &self.postgres {
+            line.push_str(&format!(" postgres={}", listener.local_addr()?));
+        }
+        Ok(line)
+    }
+
+    fn spawn<F>(
+        self,
+        engine: &Arc<QueryEngine>,
+        config: &ServeConfig,
+        tls: Option<TlsAcceptor>,
+        stopped: impl Fn() -> F,
+    ) -> Vec<tokio::task::JoinHandle<()>>
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let mut tasks = Vec::new();
+        if let Some(listener) = self.postgres {
+            tasks.push(tokio::spawn(weft_postgres::serve(
+                listener,
+                Arc::clone(engine),
+                Arc::clone(&config.auth),
+                config.listen,
+                tls,
+                stopped(),
+            )));
+        }
+        tasks
+    }
+}
+
 async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     if config.no_ingest {
         return serve_queries(config).await;
@@ -64,6 +113,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let grpc_listener = bind(&config, &config.otlp_grpc, "OTLP/gRPC", "--otlp-grpc").await?;
     let http_listener = bind(&config, &config.otlp_http, "OTLP/HTTP", "--otlp-http").await?;
     let api_listener = bind(&config, &config.api, "the query API", "--api").await?;
+    let protocols = SqlProtocols::bind(&config).await?;
     let metrics = Arc::new(Metrics::default());
     let store_config = config.store.clone();
     let store = {
@@ -93,8 +143,11 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let stop = shutdown_signal();
     // One machine-readable line on stdout, for scripts and tests using port 0.
     println!(
-        "weft listening otlp_grpc={} otlp_http={} api={}",
-        addrs.0, addrs.1, addrs.2
+        "weft listening otlp_grpc={} otlp_http={} api={}{}",
+        addrs.0,
+        addrs.1,
+        addrs.2,
+        protocols.announce()?
     );
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -131,6 +184,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         tls.clone(),
         stopped(),
     ));
+    let protocol_tasks = protocols.spawn(&engine, &config, tls.clone(), &stopped);
     let api_task = tokio::spawn(crate::listen::serve(
         api_listener,
         config.cors.apply(weft_query::api::router(
@@ -156,6 +210,9 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     }
     http_task.await?;
     api_task.await?;
+    for task in protocol_tasks {
+        task.await?;
+    }
     flusher_stop.notify_one();
     flusher.await?;
     maintainer_stop.notify_one();
@@ -179,19 +236,38 @@ async fn serve_queries(config: ServeConfig) -> anyhow::Result<()> {
         Arc::new(QueryEngine::new(Arc::new(follower.clone()), config.query.clone()).await?);
     let tls = tls(&config)?;
     let api_listener = bind(&config, &config.api, "the query API", "--api").await?;
+    let protocols = SqlProtocols::bind(&config).await?;
     let api = api_listener.local_addr()?;
     tracing::info!(%api, location = %location, "weft is serving queries (no ingest)");
     let shutdown = shutdown_signal();
-    println!("weft listening api={api} no_ingest=true");
+    println!(
+        "weft listening api={api} no_ingest=true{}",
+        protocols.announce()?
+    );
 
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
     let stop = Arc::new(Notify::new());
     let refresher = tokio::spawn(follower.run_refresh(config.refresh, Arc::clone(&stop)));
+    let protocol_tasks = protocols.spawn(&engine, &config, tls.clone(), &stopped);
     let router = config.cors.apply(weft_query::api::router(
         engine,
         Arc::new(Metrics::default()),
         Arc::clone(&config.auth),
     ));
-    crate::listen::serve(api_listener, router, config.listen, tls, shutdown).await;
+    crate::listen::serve(api_listener, router, config.listen, tls, async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    })
+    .await;
+    for task in protocol_tasks {
+        task.await?;
+    }
     stop.notify_one();
     refresher.await?;
     Ok(())

@@ -6,7 +6,6 @@ use std::time::Duration;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-use datafusion::dataframe::DataFrame;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
@@ -206,6 +205,7 @@ impl QueryEngine {
             .set_bool("datafusion.execution.parquet.reorder_filters", true);
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         crate::bounded::register(&ctx);
+        crate::postgres::register(&ctx)?;
         register_stored_tables(&ctx, &source)?;
         let calls = ctx.sql(SERVICE_CALLS_SQL).await?.into_view();
         ctx.register_table("service_calls", calls)?;
@@ -375,15 +375,66 @@ impl QueryEngine {
     /// No LIMIT is added for the result caps: the answer is read as a stream
     /// and reading stops at a cap, which stops the query (a LIMIT would turn a
     /// sort that can spill into a top-k that cannot).
-    async fn plan_read_only(&self, sql: &str) -> Result<DataFrame, QueryError> {
+    async fn plan_read_only(&self, sql: &str) -> Result<LogicalPlan, QueryError> {
         check_depth(sql)?;
         let plan = self.ctx.state().create_logical_plan(sql).await?;
-        if let Some(refused) = changes_something(&plan)? {
-            return Err(QueryError::ReadOnly(format!(
-                "{refused} is not allowed; the query API only reads (SELECT, WITH, EXPLAIN)"
-            )));
-        }
-        Ok(self.ctx.execute_logical_plan(plan).await?)
+        refuse_changes(plan)
+    }
+
+    /// Plans one statement parsed elsewhere (the PostgreSQL listener parses
+    /// with PostgreSQL's rewrites), read-only like [`QueryEngine::sql`]. The
+    /// plan may hold `$n` placeholders, to be bound before [`QueryEngine::run`].
+    pub async fn plan_statement(
+        &self,
+        mut statement: datafusion::sql::sqlparser::ast::Statement,
+    ) -> Result<LogicalPlan, QueryError> {
+        use datafusion::sql::parser::Statement;
+        crate::postgres::functions_in_from(&mut statement, &self.ctx);
+        let plan = self
+            .bounded(async {
+                Ok(self
+                    .ctx
+                    .state()
+                    .statement_to_plan(Statement::Statement(Box::new(statement)))
+                    .await?)
+            })
+            .await?;
+        refuse_changes(plan)
+    }
+
+    /// Starts a plan from [`QueryEngine::plan_statement`] (its placeholders
+    /// bound): the answer is read batch by batch, within the same result caps,
+    /// deadline and memory pool as [`QueryEngine::sql`]'s.
+    pub async fn run(&self, plan: LogicalPlan) -> Result<Answer, QueryError> {
+        refuse_changes(plan.clone())?;
+        self.start(plan, tokio::time::Instant::now() + self.limits.timeout)
+            .await
+    }
+
+    async fn start(
+        &self,
+        plan: LogicalPlan,
+        deadline: tokio::time::Instant,
+    ) -> Result<Answer, QueryError> {
+        let start = async {
+            let df = self.ctx.execute_logical_plan(plan).await?;
+            let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+            Ok::<_, QueryError>((schema, df.execute_stream().await?))
+        };
+        let (schema, stream) = tokio::time::timeout_at(deadline, start)
+            .await
+            .map_err(|_| QueryError::Timeout(self.limits.timeout))??;
+        let reservation =
+            MemoryConsumer::new("query API answer").register(&self.ctx.runtime_env().memory_pool);
+        Ok(Answer {
+            schema,
+            stream,
+            caps: Caps::new(self.limits),
+            deadline,
+            timeout: self.limits.timeout,
+            done: false,
+            reservation,
+        })
     }
 
     /// Runs one read-only statement and collects its answer, within the
@@ -410,23 +461,10 @@ impl QueryEngine {
     /// same memory pool as the query.
     pub(crate) async fn sql_stream(&self, sql: &str) -> Result<Answer, QueryError> {
         let deadline = tokio::time::Instant::now() + self.limits.timeout;
-        let start = async {
-            let df = self.plan_read_only(sql).await?;
-            let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-            Ok::<_, QueryError>((schema, df.execute_stream().await?))
-        };
-        let (schema, stream) = self.bounded(start).await?;
-        let reservation =
-            MemoryConsumer::new("query API answer").register(&self.ctx.runtime_env().memory_pool);
-        Ok(Answer {
-            schema,
-            stream,
-            caps: Caps::new(self.limits),
-            deadline,
-            timeout: self.limits.timeout,
-            done: false,
-            reservation,
-        })
+        let plan = tokio::time::timeout_at(deadline, self.plan_read_only(sql))
+            .await
+            .map_err(|_| QueryError::Timeout(self.limits.timeout))??;
+        self.start(plan, deadline).await
     }
 
     /// Every span of one trace, ordered by start time, ids as bytes (for
@@ -494,7 +532,7 @@ impl Caps {
 }
 
 /// An answer being read: the running query's batches within the caps.
-pub(crate) struct Answer {
+pub struct Answer {
     pub schema: SchemaRef,
     stream: SendableRecordBatchStream,
     caps: Caps,
@@ -544,7 +582,7 @@ pub const MAX_SQL_NESTING: usize = 128;
 
 /// Refuses SQL whose expression trees could be deeper than the limits above,
 /// counting on the token stream (the tokenizer is iterative).
-fn check_depth(sql: &str) -> Result<(), QueryError> {
+pub fn check_depth(sql: &str) -> Result<(), QueryError> {
     use datafusion::sql::sqlparser::dialect::GenericDialect;
     use datafusion::sql::sqlparser::keywords::Keyword;
     use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
@@ -603,6 +641,16 @@ fn check_depth(sql: &str) -> Result<(), QueryError> {
         )));
     }
     Ok(())
+}
+
+/// `plan`, unless it would change something.
+fn refuse_changes(plan: LogicalPlan) -> Result<LogicalPlan, QueryError> {
+    match changes_something(&plan)? {
+        Some(refused) => Err(QueryError::ReadOnly(format!(
+            "{refused} is not allowed; Weft's SQL only reads (SELECT, WITH, EXPLAIN)"
+        ))),
+        None => Ok(plan),
+    }
 }
 
 /// What in `plan` would change state, if anything: DDL (CREATE, DROP), DML

@@ -10,12 +10,17 @@
 //! - [`workflows`]: recent workflows, one summary line each;
 //! - `tempo`, `traceql`: Grafana Tempo's HTTP API under `/tempo`, with the
 //!   TraceQL subset Grafana's data source sends, as expressions;
+//! - [`postgres`]: `pg_catalog` and `current_setting()` for PostgreSQL clients;
 //! - [`api`]: `/api/sql`, `/api/traces/{id}`, `/api/lineage/{id}`, `/api/workflows`,
 //!   `/api/graph`, `/api/signals`, `/healthz`, `/metrics`.
 //!
 //! DataFusion types stay inside this crate: the engine, the tables and the
 //! table functions are private modules, and callers get record batches, bytes,
-//! JSON or `weft_lineage` values.
+//! JSON or `weft_lineage` values — except the SQL protocol edges
+//! (`weft-postgres`), which parse statements their own way and bind
+//! parameters to plans: [`QueryEngine::plan_statement`] and
+//! [`QueryEngine::run`] take and give DataFusion plans, still read-only and
+//! within the limits.
 
 pub mod api;
 mod bounded;
@@ -25,6 +30,7 @@ mod ids;
 pub mod lineage;
 mod lineage_sql;
 pub mod output;
+pub mod postgres;
 mod prune;
 mod streamed;
 mod table;
@@ -32,6 +38,9 @@ mod tempo;
 mod traceql;
 pub mod workflows;
 
-pub use engine::{LineageResult, QueryEngine, QueryLimits, QueryResult, QuerySettings};
+pub use engine::{
+    Answer, LineageResult, MAX_SQL_NESTING, MAX_SQL_OPERATORS, QueryEngine, QueryLimits,
+    QueryResult, QuerySettings, check_depth,
+};
 pub use error::{ErrorKind, QueryError};
 pub use table::{SpanSource, StaticSource, TenantSource};

@@ -195,7 +195,7 @@ fn json_writer() -> arrow::json::WriterBuilder {
 
 /// Each value of a nested column as JSON text (`{"k":"v"}`, `["a","b"]`),
 /// `None` for a null.
-fn json_cells(field: &Field, column: &ArrayRef) -> Result<Vec<Option<String>>, QueryError> {
+pub fn json_cells(field: &Field, column: &ArrayRef) -> Result<Vec<Option<String>>, QueryError> {
     let one = RecordBatch::try_new(
         Arc::new(Schema::new(vec![field.clone()])),
         vec![Arc::clone(column)],

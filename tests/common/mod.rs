@@ -58,7 +58,20 @@ pub struct Server {
     pub grpc: SocketAddr,
     pub http: SocketAddr,
     pub api: SocketAddr,
+    /// The PostgreSQL and Flight SQL listeners, when started with
+    /// `--postgres` / `--flight`.
+    pub postgres: Option<SocketAddr>,
+    pub flight: Option<SocketAddr>,
     pub dir: PathBuf,
+}
+
+fn optional_field(line: &str, key: &str) -> Option<SocketAddr> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(&format!("{key}=")))
+        .map(|a| {
+            a.parse()
+                .unwrap_or_else(|_| panic!("bad {key} in {line:?}"))
+        })
 }
 
 fn field(line: &str, key: &str) -> SocketAddr {
@@ -145,6 +158,8 @@ impl Server {
                 api
             },
             api,
+            postgres: optional_field(&line, "postgres"),
+            flight: optional_field(&line, "flight"),
             child,
             dir: PathBuf::from(location),
         };

@@ -17,6 +17,9 @@ const PACKAGES: &[&str] = &[
     "polars==1.44.2",
     "duckdb==1.5.5",
     "duckdb-extension-delta==1.5.5",
+    "psycopg[binary]==3.3.9",
+    "adbc-driver-flightsql==1.13.0",
+    "adbc-driver-manager==1.13.0",
 ];
 
 /// A `python3` command that imports [`PACKAGES`].

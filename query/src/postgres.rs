@@ -1,0 +1,257 @@
+//! PostgreSQL compatibility of the SQL surface: `pg_catalog` (from
+//! `datafusion-pg-catalog`), which psql, DBeaver and Grafana query on
+//! connect, and `current_setting(name)` over the server's settings as
+//! [`setting`] gives them (a connection's own `SET`s are the PostgreSQL
+//! listener's, for `SHOW`).
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, StringArray};
+use arrow::datatypes::DataType;
+use datafusion::common::cast::as_string_array;
+use datafusion::error::DataFusionError;
+use datafusion::execution::FunctionRegistry;
+use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
+use datafusion::prelude::SessionContext;
+use datafusion::scalar::ScalarValue;
+use datafusion::sql::sqlparser::ast::{
+    Expr, FunctionArgumentList, FunctionArguments, Ident, ObjectName, Query, SelectItem, SetExpr,
+    Statement, TableAliasColumnDef, TableFactor, TableFunctionArgs, VisitMut, VisitorMut,
+};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
+use std::ops::ControlFlow;
+
+use crate::error::QueryError;
+
+/// The version PostgreSQL clients are told (they parse the leading number).
+pub const SERVER_VERSION: &str = concat!("16.6 (Weft ", env!("CARGO_PKG_VERSION"), ")");
+
+/// A server setting as PostgreSQL names it, for `SHOW` and `current_setting`.
+pub fn setting(name: &str) -> Option<&'static str> {
+    Some(match name.to_ascii_lowercase().as_str() {
+        "server_version" => SERVER_VERSION,
+        "server_version_num" => "160006",
+        "transaction_isolation"
+        | "default_transaction_isolation"
+        | "transaction isolation level" => "read committed",
+        "transaction_read_only" | "default_transaction_read_only" => "on",
+        "timezone" | "time zone" | "log_timezone" => "UTC",
+        "datestyle" => "ISO, MDY",
+        "intervalstyle" => "postgres",
+        "search_path" => "public",
+        "standard_conforming_strings" | "integer_datetimes" => "on",
+        "client_encoding" | "server_encoding" => "UTF8",
+        "lc_collate" | "lc_ctype" => "C",
+        "max_identifier_length" => "63",
+        "is_superuser" => "off",
+        "bytea_output" => "hex",
+        "extra_float_digits" => "1",
+        "client_min_messages" => "notice",
+        _ => return None,
+    })
+}
+
+/// Installs `pg_catalog` and `current_setting()` on `ctx`.
+pub(crate) fn register(ctx: &SessionContext) -> Result<(), QueryError> {
+    datafusion_pg_catalog::setup_pg_catalog(ctx, "datafusion", EmptyContextProvider)
+        .map_err(|e| QueryError::Internal(format!("cannot set up pg_catalog: {e}")))?;
+    ctx.register_udf(create_udf(
+        "current_setting",
+        vec![DataType::Utf8],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(current_setting),
+    ));
+    Ok(())
+}
+
+/// PostgreSQL's functions in FROM, which DataFusion lacks and Grafana's
+/// search-path query uses: `FROM f(args) AS s` with `f` a scalar function is
+/// one row whose one column is `s`; a single-column table function
+/// (`generate_series(…) AS i`) names its column after the alias. Rewritten
+/// on the syntax tree (the arguments move as they are, never through text).
+pub(crate) fn functions_in_from(statement: &mut Statement, ctx: &SessionContext) {
+    struct Rewrite<'a> {
+        ctx: &'a SessionContext,
+    }
+    impl VisitorMut for Rewrite<'_> {
+        type Break = ();
+        // PostgreSQL's `user` (a keyword for the session's user name).
+        fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+            if let Expr::Function(f) = expr
+                && matches!(f.args, FunctionArguments::None)
+                && f.name.to_string().eq_ignore_ascii_case("user")
+            {
+                f.name = ObjectName::from(vec![Ident::new("session_user")]);
+                f.args = FunctionArguments::List(FunctionArgumentList {
+                    duplicate_treatment: None,
+                    args: Vec::new(),
+                    clauses: Vec::new(),
+                });
+            }
+            ControlFlow::Continue(())
+        }
+        fn post_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+            let TableFactor::Table {
+                name,
+                alias: Some(alias),
+                args: Some(args),
+                ..
+            } = factor
+            else {
+                return ControlFlow::Continue(());
+            };
+            if !alias.columns.is_empty() {
+                return ControlFlow::Continue(());
+            }
+            let function = name.to_string().to_ascii_lowercase();
+            if matches!(function.as_str(), "generate_series" | "range") {
+                alias.columns = vec![TableAliasColumnDef::from_name(alias.name.value.clone())];
+            } else if self.ctx.udf(&function).is_ok()
+                && let Some(row) = one_row(name, args, &alias.name)
+            {
+                *factor = TableFactor::Derived {
+                    lateral: false,
+                    subquery: Box::new(row),
+                    alias: Some(alias.clone()),
+                    sample: None,
+                };
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = statement.visit(&mut Rewrite { ctx });
+}
+
+/// `SELECT name(args) AS column`.
+fn one_row(name: &ObjectName, args: &TableFunctionArgs, column: &Ident) -> Option<Query> {
+    let mut template = Parser::parse_sql(&PostgreSqlDialect {}, "SELECT f() AS c").ok()?;
+    let Some(Statement::Query(mut query)) = template.pop() else {
+        return None;
+    };
+    let SetExpr::Select(select) = query.body.as_mut() else {
+        return None;
+    };
+    let Some(SelectItem::ExprWithAlias {
+        expr: Expr::Function(function),
+        alias,
+    }) = select.projection.first_mut()
+    else {
+        return None;
+    };
+    function.name = name.clone();
+    function.args = FunctionArguments::List(FunctionArgumentList {
+        duplicate_treatment: None,
+        args: args.args.clone(),
+        clauses: Vec::new(),
+    });
+    *alias = column.clone();
+    Some(*query)
+}
+
+fn unknown(name: &str) -> DataFusionError {
+    DataFusionError::Plan(format!("unrecognized configuration parameter \"{name}\""))
+}
+
+fn current_setting(args: &[ColumnarValue]) -> datafusion::error::Result<ColumnarValue> {
+    match args {
+        [ColumnarValue::Scalar(ScalarValue::Utf8(name))] => {
+            let value = match name {
+                None => None,
+                Some(name) => Some(setting(name).ok_or_else(|| unknown(name))?.to_owned()),
+            };
+            Ok(ColumnarValue::Scalar(ScalarValue::Utf8(value)))
+        }
+        [ColumnarValue::Array(names)] => {
+            let names = as_string_array(names)?;
+            let values = names
+                .iter()
+                .map(|name| {
+                    name.map(|n| setting(n).ok_or_else(|| unknown(n)))
+                        .transpose()
+                })
+                .collect::<datafusion::error::Result<StringArray>>()?;
+            Ok(ColumnarValue::Array(Arc::new(values) as ArrayRef))
+        }
+        _ => Err(DataFusionError::Plan(
+            "current_setting takes one setting name".to_owned(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[tokio::test]
+    async fn current_setting_answers_server_settings_and_refuses_unknown_ones() {
+        let ctx = SessionContext::new();
+        register(&ctx).unwrap();
+        let batches = ctx
+            .sql("SELECT current_setting('search_path') AS p, current_setting('server_version_num') AS v")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let p = batches[0]
+            .column(0)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
+        let v = batches[0]
+            .column(1)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
+        assert_eq!((p.value(0), v.value(0)), ("public", "160006"));
+        let err = ctx
+            .sql("SELECT current_setting('no_such_thing')")
+            .await
+            .and_then(|df| futures::executor::block_on(df.collect()))
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("unrecognized configuration parameter"),
+            "{err}"
+        );
+        assert!(p.len() == 1 && !p.is_null(0));
+    }
+
+    #[tokio::test]
+    async fn functions_in_from_are_one_row_or_name_their_column() {
+        let ctx = SessionContext::new();
+        register(&ctx).unwrap();
+        let sql = "SELECT trim(s[i]) AS schema, user AS who FROM generate_series(\
+                   array_lower(string_to_array('public, other', ','), 1), \
+                   array_upper(string_to_array('public, other', ','), 1)) AS i, \
+                   string_to_array('public, other', ',') s ORDER BY i";
+        let mut statement = Parser::parse_sql(&PostgreSqlDialect {}, sql)
+            .unwrap()
+            .remove(0);
+        functions_in_from(&mut statement, &ctx);
+        let plan = ctx
+            .state()
+            .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(
+                statement,
+            )))
+            .await
+            .unwrap();
+        let batches = ctx
+            .execute_logical_plan(plan)
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let column = arrow::compute::cast(batches[0].column(0), &DataType::Utf8).unwrap();
+        let names = column.as_any().downcast_ref::<StringArray>().unwrap();
+        assert_eq!(
+            names.iter().flatten().collect::<Vec<_>>(),
+            ["public", "other"]
+        );
+    }
+}
