@@ -54,10 +54,11 @@ fn tls(config: &ServeConfig) -> anyhow::Result<Option<TlsAcceptor>> {
     Ok(Some(TlsAcceptor::from(server)))
 }
 
-/// The SQL protocol listeners that are on (PostgreSQL wire), bound before
+/// The SQL protocol listeners that are on (PostgreSQL wire, Flight SQL), bound before
 /// anything starts, served by the same engine and limits as the query API.
 struct SqlProtocols {
     postgres: Option<TcpListener>,
+    flight: Option<TcpListener>,
 }
 
 impl SqlProtocols {
@@ -66,14 +67,21 @@ impl SqlProtocols {
             Some(addr) => Some(bind(config, addr, "PostgreSQL clients", "--postgres").await?),
             None => None,
         };
-        Ok(Self { postgres })
+        let flight = match &config.flight {
+            Some(addr) => Some(bind(config, addr, "Flight SQL clients", "--flight").await?),
+            None => None,
+        };
+        Ok(Self { postgres, flight })
     }
 
-    /// ` postgres=ADDR` for the listening line, for each one on.
+    /// ` postgres=ADDR flight=ADDR` for the listening line, for each one on.
     fn announce(&self) -> anyhow::Result<String> {
         let mut line = String::new();
         if let Some(listener) = &self.postgres {
             line.push_str(&format!(" postgres={}", listener.local_addr()?));
+        }
+        if let Some(listener) = &self.flight {
+            line.push_str(&format!(" flight={}", listener.local_addr()?));
         }
         Ok(line)
     }
@@ -95,9 +103,24 @@ impl SqlProtocols {
                 Arc::clone(engine),
                 Arc::clone(&config.auth),
                 config.listen,
-                tls,
+                tls.clone(),
                 stopped(),
             )));
+        }
+        if let Some(listener) = self.flight {
+            let serving = weft_flight::serve(
+                listener,
+                Arc::clone(engine),
+                Arc::clone(&config.auth),
+                config.listen,
+                tls,
+                stopped(),
+            );
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = serving.await {
+                    tracing::error!(error = %e, "the Flight SQL listener failed");
+                }
+            }));
         }
         tasks
     }

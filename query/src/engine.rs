@@ -44,6 +44,17 @@ pub struct QuerySettings {
     pub write_tools: Vec<String>,
 }
 
+/// A table or view as catalog browsers list it.
+#[derive(Debug, Clone)]
+pub struct TableEntry {
+    pub catalog: String,
+    pub schema: String,
+    pub name: String,
+    /// `TABLE` or `VIEW`.
+    pub table_type: &'static str,
+    pub arrow_schema: SchemaRef,
+}
+
 /// Bounds on one query.
 #[derive(Debug, Clone, Copy)]
 pub struct QueryLimits {
@@ -379,6 +390,46 @@ impl QueryEngine {
         check_depth(sql)?;
         let plan = self.ctx.state().create_logical_plan(sql).await?;
         refuse_changes(plan)
+    }
+
+    /// Plans one read-only statement as [`QueryEngine::sql`] does, without
+    /// running it (Flight SQL describes a result before fetching it); the
+    /// plan may hold `$n` placeholders, bound before [`QueryEngine::run`].
+    pub async fn plan_sql(&self, sql: &str) -> Result<LogicalPlan, QueryError> {
+        self.bounded(self.plan_read_only(sql)).await
+    }
+
+    /// Every table and view a query may name, for clients' catalog browsers.
+    pub async fn tables(&self) -> Result<Vec<TableEntry>, QueryError> {
+        let mut tables = Vec::new();
+        for catalog_name in self.ctx.catalog_names() {
+            let Some(catalog) = self.ctx.catalog(&catalog_name) else {
+                continue;
+            };
+            for schema_name in catalog.schema_names() {
+                let Some(schema) = catalog.schema(&schema_name) else {
+                    continue;
+                };
+                for name in schema.table_names() {
+                    if let Some(table) = schema.table(&name).await? {
+                        tables.push(TableEntry {
+                            catalog: catalog_name.clone(),
+                            schema: schema_name.clone(),
+                            table_type: match table.table_type() {
+                                datafusion::datasource::TableType::View => "VIEW",
+                                _ => "TABLE",
+                            },
+                            arrow_schema: table.schema(),
+                            name,
+                        });
+                    }
+                }
+            }
+        }
+        tables.sort_by(|a, b| {
+            (&a.catalog, &a.schema, &a.name).cmp(&(&b.catalog, &b.schema, &b.name))
+        });
+        Ok(tables)
     }
 
     /// Plans one statement parsed elsewhere (the PostgreSQL listener parses

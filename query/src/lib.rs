@@ -17,7 +17,7 @@
 //! DataFusion types stay inside this crate: the engine, the tables and the
 //! table functions are private modules, and callers get record batches, bytes,
 //! JSON or `weft_lineage` values — except the SQL protocol edges
-//! (`weft-postgres`), which parse statements their own way and bind
+//! (`weft-postgres`, `weft-flight`), which parse statements their own way and bind
 //! parameters to plans: [`QueryEngine::plan_statement`] and
 //! [`QueryEngine::run`] take and give DataFusion plans, still read-only and
 //! within the limits.
@@ -40,7 +40,7 @@ pub mod workflows;
 
 pub use engine::{
     Answer, LineageResult, MAX_SQL_NESTING, MAX_SQL_OPERATORS, QueryEngine, QueryLimits,
-    QueryResult, QuerySettings, check_depth,
+    QueryResult, QuerySettings, TableEntry, check_depth,
 };
 pub use error::{ErrorKind, QueryError};
 pub use table::{SpanSource, StaticSource, TenantSource};

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, StringArray};
+use arrow::array::{ArrayRef, StringArray};
 use arrow::datatypes::DataType;
 use datafusion::common::cast::as_string_array;
 use datafusion::error::DataFusionError;
@@ -185,6 +185,7 @@ fn current_setting(args: &[ColumnarValue]) -> datafusion::error::Result<Columnar
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use arrow::array::Array;
 
     #[tokio::test]
     async fn current_setting_answers_server_settings_and_refuses_unknown_ones() {

@@ -156,7 +156,7 @@ pub async fn serve(
 /// only silent or dead ones are). With TLS, each handshake runs on its own
 /// task and must finish within `header_timeout`, so a slow client holds up
 /// no one else.
-fn limited(
+pub fn limited(
     listener: TcpListener,
     listen: ListenLimits,
     tls: Option<TlsAcceptor>,
@@ -230,7 +230,7 @@ trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 
 /// A gRPC connection holding its place under the connection limit.
-struct Limited {
+pub struct Limited {
     io: Box<dyn Io>,
     info: TcpConnectInfo,
     idle: Duration,
