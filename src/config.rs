@@ -70,6 +70,10 @@ pub struct ServeArgs {
     /// OTLP/HTTP and API listeners (CORS); repeat for several.
     #[arg(long = "cors-origin")]
     pub cors_origins: Vec<String>,
+    /// Drop message content (prompts, completions, GenAI event bodies) at
+    /// ingest; everything else about each call is kept.
+    #[arg(long)]
+    pub drop_message_content: bool,
 }
 
 /// The config file. Every key is optional.
@@ -142,6 +146,8 @@ pub struct FileConfig {
     pub tokens: Option<Vec<TokenConfig>>,
     /// Browser origins allowed to call the HTTP listeners (CORS).
     pub cors_origins: Option<Vec<String>>,
+    /// Drop message content (prompts, completions, GenAI event bodies) at ingest.
+    pub drop_message_content: Option<bool>,
 }
 
 /// The certificate and key files every listener serves TLS with.
@@ -294,6 +300,8 @@ impl ServeConfig {
                 *slot = n;
             }
         }
+        limits.drop_message_content =
+            args.drop_message_content || file.drop_message_content.unwrap_or(false);
         if let Some(n) = file.row_group_rows {
             anyhow::ensure!(n > 0, "row_group_rows must be positive");
             store.row_group_rows = n;

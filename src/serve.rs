@@ -148,7 +148,25 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             )
         })?
     };
-    let engine = Arc::new(QueryEngine::new(Arc::new(store.clone()), config.query.clone()).await?);
+    // Log records of spans (GenAI events) go to a second store of the same
+    // kind, under `events/`: the same WAL durability, flushes, retention.
+    let events_config = config.store.events();
+    let events = Store::open(events_config.clone(), Arc::new(Metrics::default()))
+        .await
+        .with_context(|| {
+            format!(
+                "cannot open the event store at {}",
+                events_config.tables_location()
+            )
+        })?;
+    let engine = Arc::new(
+        QueryEngine::with_events(
+            Arc::new(store.clone()),
+            Arc::new(events.clone()),
+            config.query.clone(),
+        )
+        .await?,
+    );
     let addrs = (
         grpc_listener.local_addr()?,
         http_listener.local_addr()?,
@@ -184,11 +202,21 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let flusher = tokio::spawn(store.clone().run_flusher(Arc::clone(&flusher_stop)));
     let maintainer_stop = Arc::new(Notify::new());
     let maintainer = tokio::spawn(store.clone().run_maintenance(Arc::clone(&maintainer_stop)));
+    // Each stop is a `notify_one`, kept until its task waits: one per task.
+    let events_flusher_stop = Arc::new(Notify::new());
+    let events_flusher = tokio::spawn(events.clone().run_flusher(Arc::clone(&events_flusher_stop)));
+    let events_maintainer_stop = Arc::new(Notify::new());
+    let events_maintainer = tokio::spawn(
+        events
+            .clone()
+            .run_maintenance(Arc::clone(&events_maintainer_stop)),
+    );
 
     let listen = config.listen;
     let edge = Edge {
         auth: Arc::clone(&config.auth),
         tls: tls.clone(),
+        events: Some(events.clone()),
     };
     let grpc_task = tokio::spawn(grpc::serve(
         grpc_listener,
@@ -237,13 +265,19 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         task.await?;
     }
     flusher_stop.notify_one();
+    events_flusher_stop.notify_one();
     flusher.await?;
+    events_flusher.await?;
     maintainer_stop.notify_one();
+    events_maintainer_stop.notify_one();
     maintainer.await?;
-    store
+    events_maintainer.await?;
+    let stored = store.shutdown().await;
+    events
         .shutdown()
         .await
-        .context("final flush failed; the spans stay in the wal and replay on the next start")?;
+        .context("final flush of the event store failed; the events stay in its wal and replay on the next start")?;
+    stored.context("final flush failed; the spans stay in the wal and replay on the next start")?;
     tracing::info!(location = %store.location(), "stopped cleanly");
     Ok(())
 }
@@ -255,8 +289,26 @@ async fn serve_queries(config: ServeConfig) -> anyhow::Result<()> {
     let follower = Follower::open(&location)
         .await
         .with_context(|| format!("cannot read the tables at {location}"))?;
-    let engine =
-        Arc::new(QueryEngine::new(Arc::new(follower.clone()), config.query.clone()).await?);
+    // The event store, once a server has written one there.
+    let events_location = config.store.events().tables_location();
+    let events = match Follower::open(&events_location).await {
+        Ok(events) => Some(events),
+        Err(e) => {
+            tracing::info!(location = %events_location, error = %e, "no event store to follow; span_events is empty");
+            None
+        }
+    };
+    let engine = Arc::new(match &events {
+        Some(events) => {
+            QueryEngine::with_events(
+                Arc::new(follower.clone()),
+                Arc::new(events.clone()),
+                config.query.clone(),
+            )
+            .await?
+        }
+        None => QueryEngine::new(Arc::new(follower.clone()), config.query.clone()).await?,
+    });
     let tls = tls(&config)?;
     let api_listener = bind(&config, &config.api, "the query API", "--api").await?;
     let protocols = SqlProtocols::bind(&config).await?;
@@ -277,6 +329,9 @@ async fn serve_queries(config: ServeConfig) -> anyhow::Result<()> {
     };
     let stop = Arc::new(Notify::new());
     let refresher = tokio::spawn(follower.run_refresh(config.refresh, Arc::clone(&stop)));
+    let events_stop = Arc::new(Notify::new());
+    let events_refresher = events
+        .map(|events| tokio::spawn(events.run_refresh(config.refresh, Arc::clone(&events_stop))));
     let protocol_tasks = protocols.spawn(&engine, &config, tls.clone(), &stopped);
     let router = config.cors.apply(weft_query::api::router(
         engine,
@@ -293,6 +348,10 @@ async fn serve_queries(config: ServeConfig) -> anyhow::Result<()> {
     }
     stop.notify_one();
     refresher.await?;
+    if let Some(events_refresher) = events_refresher {
+        events_stop.notify_one();
+        events_refresher.await?;
+    }
     Ok(())
 }
 

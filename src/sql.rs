@@ -66,7 +66,21 @@ fn embedded(
         let snapshot = weft_collector::read_snapshot(&dir.to_string_lossy())
             .await
             .with_context(|| format!("cannot read data directory {}", dir.display()))?;
-        let engine = QueryEngine::new(Arc::new(StaticSource(snapshot)), settings).await?;
+        // The event store (log records of spans), when the directory has one.
+        let events_dir = dir.join(weft_collector::EVENTS_DIR);
+        let events = if events_dir.is_dir() {
+            weft_collector::read_snapshot(&events_dir.to_string_lossy())
+                .await
+                .with_context(|| format!("cannot read the event store {}", events_dir.display()))?
+        } else {
+            Default::default()
+        };
+        let engine = QueryEngine::with_events(
+            Arc::new(StaticSource(snapshot)),
+            Arc::new(StaticSource(events)),
+            settings,
+        )
+        .await?;
         let result = engine.sql(sql).await?;
         if let Some(why) = &result.truncated {
             eprintln!("weft sql: the answer is cut short: {why}");

@@ -33,6 +33,9 @@ pub struct AttributeLimits {
     pub max_attributes: usize,
     pub max_resource_value_bytes: usize,
     pub max_resource_attributes: usize,
+    /// Drop message content (prompts, completions, GenAI event bodies) at
+    /// ingest, keeping everything else about the call.
+    pub drop_message_content: bool,
 }
 
 impl Default for AttributeLimits {
@@ -42,6 +45,7 @@ impl Default for AttributeLimits {
             max_attributes: 128,
             max_resource_value_bytes: 4 * 1024,
             max_resource_attributes: 64,
+            drop_message_content: false,
         }
     }
 }
@@ -73,6 +77,9 @@ impl Default for ListenLimits {
         }
     }
 }
+
+/// Where the event store lives, under a store's data location and WAL.
+pub const EVENTS_DIR: &str = "events";
 
 /// Where and how spans are stored.
 #[derive(Debug, Clone)]
@@ -130,6 +137,21 @@ impl StoreConfig {
         self.location
             .clone()
             .unwrap_or_else(|| self.data_dir.to_string_lossy().into_owned())
+    }
+
+    /// The config of this store's event store, which keeps log records
+    /// (GenAI events) as rows of their span: the same settings, its tables
+    /// under `events/` of the data location and its WAL under `events/` of
+    /// the WAL directory.
+    pub fn events(&self) -> StoreConfig {
+        let mut events = self.clone();
+        events.data_dir = self.data_dir.join(EVENTS_DIR);
+        events.location = self
+            .location
+            .as_ref()
+            .map(|l| format!("{}/{EVENTS_DIR}", l.trim_end_matches('/')));
+        events.wal_dir = Some(self.wal_dir().join(EVENTS_DIR));
+        events
     }
 
     /// The WAL's directory.

@@ -28,13 +28,13 @@ mod store;
 mod tables;
 mod wal;
 
-pub use config::{AttributeLimits, IngestLimits, ListenLimits, StoreConfig};
+pub use config::{AttributeLimits, EVENTS_DIR, IngestLimits, ListenLimits, StoreConfig};
 pub use error::{Error, ErrorKind, Result};
 pub use follower::Follower;
 pub use maintain::{MaintainConfig, MaintainReport};
 pub use metrics::Metrics;
 pub use otlp::decode::Format as OtlpFormat;
-pub use otlp::export::{traces_data_json, traces_data_protobuf};
+pub use otlp::export::{traces_data_json, traces_data_json_with_events, traces_data_protobuf};
 pub use otlp::normalise::Normalised;
 pub use parquet_files::FileMeta;
 pub use storage::RemoteStore;

@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
 use weft_auth::{Auth, Caller, Role};
-use weft_collector::{Metrics, traces_data_json, traces_data_protobuf};
+use weft_collector::{Metrics, traces_data_json_with_events, traces_data_protobuf};
 use weft_schemas::TraceId;
 
 use crate::engine::QueryEngine;
@@ -179,10 +179,12 @@ async fn trace(
     headers: HeaderMap,
 ) -> Result<Response, QueryError> {
     let id: TraceId = trace_id.parse()?;
-    let batches = api.engine(&caller).await?.trace(&id).await?;
+    let engine = api.engine(&caller).await?;
+    let batches = engine.trace(&id).await?;
     if batches.iter().all(|b| b.num_rows() == 0) {
         return Err(QueryError::trace_not_found(&trace_id));
     }
+    let events = engine.trace_events(&id).await?;
     let protobuf = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -192,11 +194,13 @@ async fn trace(
     if protobuf {
         return Ok((
             [(header::CONTENT_TYPE, "application/x-protobuf")],
-            traces_data_protobuf(&batches)?,
+            traces_data_protobuf(&batches, &events)?,
         )
             .into_response());
     }
-    Ok(json_response(traces_data_json(&batches)?.to_string()))
+    Ok(json_response(
+        traces_data_json_with_events(&batches, &events)?.to_string(),
+    ))
 }
 
 pub(crate) fn json_response(body: impl Into<axum::body::Body>) -> Response {

@@ -107,6 +107,8 @@ pub struct LineageResult {
 pub struct QueryEngine {
     ctx: SessionContext,
     source: Arc<dyn SpanSource>,
+    /// The event store's rows (log records of spans), for `span_events`.
+    events: Arc<dyn SpanSource>,
     limits: QueryLimits,
     write_tools: Arc<HashSet<String>>,
     /// The engines of each tenant seen so far (one per configured tenant),
@@ -147,6 +149,17 @@ impl QueryEngine {
         source: Arc<dyn SpanSource>,
         settings: QuerySettings,
     ) -> Result<Self, QueryError> {
+        let none: Arc<dyn SpanSource> = Arc::new(crate::table::StaticSource(Default::default()));
+        Self::with_events(source, none, settings).await
+    }
+
+    /// [`QueryEngine::new`] with the event store's rows (log records of
+    /// spans, GenAI events) as the `span_events` view.
+    pub async fn with_events(
+        source: Arc<dyn SpanSource>,
+        events: Arc<dyn SpanSource>,
+        settings: QuerySettings,
+    ) -> Result<Self, QueryError> {
         let limits = settings.limits;
         let write_tools: Arc<HashSet<String>> =
             Arc::new(settings.write_tools.into_iter().collect());
@@ -158,7 +171,7 @@ impl QueryEngine {
             .with_memory_pool(Arc::new(pool))
             .with_max_temp_directory_size(limits.max_spill_bytes)
             .build_arc()?;
-        Self::build(source, limits, write_tools, runtime).await
+        Self::build(source, events, limits, write_tools, runtime).await
     }
 
     /// This engine, or for a tenant the same engine over only that tenant's
@@ -177,9 +190,14 @@ impl QueryEngine {
             inner: Arc::clone(&self.source),
             tenant: tenant.to_owned(),
         });
+        let events: Arc<dyn SpanSource> = Arc::new(TenantSource {
+            inner: Arc::clone(&self.events),
+            tenant: tenant.to_owned(),
+        });
         let engine = Arc::new(
             Self::build(
                 source,
+                events,
                 self.limits,
                 Arc::clone(&self.write_tools),
                 self.ctx.runtime_env(),
@@ -206,6 +224,7 @@ impl QueryEngine {
 
     async fn build(
         source: Arc<dyn SpanSource>,
+        events: Arc<dyn SpanSource>,
         limits: QueryLimits,
         write_tools: Arc<HashSet<String>>,
         runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
@@ -220,10 +239,12 @@ impl QueryEngine {
         register_stored_tables(&ctx, &source)?;
         let calls = ctx.sql(SERVICE_CALLS_SQL).await?.into_view();
         ctx.register_table("service_calls", calls)?;
+        crate::table::register_span_events(&ctx, &events)?;
         register_lineage_functions(&ctx, &source, Arc::clone(&write_tools));
         Ok(Self {
             ctx,
             source,
+            events,
             limits,
             write_tools,
             tenants: Default::default(),
@@ -516,6 +537,19 @@ impl QueryEngine {
             .await
             .map_err(|_| QueryError::Timeout(self.limits.timeout))??;
         self.start(plan, deadline).await
+    }
+
+    /// The event store's rows of one trace (log records of its spans), ids
+    /// as bytes, for [`weft_collector::traces_data_json_with_events`].
+    pub async fn trace_events(&self, trace_id: &TraceId) -> Result<Vec<RecordBatch>, QueryError> {
+        let run = async {
+            let df = self
+                .ctx
+                .read_table(stored_table(&self.events, Stored::Spans))?
+                .filter(col(column::TRACE_ID).eq(trace_id_literal(trace_id)))?;
+            Ok::<_, QueryError>(df.collect().await?)
+        };
+        self.bounded(run).await
     }
 
     /// Every span of one trace, ordered by start time, ids as bytes (for

@@ -311,6 +311,38 @@ pub(crate) fn stored_table(source: &Arc<dyn SpanSource>, table: Stored) -> Arc<S
     Arc::new(stored)
 }
 
+/// Registers `span_events` on `ctx`: the event store's rows (log records of
+/// spans, such as GenAI events), one per event, with the span it belongs to.
+pub(crate) fn register_span_events(
+    ctx: &SessionContext,
+    events: &Arc<dyn SpanSource>,
+) -> Result<()> {
+    use datafusion::prelude::col;
+    use weft_schemas::schema::col as c;
+    let rows = Arc::new(StoredTable::new(Arc::clone(events), Stored::Spans));
+    let view = ctx
+        .read_table(rows)?
+        .select(vec![
+            col(c::TRACE_ID),
+            col(c::PARENT_SPAN_ID).alias("span_id"),
+            col(c::SPAN_ID).alias("event_id"),
+            col(c::START_TIME).alias("time"),
+            col(c::NAME).alias("event_name"),
+            col(c::SERVICE_NAME),
+            datafusion::functions::core::expr_fn::get_field(
+                col(c::ATTRIBUTES),
+                weft_schemas::EVENT_BODY_KEY,
+            )
+            .alias("body"),
+            col(c::ATTRIBUTES),
+            col(c::RESOURCE_ATTRIBUTES),
+            col(c::SCOPE_NAME),
+        ])?
+        .into_view();
+    ctx.register_table("span_events", view)?;
+    Ok(())
+}
+
 /// Registers `spans`, `span_links` and `span_structure` on `ctx`. The last is
 /// the latest row of each span in the structure files: a settling writes the
 /// spans it placed anew (new ones, and ones it moved) in a new generation, and

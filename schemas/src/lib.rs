@@ -33,6 +33,6 @@ pub use read::SpanReader;
 pub use schema::{SCHEMA_VERSION, SCHEMA_VERSION_KEY, span_schema};
 pub use settled::{links_schema, structure_schema};
 pub use span::{
-    AttrValue, Attributes, ORIGIN_KEY, ORIGIN_TOKEN_KEY, Span, SpanEvent, SpanKind, SpanLink,
-    StatusCode, TENANT_KEY,
+    AttrValue, Attributes, EVENT_BODY_KEY, ORIGIN_KEY, ORIGIN_TOKEN_KEY, Span, SpanEvent, SpanKind,
+    SpanLink, StatusCode, TENANT_KEY,
 };

@@ -25,6 +25,8 @@ pub type Attributes = Vec<(String, AttrValue)>;
 /// service (`verified` / `unverified`; absent when authentication is off),
 /// and that token's name.
 pub const ORIGIN_KEY: &str = "weft.origin";
+/// The attribute of an event row (a log record of a span) holding its body.
+pub const EVENT_BODY_KEY: &str = "event.body";
 pub const ORIGIN_TOKEN_KEY: &str = "weft.origin.token";
 /// The tenant of the ingest token that sent the span, written by the server
 /// (a client's own value is dropped); every read by a tenant's token sees

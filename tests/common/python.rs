@@ -20,6 +20,8 @@ const PACKAGES: &[&str] = &[
     "psycopg[binary]==3.3.9",
     "adbc-driver-flightsql==1.13.0",
     "adbc-driver-manager==1.13.0",
+    "opentelemetry-sdk==1.45.2",
+    "opentelemetry-exporter-otlp-proto-http==1.45.2",
 ];
 
 /// A `python3` command that imports [`PACKAGES`].
@@ -35,7 +37,14 @@ pub fn site_packages() -> &'static PathBuf {
     static SITE: OnceLock<PathBuf> = OnceLock::new();
     SITE.get_or_init(|| {
         let site = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("weft-python");
-        let marker = site.join(format!(".installed-{}", PACKAGES.join("-")));
+        // One marker per package list (hashed: the list is longer than a file name may be).
+        let list = {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::hash::DefaultHasher::new();
+            PACKAGES.hash(&mut hasher);
+            hasher.finish()
+        };
+        let marker = site.join(format!(".installed-{list:016x}"));
         if marker.exists() {
             return site;
         }

@@ -5,7 +5,7 @@
 //! as the OTLP/JSON mapping requires. Attribute values come back as
 //! `stringValue`: the `attributes` map stores every value as text.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use arrow::array::RecordBatch;
 use serde_json::{Value, json};
@@ -28,16 +28,45 @@ fn hex(id: Option<impl std::fmt::Display>) -> Value {
 /// The same `TracesData` as OTLP protobuf bytes (for `Accept:
 /// application/protobuf`): the JSON read into the protobuf types, so both
 /// answers say the same.
-pub fn traces_data_protobuf(batches: &[RecordBatch]) -> Result<Vec<u8>> {
+pub fn traces_data_protobuf(batches: &[RecordBatch], events: &[RecordBatch]) -> Result<Vec<u8>> {
     use prost::Message;
     let data: opentelemetry_proto::tonic::trace::v1::TracesData =
-        serde_json::from_value(traces_data_json(batches)?)
+        serde_json::from_value(traces_data_json_with_events(batches, events)?)
             .map_err(|e| Error::Internal(format!("stored spans as OTLP protobuf: {e}")))?;
     Ok(data.encode_to_vec())
 }
 
 /// Builds `TracesData` JSON from batches of the span schema.
 pub fn traces_data_json(batches: &[RecordBatch]) -> Result<Value> {
+    traces_data_json_with_events(batches, &[])
+}
+
+/// [`traces_data_json`], with the event store's rows of the same trace (log
+/// records of its spans, such as GenAI events) among their spans' events,
+/// in time order.
+pub fn traces_data_json_with_events(
+    batches: &[RecordBatch],
+    events: &[RecordBatch],
+) -> Result<Value> {
+    let mut logged: HashMap<[u8; 8], Vec<(i64, Value)>> = HashMap::new();
+    for batch in events {
+        let r = SpanReader::with_columns(batch, &[col::PARENT_SPAN_ID, col::START_TIME])
+            .map_err(|e| Error::Internal(format!("reading events for export: {e}")))?;
+        for row in 0..r.len() {
+            let Some(span) = r.parent_span_id(row) else {
+                continue;
+            };
+            let time = r.start_ns(row);
+            logged.entry(*span.as_bytes()).or_default().push((
+                time,
+                json!({
+                    "timeUnixNano": time.to_string(),
+                    "name": r.name(row),
+                    "attributes": key_values(r.attributes(row)),
+                }),
+            ));
+        }
+    }
     // resource key → (resource attrs, scope key → (scope json, spans))
     type Scopes = BTreeMap<(String, String), Vec<Value>>;
     let mut resources: BTreeMap<String, (Vec<Value>, Scopes)> = BTreeMap::new();
@@ -54,16 +83,24 @@ pub fn traces_data_json(batches: &[RecordBatch]) -> Result<Value> {
                 r.scope_name(row).unwrap_or("").to_owned(),
                 r.scope_version(row).unwrap_or("").to_owned(),
             );
-            let events: Vec<Value> = r
+            let mut events: Vec<(i64, Value)> = r
                 .events(row)
                 .map(|e| {
-                    json!({
-                        "timeUnixNano": e.time_unix_nano.to_string(),
-                        "name": e.name,
-                        "attributes": key_values(r.event_attributes(&e)),
-                    })
+                    (
+                        e.time_unix_nano,
+                        json!({
+                            "timeUnixNano": e.time_unix_nano.to_string(),
+                            "name": e.name,
+                            "attributes": key_values(r.event_attributes(&e)),
+                        }),
+                    )
                 })
                 .collect();
+            if let Some(more) = r.span_id(row).and_then(|id| logged.remove(id.as_bytes())) {
+                events.extend(more);
+                events.sort_by_key(|(time, _)| *time);
+            }
+            let events: Vec<Value> = events.into_iter().map(|(_, e)| e).collect();
             let links: Vec<Value> = r
                 .links(row)
                 .map(|l| {

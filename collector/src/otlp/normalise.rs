@@ -240,13 +240,22 @@ fn normalise_span(span: proto::Span, cx: &Context<'_>) -> Result<Span, (SpanErro
         .events
         .into_iter()
         .zip(checked.event_times)
-        .map(|(e, time_unix_nano)| SpanEvent {
-            time_unix_nano,
-            name: e.name,
-            attributes: capped(e.attributes),
+        .map(|(e, time_unix_nano)| {
+            let mut attributes = capped(e.attributes);
+            if cx.limits.drop_message_content {
+                drop_message_content(&mut attributes, false);
+            }
+            SpanEvent {
+                time_unix_nano,
+                name: e.name,
+                attributes,
+            }
         })
         .collect();
     let mut attrs = capped(span.attributes);
+    if cx.limits.drop_message_content {
+        drop_message_content(&mut attrs, false);
+    }
     if cut > 0 {
         attrs.push((
             "weft.attributes_truncated".into(),
@@ -293,7 +302,7 @@ fn parent(bytes: &[u8]) -> Result<Option<SpanId>, SpanError> {
 
 /// Applies a count and a value-size cap to `attrs`; returns how many
 /// attributes were dropped or cut.
-fn cap(attrs: &mut Attributes, max_count: usize, max_bytes: usize) -> usize {
+pub(super) fn cap(attrs: &mut Attributes, max_count: usize, max_bytes: usize) -> usize {
     let mut cut = attrs.len().saturating_sub(max_count);
     attrs.truncate(max_count);
     for (_, value) in attrs.iter_mut() {
@@ -377,14 +386,59 @@ pub fn estimated_bytes(spans: &[Span]) -> usize {
         .fold(0usize, usize::saturating_add)
 }
 
+/// Attributes that carry message content (prompts, completions, tool
+/// arguments and results) in the GenAI, OpenInference and Traceloop
+/// conventions; `drop_message_content` removes them at ingest.
+const CONTENT_KEYS: &[&str] = &[
+    "gen_ai.prompt",
+    "gen_ai.completion",
+    "gen_ai.input.messages",
+    "gen_ai.output.messages",
+    "gen_ai.system_instructions",
+    "gen_ai.tool.call.arguments",
+    "gen_ai.tool.call.result",
+    "input.value",
+    "output.value",
+    "llm.input_messages",
+    "llm.output_messages",
+    "llm.prompts",
+    "traceloop.entity.input",
+    "traceloop.entity.output",
+];
+
+fn is_content(key: &str) -> bool {
+    CONTENT_KEYS.iter().any(|c| {
+        key == *c
+            || key
+                .strip_prefix(c)
+                .is_some_and(|rest| rest.starts_with('.'))
+    })
+}
+
+/// Removes message content from `attrs` (and, for a GenAI event, its body,
+/// which is the message), noting how many were removed as
+/// `weft.content_dropped`.
+pub(crate) fn drop_message_content(attrs: &mut Attributes, genai_event: bool) {
+    let before = attrs.len();
+    let is_body = |k: &str| genai_event && k == super::logs::BODY_KEY;
+    attrs.retain(|(k, _)| !(is_content(k) || is_body(k)));
+    let dropped = before - attrs.len();
+    if dropped > 0 {
+        attrs.push((
+            "weft.content_dropped".into(),
+            AttrValue::Int(dropped as i64),
+        ));
+    }
+}
+
 /// Converts OTLP key/values, keeping their order and types.
-fn attributes(kvs: Vec<KeyValue>) -> Attributes {
+pub(super) fn attributes(kvs: Vec<KeyValue>) -> Attributes {
     kvs.into_iter()
         .map(|kv| (kv.key, any_value(kv.value)))
         .collect()
 }
 
-fn any_value(v: Option<AnyValue>) -> AttrValue {
+pub(super) fn any_value(v: Option<AnyValue>) -> AttrValue {
     use any_value::Value;
     match v.and_then(|v| v.value) {
         None => AttrValue::Empty,

@@ -1,4 +1,5 @@
-//! OTLP/gRPC: `TraceService/Export` on tonic, gzip accepted.
+//! OTLP/gRPC: `TraceService/Export` (and `LogsService/Export` with an event
+//! store) on tonic, gzip accepted.
 //!
 //! tonic answers two failures before our handler runs, with codes the OTLP
 //! spec does not use: an oversize message (OUT_OF_RANGE) and an undecodable
@@ -11,6 +12,9 @@ use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
+    LogsService, LogsServiceServer,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -25,10 +29,13 @@ use tonic::transport::server::{Connected, TcpConnectInfo};
 use tonic::{Request, Response, Status};
 use weft_auth::{Caller, Role};
 
-use super::{Edge, export_traces};
+use super::{Edge, export_logs, export_traces};
 use crate::config::{IngestLimits, ListenLimits};
 use crate::error::{Error, ErrorKind};
-use crate::otlp::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use crate::otlp::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse, ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+};
 use crate::store::Store;
 
 /// The gRPC trace service.
@@ -53,6 +60,35 @@ impl TraceService for OtlpGrpc {
             Ok(response) => Ok(Response::new(response)),
             Err(e) => {
                 self.store
+                    .metrics()
+                    .requests_failed
+                    .fetch_add(1, Ordering::Relaxed);
+                Err(to_status(&e))
+            }
+        }
+    }
+}
+
+/// The gRPC logs service: log records of spans go to the event store.
+struct OtlpLogs {
+    events: Store,
+}
+
+#[tonic::async_trait]
+impl LogsService for OtlpLogs {
+    async fn export(
+        &self,
+        request: Request<ExportLogsServiceRequest>,
+    ) -> Result<Response<ExportLogsServiceResponse>, Status> {
+        let caller = request
+            .extensions()
+            .get::<Caller>()
+            .cloned()
+            .ok_or_else(|| Status::internal("request reached the handler unauthenticated"))?;
+        match export_logs(&self.events, request.into_inner(), &caller).await {
+            Ok(response) => Ok(Response::new(response)),
+            Err(e) => {
+                self.events
                     .metrics()
                     .requests_failed
                     .fetch_add(1, Ordering::Relaxed);
@@ -129,7 +165,7 @@ pub async fn serve(
         .send_compressed(CompressionEncoding::Gzip);
     // Runs on the request's headers, before its message is read or decoded.
     let auth = edge.auth;
-    let service = InterceptedService::new(service, move |mut request: Request<()>| {
+    let check = move |mut request: Request<()>| {
         let token = request
             .metadata()
             .get("authorization")
@@ -139,13 +175,24 @@ pub async fn serve(
             .map_err(|denied| to_status(&Error::Denied(denied)))?;
         request.extensions_mut().insert(caller);
         Ok(request)
+    };
+    let logs = edge.events.map(|events| {
+        InterceptedService::new(
+            LogsServiceServer::new(OtlpLogs { events })
+                .max_decoding_message_size(limits.max_grpc_message_bytes)
+                .accept_compressed(CompressionEncoding::Gzip)
+                .send_compressed(CompressionEncoding::Gzip),
+            check.clone(),
+        )
     });
+    let service = InterceptedService::new(service, check);
     tonic::transport::Server::builder()
         .timeout(listen.request_timeout)
         .http2_keepalive_interval(Some(listen.header_timeout))
         .http2_keepalive_timeout(Some(listen.header_timeout))
         .layer(tower::util::MapResponseLayer::new(otlp_status_codes))
         .add_service(service)
+        .add_optional_service(logs)
         .serve_with_incoming_shutdown(limited(listener, listen, edge.tls), shutdown)
         .await
 }

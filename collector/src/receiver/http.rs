@@ -1,8 +1,9 @@
-//! OTLP/HTTP: `POST /v1/traces` in protobuf or JSON, gzip or not, chunked or not.
+//! OTLP/HTTP: `POST /v1/traces` and `/v1/logs` in protobuf or JSON, gzip or
+//! not, chunked or not.
 //!
-//! `/v1/metrics` and `/v1/logs` are answered too — SDKs send them unasked — with
-//! every item rejected as a partial success, so clients neither retry nor log
-//! errors forever. Handlers return `Result<Response, Failure>`; `error_response`
+//! `/v1/metrics` is answered too — SDKs send it unasked — with every item
+//! rejected as a partial success, so clients neither retry nor log errors
+//! forever (and `/v1/logs` the same way when there is no event store). Handlers return `Result<Response, Failure>`; `error_response`
 //! (behind `impl IntoResponse for Failure`) is the one place errors become HTTP statuses.
 
 use std::sync::Arc;
@@ -26,7 +27,7 @@ use serde_json::json;
 
 use weft_auth::{Auth, Caller, Role};
 
-use super::{Edge, export_traces};
+use super::{Edge, export_logs, export_traces};
 use crate::config::IngestLimits;
 use crate::error::{Error, ErrorKind};
 use crate::otlp::ExportTraceServiceRequest;
@@ -36,6 +37,7 @@ use crate::store::Store;
 #[derive(Clone)]
 struct AppState {
     store: Store,
+    events: Option<Store>,
     limits: IngestLimits,
     auth: Arc<Auth>,
 }
@@ -59,17 +61,18 @@ pub fn router(store: Store, limits: IngestLimits, edge: &Edge) -> Router {
             "/v1/metrics",
             post(reject_all::<ExportMetricsServiceRequest>),
         )
-        .route("/v1/logs", post(reject_all::<ExportLogsServiceRequest>))
+        .route("/v1/logs", post(logs))
         .fallback(no_such_endpoint)
         .method_not_allowed_fallback(wrong_method)
         .with_state(AppState {
             store,
+            events: edge.events.clone(),
             limits,
             auth: Arc::clone(&edge.auth),
         })
 }
 
-const ENDPOINTS: &str = "POST /v1/traces (POST /v1/metrics and /v1/logs are answered, not stored)";
+const ENDPOINTS: &str = "POST /v1/traces and /v1/logs (POST /v1/metrics is answered, not stored)";
 
 async fn no_such_endpoint(method: Method, uri: Uri) -> Response {
     let e = Error::NoEndpoint {
@@ -151,6 +154,38 @@ async fn traces(
             let body = match response.partial_success {
                 Some(p) => json!({"partialSuccess": {
                     "rejectedSpans": p.rejected_spans.to_string(),
+                    "errorMessage": p.error_message,
+                }}),
+                None => json!({}),
+            };
+            ok(format, body.to_string().into_bytes())
+        }
+    })
+}
+
+/// `/v1/logs`: log records of spans (GenAI events) go to the event store.
+async fn logs(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Failure> {
+    let Some(events) = app.events.clone() else {
+        return reject_all::<ExportLogsServiceRequest>(State(app), headers, body).await;
+    };
+    let caller = app.authorize(&headers)?;
+    let limit = app.limits.max_http_body_bytes;
+    let (request, format) = read_request::<ExportLogsServiceRequest>(&headers, body, limit)
+        .await
+        .map_err(|(e, format)| app.failed(e, format))?;
+    let response = export_logs(&events, request, &caller)
+        .await
+        .map_err(|e| app.failed(e, Some(format)))?;
+    Ok(match format {
+        Format::Protobuf => ok(format, response.encode_to_vec()),
+        Format::Json => {
+            let body = match response.partial_success {
+                Some(p) => json!({"partialSuccess": {
+                    "rejectedLogRecords": p.rejected_log_records.to_string(),
                     "errorMessage": p.error_message,
                 }}),
                 None => json!({}),

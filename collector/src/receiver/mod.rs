@@ -1,4 +1,5 @@
-//! The OTLP edges. Both hand decoded requests to [`export_traces`]; each maps
+//! The OTLP edges. Both hand decoded requests to [`export_traces`] (and log
+//! requests to [`export_logs`]); each maps
 //! [`crate::Error`] to its protocol's status in one function (`grpc::to_status`,
 //! `http::error_response`).
 
@@ -12,8 +13,10 @@ use weft_schemas::{AttrValue, ORIGIN_KEY, ORIGIN_TOKEN_KEY, Span, TENANT_KEY};
 
 use crate::error::Result;
 use crate::metrics::Metrics;
+use crate::otlp::logs::normalise_logs;
 use crate::otlp::normalise::{estimated_bytes, normalise_with};
 use crate::otlp::{
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use crate::store::Store;
@@ -76,10 +79,37 @@ fn stamp_origin(spans: &mut [Span], caller: &Caller) {
     }
 }
 
-/// What both OTLP edges share: who may send, and the TLS they speak.
+/// What both OTLP edges share: who may send, the TLS they speak, and where
+/// log records go.
 #[derive(Clone, Default)]
 pub struct Edge {
     pub auth: Arc<Auth>,
     /// TLS on every connection when set.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// The event store, which keeps log records (GenAI events) as rows of
+    /// their span ([`crate::otlp::logs`]); without one, logs are answered,
+    /// not stored.
+    pub events: Option<Store>,
+}
+
+/// Normalises a logs request into event rows, stores them durably in the
+/// event store, and builds the OTLP response (partial success for records
+/// that belong to no span).
+pub(crate) async fn export_logs(
+    events: &Store,
+    request: ExportLogsServiceRequest,
+    caller: &Caller,
+) -> Result<ExportLogsServiceResponse> {
+    let mut normalised = normalise_logs(request, &events.attribute_limits());
+    stamp_origin(&mut normalised.spans, caller);
+    let (earliest, latest) = events.accepted_window();
+    normalised.keep_within(earliest, latest, &events.window_text());
+    let _charge = events.charge(estimated_bytes(&normalised.spans))?;
+    events.ingest(&normalised.spans).await?;
+    Ok(ExportLogsServiceResponse {
+        partial_success: (normalised.rejected > 0).then(|| ExportLogsPartialSuccess {
+            rejected_log_records: normalised.rejected as i64,
+            error_message: normalised.error_message(),
+        }),
+    })
 }
