@@ -56,6 +56,7 @@ pub(crate) fn workflow(total: usize, traces: usize, linked: bool) -> Vec<Lineage
                 AiKind::Workflow,
             ][i % 5];
             spans.push(LineageSpan {
+                events: Vec::new(),
                 trace_id,
                 span_id,
                 parent_span_id: parent,

@@ -442,6 +442,7 @@ pub(crate) mod fixtures {
                         .map(|(_, v)| v.to_text())
                 };
                 LineageSpan {
+                    events: Vec::new(),
                     trace_id: trace(p.trace),
                     span_id: span(i),
                     parent_span_id: p.parent.map(span),

@@ -133,6 +133,24 @@ fn genai_events_from_the_python_sdk_show_with_their_span_and_survive_kill_9() {
         .collect();
     assert_eq!(event_names, ["gen_ai.user.message", "gen_ai.choice"]);
 
+    // Lineage shows them on their span: in the tree, and in the JSON.
+    let tree = server
+        .get(&format!("/api/lineage/{trace}/tree"))
+        .text()
+        .unwrap();
+    assert!(
+        tree.contains("✉ gen_ai.user.message: {\"content\":\"What is Weft?\"}"),
+        "{tree}"
+    );
+    let lineage: Value = server.get(&format!("/api/lineage/{trace}")).json().unwrap();
+    let step = lineage["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["span_id"] == span.as_str())
+        .unwrap_or_else(|| panic!("{lineage}"));
+    assert_eq!(step["events"][1]["name"], "gen_ai.choice", "{step}");
+
     // Acknowledged events are durable: kill -9 before any flush, restart.
     server.kill();
     let server = Server::start(dir.path(), &[]);

@@ -510,6 +510,7 @@ fn random_spans(rng: &mut Rng) -> Vec<LineageSpan> {
                 ..StepAi::default()
             };
             LineageSpan {
+                events: Vec::new(),
                 trace_id: trace,
                 span_id: id(span_index),
                 parent_span_id: parent,

@@ -658,6 +658,7 @@ pub(crate) mod tests {
 
     pub(crate) fn span(t: u8, s: u8, parent: Option<u8>, start: i64, end: i64) -> LineageSpan {
         LineageSpan {
+            events: Vec::new(),
             trace_id: tid(t),
             span_id: sid(s),
             parent_span_id: parent.map(sid),

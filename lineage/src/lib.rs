@@ -29,5 +29,5 @@ mod workflow;
 pub use graph::{Anomaly, BuildOptions, Lineage, SETTLE_NS, build};
 pub use node::{Edge, EdgeKind, Node};
 pub use page::{LineagePage, PAGE_NODES};
-pub use span::{APPROVAL_ACTION_KEY, LineageSpan, StepAi, TOOL_EFFECT_KEY};
+pub use span::{APPROVAL_ACTION_KEY, LineageSpan, StepAi, StepEvent, TOOL_EFFECT_KEY};
 pub use workflow::{Flags, WorkflowSummary};

@@ -136,6 +136,21 @@ pub fn text_tree(lineage: &Lineage, fold: usize) -> String {
     tree.out
 }
 
+/// How much of an event's body the tree shows (the JSON has all of it).
+const EVENT_BODY_CHARS: usize = 80;
+
+/// `text` cut to `max` characters, with `…` when cut; on one line.
+fn shorten(text: &str, max: usize) -> String {
+    let flat: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    match flat.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &flat[..at]),
+        None => flat,
+    }
+}
+
 /// The state of one text-tree rendering.
 struct Tree<'a> {
     lineage: &'a Lineage,
@@ -285,11 +300,20 @@ impl Tree<'_> {
             node.span.name,
             details(node)
         );
-        Some(match via {
+        let child = match via {
             None => prefix.to_owned(),
             Some(_) if prefix.chars().count() >= 3 * MAX_INDENT => prefix.to_owned(),
             Some(_) => format!("{prefix}{}", if last { "   " } else { "│  " }),
-        })
+        };
+        for event in &node.span.events {
+            let body = event
+                .body
+                .as_deref()
+                .map(|b| format!(": {}", shorten(b, EVENT_BODY_CHARS)))
+                .unwrap_or_default();
+            let _ = writeln!(self.out, "{child}  ✉ {}{body}", event.name);
+        }
+        Some(child)
     }
 
     /// The line that stands for children folded away.

@@ -116,6 +116,20 @@ pub struct LineageSpan {
     pub links: Vec<(TraceId, SpanId)>,
     #[serde(flatten)]
     pub ai: StepAi,
+    /// Log records of this span (GenAI events such as `gen_ai.user.message`),
+    /// in time order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<StepEvent>,
+}
+
+/// An event logged for a span (an OTLP log record carrying its ids).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepEvent {
+    pub time_ns: i64,
+    pub name: String,
+    /// The record's body (a message, for GenAI events), as text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
 }
 
 impl LineageSpan {

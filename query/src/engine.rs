@@ -275,11 +275,12 @@ impl QueryEngine {
         reach: Reach,
     ) -> Result<LineageResult, QueryError> {
         let run = async {
-            let result =
+            let mut result =
                 reconstruct(&self.ctx, &self.source, *trace_id, reach, &self.write_tools).await?;
             if !result.lineage.traces.contains(trace_id) {
                 return Err(QueryError::trace_not_found(trace_id));
             }
+            crate::lineage::attach_events(&self.ctx, &self.events, &mut result.lineage).await?;
             Ok(result)
         };
         self.bounded(run).await

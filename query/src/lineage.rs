@@ -227,6 +227,7 @@ fn read_batch(batch: &RecordBatch, out: &mut Vec<LineageSpan>) -> Result<(), Que
             continue;
         };
         out.push(LineageSpan {
+            events: Vec::new(),
             trace_id,
             span_id,
             parent_span_id: r.parent_span_id(row),
@@ -242,6 +243,61 @@ fn read_batch(batch: &RecordBatch, out: &mut Vec<LineageSpan>) -> Result<(), Que
                 .collect(),
             ai: StepAi::from_fields(r.ai(row), |key| r.attribute(row, key).map(str::to_owned)),
         });
+    }
+    Ok(())
+}
+
+/// Puts the event store's rows of `lineage`'s traces (log records of spans,
+/// such as GenAI events) on the spans they belong to, in time order.
+pub(crate) async fn attach_events(
+    ctx: &SessionContext,
+    events: &Arc<dyn SpanSource>,
+    lineage: &mut weft_lineage::Lineage,
+) -> Result<(), QueryError> {
+    use std::collections::HashMap;
+    use weft_schemas::SpanId;
+    let traces: Vec<TraceId> = lineage.traces.iter().copied().collect();
+    if traces.is_empty() {
+        return Ok(());
+    }
+    let columns = &[
+        col_name::TRACE_ID,
+        col_name::PARENT_SPAN_ID,
+        col_name::START_TIME,
+        col_name::NAME,
+        col_name::ATTRIBUTES,
+    ];
+    let batches = ctx
+        .read_table(stored_table(events, Stored::Spans))?
+        .filter(col(col_name::TRACE_ID).in_list(id_literals(&traces), false))?
+        .select_columns(columns)?
+        .collect()
+        .await?;
+    let mut by_span: HashMap<(TraceId, SpanId), Vec<weft_lineage::StepEvent>> = HashMap::new();
+    for batch in &batches {
+        let r = SpanReader::with_columns(batch, columns)
+            .map_err(|e| QueryError::Internal(format!("reading events for lineage: {e}")))?;
+        for row in 0..r.len() {
+            let (Some(trace), Some(span)) = (r.trace_id(row), r.parent_span_id(row)) else {
+                continue;
+            };
+            by_span
+                .entry((trace, span))
+                .or_default()
+                .push(weft_lineage::StepEvent {
+                    time_ns: r.start_ns(row),
+                    name: r.name(row).to_owned(),
+                    body: r
+                        .attribute(row, weft_schemas::EVENT_BODY_KEY)
+                        .map(str::to_owned),
+                });
+        }
+    }
+    for node in &mut lineage.nodes {
+        if let Some(mut events) = by_span.remove(&(node.span.trace_id, node.span.span_id)) {
+            events.sort_by_key(|e| e.time_ns);
+            node.span.events = events;
+        }
     }
     Ok(())
 }

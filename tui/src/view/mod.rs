@@ -197,6 +197,7 @@ pub(crate) mod tests {
         let tid = |n: u8| TraceId::try_from([n; 16].as_slice()).unwrap();
         let sid = |n: u8| SpanId::try_from([n; 8].as_slice()).unwrap();
         LineageSpan {
+            events: Vec::new(),
             trace_id: tid(t),
             span_id: sid(s),
             parent_span_id: parent.map(sid),
