@@ -256,7 +256,7 @@ pub(crate) async fn attach_events(
 ) -> Result<(), QueryError> {
     use std::collections::HashMap;
     use weft_schemas::SpanId;
-    let traces: Vec<TraceId> = lineage.traces.iter().copied().collect();
+    let traces = &lineage.traces;
     if traces.is_empty() {
         return Ok(());
     }
@@ -269,7 +269,7 @@ pub(crate) async fn attach_events(
     ];
     let batches = ctx
         .read_table(stored_table(events, Stored::Spans))?
-        .filter(col(col_name::TRACE_ID).in_list(id_literals(&traces), false))?
+        .filter(col(col_name::TRACE_ID).in_list(id_literals(traces), false))?
         .select_columns(columns)?
         .collect()
         .await?;
