@@ -113,9 +113,9 @@ fn bad_input_gets_the_spec_answer_and_harms_nothing() {
         Case { name: "metrics are not stored", path: "/v1/metrics", content_type: "application/json", gzip: false,
             body: br#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"m","gauge":{"dataPoints":[{"asInt":"1"},{"asDouble":2.5}]}}]}]}]}"#.to_vec(),
             status: 200, expect: r#""rejectedDataPoints":"2""# },
-        Case { name: "logs are not stored", path: "/v1/logs", content_type: "application/json", gzip: false,
+        Case { name: "a log record of no span is rejected", path: "/v1/logs", content_type: "application/json", gzip: false,
             body: br#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":{"stringValue":"hi"}}]}]}]}"#.to_vec(),
-            status: 200, expect: "weft stores traces only" },
+            status: 200, expect: r#""rejectedLogRecords":"1""# },
     ];
 
     for case in cases {

@@ -69,14 +69,17 @@ mod tests {
             "proto::",
         ];
         for (file, text) in files {
-            // Each public item's declaration: from `pub ` to the first `{` or `;`,
-            // so multi-line signatures are read whole.
+            // Each public item's declaration: from `pub ` to the first `{`, `;`
+            // or `}` (the end of a struct whose last field is public), so
+            // multi-line signatures are read whole.
             for (at, _) in text.match_indices("pub ") {
                 let before = text[..at].chars().last().unwrap_or('\n');
                 if !before.is_whitespace() || text[at..].starts_with("pub mod ") {
                     continue;
                 }
-                let end = text[at..].find(['{', ';']).map_or(text.len(), |e| at + e);
+                let end = text[at..]
+                    .find(['{', ';', '}'])
+                    .map_or(text.len(), |e| at + e);
                 let declaration = &text[at..end];
                 for name in protobuf {
                     assert!(

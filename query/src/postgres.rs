@@ -8,7 +8,10 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, StringArray};
 use arrow::datatypes::DataType;
+use arrow::datatypes::SchemaRef;
+use datafusion::catalog::CatalogProviderList;
 use datafusion::common::cast::as_string_array;
+use datafusion::datasource::TableType;
 use datafusion::error::DataFusionError;
 use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
@@ -20,8 +23,11 @@ use datafusion::sql::sqlparser::ast::{
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
+use datafusion_pg_catalog::pg_catalog::catalog_info::CatalogInfo;
 use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
+use datafusion_pg_catalog::pg_catalog::{PgCatalogSchemaProvider, PgCatalogStaticTables};
 use std::ops::ControlFlow;
+use std::sync::Weak;
 
 use crate::error::QueryError;
 
@@ -53,10 +59,87 @@ pub fn setting(name: &str) -> Option<&'static str> {
     })
 }
 
+/// The session's catalogs as `pg_catalog` reads them, held weakly: the
+/// `pg_catalog` schema lives in those catalogs, and a strong reference back
+/// would be a cycle that keeps the session — and the store its tables read,
+/// with the WAL lock — alive after the engine is dropped.
+#[derive(Clone, Debug)]
+struct WeakCatalogs(Weak<dyn CatalogProviderList>);
+
+impl WeakCatalogs {
+    fn get(&self) -> Option<Arc<dyn CatalogProviderList>> {
+        self.0.upgrade()
+    }
+}
+
+#[async_trait::async_trait]
+impl CatalogInfo for WeakCatalogs {
+    async fn catalog_names(&self) -> datafusion::error::Result<Vec<String>> {
+        match self.get() {
+            Some(list) => list.catalog_names().await,
+            None => Ok(Vec::new()),
+        }
+    }
+
+    async fn schema_names(&self, catalog: &str) -> datafusion::error::Result<Option<Vec<String>>> {
+        match self.get() {
+            Some(list) => list.schema_names(catalog).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn table_names(
+        &self,
+        catalog: &str,
+        schema: &str,
+    ) -> datafusion::error::Result<Option<Vec<String>>> {
+        match self.get() {
+            Some(list) => list.table_names(catalog, schema).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn table_schema(
+        &self,
+        catalog: &str,
+        schema: &str,
+        table: &str,
+    ) -> datafusion::error::Result<Option<SchemaRef>> {
+        match self.get() {
+            Some(list) => list.table_schema(catalog, schema, table).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn table_type(
+        &self,
+        catalog: &str,
+        schema: &str,
+        table: &str,
+    ) -> datafusion::error::Result<Option<TableType>> {
+        match self.get() {
+            Some(list) => list.table_type(catalog, schema, table).await,
+            None => Ok(None),
+        }
+    }
+}
+
 /// Installs `pg_catalog` and `current_setting()` on `ctx`.
 pub(crate) fn register(ctx: &SessionContext) -> Result<(), QueryError> {
+    let failed =
+        |e: &dyn std::fmt::Display| QueryError::Internal(format!("cannot set up pg_catalog: {e}"));
     datafusion_pg_catalog::setup_pg_catalog(ctx, "datafusion", EmptyContextProvider)
-        .map_err(|e| QueryError::Internal(format!("cannot set up pg_catalog: {e}")))?;
+        .map_err(|e| failed(&e))?;
+    // The schema `setup_pg_catalog` registered holds the catalogs strongly
+    // (a cycle); the same provider over a weak reference replaces it.
+    let catalogs = WeakCatalogs(Arc::downgrade(ctx.state().catalog_list()));
+    let static_tables = Arc::new(PgCatalogStaticTables::try_new().map_err(|e| failed(&e))?);
+    let provider = PgCatalogSchemaProvider::try_new(catalogs, static_tables, EmptyContextProvider)
+        .map_err(|e| failed(&e))?;
+    ctx.catalog("datafusion")
+        .ok_or_else(|| failed(&"no default catalog"))?
+        .register_schema("pg_catalog", Arc::new(provider))
+        .map_err(|e| failed(&e))?;
     ctx.register_udf(create_udf(
         "current_setting",
         vec![DataType::Utf8],
@@ -220,6 +303,25 @@ mod tests {
             "{err}"
         );
         assert!(p.len() == 1 && !p.is_null(0));
+    }
+
+    #[tokio::test]
+    async fn a_dropped_engine_releases_its_source_despite_pg_catalog() {
+        use crate::table::{SpanSource, StaticSource};
+        let source: Arc<dyn SpanSource> = Arc::new(StaticSource(Default::default()));
+        let engine = crate::QueryEngine::new(Arc::clone(&source), Default::default())
+            .await
+            .unwrap();
+        let listed = engine
+            .sql("SELECT count(*) FROM pg_catalog.pg_class")
+            .await
+            .unwrap();
+        assert_eq!(listed.num_rows(), 1);
+        assert!(Arc::strong_count(&source) > 1);
+        drop(engine);
+        // A cycle through pg_catalog would keep the session and its tables
+        // (for a store: the WAL lock) alive.
+        assert_eq!(Arc::strong_count(&source), 1);
     }
 
     #[tokio::test]

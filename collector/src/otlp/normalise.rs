@@ -46,12 +46,17 @@ pub const MAX_REPORTED_ERRORS: usize = 5;
 impl Normalised {
     /// The `partial_success.error_message`, empty when nothing was rejected.
     pub fn error_message(&self) -> String {
+        self.error_message_of("span(s)")
+    }
+
+    /// [`Normalised::error_message`], counting `items` (`log record(s)`).
+    pub fn error_message_of(&self, items: &str) -> String {
         if self.rejected == 0 {
             return String::new();
         }
         let more = self.rejected as usize - self.errors.len().min(self.rejected as usize);
         let mut msg = format!(
-            "rejected {} span(s): {}",
+            "rejected {} {items}: {}",
             self.rejected,
             self.errors.join("; ")
         );

@@ -195,7 +195,8 @@ async fn logs(
     })
 }
 
-const TRACES_ONLY: &str = "weft stores traces only; send metrics and logs to another backend";
+const TRACES_ONLY: &str =
+    "weft stores traces and the log records of spans; send metrics to another backend";
 
 /// An OTLP signal Weft does not store: every item is rejected as a partial
 /// success, so clients neither retry nor log errors forever.

@@ -109,7 +109,7 @@ pub(crate) async fn export_logs(
     Ok(ExportLogsServiceResponse {
         partial_success: (normalised.rejected > 0).then(|| ExportLogsPartialSuccess {
             rejected_log_records: normalised.rejected as i64,
-            error_message: normalised.error_message(),
+            error_message: normalised.error_message_of("log record(s)"),
         }),
     })
 }
