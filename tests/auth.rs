@@ -443,6 +443,8 @@ fn tls_on_every_listener_and_tokens_never_logged() {
             "127.0.0.1:0",
             "--api",
             "127.0.0.1:0",
+            "--postgres",
+            "127.0.0.1:0",
         ],
         &[("WEFT_TEST_QUERY_TOKEN", QUERY), ("WEFT_LOG", "debug")],
         dir.path().join("stderr"),
@@ -490,6 +492,35 @@ fn tls_on_every_listener_and_tokens_never_logged() {
     // Plain HTTP to a TLS listener gets no answer.
     let (ok, out) = curl(&[&format!("http://127.0.0.1:{}/healthz", port(&api))]);
     assert!(!ok || !out.contains("ok"), "plain HTTP was served: {out}");
+
+    // PostgreSQL over TLS, verified against the CA; plaintext is refused.
+    let pg = server.addr("postgres");
+    let psql = |sslmode: &str| {
+        std::process::Command::new("psql")
+            .arg(format!(
+                "host=localhost port={} user=weft dbname=weft sslmode={sslmode} sslrootcert={}",
+                port(&pg),
+                ca.display()
+            ))
+            .args(["-X", "-A", "-t", "-c", "SELECT count(*) FROM spans"])
+            .env("PGPASSWORD", QUERY)
+            .output()
+            .expect("psql is installed (Debian: postgresql-client)")
+    };
+    let verified = psql("verify-full");
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&verified.stdout).trim(), "1");
+    let plain = psql("disable");
+    assert!(!plain.status.success());
+    assert!(
+        String::from_utf8_lossy(&plain.stderr).contains("TLS connections only"),
+        "{}",
+        String::from_utf8_lossy(&plain.stderr)
+    );
 
     // gRPC over TLS.
     let runtime = tokio::runtime::Runtime::new().unwrap();

@@ -134,6 +134,26 @@ fn psql_gets_the_rows_the_http_api_gets_and_cannot_write() {
         ),
         vec!["0"]
     );
+
+    // A statement over the message limit is refused from its header (the
+    // server never buffers it), and the server goes on.
+    let big = dir.path().join("big.sql");
+    let mut text = String::from("SELECT '");
+    text.push_str(&"x".repeat(17 * 1024 * 1024));
+    text.push_str("' AS x;\n");
+    std::fs::write(&big, text).unwrap();
+    let out = psql(
+        &server,
+        None,
+        &["-v", "VERBOSITY=verbose", "-f", big.to_str().unwrap()],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("54000") && stderr.contains("over the limit"),
+        "{stderr}"
+    );
+    assert_eq!(psql_lines(&server, "SELECT 1"), vec!["1"]);
 }
 
 /// What psycopg (server-side parameters), DBeaver's JDBC driver and

@@ -12,14 +12,17 @@
 //! would change every other client's. Here every statement goes through
 //! [`weft_query::QueryEngine`] like `/api/sql`.
 //!
-//! - [`serve`]: the accept loop, with a connection limit, keepalive, TLS and
-//!   a bounded shutdown;
+//! - [`serve`]: the accept loop, with a connection limit, keepalive and a
+//!   bounded shutdown;
+//! - `frames`: TLS, a size limit on every client message checked before its
+//!   body is read, and an idle deadline, in front of pgwire;
 //! - `startup`: authentication (a query token as the password) and the tenant;
 //! - `session`: simple and extended query protocol (`$n` parameters);
 //! - `local`: what is answered without the engine (`SET`, `SHOW`,
 //!   transactions);
 //! - `rows`: answers as rows (maps as JSON text) and errors as SQLSTATEs.
 
+mod frames;
 mod local;
 mod rows;
 mod session;
@@ -107,7 +110,7 @@ pub async fn serve(
         }
         let (handlers, tls) = (Arc::clone(&handlers), tls.clone());
         sessions.spawn(async move {
-            if let Err(e) = pgwire::tokio::process_socket(stream, tls, handlers).await {
+            if let Err(e) = frames::serve_connection(stream, tls, handlers).await {
                 tracing::debug!(%peer, error = %e, "PostgreSQL connection ended with an error");
             }
             drop(permit);

@@ -22,7 +22,7 @@ use datafusion::prelude::{DataFrame, col, lit};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use weft_auth::Caller;
-use weft_collector::traces_data_json;
+use weft_collector::traces_data_json_with_events;
 use weft_schemas::TraceId;
 use weft_schemas::schema::col as column;
 
@@ -75,11 +75,13 @@ async fn buildinfo() -> Response {
 
 async fn trace_json(api: &ApiState, caller: &Caller, trace_id: &str) -> Result<Value, QueryError> {
     let id: TraceId = trace_id.parse()?;
-    let batches = api.engine(caller).await?.trace(&id).await?;
+    let engine = api.engine(caller).await?;
+    let batches = engine.trace(&id).await?;
     if batches.iter().all(|b| b.num_rows() == 0) {
         return Err(QueryError::trace_not_found(trace_id));
     }
-    Ok(traces_data_json(&batches)?)
+    let events = engine.trace_events(&id).await?;
+    Ok(traces_data_json_with_events(&batches, &events)?)
 }
 
 /// v1: the trace's resource spans as `batches`.
