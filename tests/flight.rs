@@ -13,20 +13,7 @@ use common::Server;
 use common::python::python;
 use serde_json::{Value, json};
 
-const QUERIES: &[&str] = &[
-    "SELECT ai_kind, count(*) AS n FROM spans GROUP BY 1 ORDER BY 1",
-    "SELECT t.start_time, t.tool_name, t.identity, p.policy_name, p.policy_verdict \
-     FROM spans t LEFT JOIN spans p \
-       ON p.trace_id = t.trace_id AND p.policy_verdict IS NOT NULL AND p.start_time < t.start_time \
-     WHERE t.ai_kind = 'tool' AND t.attributes['weft.tool.effect'] = 'write'",
-    "SELECT node, sum(input_tokens) AS input, sum(output_tokens) AS output, \
-            avg(CASE WHEN kv_cache_hit THEN 1.0 ELSE 0.0 END) AS hit_rate \
-     FROM spans WHERE ai_kind = 'llm' AND start_time > now() - INTERVAL '1 hour' \
-     GROUP BY node ORDER BY node",
-    "SELECT start_time, approval_state, approver, attributes['weft.approval.action'] AS action \
-     FROM spans WHERE ai_kind = 'approval' ORDER BY start_time",
-    "SELECT trace_id AS resumed_in, linked_trace_id AS from_trace FROM span_links",
-];
+const QUERIES: &[&str] = common::README_QUERIES;
 
 const SCRIPT: &str = r#"
 import json, sys

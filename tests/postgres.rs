@@ -15,23 +15,6 @@ use common::Server;
 use common::python::python;
 use serde_json::Value;
 
-/// The README's example queries (ordered, so rows compare line by line).
-const README_QUERIES: &[&str] = &[
-    "SELECT ai_kind, count(*) AS n FROM spans GROUP BY 1 ORDER BY 1",
-    "SELECT t.start_time, t.tool_name, t.identity, p.policy_name, p.policy_verdict \
-     FROM spans t LEFT JOIN spans p \
-       ON p.trace_id = t.trace_id AND p.policy_verdict IS NOT NULL AND p.start_time < t.start_time \
-     WHERE t.ai_kind = 'tool' AND t.attributes['weft.tool.effect'] = 'write' \
-     ORDER BY 1, 2, 3, 4, 5",
-    "SELECT node, sum(input_tokens) AS input, sum(output_tokens) AS output, \
-            avg(CASE WHEN kv_cache_hit THEN 1.0 ELSE 0.0 END) AS hit_rate \
-     FROM spans WHERE ai_kind = 'llm' AND start_time > now() - INTERVAL '1 hour' \
-     GROUP BY node ORDER BY node",
-    "SELECT start_time, approval_state, approver, attributes['weft.approval.action'] AS action \
-     FROM spans WHERE ai_kind = 'approval' ORDER BY start_time, approver",
-    "SELECT trace_id AS resumed_in, linked_trace_id AS from_trace FROM span_links ORDER BY 1, 2",
-];
-
 fn psql(server: &Server, password: Option<&str>, args: &[&str]) -> Output {
     let pg = server.postgres.expect("started with --postgres");
     let mut command = Command::new("psql");
@@ -81,7 +64,7 @@ fn psql_gets_the_rows_the_http_api_gets_and_cannot_write() {
     let server = Server::start(dir.path(), &["--postgres", "127.0.0.1:0"]);
     server.run_demo(12);
 
-    for sql in README_QUERIES {
+    for sql in common::README_QUERIES {
         let http = server.sql(sql);
         let lines = psql_lines(&server, sql);
         assert_eq!(lines.len(), http.len(), "row count of {sql}");
@@ -89,11 +72,11 @@ fn psql_gets_the_rows_the_http_api_gets_and_cannot_write() {
     }
     // Values, not only counts: the first query cell by cell.
     let http: Vec<String> = server
-        .sql(README_QUERIES[0])
+        .sql(common::README_QUERIES[0])
         .iter()
         .map(|r| format!("{}|{}", text(&r["ai_kind"]), text(&r["n"])))
         .collect();
-    assert_eq!(psql_lines(&server, README_QUERIES[0]), http);
+    assert_eq!(psql_lines(&server, common::README_QUERIES[0]), http);
 
     // Maps are JSON text (psycopg's test below checks the other types).
     let typed = psql_lines(

@@ -148,19 +148,35 @@ async fn traces(
     let response = export_traces(&app.store, request, &caller)
         .await
         .map_err(|e| app.failed(e, Some(format)))?;
-    Ok(match format {
+    let partial = response
+        .partial_success
+        .as_ref()
+        .map(|p| (p.rejected_spans, p.error_message.as_str()));
+    Ok(exported(format, &response, "rejectedSpans", partial))
+}
+
+/// An export's answer: the response message in protobuf, or in OTLP/JSON
+/// with the count of rejected items under `field` (as a string, the OTLP/JSON
+/// rule for 64-bit integers).
+fn exported(
+    format: Format,
+    response: &impl Message,
+    field: &str,
+    partial: Option<(i64, &str)>,
+) -> Response {
+    match format {
         Format::Protobuf => ok(format, response.encode_to_vec()),
         Format::Json => {
-            let body = match response.partial_success {
-                Some(p) => json!({"partialSuccess": {
-                    "rejectedSpans": p.rejected_spans.to_string(),
-                    "errorMessage": p.error_message,
+            let body = match partial {
+                Some((rejected, message)) => json!({"partialSuccess": {
+                    field: rejected.to_string(),
+                    "errorMessage": message,
                 }}),
                 None => json!({}),
             };
             ok(format, body.to_string().into_bytes())
         }
-    })
+    }
 }
 
 /// `/v1/logs`: log records of spans (GenAI events) go to the event store.
@@ -180,19 +196,11 @@ async fn logs(
     let response = export_logs(&events, request, &caller)
         .await
         .map_err(|e| app.failed(e, Some(format)))?;
-    Ok(match format {
-        Format::Protobuf => ok(format, response.encode_to_vec()),
-        Format::Json => {
-            let body = match response.partial_success {
-                Some(p) => json!({"partialSuccess": {
-                    "rejectedLogRecords": p.rejected_log_records.to_string(),
-                    "errorMessage": p.error_message,
-                }}),
-                None => json!({}),
-            };
-            ok(format, body.to_string().into_bytes())
-        }
-    })
+    let partial = response
+        .partial_success
+        .as_ref()
+        .map(|p| (p.rejected_log_records, p.error_message.as_str()));
+    Ok(exported(format, &response, "rejectedLogRecords", partial))
 }
 
 const TRACES_ONLY: &str =
