@@ -91,6 +91,21 @@ impl FlightSql {
         }
     }
 
+    /// The `FlightInfo` of a catalog call: its ticket is the command itself.
+    async fn describe(
+        &self,
+        request: Request<FlightDescriptor>,
+        command: &impl ProstMessageExt,
+        schema: &Schema,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.engine(&request).await?;
+        flight_info(
+            schema,
+            command.as_any().encode_to_vec(),
+            request.into_inner(),
+        )
+    }
+
     /// Runs `plan` and streams its answer as Flight data.
     async fn stream(
         &self,
@@ -373,13 +388,8 @@ impl FlightSqlService for FlightSql {
         query: CommandGetCatalogs,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.engine(&request).await?;
         let schema = query.into_builder().schema();
-        flight_info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        self.describe(request, &query, &schema).await
     }
 
     async fn do_get_catalogs(
@@ -408,13 +418,8 @@ impl FlightSqlService for FlightSql {
         query: CommandGetDbSchemas,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.engine(&request).await?;
         let schema = query.clone().into_builder().schema();
-        flight_info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        self.describe(request, &query, &schema).await
     }
 
     async fn do_get_schemas(
@@ -443,13 +448,8 @@ impl FlightSqlService for FlightSql {
         query: CommandGetTables,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.engine(&request).await?;
         let schema = query.clone().into_builder().schema();
-        flight_info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        self.describe(request, &query, &schema).await
     }
 
     async fn do_get_tables(
@@ -478,13 +478,8 @@ impl FlightSqlService for FlightSql {
         query: CommandGetTableTypes,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.engine(&request).await?;
         let schema = Schema::new(vec![Field::new("table_type", DataType::Utf8, false)]);
-        flight_info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        self.describe(request, &query, &schema).await
     }
 
     async fn do_get_table_types(
@@ -513,13 +508,8 @@ impl FlightSqlService for FlightSql {
         query: CommandGetSqlInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.engine(&request).await?;
         let schema = query.clone().into_builder(&self.info).schema();
-        flight_info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        self.describe(request, &query, &schema).await
     }
 
     async fn do_get_sql_info(

@@ -411,7 +411,8 @@ impl QueryEngine {
     async fn plan_read_only(&self, sql: &str) -> Result<LogicalPlan, QueryError> {
         check_depth(sql)?;
         let plan = self.ctx.state().create_logical_plan(sql).await?;
-        refuse_changes(plan)
+        refuse_changes(&plan)?;
+        Ok(plan)
     }
 
     /// Plans one read-only statement as [`QueryEngine::sql`] does, without
@@ -472,14 +473,15 @@ impl QueryEngine {
                     .await?)
             })
             .await?;
-        refuse_changes(plan)
+        refuse_changes(&plan)?;
+        Ok(plan)
     }
 
     /// Starts a plan from [`QueryEngine::plan_statement`] (its placeholders
     /// bound): the answer is read batch by batch, within the same result caps,
     /// deadline and memory pool as [`QueryEngine::sql`]'s.
     pub async fn run(&self, plan: LogicalPlan) -> Result<Answer, QueryError> {
-        refuse_changes(plan.clone())?;
+        refuse_changes(&plan)?;
         self.start(plan, tokio::time::Instant::now() + self.limits.timeout)
             .await
     }
@@ -729,13 +731,13 @@ pub fn check_depth(sql: &str) -> Result<(), QueryError> {
     Ok(())
 }
 
-/// `plan`, unless it would change something.
-fn refuse_changes(plan: LogicalPlan) -> Result<LogicalPlan, QueryError> {
-    match changes_something(&plan)? {
+/// Refuses `plan` if it would change something.
+fn refuse_changes(plan: &LogicalPlan) -> Result<(), QueryError> {
+    match changes_something(plan)? {
         Some(refused) => Err(QueryError::ReadOnly(format!(
             "{refused} is not allowed; Weft's SQL only reads (SELECT, WITH, EXPLAIN)"
         ))),
-        None => Ok(plan),
+        None => Ok(()),
     }
 }
 
