@@ -25,6 +25,7 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::properties::WriterProperties;
 use weft_schemas::settled::col as s;
+use weft_schemas::shown::batch_to_current;
 use weft_schemas::{SpanId, SpanReader, TraceId};
 
 use crate::error::{Error, Result};
@@ -181,7 +182,7 @@ fn compact_table(
             }
             let mut batches = Vec::new();
             for f in &group {
-                batches.extend(read_file(storage, f)?);
+                batches.extend(read_file(storage, f, kind)?);
             }
             let all = concat_batches(&kind.schema(), &batches)?;
             let (all, gone) = drop_superseded(kind, all, &superseded)?;
@@ -216,10 +217,15 @@ fn groups(files: Vec<&FileMeta>, target: u64) -> Vec<Vec<&FileMeta>> {
     out
 }
 
-fn read_file(storage: &Storage, file: &FileMeta) -> Result<Vec<RecordBatch>> {
+/// Reads a file whole, at the current schema: a file of an older schema
+/// version (no `attribute_types`) compacts with newer ones.
+fn read_file(storage: &Storage, file: &FileMeta, kind: TableKind) -> Result<Vec<RecordBatch>> {
+    let schema = kind.schema();
     let reader =
         ParquetRecordBatchReaderBuilder::try_new(storage.read(&file.location)?)?.build()?;
-    reader.map(|b| b.map_err(Error::from)).collect()
+    reader
+        .map(|b| Ok(batch_to_current(&b?, &schema)?))
+        .collect()
 }
 
 fn properties(kind: TableKind, config: &MaintainConfig) -> WriterProperties {

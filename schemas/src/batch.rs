@@ -17,6 +17,7 @@ use crate::schema::{
     timestamps_from_nanos,
 };
 use crate::span::{AttrValue, Span};
+use crate::value_types::{Place, ValueType};
 
 /// Accumulates one `Map<Utf8, Utf8>` column (or nested field).
 #[derive(Default)]
@@ -45,6 +46,40 @@ impl MapColumn {
         }
         let last = self.offsets.last().copied().unwrap_or(0);
         self.offsets.push(last + attrs.len() as i32);
+    }
+
+    /// Appends one map of `attribute_types`: the type of every value of the
+    /// span that is not a string, keyed by its place.
+    fn push_types(&mut self, span: &Span) {
+        let places = [
+            (Place::Resource, span.resource_attributes.as_slice()),
+            (Place::Span, span.attributes.as_slice()),
+        ]
+        .into_iter()
+        .chain(
+            span.events
+                .iter()
+                .enumerate()
+                .map(|(i, e)| (Place::Event(i), e.attributes.as_slice())),
+        )
+        .chain(
+            span.links
+                .iter()
+                .enumerate()
+                .map(|(i, l)| (Place::Link(i), l.attributes.as_slice())),
+        );
+        let mut n = 0;
+        for (place, attrs) in places {
+            for (k, v) in attrs {
+                if let Some(t) = ValueType::of(v) {
+                    self.keys.append_value(place.key(k));
+                    self.values.append_value(t.as_str());
+                    n += 1;
+                }
+            }
+        }
+        let last = self.offsets.last().copied().unwrap_or(0);
+        self.offsets.push(last + n);
     }
 
     fn finish(mut self) -> Result<MapArray, ArrowError> {
@@ -96,6 +131,7 @@ pub fn spans_to_batch(spans: &[Span]) -> Result<RecordBatch, ArrowError> {
     let mut scope_version = StringBuilder::new();
     let mut resource_attrs = MapColumn::new();
     let mut attrs = MapColumn::new();
+    let mut value_types = MapColumn::new();
 
     let mut event_offsets = vec![0i32];
     let mut event_time = Vec::new();
@@ -130,6 +166,7 @@ pub fn spans_to_batch(spans: &[Span]) -> Result<RecordBatch, ArrowError> {
         scope_version.append_option(non_empty(&s.scope_version));
         resource_attrs.push(&s.resource_attributes);
         attrs.push(&s.attributes);
+        value_types.push_types(s);
 
         for e in &s.events {
             event_time.push(e.time_unix_nano);
@@ -203,6 +240,7 @@ pub fn spans_to_batch(spans: &[Span]) -> Result<RecordBatch, ArrowError> {
         Arc::new(links),
     ];
     columns.extend(ai.finish());
+    columns.push(Arc::new(value_types.finish()?));
     RecordBatch::try_new(span_schema(), columns)
 }
 

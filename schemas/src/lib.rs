@@ -9,6 +9,8 @@
 //! - [`schema`]: the versioned Arrow schema and its column names;
 //! - [`batch`]: building Arrow `RecordBatch`es from spans;
 //! - [`read`]: [`SpanReader`], the one typed reader of span-shaped batches;
+//! - [`value_types`]: the OTLP type of each attribute value that is not a
+//!   string, kept beside the text maps;
 //! - [`shown`]: ids are bytes until shown; this renders them as hex (and reads
 //!   the hex of schema version 1 back);
 //! - [`settled`]: the schemas of what is stored when a trace settles (its
@@ -25,6 +27,7 @@ pub mod schema;
 pub mod settled;
 pub mod shown;
 pub mod span;
+pub mod value_types;
 
 pub use batch::spans_to_batch;
 pub use conventions::{AiFields, AiKind, ApprovalState, PolicyVerdict, ai_col};

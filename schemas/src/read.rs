@@ -187,6 +187,7 @@ pub struct SpanReader {
     scope_version: Option<StringArray>,
     resource_attributes: Option<KeyValues>,
     attributes: Option<KeyValues>,
+    attribute_types: Option<KeyValues>,
     events: Option<Events>,
     links: Option<Links>,
     ai: AiReader,
@@ -252,6 +253,7 @@ impl SpanReader {
             scope_version: text_column(batch, col::SCOPE_VERSION)?,
             resource_attributes: kv(col::RESOURCE_ATTRIBUTES)?,
             attributes: kv(col::ATTRIBUTES)?,
+            attribute_types: kv(col::ATTRIBUTE_TYPES)?,
             events,
             links,
             ai: AiReader::new(batch)?,
@@ -343,6 +345,15 @@ impl SpanReader {
         self.attributes(row)
             .find(|(k, _)| *k == key)
             .and_then(|(_, v)| v)
+    }
+
+    /// The span's `attribute_types` entries (see [`crate::value_types`]);
+    /// none when the column is absent or null (types not recorded).
+    pub fn attribute_types(&self, row: usize) -> Vec<(&str, Option<&str>)> {
+        self.attribute_types
+            .iter()
+            .flat_map(move |kv| kv.row(row))
+            .collect()
     }
 
     /// The span's resource attributes.

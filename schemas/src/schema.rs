@@ -16,7 +16,9 @@ use crate::ids::{SpanId, TraceId};
 /// Bumped whenever a column is added, removed or changes type.
 /// 2: ids as bytes (`FixedSizeBinary`), where version 1 stored hex text.
 /// 3: times in microseconds, Delta Lake's timestamp (version 2 stored nanoseconds).
-pub const SCHEMA_VERSION: u32 = 3;
+/// 4: `attribute_types`, the OTLP type of every value that is not a string
+///    (null in older rows: their values read back as strings).
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// Key under which [`SCHEMA_VERSION`] is written into schema and Parquet metadata.
 pub const SCHEMA_VERSION_KEY: &str = "weft.schema_version";
@@ -41,6 +43,9 @@ pub mod col {
     pub const ATTRIBUTES: &str = "attributes";
     pub const EVENTS: &str = "events";
     pub const LINKS: &str = "links";
+    /// See [`crate::value_types`]; the last column, so tables of schema
+    /// version 3 gain it by appending.
+    pub const ATTRIBUTE_TYPES: &str = "attribute_types";
 }
 
 /// A trace id column: 16 bytes.
@@ -148,6 +153,7 @@ pub fn span_schema() -> SchemaRef {
                     .iter()
                     .map(|c| Field::new(c.name, c.ty.data_type(), true)),
             );
+            fields.push(Field::new(col::ATTRIBUTE_TYPES, attribute_map_type(), true));
             let metadata = [(SCHEMA_VERSION_KEY.to_owned(), SCHEMA_VERSION.to_string())]
                 .into_iter()
                 .collect();

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use arrow::array::{
     Array, ArrayRef, AsArray, FixedSizeBinaryBuilder, ListArray, RecordBatch, StringBuilder,
-    StructArray,
+    StructArray, new_null_array,
 };
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, FieldRef, Fields, Schema, SchemaRef};
@@ -158,7 +158,8 @@ pub fn to_current_type(array: &ArrayRef, target: &DataType) -> Result<ArrayRef, 
     }
 }
 
-/// A batch brought to `target` (by column name), with [`to_current_type`].
+/// A batch brought to `target` (by column name), with [`to_current_type`];
+/// nullable columns it lacks (added by a later schema version) are null.
 pub fn batch_to_current(
     batch: &RecordBatch,
     target: &SchemaRef,
@@ -166,11 +167,14 @@ pub fn batch_to_current(
     let columns = target
         .fields()
         .iter()
-        .map(|f: &Arc<Field>| {
-            let column = batch.column_by_name(f.name()).ok_or_else(|| {
-                ArrowError::SchemaError(format!("batch lacks column {}", f.name()))
-            })?;
-            to_current_type(column, f.data_type())
+        .map(|f: &Arc<Field>| match batch.column_by_name(f.name()) {
+            Some(column) => to_current_type(column, f.data_type()),
+            // A column added since (nullable, so older rows say "not recorded").
+            None if f.is_nullable() => Ok(new_null_array(f.data_type(), batch.num_rows())),
+            None => Err(ArrowError::SchemaError(format!(
+                "batch lacks column {}",
+                f.name()
+            ))),
         })
         .collect::<Result<Vec<_>, _>>()?;
     RecordBatch::try_new(Arc::clone(target), columns)

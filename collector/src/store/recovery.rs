@@ -60,17 +60,21 @@ pub(super) fn recover(
         if seq <= held {
             return Ok(());
         }
-        match decode_batch(payload) {
-            Ok(batch) => {
-                for key in batch_keys(&batch) {
-                    dedup.insert(key, ());
-                }
-                live.push(LiveBatch { seq, batch });
-            }
-            Err(e) => {
-                tracing::error!(seq, error = %e, "wal record is not a span batch; skipped")
-            }
+        // A record whose checksum holds but which does not read (another
+        // weft version's schema) was acknowledged: skipping it would lose it
+        // at the next truncation, so the store does not open.
+        let batch = decode_batch(payload).map_err(|e| {
+            Error::Corrupt(format!(
+                "WAL record {seq} in {} cannot be read ({e}); its spans were acknowledged, \
+                 so weft does not start without them: run the weft version that wrote it \
+                 until it has flushed, or move the WAL directory aside to give them up",
+                wal_dir.display()
+            ))
+        })?;
+        for key in batch_keys(&batch) {
+            dedup.insert(key, ());
         }
+        live.push(LiveBatch { seq, batch });
         Ok(())
     })?;
     tracing::info!(

@@ -170,6 +170,7 @@ mod tests {
     use arrow::array::ArrayRef;
     use parquet::arrow::ArrowWriter;
     use parquet::file::metadata::KeyValue;
+    use weft_schemas::schema::col;
     use weft_schemas::shown::{show_ids, shown_schema};
     use weft_schemas::{Span, SpanReader, spans_to_batch};
 
@@ -182,15 +183,18 @@ mod tests {
     use crate::store::{Store, read_snapshot};
     use crate::wal::WalWriter;
 
-    /// A batch as Weft 1 wrote it: ids as hex text, version 1 in the metadata.
+    /// A batch as Weft 1 wrote it: ids as hex text, version 1 in the
+    /// metadata, no `attribute_types` (added in version 4, the last column).
     fn version_1(spans: &[Span]) -> RecordBatch {
         let batch = spans_to_batch(spans).unwrap();
+        let before_types: Vec<usize> = (0..batch.num_columns() - 1).collect();
+        let batch = batch.project(&before_types).unwrap();
         let columns: Vec<ArrayRef> = batch
             .columns()
             .iter()
             .map(|c| show_ids(c).unwrap())
             .collect();
-        let schema = shown_schema(&span_schema());
+        let schema = shown_schema(&batch.schema());
         let mut metadata = schema.metadata().clone();
         metadata.insert(SCHEMA_VERSION_KEY.to_owned(), "1".to_owned());
         let schema = Arc::new(schema.as_ref().clone().with_metadata(metadata));
@@ -271,7 +275,13 @@ mod tests {
             assert_eq!(got, expected);
             // The WAL record of version 1 replays into the live buffer as the current version.
             assert_eq!(snapshot.batches.len(), 1);
-            assert_eq!(snapshot.batches[0], spans_to_batch(&live).unwrap());
+            // Types were not recorded then: `attribute_types` is null.
+            let current = spans_to_batch(&live).unwrap();
+            let types = current.schema().index_of(col::ATTRIBUTE_TYPES).unwrap();
+            let mut columns = current.columns().to_vec();
+            columns[types] = arrow::array::new_null_array(columns[types].data_type(), live.len());
+            let expected = RecordBatch::try_new(span_schema(), columns).unwrap();
+            assert_eq!(snapshot.batches[0], expected);
             // A retry of a converted span is still recognised as a duplicate.
             let again = store.ingest(&flushed[..1]).await.unwrap();
             assert_eq!((again.stored, again.duplicates), (0, 1));
@@ -289,6 +299,40 @@ mod tests {
             .map(|f| rows_of(Path::new(&f.location)))
             .sum();
         assert_eq!(rows, 5, "3 converted spans and 2 replayed ones, once each");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_wal_record_no_version_reads_keeps_the_store_closed_and_is_kept() {
+        use arrow::datatypes::{DataType, Field, Schema};
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        // A newer weft's record: one more column than this version knows.
+        let batch = spans_to_batch(&spans(1, 1)).unwrap();
+        let mut fields = batch.schema().fields().to_vec();
+        fields.push(Arc::new(Field::new(
+            "from_the_future",
+            DataType::Utf8,
+            true,
+        )));
+        let mut columns = batch.columns().to_vec();
+        columns.push(arrow::array::new_null_array(&DataType::Utf8, 1));
+        let newer = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+        let mut wal = WalWriter::open(&root.join("wal"), 1).unwrap();
+        wal.append(&encode_batch(&newer).unwrap()).unwrap();
+        wal.sync().unwrap();
+        drop(wal);
+        for _ in 0..2 {
+            let refused = Store::open(StoreConfig::new(root), Arc::new(Metrics::default()))
+                .await
+                .map(|_| ())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                refused.contains("WAL record 1")
+                    && refused.contains("move the WAL directory aside"),
+                "{refused}"
+            );
+        }
     }
 
     fn rows_of(path: &Path) -> usize {

@@ -18,7 +18,7 @@ use std::path::Path;
 use arrow::datatypes::SchemaRef;
 use deltalake::TableProperty;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
-use deltalake::kernel::{Action, Add, Remove, Transaction};
+use deltalake::kernel::{Action, Add, Remove, StructField, Transaction};
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 use weft_schemas::{links_schema, span_schema, structure_schema};
@@ -28,6 +28,38 @@ pub(crate) use self::stats::file_stats;
 use crate::error::{Error, Result};
 use crate::parquet_files::{FileMeta, parse_file_name};
 use crate::storage::Storage;
+
+/// Appends to a table an older Weft created the columns later schema
+/// versions added. They are nullable, so the table's older files read them
+/// as null (other engines too: Delta's schema says so); only a writer does
+/// this, readers read older tables as they are.
+async fn add_new_columns(delta: DeltaTable, kind: TableKind) -> Result<DeltaTable> {
+    let err = |e| Error::table(kind.name(), e);
+    let table_schema = delta.snapshot().map_err(err)?.schema();
+    let missing: Vec<StructField> = schema::delta_columns(&kind.schema())?
+        .into_iter()
+        .filter(|c| table_schema.field(c.name()).is_none())
+        .collect();
+    if missing.is_empty() {
+        return Ok(delta);
+    }
+    if let Some(c) = missing.iter().find(|c| !c.is_nullable()) {
+        return Err(Error::Corrupt(format!(
+            "the {} table lacks the column {}, which this weft needs and cannot add; \
+             was it written by another program?",
+            kind.name(),
+            c.name()
+        )));
+    }
+    let names: Vec<&str> = missing.iter().map(|c| c.name().as_str()).collect();
+    tracing::info!(
+        table = kind.name(),
+        columns = ?names,
+        schema_version = weft_schemas::SCHEMA_VERSION,
+        "adding the columns a newer schema version has"
+    );
+    delta.add_columns().with_fields(missing).await.map_err(err)
+}
 
 /// Which of the three tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -153,6 +185,9 @@ impl Table {
             }
             Err(DeltaTableError::NotATable(_)) => return Ok(None),
             Err(e) => return Err(err(e)),
+        }
+        if create {
+            delta = add_new_columns(delta, kind).await?;
         }
         let loaded_at = delta.version().unwrap_or(0);
         Ok(Some(Self {
