@@ -274,3 +274,91 @@ fn urlencode(s: &str) -> String {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// Tempo's `TraceByIDResponse`, as Grafana decodes `/api/v2/traces/{id}`:
+/// its `Trace` (field 1) is laid out as OTLP `TracesData`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct TraceByIdResponse {
+    #[prost(message, optional, tag = "1")]
+    trace: Option<opentelemetry_proto::tonic::trace::v1::TracesData>,
+    #[prost(int32, tag = "3")]
+    status: i32,
+    #[prost(string, tag = "4")]
+    message: String,
+}
+
+fn span_count(data: &opentelemetry_proto::tonic::trace::v1::TracesData) -> usize {
+    data.resource_spans
+        .iter()
+        .flat_map(|rs| &rs.scope_spans)
+        .map(|ss| ss.spans.len())
+        .sum()
+}
+
+#[test]
+fn grafanas_requests_as_it_sends_them_are_answered_as_it_reads_them() {
+    use prost::Message;
+    let fixture: Value =
+        serde_json::from_str(include_str!("fixtures/grafana_tempo_requests.json")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    server.run_demo(4);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let row = &server.sql(
+        "SELECT trace_id, service_name, count(*) OVER (PARTITION BY trace_id) AS n \
+         FROM spans WHERE parent_span_id IS NULL ORDER BY trace_id LIMIT 1",
+    )[0];
+    let trace_id = row["trace_id"].as_str().unwrap();
+    let service = row["service_name"].as_str().unwrap();
+    let spans = server.count(&format!(
+        "SELECT count(*) AS n FROM spans WHERE trace_id = '{trace_id}'"
+    )) as usize;
+    assert!(spans > 1);
+
+    let requests = fixture["requests"].as_array().unwrap();
+    assert!(requests.len() >= 10);
+    let client = reqwest::blocking::Client::new();
+    for request in requests {
+        let path = request["path"]
+            .as_str()
+            .unwrap()
+            .replace("{trace_id}", trace_id)
+            .replace("{service}", service)
+            .replace("{start}", &(now - 3600).to_string())
+            .replace("{end}", &(now + 60).to_string());
+        let what = format!("{} (GET {path})", request["what"]);
+        let mut get = client.get(format!("http://{}/tempo{path}", server.api));
+        if let Some(accept) = request["accept"].as_str() {
+            get = get.header("accept", accept);
+        }
+        let response = get.send().unwrap();
+        assert_eq!(response.status(), 200, "{what}");
+        let body = response.bytes().unwrap();
+        let reads = request["grafana_reads"].as_str().unwrap();
+        match reads.split_once(':').unwrap() {
+            ("text", expected) => assert_eq!(&body[..], expected.as_bytes(), "{what}"),
+            ("protobuf", "TraceByIDResponse") => {
+                let answer = TraceByIdResponse::decode(&body[..]).unwrap();
+                assert_eq!(answer.status, 0, "COMPLETE: {what}");
+                assert_eq!(span_count(&answer.trace.unwrap()), spans, "{what}");
+            }
+            ("protobuf", "Trace") => {
+                let trace =
+                    opentelemetry_proto::tonic::trace::v1::TracesData::decode(&body[..]).unwrap();
+                assert_eq!(span_count(&trace), spans, "{what}");
+            }
+            ("json", key) => {
+                let json: Value = serde_json::from_slice(&body)
+                    .unwrap_or_else(|e| panic!("{what}: not JSON ({e})"));
+                let list = json[key]
+                    .as_array()
+                    .unwrap_or_else(|| panic!("{what}: {json}"));
+                assert!(!list.is_empty(), "{what}: {json}");
+            }
+            other => panic!("unknown expectation {other:?}"),
+        }
+    }
+}

@@ -34,7 +34,10 @@ pub use follower::Follower;
 pub use maintain::{MaintainConfig, MaintainReport};
 pub use metrics::Metrics;
 pub use otlp::decode::Format as OtlpFormat;
-pub use otlp::export::{traces_data_json, traces_data_json_with_events, traces_data_protobuf};
+pub use otlp::export::{
+    tempo_trace_by_id_protobuf, traces_data_json, traces_data_json_with_events,
+    traces_data_protobuf,
+};
 pub use otlp::normalise::Normalised;
 pub use parquet_files::FileMeta;
 pub use storage::RemoteStore;

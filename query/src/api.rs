@@ -170,6 +170,19 @@ async fn sql(
     crate::streamed::respond(answer, format).await
 }
 
+/// Whether the `Accept` header asks for protobuf (`application/protobuf`,
+/// as Grafana sends it, or `application/x-protobuf`).
+pub(crate) fn wants_protobuf(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("application/protobuf") || a.contains("application/x-protobuf"))
+}
+
+pub(crate) fn protobuf_response(body: Vec<u8>) -> Response {
+    ([(header::CONTENT_TYPE, "application/x-protobuf")], body).into_response()
+}
+
 /// A trace as OTLP `TracesData`: JSON, or protobuf when the `Accept`
 /// header asks for `application/protobuf` (or `application/x-protobuf`).
 async fn trace(
@@ -185,18 +198,8 @@ async fn trace(
         return Err(QueryError::trace_not_found(&trace_id));
     }
     let events = engine.trace_events(&id).await?;
-    let protobuf = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| {
-            a.contains("application/protobuf") || a.contains("application/x-protobuf")
-        });
-    if protobuf {
-        return Ok((
-            [(header::CONTENT_TYPE, "application/x-protobuf")],
-            traces_data_protobuf(&batches, &events)?,
-        )
-            .into_response());
+    if wants_protobuf(&headers) {
+        return Ok(protobuf_response(traces_data_protobuf(&batches, &events)?));
     }
     Ok(json_response(
         traces_data_json_with_events(&batches, &events)?.to_string(),

@@ -13,6 +13,7 @@ use arrow::datatypes::{DataType, Int64Type, TimeUnit};
 use axum::Extension;
 use axum::Router;
 use axum::extract::{Path, State};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
 use datafusion::functions::core::expr_fn::coalesce;
@@ -22,11 +23,13 @@ use datafusion::prelude::{DataFrame, col, lit};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use weft_auth::Caller;
-use weft_collector::traces_data_json_with_events;
+use weft_collector::{
+    tempo_trace_by_id_protobuf, traces_data_json_with_events, traces_data_protobuf,
+};
 use weft_schemas::TraceId;
 use weft_schemas::schema::col as column;
 
-use crate::api::{ApiState, Params, json_response};
+use crate::api::{ApiState, Params, json_response, protobuf_response, wants_protobuf};
 use crate::engine::{QueryEngine, timestamp};
 use crate::error::QueryError;
 use crate::traceql::{self, Condition, Field, Op, Scope, SpanFilter};
@@ -73,7 +76,12 @@ async fn buildinfo() -> Response {
     )
 }
 
-async fn trace_json(api: &ApiState, caller: &Caller, trace_id: &str) -> Result<Value, QueryError> {
+/// A trace's span rows and its event rows; not found when it has no spans.
+async fn trace_rows(
+    api: &ApiState,
+    caller: &Caller,
+    trace_id: &str,
+) -> Result<(Vec<RecordBatch>, Vec<RecordBatch>), QueryError> {
     let id: TraceId = trace_id.parse()?;
     let engine = api.engine(caller).await?;
     let batches = engine.trace(&id).await?;
@@ -81,27 +89,43 @@ async fn trace_json(api: &ApiState, caller: &Caller, trace_id: &str) -> Result<V
         return Err(QueryError::trace_not_found(trace_id));
     }
     let events = engine.trace_events(&id).await?;
-    Ok(traces_data_json_with_events(&batches, &events)?)
+    Ok((batches, events))
 }
 
-/// v1: the trace's resource spans as `batches`.
+/// v1: the trace's resource spans as `batches` in JSON; with `Accept:
+/// application/protobuf` (what Grafana sends) Tempo's `Trace`, which is laid
+/// out as OTLP `TracesData`.
 async fn trace_v1(
     State(api): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Path(trace_id): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Response, QueryError> {
-    let mut data = trace_json(&api, &caller, &trace_id).await?;
+    let (batches, events) = trace_rows(&api, &caller, &trace_id).await?;
+    if wants_protobuf(&headers) {
+        return Ok(protobuf_response(traces_data_protobuf(&batches, &events)?));
+    }
+    let mut data = traces_data_json_with_events(&batches, &events)?;
     let batches = data["resourceSpans"].take();
     Ok(json_response(json!({ "batches": batches }).to_string()))
 }
 
-/// v2: the trace as OTLP `TracesData` under `trace`.
+/// v2: the trace as OTLP `TracesData` under `trace`; with `Accept:
+/// application/protobuf` (what Grafana sends first, falling back to v1 on a
+/// 404) Tempo's `TraceByIDResponse`.
 async fn trace_v2(
     State(api): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Path(trace_id): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Response, QueryError> {
-    let data = trace_json(&api, &caller, &trace_id).await?;
+    let (batches, events) = trace_rows(&api, &caller, &trace_id).await?;
+    if wants_protobuf(&headers) {
+        return Ok(protobuf_response(tempo_trace_by_id_protobuf(
+            &batches, &events,
+        )?));
+    }
+    let data = traces_data_json_with_events(&batches, &events)?;
     Ok(json_response(json!({ "trace": data }).to_string()))
 }
 

@@ -100,6 +100,22 @@ pub fn traces_data_protobuf(batches: &[RecordBatch], events: &[RecordBatch]) -> 
     Ok(data.encode_to_vec())
 }
 
+/// The same trace as Grafana Tempo's `TraceByIDResponse` protobuf (its
+/// `/api/v2/traces/{id}` answer to `Accept: application/protobuf`): field 1
+/// is Tempo's `Trace`, whose only field (`resourceSpans = 1`) is laid out as
+/// `TracesData`'s; the status, COMPLETE, is the default and so not written.
+pub fn tempo_trace_by_id_protobuf(
+    batches: &[RecordBatch],
+    events: &[RecordBatch],
+) -> Result<Vec<u8>> {
+    let trace = traces_data_protobuf(batches, events)?;
+    let mut out = Vec::with_capacity(trace.len() + 11);
+    prost::encoding::encode_key(1, prost::encoding::WireType::LengthDelimited, &mut out);
+    prost::encoding::encode_varint(trace.len() as u64, &mut out);
+    out.extend_from_slice(&trace);
+    Ok(out)
+}
+
 /// Builds `TracesData` JSON from batches of the span schema.
 pub fn traces_data_json(batches: &[RecordBatch]) -> Result<Value> {
     traces_data_json_with_events(batches, &[])
