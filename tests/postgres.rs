@@ -206,6 +206,16 @@ with psycopg.connect(host=host, port=port, user="weft", dbname="weft") as conn:
         "THEN quote_ident(table_schema) = (parse_ident('spans'))[1] "
         "AND quote_ident(table_name) = (parse_ident('spans'))[2] "
         "ELSE quote_ident(table_name) = 'spans' AND " + SEARCH_PATH + " END",
+        # Grafana's table list with no schema chosen: tables on the search
+        # path by name first, then the rest qualified (IN subqueries in the
+        # select list and in ORDER BY).
+        "SELECT CASE WHEN " + SEARCH_PATH + " THEN quote_ident(table_name) "
+        "ELSE quote_ident(table_schema) || '.' || quote_ident(table_name) END AS \"table\" "
+        "FROM information_schema.tables WHERE quote_ident(table_schema) NOT IN "
+        "('information_schema', 'pg_catalog', '_timescaledb_cache', '_timescaledb_catalog', "
+        "'_timescaledb_internal', '_timescaledb_config', 'timescaledb_information', "
+        "'timescaledb_experimental') "
+        "ORDER BY CASE WHEN " + SEARCH_PATH + " THEN 0 ELSE 1 END, 1",
     ]
     failed = {}
     results = {}
@@ -220,6 +230,7 @@ with psycopg.connect(host=host, port=port, user="weft", dbname="weft") as conn:
     out["schemas"] = sorted(r[0] for r in results.get(catalog[11]) or [])
     out["tables"] = sorted(r[0] for r in results.get(catalog[12]) or [])
     out["columns"] = len(results.get(catalog[13]) or [])
+    out["tables_no_schema"] = [r[0] for r in results.get(catalog[14]) or []]
     out["search_path"] = (results.get("SHOW search_path") or [[None]])[0][0]
 
     try:
@@ -285,6 +296,13 @@ fn psycopg_binds_parameters_and_clients_catalog_queries_answer() {
         "{got}"
     );
     assert!(got["columns"].as_u64().unwrap() > 20, "{got}");
+    // Without a schema: the search path's tables by name, none qualified.
+    let listed = got["tables_no_schema"].as_array().unwrap();
+    assert!(listed.iter().any(|t| t == "spans"), "{got}");
+    assert!(
+        listed.iter().all(|t| !t.as_str().unwrap().contains('.')),
+        "{got}"
+    );
     assert!(
         got["schemas"]
             .as_array()

@@ -464,6 +464,7 @@ impl QueryEngine {
     ) -> Result<LogicalPlan, QueryError> {
         use datafusion::sql::parser::Statement;
         crate::postgres::functions_in_from(&mut statement, &self.ctx);
+        crate::postgres::in_subqueries_outside_filters(&mut statement);
         let plan = self
             .bounded(async {
                 Ok(self

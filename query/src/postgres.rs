@@ -18,8 +18,9 @@ use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
 use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
 use datafusion::sql::sqlparser::ast::{
-    Expr, FunctionArgumentList, FunctionArguments, Ident, ObjectName, Query, SelectItem, SetExpr,
-    Statement, TableAliasColumnDef, TableFactor, TableFunctionArgs, VisitMut, VisitorMut,
+    Expr, FunctionArgumentList, FunctionArguments, Ident, ObjectName, OrderBy, OrderByKind, Query,
+    SelectItem, SetExpr, Statement, TableAliasColumnDef, TableFactor, TableFunctionArgs,
+    UnaryOperator, VisitMut, VisitorMut, visit_expressions_mut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -208,6 +209,102 @@ pub(crate) fn functions_in_from(statement: &mut Statement, ctx: &SessionContext)
     let _ = statement.visit(&mut Rewrite { ctx });
 }
 
+/// `x [NOT] IN (subquery)` in a select list or `ORDER BY`, which DataFusion
+/// plans only in filters and Grafana's table list uses in both:
+/// rewritten to `[NOT] coalesce(array_has((SELECT array_agg(v) FROM
+/// (subquery) AS weft_in(v)), x), false)`, a scalar subquery DataFusion runs
+/// anywhere. (An empty subquery gives false, as `IN` does; a null among its
+/// values does not make the answer null.) In `WHERE` and `JOIN` the native
+/// plan is kept.
+pub(crate) fn in_subqueries_outside_filters(statement: &mut Statement) {
+    struct Rewrite;
+    impl VisitorMut for Rewrite {
+        type Break = ();
+        fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+            if let SetExpr::Select(select) = query.body.as_mut() {
+                for item in &mut select.projection {
+                    if let SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } =
+                        item
+                    {
+                        rewrite_in_subqueries(e);
+                    }
+                }
+            }
+            if let Some(OrderBy {
+                kind: OrderByKind::Expressions(exprs),
+                ..
+            }) = query.order_by.as_mut()
+            {
+                for e in exprs {
+                    rewrite_in_subqueries(&mut e.expr);
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = statement.visit(&mut Rewrite);
+}
+
+fn rewrite_in_subqueries(expr: &mut Expr) {
+    let _ = visit_expressions_mut(expr, |e| {
+        if let Expr::InSubquery {
+            expr,
+            subquery,
+            negated,
+        } = e
+            && let Some(member) = member_of(expr, subquery, *negated)
+        {
+            *e = member;
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}
+
+/// The `coalesce(array_has(…))` expression of [`in_subqueries_outside_filters`],
+/// built from a parsed template with `expr` and `subquery` moved in.
+fn member_of(expr: &Expr, subquery: &Query, negated: bool) -> Option<Expr> {
+    const TEMPLATE: &str = "SELECT coalesce(array_has((SELECT array_agg(weft_in.v) \
+                            FROM (SELECT 1) AS weft_in(v)), weft_in_member), false)";
+    let mut parsed = Parser::parse_sql(&PostgreSqlDialect {}, TEMPLATE).ok()?;
+    let Some(Statement::Query(mut query)) = parsed.pop() else {
+        return None;
+    };
+    let SetExpr::Select(select) = query.body.as_mut() else {
+        return None;
+    };
+    let Some(SelectItem::UnnamedExpr(mut member)) = select.projection.pop() else {
+        return None;
+    };
+    struct Fill<'a> {
+        expr: &'a Expr,
+        subquery: &'a Query,
+    }
+    impl VisitorMut for Fill<'_> {
+        type Break = ();
+        fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+            if matches!(e, Expr::Identifier(id) if id.value == "weft_in_member") {
+                *e = self.expr.clone();
+            }
+            ControlFlow::Continue(())
+        }
+        fn post_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+            if let TableFactor::Derived { subquery, .. } = factor {
+                **subquery = self.subquery.clone();
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = member.visit(&mut Fill { expr, subquery });
+    Some(if negated {
+        Expr::UnaryOp {
+            op: UnaryOperator::Not,
+            expr: Box::new(Expr::Nested(Box::new(member))),
+        }
+    } else {
+        member
+    })
+}
+
 /// `SELECT name(args) AS column`.
 fn one_row(name: &ObjectName, args: &TableFunctionArgs, column: &Ident) -> Option<Query> {
     let mut template = Parser::parse_sql(&PostgreSqlDialect {}, "SELECT f() AS c").ok()?;
@@ -322,6 +419,73 @@ mod tests {
         // A cycle through pg_catalog would keep the session and its tables
         // (for a store: the WAL lock) alive.
         assert_eq!(Arc::strong_count(&source), 1);
+    }
+
+    async fn run(ctx: &SessionContext, sql: &str) -> Vec<String> {
+        let mut statement = Parser::parse_sql(&PostgreSqlDialect {}, sql)
+            .unwrap()
+            .remove(0);
+        functions_in_from(&mut statement, ctx);
+        in_subqueries_outside_filters(&mut statement);
+        let plan = ctx
+            .state()
+            .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(
+                statement,
+            )))
+            .await
+            .unwrap();
+        let batches = ctx
+            .execute_logical_plan(plan)
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        batches
+            .iter()
+            .flat_map(|b| {
+                let column = arrow::compute::cast(b.column(0), &DataType::Utf8).unwrap();
+                let text = column.as_any().downcast_ref::<StringArray>().unwrap();
+                text.iter()
+                    .map(|v| v.unwrap_or("NULL").to_owned())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn in_subqueries_in_select_lists_and_order_by_run() {
+        let ctx = SessionContext::new();
+        register(&ctx).unwrap();
+        ctx.sql("CREATE TABLE t (a TEXT) AS VALUES ('x'), ('y'), ('z')")
+            .await
+            .unwrap();
+        // In the select list and ORDER BY, negated, nested, and empty.
+        assert_eq!(
+            run(
+                &ctx,
+                "SELECT CASE WHEN a IN (SELECT 'y' UNION ALL SELECT 'z') THEN a ELSE 'other.' || a END \
+                 FROM t ORDER BY CASE WHEN a NOT IN (SELECT 'z') THEN 0 ELSE 1 END, 1"
+            )
+            .await,
+            ["other.x", "y", "z"]
+        );
+        assert_eq!(
+            run(
+                &ctx,
+                "SELECT a IN (SELECT a FROM t WHERE a IN (SELECT 'x')) FROM t ORDER BY a"
+            )
+            .await,
+            ["true", "false", "false"]
+        );
+        assert_eq!(
+            run(
+                &ctx,
+                "SELECT a IN (SELECT 'q' WHERE false) FROM t ORDER BY a"
+            )
+            .await,
+            ["false", "false", "false"]
+        );
     }
 
     #[tokio::test]
