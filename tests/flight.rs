@@ -23,7 +23,11 @@ import adbc_driver_flightsql.dbapi as flight_sql
 uri, token, service = sys.argv[1], sys.argv[2], sys.argv[3]
 QUERIES = json.loads(sys.argv[4])
 db_kwargs = {}
-if token:
+if token.startswith("basic:"):
+    # Flight's basic-auth handshake: the token is the password.
+    db_kwargs["username"] = "weft"
+    db_kwargs["password"] = token[len("basic:"):]
+elif token:
     db_kwargs[adbc_driver_flightsql.DatabaseOptions.AUTHORIZATION_HEADER.value] = "Bearer " + token
 out = {}
 def attempt(name, fn):
@@ -32,7 +36,12 @@ def attempt(name, fn):
     except Exception as e:
         out[name] = {"error": type(e).__name__ + ": " + str(e)}
 
-with flight_sql.connect(uri, db_kwargs=db_kwargs, autocommit=True) as conn:
+try:
+    conn = flight_sql.connect(uri, db_kwargs=db_kwargs, autocommit=True)
+except Exception as e:
+    print(json.dumps({"connect": {"error": type(e).__name__ + ": " + str(e)}}))
+    sys.exit(0)
+with conn:
     cur = conn.cursor()
     def run(sql):
         cur.execute(sql)
@@ -190,6 +199,24 @@ token = "ingest-token-0123456789"
     }
     let got = run_adbc(&server, Some("query-token-0123456789"), "svc");
     assert_eq!(got["q0"]["rows"], 0, "{got}");
+    // The handshake: a token as the basic-auth password, then the bearer
+    // header it answers with on every call.
+    let basic = run_adbc(&server, Some("basic:query-token-0123456789"), "svc");
+    assert_eq!(basic["q0"]["rows"], 0, "{basic}");
+    for refused in [
+        "basic:wrong-token-0123456789",
+        "basic:ingest-token-0123456789",
+    ] {
+        let got = run_adbc(&server, Some(refused), "svc");
+        let error = got["connect"]["error"]
+            .as_str()
+            .or_else(|| got["q0"]["error"].as_str())
+            .unwrap_or_default();
+        assert!(
+            error.contains("UNAUTHENTICATED") || error.contains("role"),
+            "{refused}: {got}"
+        );
+    }
     let error = got["large"]["error"].as_str().unwrap_or_default();
     assert!(error.contains("result limit"), "{got}");
 }
