@@ -409,3 +409,77 @@ token = "acme-query-token-0123456789"
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "SET\n0");
 }
+
+/// psycopg cancels a running statement from another thread (what psql's
+/// Ctrl-C sends: a CancelRequest on a new connection with the session's key),
+/// over and over until the statement ends, for an aggregate and for rows.
+const CANCEL_SCRIPT: &str = r#"
+import json, sys, threading
+import psycopg
+
+host, port = sys.argv[1], int(sys.argv[2])
+out = {}
+with psycopg.connect(host=host, port=port, user="weft", dbname="weft", autocommit=True) as conn:
+    for name, sql in [
+        ("aggregate", "SELECT count(*) FROM generate_series(1, 1000000000000)"),
+        ("rows", "SELECT value FROM generate_series(1, 1000000000000)"),
+    ]:
+        done = threading.Event()
+        def cancel_until_done():
+            while not done.is_set():
+                conn.cancel_safe()
+                done.wait(0.05)
+        canceller = threading.Thread(target=cancel_until_done)
+        canceller.start()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql)
+                for _ in cur:
+                    pass
+            out[name] = "finished"
+        except psycopg.errors.QueryCanceled as e:
+            out[name] = "cancelled: " + str(e).strip()
+        finally:
+            done.set()
+            canceller.join()
+    # The session goes on.
+    out["after"] = conn.execute("SELECT 41 + 1").fetchone()[0]
+print(json.dumps(out))
+"#;
+
+#[test]
+fn a_cancel_request_ends_the_running_statement_and_the_session_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("weft.toml");
+    // A statement that outlives the test unless cancelled.
+    std::fs::write(&config, "query_timeout_secs = 3600\n").unwrap();
+    let server = Server::start(
+        &dir.path().join("data"),
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--postgres",
+            "127.0.0.1:0",
+        ],
+    );
+    let pg = server.postgres.unwrap();
+    let out = python()
+        .args(["-c", CANCEL_SCRIPT])
+        .arg(pg.ip().to_string())
+        .arg(pg.port().to_string())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for statement in ["aggregate", "rows"] {
+        assert_eq!(
+            got[statement], "cancelled: canceling statement due to user request",
+            "{got}"
+        );
+    }
+    assert_eq!(got["after"], 42, "{got}");
+}

@@ -19,6 +19,10 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// The startup packet is small (user, database, options).
 const MAX_STARTUP_BYTES: usize = 64 * 1024;
 
+/// How long pgwire may take to finish a session once its client stopped
+/// sending (a statement in flight still ends by the query timeout).
+const FINISH_GRACE: Duration = Duration::from_secs(5);
+
 const SSL_REQUEST: i32 = 80_877_103;
 const GSSENC_REQUEST: i32 = 80_877_104;
 
@@ -173,9 +177,19 @@ where
     };
     let last_word = {
         let downstream = tokio::io::copy(&mut server_read, &mut client_write);
+        tokio::pin!(downstream);
         tokio::select! {
-            last_word = upstream => last_word?,
-            copied = downstream => {
+            last_word = upstream => match last_word? {
+                Some(error) => Some(error),
+                // The client has said all it will (a CancelRequest's
+                // connection sends one packet and closes): pgwire gets to act
+                // on what it read and end the session itself, within a grace.
+                None => {
+                    let _ = tokio::time::timeout(FINISH_GRACE, &mut downstream).await;
+                    None
+                }
+            },
+            copied = &mut downstream => {
                 copied?;
                 None
             }

@@ -18,10 +18,12 @@
 //!   body is read, and an idle deadline, in front of pgwire;
 //! - `startup`: authentication (a query token as the password) and the tenant;
 //! - `session`: simple and extended query protocol (`$n` parameters);
+//! - `cancel`: query cancel requests (psql's Ctrl-C);
 //! - `local`: what is answered without the engine (`SET`, `SHOW`,
 //!   transactions);
 //! - `rows`: answers as rows (maps as JSON text) and errors as SQLSTATEs.
 
+mod cancel;
 mod frames;
 mod local;
 mod rows;
@@ -46,6 +48,7 @@ use weft_query::QueryEngine;
 struct Handlers {
     session: Arc<session::Session>,
     startup: Arc<startup::Startup>,
+    cancels: Arc<cancel::Cancels>,
 }
 
 impl PgWireServerHandlers for Handlers {
@@ -59,6 +62,10 @@ impl PgWireServerHandlers for Handlers {
 
     fn startup_handler(&self) -> Arc<impl pgwire::api::auth::StartupHandler> {
         Arc::clone(&self.startup)
+    }
+
+    fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
+        Arc::clone(&self.cancels)
     }
 }
 
@@ -79,9 +86,11 @@ pub async fn serve(
     tls: Option<TlsAcceptor>,
     stop: impl Future<Output = ()>,
 ) {
+    let cancels = Arc::new(cancel::Cancels::default());
     let handlers = Arc::new(Handlers {
         session: Arc::new(session::Session::new(engine)),
-        startup: Arc::new(startup::Startup::new(auth)),
+        startup: Arc::new(startup::Startup::new(auth, Arc::clone(&cancels))),
+        cancels,
     });
     let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let mut sessions = JoinSet::new();

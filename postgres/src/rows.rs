@@ -15,6 +15,8 @@ use pgwire::messages::data::DataRow;
 use pgwire::types::format::FormatOptions;
 use weft_query::{Answer, QueryError};
 
+use crate::cancel::StatementCancel;
+
 /// Whether a column goes on the wire as JSON text: PostgreSQL (and arrow-pg)
 /// has no type for it.
 fn as_json(data_type: &DataType) -> bool {
@@ -77,6 +79,7 @@ type Rows = Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send>;
 
 struct Reading {
     answer: Answer,
+    cancel: StatementCancel,
     fields: Arc<Vec<FieldInfo>>,
     rows: Option<Rows>,
     finished: bool,
@@ -88,9 +91,11 @@ struct Reading {
 pub(crate) fn stream(
     answer: Answer,
     fields: Arc<Vec<FieldInfo>>,
+    cancel: StatementCancel,
 ) -> impl Stream<Item = PgWireResult<DataRow>> + Send + 'static {
     let reading = Reading {
         answer,
+        cancel,
         fields,
         rows: None,
         finished: false,
@@ -104,7 +109,14 @@ pub(crate) fn stream(
             if r.finished {
                 return None;
             }
-            match r.answer.next_batch().await {
+            let next = tokio::select! {
+                next = r.answer.next_batch() => next,
+                () = r.cancel.cancelled() => {
+                    r.finished = true;
+                    return Some((Err(cancelled()), r));
+                }
+            };
+            match next {
                 Ok(Some(batch)) => match wire_batch(batch) {
                     Ok(batch) => {
                         let rows: Rows = encode_recordbatch(Arc::clone(&r.fields), batch);
@@ -135,6 +147,15 @@ fn user_error(code: &str, message: String) -> PgWireError {
         code.to_owned(),
         message,
     )))
+}
+
+/// A statement ended by a cancel request (57014: query_canceled, with
+/// PostgreSQL's own words).
+pub(crate) fn cancelled() -> PgWireError {
+    user_error(
+        "57014",
+        "canceling statement due to user request".to_owned(),
+    )
 }
 
 /// The answer stopped at a result cap (54000: program_limit_exceeded).

@@ -29,6 +29,7 @@ use pgwire::messages::response::TransactionStatus;
 use pgwire::types::format::FormatOptions;
 use weft_query::{QueryEngine, QueryError};
 
+use crate::cancel::StatementCancel;
 use crate::local::{self, Local};
 use crate::rows;
 use crate::startup::TENANT;
@@ -187,12 +188,16 @@ async fn run<C: ClientInfo + ?Sized>(
     plan: LogicalPlan,
     format: &Format,
 ) -> PgWireResult<Response> {
-    let answer = engine.run(plan).await.map_err(rows::error)?;
+    let mut cancel = StatementCancel::start(client);
+    let answer = tokio::select! {
+        answer = engine.run(plan) => answer.map_err(rows::error)?,
+        () = cancel.cancelled() => return Err(rows::cancelled()),
+    };
     let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
     let fields = Arc::new(rows::fields(&answer.schema, format, options)?);
     Ok(Response::Query(QueryResponse::new(
         Arc::clone(&fields),
-        rows::stream(answer, fields),
+        rows::stream(answer, fields, cancel),
     )))
 }
 

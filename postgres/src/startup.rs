@@ -20,28 +20,37 @@ use pgwire::messages::startup::Authentication;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use weft_auth::{Auth, Caller, Role};
 
+use crate::cancel::Cancels;
+
 /// The metadata key holding the tenant of the connection's token.
 pub(crate) const TENANT: &str = "weft.tenant";
 
 pub(crate) struct Startup {
     auth: Arc<Auth>,
     parameters: DefaultServerParameterProvider,
+    cancels: Arc<Cancels>,
 }
 
 impl Startup {
-    pub(crate) fn new(auth: Arc<Auth>) -> Self {
+    pub(crate) fn new(auth: Arc<Auth>, cancels: Arc<Cancels>) -> Self {
         let mut parameters = DefaultServerParameterProvider::default();
         // Clients that look (DBeaver, JDBC) learn that writes are refused.
         parameters.default_transaction_read_only = true;
         parameters.is_superuser = false;
         parameters.time_zone = "UTC".to_owned();
         parameters.server_version = weft_query::postgres::SERVER_VERSION.to_owned();
-        Self { auth, parameters }
+        Self {
+            auth,
+            parameters,
+            cancels,
+        }
     }
 }
 
-/// The connection may run queries now: keep the caller's tenant.
-fn admit<C: ClientInfo>(client: &mut C, caller: &Caller) {
+/// The connection may run queries now: keep the caller's tenant, and give
+/// the session its cancel key.
+fn admit<C: ClientInfo>(client: &mut C, caller: &Caller, cancels: &Arc<Cancels>) {
+    cancels.register(client);
     match caller.tenant() {
         Some(tenant) => client
             .metadata_mut()
@@ -75,7 +84,7 @@ impl StartupHandler for Startup {
                         ))
                         .await?;
                 } else {
-                    admit(client, &Caller::Anyone);
+                    admit(client, &Caller::Anyone, &self.cancels);
                     finish_authentication(client, &self.parameters).await?;
                 }
             }
@@ -87,7 +96,7 @@ impl StartupHandler for Startup {
                 {
                     Ok(caller) => {
                         tracing::debug!(token = caller.name(), "PostgreSQL client authenticated");
-                        admit(client, &caller);
+                        admit(client, &caller, &self.cancels);
                         finish_authentication(client, &self.parameters).await?;
                     }
                     Err(denied) => {
