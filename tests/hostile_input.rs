@@ -616,3 +616,86 @@ fn a_query_that_panics_inside_datafusion_is_answered_and_survived() {
     assert!(server.is_healthy());
     assert_eq!(server.count("SELECT count(*) AS n FROM spans"), 0);
 }
+
+/// Item 6, again: a request's decode is charged before it is decoded. A
+/// protobuf body of empty spans (`12 00`, two bytes each) decodes into a
+/// whole `Span` struct per two bytes — 8 MiB of them into gigabytes — so it
+/// is refused from its bytes, over HTTP and over gRPC, and the server's
+/// memory never holds the decoded request.
+#[test]
+fn empty_elements_are_charged_what_they_decode_into_before_decoding() {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("weft.toml");
+    std::fs::write(&config, "max_inflight_bytes = 67108864\n").unwrap();
+    let server = Server::start(
+        &dir.path().join("data"),
+        &["--config", config.to_str().unwrap()],
+    );
+    let before = peak_rss(server.pid());
+
+    // One resource, one scope, four million empty spans: 8 MiB on the wire.
+    let spans = 4 << 20;
+    let mut scope = Vec::with_capacity(2 * spans);
+    for _ in 0..spans {
+        scope.extend_from_slice(&[0x12, 0x00]);
+    }
+    let mut body = Vec::new();
+    let mut resource = vec![0x12];
+    prost::encoding::encode_varint(scope.len() as u64, &mut resource);
+    resource.extend_from_slice(&scope);
+    body.push(0x0a);
+    prost::encoding::encode_varint(resource.len() as u64, &mut body);
+    body.extend_from_slice(&resource);
+    let response = reqwest::blocking::Client::new()
+        .post(format!("http://{}/v1/traces", server.http))
+        .header("content-type", "application/x-protobuf")
+        .body(body)
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let status = <RpcStatus as prost::Message>::decode(response.bytes().unwrap()).unwrap();
+    assert!(status.message.contains("max_inflight_bytes"), "{status:?}");
+
+    // The same over gRPC: 300,000 empty spans, under the 4 MiB message limit.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let refused = runtime.block_on(async {
+        let mut client = TraceServiceClient::connect(format!("http://{}", server.grpc))
+            .await
+            .unwrap();
+        let request = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![Span::default(); 300_000],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        client.export(request).await.unwrap_err()
+    });
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    assert!(
+        refused.message().contains("max_inflight_bytes"),
+        "{refused:?}"
+    );
+
+    // Neither was decoded: the server grew by far less than either would take.
+    let grown = peak_rss(server.pid()).saturating_sub(before);
+    eprintln!("peak resident memory grew by {grown} bytes");
+    assert!(grown < 128 * 1024 * 1024, "{grown} bytes");
+    assert!(server.is_healthy());
+    server.send_json(&json!({"resourceSpans": []}));
+}
+
+/// `google.rpc.Status`, the body of an OTLP/HTTP error.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+}

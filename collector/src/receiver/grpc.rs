@@ -1,100 +1,84 @@
 //! OTLP/gRPC: `TraceService/Export` (and `LogsService/Export` with an event
-//! store) on tonic, gzip accepted.
+//! store) on tonic, gzip accepted. The services are `charged::ExportServer`s,
+//! which charge each message's decode cost before decoding it and answer an
+//! undecodable one with INVALID_ARGUMENT.
 //!
-//! tonic answers two failures before our handler runs, with codes the OTLP
-//! spec does not use: an oversize message (OUT_OF_RANGE) and an undecodable
-//! one (INTERNAL). [`otlp_status_codes`] rewrites them to RESOURCE_EXHAUSTED
+//! tonic answers an oversize message before our code runs, with a code the
+//! OTLP spec does not use (OUT_OF_RANGE; INTERNAL for a failed
+//! decompression); [`otlp_status_codes`] rewrites them to RESOURCE_EXHAUSTED
 //! and INVALID_ARGUMENT, so every status this edge returns is mapped here.
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
-    LogsService, LogsServiceServer,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Sleep;
 use tokio_rustls::TlsAcceptor;
-use tonic::codec::CompressionEncoding;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::{Connected, TcpConnectInfo};
-use tonic::{Request, Response, Status};
+use tonic::{Request, Status};
 use weft_auth::{Caller, Role};
 
+use super::charged::{Charged, Export, ExportServer};
 use super::{Edge, export_logs, export_traces};
 use crate::config::{IngestLimits, ListenLimits};
 use crate::error::{Error, ErrorKind};
+use crate::otlp::cost::Kind;
 use crate::otlp::{
     ExportLogsServiceRequest, ExportLogsServiceResponse, ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 };
 use crate::store::Store;
 
-/// The gRPC trace service.
-struct OtlpGrpc {
-    store: Store,
-}
+/// `TraceService/Export`: spans go to the store.
+#[derive(Clone)]
+struct Traces(Store);
 
-#[tonic::async_trait]
-impl TraceService for OtlpGrpc {
+impl Export for Traces {
+    const SERVICE: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+    const PATH: &'static str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+    const KIND: Kind = Kind::TracesRequest;
+    type Request = ExportTraceServiceRequest;
+    type Response = ExportTraceServiceResponse;
+
+    fn store(&self) -> &Store {
+        &self.0
+    }
+
     async fn export(
         &self,
-        request: Request<ExportTraceServiceRequest>,
-    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        // Set by the interceptor in `serve`; missing would be our bug, and
-        // then nothing is let in.
-        let caller = request
-            .extensions()
-            .get::<Caller>()
-            .cloned()
-            .ok_or_else(|| Status::internal("request reached the handler unauthenticated"))?;
-        match export_traces(&self.store, request.into_inner(), &caller).await {
-            Ok(response) => Ok(Response::new(response)),
-            Err(e) => {
-                self.store
-                    .metrics()
-                    .requests_failed
-                    .fetch_add(1, Ordering::Relaxed);
-                Err(to_status(&e))
-            }
-        }
+        request: Charged<ExportTraceServiceRequest>,
+        caller: Caller,
+    ) -> crate::Result<ExportTraceServiceResponse> {
+        export_traces(&self.0, request.message, request.charge, &caller).await
     }
 }
 
-/// The gRPC logs service: log records of spans go to the event store.
-struct OtlpLogs {
-    events: Store,
-}
+/// `LogsService/Export`: log records of spans go to the event store.
+#[derive(Clone)]
+struct Logs(Store);
 
-#[tonic::async_trait]
-impl LogsService for OtlpLogs {
+impl Export for Logs {
+    const SERVICE: &'static str = "opentelemetry.proto.collector.logs.v1.LogsService";
+    const PATH: &'static str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
+    const KIND: Kind = Kind::LogsRequest;
+    type Request = ExportLogsServiceRequest;
+    type Response = ExportLogsServiceResponse;
+
+    fn store(&self) -> &Store {
+        &self.0
+    }
+
     async fn export(
         &self,
-        request: Request<ExportLogsServiceRequest>,
-    ) -> Result<Response<ExportLogsServiceResponse>, Status> {
-        let caller = request
-            .extensions()
-            .get::<Caller>()
-            .cloned()
-            .ok_or_else(|| Status::internal("request reached the handler unauthenticated"))?;
-        match export_logs(&self.events, request.into_inner(), &caller).await {
-            Ok(response) => Ok(Response::new(response)),
-            Err(e) => {
-                self.events
-                    .metrics()
-                    .requests_failed
-                    .fetch_add(1, Ordering::Relaxed);
-                Err(to_status(&e))
-            }
-        }
+        request: Charged<ExportLogsServiceRequest>,
+        caller: Caller,
+    ) -> crate::Result<ExportLogsServiceResponse> {
+        export_logs(&self.0, request.message, request.charge, &caller).await
     }
 }
 
@@ -159,10 +143,8 @@ pub async fn serve(
     edge: Edge,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
-    let service = TraceServiceServer::new(OtlpGrpc { store })
-        .max_decoding_message_size(limits.max_grpc_message_bytes)
-        .accept_compressed(CompressionEncoding::Gzip)
-        .send_compressed(CompressionEncoding::Gzip);
+    let max = limits.max_grpc_message_bytes;
+    let service = ExportServer::new(Traces(store), max);
     // Runs on the request's headers, before its message is read or decoded.
     let auth = edge.auth;
     let check = move |mut request: Request<()>| {
@@ -176,15 +158,9 @@ pub async fn serve(
         request.extensions_mut().insert(caller);
         Ok(request)
     };
-    let logs = edge.events.map(|events| {
-        InterceptedService::new(
-            LogsServiceServer::new(OtlpLogs { events })
-                .max_decoding_message_size(limits.max_grpc_message_bytes)
-                .accept_compressed(CompressionEncoding::Gzip)
-                .send_compressed(CompressionEncoding::Gzip),
-            check.clone(),
-        )
-    });
+    let logs = edge
+        .events
+        .map(|events| InterceptedService::new(ExportServer::new(Logs(events), max), check.clone()));
     let service = InterceptedService::new(service, check);
     tonic::transport::Server::builder()
         .timeout(listen.request_timeout)

@@ -24,6 +24,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::{
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use prost::Message;
 use serde_json::json;
+use tokio::sync::OwnedSemaphorePermit;
 
 use weft_auth::{Auth, Caller, Role};
 
@@ -31,6 +32,7 @@ use super::{Edge, export_logs, export_traces};
 use crate::config::IngestLimits;
 use crate::error::{Error, ErrorKind};
 use crate::otlp::ExportTraceServiceRequest;
+use crate::otlp::cost::{self, Kind};
 use crate::otlp::decode::{Encoding, Format, decode_message, decompress};
 use crate::store::Store;
 
@@ -94,11 +96,16 @@ async fn wrong_method(method: Method, uri: Uri) -> Response {
 }
 
 /// Reads, bounds, decompresses and decodes a request body.
+/// Reads, decompresses and decodes a request; before decoding, charges
+/// what decoding will allocate (`otlp::cost`, for the message `kind`, or a
+/// coarse bound for one of no schema here) to `budget`'s in-flight budget.
+/// The charge is held until the request is done with it.
 async fn read_request<M>(
     headers: &HeaderMap,
     body: Body,
     limit: usize,
-) -> Result<(M, Format), (Error, Option<Format>)>
+    budget: (&Store, Option<Kind>),
+) -> Result<(M, Format, OwnedSemaphorePermit), (Error, Option<Format>)>
 where
     M: Message + Default + serde::de::DeserializeOwned,
 {
@@ -116,8 +123,15 @@ where
         .await
         .map_err(|e| with_format(body_error(e, limit)))?;
     let body = decompress(raw, encoding, limit).map_err(with_format)?;
+    let (store, kind) = budget;
+    let cost = match (format, kind) {
+        (Format::Json, _) => cost::json(&body),
+        (Format::Protobuf, Some(kind)) => cost::protobuf(kind, &body),
+        (Format::Protobuf, None) => cost::protobuf_unknown(&body),
+    };
+    let charge = store.charge(cost).map_err(with_format)?;
     let message = decode_message::<M>(&body, format).map_err(with_format)?;
-    Ok((message, format))
+    Ok((message, format, charge))
 }
 
 /// Over the limit, or the body could not be read (the client went away mid-body).
@@ -142,10 +156,12 @@ async fn traces(
 ) -> Result<Response, Failure> {
     let caller = app.authorize(&headers)?;
     let limit = app.limits.max_http_body_bytes;
-    let (request, format) = read_request::<ExportTraceServiceRequest>(&headers, body, limit)
-        .await
-        .map_err(|(e, format)| app.failed(e, format))?;
-    let response = export_traces(&app.store, request, &caller)
+    let budget = (&app.store, Some(Kind::TracesRequest));
+    let (request, format, decoded) =
+        read_request::<ExportTraceServiceRequest>(&headers, body, limit, budget)
+            .await
+            .map_err(|(e, format)| app.failed(e, format))?;
+    let response = export_traces(&app.store, request, decoded, &caller)
         .await
         .map_err(|e| app.failed(e, Some(format)))?;
     let partial = response
@@ -190,10 +206,12 @@ async fn logs(
     };
     let caller = app.authorize(&headers)?;
     let limit = app.limits.max_http_body_bytes;
-    let (request, format) = read_request::<ExportLogsServiceRequest>(&headers, body, limit)
-        .await
-        .map_err(|(e, format)| app.failed(e, format))?;
-    let response = export_logs(&events, request, &caller)
+    let budget = (&events, Some(Kind::LogsRequest));
+    let (request, format, decoded) =
+        read_request::<ExportLogsServiceRequest>(&headers, body, limit, budget)
+            .await
+            .map_err(|(e, format)| app.failed(e, format))?;
+    let response = export_logs(&events, request, decoded, &caller)
         .await
         .map_err(|e| app.failed(e, Some(format)))?;
     let partial = response
@@ -273,10 +291,12 @@ async fn reject_all<M: NotStored>(
     body: Body,
 ) -> Result<Response, Failure> {
     app.authorize(&headers)?;
-    let (request, format) = read_request::<M>(&headers, body, app.limits.max_http_body_bytes)
+    let limit = app.limits.max_http_body_bytes;
+    let (request, format, decoded) = read_request::<M>(&headers, body, limit, (&app.store, None))
         .await
         .map_err(|(e, format)| app.failed(e, format))?;
     let rejected = request.items();
+    drop((request, decoded));
     let body = match format {
         Format::Protobuf => M::protobuf_response(rejected),
         Format::Json if rejected == 0 => b"{}".to_vec(),

@@ -3,10 +3,13 @@
 //! [`crate::Error`] to its protocol's status in one function (`grpc::to_status`,
 //! `http::error_response`).
 
+mod charged;
 pub mod grpc;
 pub mod http;
 
 use std::sync::Arc;
+
+use tokio::sync::OwnedSemaphorePermit;
 
 use weft_auth::{Auth, Caller};
 use weft_schemas::{AttrValue, ORIGIN_KEY, ORIGIN_TOKEN_KEY, Span, TENANT_KEY};
@@ -23,15 +26,21 @@ use crate::store::Store;
 
 /// Normalises a request, stores its valid spans durably, and builds the OTLP
 /// response: partial success when some spans were rejected.
+///
+/// `decoded` is what decoding the request was charged (`otlp::cost`, before
+/// it was decoded); once the request is normalised into spans, their own
+/// estimate is charged instead, until they are stored.
 pub(crate) async fn export_traces(
     store: &Store,
     request: ExportTraceServiceRequest,
+    decoded: OwnedSemaphorePermit,
     caller: &Caller,
 ) -> Result<ExportTraceServiceResponse> {
     let mut normalised = normalise_with(request, &store.attribute_limits());
     stamp_origin(&mut normalised.spans, caller);
     let (earliest, latest) = store.accepted_window();
     normalised.keep_within(earliest, latest, &store.window_text());
+    drop(decoded);
     // Charged before the rows are built, held until they are stored.
     let _charge = store.charge(estimated_bytes(&normalised.spans))?;
     let outcome = store.ingest(&normalised.spans).await?;
@@ -98,12 +107,14 @@ pub struct Edge {
 pub(crate) async fn export_logs(
     events: &Store,
     request: ExportLogsServiceRequest,
+    decoded: OwnedSemaphorePermit,
     caller: &Caller,
 ) -> Result<ExportLogsServiceResponse> {
     let mut normalised = normalise_logs(request, &events.attribute_limits());
     stamp_origin(&mut normalised.spans, caller);
     let (earliest, latest) = events.accepted_window();
     normalised.keep_within(earliest, latest, &events.window_text());
+    drop(decoded);
     let _charge = events.charge(estimated_bytes(&normalised.spans))?;
     events.ingest(&normalised.spans).await?;
     Ok(ExportLogsServiceResponse {
