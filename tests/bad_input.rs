@@ -7,7 +7,7 @@ mod common;
 
 use std::io::Write;
 
-use common::Server;
+use common::{RpcStatus, Server};
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use prost::Message;
@@ -34,15 +34,6 @@ fn span_json(trace_id: &str, span_id: &str, start: u64, end: u64, attrs: Value) 
     json!({"resourceSpans": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "bad-input"}}]},
         "scopeSpans": [{"spans": [{"traceId": trace_id, "spanId": span_id, "name": "s",
             "startTimeUnixNano": start.to_string(), "endTimeUnixNano": end.to_string(), "attributes": attrs}]}]}]})
-}
-
-/// `google.rpc.Status` as OTLP/HTTP sends it in protobuf.
-#[derive(Clone, PartialEq, prost::Message)]
-struct RpcStatus {
-    #[prost(int32, tag = "1")]
-    code: i32,
-    #[prost(string, tag = "2")]
-    message: String,
 }
 
 struct Case {

@@ -11,7 +11,7 @@
 mod common;
 
 use common::Server;
-use common::python::python;
+use common::python::run_json;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
@@ -58,16 +58,7 @@ print(json.dumps({"trace_id": format(ctx.trace_id, "032x"), "span_id": format(ct
 "#;
 
 fn send_chat(server: &Server) -> (String, String) {
-    let out = python()
-        .args(["-c", SCRIPT, &format!("http://{}", server.http)])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let ids: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids = run_json(SCRIPT, &[&format!("http://{}", server.http)]);
     (
         ids["trace_id"].as_str().unwrap().to_owned(),
         ids["span_id"].as_str().unwrap().to_owned(),
@@ -156,11 +147,7 @@ fn genai_events_from_the_python_sdk_show_with_their_span_and_survive_kill_9() {
     let server = Server::start(dir.path(), &[]);
     assert_eq!(events_of(&server, &trace).len(), 2);
     // The same records sent again (a client retry) are stored once.
-    let again = python()
-        .args(["-c", SCRIPT, &format!("http://{}", server.http)])
-        .output()
-        .unwrap();
-    assert!(again.status.success());
+    run_json(SCRIPT, &[&format!("http://{}", server.http)]);
     assert_eq!(events_of(&server, &trace).len(), 2);
     // After a clean stop (final flush), from the tables.
     assert!(server.terminate().success());

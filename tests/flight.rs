@@ -10,7 +10,7 @@
 mod common;
 
 use common::Server;
-use common::python::python;
+use common::python::run_json;
 use serde_json::{Value, json};
 
 const QUERIES: &[&str] = common::README_QUERIES;
@@ -84,20 +84,15 @@ print(json.dumps(out))
 /// Runs the ADBC script against the server; its one JSON line.
 fn run_adbc(server: &Server, token: Option<&str>, service: &str) -> Value {
     let flight = server.flight.expect("started with --flight");
-    let out = python()
-        .args(["-c", SCRIPT])
-        .arg(format!("grpc://{flight}"))
-        .arg(token.unwrap_or(""))
-        .arg(service)
-        .arg(serde_json::to_string(QUERIES).unwrap())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    run_json(
+        SCRIPT,
+        &[
+            &format!("grpc://{flight}"),
+            token.unwrap_or(""),
+            service,
+            &serde_json::to_string(QUERIES).unwrap(),
+        ],
+    )
 }
 
 #[test]

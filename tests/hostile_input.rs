@@ -657,7 +657,7 @@ fn empty_elements_are_charged_what_they_decode_into_before_decoding() {
         .send()
         .unwrap();
     assert_eq!(response.status(), 400);
-    let status = <RpcStatus as prost::Message>::decode(response.bytes().unwrap()).unwrap();
+    let status = <common::RpcStatus as prost::Message>::decode(response.bytes().unwrap()).unwrap();
     assert!(status.message.contains("max_inflight_bytes"), "{status:?}");
 
     // The same over gRPC: 300,000 empty spans, under the 4 MiB message limit.
@@ -689,13 +689,4 @@ fn empty_elements_are_charged_what_they_decode_into_before_decoding() {
     assert!(grown < 128 * 1024 * 1024, "{grown} bytes");
     assert!(server.is_healthy());
     server.send_json(&json!({"resourceSpans": []}));
-}
-
-/// `google.rpc.Status`, the body of an OTLP/HTTP error.
-#[derive(Clone, PartialEq, prost::Message)]
-struct RpcStatus {
-    #[prost(int32, tag = "1")]
-    code: i32,
-    #[prost(string, tag = "2")]
-    message: String,
 }

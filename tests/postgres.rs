@@ -12,7 +12,7 @@ mod common;
 use std::process::{Command, Output};
 
 use common::Server;
-use common::python::python;
+use common::python::run_json;
 use serde_json::Value;
 
 fn psql(server: &Server, password: Option<&str>, args: &[&str]) -> Output {
@@ -252,19 +252,10 @@ fn psycopg_binds_parameters_and_clients_catalog_queries_answer() {
         .unwrap()
         .to_owned();
     let pg = server.postgres.unwrap();
-    let out = python()
-        .args(["-c", PSYCOPG_SCRIPT])
-        .arg(pg.ip().to_string())
-        .arg(pg.port().to_string())
-        .arg(&service)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let got = run_json(
+        PSYCOPG_SCRIPT,
+        &[&pg.ip().to_string(), &pg.port().to_string(), &service],
     );
-    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
 
     let expected_rows = server.count(&format!(
         "SELECT count(*) AS n FROM (SELECT 1 FROM spans WHERE service_name = '{service}' \
@@ -463,18 +454,10 @@ fn a_cancel_request_ends_the_running_statement_and_the_session_goes_on() {
         ],
     );
     let pg = server.postgres.unwrap();
-    let out = python()
-        .args(["-c", CANCEL_SCRIPT])
-        .arg(pg.ip().to_string())
-        .arg(pg.port().to_string())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let got = run_json(
+        CANCEL_SCRIPT,
+        &[&pg.ip().to_string(), &pg.port().to_string()],
     );
-    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
     for statement in ["aggregate", "rows"] {
         assert_eq!(
             got[statement], "cancelled: canceling statement due to user request",

@@ -496,29 +496,6 @@ mod tests {
                    array_lower(string_to_array('public, other', ','), 1), \
                    array_upper(string_to_array('public, other', ','), 1)) AS i, \
                    string_to_array('public, other', ',') s ORDER BY i";
-        let mut statement = Parser::parse_sql(&PostgreSqlDialect {}, sql)
-            .unwrap()
-            .remove(0);
-        functions_in_from(&mut statement, &ctx);
-        let plan = ctx
-            .state()
-            .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(
-                statement,
-            )))
-            .await
-            .unwrap();
-        let batches = ctx
-            .execute_logical_plan(plan)
-            .await
-            .unwrap()
-            .collect()
-            .await
-            .unwrap();
-        let column = arrow::compute::cast(batches[0].column(0), &DataType::Utf8).unwrap();
-        let names = column.as_any().downcast_ref::<StringArray>().unwrap();
-        assert_eq!(
-            names.iter().flatten().collect::<Vec<_>>(),
-            ["public", "other"]
-        );
+        assert_eq!(run(&ctx, sql).await, ["public", "other"]);
     }
 }

@@ -52,6 +52,15 @@ pub fn grpc_tracer_provider(
         .build()
 }
 
+/// `google.rpc.Status`, the body of an OTLP/HTTP error in protobuf.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    pub code: i32,
+    #[prost(string, tag = "2")]
+    pub message: String,
+}
+
 /// A running `weft serve`, killed when dropped.
 pub struct Server {
     child: Child,

@@ -32,6 +32,28 @@ pub fn python() -> Command {
     command
 }
 
+/// Runs a Python `script` (`python3 -c`) with `args`, checks it succeeded,
+/// and reads the one JSON document it prints.
+pub fn run_json(script: &str, args: &[&str]) -> serde_json::Value {
+    let out = python()
+        .args(["-c", script])
+        .args(args)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "python failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "python printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
 /// Installs the packages once per target directory (a marker file says done).
 pub fn site_packages() -> &'static PathBuf {
     static SITE: OnceLock<PathBuf> = OnceLock::new();
