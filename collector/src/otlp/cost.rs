@@ -5,14 +5,17 @@
 //! into a whole `Span` struct, so a 4 MiB message of them would take about a
 //! gigabyte. For protobuf, [`protobuf`] walks the message by the OTLP schema
 //! (an explicit stack, no recursion, at most prost's nesting depth) and adds,
-//! per message element, its struct's size twice (a `Vec` may hold twice what
-//! it uses) and per string or bytes field its length. For JSON, [`json`]
-//! bounds the same from the number of objects and arrays in the body.
+//! per message element, what its struct takes in a growing `Vec`
+//! (`element_cost`), and per string or bytes field its length. For JSON,
+//! [`json`] bounds the same from the objects and arrays in the body, each
+//! charged as the struct its key says. The tests check the bound against
+//! what decoding really allocates (`allocation-counter`) on generated
+//! requests.
 
 use std::mem::size_of;
 
 use opentelemetry_proto::tonic::common::v1::{
-    AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList,
+    AnyValue, ArrayValue, EntityRef, InstrumentationScope, KeyValue, KeyValueList,
 };
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -27,6 +30,7 @@ pub(crate) enum Kind {
     ResourceSpans,
     ResourceLogs,
     Resource,
+    EntityRef,
     ScopeSpans,
     ScopeLogs,
     Scope,
@@ -46,6 +50,9 @@ enum Field {
     Message(Kind),
     /// A string or bytes: its length is allocated.
     Bytes,
+    /// One string of a repeated string field: its length, and its `String`
+    /// in a `Vec` (twice, for the slack).
+    RepeatedString,
     /// Not kept by the decoder (unknown fields are skipped).
     Skipped,
 }
@@ -57,6 +64,7 @@ impl Kind {
             Kind::ResourceSpans => size_of::<ResourceSpans>(),
             Kind::ResourceLogs => size_of::<ResourceLogs>(),
             Kind::Resource => size_of::<Resource>(),
+            Kind::EntityRef => size_of::<EntityRef>(),
             Kind::ScopeSpans => size_of::<ScopeSpans>(),
             Kind::ScopeLogs => size_of::<ScopeLogs>(),
             Kind::Scope => size_of::<InstrumentationScope>(),
@@ -74,7 +82,7 @@ impl Kind {
 
     /// The OTLP schema: what field `number` of this message holds.
     fn field(self, number: u64) -> Field {
-        use Field::{Bytes, Message, Skipped};
+        use Field::{Bytes, Message, RepeatedString, Skipped};
         match (self, number) {
             (Kind::TracesRequest, 1) => Message(Kind::ResourceSpans),
             (Kind::LogsRequest, 1) => Message(Kind::ResourceLogs),
@@ -85,6 +93,9 @@ impl Kind {
                 Bytes
             }
             (Kind::Resource, 1) => Message(Kind::KeyValue),
+            (Kind::Resource, 3) => Message(Kind::EntityRef),
+            (Kind::EntityRef, 1 | 2) => Bytes,
+            (Kind::EntityRef, 3 | 4) => RepeatedString,
             (Kind::ScopeSpans | Kind::ScopeLogs, 1) => Message(Kind::Scope),
             (Kind::ScopeSpans, 2) => Message(Kind::Span),
             (Kind::ScopeLogs, 2) => Message(Kind::LogRecord),
@@ -131,15 +142,35 @@ fn varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
     None
 }
 
+/// What one element of a repeated field costs, as the `Vec` holding it
+/// grows by pushes: three slots (growing from `c` to `2c` holds both
+/// buffers at once, `3c` for `c + 1` elements), and for a field's first
+/// element four more (a `Vec` of small items starts at four). The current
+/// message (`stack`'s top) remembers which fields it has met. A singular
+/// message field is charged the same; it sits in its parent, so that is
+/// more than it takes.
+fn element_cost(stack: &mut [(Kind, usize, u64)], number: u64, size: usize) -> usize {
+    let mut cost = 3 * size;
+    if let Some((_, _, met)) = stack.last_mut() {
+        let bit = 1u64 << number.min(63);
+        if *met & bit == 0 {
+            *met |= bit;
+            cost += 4 * size;
+        }
+    }
+    cost
+}
+
 /// The bytes decoding `bytes` as the protobuf message `root` will allocate
 /// (an upper bound). Malformed input is charged what was read up to the
 /// fault plus its own length: the decoder refuses it, but may allocate first.
 pub(crate) fn protobuf(root: Kind, bytes: &[u8]) -> usize {
     let mut cost = 0usize;
-    // (message kind, where it ends)
-    let mut stack: Vec<(Kind, usize)> = vec![(root, bytes.len())];
+    // (message kind, where it ends, the repeated fields met so far: bit n
+    // for field n; OTLP's numbers are small)
+    let mut stack: Vec<(Kind, usize, u64)> = vec![(root, bytes.len(), 0)];
     let mut at = 0usize;
-    while let Some(&(kind, end)) = stack.last() {
+    while let Some(&(kind, end, _)) = stack.last() {
         if at >= end {
             stack.pop();
             continue;
@@ -158,14 +189,20 @@ pub(crate) fn protobuf(root: Kind, bytes: &[u8]) -> usize {
                 if at.checked_add(len).is_none_or(|stop| stop > end) {
                     return cost.saturating_add(bytes.len());
                 }
-                match kind.field(tag >> 3) {
+                let number = tag >> 3;
+                match kind.field(number) {
                     Field::Message(child) if stack.len() < MAX_DEPTH => {
-                        cost = cost.saturating_add(2 * child.size());
-                        stack.push((child, at + len));
+                        cost = cost.saturating_add(element_cost(&mut stack, number, child.size()));
+                        stack.push((child, at + len, 0));
                     }
                     Field::Message(_) => return cost.saturating_add(bytes.len()),
                     Field::Bytes => {
                         cost = cost.saturating_add(len);
+                        at += len;
+                    }
+                    Field::RepeatedString => {
+                        let element = element_cost(&mut stack, number, size_of::<String>());
+                        cost = cost.saturating_add(len + element);
                         at += len;
                     }
                     Field::Skipped => at += len,
@@ -193,6 +230,7 @@ fn largest_struct() -> usize {
         Kind::ResourceSpans,
         Kind::ResourceLogs,
         Kind::Resource,
+        Kind::EntityRef,
         Kind::ScopeSpans,
         Kind::ScopeLogs,
         Kind::Scope,
@@ -219,6 +257,7 @@ fn json_kind(key: &[u8]) -> usize {
         b"resourceSpans" => Kind::ResourceSpans,
         b"resourceLogs" => Kind::ResourceLogs,
         b"resource" => Kind::Resource,
+        b"entityRefs" => Kind::EntityRef,
         b"scopeSpans" => Kind::ScopeSpans,
         b"scopeLogs" => Kind::ScopeLogs,
         b"scope" => Kind::Scope,
@@ -240,8 +279,9 @@ fn json_kind(key: &[u8]) -> usize {
 
 /// An upper bound on what decoding the OTLP/JSON `body` allocates: its text
 /// twice (strings decoded, and serde_json's work), plus per object the struct
-/// it becomes — told by the key it sits under — twice (it sits in a `Vec`).
-/// One pass over the bytes with a stack of array keys; no recursion.
+/// it becomes — told by the key it sits under — three times, and per array
+/// four of its items (as `element_cost` for protobuf). One pass over the
+/// bytes with a stack of keys; no recursion.
 pub(crate) fn json(body: &[u8]) -> usize {
     let mut cost = body.len().saturating_mul(2);
     // The key of each open array or object, innermost last.
@@ -261,6 +301,10 @@ pub(crate) fn json(body: &[u8]) -> usize {
             }
             b':' => key = last_string,
             b'[' => {
+                // The Vec of the array's items starts at four.
+                if !key.is_empty() {
+                    cost = cost.saturating_add(4 * json_kind(key));
+                }
                 keys.push(key);
             }
             b'{' => {
@@ -271,7 +315,7 @@ pub(crate) fn json(body: &[u8]) -> usize {
                     key
                 };
                 if !under.is_empty() {
-                    cost = cost.saturating_add(2 * json_kind(under));
+                    cost = cost.saturating_add(3 * json_kind(under));
                 }
                 keys.push(under);
                 key = &[];
@@ -291,9 +335,154 @@ pub(crate) fn json(body: &[u8]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::otlp::ExportTraceServiceRequest;
     use crate::otlp::normalise::tests::{good_span, request};
+    use crate::otlp::{ExportLogsServiceRequest, ExportTraceServiceRequest};
     use prost::Message;
+
+    /// The peak of heap bytes this thread held at once while `f` ran
+    /// (`allocation-counter` counts per thread, so other tests do not count).
+    fn peak_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
+        let mut out = None;
+        let info = allocation_counter::measure(|| out = Some(f()));
+        (
+            out.expect("the closure ran"),
+            usize::try_from(info.bytes_max).unwrap_or(usize::MAX),
+        )
+    }
+
+    /// A small deterministic generator (xorshift), for request shapes.
+    struct Shapes(u64);
+
+    impl Shapes {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0 % n.max(1)
+        }
+
+        fn text(&mut self) -> String {
+            "x".repeat(self.below(40) as usize)
+        }
+
+        fn value(&mut self, depth: u32) -> AnyValue {
+            use opentelemetry_proto::tonic::common::v1::any_value::Value;
+            let value = match self.below(if depth == 0 { 5 } else { 7 }) {
+                0 => Some(Value::StringValue(self.text())),
+                1 => Some(Value::IntValue(self.below(1 << 40) as i64)),
+                2 => Some(Value::BytesValue(self.text().into_bytes())),
+                3 => Some(Value::BoolValue(true)),
+                4 => None,
+                5 => Some(Value::ArrayValue(ArrayValue {
+                    values: (0..self.below(6)).map(|_| self.value(depth - 1)).collect(),
+                })),
+                _ => Some(Value::KvlistValue(KeyValueList {
+                    values: self.attributes(depth - 1),
+                })),
+            };
+            AnyValue { value }
+        }
+
+        fn attributes(&mut self, depth: u32) -> Vec<KeyValue> {
+            (0..self.below(12))
+                .map(|_| KeyValue {
+                    key: self.text(),
+                    value: Some(self.value(depth)),
+                    ..Default::default()
+                })
+                .collect()
+        }
+
+        fn logs(&mut self) -> ExportLogsServiceRequest {
+            let records = (0..self.below(40))
+                .map(|_| LogRecord {
+                    event_name: self.text(),
+                    severity_text: self.text(),
+                    body: Some(self.value(3)),
+                    attributes: self.attributes(2),
+                    trace_id: vec![1; 16],
+                    span_id: vec![2; 8],
+                    ..Default::default()
+                })
+                .collect();
+            ExportLogsServiceRequest {
+                resource_logs: vec![ResourceLogs {
+                    resource: Some(Resource {
+                        attributes: self.attributes(1),
+                        ..Default::default()
+                    }),
+                    scope_logs: vec![ScopeLogs {
+                        log_records: records,
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+            }
+        }
+
+        fn request(&mut self) -> ExportTraceServiceRequest {
+            let mut spans = Vec::new();
+            for i in 0..self.below(40) {
+                let mut span = good_span(i as u8 + 1);
+                span.name = self.text();
+                span.trace_state = self.text();
+                span.attributes = self.attributes(3);
+                span.events = (0..self.below(4))
+                    .map(|_| Event {
+                        name: self.text(),
+                        attributes: self.attributes(1),
+                        ..Default::default()
+                    })
+                    .collect();
+                span.links = (0..self.below(3))
+                    .map(|_| Link {
+                        trace_id: vec![3; 16],
+                        span_id: vec![4; 8],
+                        attributes: self.attributes(1),
+                        ..Default::default()
+                    })
+                    .collect();
+                spans.push(span);
+            }
+            let mut request = request(spans);
+            if let Some(resource) = request.resource_spans[0].resource.as_mut() {
+                resource.attributes.extend(self.attributes(2));
+            }
+            request
+        }
+    }
+
+    #[test]
+    fn the_charge_covers_what_decoding_allocates() {
+        let mut shapes = Shapes(0x9e37_79b9_7f4a_7c15);
+        for _ in 0..200 {
+            let request = shapes.request();
+            let body = request.encode_to_vec();
+            let (decoded, peak) =
+                peak_during(|| ExportTraceServiceRequest::decode(body.as_slice()).unwrap());
+            assert_eq!(decoded, request);
+            let charged = protobuf(Kind::TracesRequest, &body);
+            assert!(
+                peak <= charged,
+                "protobuf: {peak} allocated, {charged} charged"
+            );
+
+            let json = serde_json::to_vec(&request).unwrap();
+            let (decoded, peak) =
+                peak_during(|| serde_json::from_slice::<ExportTraceServiceRequest>(&json).unwrap());
+            assert_eq!(decoded.resource_spans.len(), request.resource_spans.len());
+            let charged = super::json(&json);
+            assert!(peak <= charged, "json: {peak} allocated, {charged} charged");
+
+            let logs = shapes.logs();
+            let body = logs.encode_to_vec();
+            let (decoded, peak) =
+                peak_during(|| ExportLogsServiceRequest::decode(body.as_slice()).unwrap());
+            assert_eq!(decoded, logs);
+            let charged = protobuf(Kind::LogsRequest, &body);
+            assert!(peak <= charged, "logs: {peak} allocated, {charged} charged");
+        }
+    }
 
     #[test]
     fn empty_spans_cost_their_structs_not_their_two_bytes() {
@@ -308,11 +497,39 @@ mod tests {
         let mut body = vec![0x0a];
         prost::encoding::encode_varint(resource.len() as u64, &mut body);
         body.extend_from_slice(&resource);
-        let decoded = ExportTraceServiceRequest::decode(body.as_slice()).unwrap();
+        let (decoded, peak) =
+            peak_during(|| ExportTraceServiceRequest::decode(body.as_slice()).unwrap());
         assert_eq!(decoded.resource_spans[0].scope_spans[0].spans.len(), 10_000);
         let cost = protobuf(Kind::TracesRequest, &body);
+        assert!(peak <= cost, "{peak} allocated, {cost} charged");
         assert!(cost >= 10_000 * size_of::<Span>(), "{cost}");
         assert!(cost > 50 * body.len(), "{cost} for {} bytes", body.len());
+    }
+
+    #[test]
+    fn every_repeated_field_is_charged_per_element() {
+        use opentelemetry_proto::tonic::common::v1::EntityRef;
+        use opentelemetry_proto::tonic::resource::v1::Resource;
+        // A resource of 5,000 empty entity refs, one of 5,000 empty id keys.
+        let mut refs = request(vec![]);
+        refs.resource_spans[0].resource = Some(Resource {
+            entity_refs: vec![EntityRef::default(); 5_000],
+            ..Default::default()
+        });
+        let body = refs.encode_to_vec();
+        let (_, peak) = peak_during(|| ExportTraceServiceRequest::decode(body.as_slice()));
+        assert!(protobuf(Kind::TracesRequest, &body) >= peak.max(5_000 * size_of::<EntityRef>()));
+        let mut keys = request(vec![]);
+        keys.resource_spans[0].resource = Some(Resource {
+            entity_refs: vec![EntityRef {
+                id_keys: vec![String::new(); 5_000],
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        let body = keys.encode_to_vec();
+        let (_, peak) = peak_during(|| ExportTraceServiceRequest::decode(body.as_slice()));
+        assert!(protobuf(Kind::TracesRequest, &body) >= peak.max(5_000 * size_of::<String>()));
     }
 
     #[test]
@@ -349,16 +566,19 @@ mod tests {
     fn json_objects_are_charged_as_the_structs_they_become() {
         let spans = vec!["{}"; 1000].join(",");
         let body = format!(r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{spans}]}}]}}]}}"#);
-        assert!(json(body.as_bytes()) >= 2000 * size_of::<Span>());
+        assert!(json(body.as_bytes()) >= 3000 * size_of::<Span>());
         // Attributes are charged as KeyValues and AnyValues, not as spans.
         let attribute = r#"{"key":"k","value":{"stringValue":"v"}}"#;
         let attributes = vec![attribute; 1000].join(",");
         let body =
             format!(r#"{{"resourceSpans":[{{"resource":{{"attributes":[{attributes}]}}}}]}}"#);
         let cost = json(body.as_bytes());
-        let per_attribute = 2 * (size_of::<KeyValue>() + size_of::<AnyValue>());
+        let per_attribute = 3 * (size_of::<KeyValue>() + size_of::<AnyValue>());
         assert!(cost >= 1000 * per_attribute, "{cost}");
-        assert!(cost < 1000 * per_attribute + 4 * body.len(), "{cost}");
+        assert!(
+            cost < 1000 * per_attribute + 4 * body.len() + 4096,
+            "{cost}"
+        );
         // A quote or brace inside a string is text.
         let text = br#"{"a":"{\"{"}"#;
         assert_eq!(json(text), 2 * text.len());
