@@ -241,6 +241,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         config.cors.apply(weft_query::api::router(
             engine,
             metrics,
+            Some(Arc::clone(events.metrics())),
             Arc::clone(&config.auth),
         )),
         listen,
@@ -336,6 +337,7 @@ async fn serve_queries(config: ServeConfig) -> anyhow::Result<()> {
     let router = config.cors.apply(weft_query::api::router(
         engine,
         Arc::new(Metrics::default()),
+        None,
         Arc::clone(&config.auth),
     ));
     crate::listen::serve(api_listener, router, config.listen, tls, async move {

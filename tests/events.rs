@@ -142,6 +142,17 @@ fn genai_events_from_the_python_sdk_show_with_their_span_and_survive_kill_9() {
         .unwrap_or_else(|| panic!("{lineage}"));
     assert_eq!(step["events"][1]["name"], "gen_ai.choice", "{step}");
 
+    // /metrics counts the event store beside the span store.
+    let metrics = server.get("/metrics").text().unwrap();
+    assert!(
+        metrics.contains("\nweft_spans_accepted_total{store=\"events\"} 2\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("\nweft_buffered_spans{store=\"events\"} 2\n"),
+        "{metrics}"
+    );
+
     // Acknowledged events are durable: kill -9 before any flush, restart.
     server.kill();
     let server = Server::start(dir.path(), &[]);

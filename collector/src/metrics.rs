@@ -27,92 +27,100 @@ impl Metrics {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// Renders all counters in Prometheus text exposition format.
-    pub fn render_prometheus(&self, now_unix_nano: i64) -> String {
+    /// Renders all counters in Prometheus text exposition format: the span
+    /// store's unlabelled, and with `events`, the event store's (GenAI events,
+    /// `/v1/logs`) as the same metrics labelled `store="events"`.
+    pub fn render_prometheus(&self, now_unix_nano: i64, events: Option<&Metrics>) -> String {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut out = String::new();
-        let mut emit = |name: &str, kind: &str, help: &str, value: String| {
+        let mut emit = |name: &str, kind: &str, help: &str, value: &dyn Fn(&Metrics) -> String| {
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} {kind}");
-            let _ = writeln!(out, "{name} {value}");
+            let _ = writeln!(out, "{name} {}", value(self));
+            if let Some(events) = events {
+                let _ = writeln!(out, "{name}{{store=\"events\"}} {}", value(events));
+            }
         };
         emit(
             "weft_spans_accepted_total",
             "counter",
             "Spans acknowledged durable.",
-            get(&self.spans_accepted).to_string(),
+            &|m| get(&m.spans_accepted).to_string(),
         );
         emit(
             "weft_spans_rejected_total",
             "counter",
             "Spans rejected by validation.",
-            get(&self.spans_rejected).to_string(),
+            &|m| get(&m.spans_rejected).to_string(),
         );
         emit(
             "weft_spans_duplicate_total",
             "counter",
             "Acknowledged spans resent by a client and dropped.",
-            get(&self.spans_duplicate).to_string(),
+            &|m| get(&m.spans_duplicate).to_string(),
         );
         emit(
             "weft_requests_failed_total",
             "counter",
             "Export requests answered with an error.",
-            get(&self.requests_failed).to_string(),
+            &|m| get(&m.requests_failed).to_string(),
         );
         emit(
             "weft_requests_refused_backlog_total",
             "counter",
             "Export requests refused (retry later) because max_unflushed_spans wait to be flushed.",
-            get(&self.requests_refused_backlog).to_string(),
+            &|m| get(&m.requests_refused_backlog).to_string(),
         );
         emit(
             "weft_flushes_failed_total",
             "counter",
             "Flushes that failed (a full disk, an unreachable object store); the next retries.",
-            get(&self.flushes_failed).to_string(),
+            &|m| get(&m.flushes_failed).to_string(),
         );
         emit(
             "weft_wal_bytes_total",
             "counter",
             "Bytes appended to the write-ahead log.",
-            get(&self.wal_bytes).to_string(),
+            &|m| get(&m.wal_bytes).to_string(),
         );
         emit(
             "weft_wal_syncs_total",
             "counter",
             "fsyncs of the write-ahead log (one per group commit).",
-            get(&self.wal_syncs).to_string(),
+            &|m| get(&m.wal_syncs).to_string(),
         );
         emit(
             "weft_buffered_spans",
             "gauge",
             "Spans acknowledged and not yet flushed to Parquet.",
-            get(&self.buffered_spans).to_string(),
+            &|m| get(&m.buffered_spans).to_string(),
         );
         emit(
             "weft_flushes_total",
             "counter",
             "Flushes of the live buffer to Parquet.",
-            get(&self.flushes).to_string(),
+            &|m| get(&m.flushes).to_string(),
         );
         emit(
             "weft_parquet_bytes_total",
             "counter",
             "Bytes written to Parquet files.",
-            get(&self.parquet_bytes).to_string(),
+            &|m| get(&m.parquet_bytes).to_string(),
         );
-        let oldest = self.oldest_unflushed_unix_nano.load(Ordering::Relaxed);
-        let lag = if oldest == 0 {
-            0.0
-        } else {
-            (now_unix_nano - oldest).max(0) as f64 / 1e9
+        let lag = |m: &Metrics| {
+            let oldest = m.oldest_unflushed_unix_nano.load(Ordering::Relaxed);
+            let lag = if oldest == 0 {
+                0.0
+            } else {
+                (now_unix_nano - oldest).max(0) as f64 / 1e9
+            };
+            format!("{lag:.3}")
         };
         emit(
             "weft_flush_lag_seconds",
             "gauge",
             "Age of the oldest acknowledged span not yet in Parquet.",
-            format!("{lag:.3}"),
+            &lag,
         );
         out
     }

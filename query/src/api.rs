@@ -28,6 +28,8 @@ use weft_lineage::{LineagePage, PAGE_NODES};
 pub(crate) struct ApiState {
     engine: Arc<QueryEngine>,
     metrics: Arc<Metrics>,
+    /// The event store's counters, when this server ingests events.
+    events_metrics: Option<Arc<Metrics>>,
 }
 
 impl ApiState {
@@ -41,7 +43,14 @@ impl ApiState {
 /// `/api/sql`, `/api/traces/{trace_id}`, `/api/lineage/{trace_id}[/dot|/tree]`,
 /// `/api/workflows`, `/api/graph`, `/api/signals`, `/healthz` and `/metrics`. Everything but
 /// `/healthz` needs a token with the query role when tokens are configured.
-pub fn router(engine: Arc<QueryEngine>, metrics: Arc<Metrics>, auth: Arc<Auth>) -> Router {
+/// `/metrics` shows `metrics` (the span store's) and, labelled
+/// `store="events"`, `events_metrics`.
+pub fn router(
+    engine: Arc<QueryEngine>,
+    metrics: Arc<Metrics>,
+    events_metrics: Option<Arc<Metrics>>,
+    auth: Arc<Auth>,
+) -> Router {
     let open = Router::new().route("/healthz", get(|| async { "ok\n" }));
     Router::new()
         .route("/api/sql", post(sql))
@@ -56,7 +65,11 @@ pub fn router(engine: Arc<QueryEngine>, metrics: Arc<Metrics>, auth: Arc<Auth>) 
         .nest("/tempo", crate::tempo::routes())
         .fallback(no_such_endpoint)
         .method_not_allowed_fallback(wrong_method)
-        .with_state(ApiState { engine, metrics })
+        .with_state(ApiState {
+            engine,
+            metrics,
+            events_metrics,
+        })
         .layer(axum::middleware::from_fn_with_state(auth, authorize))
         .merge(open)
 }
@@ -222,7 +235,8 @@ async fn prometheus(State(api): State<ApiState>, Extension(caller): Extension<Ca
     let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        api.metrics.render_prometheus(now),
+        api.metrics
+            .render_prometheus(now, api.events_metrics.as_deref()),
     )
         .into_response()
 }
