@@ -1,14 +1,12 @@
 //! `weft lineage <trace_id>`: the workflow reachable from a trace — a tree with
 //! the AI columns, the critical path, anomalies and the governance summary.
 
-use std::sync::Arc;
-
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use weft_lineage::render::{DEFAULT_FOLD, dot, summary_text, text_tree};
 use weft_query::lineage::Direction;
 use weft_query::lineage::Reach;
-use weft_query::{LineageResult, QueryEngine, QuerySettings, StaticSource};
+use weft_query::{LineageResult, QuerySettings};
 use weft_schemas::TraceId;
 
 use crate::client::Target;
@@ -82,10 +80,7 @@ pub fn from_data_dir(
 ) -> anyhow::Result<LineageResult> {
     let runtime = crate::runtime()?;
     runtime.block_on(async {
-        let snapshot = weft_collector::read_snapshot(&dir.to_string_lossy())
-            .await
-            .with_context(|| format!("cannot read data directory {}", dir.display()))?;
-        let engine = QueryEngine::new(Arc::new(StaticSource(snapshot)), settings).await?;
+        let engine = crate::data_dir::engine(dir, settings).await?;
         let reach = Reach {
             direction: Direction::parse(direction.as_str()).unwrap_or_default(),
             max_depth: depth,

@@ -17,6 +17,7 @@ mod bench_tui;
 mod client;
 mod config;
 mod cors;
+mod data_dir;
 mod demo;
 mod explore;
 mod lineage;

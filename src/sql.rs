@@ -2,13 +2,11 @@
 
 use std::io::{Cursor, Write};
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use anyhow::Context;
 use clap::{Args, ValueEnum};
 use weft_query::QueryResult;
+use weft_query::QuerySettings;
 use weft_query::output::{OutputFormat, render};
-use weft_query::{QueryEngine, QuerySettings, StaticSource};
 
 use crate::client::{Client, Target};
 use crate::config::query_settings_of;
@@ -63,24 +61,7 @@ fn embedded(
 ) -> anyhow::Result<Vec<u8>> {
     let runtime = crate::runtime()?;
     runtime.block_on(async {
-        let snapshot = weft_collector::read_snapshot(&dir.to_string_lossy())
-            .await
-            .with_context(|| format!("cannot read data directory {}", dir.display()))?;
-        // The event store (log records of spans), when the directory has one.
-        let events_dir = dir.join(weft_collector::EVENTS_DIR);
-        let events = if events_dir.is_dir() {
-            weft_collector::read_snapshot(&events_dir.to_string_lossy())
-                .await
-                .with_context(|| format!("cannot read the event store {}", events_dir.display()))?
-        } else {
-            Default::default()
-        };
-        let engine = QueryEngine::with_events(
-            Arc::new(StaticSource(snapshot)),
-            Arc::new(StaticSource(events)),
-            settings,
-        )
-        .await?;
+        let engine = crate::data_dir::engine(&dir, settings).await?;
         let result = engine.sql(sql).await?;
         if let Some(why) = &result.truncated {
             eprintln!("weft sql: the answer is cut short: {why}");

@@ -190,31 +190,33 @@ impl SpanSource for Latest {
     }
 }
 
-/// A data directory, read without a server (beside one, or after it).
+/// A data directory, read without a server (beside one, or after it): its
+/// spans and its event store.
 struct Local {
     dir: PathBuf,
     runtime: tokio::runtime::Runtime,
     latest: Arc<Latest>,
+    latest_events: Arc<Latest>,
     engine: QueryEngine,
 }
 
 impl Local {
     fn open(dir: PathBuf, settings: weft_query::QuerySettings) -> anyhow::Result<Self> {
         let runtime = crate::runtime()?;
-        let path = dir.to_string_lossy().into_owned();
-        let (latest, engine) = runtime.block_on(async {
-            let snapshot = weft_collector::read_snapshot(&path)
-                .await
-                .with_context(|| format!("cannot read data directory {}", dir.display()))?;
-            let latest = Arc::new(Latest(Mutex::new(snapshot)));
-            let source: Arc<dyn SpanSource> = latest.clone();
-            let engine = QueryEngine::new(source, settings).await?;
-            anyhow::Ok((latest, engine))
+        let (latest, latest_events, engine) = runtime.block_on(async {
+            let now = crate::data_dir::read(&dir).await?;
+            let latest = Arc::new(Latest(Mutex::new(now.spans)));
+            let latest_events = Arc::new(Latest(Mutex::new(now.events)));
+            let spans: Arc<dyn SpanSource> = latest.clone();
+            let events: Arc<dyn SpanSource> = latest_events.clone();
+            let engine = QueryEngine::with_events(spans, events, settings).await?;
+            anyhow::Ok((latest, latest_events, engine))
         })?;
         Ok(Self {
             dir,
             runtime,
             latest,
+            latest_events,
             engine,
         })
     }
@@ -224,13 +226,15 @@ impl Local {
         &self,
         work: impl AsyncFnOnce(&QueryEngine) -> Result<T, QueryError>,
     ) -> Result<T, Failure> {
-        let path = self.dir.to_string_lossy().into_owned();
         self.runtime.block_on(async {
-            let snapshot = weft_collector::read_snapshot(&path).await.map_err(|e| {
-                Failure::unreachable(format!("cannot read data directory {path}: {e}"))
-            })?;
+            let now = crate::data_dir::read(&self.dir)
+                .await
+                .map_err(|e| Failure::unreachable(format!("{e:#}")))?;
             if let Ok(mut s) = self.latest.0.lock() {
-                *s = snapshot;
+                *s = now.spans;
+            }
+            if let Ok(mut s) = self.latest_events.0.lock() {
+                *s = now.events;
             }
             work(&self.engine)
                 .await
@@ -268,8 +272,11 @@ impl Source for Local {
     }
 
     fn trace(&mut self, trace: TraceId) -> Result<Vec<SpanDetail>, Failure> {
-        let batches = self.run(async |e| e.trace(&trace).await)?;
-        let json = weft_collector::traces_data_json(&batches)
+        let (batches, events) = self.run(async |e| {
+            let spans = e.trace(&trace).await?;
+            Ok((spans, e.trace_events(&trace).await?))
+        })?;
+        let json = weft_collector::traces_data_json_with_events(&batches, &events)
             .map_err(|e| Failure::answer(e.to_string()))?;
         Ok(span_details(&json))
     }

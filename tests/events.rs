@@ -162,6 +162,10 @@ fn genai_events_from_the_python_sdk_show_with_their_span_and_survive_kill_9() {
     assert_eq!(events_of(&server, &trace).len(), 2);
     // After a clean stop (final flush), from the tables.
     assert!(server.terminate().success());
+    // Without a server: `weft lineage --data-dir` reads the event store too.
+    let data_dir = dir.path().to_str().unwrap();
+    let tree = common::weft_ok(&["lineage", &trace, "--data-dir", data_dir]);
+    assert!(tree.contains("✉ gen_ai.choice: "), "{tree}");
     let server = Server::start(dir.path(), &[]);
     assert_eq!(events_of(&server, &trace).len(), 2);
 }
