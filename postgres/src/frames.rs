@@ -1,17 +1,24 @@
 //! Between a client's socket and pgwire: TLS negotiation, a size limit on
 //! every message checked from its header before its body is read (pgwire
-//! itself buffers a whole message, up to 1 GiB, before parsing it), and an
-//! idle deadline. pgwire serves the other end of an in-process socket pair,
-//! so it only ever sees bounded, plaintext messages.
+//! itself buffers a whole message, up to 1 GiB, before parsing it), a budget
+//! shared by every session that each message is charged before its body is
+//! read, and an idle deadline. pgwire serves the other end of an in-process
+//! socket pair, so it only ever sees bounded, plaintext messages.
 
+use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 /// The largest message a client may send (a statement, a Bind's parameters).
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+/// What the messages of all sessions together may hold at once; a message
+/// waits for room (within the idle deadline) before its body is read.
+pub const MESSAGE_BUDGET_BYTES: usize = 256 * 1024 * 1024;
 /// A session that sends nothing for this long is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// The startup (TLS and the startup packet) must be done within this.
@@ -106,12 +113,17 @@ async fn start(
 
 /// Copies the client's messages to pgwire one by one: each header is read
 /// within the idle deadline, and a body over [`MAX_MESSAGE_BYTES`] is refused
-/// (the client is told, the session ends) before any of it is read.
+/// (the client is told, the session ends) before any of it is read. Each
+/// body is charged to `budget` (KiB permits) before it is read; a session
+/// holds the charges of its last two messages (the one pgwire may still be
+/// working on, and the one it is reading), released as later ones come.
 async fn client_to_server(
     client: &mut (impl AsyncRead + Unpin),
     server: &mut (impl AsyncWrite + Unpin),
+    budget: &Arc<Semaphore>,
 ) -> std::io::Result<Option<Vec<u8>>> {
     let mut header = [0u8; 5];
+    let mut held: VecDeque<OwnedSemaphorePermit> = VecDeque::with_capacity(2);
     loop {
         match tokio::time::timeout(IDLE_TIMEOUT, client.read_exact(&mut header)).await {
             Err(_) => {
@@ -144,6 +156,22 @@ async fn client_to_server(
                 ),
             )));
         }
+        if held.len() == 2 {
+            held.pop_front();
+        }
+        let kib = u32::try_from(body.div_ceil(1024)).unwrap_or(u32::MAX);
+        let charge = tokio::time::timeout(IDLE_TIMEOUT, Arc::clone(budget).acquire_many_owned(kib));
+        match charge.await {
+            Ok(Ok(permit)) => held.push_back(permit),
+            _ => {
+                return Ok(Some(error_message(
+                    "FATAL",
+                    "53000",
+                    "the server's message budget stayed full (other sessions are sending \
+                     large statements); reconnect and retry",
+                )));
+            }
+        }
         server.write_all(&header).await?;
         let copied = tokio::io::copy(&mut (&mut *client).take(body as u64), server).await?;
         if copied < body as u64 {
@@ -158,6 +186,7 @@ pub(crate) async fn serve_connection<H>(
     tcp: TcpStream,
     tls: Option<TlsAcceptor>,
     handlers: H,
+    budget: Arc<Semaphore>,
 ) -> std::io::Result<()>
 where
     H: pgwire::api::PgWireServerHandlers + Send + Sync + 'static,
@@ -171,7 +200,7 @@ where
     let (mut server_read, mut server_write) = ours.into_split();
     server_write.write_all(&startup).await?;
     let upstream = async {
-        let last_word = client_to_server(&mut client_read, &mut server_write).await;
+        let last_word = client_to_server(&mut client_read, &mut server_write, &budget).await;
         let _ = server_write.shutdown().await;
         last_word
     };
@@ -216,6 +245,57 @@ mod tests {
         assert!(e.ends_with(b"too big\0\0"));
     }
 
+    /// A `Query` message of `body` bytes (its text, then the terminator).
+    fn query(body: usize) -> Vec<u8> {
+        let mut message = vec![b'Q'];
+        message.extend_from_slice(&((body + 4) as i32).to_be_bytes());
+        message.extend(std::iter::repeat_n(b' ', body - 1));
+        message.push(0);
+        message
+    }
+
+    #[tokio::test]
+    async fn messages_wait_for_room_in_the_shared_budget() {
+        // A budget of 2 KiB; each session sends a 1.5 KiB message.
+        let budget = Arc::new(Semaphore::new(2));
+        let (mut client_a, mut ours_a) = tokio::io::duplex(1 << 16);
+        let (mut server_a, mut pgwire_a) = tokio::io::duplex(1 << 16);
+        let (mut client_b, mut ours_b) = tokio::io::duplex(1 << 16);
+        let (mut server_b, mut pgwire_b) = tokio::io::duplex(1 << 16);
+        client_a.write_all(&query(1536)).await.unwrap();
+        client_b.write_all(&query(1536)).await.unwrap();
+        let a = {
+            let budget = Arc::clone(&budget);
+            tokio::spawn(async move { client_to_server(&mut ours_a, &mut server_a, &budget).await })
+        };
+        // A's message goes through, holding its charge.
+        let mut got = vec![0u8; 1541];
+        pgwire_a.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, query(1536));
+        assert_eq!(budget.available_permits(), 0);
+        // B waits: its body is not read while A holds the budget.
+        let b = {
+            let budget = Arc::clone(&budget);
+            tokio::spawn(async move { client_to_server(&mut ours_b, &mut server_b, &budget).await })
+        };
+        tokio::task::yield_now().await;
+        let mut nothing = [0u8; 1];
+        let read = futures::FutureExt::now_or_never(pgwire_b.read(&mut nothing));
+        assert!(
+            read.is_none(),
+            "B's message went through while A held the budget"
+        );
+        // A's session ends: its charge is released and B's message goes through.
+        drop(client_a);
+        assert_eq!(a.await.unwrap().unwrap(), None);
+        let mut got = vec![0u8; 1541];
+        pgwire_b.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, query(1536));
+        drop(client_b);
+        assert_eq!(b.await.unwrap().unwrap(), None);
+        assert_eq!(budget.available_permits(), 2);
+    }
+
     #[tokio::test]
     async fn an_oversize_message_is_refused_before_its_body_is_read() {
         let (mut client, mut ours) = tokio::io::duplex(64);
@@ -224,7 +304,10 @@ mod tests {
         header.extend_from_slice(&((MAX_MESSAGE_BYTES + 5) as i32).to_be_bytes());
         client.write_all(&header).await.unwrap();
         // No body follows: a check that read it first would wait forever.
-        let refused = client_to_server(&mut ours, &mut server).await.unwrap();
+        let budget = Arc::new(Semaphore::new(1024));
+        let refused = client_to_server(&mut ours, &mut server, &budget)
+            .await
+            .unwrap();
         let refused = refused.expect("an error for the client");
         assert!(String::from_utf8_lossy(&refused).contains("over the limit"));
     }

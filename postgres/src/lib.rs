@@ -93,6 +93,8 @@ pub async fn serve(
         cancels,
     });
     let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    // Every session's messages together, in KiB.
+    let messages = Arc::new(Semaphore::new(frames::MESSAGE_BUDGET_BYTES / 1024));
     let mut sessions = JoinSet::new();
     tokio::pin!(stop);
     loop {
@@ -117,9 +119,9 @@ pub async fn serve(
         if let Err(e) = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive) {
             tracing::debug!(%peer, error = %e, "cannot set TCP keepalive");
         }
-        let (handlers, tls) = (Arc::clone(&handlers), tls.clone());
+        let (handlers, tls, messages) = (Arc::clone(&handlers), tls.clone(), Arc::clone(&messages));
         sessions.spawn(async move {
-            if let Err(e) = frames::serve_connection(stream, tls, handlers).await {
+            if let Err(e) = frames::serve_connection(stream, tls, handlers, messages).await {
                 tracing::debug!(%peer, error = %e, "PostgreSQL connection ended with an error");
             }
             drop(permit);
