@@ -262,3 +262,29 @@ fn without_cors_origins_there_are_no_cors_headers() {
             .is_none()
     );
 }
+
+/// tonic holds each request's message before Weft's codec charges it, so a
+/// gRPC connection may have only so many requests in flight: the OTLP and
+/// Flight SQL listeners both say 32 in their HTTP/2 settings (h2's default is
+/// no limit).
+#[test]
+fn grpc_connections_are_limited_to_32_requests_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--flight", "127.0.0.1:0"]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    for addr in [server.grpc, server.flight.unwrap()] {
+        let advertised = runtime.block_on(async {
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+            tokio::spawn(connection);
+            let client = client.ready().await.unwrap();
+            // The server's SETTINGS frame comes first on the connection.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while client.current_max_send_streams() == usize::MAX && Instant::now() < deadline {
+                tokio::task::yield_now().await;
+            }
+            client.current_max_send_streams()
+        });
+        assert_eq!(advertised, 32, "{addr}");
+    }
+}

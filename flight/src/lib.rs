@@ -45,6 +45,9 @@ pub async fn serve(
         .max_decoding_message_size(MAX_REQUEST_BYTES);
     tonic::transport::Server::builder()
         .timeout(limits.request_timeout)
+        .max_concurrent_streams(Some(
+            weft_collector::receiver::grpc::MAX_STREAMS_PER_CONNECTION,
+        ))
         .http2_keepalive_interval(Some(limits.header_timeout))
         .http2_keepalive_timeout(Some(limits.header_timeout))
         .add_service(service)

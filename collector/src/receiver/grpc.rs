@@ -164,6 +164,7 @@ pub async fn serve(
     let service = InterceptedService::new(service, check);
     tonic::transport::Server::builder()
         .timeout(listen.request_timeout)
+        .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
         .http2_keepalive_interval(Some(listen.header_timeout))
         .http2_keepalive_timeout(Some(listen.header_timeout))
         .layer(tower::util::MapResponseLayer::new(otlp_status_codes))
@@ -172,6 +173,11 @@ pub async fn serve(
         .serve_with_incoming_shutdown(limited(listener, listen, edge.tls), shutdown)
         .await
 }
+
+/// Requests one gRPC connection may have in flight at once. tonic holds a
+/// request's message (up to `max_grpc_message_bytes`) before our codec
+/// charges it, so this bounds that per connection (h2 sets no limit).
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 32;
 
 /// Accepts connections while fewer than `max_connections` are open (others
 /// wait in the kernel's queue), each closed once it has sent nothing for
