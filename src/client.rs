@@ -2,7 +2,7 @@
 //! TUI to come): one base URL, the API token when there is one, and errors
 //! that say what the server said, or that it could not be reached.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use reqwest::blocking::{RequestBuilder, Response};
@@ -17,6 +17,10 @@ pub struct Target {
     /// The API token, when the server wants one (or set WEFT_TOKEN).
     #[arg(long, env = "WEFT_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// With an https:// server: the CA certificate (PEM) its certificate is
+    /// checked against, besides the system's (or set WEFT_CA_CERT).
+    #[arg(long, env = "WEFT_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
     /// Read this data directory directly, without a server (it sees every tenant).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -27,8 +31,8 @@ pub struct Target {
 
 impl Target {
     /// The client of the server this names.
-    pub fn client(&self) -> Client {
-        Client::new(&self.server, self.token.as_deref())
+    pub fn client(&self) -> anyhow::Result<Client> {
+        Client::new(&self.server, self.token.as_deref(), self.ca_cert.as_deref())
     }
 }
 
@@ -47,14 +51,23 @@ pub struct Answer {
 }
 
 impl Client {
-    /// `server` as given (`http://127.0.0.1:4319`), `token` from `--token` or
-    /// `WEFT_TOKEN`.
-    pub fn new(server: &str, token: Option<&str>) -> Self {
-        Self {
+    /// `server` as given (`http://127.0.0.1:4319`, or `https://…` for a
+    /// server with TLS), `token` from `--token` or `WEFT_TOKEN`, and the CA
+    /// to trust besides the system's (a self-signed or private CA).
+    pub fn new(server: &str, token: Option<&str>, ca_cert: Option<&Path>) -> anyhow::Result<Self> {
+        let mut http = reqwest::blocking::Client::builder();
+        if let Some(path) = ca_cert {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("cannot read the CA certificate {}", path.display()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .with_context(|| format!("{} holds no PEM certificate", path.display()))?;
+            http = http.tls_certs_merge(certs);
+        }
+        Ok(Self {
             base: server.trim_end_matches('/').to_owned(),
             token: token.map(str::to_owned),
-            http: reqwest::blocking::Client::new(),
-        }
+            http: http.build().context("cannot set up the HTTP client")?,
+        })
     }
 
     /// `GET` `path` (with its query string).
@@ -91,7 +104,10 @@ impl Client {
         }
         let url = self.url(path);
         let response: Response = request.send().with_context(|| {
-            format!("cannot reach weft at {url}; is `weft serve` running? (or pass --data-dir)")
+            format!(
+                "cannot reach weft at {url}; is `weft serve` running? (or pass --data-dir; \
+                 for a server with TLS, an https:// --server and, for a private CA, --ca-cert)"
+            )
         })?;
         let status = response.status();
         let truncated = response

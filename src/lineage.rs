@@ -121,6 +121,6 @@ fn remote(args: &LineageArgs) -> anyhow::Result<String> {
     if matches!(args.format, Output::Tree) {
         path.push_str(&format!("&fold={}", args.fold));
     }
-    let answer = args.target.client().get(&path, "lineage")?;
+    let answer = args.target.client()?.get(&path, "lineage")?;
     String::from_utf8(answer.body).context("the lineage answer is not UTF-8")
 }

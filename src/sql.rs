@@ -35,7 +35,7 @@ pub fn run(args: SqlArgs) -> anyhow::Result<()> {
             let settings = query_settings_of(args.target.config.as_deref())?;
             embedded(dir.clone(), &args.query, args.format, settings)?
         }
-        None => remote(&args.target.client(), &args.query, args.format)?,
+        None => remote(&args.target.client()?, &args.query, args.format)?,
     };
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(&out)?;

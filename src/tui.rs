@@ -52,7 +52,7 @@ pub fn run(args: TuiArgs) -> anyhow::Result<()> {
             )
         }
         None => (
-            Box::new(Remote(args.target.client())),
+            Box::new(Remote(args.target.client()?)),
             args.target.server.clone(),
         ),
     };

@@ -522,6 +522,30 @@ fn tls_on_every_listener_and_tokens_never_logged() {
         String::from_utf8_lossy(&plain.stderr)
     );
 
+    // Weft's own commands over TLS: the CA given, the token too.
+    let server_url = format!("https://localhost:{}", port(&api));
+    let sql = |extra: &[&str]| {
+        let mut args = vec!["sql", "--server", &server_url, "--token", QUERY];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--format", "csv", "SELECT count(*) AS n FROM spans"]);
+        common::weft(&args)
+    };
+    let answered = sql(&["--ca-cert", &ca_arg]);
+    assert!(
+        answered.status.success(),
+        "{}",
+        String::from_utf8_lossy(&answered.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&answered.stdout).trim(), "n\n1");
+    // Without the CA the certificate is not trusted, and the error says what to pass.
+    let untrusted = sql(&[]);
+    assert!(!untrusted.status.success());
+    assert!(
+        String::from_utf8_lossy(&untrusted.stderr).contains("--ca-cert"),
+        "{}",
+        String::from_utf8_lossy(&untrusted.stderr)
+    );
+
     // gRPC over TLS.
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let endpoint = format!("https://localhost:{}", port(&grpc));
