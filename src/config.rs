@@ -148,6 +148,11 @@ pub struct FileConfig {
     pub cors_origins: Option<Vec<String>>,
     /// Drop message content (prompts, completions, GenAI event bodies) at ingest.
     pub drop_message_content: Option<bool>,
+    /// The PostgreSQL listener's idle deadline, message size limit and the
+    /// budget all its sessions' messages share.
+    pub postgres_idle_timeout_secs: Option<f64>,
+    pub postgres_max_message_bytes: Option<usize>,
+    pub postgres_message_budget_bytes: Option<usize>,
 }
 
 /// The certificate and key files every listener serves TLS with.
@@ -167,6 +172,8 @@ pub struct ServeConfig {
     pub postgres: Option<ListenAddr>,
     /// Arrow Flight SQL, when on.
     pub flight: Option<ListenAddr>,
+    /// The PostgreSQL listener's session limits.
+    pub postgres_limits: weft_postgres::PgLimits,
     pub ingest: IngestLimits,
     /// Connections, timeouts and the shutdown grace of every listener.
     pub listen: ListenLimits,
@@ -240,6 +247,7 @@ impl ServeConfig {
             None => FileConfig::default(),
         };
         let query = query_settings(&file)?;
+        let postgres_limits = postgres_limits(&file)?;
         let data_dir = args
             .data_dir
             .clone()
@@ -404,6 +412,7 @@ impl ServeConfig {
                 .unwrap_or_else(|| addr("127.0.0.1:4319")),
             postgres: args.postgres.clone().or(file.postgres),
             flight: args.flight.clone().or(file.flight),
+            postgres_limits,
             ingest,
             listen,
             store,
@@ -412,6 +421,31 @@ impl ServeConfig {
             refresh: secs(file.refresh_secs.unwrap_or(2.0), "refresh_secs")?,
         })
     }
+}
+
+fn postgres_limits(file: &FileConfig) -> anyhow::Result<weft_postgres::PgLimits> {
+    let mut limits = weft_postgres::PgLimits::default();
+    if let Some(s) = file.postgres_idle_timeout_secs {
+        limits.idle_timeout = secs(s, "postgres_idle_timeout_secs")?;
+    }
+    if let Some(n) = file.postgres_max_message_bytes {
+        anyhow::ensure!(
+            n >= 1024,
+            "postgres_max_message_bytes must be at least 1024"
+        );
+        limits.max_message_bytes = n;
+    }
+    if let Some(n) = file.postgres_message_budget_bytes {
+        limits.message_budget_bytes = n;
+    }
+    anyhow::ensure!(
+        limits.message_budget_bytes >= limits.max_message_bytes,
+        "postgres_message_budget_bytes ({}) must hold at least one message of \
+         postgres_max_message_bytes ({})",
+        limits.message_budget_bytes,
+        limits.max_message_bytes
+    );
+    Ok(limits)
 }
 
 /// The query settings of a config file (limits and `write_tools`), for the

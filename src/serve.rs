@@ -103,6 +103,7 @@ impl SqlProtocols {
                 Arc::clone(engine),
                 Arc::clone(&config.auth),
                 config.listen,
+                config.postgres_limits,
                 tls.clone(),
                 stopped(),
             )));

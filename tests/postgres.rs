@@ -466,3 +466,37 @@ fn a_cancel_request_ends_the_running_statement_and_the_session_goes_on() {
     }
     assert_eq!(got["after"], 42, "{got}");
 }
+
+#[test]
+fn the_message_limit_is_a_config_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("weft.toml");
+    std::fs::write(&config, "postgres_max_message_bytes = 65536\n").unwrap();
+    let server = Server::start(
+        &dir.path().join("data"),
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--postgres",
+            "127.0.0.1:0",
+        ],
+    );
+    let statement = |len: usize| format!("SELECT length('{}') AS n", "x".repeat(len));
+    assert_eq!(psql_lines(&server, &statement(10_000)), vec!["10000"]);
+    let refused = psql(&server, None, &["-c", &statement(100_000)]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("postgres_max_message_bytes"), "{stderr}");
+    assert_eq!(psql_lines(&server, "SELECT 1"), vec!["1"]);
+
+    // A budget that could never hold one message is refused at start.
+    std::fs::write(
+        &config,
+        "postgres_max_message_bytes = 65536\npostgres_message_budget_bytes = 4096\n",
+    )
+    .unwrap();
+    let out = common::weft(&["serve", "--config", config.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("postgres_message_budget_bytes"), "{stderr}");
+}

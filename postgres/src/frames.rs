@@ -14,13 +14,31 @@ use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
-/// The largest message a client may send (a statement, a Bind's parameters).
-pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
-/// What the messages of all sessions together may hold at once; a message
-/// waits for room (within the idle deadline) before its body is read.
-pub const MESSAGE_BUDGET_BYTES: usize = 256 * 1024 * 1024;
-/// A session that sends nothing for this long is closed.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// The limits of the PostgreSQL listener's sessions (config keys
+/// `postgres_idle_timeout_secs`, `postgres_max_message_bytes`,
+/// `postgres_message_budget_bytes`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PgLimits {
+    /// A session that sends nothing for this long is closed.
+    pub idle_timeout: Duration,
+    /// The largest message a client may send (a statement, a Bind's
+    /// parameters).
+    pub max_message_bytes: usize,
+    /// What the messages of all sessions together may hold at once; a
+    /// message waits for room (within the idle deadline) before its body is
+    /// read. At least `max_message_bytes`.
+    pub message_budget_bytes: usize,
+}
+
+impl Default for PgLimits {
+    fn default() -> Self {
+        Self {
+            idle_timeout: Duration::from_secs(30 * 60),
+            max_message_bytes: 16 * 1024 * 1024,
+            message_budget_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
 /// The startup (TLS and the startup packet) must be done within this.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// The startup packet is small (user, database, options).
@@ -112,7 +130,7 @@ async fn start(
 }
 
 /// Copies the client's messages to pgwire one by one: each header is read
-/// within the idle deadline, and a body over [`MAX_MESSAGE_BYTES`] is refused
+/// within the idle deadline, and a body over the size limit is refused
 /// (the client is told, the session ends) before any of it is read. Each
 /// body is charged to `budget` (KiB permits) before it is read; a session
 /// holds the charges of its last two messages (the one pgwire may still be
@@ -120,19 +138,22 @@ async fn start(
 async fn client_to_server(
     client: &mut (impl AsyncRead + Unpin),
     server: &mut (impl AsyncWrite + Unpin),
+    limits: &PgLimits,
     budget: &Arc<Semaphore>,
 ) -> std::io::Result<Option<Vec<u8>>> {
+    let idle = limits.idle_timeout;
+    let max = limits.max_message_bytes;
     let mut header = [0u8; 5];
     let mut held: VecDeque<OwnedSemaphorePermit> = VecDeque::with_capacity(2);
     loop {
-        match tokio::time::timeout(IDLE_TIMEOUT, client.read_exact(&mut header)).await {
+        match tokio::time::timeout(idle, client.read_exact(&mut header)).await {
             Err(_) => {
                 return Ok(Some(error_message(
                     "FATAL",
                     "57P05",
                     &format!(
-                        "the session was idle for {} minutes and is closed; reconnect",
-                        IDLE_TIMEOUT.as_secs() / 60
+                        "the session was idle for {} seconds and is closed; reconnect",
+                        idle.as_secs()
                     ),
                 )));
             }
@@ -146,12 +167,13 @@ async fn client_to_server(
             .ok()
             .and_then(|l| l.checked_sub(4))
             .ok_or_else(|| std::io::Error::other("a message of impossible length"))?;
-        if body > MAX_MESSAGE_BYTES {
+        if body > max {
             return Ok(Some(error_message(
                 "FATAL",
                 "54000",
                 &format!(
-                    "a message of {body} bytes is over the limit of {MAX_MESSAGE_BYTES}; send a \
+                    "a message of {body} bytes is over the limit of {max} \
+                     (postgres_max_message_bytes); send a \
                      shorter statement or fewer parameter bytes"
                 ),
             )));
@@ -160,7 +182,7 @@ async fn client_to_server(
             held.pop_front();
         }
         let kib = u32::try_from(body.div_ceil(1024)).unwrap_or(u32::MAX);
-        let charge = tokio::time::timeout(IDLE_TIMEOUT, Arc::clone(budget).acquire_many_owned(kib));
+        let charge = tokio::time::timeout(idle, Arc::clone(budget).acquire_many_owned(kib));
         match charge.await {
             Ok(Ok(permit)) => held.push_back(permit),
             _ => {
@@ -186,6 +208,7 @@ pub(crate) async fn serve_connection<H>(
     tcp: TcpStream,
     tls: Option<TlsAcceptor>,
     handlers: H,
+    limits: PgLimits,
     budget: Arc<Semaphore>,
 ) -> std::io::Result<()>
 where
@@ -200,7 +223,8 @@ where
     let (mut server_read, mut server_write) = ours.into_split();
     server_write.write_all(&startup).await?;
     let upstream = async {
-        let last_word = client_to_server(&mut client_read, &mut server_write, &budget).await;
+        let last_word =
+            client_to_server(&mut client_read, &mut server_write, &limits, &budget).await;
         let _ = server_write.shutdown().await;
         last_word
     };
@@ -266,7 +290,9 @@ mod tests {
         client_b.write_all(&query(1536)).await.unwrap();
         let a = {
             let budget = Arc::clone(&budget);
-            tokio::spawn(async move { client_to_server(&mut ours_a, &mut server_a, &budget).await })
+            tokio::spawn(async move {
+                client_to_server(&mut ours_a, &mut server_a, &PgLimits::default(), &budget).await
+            })
         };
         // A's message goes through, holding its charge.
         let mut got = vec![0u8; 1541];
@@ -276,7 +302,9 @@ mod tests {
         // B waits: its body is not read while A holds the budget.
         let b = {
             let budget = Arc::clone(&budget);
-            tokio::spawn(async move { client_to_server(&mut ours_b, &mut server_b, &budget).await })
+            tokio::spawn(async move {
+                client_to_server(&mut ours_b, &mut server_b, &PgLimits::default(), &budget).await
+            })
         };
         tokio::task::yield_now().await;
         let mut nothing = [0u8; 1];
@@ -301,11 +329,12 @@ mod tests {
         let (mut client, mut ours) = tokio::io::duplex(64);
         let (mut server, _sink) = tokio::io::duplex(64);
         let mut header = vec![b'Q'];
-        header.extend_from_slice(&((MAX_MESSAGE_BYTES + 5) as i32).to_be_bytes());
+        let limits = PgLimits::default();
+        header.extend_from_slice(&((limits.max_message_bytes + 5) as i32).to_be_bytes());
         client.write_all(&header).await.unwrap();
         // No body follows: a check that read it first would wait forever.
         let budget = Arc::new(Semaphore::new(1024));
-        let refused = client_to_server(&mut ours, &mut server, &budget)
+        let refused = client_to_server(&mut ours, &mut server, &limits, &budget)
             .await
             .unwrap();
         let refused = refused.expect("an error for the client");

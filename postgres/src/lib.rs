@@ -25,6 +25,8 @@
 
 mod cancel;
 mod frames;
+
+pub use frames::PgLimits;
 mod local;
 mod rows;
 mod session;
@@ -83,6 +85,7 @@ pub async fn serve(
     engine: Arc<QueryEngine>,
     auth: Arc<Auth>,
     limits: ListenLimits,
+    pg: PgLimits,
     tls: Option<TlsAcceptor>,
     stop: impl Future<Output = ()>,
 ) {
@@ -94,7 +97,7 @@ pub async fn serve(
     });
     let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     // Every session's messages together, in KiB.
-    let messages = Arc::new(Semaphore::new(frames::MESSAGE_BUDGET_BYTES / 1024));
+    let messages = Arc::new(Semaphore::new(pg.message_budget_bytes.div_ceil(1024)));
     let mut sessions = JoinSet::new();
     tokio::pin!(stop);
     loop {
@@ -121,7 +124,7 @@ pub async fn serve(
         }
         let (handlers, tls, messages) = (Arc::clone(&handlers), tls.clone(), Arc::clone(&messages));
         sessions.spawn(async move {
-            if let Err(e) = frames::serve_connection(stream, tls, handlers, messages).await {
+            if let Err(e) = frames::serve_connection(stream, tls, handlers, pg, messages).await {
                 tracing::debug!(%peer, error = %e, "PostgreSQL connection ended with an error");
             }
             drop(permit);
