@@ -153,9 +153,8 @@ fn adbc_gets_the_rows_the_http_api_gets_as_arrow() {
 #[test]
 fn flight_checks_tokens_and_states_a_cut_answer() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("weft.toml");
-    std::fs::write(
-        &config,
+    let server = Server::start_with_config(
+        dir.path(),
         r#"
 max_result_rows = 50000
 
@@ -169,16 +168,7 @@ name = "ingest"
 role = "ingest"
 token = "ingest-token-0123456789"
 "#,
-    )
-    .unwrap();
-    let server = Server::start(
-        &dir.path().join("data"),
-        &[
-            "--config",
-            config.to_str().unwrap(),
-            "--flight",
-            "127.0.0.1:0",
-        ],
+        &["--flight", "127.0.0.1:0"],
     );
     for token in [
         None,

@@ -629,12 +629,7 @@ fn empty_elements_are_charged_what_they_decode_into_before_decoding() {
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("weft.toml");
-    std::fs::write(&config, "max_inflight_bytes = 67108864\n").unwrap();
-    let server = Server::start(
-        &dir.path().join("data"),
-        &["--config", config.to_str().unwrap()],
-    );
+    let server = Server::start_with_config(dir.path(), "max_inflight_bytes = 67108864\n", &[]);
     let before = peak_rss(server.pid());
 
     // One resource, one scope, four million empty spans: 8 MiB on the wire.

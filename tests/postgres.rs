@@ -312,9 +312,8 @@ fn psycopg_binds_parameters_and_clients_catalog_queries_answer() {
 #[test]
 fn tokens_are_the_password_and_tenants_see_their_own_spans() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("weft.toml");
-    std::fs::write(
-        &config,
+    let server = Server::start_with_config(
+        dir.path(),
         r#"
 [[tokens]]
 name = "ingest"
@@ -332,16 +331,7 @@ role = "query"
 tenant = "acme"
 token = "acme-query-token-0123456789"
 "#,
-    )
-    .unwrap();
-    let server = Server::start(
-        &dir.path().join("data"),
-        &[
-            "--config",
-            config.to_str().unwrap(),
-            "--postgres",
-            "127.0.0.1:0",
-        ],
+        &["--postgres", "127.0.0.1:0"],
     );
     // Spans of no tenant, over OTLP/HTTP with the ingest token.
     let now = std::time::SystemTime::now()
@@ -441,17 +431,11 @@ print(json.dumps(out))
 #[test]
 fn a_cancel_request_ends_the_running_statement_and_the_session_goes_on() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("weft.toml");
     // A statement that outlives the test unless cancelled.
-    std::fs::write(&config, "query_timeout_secs = 3600\n").unwrap();
-    let server = Server::start(
-        &dir.path().join("data"),
-        &[
-            "--config",
-            config.to_str().unwrap(),
-            "--postgres",
-            "127.0.0.1:0",
-        ],
+    let server = Server::start_with_config(
+        dir.path(),
+        "query_timeout_secs = 3600\n",
+        &["--postgres", "127.0.0.1:0"],
     );
     let pg = server.postgres.unwrap();
     let got = run_json(
@@ -470,17 +454,12 @@ fn a_cancel_request_ends_the_running_statement_and_the_session_goes_on() {
 #[test]
 fn the_message_limit_is_a_config_key() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("weft.toml");
-    std::fs::write(&config, "postgres_max_message_bytes = 65536\n").unwrap();
-    let server = Server::start(
-        &dir.path().join("data"),
-        &[
-            "--config",
-            config.to_str().unwrap(),
-            "--postgres",
-            "127.0.0.1:0",
-        ],
+    let server = Server::start_with_config(
+        dir.path(),
+        "postgres_max_message_bytes = 65536\n",
+        &["--postgres", "127.0.0.1:0"],
     );
+    let config = dir.path().join("weft.toml");
     let statement = |len: usize| format!("SELECT length('{}') AS n", "x".repeat(len));
     assert_eq!(psql_lines(&server, &statement(10_000)), vec!["10000"]);
     let refused = psql(&server, None, &["-c", &statement(100_000)]);

@@ -117,6 +117,16 @@ impl Server {
         Server::start_at(&dir.to_string_lossy(), extra, &[])
     }
 
+    /// Starts `weft serve` on `dir/data` with the config file `config`
+    /// (TOML, written to `dir/weft.toml`) and extra flags.
+    pub fn start_with_config(dir: &Path, config: &str, extra: &[&str]) -> Server {
+        let path = dir.join("weft.toml");
+        std::fs::write(&path, config).unwrap();
+        let mut args = vec!["--config", path.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        Server::start(&dir.join("data"), &args)
+    }
+
     /// Starts `weft serve` on a data location (a directory or a URL) with
     /// extra flags and environment; `--no-ingest` servers answer on the API only.
     pub fn start_at(location: &str, extra: &[&str], env: &[(String, String)]) -> Server {
