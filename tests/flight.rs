@@ -100,11 +100,7 @@ fn adbc_gets_the_rows_the_http_api_gets_as_arrow() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &["--flight", "127.0.0.1:0"]);
     server.run_demo(12);
-    let service = server.sql("SELECT service_name FROM spans WHERE ai_kind = 'llm' LIMIT 1")[0]
-        ["service_name"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let service = server.llm_service();
     let got = run_adbc(&server, None, &service);
 
     for (i, sql) in QUERIES.iter().enumerate() {

@@ -246,11 +246,7 @@ fn psycopg_binds_parameters_and_clients_catalog_queries_answer() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &["--postgres", "127.0.0.1:0"]);
     server.run_demo(8);
-    let service = server.sql("SELECT service_name FROM spans WHERE ai_kind = 'llm' LIMIT 1")[0]
-        ["service_name"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let service = server.llm_service();
     let pg = server.postgres.unwrap();
     let got = run_json(
         PSYCOPG_SCRIPT,

@@ -204,6 +204,14 @@ impl Server {
             .is_ok_and(|r| r.status().is_success())
     }
 
+    /// The service of an LLM span (after `run_demo`).
+    pub fn llm_service(&self) -> String {
+        self.sql("SELECT service_name FROM spans WHERE ai_kind = 'llm' LIMIT 1")[0]["service_name"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
     /// Runs SQL through the API; rows as JSON objects.
     pub fn sql(&self, query: &str) -> Vec<Value> {
         let response = reqwest::blocking::Client::new()

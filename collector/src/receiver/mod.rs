@@ -17,12 +17,12 @@ use weft_schemas::{AttrValue, ORIGIN_KEY, ORIGIN_TOKEN_KEY, Span, TENANT_KEY};
 use crate::error::Result;
 use crate::metrics::Metrics;
 use crate::otlp::logs::normalise_logs;
-use crate::otlp::normalise::{estimated_bytes, normalise_with};
+use crate::otlp::normalise::{Normalised, estimated_bytes, normalise_with};
 use crate::otlp::{
     ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
-use crate::store::Store;
+use crate::store::{IngestOutcome, Store};
 
 /// Normalises a request, stores its valid spans durably, and builds the OTLP
 /// response: partial success when some spans were rejected.
@@ -37,13 +37,7 @@ pub(crate) async fn export_traces(
     caller: &Caller,
 ) -> Result<ExportTraceServiceResponse> {
     let mut normalised = normalise_with(request, &store.attribute_limits());
-    stamp_origin(&mut normalised.spans, caller);
-    let (earliest, latest) = store.accepted_window();
-    normalised.keep_within(earliest, latest, &store.window_text());
-    drop(decoded);
-    // Charged before the rows are built, held until they are stored.
-    let _charge = store.charge(estimated_bytes(&normalised.spans))?;
-    let outcome = store.ingest(&normalised.spans).await?;
+    let outcome = store_normalised(store, &mut normalised, decoded, caller).await?;
     Metrics::add(&store.metrics().spans_rejected, normalised.rejected);
     if normalised.rejected > 0 {
         tracing::debug!(
@@ -59,6 +53,24 @@ pub(crate) async fn export_traces(
             error_message: normalised.error_message(),
         }),
     })
+}
+
+/// What both exports do with their normalised rows: say who sent them, drop
+/// those outside the store's time window (as rejections), swap the decode
+/// charge for the rows' own estimate — charged before the rows are built,
+/// held until they are stored — and store them durably.
+async fn store_normalised(
+    store: &Store,
+    normalised: &mut Normalised,
+    decoded: OwnedSemaphorePermit,
+    caller: &Caller,
+) -> Result<IngestOutcome> {
+    stamp_origin(&mut normalised.spans, caller);
+    let (earliest, latest) = store.accepted_window();
+    normalised.keep_within(earliest, latest, &store.window_text());
+    drop(decoded);
+    let _charge = store.charge(estimated_bytes(&normalised.spans))?;
+    store.ingest(&normalised.spans).await
 }
 
 /// Says who sent each span: a client's own `weft.origin*` and `weft.tenant`
@@ -111,12 +123,7 @@ pub(crate) async fn export_logs(
     caller: &Caller,
 ) -> Result<ExportLogsServiceResponse> {
     let mut normalised = normalise_logs(request, &events.attribute_limits());
-    stamp_origin(&mut normalised.spans, caller);
-    let (earliest, latest) = events.accepted_window();
-    normalised.keep_within(earliest, latest, &events.window_text());
-    drop(decoded);
-    let _charge = events.charge(estimated_bytes(&normalised.spans))?;
-    events.ingest(&normalised.spans).await?;
+    store_normalised(events, &mut normalised, decoded, caller).await?;
     Ok(ExportLogsServiceResponse {
         partial_success: (normalised.rejected > 0).then(|| ExportLogsPartialSuccess {
             rejected_log_records: normalised.rejected as i64,
