@@ -58,6 +58,7 @@ pub enum Which {
     Lineage,
     Storage,
     Tui,
+    Signals,
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -69,6 +70,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if matches!(args.only, Which::All | Which::Tui) {
         crate::bench_tui::run(args.lineage_spans)?;
+    }
+    if matches!(args.only, Which::All | Which::Signals) {
+        crate::bench_signals::run()?;
     }
     if matches!(args.only, Which::All | Which::Storage) {
         crate::bench_storage::run(crate::bench_storage::StorageBench {

@@ -153,6 +153,115 @@ pub struct FileConfig {
     pub postgres_idle_timeout_secs: Option<f64>,
     pub postgres_max_message_bytes: Option<usize>,
     pub postgres_message_budget_bytes: Option<usize>,
+    /// `[prices."model"]`: each call's `cost` at ingest.
+    pub prices: Option<weft_schemas::Prices>,
+    /// `[signals]`: the live load signals.
+    pub signals: Option<SignalsFile>,
+}
+
+/// `[signals]` in the config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignalsFile {
+    /// Sliding windows, like `["10s", "1m", "5m"]`.
+    pub windows: Option<Vec<String>>,
+    pub default_window: Option<String>,
+    pub staleness_secs: Option<f64>,
+    pub in_flight_timeout_secs: Option<f64>,
+    pub max_keys: Option<usize>,
+    pub max_locality_keys: Option<usize>,
+    pub max_open: Option<usize>,
+    pub max_traces: Option<usize>,
+    pub locality_ttl_secs: Option<f64>,
+    pub stream_interval_ms: Option<u64>,
+    /// End-to-end budget of workflows not in `budgets_secs`.
+    pub default_budget_secs: Option<f64>,
+    /// Per workflow kind (root span name or `gen_ai.agent.name`).
+    pub budgets_secs: Option<std::collections::HashMap<String, f64>>,
+    /// Route advice weights.
+    pub route: Option<RouteWeightsFile>,
+}
+
+/// `[signals.route]`: how much each reason counts in `/api/route`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteWeightsFile {
+    pub conversation: Option<f64>,
+    pub prefix: Option<f64>,
+    pub queue_wait: Option<f64>,
+    pub in_flight: Option<f64>,
+    pub errors: Option<f64>,
+}
+
+impl SignalsFile {
+    fn resolve(&self) -> anyhow::Result<weft_signals::SignalsConfig> {
+        let mut config = weft_signals::SignalsConfig::default();
+        if let Some(windows) = &self.windows {
+            config.windows = windows
+                .iter()
+                .map(|w| weft_signals::WindowSpec::parse(w))
+                .collect::<Result<_, _>>()
+                .context("signals.windows")?;
+        }
+        if let Some(w) = &self.default_window {
+            config.default_window = w.clone();
+        }
+        for (value, slot, what) in [
+            (self.staleness_secs, &mut config.staleness, "signals.staleness_secs"),
+            (
+                self.in_flight_timeout_secs,
+                &mut config.in_flight_timeout,
+                "signals.in_flight_timeout_secs",
+            ),
+            (self.locality_ttl_secs, &mut config.locality_ttl, "signals.locality_ttl_secs"),
+            (
+                self.default_budget_secs,
+                &mut config.default_budget,
+                "signals.default_budget_secs",
+            ),
+        ] {
+            if let Some(s) = value {
+                *slot = secs(s, what)?;
+            }
+        }
+        for (value, slot) in [
+            (self.max_keys, &mut config.max_keys),
+            (self.max_locality_keys, &mut config.max_locality_keys),
+            (self.max_open, &mut config.max_open),
+            (self.max_traces, &mut config.max_traces),
+        ] {
+            if let Some(n) = value {
+                *slot = n;
+            }
+        }
+        if let Some(ms) = self.stream_interval_ms {
+            config.stream_interval = Duration::from_millis(ms);
+        }
+        for (kind, s) in self.budgets_secs.iter().flatten() {
+            config
+                .budgets
+                .insert(kind.clone(), secs(*s, "signals.budgets_secs")?);
+        }
+        if let Some(route) = &self.route {
+            let weights = &mut config.route;
+            for (value, slot) in [
+                (route.conversation, &mut weights.conversation),
+                (route.prefix, &mut weights.prefix),
+                (route.queue_wait, &mut weights.queue_wait),
+                (route.in_flight, &mut weights.in_flight),
+                (route.errors, &mut weights.errors),
+            ] {
+                if let Some(w) = value {
+                    anyhow::ensure!(
+                        w.is_finite() && w >= 0.0,
+                        "signals.route weights are finite and not negative"
+                    );
+                    *slot = w;
+                }
+            }
+        }
+        Ok(config.validated()?)
+    }
 }
 
 /// The certificate and key files every listener serves TLS with.
@@ -191,6 +300,8 @@ pub struct ServeConfig {
     pub allow_unauthenticated: bool,
     /// Browser origins the HTTP listeners answer (CORS).
     pub cors: Cors,
+    /// The live signals' settings.
+    pub signals: weft_signals::SignalsConfig,
 }
 
 fn addr(s: &str) -> ListenAddr {
@@ -340,6 +451,16 @@ impl ServeConfig {
                 "maintain_interval_secs must be positive"
             );
         }
+        if let Some(prices) = &file.prices {
+            prices
+                .validate()
+                .map_err(|e| anyhow::anyhow!("invalid [prices]: {e}"))?;
+            store.prices = Arc::new(prices.clone());
+        }
+        let signals = file.signals.as_ref().map_or_else(
+            || Ok(weft_signals::SignalsConfig::default()),
+            SignalsFile::resolve,
+        )?;
         let mut ingest = IngestLimits::default();
         if let Some(n) = file.max_grpc_message_bytes {
             ingest.max_grpc_message_bytes = n;
@@ -419,6 +540,7 @@ impl ServeConfig {
             query,
             no_ingest: args.no_ingest,
             refresh: secs(file.refresh_secs.unwrap_or(2.0), "refresh_secs")?,
+            signals,
         })
     }
 }

@@ -30,6 +30,8 @@ pub struct DemoArgs {
     /// Seed for the generated workload.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    #[command(flatten)]
+    pub routing: crate::routing::RoutingArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -40,6 +42,13 @@ pub enum DemoProtocol {
 }
 
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
+    if args.routing.routing {
+        let otlp = args
+            .endpoint
+            .clone()
+            .unwrap_or_else(|| "http://127.0.0.1:4318".into());
+        return crate::runtime()?.block_on(crate::routing::run(args.routing, otlp, args.seed));
+    }
     let endpoint = args
         .endpoint
         .clone()

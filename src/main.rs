@@ -12,6 +12,7 @@
 
 mod bench;
 mod bench_lineage;
+mod bench_signals;
 mod bench_storage;
 mod bench_tui;
 mod client;
@@ -19,6 +20,7 @@ mod config;
 mod cors;
 mod data_dir;
 mod demo;
+mod routing;
 mod explore;
 mod lineage;
 mod listen;

@@ -168,6 +168,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         )
         .await?,
     );
+    live_signals(&config, &store, &engine).await?;
     let addrs = (
         grpc_listener.local_addr()?,
         http_listener.local_addr()?,
@@ -286,6 +287,57 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
 
 /// `--no-ingest`: the query API over tables that other servers write, re-read
 /// every `refresh`.
+/// Hands acknowledged spans to the live signals.
+pub(crate) struct Feed(pub(crate) Arc<weft_signals::Signals>);
+
+impl weft_collector::SpanObserver for Feed {
+    fn acknowledged(&self, batch: &arrow::record_batch::RecordBatch) {
+        if let Err(e) = self.0.observe(batch) {
+            tracing::error!(error = %e, "live signals missed a batch");
+        }
+    }
+}
+
+/// The live signals, rebuilt from the WAL and recent files (the longest
+/// window and the in-flight timeout back) before any listener serves, then
+/// fed every acknowledged batch.
+async fn live_signals(
+    config: &ServeConfig,
+    store: &Store,
+    engine: &Arc<QueryEngine>,
+) -> anyhow::Result<Arc<weft_signals::Signals>> {
+    let signals = Arc::new(
+        weft_signals::Signals::new(config.signals.clone()).context("invalid [signals]")?,
+    );
+    let settings = signals.config();
+    let back = settings.windows.iter().map(|w| w.length).max().unwrap_or_default()
+        + settings.in_flight_timeout;
+    let since = weft_signals::now_ns() - i64::try_from(back.as_nanos()).unwrap_or(i64::MAX);
+    let started = std::time::Instant::now();
+    let mut failed = None;
+    let spans = engine
+        .replay_recent(since, |batch| {
+            if let Err(e) = signals.rebuild(batch) {
+                failed.get_or_insert(e);
+            }
+        })
+        .await
+        .context("cannot read the recent spans to rebuild the live signals")?;
+    if let Some(e) = failed {
+        anyhow::bail!("cannot rebuild the live signals: {e}");
+    }
+    tracing::info!(
+        spans,
+        took = ?started.elapsed(),
+        windows = %settings.window_names(),
+        memory_bound_mib = weft_signals::memory_bound_bytes(settings) >> 20,
+        "live signals rebuilt from the recent spans"
+    );
+    store.set_observer(Arc::new(Feed(Arc::clone(&signals))))?;
+    engine.attach_signals(Arc::clone(&signals));
+    Ok(signals)
+}
+
 async fn serve_queries(config: ServeConfig) -> anyhow::Result<()> {
     let location = config.store.tables_location();
     let follower = Follower::open(&location)

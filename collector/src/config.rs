@@ -124,6 +124,8 @@ pub struct StoreConfig {
     pub target_file_bytes: u64,
     /// The server runs retention, compaction and vacuum this often.
     pub maintain_interval: Duration,
+    /// Model prices: each span's `cost` is computed from them at ingest.
+    pub prices: std::sync::Arc<weft_schemas::Prices>,
     /// A named failure point to fail at, for fault-injection tests
     /// (`WEFT_FAULT` for the binary): `name` fails the step with an I/O
     /// error, `abort:name` kills the process there.
@@ -199,6 +201,7 @@ impl StoreConfig {
             vacuum_grace: Duration::from_secs(3600),
             target_file_bytes: 64 * 1024 * 1024,
             maintain_interval: Duration::from_secs(600),
+            prices: Default::default(),
             fault: std::env::var("WEFT_FAULT").ok(),
         }
     }

@@ -41,7 +41,9 @@ pub use otlp::export::{
 pub use otlp::normalise::Normalised;
 pub use parquet_files::FileMeta;
 pub use storage::RemoteStore;
-pub use store::{FlushReport, IngestOutcome, Snapshot, Store, maintain_data_dir, read_snapshot};
+pub use store::{
+    FlushReport, IngestOutcome, Snapshot, SpanObserver, Store, maintain_data_dir, read_snapshot,
+};
 
 /// Decodes an OTLP trace export (protobuf or JSON, already decompressed) and
 /// normalises its spans: the valid ones, and why the others were rejected.

@@ -60,8 +60,8 @@ pub fn router(
         .route("/api/lineage/{trace_id}/tree", get(lineage_tree))
         .route("/api/workflows", get(workflows))
         .route("/api/graph", get(graph))
-        .route("/api/signals", get(signals))
         .route("/metrics", get(prometheus))
+        .merge(crate::signals::routes())
         .nest("/tempo", crate::tempo::routes())
         .fallback(no_such_endpoint)
         .method_not_allowed_fallback(wrong_method)
@@ -92,8 +92,8 @@ async fn authorize(
 
 /// The endpoints, as error messages name them.
 const ENDPOINTS: &str = "POST /api/sql, GET /api/traces/{trace_id}, \
-    GET /api/lineage/{trace_id}[/dot|/tree], GET /api/workflows, GET /api/graph, GET /api/signals, \
-    GET /healthz, GET /metrics, and Grafana Tempo's API under /tempo";
+    GET /api/lineage/{trace_id}[/dot|/tree], GET /api/workflows, GET /api/graph, GET /api/signals[/stream|/workflows], \
+    GET /api/route, GET /healthz, GET /metrics, and Grafana Tempo's API under /tempo";
 
 async fn no_such_endpoint(method: axum::http::Method, uri: axum::http::Uri) -> Response {
     error_json(
@@ -233,12 +233,16 @@ async fn prometheus(State(api): State<ApiState>, Extension(caller): Extension<Ca
         .into_response();
     }
     let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        api.metrics
-            .render_prometheus(now, api.events_metrics.as_deref()),
-    )
-        .into_response()
+    let mut text = api
+        .metrics
+        .render_prometheus(now, api.events_metrics.as_deref());
+    if let Some(signals) = api.engine.signals() {
+        match signals.prometheus() {
+            Ok(gauges) => text.push_str(&gauges),
+            Err(e) => return QueryError::from(e).into_response(),
+        }
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 /// Query parameters of the lineage endpoints.
@@ -345,7 +349,7 @@ struct GraphParams {
 }
 
 /// `15m`, `6h`, `7d`, `30s` → nanoseconds; or an RFC 3339 timestamp → Unix ns.
-fn parse_time(text: &str, now_ns: i64) -> Result<i64, QueryError> {
+pub(crate) fn parse_time(text: &str, now_ns: i64) -> Result<i64, QueryError> {
     let bad = || {
         QueryError::Sql(format!(
             "{text:?} is neither an RFC 3339 time nor a duration like 15m, 6h or 7d"
@@ -422,32 +426,8 @@ async fn workflows(
     Ok(json_response(body))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SignalParams {
-    /// RFC 3339 time or a duration back from now; default 1m.
-    since: Option<String>,
-    /// Only calls to this model (`gen_ai_model`).
-    model: Option<String>,
-}
-
-async fn signals(
-    State(api): State<ApiState>,
-    Extension(caller): Extension<Caller>,
-    Params(params): Params<SignalParams>,
-) -> Result<Response, QueryError> {
-    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
-    let since = parse_time(params.since.as_deref().unwrap_or("1m"), now)?;
-    let batches = api
-        .engine(&caller)
-        .await?
-        .load_signals(since, params.model.as_deref())
-        .await?;
-    Ok(json_response(json_rows(batches)?))
-}
-
 /// Batches as a JSON array of row objects (`[]` when there are none).
-fn json_rows(batches: Vec<arrow::record_batch::RecordBatch>) -> Result<Vec<u8>, QueryError> {
+pub(crate) fn json_rows(batches: Vec<arrow::record_batch::RecordBatch>) -> Result<Vec<u8>, QueryError> {
     let schema = batches
         .first()
         .map(|b| b.schema())

@@ -116,7 +116,15 @@ pub struct QueryEngine {
     tenants: std::sync::Mutex<std::collections::HashMap<String, Arc<QueryEngine>>>,
     /// Settled workflows' summaries, for [`QueryEngine::workflows`].
     workflow_cache: WorkflowCache,
+    /// The live signals, once a server that ingests attaches them (shared
+    /// with the tenants' engines).
+    signals: SignalsSlot,
+    /// The tenant this engine shows, if one.
+    tenant: Option<String>,
 }
+
+/// Where an engine and its tenants' engines find the live signals.
+pub(crate) type SignalsSlot = Arc<std::sync::OnceLock<Arc<weft_signals::Signals>>>;
 
 /// The one way a workflow is reconstructed — for `/api/lineage`, `weft lineage`
 /// and the `lineage()`/`ancestors()`/`descendants()` table functions alike:
@@ -171,7 +179,33 @@ impl QueryEngine {
             .with_memory_pool(Arc::new(pool))
             .with_max_temp_directory_size(limits.max_spill_bytes)
             .build_arc()?;
-        Self::build(source, events, limits, write_tools, runtime).await
+        Self::build(
+            source,
+            events,
+            limits,
+            write_tools,
+            runtime,
+            SignalsSlot::default(),
+            None,
+        )
+        .await
+    }
+
+    /// Gives this engine (and its tenants' engines) the live signals a
+    /// server that ingests keeps: `/api/signals`, `/api/route` and the
+    /// `signals()` table function read them. Once only; later calls are ignored.
+    pub fn attach_signals(&self, signals: Arc<weft_signals::Signals>) {
+        let _ = self.signals.set(signals);
+    }
+
+    /// The live signals, when this server keeps them.
+    pub fn signals(&self) -> Option<&Arc<weft_signals::Signals>> {
+        self.signals.get()
+    }
+
+    /// The tenant whose spans this engine shows, if it shows one tenant's.
+    pub fn tenant(&self) -> Option<&str> {
+        self.tenant.as_deref()
     }
 
     /// This engine, or for a tenant the same engine over only that tenant's
@@ -201,6 +235,8 @@ impl QueryEngine {
                 self.limits,
                 Arc::clone(&self.write_tools),
                 self.ctx.runtime_env(),
+                Arc::clone(&self.signals),
+                Some(tenant.to_owned()),
             )
             .await?,
         );
@@ -228,6 +264,8 @@ impl QueryEngine {
         limits: QueryLimits,
         write_tools: Arc<HashSet<String>>,
         runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
+        signals: SignalsSlot,
+        tenant: Option<String>,
     ) -> Result<Self, QueryError> {
         let config = SessionConfig::new()
             .with_information_schema(true)
@@ -241,6 +279,7 @@ impl QueryEngine {
         ctx.register_table("service_calls", calls)?;
         crate::table::register_span_events(&ctx, &events)?;
         register_lineage_functions(&ctx, &source, Arc::clone(&write_tools));
+        crate::signals::register(&ctx, Arc::clone(&signals), tenant.clone());
         Ok(Self {
             ctx,
             source,
@@ -249,6 +288,8 @@ impl QueryEngine {
             write_tools,
             tenants: Default::default(),
             workflow_cache: WorkflowCache::default(),
+            signals,
+            tenant,
         })
     }
 
@@ -387,10 +428,13 @@ impl QueryEngine {
                         avg(col(ai_col::kv_cache_hit_ratio)).alias("kv_cache_hit_ratio"),
                         p(ai_col::queue_wait_ns, 0.5).alias("queue_wait_p50_ns"),
                         p(ai_col::queue_wait_ns, 0.95).alias("queue_wait_p95_ns"),
+                        p(ai_col::queue_wait_ns, 0.99).alias("queue_wait_p99_ns"),
                         p(ai_col::time_to_first_token_ns, 0.5).alias("ttft_p50_ns"),
                         p(ai_col::time_to_first_token_ns, 0.95).alias("ttft_p95_ns"),
+                        p(ai_col::time_to_first_token_ns, 0.99).alias("ttft_p99_ns"),
                         sum(col(ai_col::input_tokens)).alias("input_tokens"),
                         sum(col(ai_col::output_tokens)).alias("output_tokens"),
+                        sum(col(ai_col::cost)).alias("cost"),
                         max(col(column::END_TIME)).alias("last_seen"),
                     ],
                 )?
@@ -402,6 +446,37 @@ impl QueryEngine {
             Ok::<_, QueryError>(df.collect().await?)
         };
         self.bounded(run).await
+    }
+
+    /// Every span that ended at or after `since_ns` (and started within an
+    /// hour before it), oldest end first, handed to `each` batch by batch:
+    /// how a restarted server rebuilds its live signals from the WAL and
+    /// recent files. Not under the query timeout: the server is not ready
+    /// until it is done. Returns the spans read.
+    pub async fn replay_recent(
+        &self,
+        since_ns: i64,
+        mut each: impl FnMut(&RecordBatch),
+    ) -> Result<usize, QueryError> {
+        use futures::StreamExt;
+        let df = self
+            .ctx
+            .table("spans")
+            .await?
+            .filter(
+                col(column::END_TIME)
+                    .gt_eq(timestamp(since_ns))
+                    .and(col(column::START_TIME).gt_eq(timestamp(since_ns - 3_600_000_000_000))),
+            )?
+            .sort(vec![col(column::END_TIME).sort(true, false)])?;
+        let mut stream = df.execute_stream().await?;
+        let mut spans = 0;
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            spans += batch.num_rows();
+            each(&batch);
+        }
+        Ok(spans)
     }
 
     /// Plans one read-only statement (DDL, DML, COPY and SET are rejected).

@@ -194,6 +194,15 @@ fn from_external(inner: Box<dyn std::error::Error + Send + Sync>, message: Strin
     }
 }
 
+impl From<weft_signals::Error> for QueryError {
+    fn from(e: weft_signals::Error) -> Self {
+        match e {
+            weft_signals::Error::Invalid(message) => QueryError::Sql(message),
+            weft_signals::Error::Internal(_) => QueryError::Internal(e.to_string()),
+        }
+    }
+}
+
 impl From<arrow::error::ArrowError> for QueryError {
     fn from(e: arrow::error::ArrowError) -> Self {
         QueryError::Internal(e.to_string())

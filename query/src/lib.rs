@@ -11,6 +11,8 @@
 //! - `tempo`, `traceql`: Grafana Tempo's HTTP API under `/tempo`, with the
 //!   TraceQL subset Grafana's data source sends, as expressions;
 //! - [`postgres`]: `pg_catalog` and `current_setting()` for PostgreSQL clients;
+//! - `signals`: the live signals over HTTP (`/api/signals`, its stream,
+//!   `/api/route`) and as the `signals('1m')` table function;
 //! - [`api`]: `/api/sql`, `/api/traces/{id}`, `/api/lineage/{id}`, `/api/workflows`,
 //!   `/api/graph`, `/api/signals`, `/healthz`, `/metrics`.
 //!
@@ -32,6 +34,7 @@ mod lineage_sql;
 pub mod output;
 pub mod postgres;
 mod prune;
+mod signals;
 mod streamed;
 mod table;
 mod tempo;

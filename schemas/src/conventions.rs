@@ -197,6 +197,9 @@ ai_columns! {
     kv_cache_hit_ratio: f64,
         "share of prompt tokens served from the KV cache, 0..1",
         [span_as("weft.kv_cache.hit_ratio", Interp::Ratio)];
+    kv_cache_prefix: String,
+        "key of the prompt prefix the call's KV cache holds (a system prompt's hash, say): route advice's cache locality",
+        [span("weft.kv_cache.prefix")];
     queue_wait_ns: i64,
         "time queued before the step ran, nanoseconds",
         [span_as("weft.queue.wait_ms", Interp::MillisToNanos)];
@@ -212,6 +215,9 @@ ai_columns! {
     agent_name: String,
         "agent that ran the step",
         [span("gen_ai.agent.name"), span("agent.name")];
+    cost: f64,
+        "what the call cost, from the price table at ingest (`[prices]`), else as sent; null when the model has no price",
+        [span("weft.cost")];
 }
 
 /// What an AI step is.

@@ -11,6 +11,7 @@
 //! - [`read`]: [`SpanReader`], the one typed reader of span-shaped batches;
 //! - [`value_types`]: the OTLP type of each attribute value that is not a
 //!   string, kept beside the text maps;
+//! - [`prices`]: the price table that gives each model call its `cost`;
 //! - [`shown`]: ids are bytes until shown; this renders them as hex (and reads
 //!   the hex of schema version 1 back);
 //! - [`settled`]: the schemas of what is stored when a trace settles (its
@@ -22,6 +23,7 @@ pub mod ai_column;
 pub mod batch;
 pub mod conventions;
 pub mod ids;
+pub mod prices;
 pub mod read;
 pub mod schema;
 pub mod settled;
@@ -32,6 +34,7 @@ pub mod value_types;
 pub use batch::spans_to_batch;
 pub use conventions::{AiFields, AiKind, ApprovalState, PolicyVerdict, ai_col};
 pub use ids::{IdError, SpanId, TraceId};
+pub use prices::{Price, Prices};
 pub use read::SpanReader;
 pub use schema::{SCHEMA_VERSION, SCHEMA_VERSION_KEY, span_schema};
 pub use settled::{links_schema, structure_schema};

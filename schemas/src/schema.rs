@@ -18,7 +18,8 @@ use crate::ids::{SpanId, TraceId};
 /// 3: times in microseconds, Delta Lake's timestamp (version 2 stored nanoseconds).
 /// 4: `attribute_types`, the OTLP type of every value that is not a string
 ///    (null in older rows: their values read back as strings).
-pub const SCHEMA_VERSION: u32 = 4;
+/// 5: the AI columns `kv_cache_prefix` and `cost` (null in older rows).
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// Key under which [`SCHEMA_VERSION`] is written into schema and Parquet metadata.
 pub const SCHEMA_VERSION_KEY: &str = "weft.schema_version";

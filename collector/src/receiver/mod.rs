@@ -37,6 +37,7 @@ pub(crate) async fn export_traces(
     caller: &Caller,
 ) -> Result<ExportTraceServiceResponse> {
     let mut normalised = normalise_with(request, &store.attribute_limits());
+    store.prices().apply(&mut normalised.spans);
     let outcome = store_normalised(store, &mut normalised, decoded, caller).await?;
     Metrics::add(&store.metrics().spans_rejected, normalised.rejected);
     if normalised.rejected > 0 {

@@ -62,6 +62,17 @@ pub struct IngestOutcome {
     pub duplicates: usize,
 }
 
+/// Sees each batch of spans the moment it is acknowledged: live load signals
+/// are kept this way, without reading the tables.
+pub trait SpanObserver: Send + Sync {
+    /// `batch` has the spans schema and holds only newly stored spans. Called
+    /// on the WAL writer thread after the clients were answered: keep it short.
+    fn acknowledged(&self, batch: &RecordBatch);
+}
+
+/// The observer slot the writer thread reads.
+pub(crate) type ObserverSlot = Arc<RwLock<Option<Arc<dyn SpanObserver>>>>;
+
 /// A consistent view for readers: Parquet files plus the live batches not in
 /// them, and the settled tables written by the same flushes as those files.
 #[derive(Debug, Clone, Default)]
@@ -129,6 +140,8 @@ struct Inner {
     app: String,
     /// Where the tables' files are.
     storage: Storage,
+    /// Who sees acknowledged spans ([`Store::set_observer`]).
+    observer: ObserverSlot,
 }
 
 #[derive(Default)]
@@ -233,8 +246,10 @@ impl Store {
         let state = Arc::new(RwLock::new(state));
         let (tx, rx) = mpsc::channel(4096);
         let flush_wanted = Arc::new(Notify::new());
+        let observer = ObserverSlot::default();
         let thread = {
             let ctx = WriterContext {
+                observer: Arc::clone(&observer),
                 state: Arc::clone(&state),
                 metrics: Arc::clone(&metrics),
                 flush_wanted: Arc::clone(&flush_wanted),
@@ -271,6 +286,7 @@ impl Store {
                 }),
                 app,
                 storage,
+                observer,
             }),
         };
         // A full disk or an unreachable object store must not stop a start:
@@ -284,6 +300,19 @@ impl Store {
     /// What one span and one resource may carry at ingest.
     pub(crate) fn attribute_limits(&self) -> crate::config::AttributeLimits {
         self.inner.config.attribute_limits
+    }
+
+    pub(crate) fn prices(&self) -> &weft_schemas::Prices {
+        &self.inner.config.prices
+    }
+
+    /// Hands every batch of newly stored spans to `observer` once it is
+    /// acknowledged (retries already dropped), from the WAL writer thread.
+    /// Replaces the observer set before; spans replayed at open are not
+    /// observed (a reader of the store sees them in [`Store::snapshot`]).
+    pub fn set_observer(&self, observer: Arc<dyn SpanObserver>) -> Result<()> {
+        *self.inner.observer.write().map_err(lock_err)? = Some(observer);
+        Ok(())
     }
 
     /// Charges a request's estimated `bytes` against the in-flight budget,

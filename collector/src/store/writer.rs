@@ -43,6 +43,8 @@ pub(super) struct WriterContext {
     /// flushed: a store whose flushes fail must not grow without bound.
     pub max_unflushed_spans: usize,
     pub dedup: Recent<(TraceId, SpanId), ()>,
+    /// Sees each acknowledged batch, after its clients were answered.
+    pub observer: super::ObserverSlot,
 }
 
 /// The WAL writer thread: group commit until every sender is gone.
@@ -164,6 +166,7 @@ fn commit_group(wal: &mut WalWriter, cx: &mut WriterContext, group: Vec<Pending>
     Metrics::add(&cx.metrics.wal_bytes, bytes);
     Metrics::add(&cx.metrics.wal_syncs, 1);
     let mut replies = Vec::with_capacity(staged.len());
+    let mut acknowledged = Vec::new();
     {
         let Ok(mut state) = cx.state.write() else {
             for (_, _, reply) in staged {
@@ -179,6 +182,7 @@ fn commit_group(wal: &mut WalWriter, cx: &mut WriterContext, group: Vec<Pending>
         for (entry, outcome, reply) in staged {
             if let Some((seq, batch)) = entry {
                 state.live_rows += batch.num_rows();
+                acknowledged.push(batch.clone());
                 state.live.push(LiveBatch { seq, batch });
             }
             replies.push((outcome, reply));
@@ -197,5 +201,11 @@ fn commit_group(wal: &mut WalWriter, cx: &mut WriterContext, group: Vec<Pending>
         Metrics::add(&cx.metrics.spans_accepted, outcome.stored as u64);
         Metrics::add(&cx.metrics.spans_duplicate, outcome.duplicates as u64);
         let _ = reply.send(Ok(outcome));
+    }
+    let observer = cx.observer.read().ok().and_then(|o| o.clone());
+    if let Some(observer) = observer {
+        for batch in &acknowledged {
+            observer.acknowledged(batch);
+        }
     }
 }
