@@ -143,7 +143,11 @@ async fn poll_and_route() -> anyhow::Result<()> {
         let client = client.clone();
         async move {
             let response = client.get(format!("http://{addr}{path}")).send().await?;
-            anyhow::ensure!(response.status().is_success(), "{path}: {}", response.status());
+            anyhow::ensure!(
+                response.status().is_success(),
+                "{path}: {}",
+                response.status()
+            );
             let body = response.bytes().await?;
             anyhow::ensure!(body.len() > 2, "{path}: empty answer");
             Ok(())
@@ -164,12 +168,17 @@ async fn poll_and_route() -> anyhow::Result<()> {
     })
     .await?;
     println!();
-    println!("### Live signals: one poll, one route call ({spans} spans in the window, {NODES} nodes, real HTTP on loopback)");
+    println!(
+        "### Live signals: one poll, one route call ({spans} spans in the window, {NODES} nodes, real HTTP on loopback)"
+    );
     println!();
     println!("| measurement | mean | p99 | relative to the SQL poll |");
     println!("|---|---:|---:|---:|");
     for (what, (mean, p99)) in [
-        ("`/api/signals?since=1m`: SQL aggregation over the spans (baseline, the old poll)", sql),
+        (
+            "`/api/signals?since=1m`: SQL aggregation over the spans (baseline, the old poll)",
+            sql,
+        ),
         ("`/api/signals?window=1m`: live windows", live),
         ("`/api/route?model=…&prefix=…&conversation=…`", route),
         ("`Signals::nodes` in process (no HTTP, no JSON)", direct),
@@ -200,7 +209,8 @@ async fn store_with_signals(
     config.flush_interval = Duration::from_secs(3600);
     config.fault = None;
     let store = Store::open(config, Arc::new(Metrics::default())).await?;
-    let engine = Arc::new(QueryEngine::new(Arc::new(store.clone()), QuerySettings::default()).await?);
+    let engine =
+        Arc::new(QueryEngine::new(Arc::new(store.clone()), QuerySettings::default()).await?);
     let signals = match signals {
         Some(config) => {
             let signals = Arc::new(Signals::new(config)?);
@@ -277,7 +287,11 @@ async fn ingest_cost() -> anyhow::Result<()> {
     for (what, keep, poll) in [
         ("durable ingest, no live signals (baseline)", false, false),
         ("durable ingest, live signals kept", true, false),
-        ("the same, a scheduler polling /api/signals and /api/route every 50 ms", true, true),
+        (
+            "the same, a scheduler polling /api/signals and /api/route every 50 ms",
+            true,
+            true,
+        ),
     ] {
         let dir = tempfile::tempdir()?;
         let (store, _, addr) =
@@ -327,7 +341,10 @@ async fn ingest_cost() -> anyhow::Result<()> {
         rows.push((what, rate));
     }
     println!();
-    println!("### Live signals: what keeping and polling them costs durable ingest ({} spans in {per_request}-span requests, 4 writers)", all.len());
+    println!(
+        "### Live signals: what keeping and polling them costs durable ingest ({} spans in {per_request}-span requests, 4 writers)",
+        all.len()
+    );
     println!();
     println!("| measurement | spans/s | relative to the baseline |");
     println!("|---|---:|---:|");

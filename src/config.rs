@@ -207,13 +207,21 @@ impl SignalsFile {
             config.default_window = w.clone();
         }
         for (value, slot, what) in [
-            (self.staleness_secs, &mut config.staleness, "signals.staleness_secs"),
+            (
+                self.staleness_secs,
+                &mut config.staleness,
+                "signals.staleness_secs",
+            ),
             (
                 self.in_flight_timeout_secs,
                 &mut config.in_flight_timeout,
                 "signals.in_flight_timeout_secs",
             ),
-            (self.locality_ttl_secs, &mut config.locality_ttl, "signals.locality_ttl_secs"),
+            (
+                self.locality_ttl_secs,
+                &mut config.locality_ttl,
+                "signals.locality_ttl_secs",
+            ),
             (
                 self.default_budget_secs,
                 &mut config.default_budget,

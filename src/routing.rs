@@ -18,7 +18,7 @@
 //! cold caches) and only considers its own nodes.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -201,13 +201,24 @@ fn float(key: &str, value: f64) -> KeyValue {
 /// A span and when it may be sent.
 type Outgoing = (Instant, Span);
 
-/// Serves one node's queue with `slots` workers.
-fn start_node(
-    name: String,
-    args: &RoutingArgs,
-    spans: mpsc::UnboundedSender<Outgoing>,
+/// Where the fleet's spans go: held for the signal delay, counted.
+#[derive(Clone)]
+struct Spans {
+    tx: mpsc::UnboundedSender<Outgoing>,
+    sent: Arc<AtomicUsize>,
     delay: Duration,
-) -> Node {
+}
+
+impl Spans {
+    fn send(&self, span: Span) {
+        if self.tx.send((Instant::now() + self.delay, span)).is_ok() {
+            self.sent.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Serves one node's queue with `slots` workers.
+fn start_node(name: String, args: &RoutingArgs, spans: Spans, closing: Arc<AtomicBool>) -> Node {
     let (tx, rx) = mpsc::unbounded_channel::<Job>();
     let rx = Arc::new(tokio::sync::Mutex::new(rx));
     let cache = Arc::new(Mutex::new(KvCache {
@@ -216,17 +227,22 @@ fn start_node(
         entries: VecDeque::new(),
     }));
     for _ in 0..args.slots {
-        let (rx, cache, spans, name) = (
+        let (rx, cache, spans, name, closing) = (
             Arc::clone(&rx),
             Arc::clone(&cache),
             spans.clone(),
             name.clone(),
+            Arc::clone(&closing),
         );
         tokio::spawn(async move {
             loop {
                 let Some(job) = rx.lock().await.recv().await else {
                     return;
                 };
+                if closing.load(Ordering::Relaxed) {
+                    // The run is over: what still waits is not served.
+                    continue;
+                }
                 let started = Instant::now();
                 let queue_wait = started - job.queued;
                 let context_key = |turn: usize| format!("{}#{turn}", job.conversation);
@@ -279,7 +295,7 @@ fn start_node(
                     attributes,
                     ..Default::default()
                 };
-                let _ = spans.send((Instant::now() + delay, span));
+                spans.send(span);
                 let _ = job.done.send(Served {
                     queue_wait,
                     ttft,
@@ -512,7 +528,8 @@ fn workload(args: &RoutingArgs, seed: u64) -> (Workload, f64) {
     // Mean service time with nothing cached: the mean prompt of a mean turn.
     let mean_turns = 4.0;
     let mean_prompt = args.system_tokens as f64 + (mean_turns - 1.0) / 2.0 * 350.0 + 200.0;
-    let service = mean_prompt * PREFILL_PER_TOKEN.as_secs_f64() + 150.0 * DECODE_PER_TOKEN.as_secs_f64();
+    let service =
+        mean_prompt * PREFILL_PER_TOKEN.as_secs_f64() + 150.0 * DECODE_PER_TOKEN.as_secs_f64();
     let capacity = (args.nodes * args.slots) as f64 / service;
     let rate = args.load * capacity / mean_turns;
     let mut conversations = Vec::new();
@@ -529,7 +546,13 @@ fn workload(args: &RoutingArgs, seed: u64) -> (Workload, f64) {
             rng.random_range(2..=6),
         ));
     }
-    (Workload { conversations, seed }, capacity * args.load)
+    (
+        Workload {
+            conversations,
+            seed,
+        },
+        capacity * args.load,
+    )
 }
 
 async fn run_policy(
@@ -553,8 +576,17 @@ async fn run_policy(
         }
         .run(spans_rx),
     );
+    let spans = Spans {
+        tx: spans_tx,
+        sent: Arc::default(),
+        delay,
+    };
+    let closing = Arc::new(AtomicBool::new(false));
     let nodes: Vec<Node> = (0..args.nodes)
-        .map(|i| start_node(format!("{}-gpu-{i}", policy.short()), args, spans_tx.clone(), delay))
+        .map(|i| {
+            let name = format!("{}-gpu-{i}", policy.short());
+            start_node(name, args, spans.clone(), Arc::clone(&closing))
+        })
         .collect();
     let chooser = Arc::new(Chooser {
         policy,
@@ -588,11 +620,11 @@ async fn run_policy(
     let failures: Arc<Mutex<Vec<String>>> = Arc::default();
     let mut sessions = Vec::new();
     for (n, (offset, system, turns)) in work.conversations.iter().copied().enumerate() {
-        let (chooser, queues, names, spans_tx, served, requests, failures) = (
+        let (chooser, queues, names, spans, served, requests, failures) = (
             Arc::clone(&chooser),
             Arc::clone(&queues),
             Arc::clone(&names),
-            spans_tx.clone(),
+            spans.clone(),
             Arc::clone(&served),
             Arc::clone(&requests),
             Arc::clone(&failures),
@@ -621,29 +653,29 @@ async fn run_policy(
                         chooser.round_robin()
                     }
                 };
-                let trace: [u8; 16] = rng.random();
-                let span: [u8; 8] = rng.random();
-                let phase: [u8; 8] = rng.random();
+                // Ids fresh for every run: the workload repeats, the spans do not
+                // (the same ids again would be dropped as a client's retries).
+                let (trace, span, phase): ([u8; 16], [u8; 8], [u8; 8]) = {
+                    let mut ids = rand::rng();
+                    (ids.random(), ids.random(), ids.random())
+                };
                 let queued_ns = unix_ns();
                 // The server's queue phase: Weft counts the call in flight.
-                let _ = spans_tx.send((
-                    Instant::now() + delay,
-                    Span {
-                        trace_id: trace.to_vec(),
-                        span_id: phase.to_vec(),
-                        parent_span_id: span.to_vec(),
-                        name: "enqueue".into(),
-                        kind: span::SpanKind::Internal as i32,
-                        start_time_unix_nano: queued_ns as u64,
-                        end_time_unix_nano: queued_ns as u64,
-                        attributes: vec![
-                            text("weft.kind", "other"),
-                            text("weft.node", &names[node]),
-                            text("gen_ai.request.model", MODEL),
-                        ],
-                        ..Default::default()
-                    },
-                ));
+                spans.send(Span {
+                    trace_id: trace.to_vec(),
+                    span_id: phase.to_vec(),
+                    parent_span_id: span.to_vec(),
+                    name: "enqueue".into(),
+                    kind: span::SpanKind::Internal as i32,
+                    start_time_unix_nano: queued_ns as u64,
+                    end_time_unix_nano: queued_ns as u64,
+                    attributes: vec![
+                        text("weft.kind", "other"),
+                        text("weft.node", &names[node]),
+                        text("gen_ai.request.model", MODEL),
+                    ],
+                    ..Default::default()
+                });
                 let (done, outcome) = oneshot::channel();
                 requests.fetch_add(1, Ordering::Relaxed);
                 let queued = Instant::now();
@@ -678,15 +710,21 @@ async fn run_policy(
     // Requests queued by the end finish (their spans are sent); the table
     // counts what completed in time.
     let drain = Instant::now() + Duration::from_secs(10);
-    for session in sessions {
+    for session in &mut sessions {
         let _ = tokio::time::timeout_at(drain.into(), session).await;
+    }
+    // Past the drain: requests still queued are dropped, sessions ended.
+    closing.store(true, Ordering::Relaxed);
+    for session in &sessions {
+        session.abort();
     }
     if let Some(poller) = poller {
         poller.abort();
     }
+    let sent = Arc::clone(&spans.sent);
     drop(nodes);
     drop(queues);
-    drop(spans_tx);
+    drop(spans);
     let sender = tokio::time::timeout(Duration::from_secs(30), sender)
         .await
         .context("the span sender did not finish")??;
@@ -695,11 +733,15 @@ async fn run_policy(
         requests: requests.load(Ordering::Relaxed),
         acknowledged: sender.acknowledged,
         refused: sender.refused,
-        advice_micros: chooser.advice_micros.lock().map(|t| t.clone()).unwrap_or_default(),
+        advice_micros: chooser
+            .advice_micros
+            .lock()
+            .map(|t| t.clone())
+            .unwrap_or_default(),
         fallbacks: chooser.fallbacks.load(Ordering::Relaxed),
         ..Outcome::default()
     };
-    outcome.sent = 2 * served.len();
+    outcome.sent = sent.load(Ordering::Relaxed);
     for (s, _) in &served {
         outcome.completed += usize::from(s.completed <= end);
         outcome.hits += usize::from(s.hit);
@@ -718,8 +760,14 @@ async fn run_policy(
 
 /// Runs the three policies one after the other and prints the table.
 pub async fn run(args: RoutingArgs, otlp: String, seed: u64) -> anyhow::Result<()> {
-    anyhow::ensure!(args.nodes >= 1 && args.slots >= 1, "--nodes and --slots must be at least 1");
-    anyhow::ensure!(args.load > 0.0 && args.load.is_finite(), "--load must be positive");
+    anyhow::ensure!(
+        args.nodes >= 1 && args.slots >= 1,
+        "--nodes and --slots must be at least 1"
+    );
+    anyhow::ensure!(
+        args.load > 0.0 && args.load.is_finite(),
+        "--load must be positive"
+    );
     let (work, rate) = workload(&args, seed);
     let turns: usize = work.conversations.iter().map(|c| c.2).sum();
     println!(

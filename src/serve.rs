@@ -306,11 +306,15 @@ async fn live_signals(
     store: &Store,
     engine: &Arc<QueryEngine>,
 ) -> anyhow::Result<Arc<weft_signals::Signals>> {
-    let signals = Arc::new(
-        weft_signals::Signals::new(config.signals.clone()).context("invalid [signals]")?,
-    );
+    let signals =
+        Arc::new(weft_signals::Signals::new(config.signals.clone()).context("invalid [signals]")?);
     let settings = signals.config();
-    let back = settings.windows.iter().map(|w| w.length).max().unwrap_or_default()
+    let back = settings
+        .windows
+        .iter()
+        .map(|w| w.length)
+        .max()
+        .unwrap_or_default()
         + settings.in_flight_timeout;
     let since = weft_signals::now_ns() - i64::try_from(back.as_nanos()).unwrap_or(i64::MAX);
     let started = std::time::Instant::now();

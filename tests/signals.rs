@@ -101,7 +101,13 @@ fn signals_rank_nodes_by_warm_kv_cache_and_agree_with_sql() {
     let live_calls: i64 = live.iter().map(|n| n["calls"].as_i64().unwrap()).sum();
     assert_eq!(live_calls, sql_recent, "{live:?}");
     for node in &live {
-        for field in ["stale", "in_flight", "queue_wait_p99_ns", "ttft_p99_ns", "cost"] {
+        for field in [
+            "stale",
+            "in_flight",
+            "queue_wait_p99_ns",
+            "ttft_p99_ns",
+            "cost",
+        ] {
             assert!(node.get(field).is_some(), "{field} missing in {node}");
         }
     }
@@ -230,13 +236,20 @@ fn acknowledged_spans_move_signals_the_stream_and_metrics_within_a_second() {
     // The span's cost is a column too; an unknown model's is null.
     send_calls(
         &server,
-        &[("gpu-live", &[KeyValue::new("gen_ai.response.model", "mystery")])],
+        &[(
+            "gpu-live",
+            &[KeyValue::new("gen_ai.response.model", "mystery")],
+        )],
     );
-    let costs = server.sql(
-        "SELECT gen_ai_model AS m, cost FROM spans WHERE node = 'gpu-live' ORDER BY m",
-    );
+    let costs =
+        server.sql("SELECT gen_ai_model AS m, cost FROM spans WHERE node = 'gpu-live' ORDER BY m");
     assert_eq!(costs.len(), 3, "{costs:?}");
-    assert!(costs.iter().any(|r| r["m"] == "mystery" && r["cost"].is_null()), "{costs:?}");
+    assert!(
+        costs
+            .iter()
+            .any(|r| r["m"] == "mystery" && r["cost"].is_null()),
+        "{costs:?}"
+    );
     // And the SQL view of what a scheduler saw.
     let seen = server.sql("SELECT node, calls, stale FROM signals('10s') WHERE node = 'gpu-live'");
     assert_eq!(seen[0]["calls"], 3, "{seen:?}");
@@ -250,7 +263,13 @@ fn route_advice_ranks_the_node_with_the_prefix_first_and_a_stale_node_last() {
     let config = "[signals]\nstaleness_secs = 1\n";
     let server = Server::start_with_config(dir.path(), config, &[]);
     let prefix = |p: &'static str| KeyValue::new("weft.kv_cache.prefix", p);
-    send_calls(&server, &[("gpu-gone", &[prefix("system-a"), KeyValue::new("weft.kv_cache.hit", true)])]);
+    send_calls(
+        &server,
+        &[(
+            "gpu-gone",
+            &[prefix("system-a"), KeyValue::new("weft.kv_cache.hit", true)],
+        )],
+    );
     // Wait until gpu-gone has been silent past the staleness bound.
     within(Duration::from_secs(10), "gpu-gone stale", || {
         let rows: Vec<Value> = server.get("/api/signals").json().unwrap();
@@ -261,8 +280,17 @@ fn route_advice_ranks_the_node_with_the_prefix_first_and_a_stale_node_last() {
     send_calls(
         &server,
         &[
-            ("gpu-warm", &[prefix("system-a"), KeyValue::new("weft.kv_cache.hit", true)]),
-            ("gpu-cold", &[prefix("system-b"), KeyValue::new("weft.kv_cache.hit", false)]),
+            (
+                "gpu-warm",
+                &[prefix("system-a"), KeyValue::new("weft.kv_cache.hit", true)],
+            ),
+            (
+                "gpu-cold",
+                &[
+                    prefix("system-b"),
+                    KeyValue::new("weft.kv_cache.hit", false),
+                ],
+            ),
         ],
     );
     let advice: Vec<Value> = server
@@ -276,9 +304,15 @@ fn route_advice_ranks_the_node_with_the_prefix_first_and_a_stale_node_last() {
         "{advice:?}"
     );
     let reasons = advice[0]["reasons"].to_string();
-    assert!(reasons.contains("prefix") && reasons.contains("hit"), "{reasons}");
+    assert!(
+        reasons.contains("prefix") && reasons.contains("hit"),
+        "{reasons}"
+    );
     assert_eq!(advice[2]["stale"], true);
-    assert!(advice[2]["reasons"].to_string().contains("stale"), "{advice:?}");
+    assert!(
+        advice[2]["reasons"].to_string().contains("stale"),
+        "{advice:?}"
+    );
     // Another model: no node to advise.
     let none: Vec<Value> = server.get("/api/route?model=gpt").json().unwrap();
     assert!(none.is_empty());
@@ -317,5 +351,9 @@ fn a_restarted_server_rebuilds_its_windows_before_it_answers() {
     assert!(server.terminate().success());
     let server = Server::start(dir.path(), &[]);
     let again: Vec<Value> = server.get("/api/signals?window=5m").json().unwrap();
-    assert_eq!(calls(&again, "gpu-kept"), calls(&before, "gpu-kept"), "{again:?}");
+    assert_eq!(
+        calls(&again, "gpu-kept"),
+        calls(&before, "gpu-kept"),
+        "{again:?}"
+    );
 }

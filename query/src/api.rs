@@ -427,7 +427,9 @@ async fn workflows(
 }
 
 /// Batches as a JSON array of row objects (`[]` when there are none).
-pub(crate) fn json_rows(batches: Vec<arrow::record_batch::RecordBatch>) -> Result<Vec<u8>, QueryError> {
+pub(crate) fn json_rows(
+    batches: Vec<arrow::record_batch::RecordBatch>,
+) -> Result<Vec<u8>, QueryError> {
     let schema = batches
         .first()
         .map(|b| b.schema())

@@ -113,10 +113,9 @@ async fn nodes(
                 row.insert("in_flight".into(), now.map_or(0, |r| r.in_flight).into());
             }
         }
-        return Ok(json_response(
-            serde_json::to_vec(&rows)
-                .map_err(|e| QueryError::Internal(format!("signals as JSON: {e}")))?,
-        ));
+        return Ok(json_response(serde_json::to_vec(&rows).map_err(|e| {
+            QueryError::Internal(format!("signals as JSON: {e}"))
+        })?));
     }
     let signals = live(&engine)?;
     let window = params
@@ -201,17 +200,15 @@ impl Streaming {
                 // At most one event per node per interval.
                 tokio::time::sleep_until(last + self.interval).await;
                 // Changes, or a staleness check once a second when quiet.
-                let woke = tokio::time::timeout(Duration::from_secs(1), self.changes.changed())
-                    .await;
+                let woke =
+                    tokio::time::timeout(Duration::from_secs(1), self.changes.changed()).await;
                 if matches!(woke, Ok(Err(_))) {
                     return None;
                 }
             }
             self.last = Some(tokio::time::Instant::now());
             if let Err(e) = self.due() {
-                let event = Event::default()
-                    .event("error")
-                    .data(e.to_string());
+                let event = Event::default().event("error").data(e.to_string());
                 return Some((Ok(event), self));
             }
         }

@@ -131,7 +131,9 @@ impl SignalsConfig {
     /// Checks the settings hold together; windows sorted shortest first.
     pub fn validated(mut self) -> Result<Self, Error> {
         if self.windows.is_empty() {
-            return Err(Error::Invalid("signals.windows needs at least one window".into()));
+            return Err(Error::Invalid(
+                "signals.windows needs at least one window".into(),
+            ));
         }
         self.windows.sort_by_key(|w| w.length);
         self.windows.dedup_by(|a, b| a.length == b.length);
@@ -148,7 +150,14 @@ impl SignalsConfig {
                 MIN_STREAM_INTERVAL.as_millis()
             )));
         }
-        if [self.max_keys, self.max_open, self.max_traces, self.max_locality_keys].contains(&0) {
+        if [
+            self.max_keys,
+            self.max_open,
+            self.max_traces,
+            self.max_locality_keys,
+        ]
+        .contains(&0)
+        {
             return Err(Error::Invalid(
                 "signals.max_keys, max_open, max_traces and max_locality_keys must be at least 1"
                     .into(),

@@ -16,18 +16,48 @@ fn label(value: &str) -> String {
 }
 
 const GAUGES: [(&str, &str); 12] = [
-    ("weft_node_requests_per_second", "model calls ended per second in the window"),
+    (
+        "weft_node_requests_per_second",
+        "model calls ended per second in the window",
+    ),
     ("weft_node_in_flight", "calls started and not yet ended"),
-    ("weft_node_error_rate", "share of calls that failed in the window"),
-    ("weft_node_kv_cache_hit_rate", "share of calls that hit the KV cache in the window"),
-    ("weft_node_queue_wait_seconds", "queue wait quantiles in the window"),
-    ("weft_node_ttft_seconds", "time-to-first-token quantiles in the window"),
-    ("weft_node_duration_seconds", "call duration quantiles in the window"),
-    ("weft_node_input_tokens_per_second", "input tokens per second in the window"),
-    ("weft_node_output_tokens_per_second", "output tokens per second in the window"),
+    (
+        "weft_node_error_rate",
+        "share of calls that failed in the window",
+    ),
+    (
+        "weft_node_kv_cache_hit_rate",
+        "share of calls that hit the KV cache in the window",
+    ),
+    (
+        "weft_node_queue_wait_seconds",
+        "queue wait quantiles in the window",
+    ),
+    (
+        "weft_node_ttft_seconds",
+        "time-to-first-token quantiles in the window",
+    ),
+    (
+        "weft_node_duration_seconds",
+        "call duration quantiles in the window",
+    ),
+    (
+        "weft_node_input_tokens_per_second",
+        "input tokens per second in the window",
+    ),
+    (
+        "weft_node_output_tokens_per_second",
+        "output tokens per second in the window",
+    ),
     ("weft_node_cost", "cost of the priced calls in the window"),
-    ("weft_node_last_seen_timestamp_seconds", "end time of the latest call"),
-    ("weft_node_stale", "1 when not heard from for longer than the staleness bound"),
+    (
+        "weft_node_last_seen_timestamp_seconds",
+        "end time of the latest call",
+    ),
+    (
+        "weft_node_stale",
+        "1 when not heard from for longer than the staleness bound",
+    ),
 ];
 
 impl Signals {
@@ -69,9 +99,23 @@ impl Signals {
                         put(3, "", v);
                     }
                     let quantiles = [
-                        (4, [row.queue_wait_p50_ns, row.queue_wait_p95_ns, row.queue_wait_p99_ns]),
+                        (
+                            4,
+                            [
+                                row.queue_wait_p50_ns,
+                                row.queue_wait_p95_ns,
+                                row.queue_wait_p99_ns,
+                            ],
+                        ),
                         (5, [row.ttft_p50_ns, row.ttft_p95_ns, row.ttft_p99_ns]),
-                        (6, [row.duration_p50_ns, row.duration_p95_ns, row.duration_p99_ns]),
+                        (
+                            6,
+                            [
+                                row.duration_p50_ns,
+                                row.duration_p95_ns,
+                                row.duration_p99_ns,
+                            ],
+                        ),
                     ];
                     for (i, values) in quantiles {
                         for (q, v) in ["0.5", "0.95", "0.99"].iter().zip(values) {
@@ -85,9 +129,11 @@ impl Signals {
                     if let Some(cost) = row.cost {
                         put(9, "", cost);
                     }
-                    if let Some(seen) = row.last_seen.as_deref().and_then(|t| {
-                        chrono::DateTime::parse_from_rfc3339(t).ok()
-                    }) {
+                    if let Some(seen) = row
+                        .last_seen
+                        .as_deref()
+                        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    {
                         put(10, "", seen.timestamp_micros() as f64 / 1e6);
                     }
                     put(11, "", f64::from(u8::from(row.stale)));

@@ -76,7 +76,8 @@ mod tests {
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         // Three shapes: uniform, long-tailed (log-uniform over five decades),
         // and two clusters (a cache hit and a miss).
-        let shapes: [Box<dyn Fn(&mut rand::rngs::StdRng) -> i64>; 3] = [
+        type Draw = Box<dyn Fn(&mut rand::rngs::StdRng) -> i64>;
+        let shapes: [Draw; 3] = [
             Box::new(|r| r.random_range(1_000_000..50_000_000)),
             Box::new(|r| 10f64.powf(r.random_range(4.0..9.0)) as i64),
             Box::new(|r| {

@@ -376,7 +376,11 @@ impl Signals {
                 )
             })
             .collect();
-        rows.sort_by(|a, b| b.runs.cmp(&a.runs).then_with(|| a.workflow.cmp(&b.workflow)));
+        rows.sort_by(|a, b| {
+            b.runs
+                .cmp(&a.runs)
+                .then_with(|| a.workflow.cmp(&b.workflow))
+        });
         Ok(rows)
     }
 

@@ -85,7 +85,10 @@ fn exact_quantile(values: &mut [i64], q: f64) -> i64 {
 fn close(got: Option<i64>, want: i64, what: &str) {
     let got = got.unwrap_or_else(|| panic!("{what}: no value"));
     let error = (got - want).abs() as f64 / want.max(1) as f64;
-    assert!(error <= RELATIVE_ERROR + 1e-9, "{what}: {got} vs exact {want}");
+    assert!(
+        error <= RELATIVE_ERROR + 1e-9,
+        "{what}: {got} vs exact {want}"
+    );
 }
 
 #[test]
@@ -104,7 +107,7 @@ fn every_window_agrees_with_exact_computation_over_the_same_spans() {
             let node = nodes[rng.random_range(0..3)];
             let duration = rng.random_range(20 * MS..900 * MS);
             let end = t - rng.random_range(0..2 * S);
-            let mut ai = llm(node, if n % 2 == 0 { "m-1" } else { "m-2" });
+            let mut ai = llm(node, if n.is_multiple_of(2) { "m-1" } else { "m-2" });
             ai.kv_cache_hit = Some(rng.random_bool(0.4));
             ai.queue_wait_ns = Some(rng.random_range(0..200 * MS));
             ai.time_to_first_token_ns = Some(rng.random_range(5 * MS..400 * MS));
@@ -127,7 +130,9 @@ fn every_window_agrees_with_exact_computation_over_the_same_spans() {
     }
     let now = t;
     for window in &signals.config().windows {
-        let rows = signals.nodes_at(&window.name, Filter::default(), now).unwrap();
+        let rows = signals
+            .nodes_at(&window.name, Filter::default(), now)
+            .unwrap();
         assert_eq!(rows.len(), 3, "{}", window.name);
         let length = i64::try_from(window.length.as_nanos()).unwrap();
         for row in &rows {
@@ -147,7 +152,10 @@ fn every_window_agrees_with_exact_computation_over_the_same_spans() {
                 mine.iter().filter(|c| c.error).count() as u64,
                 "{what}"
             );
-            let hits = mine.iter().filter(|c| c.ai.kv_cache_hit == Some(true)).count();
+            let hits = mine
+                .iter()
+                .filter(|c| c.ai.kv_cache_hit == Some(true))
+                .count();
             assert!(
                 (row.kv_cache_hit_rate.unwrap() - hits as f64 / mine.len() as f64).abs() < 1e-12,
                 "{what}"
@@ -162,7 +170,11 @@ fn every_window_agrees_with_exact_computation_over_the_same_spans() {
                 (0.99, row.queue_wait_p99_ns),
             ] {
                 let mut v: Vec<i64> = mine.iter().map(|c| c.ai.queue_wait_ns.unwrap()).collect();
-                close(got, exact_quantile(&mut v, q), &format!("{what} queue p{q}"));
+                close(
+                    got,
+                    exact_quantile(&mut v, q),
+                    &format!("{what} queue p{q}"),
+                );
             }
             for (q, got) in [(0.5, row.ttft_p50_ns), (0.99, row.ttft_p99_ns)] {
                 let mut v: Vec<i64> = mine
@@ -173,7 +185,11 @@ fn every_window_agrees_with_exact_computation_over_the_same_spans() {
             }
             for (q, got) in [(0.5, row.duration_p50_ns), (0.95, row.duration_p95_ns)] {
                 let mut v: Vec<i64> = mine.iter().map(|c| c.end - c.start).collect();
-                close(got, exact_quantile(&mut v, q), &format!("{what} duration p{q}"));
+                close(
+                    got,
+                    exact_quantile(&mut v, q),
+                    &format!("{what} duration p{q}"),
+                );
             }
             assert!(!row.stale);
         }
@@ -234,7 +250,11 @@ fn a_silent_node_is_stale_and_listed_last_never_idle() {
     let later = at(40);
     assert_eq!(later.last().unwrap().node, "gpu-warm");
     assert!(later.last().unwrap().stale);
-    assert_eq!(later.last().unwrap().calls, 1, "its numbers stay, marked stale");
+    assert_eq!(
+        later.last().unwrap().calls,
+        1,
+        "its numbers stay, marked stale"
+    );
     assert!(!later[0].stale);
 }
 
@@ -260,7 +280,9 @@ fn keys_past_the_cap_evict_the_least_recently_seen() {
     observe(&signals, &[call(2, "b")], T0 + S);
     observe(&signals, &[call(3, "a")], T0 + S); // a is now the most recent
     observe(&signals, &[call(4, "c")], T0 + S); // b goes
-    let rows = signals.nodes_at("1m", Filter::default(), T0 + 2 * S).unwrap();
+    let rows = signals
+        .nodes_at("1m", Filter::default(), T0 + 2 * S)
+        .unwrap();
     let mut names: Vec<&str> = rows.iter().map(|r| r.node.as_str()).collect();
     names.sort();
     assert_eq!(names, ["a", "c"]);
@@ -283,7 +305,9 @@ fn keys_past_the_cap_evict_the_least_recently_seen() {
         })
         .collect();
     observe(&signals, &phases, T0 + 2 * S);
-    let rows = signals.nodes_at("1m", Filter::default(), T0 + 2 * S).unwrap();
+    let rows = signals
+        .nodes_at("1m", Filter::default(), T0 + 2 * S)
+        .unwrap();
     assert_eq!(rows.iter().find(|r| r.node == "a").unwrap().in_flight, 3);
 }
 
