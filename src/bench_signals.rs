@@ -214,7 +214,7 @@ async fn store_with_signals(
     let signals = match signals {
         Some(config) => {
             let signals = Arc::new(Signals::new(config)?);
-            store.set_observer(Arc::new(crate::serve::Feed(Arc::clone(&signals))))?;
+            store.set_observer(Arc::new(crate::serve::Feed::new(Arc::clone(&signals))?))?;
             engine.attach_signals(Arc::clone(&signals));
             Some(signals)
         }

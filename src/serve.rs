@@ -287,13 +287,33 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
 
 /// `--no-ingest`: the query API over tables that other servers write, re-read
 /// every `refresh`.
-/// Hands acknowledged spans to the live signals.
-pub(crate) struct Feed(pub(crate) Arc<weft_signals::Signals>);
+/// Hands acknowledged spans to the live signals, on a thread of their own:
+/// the WAL writer only queues each batch (an `Arc` copy), so keeping the
+/// signals does not lengthen its group commits. The queue is bounded; when it
+/// is full the writer waits, so a slow observer slows ingest rather than
+/// growing without bound.
+pub(crate) struct Feed(std::sync::mpsc::SyncSender<arrow::record_batch::RecordBatch>);
+
+impl Feed {
+    pub(crate) fn new(signals: Arc<weft_signals::Signals>) -> std::io::Result<Self> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<arrow::record_batch::RecordBatch>(1024);
+        std::thread::Builder::new()
+            .name("weft-signals".into())
+            .spawn(move || {
+                for batch in rx {
+                    if let Err(e) = signals.observe(&batch) {
+                        tracing::error!(error = %e, "live signals missed a batch");
+                    }
+                }
+            })?;
+        Ok(Self(tx))
+    }
+}
 
 impl weft_collector::SpanObserver for Feed {
     fn acknowledged(&self, batch: &arrow::record_batch::RecordBatch) {
-        if let Err(e) = self.0.observe(batch) {
-            tracing::error!(error = %e, "live signals missed a batch");
+        if self.0.send(batch.clone()).is_err() {
+            tracing::error!("the live signals' thread has stopped; signals are not updated");
         }
     }
 }
@@ -337,7 +357,7 @@ async fn live_signals(
         memory_bound_mib = weft_signals::memory_bound_bytes(settings) >> 20,
         "live signals rebuilt from the recent spans"
     );
-    store.set_observer(Arc::new(Feed(Arc::clone(&signals))))?;
+    store.set_observer(Arc::new(Feed::new(Arc::clone(&signals))?))?;
     engine.attach_signals(Arc::clone(&signals));
     Ok(signals)
 }
