@@ -694,6 +694,43 @@ mod tests {
         );
     }
 
+    /// README's price table is a valid config file, and prices the calls it names.
+    #[test]
+    fn readme_prices_example_parses_and_prices() {
+        let readme = include_str!("../README.md");
+        let example = readme
+            .split("```toml\n")
+            .find(|block| block.starts_with("[prices."))
+            .and_then(|rest| rest.split("```").next())
+            .expect("README.md has a [prices] example");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("weft.toml");
+        std::fs::write(&path, example).unwrap();
+        let config = ServeConfig::resolve(&ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        })
+        .unwrap();
+        let cost = config
+            .store
+            .prices
+            .cost(
+                Some("llama-3.1-70b-instruct"),
+                Some(2_000_000),
+                Some(1_000_000),
+                Some(0),
+            )
+            .unwrap();
+        assert!((cost - 1.25).abs() < 1e-12, "{cost}");
+        let negative = "[prices.m]\ninput_per_mtok = -1.0\noutput_per_mtok = 1.0\n";
+        std::fs::write(dir.path().join("bad.toml"), negative).unwrap();
+        let refused = ServeConfig::resolve(&ServeArgs {
+            config: Some(dir.path().join("bad.toml")),
+            ..Default::default()
+        });
+        assert!(refused.is_err());
+    }
+
     #[test]
     fn unknown_keys_are_rejected() {
         let dir = tempfile::tempdir().unwrap();

@@ -184,11 +184,19 @@ mod tests {
     use crate::wal::WalWriter;
 
     /// A batch as Weft 1 wrote it: ids as hex text, version 1 in the
-    /// metadata, no `attribute_types` (added in version 4, the last column).
+    /// metadata, none of the columns added since (`attribute_types` in
+    /// version 4, `kv_cache_prefix` and `cost` in version 5).
     fn version_1(spans: &[Span]) -> RecordBatch {
         let batch = spans_to_batch(spans).unwrap();
-        let before_types: Vec<usize> = (0..batch.num_columns() - 1).collect();
-        let batch = batch.project(&before_types).unwrap();
+        let later = [
+            col::ATTRIBUTE_TYPES,
+            weft_schemas::ai_col::kv_cache_prefix,
+            weft_schemas::ai_col::cost,
+        ];
+        let version_1_columns: Vec<usize> = (0..batch.num_columns())
+            .filter(|i| !later.contains(&batch.schema().field(*i).name().as_str()))
+            .collect();
+        let batch = batch.project(&version_1_columns).unwrap();
         let columns: Vec<ArrayRef> = batch
             .columns()
             .iter()
