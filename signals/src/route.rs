@@ -138,7 +138,8 @@ impl Signals {
                 }
                 let all = load.iter().find(|l| l.node == node.node).unwrap_or(node);
                 let queue_ms = all.agg.queue_wait.quantile(0.5).unwrap_or(0) as f64 / MS;
-                if queue_ms > 0.0 {
+                // Under 0.1 ms a queue is not worth a reason.
+                if queue_ms >= 0.1 {
                     let cost = weights.queue_wait * queue_ms / (queue_ms + 100.0);
                     score -= cost;
                     reasons.push(format!("median queue wait {queue_ms:.1} ms (-{cost:.2})"));

@@ -131,9 +131,11 @@ pub(crate) fn workflow_row(
     agg: &WorkflowAgg,
 ) -> WorkflowSignals {
     let critical_total: i64 = agg.critical.iter().map(|(_, n)| *n).sum();
+    // A step of no time on the path (a zero-length phase) dominates nothing.
     let critical = agg
         .critical
         .iter()
+        .filter(|(_, nanos)| *nanos > 0)
         .max_by(|a, b| a.1.cmp(&b.1).then_with(|| b.0.cmp(&a.0)));
     let needed = agg.steps.saturating_sub(agg.retries);
     WorkflowSignals {
@@ -149,9 +151,7 @@ pub(crate) fn workflow_row(
         retries_per_run: ratio(agg.retries, agg.runs),
         retry_amplification: ratio(agg.steps, needed),
         critical_step: critical.map(|(n, _)| n.clone()),
-        critical_step_share: critical
-            .filter(|_| critical_total > 0)
-            .map(|(_, n)| *n as f64 / critical_total as f64),
+        critical_step_share: critical.map(|(_, n)| *n as f64 / critical_total as f64),
         cost: (agg.costed > 0).then_some(agg.cost),
     }
 }
