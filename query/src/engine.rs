@@ -119,8 +119,6 @@ pub struct QueryEngine {
     /// The live signals, once a server that ingests attaches them (shared
     /// with the tenants' engines).
     signals: SignalsSlot,
-    /// The tenant this engine shows, if one.
-    tenant: Option<String>,
 }
 
 /// Where an engine and its tenants' engines find the live signals.
@@ -186,7 +184,6 @@ impl QueryEngine {
             write_tools,
             runtime,
             SignalsSlot::default(),
-            None,
         )
         .await
     }
@@ -205,7 +202,7 @@ impl QueryEngine {
 
     /// The tenant whose spans this engine shows, if it shows one tenant's.
     pub fn tenant(&self) -> Option<&str> {
-        self.tenant.as_deref()
+        self.source.tenant()
     }
 
     /// This engine, or for a tenant the same engine over only that tenant's
@@ -236,7 +233,6 @@ impl QueryEngine {
                 Arc::clone(&self.write_tools),
                 self.ctx.runtime_env(),
                 Arc::clone(&self.signals),
-                Some(tenant.to_owned()),
             )
             .await?,
         );
@@ -265,7 +261,6 @@ impl QueryEngine {
         write_tools: Arc<HashSet<String>>,
         runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
         signals: SignalsSlot,
-        tenant: Option<String>,
     ) -> Result<Self, QueryError> {
         let config = SessionConfig::new()
             .with_information_schema(true)
@@ -279,7 +274,8 @@ impl QueryEngine {
         ctx.register_table("service_calls", calls)?;
         crate::table::register_span_events(&ctx, &events)?;
         register_lineage_functions(&ctx, &source, Arc::clone(&write_tools));
-        crate::signals::register(&ctx, Arc::clone(&signals), tenant.clone());
+        let tenant = source.tenant().map(str::to_owned);
+        crate::signals::register(&ctx, Arc::clone(&signals), tenant);
         Ok(Self {
             ctx,
             source,
@@ -289,7 +285,6 @@ impl QueryEngine {
             tenants: Default::default(),
             workflow_cache: WorkflowCache::default(),
             signals,
-            tenant,
         })
     }
 

@@ -65,71 +65,68 @@ async fn nodes(
     Params(params): Params<NodeParams>,
 ) -> Result<Response, QueryError> {
     let engine = api.engine(&caller).await?;
-    if params.since.is_some() && params.window.is_some() {
-        return Err(QueryError::Sql(
+    match (
+        params.since.as_deref(),
+        params.window.as_deref(),
+        engine.signals(),
+    ) {
+        (Some(_), Some(_), _) => Err(QueryError::Sql(
             "give window= (the live windows) or since= (SQL over the stored spans), not both"
                 .into(),
-        ));
-    }
-    let signals = engine.signals();
-    let since = match (&params.since, signals) {
-        (Some(since), _) => Some(since.clone()),
+        )),
+        (Some(since), None, live) => stored(&engine, since, &params, live).await,
         // No live signals here: the window's spans by SQL.
-        (None, None) => {
-            let window = params.window.as_deref().unwrap_or("1m");
+        (None, window, None) => {
+            let window = window.unwrap_or("1m");
             WindowSpec::parse(window)?;
-            Some(window.to_owned())
+            stored(&engine, window, &params, None).await
         }
-        (None, Some(_)) => None,
-    };
-    if let Some(since) = since {
-        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
-        let since = crate::api::parse_time(&since, now)?;
-        let batches = engine.load_signals(since, params.model.as_deref()).await?;
-        let mut rows: Vec<serde_json::Map<String, serde_json::Value>> =
-            serde_json::from_slice(&crate::api::json_rows(batches)?)
-                .map_err(|e| QueryError::Internal(format!("signals rows: {e}")))?;
-        if let Some(node) = &params.node {
-            rows.retain(|r| r.get("node").and_then(|v| v.as_str()) == Some(node));
-        }
-        // What only the live state knows: staleness and calls in flight.
-        if let Some(signals) = signals {
-            let live: HashMap<String, NodeSignals> = signals
-                .nodes(
-                    &signals.config().default_window,
-                    Filter {
-                        tenant: engine.tenant(),
-                        node: None,
-                        model: params.model.as_deref(),
-                    },
-                )?
-                .into_iter()
-                .map(|r| (r.node.clone(), r))
-                .collect();
-            for row in &mut rows {
-                let node = row.get("node").and_then(|v| v.as_str()).unwrap_or_default();
-                let now = live.get(node);
-                row.insert("stale".into(), now.is_none_or(|r| r.stale).into());
-                row.insert("in_flight".into(), now.map_or(0, |r| r.in_flight).into());
-            }
-        }
-        return Ok(json_response(serde_json::to_vec(&rows).map_err(|e| {
-            QueryError::Internal(format!("signals as JSON: {e}"))
-        })?));
+        (None, window, Some(signals)) => json(&signals.nodes(
+            window.unwrap_or(&signals.config().default_window),
+            Filter {
+                tenant: engine.tenant(),
+                node: params.node.as_deref(),
+                model: params.model.as_deref(),
+            },
+        )?),
     }
-    let signals = live(&engine)?;
-    let window = params
-        .window
-        .as_deref()
-        .unwrap_or(&signals.config().default_window);
-    let rows = signals.nodes(
-        window,
-        Filter {
+}
+
+/// `/api/signals` by SQL over the spans stored since `since`, with what only
+/// the live state knows (staleness, calls in flight) when there is one.
+async fn stored(
+    engine: &QueryEngine,
+    since: &str,
+    params: &NodeParams,
+    live: Option<&Arc<Signals>>,
+) -> Result<Response, QueryError> {
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+    let since = crate::api::parse_time(since, now)?;
+    let batches = engine.load_signals(since, params.model.as_deref()).await?;
+    let mut rows: Vec<serde_json::Map<String, serde_json::Value>> =
+        serde_json::from_slice(&crate::api::json_rows(batches)?)
+            .map_err(|e| QueryError::Internal(format!("signals rows: {e}")))?;
+    if let Some(node) = &params.node {
+        rows.retain(|r| r.get("node").and_then(|v| v.as_str()) == Some(node));
+    }
+    if let Some(signals) = live {
+        let filter = Filter {
             tenant: engine.tenant(),
-            node: params.node.as_deref(),
+            node: None,
             model: params.model.as_deref(),
-        },
-    )?;
+        };
+        let now: HashMap<String, NodeSignals> = signals
+            .nodes(&signals.config().default_window, filter)?
+            .into_iter()
+            .map(|r| (r.node.clone(), r))
+            .collect();
+        for row in &mut rows {
+            let node = row.get("node").and_then(|v| v.as_str()).unwrap_or_default();
+            let live = now.get(node);
+            row.insert("stale".into(), live.is_none_or(|r| r.stale).into());
+            row.insert("in_flight".into(), live.map_or(0, |r| r.in_flight).into());
+        }
+    }
     json(&rows)
 }
 

@@ -119,7 +119,7 @@ pub(crate) struct State {
     traces: LruCache<TraceId, Vec<Step>>,
     pub conversations: LruCache<String, Served>,
     pub prefixes: LruCache<String, Vec<Served>>,
-    /// Bumped by every batch observed and every call that stops being in flight.
+    /// Bumped by every batch observed.
     version: u64,
 }
 
@@ -297,9 +297,7 @@ impl Signals {
     ) -> Result<Vec<NodeSignals>, Error> {
         let w = self.window_index(window)?;
         let mut state = self.lock()?;
-        if state.expire(now_ns, &self.config) {
-            state.version += 1;
-        }
+        state.expire(now_ns, &self.config);
         let mut rows: Vec<NodeSignals> = state
             .merged_nodes(w, filter, now_ns)
             .into_iter()
@@ -421,20 +419,17 @@ pub(crate) struct Merged {
 }
 
 impl State {
-    /// Ends what timed out: calls in flight too long. Says if any ended.
-    fn expire(&mut self, now_ns: i64, config: &SignalsConfig) -> bool {
+    /// Ends what timed out: calls in flight too long.
+    fn expire(&mut self, now_ns: i64, config: &SignalsConfig) {
         let timeout = i64::try_from(config.in_flight_timeout.as_nanos()).unwrap_or(i64::MAX);
-        let mut any = false;
         while let Some((_, open)) = self.open.peek_lru() {
             if now_ns - open.since_ns <= timeout {
                 break;
             }
             if let Some((_, open)) = self.open.pop_lru() {
                 self.release(&open);
-                any = true;
             }
         }
-        any
     }
 
     fn release(&mut self, open: &Open) {

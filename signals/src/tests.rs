@@ -497,3 +497,58 @@ fn the_memory_bound_is_stated_for_the_defaults() {
     // 512 keys of each kind, 100k calls in flight and locality keys, 10k traces.
     assert!(bytes > 500 << 20 && bytes < 3 << 29, "{bytes}");
 }
+
+#[test]
+fn a_tenant_sees_only_its_own_nodes_and_advice() {
+    let signals = Signals::new(SignalsConfig::default()).unwrap();
+    let call = |n: u64, node: &str, tenant: &str| {
+        let mut span = span(&Call {
+            trace: n,
+            span: n,
+            parent: Some(1),
+            name: "chat",
+            start: T0 - MS,
+            end: T0,
+            error: false,
+            ai: {
+                let mut ai = llm(node, "m");
+                ai.kv_cache_prefix = Some("shared-prefix".into());
+                ai
+            },
+        });
+        span.attributes.push((
+            weft_schemas::TENANT_KEY.into(),
+            weft_schemas::AttrValue::Str(tenant.into()),
+        ));
+        span
+    };
+    let spans = [call(1, "gpu-acme", "acme"), call(2, "gpu-globex", "globex")];
+    signals
+        .observe_at(&spans_to_batch(&spans).unwrap(), None, T0)
+        .unwrap();
+    let nodes = |tenant| {
+        let filter = Filter {
+            tenant,
+            ..Filter::default()
+        };
+        let rows = signals.nodes_at("1m", filter, T0).unwrap();
+        rows.into_iter().map(|r| r.node).collect::<Vec<_>>()
+    };
+    assert_eq!(nodes(Some("acme")), ["gpu-acme"]);
+    assert_eq!(nodes(Some("nobody")), Vec::<String>::new());
+    assert_eq!(nodes(None).len(), 2, "an unscoped caller sees every tenant");
+    let advice = signals
+        .route_at(
+            RouteRequest {
+                model: "m",
+                prefix: Some("shared-prefix"),
+                tenant: Some("globex"),
+                ..RouteRequest::default()
+            },
+            T0,
+        )
+        .unwrap();
+    assert_eq!(advice.len(), 1, "{advice:?}");
+    assert_eq!(advice[0].node, "gpu-globex");
+    assert!(advice[0].reasons[0].contains("prefix"), "{advice:?}");
+}

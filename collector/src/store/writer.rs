@@ -166,6 +166,7 @@ fn commit_group(wal: &mut WalWriter, cx: &mut WriterContext, group: Vec<Pending>
     Metrics::add(&cx.metrics.wal_bytes, bytes);
     Metrics::add(&cx.metrics.wal_syncs, 1);
     let mut replies = Vec::with_capacity(staged.len());
+    let observer = cx.observer.read().ok().and_then(|o| o.clone());
     let mut acknowledged = Vec::new();
     {
         let Ok(mut state) = cx.state.write() else {
@@ -182,7 +183,9 @@ fn commit_group(wal: &mut WalWriter, cx: &mut WriterContext, group: Vec<Pending>
         for (entry, outcome, reply) in staged {
             if let Some((seq, batch)) = entry {
                 state.live_rows += batch.num_rows();
-                acknowledged.push(batch.clone());
+                if observer.is_some() {
+                    acknowledged.push(batch.clone());
+                }
                 state.live.push(LiveBatch { seq, batch });
             }
             replies.push((outcome, reply));
@@ -202,7 +205,6 @@ fn commit_group(wal: &mut WalWriter, cx: &mut WriterContext, group: Vec<Pending>
         Metrics::add(&cx.metrics.spans_duplicate, outcome.duplicates as u64);
         let _ = reply.send(Ok(outcome));
     }
-    let observer = cx.observer.read().ok().and_then(|o| o.clone());
     if let Some(observer) = observer {
         for batch in &acknowledged {
             observer.acknowledged(batch);
