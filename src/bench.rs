@@ -283,7 +283,7 @@ pub fn to_requests(plan: &[Workflow], batch: usize) -> Vec<ExportTraceServiceReq
             .collect();
         let start = base + w as u64 * 50_000_000;
         for (i, p) in workflow.spans.iter().enumerate() {
-            let begin = start + p.start_ns as u64;
+            let begin = start.saturating_add_signed(p.start_ns);
             spans.push((
                 p.service,
                 Span {

@@ -48,6 +48,8 @@ pub struct Client {
 pub struct Answer {
     pub body: Vec<u8>,
     pub truncated: Option<String>,
+    /// Every header of the answer.
+    pub headers: reqwest::header::HeaderMap,
 }
 
 impl Client {
@@ -115,6 +117,7 @@ impl Client {
             .get(weft_query::api::TRUNCATED)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        let headers = response.headers().clone();
         let body = response
             .bytes()
             .with_context(|| format!("the answer from {url} broke off"))?
@@ -126,6 +129,10 @@ impl Client {
                 .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
             bail!("{what} failed ({status}): {message}");
         }
-        Ok(Answer { body, truncated })
+        Ok(Answer {
+            body,
+            truncated,
+            headers,
+        })
     }
 }

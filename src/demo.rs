@@ -1,24 +1,35 @@
 //! `weft demo`: sends the demo workload through the OpenTelemetry SDK and a
-//! real OTLP exporter (gRPC, HTTP protobuf or HTTP JSON), as an application would.
+//! real OTLP exporter (gRPC, HTTP protobuf or HTTP JSON), as an application
+//! would: spans, and the GenAI content events of its model calls as OTLP log
+//! records. It waits for the exporters every few workflows, so their queues
+//! never overflow, and reports what the server acknowledged.
 
 use std::collections::HashMap;
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use anyhow::Context as _;
-use clap::{Args, ValueEnum};
+use anyhow::bail;
+use clap::Args;
+use opentelemetry::logs::{AnyValue, LogRecord as _, Logger as _, LoggerProvider as _};
 use opentelemetry::trace::{
     Link, SpanContext, SpanKind, Status, TraceContextExt, Tracer, TracerProvider as _,
 };
 use opentelemetry::{Context, KeyValue};
-use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::logs::{BatchLogProcessor, SdkLoggerProvider};
+use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider};
 
-use crate::workload::{Kind, Value, Workflow, workflows};
+pub use crate::demo_export::DemoProtocol;
+use crate::demo_export::{Counted, Destination, Tally};
+use crate::workload::{Kind, PlannedSpan, Value, Workflow, workflows};
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {
-    /// OTLP endpoint (default http://127.0.0.1:4317 for grpc, http://127.0.0.1:4318 for http).
+    /// OTLP endpoint (default http://127.0.0.1:4317 for grpc, http://127.0.0.1:4318 for http;
+    /// https://… for a server with TLS).
     #[arg(long)]
     pub endpoint: Option<String>,
     /// Number of workflows to send.
@@ -30,16 +41,19 @@ pub struct DemoArgs {
     /// Seed for the generated workload.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// With an https:// endpoint: the CA certificate (PEM) the server's
+    /// certificate is checked against, besides the system's (or set WEFT_CA_CERT).
+    #[arg(long, env = "WEFT_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
     #[command(flatten)]
     pub routing: crate::routing::RoutingArgs,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
-pub enum DemoProtocol {
-    Grpc,
-    HttpProto,
-    HttpJson,
-}
+/// Workflows emitted between waits for the exporters: few enough that the
+/// spans of one round always fit the exporters' queues ([`QUEUE`]).
+const ROUND: usize = 20;
+/// The exporters' queue, in spans or events per service.
+const QUEUE: usize = 8_192;
 
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     if args.routing.routing {
@@ -56,91 +70,243 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             DemoProtocol::Grpc => "http://127.0.0.1:4317".into(),
             _ => "http://127.0.0.1:4318".into(),
         });
+    let destination = Destination::new(
+        endpoint,
+        args.protocol,
+        args.routing.token.clone(),
+        args.ca_cert.as_deref(),
+    )?;
     let plan = workflows(args.workflows, args.seed);
     let runtime = crate::runtime()?;
     // tonic needs a runtime; the blocking HTTP client must not run inside one.
     let _guard = (args.protocol == DemoProtocol::Grpc).then(|| runtime.enter());
-    let mut providers: HashMap<&'static str, SdkTracerProvider> = HashMap::new();
-    let epoch = SystemTime::now() - span_of(&plan);
     let total_spans: usize = plan.iter().map(|w| w.spans.len()).sum();
+    let total_events: usize = plan
+        .iter()
+        .flat_map(|w| &w.spans)
+        .map(|s| s.events.len())
+        .sum();
     eprintln!(
-        "sending {} workflows ({total_spans} spans) to {endpoint} over {:?}",
+        "sending {} workflows ({total_spans} spans, {total_events} content events) to {} over {}",
         plan.len(),
-        args.protocol
+        destination.endpoint,
+        destination.protocol
     );
+    let mut services = Services::new(&destination);
+    let progress = progress_bar(plan.len() as u64);
+    let epoch = SystemTime::now() - span_of(&plan);
     let mut trace_ids = Vec::new();
     for (i, workflow) in plan.iter().enumerate() {
         let start = epoch + Duration::from_millis(200 * i as u64);
-        for service in workflow.spans.iter().map(|s| s.service) {
-            if !providers.contains_key(service) {
-                providers.insert(service, provider(service, &endpoint, args.protocol)?);
-            }
-        }
-        trace_ids.extend(emit(workflow, start, &providers));
-        if (i + 1) % 25 == 0 || i + 1 == plan.len() {
-            eprintln!("  {}/{} workflows", i + 1, plan.len());
+        trace_ids.extend(emit(workflow, start, &mut services)?);
+        progress.inc(1);
+        if (i + 1) % ROUND == 0 {
+            services.wait(&destination)?;
         }
     }
-    for (service, provider) in providers {
-        provider.force_flush().with_context(|| {
-            format!(
-                "could not export {service} spans to {endpoint}; is `weft serve` running there?"
-            )
-        })?;
-        provider.shutdown().ok();
-    }
+    services.wait(&destination)?;
+    progress.finish_and_clear();
+    services.shutdown();
+
     let mut kinds = std::collections::BTreeMap::<&str, usize>::new();
     for w in &plan {
         *kinds.entry(w.name).or_default() += 1;
     }
     let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    let (spans, events) = (
+        services.spans.acknowledged(),
+        services.events.acknowledged(),
+    );
     eprintln!(
-        "sent {total_spans} spans in {} traces ({})",
+        "sent {total_spans} spans in {} traces ({}); the server acknowledged {spans} spans \
+         and {events} content events",
         trace_ids.len(),
         kinds.join(", ")
     );
+    if spans != total_spans || events != total_events {
+        bail!(
+            "the server acknowledged {spans} of {total_spans} spans and {events} of \
+             {total_events} content events{}",
+            services
+                .refusal()
+                .map(|r| format!("; it answered: {r}"))
+                .unwrap_or_default()
+        );
+    }
     if let Some(first) = trace_ids.first() {
         eprintln!(
             "try: weft sql \"SELECT name, ai_kind, gen_ai_model, node, kv_cache_hit FROM spans WHERE trace_id = '{first}'\""
         );
+        eprintln!("     weft lineage {first}");
+        eprintln!("     weft tui");
     }
     Ok(())
 }
 
-fn provider(
-    service: &'static str,
-    endpoint: &str,
-    protocol: DemoProtocol,
-) -> anyhow::Result<SdkTracerProvider> {
-    let exporter = match protocol {
-        DemoProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
-            .with_tonic()
-            .with_endpoint(endpoint)
-            .build(),
-        DemoProtocol::HttpProto | DemoProtocol::HttpJson => {
-            opentelemetry_otlp::SpanExporter::builder()
-                .with_http()
-                .with_protocol(if protocol == DemoProtocol::HttpJson {
-                    Protocol::HttpJson
-                } else {
-                    Protocol::HttpBinary
-                })
-                .with_endpoint(format!("{}/v1/traces", endpoint.trim_end_matches('/')))
-                .build()
+/// One bar on a terminal; nothing when stderr is not one (the summary says it all).
+fn progress_bar(workflows: u64) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(workflows);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{bar:40} {pos}/{len} workflows  {per_sec}  eta {eta}",
+    ) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// Each service's tracer (and logger, for services with content events),
+/// created as the workload first names the service.
+struct Services<'d> {
+    destination: &'d Destination,
+    tracers: HashMap<&'static str, SdkTracerProvider>,
+    loggers: HashMap<&'static str, SdkLoggerProvider>,
+    spans: Arc<Tally>,
+    events: Arc<Tally>,
+}
+
+impl<'d> Services<'d> {
+    fn new(destination: &'d Destination) -> Self {
+        Self {
+            destination,
+            tracers: HashMap::new(),
+            loggers: HashMap::new(),
+            spans: Arc::default(),
+            events: Arc::default(),
         }
     }
-    .with_context(|| format!("cannot build an OTLP exporter for {endpoint}"))?;
-    let resource = Resource::builder()
-        .with_service_name(service)
-        .with_attributes([
-            KeyValue::new("deployment.environment.name", "demo"),
-            KeyValue::new("weft.workload.id", format!("spiffe://weft.demo/{service}")),
-        ])
-        .build();
-    Ok(SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
-        .with_resource(resource)
-        .build())
+
+    fn resource(service: &'static str) -> Resource {
+        Resource::builder()
+            .with_service_name(service)
+            .with_attributes([
+                KeyValue::new("deployment.environment.name", "demo"),
+                KeyValue::new("weft.workload.id", format!("spiffe://weft.demo/{service}")),
+            ])
+            .build()
+    }
+
+    fn tracer(&mut self, service: &'static str) -> anyhow::Result<&SdkTracerProvider> {
+        if !self.tracers.contains_key(service) {
+            let exporter = Counted {
+                inner: self.destination.spans(&self.spans)?,
+                tally: self.spans.clone(),
+            };
+            let config = opentelemetry_sdk::trace::BatchConfigBuilder::default()
+                .with_max_queue_size(QUEUE)
+                .build();
+            let processor = BatchSpanProcessor::builder(exporter)
+                .with_batch_config(config)
+                .build();
+            let provider = SdkTracerProvider::builder()
+                .with_span_processor(processor)
+                .with_resource(Self::resource(service))
+                .build();
+            self.tracers.insert(service, provider);
+        }
+        Ok(&self.tracers[service])
+    }
+
+    fn logger(&mut self, service: &'static str) -> anyhow::Result<&SdkLoggerProvider> {
+        if !self.loggers.contains_key(service) {
+            let exporter = Counted {
+                inner: self.destination.logs(&self.events)?,
+                tally: self.events.clone(),
+            };
+            let config = opentelemetry_sdk::logs::BatchConfigBuilder::default()
+                .with_max_queue_size(QUEUE)
+                .build();
+            let processor = BatchLogProcessor::builder(exporter)
+                .with_batch_config(config)
+                .build();
+            let provider = SdkLoggerProvider::builder()
+                .with_log_processor(processor)
+                .with_resource(Self::resource(service))
+                .build();
+            self.loggers.insert(service, provider);
+        }
+        Ok(&self.loggers[service])
+    }
+
+    /// Waits until every exporter has sent what it holds: the demo's
+    /// backpressure. A refusal ends the demo with the server's answer.
+    fn wait(&self, destination: &Destination) -> anyhow::Result<()> {
+        let flushed: Vec<OTelSdkResult> = self
+            .tracers
+            .values()
+            .map(SdkTracerProvider::force_flush)
+            .chain(self.loggers.values().map(SdkLoggerProvider::force_flush))
+            .collect();
+        if flushed.iter().all(Result::is_ok) {
+            return Ok(());
+        }
+        let answer = self
+            .refusal()
+            .or_else(|| {
+                flushed
+                    .into_iter()
+                    .find_map(Result::err)
+                    .map(|e| e.to_string())
+            })
+            .unwrap_or_default();
+        bail!(
+            "{} did not acknowledge what the demo sent: {answer}{}",
+            destination.endpoint,
+            advice(&answer)
+        )
+    }
+
+    fn refusal(&self) -> Option<String> {
+        self.spans
+            .last_refusal()
+            .or_else(|| self.events.last_refusal())
+    }
+
+    fn shutdown(&self) {
+        for provider in self.tracers.values() {
+            let _ = provider.shutdown();
+        }
+        for provider in self.loggers.values() {
+            let _ = provider.shutdown();
+        }
+    }
+}
+
+/// What to do about a refusal, judged from the answer's words.
+fn advice(answer: &str) -> &'static str {
+    let lower = answer.to_ascii_lowercase();
+    if ["unauthenticated", "401", "unauthorized"]
+        .iter()
+        .any(|w| lower.contains(w))
+    {
+        " (pass an ingest token with --token or WEFT_TOKEN)"
+    } else if ["permission", "403", "forbidden"]
+        .iter()
+        .any(|w| lower.contains(w))
+    {
+        " (the token is not an ingest token: use one with role = \"ingest\" or \"admin\")"
+    } else if ["certificate", "tls", "handshake", "unknownissuer"]
+        .iter()
+        .any(|w| lower.contains(w))
+    {
+        " (for a server with a private CA, pass --ca-cert ca.pem)"
+    } else if [
+        "connect",
+        "refused",
+        "transport",
+        "dns",
+        "timed out",
+        "unavailable",
+    ]
+    .iter()
+    .any(|w| lower.contains(w))
+    {
+        " (is `weft serve` running there, and is it the OTLP port: 4317 for grpc, 4318 for http?)"
+    } else {
+        ""
+    }
 }
 
 fn key_value(key: &'static str, value: &Value) -> KeyValue {
@@ -152,24 +318,31 @@ fn key_value(key: &'static str, value: &Value) -> KeyValue {
     }
 }
 
+/// `offset_ns` after (or, for a skewed clock, before) `base`.
+fn at(base: SystemTime, offset_ns: i64) -> SystemTime {
+    let offset = Duration::from_nanos(offset_ns.unsigned_abs());
+    if offset_ns >= 0 {
+        base + offset
+    } else {
+        base - offset
+    }
+}
+
 /// Emits one workflow; returns the hex ids of its traces.
 fn emit(
     workflow: &Workflow,
     start: SystemTime,
-    providers: &HashMap<&'static str, SdkTracerProvider>,
-) -> Vec<String> {
+    services: &mut Services,
+) -> anyhow::Result<Vec<String>> {
     let mut contexts: Vec<SpanContext> = Vec::with_capacity(workflow.spans.len());
     let mut traces = Vec::new();
     for planned in &workflow.spans {
-        let Some(provider) = providers.get(planned.service) else {
-            continue;
-        };
-        let tracer = provider.tracer("weft-demo");
+        let tracer = services.tracer(planned.service)?.tracer("weft-demo");
         let parent_cx = match planned.parent {
             Some(p) => Context::new().with_remote_span_context(contexts[p].clone()),
             None => Context::new(),
         };
-        let begin = start + Duration::from_nanos(planned.start_ns as u64);
+        let begin = at(start, planned.start_ns);
         let kind = match planned.kind {
             Kind::Server => SpanKind::Server,
             Kind::Client => SpanKind::Client,
@@ -198,9 +371,67 @@ fn emit(
             &mut span,
             begin + Duration::from_nanos(planned.duration_ns as u64),
         );
+        if !planned.events.is_empty() {
+            content_events(planned, begin, &context, services)?;
+        }
         contexts.push(context);
     }
-    traces
+    Ok(traces)
+}
+
+/// The span's GenAI content events, as the OpenTelemetry GenAI
+/// instrumentations send them: log records carrying the span's context.
+fn content_events(
+    planned: &PlannedSpan,
+    begin: SystemTime,
+    span: &SpanContext,
+    services: &mut Services,
+) -> anyhow::Result<()> {
+    let logger = services.logger(planned.service)?.logger("weft-demo");
+    let provider = planned
+        .attributes
+        .iter()
+        .find(|(k, _)| *k == "gen_ai.provider.name")
+        .map(|(_, v)| match v {
+            Value::Str(s) => s.clone(),
+            _ => String::new(),
+        });
+    for event in &planned.events {
+        let mut record = logger.create_log_record();
+        let time = at(begin, event.offset_ns);
+        record.set_event_name(event.name);
+        record.set_timestamp(time);
+        record.set_observed_timestamp(time);
+        record.set_body(any_value(&event.body));
+        record.set_trace_context(span.trace_id(), span.span_id(), Some(span.trace_flags()));
+        if let Some(p) = &provider {
+            record.add_attribute("gen_ai.provider.name", p.clone());
+        }
+        logger.emit(record);
+    }
+    Ok(())
+}
+
+/// A JSON body as an OTLP value (the workload's bodies are two levels deep).
+fn any_value(json: &serde_json::Value) -> AnyValue {
+    match json {
+        serde_json::Value::Null => AnyValue::String("".into()),
+        serde_json::Value::Bool(b) => AnyValue::Boolean(*b),
+        serde_json::Value::Number(n) => n
+            .as_i64()
+            .map(AnyValue::Int)
+            .unwrap_or_else(|| AnyValue::Double(n.as_f64().unwrap_or(0.0))),
+        serde_json::Value::String(s) => AnyValue::String(s.clone().into()),
+        serde_json::Value::Array(items) => {
+            AnyValue::ListAny(Box::new(items.iter().map(any_value).collect()))
+        }
+        serde_json::Value::Object(fields) => AnyValue::Map(Box::new(
+            fields
+                .iter()
+                .map(|(k, v)| (k.clone().into(), any_value(v)))
+                .collect(),
+        )),
+    }
 }
 
 /// How long before now the first workflow starts so that the last one ends

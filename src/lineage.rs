@@ -65,7 +65,7 @@ pub fn run(args: LineageArgs) -> anyhow::Result<()> {
         Some(dir) => embedded(dir, trace, &args)?,
         None => remote(&args)?,
     };
-    print!("{text}");
+    crate::print_out(text)?;
     Ok(())
 }
 

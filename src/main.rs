@@ -20,6 +20,7 @@ mod config;
 mod cors;
 mod data_dir;
 mod demo;
+mod demo_export;
 mod explore;
 mod lineage;
 mod listen;
@@ -74,8 +75,10 @@ pub(crate) fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 }
 
 /// Weft's own events at info; the Delta libraries log every snapshot load at
-/// info, which would drown a server's log, so only their warnings show.
-const DEFAULT_LOG: &str = "info,buoyant_kernel=warn,delta_kernel=warn,deltalake_core=warn";
+/// info, which would drown a server's log, and the OpenTelemetry SDK (the
+/// demo's exporters) its lifecycle, so only their warnings show.
+const DEFAULT_LOG: &str = "info,buoyant_kernel=warn,delta_kernel=warn,deltalake_core=warn,\
+                           opentelemetry_sdk=warn,opentelemetry-otlp=warn";
 
 /// Logs go to stderr, filtered by `WEFT_LOG` (default [`DEFAULT_LOG`]): one
 /// JSON object per line with `WEFT_LOG_FORMAT=json`, otherwise text, coloured
@@ -96,6 +99,66 @@ fn init_logging() {
     }
 }
 
+/// Writes a command's output to stdout. A reader that went away (`| head`)
+/// comes back as a `BrokenPipe` error, which [`main`] ends on quietly.
+pub(crate) fn print_out(text: impl AsRef<[u8]>) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_ref())?;
+    out.flush()
+}
+
+/// An error and its causes, joined by `: ` as `{:#}` does, leaving out a
+/// cause whose words the message already holds (libraries often repeat
+/// their source's text in their own, an S3 error body twice over).
+fn causes(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(text.as_str()) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+/// Whether the command failed because its stdout was closed.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Ends as a Unix tool does when its reader goes away: killed by SIGPIPE
+/// (the shell's status 141), with nothing printed. Rust ignores SIGPIPE, so
+/// the default action is put back and the signal raised.
+fn closed_stdout() -> std::process::ExitCode {
+    let _ = signal_hook::low_level::emulate_default_handler(signal_hook::consts::SIGPIPE);
+    std::process::ExitCode::from(128 + 13)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_cause_repeated_in_its_error_is_said_once() {
+        let body = "<Error><Code>NoSuchBucket</Code></Error>";
+        let source = anyhow::anyhow!("404 Not Found: {body}");
+        let e = source
+            .context(format!("i/o error: 404 Not Found: {body}"))
+            .context("cannot open the data location");
+        assert_eq!(
+            super::causes(&e),
+            format!("cannot open the data location: i/o error: 404 Not Found: {body}")
+        );
+    }
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging();
@@ -111,10 +174,11 @@ fn main() -> std::process::ExitCode {
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) if is_broken_pipe(&e) => closed_stdout(),
         Err(e) => {
             // One line, the causes joined, no backtrace: these are messages
             // for a person (RUST_BACKTRACE is for panics, which are bugs).
-            eprintln!("weft: {e:#}");
+            eprintln!("weft: {}", causes(&e));
             std::process::ExitCode::FAILURE
         }
     }

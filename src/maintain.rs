@@ -39,14 +39,14 @@ pub fn run(args: MaintainArgs) -> anyhow::Result<()> {
     let report = runtime
         .block_on(weft_collector::maintain_data_dir(&store))
         .with_context(|| format!("cannot maintain {}", store.data_dir.display()))?;
-    println!(
-        "expired_files={} compacted_files={} compacted_into={} superseded_rows={} vacuumed_files={} log_entries_removed={}",
+    crate::print_out(format!(
+        "expired_files={} compacted_files={} compacted_into={} superseded_rows={} vacuumed_files={} log_entries_removed={}\n",
         report.expired_files,
         report.compacted_files,
         report.compacted_into,
         report.superseded_rows,
         report.vacuumed_files,
         report.log_entries_removed
-    );
+    ))?;
     Ok(())
 }

@@ -67,7 +67,8 @@ pub struct RoutingArgs {
     /// Hold every span this long before sending it: Weft's signals lag by it.
     #[arg(long, default_value_t = 0)]
     pub signal_delay_ms: u64,
-    /// Bearer token for the OTLP and query endpoints (WEFT_TOKEN).
+    /// The token, when the server wants one (or set WEFT_TOKEN): an ingest
+    /// token for the demo; with --routing, one that may also query (admin).
     #[arg(long, env = "WEFT_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 }

@@ -142,12 +142,20 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let store_config = config.store.clone();
     let store = {
         let metrics = Arc::clone(&metrics);
-        Store::open(store_config, metrics).await.with_context(|| {
-            format!(
-                "cannot open the data location {}",
-                config.store.tables_location()
-            )
-        })?
+        Store::open(store_config, metrics)
+            .await
+            .map_err(anyhow::Error::from)
+            .map_err(|e| {
+                let hint = if format!("{e:#}").contains("NoSuchBucket") {
+                    " (the bucket does not exist: create it, or check AWS_ENDPOINT_URL)"
+                } else {
+                    ""
+                };
+                e.context(format!(
+                    "cannot open the data location {}{hint}",
+                    config.store.tables_location()
+                ))
+            })?
     };
     // Log records of spans (GenAI events) go to a second store of the same
     // kind, under `events/`: the same WAL durability, flushes, retention.

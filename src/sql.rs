@@ -1,6 +1,6 @@
 //! `weft sql`: one read-only query, against a running server or a data directory.
 
-use std::io::{Cursor, Write};
+use std::io::Cursor;
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
@@ -13,7 +13,9 @@ use crate::config::query_settings_of;
 
 #[derive(Args, Debug)]
 pub struct SqlArgs {
-    /// The SQL, e.g. "SELECT ai_kind, count(*) FROM spans GROUP BY 1".
+    /// The SQL, e.g. "SELECT ai_kind, count(*) FROM spans GROUP BY 1"; it
+    /// may start with a `-- comment` (or any `-`): it is never taken for an option.
+    #[arg(allow_hyphen_values = true)]
     pub query: String,
     #[command(flatten)]
     pub target: Target,
@@ -37,10 +39,9 @@ pub fn run(args: SqlArgs) -> anyhow::Result<()> {
         }
         None => remote(&args.target.client()?, &args.query, args.format)?,
     };
-    let mut stdout = std::io::stdout().lock();
-    stdout.write_all(&out)?;
+    crate::print_out(&out)?;
     if !out.ends_with(b"\n") {
-        stdout.write_all(b"\n")?;
+        crate::print_out(b"\n")?;
     }
     Ok(())
 }

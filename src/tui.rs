@@ -14,14 +14,16 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 use clap::Args;
 use serde_json::Value;
 use weft_collector::Snapshot;
-use weft_lineage::{Lineage, LineagePage, PAGE_NODES, WorkflowSummary};
+use weft_lineage::{Lineage, LineagePage, PAGE_NODES};
 use weft_query::lineage::Reach;
 use weft_query::output::OutputFormat;
 use weft_query::workflows::WorkflowQuery;
 use weft_query::{QueryEngine, QueryError, QueryResult, SpanSource};
 use weft_schemas::{SpanId, TraceId};
 use weft_tui::data::{SIGNALS_WINDOW_SECS, SpanEvent, SpanLink};
-use weft_tui::{App, Failure, Fetched, Fetcher, Msg, NodeSignal, Source, SpanDetail, Table};
+use weft_tui::{
+    App, Failure, Fetched, Fetcher, Listed, Msg, NodeSignal, Source, SpanDetail, Table,
+};
 
 use crate::client::{Client, Target};
 
@@ -112,16 +114,19 @@ impl Remote {
 }
 
 impl Source for Remote {
-    fn workflows(
-        &mut self,
-        window_secs: u64,
-        limit: usize,
-    ) -> Result<Vec<WorkflowSummary>, Failure> {
+    fn workflows(&mut self, window_secs: u64, limit: usize) -> Result<Listed, Failure> {
         let answer = self.get(
             &format!("/api/workflows?since={window_secs}s&limit={limit}"),
             "listing workflows",
         )?;
-        json(&answer.body, "workflows")
+        let traces = answer
+            .headers
+            .get(weft_query::api::TRACES_IN_WINDOW)
+            .and_then(|v| v.to_str().ok()?.parse().ok());
+        Ok(Listed {
+            workflows: json(&answer.body, "workflows")?,
+            traces,
+        })
     }
 
     fn lineage(&mut self, trace: TraceId) -> Result<Lineage, Failure> {
@@ -250,11 +255,7 @@ fn now_ns() -> i64 {
 }
 
 impl Source for Local {
-    fn workflows(
-        &mut self,
-        window_secs: u64,
-        limit: usize,
-    ) -> Result<Vec<WorkflowSummary>, Failure> {
+    fn workflows(&mut self, window_secs: u64, limit: usize) -> Result<Listed, Failure> {
         let window = i64::try_from(window_secs)
             .unwrap_or(i64::MAX)
             .saturating_mul(1_000_000_000);
@@ -263,7 +264,12 @@ impl Source for Local {
             until_ns: i64::MAX,
             limit,
         };
-        self.run(async |e| e.workflows(query).await)
+        self.run(async |e| {
+            Ok(Listed {
+                workflows: e.workflows(query).await?,
+                traces: Some(e.traces_started(query).await?),
+            })
+        })
     }
 
     fn lineage(&mut self, trace: TraceId) -> Result<Lineage, Failure> {
@@ -357,8 +363,50 @@ fn node_signals(rows: &Value) -> Vec<NodeSignal> {
         .collect()
 }
 
+/// An OTLP/JSON `AnyValue` as plain JSON, as SQL and lineage show it
+/// (`{"content":"…"}`, not `{"kvlistValue":…}`). Nesting past `depth`
+/// levels stays as it came.
+fn plain(v: &Value, depth: usize) -> Value {
+    let Some((kind, inner)) = v.as_object().and_then(|o| o.iter().next()) else {
+        return v.clone();
+    };
+    match kind.as_str() {
+        _ if depth == 0 => v.clone(),
+        "stringValue" | "boolValue" | "doubleValue" | "bytesValue" => inner.clone(),
+        "intValue" => inner
+            .as_str()
+            .and_then(|i| i.parse::<i64>().ok())
+            .map_or_else(|| inner.clone(), Value::from),
+        "arrayValue" => Value::Array(
+            inner["values"]
+                .as_array()
+                .map(|items| items.iter().map(|i| plain(i, depth - 1)).collect())
+                .unwrap_or_default(),
+        ),
+        "kvlistValue" => Value::Object(
+            inner["values"]
+                .as_array()
+                .map(|kvs| {
+                    kvs.iter()
+                        .map(|kv| {
+                            (
+                                kv["key"].as_str().unwrap_or("?").to_owned(),
+                                plain(&kv["value"], depth - 1),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        ),
+        _ => v.clone(),
+    }
+}
+
+/// How deep [`plain`] converts (serde_json parses at most 128 levels).
+const PLAIN_DEPTH: usize = 64;
+
 /// An OTLP/JSON `AnyValue` as text: a scalar itself, an array of scalars as
-/// `[a, b]`; anything deeper as its JSON.
+/// `[a, b]`; anything deeper as plain JSON.
 fn any_value(v: &Value) -> String {
     let scalar = |v: &Value| -> Option<String> {
         match v.as_object()?.iter().next()? {
@@ -375,7 +423,7 @@ fn any_value(v: &Value) -> String {
     {
         return format!("[{}]", items.join(", "));
     }
-    v.to_string()
+    plain(v, PLAIN_DEPTH).to_string()
 }
 
 fn attributes(v: &Value) -> Vec<(String, String)> {
@@ -572,7 +620,7 @@ mod tests {
             .enumerate()
             .filter_map(|(n, w)| weft_lineage::WorkflowSummary::of(&lineage_of(n, w)))
             .collect();
-        app.update(Msg::Fetched(Fetched::Workflows(Ok(list))));
+        app.update(Msg::Fetched(Fetched::Workflows(Ok(list.into()))));
         for k in 1..=demo().len() {
             app.update(Msg::Fetched(Fetched::Signals(Ok(signals(k)))));
         }
@@ -650,6 +698,41 @@ mod tests {
         open(&mut app, 0);
         app.update(Msg::Key(Action::SwitchPane));
         snapshot("lineage_summary", &app);
+    }
+
+    #[test]
+    fn sql_view_opens_empty_with_the_example_dimmed() {
+        let mut app = app();
+        app.update(Msg::Key(Action::Show(View::Sql)));
+        snapshot("sql_empty", &app);
+    }
+
+    #[test]
+    fn a_capped_workflow_list_says_how_many_traces_started() {
+        let mut app = App::new("http://127.0.0.1:4319", true, None);
+        app.update(Msg::Tick { now_ms: 0 });
+        let one: Vec<_> = demo()
+            .iter()
+            .enumerate()
+            .filter_map(|(n, w)| weft_lineage::WorkflowSummary::of(&lineage_of(n, w)))
+            .collect();
+        let list: Vec<_> = one
+            .iter()
+            .cycle()
+            .take(weft_tui::workflows::LIMIT)
+            .cloned()
+            .collect();
+        app.update(Msg::Fetched(Fetched::Workflows(Ok(weft_tui::Listed {
+            workflows: list,
+            traces: Some(1_863),
+        }))));
+        let mut terminal = Terminal::new(TestBackend::new(160, 10)).unwrap();
+        terminal.draw(|f| f.render_widget(&app, f.area())).unwrap();
+        let screen = format!("{:?}", terminal.backend());
+        assert!(
+            screen.contains("200 of the newest 200 (capped; 1,863 traces started)"),
+            "{screen}"
+        );
     }
 
     #[test]
@@ -731,7 +814,12 @@ mod tests {
                     {"key": "list", "value": {"arrayValue": {"values": [{"stringValue": "a"}]}}}
                 ],
                 "events": [{"timeUnixNano": "17", "name": "gen_ai.choice",
-                            "attributes": [{"key": "index", "value": {"intValue": "0"}}]}],
+                            "attributes": [{"key": "index", "value": {"intValue": "0"}},
+                                           {"key": "body", "value": {"kvlistValue": {"values": [
+                                               {"key": "content", "value": {"stringValue": "hi"}},
+                                               {"key": "n", "value": {"intValue": "2"}},
+                                               {"key": "tags", "value": {"arrayValue": {"values": [
+                                                   {"kvlistValue": {"values": []}}]}}}]}}}]}],
                 "links": [{"traceId": "0af7651916cd43dd8448eb211c80319d", "spanId": "b7ad6b7169203332"}]
             }]}]
         }]});
@@ -753,6 +841,14 @@ mod tests {
         assert_eq!(
             (s.events[0].time_ns, s.events[0].name.as_str()),
             (17, "gen_ai.choice")
+        );
+        // A structured body reads as SQL and lineage show it, not as OTLP/JSON.
+        assert_eq!(
+            s.events[0].attributes[1],
+            (
+                "body".to_owned(),
+                r#"{"content":"hi","n":2,"tags":[{}]}"#.to_owned()
+            )
         );
         assert_eq!(
             s.links[0].trace_id,

@@ -37,6 +37,18 @@ pub struct PlannedSpan {
     pub duration_ns: i64,
     pub attributes: Vec<(&'static str, Value)>,
     pub error: Option<String>,
+    /// GenAI content events of the span (sent as OTLP log records).
+    pub events: Vec<PlannedEvent>,
+}
+
+/// A GenAI content event (`gen_ai.user.message`, `gen_ai.choice`) of a span.
+#[derive(Debug, Clone)]
+pub struct PlannedEvent {
+    pub name: &'static str,
+    /// Offset from the span's start, nanoseconds.
+    pub offset_ns: i64,
+    /// The event body, as the GenAI conventions shape it.
+    pub body: serde_json::Value,
 }
 
 /// A workflow: spans in creation order (parents and link targets first).
@@ -89,6 +101,7 @@ impl<'r> Builder<'r> {
             duration_ns: 0,
             attributes: attrs,
             error: None,
+            events: Vec::new(),
         });
         self.cursor += MS;
         self.spans.len() - 1
@@ -116,6 +129,7 @@ impl<'r> Builder<'r> {
             duration_ns: duration,
             attributes: attrs,
             error: None,
+            events: Vec::new(),
         });
         self.cursor += duration + MS;
         self.spans.len() - 1
@@ -179,6 +193,23 @@ impl<'r> Builder<'r> {
                 ],
             );
             self.spans[id].service = "llm-gateway";
+            self.spans[id].events.push(PlannedEvent {
+                name: "gen_ai.user.message",
+                offset_ns: queue * MS,
+                body: serde_json::json!({ "content": prompt(purpose) }),
+            });
+            if !fails {
+                let end = self.spans[id].duration_ns;
+                self.spans[id].events.push(PlannedEvent {
+                    name: "gen_ai.choice",
+                    offset_ns: end,
+                    body: serde_json::json!({
+                        "index": 0,
+                        "finish_reason": "stop",
+                        "message": { "role": "assistant", "content": answer(purpose) },
+                    }),
+                });
+            }
             if fails {
                 self.spans[id].error = Some(format!("upstream timeout on {node}"));
                 attempt += 1;
@@ -271,6 +302,38 @@ impl<'r> Builder<'r> {
     }
 }
 
+/// What the workflow asked the model, by the step's purpose.
+fn prompt(purpose: &str) -> &'static str {
+    match purpose {
+        "draft answer" => {
+            "The customer says their order arrived damaged and asks for a refund. Draft a reply."
+        }
+        "write patch" => {
+            "Fix the failing pagination test in api/orders.rs without changing the public API."
+        }
+        "summarise incident" => {
+            "Summarise the alerts for checkout-service in the last 30 minutes and suggest a remediation."
+        }
+        _ => "Help with this step.",
+    }
+}
+
+/// What the model answered, by the step's purpose.
+fn answer(purpose: &str) -> &'static str {
+    match purpose {
+        "draft answer" => {
+            "Sorry your order arrived damaged. I have asked for a full refund; you will hear back within a day."
+        }
+        "write patch" => {
+            "The cursor skipped the last page when the count was a multiple of the page size; patch attached."
+        }
+        "summarise incident" => {
+            "Error rate on checkout-service rose after deploy 4812; roll back the deployment."
+        }
+        _ => "Done.",
+    }
+}
+
 fn customer_support(rng: &mut StdRng, i: usize) -> Workflow {
     let customer = format!("customer-{}", rng.random_range(1000..9999));
     let mut b = Builder::new(rng, "support-agent");
@@ -288,17 +351,20 @@ fn customer_support(rng: &mut StdRng, i: usize) -> Workflow {
     b.policy(root, "entitlement", "allow", &customer);
     b.tool(root, "crm.case_history", false, &customer, 40);
     b.llm(root, "draft answer", &customer);
-    let refund = b.rng.random_bool(0.4);
+    // Every twelfth ticket the agent refunds although the lead denied it: the
+    // governance finding lineage exists to catch.
+    let rogue = i.is_multiple_of(12);
+    let refund = rogue || b.rng.random_bool(0.4);
     if refund {
         b.policy(root, "refund-limit", "needs_approval", &customer);
-        let granted = b.rng.random_bool(0.8);
+        let granted = !rogue && b.rng.random_bool(0.8);
         b.approval(
             root,
             if granted { "granted" } else { "denied" },
             Some("lead@support.example"),
             "payments.refund",
         );
-        if granted {
+        if granted || rogue {
             b.tool(root, "payments.refund", true, &customer, 120);
         }
     }
@@ -309,7 +375,7 @@ fn customer_support(rng: &mut StdRng, i: usize) -> Workflow {
     }
 }
 
-fn code_assistant(rng: &mut StdRng, _i: usize) -> Workflow {
+fn code_assistant(rng: &mut StdRng, i: usize) -> Workflow {
     let dev = format!("dev-{}", rng.random_range(10..99));
     let mut b = Builder::new(rng, "code-assistant");
     let root = b.root(
@@ -328,7 +394,13 @@ fn code_assistant(rng: &mut StdRng, _i: usize) -> Workflow {
         b.spans[build].error = Some("build failed: 3 tests failing".into());
         b.tool(root, "ci.build_pipeline", false, &dev, 900);
     }
-    b.tool(root, "security.vulnerability_scan", false, &dev, 300);
+    let scan = b.tool(root, "security.vulnerability_scan", false, &dev, 300);
+    // Every twelfth request's scanner runs on a host whose clock is 2 s
+    // behind: the scan appears to start before the request did (an anomaly
+    // lineage reports as clock skew).
+    if i % 12 == 1 {
+        b.spans[scan].start_ns -= 2_000 * MS;
+    }
     b.llm(root, "write patch", &dev);
     b.policy(root, "protected-branch", "allow", &dev);
     b.tool(root, "git.open_pull_request", true, &dev, 80);

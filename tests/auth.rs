@@ -557,6 +557,39 @@ fn tls_on_every_listener_and_tokens_never_logged() {
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::Unauthenticated);
 
+    // `weft demo` over TLS with the ingest token, gRPC and OTLP/HTTP; without
+    // the token it says what the server answered and what to pass.
+    for (protocol, addr) in [("grpc", &grpc), ("http-proto", &http)] {
+        let endpoint = format!("https://localhost:{}", port(addr));
+        let demo = |extra: &[&str]| {
+            let mut args = vec![
+                "demo",
+                "--workflows",
+                "2",
+                "--protocol",
+                protocol,
+                "--endpoint",
+                &endpoint,
+                "--ca-cert",
+                &ca_arg,
+            ];
+            args.extend_from_slice(extra);
+            common::weft(&args)
+        };
+        let sent = demo(&["--token", INGEST]);
+        let stderr = String::from_utf8_lossy(&sent.stderr);
+        assert!(sent.status.success(), "{protocol}: {stderr}");
+        assert!(stderr.contains("the server acknowledged"), "{stderr}");
+        let refused = demo(&[]);
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(!refused.status.success(), "{protocol}: the demo got in without a token");
+        assert!(
+            (stderr.contains("Unauthenticated") || stderr.contains("401"))
+                && stderr.contains("--token"),
+            "{protocol}: {stderr}"
+        );
+    }
+
     server.terminate();
     let log = server.log();
     assert!(

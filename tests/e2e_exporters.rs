@@ -218,3 +218,86 @@ fn demo_command_sends_its_workload_through_a_real_exporter() {
         4
     );
 }
+
+/// The number after `word` in `text` ("acknowledged 16040 spans" → 16040).
+fn number_after(text: &str, word: &str) -> i64 {
+    text.split(word)
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no number after {word:?} in {text}"))
+}
+
+#[test]
+fn demo_delivers_every_span_it_sends_and_says_what_was_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    // 2,000 workflows once lost spans to the exporter's full queue
+    // (SpansDropped) while the demo said it sent them all.
+    let output = common::weft(&[
+        "demo",
+        "--workflows",
+        "2000",
+        "--endpoint",
+        &format!("http://{}", server.grpc),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let sent = number_after(&stderr, "sent ");
+    let acknowledged = number_after(&stderr, "acknowledged ");
+    let events = number_after(&stderr, "spans and ");
+    assert_eq!(sent, acknowledged, "{stderr}");
+    assert_eq!(server.count("SELECT count(*) AS n FROM spans"), sent);
+    assert!(events > 2000, "{stderr}");
+    assert_eq!(
+        server.count("SELECT count(*) AS n FROM span_events"),
+        events
+    );
+    // Not a terminal: no progress lines, only the summary and the hints.
+    assert!(stderr.lines().count() <= 6, "{stderr}");
+    assert!(stderr.contains("over OTLP/gRPC"), "{stderr}");
+}
+
+#[test]
+fn demo_shows_content_events_a_governance_finding_and_an_anomaly() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    server.run_demo(3);
+    // Every model call has its prompt, and every answered one its answer,
+    // as SQL shows them (JSON text).
+    let rows = server.sql(
+        "SELECT e.event_name, e.body FROM span_events e JOIN spans s \
+         ON e.trace_id = s.trace_id AND e.span_id = s.span_id WHERE s.ai_kind = 'llm' \
+         ORDER BY e.event_name",
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r["event_name"] == "gen_ai.user.message"
+                && r["body"].as_str().unwrap().starts_with("{\"content\":")),
+        "{rows:?}"
+    );
+    assert!(rows.iter().any(|r| r["event_name"] == "gen_ai.choice"), "{rows:?}");
+    // The first ticket refunds although the approval was denied; the first
+    // code-assistant scan's clock is behind.
+    let first = |name: &str| {
+        server.sql(&format!(
+            "SELECT trace_id FROM spans WHERE name = '{name}' LIMIT 1"
+        ))[0]["trace_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let ticket: serde_json::Value = server
+        .get(&format!("/api/lineage/{}", first("support ticket")))
+        .json()
+        .unwrap();
+    assert_eq!(
+        ticket["summary"]["findings"][0]["rule"], "needs_approval_without_grant",
+        "{ticket}"
+    );
+    let tree = server
+        .get(&format!("/api/lineage/{}/tree", first("code change request")))
+        .text()
+        .unwrap();
+    assert!(tree.contains("before its parent"), "{tree}");
+}

@@ -117,12 +117,12 @@ fn http_sql_and_cli_lineage_agree_on_nodes_and_findings() {
     let (nodes, findings) = from_json(&serde_json::from_str(&api_text).unwrap());
     // The API's JSON is the lineage types' own serde model: it reads back.
     let page: weft_lineage::LineagePage = serde_json::from_str(&api_text).unwrap();
-    let (trace_id, truncated) = (page.trace_id, page.truncated);
+    let (trace_id, more_traces) = (page.trace_id, page.more_traces);
     let from_api = page
         .into_lineage()
         .expect("one page holds the whole workflow");
     // Nothing is lost on the way: the lineage read back gives the same JSON.
-    let again = weft_lineage::LineagePage::of(&from_api, trace_id, truncated, 0, usize::MAX);
+    let again = weft_lineage::LineagePage::of(&from_api, trace_id, more_traces, 0, usize::MAX);
     assert_eq!(
         serde_json::to_value(&again).unwrap(),
         serde_json::from_str::<Value>(&api_text).unwrap()

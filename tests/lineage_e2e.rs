@@ -172,12 +172,30 @@ fn approval_resumed_in_a_linked_trace_is_one_workflow_from_either_end() {
         .unwrap();
     assert_eq!(shallow["total_nodes"], 3);
     assert_eq!(shallow["truncated"], true);
+    assert_eq!(shallow["more_traces"], true);
+    // A page says it is a part, what it left out, and where the next starts.
     let page: Value = server
         .get(&format!("/api/lineage/{first}?offset=2&limit=2"))
         .json()
         .unwrap();
     assert_eq!(page["nodes"].as_array().unwrap().len(), 2);
     assert_eq!(page["total_nodes"], 7);
+    assert_eq!(page["truncated"], true, "{page}");
+    assert_eq!(page["more_traces"], false, "{page}");
+    assert_eq!(page["next_offset"], 4, "{page}");
+    assert!(
+        page["left_out"]
+            .as_str()
+            .unwrap()
+            .contains("nodes 2..4 of 7"),
+        "{page}"
+    );
+    let whole: Value = server.get(&format!("/api/lineage/{first}")).json().unwrap();
+    assert_eq!(
+        (&whole["truncated"], whole.get("left_out")),
+        (&Value::Bool(false), None),
+        "{whole}"
+    );
 
     let tree = server
         .get(&format!("/api/lineage/{first}/tree"))

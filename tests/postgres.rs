@@ -89,6 +89,18 @@ fn psql_gets_the_rows_the_http_api_gets_and_cannot_write() {
     // psql's own catalog commands.
     let tables = psql_lines(&server, "\\dt");
     assert!(tables.iter().any(|l| l.contains("|spans|")), "{tables:?}");
+    // `\l` lists Weft's database (and the `postgres` one tools expect), not
+    // DataFusion's catalog name.
+    let databases = psql_lines(&server, "\\l");
+    assert!(
+        databases.iter().any(|l| l.starts_with("weft|")),
+        "{databases:?}"
+    );
+    assert!(
+        !databases.iter().any(|l| l.starts_with("datafusion|")),
+        "{databases:?}"
+    );
+    assert_eq!(psql_lines(&server, "SELECT current_database()"), ["weft"]);
     let columns = psql_lines(&server, "\\d spans");
     assert!(
         columns.iter().any(|l| l.starts_with("trace_id|")),
@@ -118,22 +130,34 @@ fn psql_gets_the_rows_the_http_api_gets_and_cannot_write() {
         vec!["0"]
     );
 
-    // A statement over the message limit is refused from its header (the
-    // server never buffers it), and the server goes on.
+    // A statement over the message limit is refused with 54000 (the server
+    // streams it past, never buffering it, and answers once it has all
+    // arrived, so psql always reads the answer), and the same session goes
+    // on to the next statement.
     let big = dir.path().join("big.sql");
     let mut text = String::from("SELECT '");
     text.push_str(&"x".repeat(17 * 1024 * 1024));
-    text.push_str("' AS x;\n");
+    text.push_str("' AS x;\nSELECT 'the session went on' AS after;\n");
     std::fs::write(&big, text).unwrap();
     let out = psql(
         &server,
         None,
-        &["-v", "VERBOSITY=verbose", "-f", big.to_str().unwrap()],
+        &[
+            "-v",
+            "ON_ERROR_STOP=0",
+            "-v",
+            "VERBOSITY=verbose",
+            "-f",
+            big.to_str().unwrap(),
+        ],
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
     assert!(
         stderr.contains("54000") && stderr.contains("over the limit"),
+        "{stderr}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("the session went on"),
         "{stderr}"
     );
     assert_eq!(psql_lines(&server, "SELECT 1"), vec!["1"]);

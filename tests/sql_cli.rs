@@ -147,3 +147,81 @@ fn sql_over_http_and_the_command_line() {
     assert!(!failed.status.success());
     assert!(String::from_utf8_lossy(&failed.stderr).contains("is `weft serve` running?"));
 }
+
+/// Runs `weft args` with its stdout a pipe whose reader goes away, as with
+/// `| head -1`: after one line, or (`read_first` false) at once, before the
+/// command has its answer from the server to write. Returns how it ended and
+/// what it wrote to stderr.
+fn with_stdout_closed(args: &[&str], read_first: bool) -> (std::process::ExitStatus, String) {
+    use std::io::{BufRead, BufReader, Read};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    if read_first {
+        let mut first = String::new();
+        BufReader::new(stdout).read_line(&mut first).unwrap();
+        assert!(!first.is_empty(), "weft {args:?} printed nothing");
+    } else {
+        drop(stdout);
+    }
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    (child.wait().unwrap(), stderr)
+}
+
+#[test]
+fn a_closed_stdout_ends_a_command_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    server.run_demo(30);
+    let api = format!("http://{}", server.api);
+    // Far more than a pipe holds, so a write meets the closed pipe.
+    let (status, stderr) = with_stdout_closed(
+        &[
+            "sql",
+            "--server",
+            &api,
+            "SELECT s.* FROM spans s, spans t LIMIT 20000",
+        ],
+        true,
+    );
+    assert_eq!(status.signal(), Some(13), "ended by SIGPIPE: {status:?}");
+    assert!(stderr.is_empty(), "{stderr}");
+    // `weft lineage … --format dot | dot` without graphviz: the reader is
+    // gone before the DOT is written.
+    let trace = server.sql("SELECT trace_id FROM spans WHERE name = 'incident triage' LIMIT 1")
+        [0]["trace_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, stderr) = with_stdout_closed(
+        &["lineage", &trace, "--server", &api, "--format", "dot"],
+        false,
+    );
+    assert_eq!(status.signal(), Some(13), "{status:?}: {stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+}
+
+#[test]
+fn a_query_may_start_with_a_comment() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let out = weft_sql(&[
+        "--server",
+        &format!("http://{}", server.api),
+        "--format",
+        "csv",
+        "-- How many spans?\nSELECT count(*) AS n FROM spans",
+    ]);
+    assert_eq!(out.trim(), "n\n0");
+}

@@ -19,8 +19,19 @@ pub struct LineagePage {
     /// The trace asked for.
     pub trace_id: TraceId,
     pub traces: Vec<TraceId>,
-    /// More linked traces exist past the depth asked for.
+    /// This page is not the whole workflow: nodes are on other pages, or
+    /// linked traces past the depth asked for were not followed. `left_out`
+    /// says which.
     pub truncated: bool,
+    /// More linked traces exist past the depth asked for.
+    #[serde(default)]
+    pub more_traces: bool,
+    /// What this page leaves out, for a person; absent on a whole lineage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub left_out: Option<String>,
+    /// The `offset` of the next page, when nodes follow this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_offset: Option<usize>,
     pub total_nodes: usize,
     pub offset: usize,
     pub nodes: Vec<Node>,
@@ -31,22 +42,43 @@ pub struct LineagePage {
 }
 
 impl LineagePage {
-    /// The page of `lineage` from `offset`, at most `limit` nodes.
+    /// The page of `lineage` from `offset`, at most `limit` nodes;
+    /// `more_traces` when the walk stopped at the depth asked for.
     pub fn of(
         lineage: &Lineage,
         trace_id: TraceId,
-        truncated: bool,
+        more_traces: bool,
         offset: usize,
         limit: usize,
     ) -> Self {
-        let offset = offset.min(lineage.nodes.len());
-        let end = offset.saturating_add(limit).min(lineage.nodes.len());
+        let total = lineage.nodes.len();
+        let offset = offset.min(total);
+        let end = offset.saturating_add(limit).min(total);
         let in_page = |i: usize| (offset..end).contains(&i);
+        let mut left_out = Vec::new();
+        if offset > 0 || end < total {
+            left_out.push(if end > offset {
+                format!(
+                    "this page holds nodes {offset}..{end} of {total}; the others are on \
+                     other pages (?offset= and ?limit=)"
+                )
+            } else {
+                format!("this page holds no nodes: offset {offset} is past the {total} nodes")
+            });
+        }
+        if more_traces {
+            left_out.push(
+                "linked traces past the depth asked for were not followed (raise ?depth=)".into(),
+            );
+        }
         Self {
             trace_id,
             traces: lineage.traces.clone(),
-            truncated,
-            total_nodes: lineage.nodes.len(),
+            truncated: !left_out.is_empty(),
+            more_traces,
+            left_out: (!left_out.is_empty()).then(|| left_out.join("; ")),
+            next_offset: (end < total).then_some(end),
+            total_nodes: total,
             offset,
             nodes: lineage.nodes[offset..end].to_vec(),
             edges: lineage
@@ -159,8 +191,23 @@ mod tests {
     #[test]
     fn a_part_is_not_taken_for_the_whole() {
         let lineage = lineage();
+        let whole = LineagePage::of(&lineage, lineage.traces[0], false, 0, PAGE_NODES);
+        assert!(!whole.truncated && whole.left_out.is_none() && whole.next_offset.is_none());
         let page = LineagePage::of(&lineage, lineage.traces[0], false, 1, 2);
         assert_eq!((page.offset, page.nodes.len(), page.total_nodes), (1, 2, 4));
+        assert!(page.truncated && !page.more_traces);
+        assert_eq!(page.next_offset, Some(3));
+        assert!(
+            page.left_out
+                .as_deref()
+                .unwrap()
+                .contains("nodes 1..3 of 4"),
+            "{:?}",
+            page.left_out
+        );
+        let deep = LineagePage::of(&lineage, lineage.traces[0], true, 0, PAGE_NODES);
+        assert!(deep.truncated && deep.more_traces && deep.next_offset.is_none());
+        assert!(deep.left_out.as_deref().unwrap().contains("depth"));
         assert!(
             page.edges
                 .iter()

@@ -345,14 +345,23 @@ const MAX_INDENT: usize = 64;
 pub fn summary_text(lineage: &Lineage) -> String {
     let mut out = review_text(lineage);
     let _ = writeln!(out, "findings:");
+    none_if_empty(&mut out, &lineage.summary.findings);
     for f in &lineage.summary.findings {
         let _ = writeln!(out, "  {}: {}", f.rule, f.message);
     }
     let _ = writeln!(out, "anomalies:");
+    none_if_empty(&mut out, &lineage.anomalies);
     for a in &lineage.anomalies {
         let _ = writeln!(out, "  {}", a.describe());
     }
     out
+}
+
+/// A section with nothing in it says so, rather than leaving a bare header.
+fn none_if_empty<T>(out: &mut String, items: &[T]) {
+    if items.is_empty() {
+        out.push_str("  none\n");
+    }
 }
 
 /// The five review questions as text: retrievals, identities, policy
@@ -361,6 +370,7 @@ pub fn review_text(lineage: &Lineage) -> String {
     let s = &lineage.summary;
     let mut out = String::new();
     let _ = writeln!(out, "retrievals:");
+    none_if_empty(&mut out, &s.retrievals);
     for r in &s.retrievals {
         let _ = writeln!(
             out,
@@ -372,6 +382,7 @@ pub fn review_text(lineage: &Lineage) -> String {
         );
     }
     let _ = writeln!(out, "identities:");
+    none_if_empty(&mut out, &s.identities);
     for id in &s.identities {
         let _ = writeln!(
             out,
@@ -382,6 +393,7 @@ pub fn review_text(lineage: &Lineage) -> String {
         );
     }
     let _ = writeln!(out, "policy checks:");
+    none_if_empty(&mut out, &s.policy_checks);
     for p in &s.policy_checks {
         let _ = writeln!(
             out,
@@ -392,6 +404,7 @@ pub fn review_text(lineage: &Lineage) -> String {
         );
     }
     let _ = writeln!(out, "tool calls:");
+    none_if_empty(&mut out, &s.tool_calls);
     for t in &s.tool_calls {
         let verdict = t
             .preceding_verdict
@@ -419,6 +432,7 @@ pub fn review_text(lineage: &Lineage) -> String {
         );
     }
     let _ = writeln!(out, "approvals:");
+    none_if_empty(&mut out, &s.approvals);
     for a in &s.approvals {
         let _ = writeln!(
             out,

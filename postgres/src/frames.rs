@@ -1,6 +1,7 @@
 //! Between a client's socket and pgwire: TLS negotiation, a size limit on
 //! every message checked from its header before its body is read (pgwire
-//! itself buffers a whole message, up to 1 GiB, before parsing it), a budget
+//! itself buffers a whole message, up to 1 GiB, before parsing it; an
+//! oversize body is streamed past and answered 54000), a budget
 //! shared by every session that each message is charged before its body is
 //! read, and an idle deadline. pgwire serves the other end of an in-process
 //! socket pair, so it only ever sees bounded, plaintext messages.
@@ -130,8 +131,8 @@ async fn start(
 }
 
 /// Copies the client's messages to pgwire one by one: each header is read
-/// within the idle deadline, and a body over the size limit is refused
-/// (the client is told, the session ends) before any of it is read. Each
+/// within the idle deadline, and a body over the size limit is never
+/// buffered: [`refuse_oversize`] streams it past and answers it. Each
 /// body is charged to `budget` (KiB permits) before it is read; a session
 /// holds the charges of its last two messages (the one pgwire may still be
 /// working on, and the one it is reading), released as later ones come.
@@ -168,15 +169,10 @@ async fn client_to_server(
             .and_then(|l| l.checked_sub(4))
             .ok_or_else(|| std::io::Error::other("a message of impossible length"))?;
         if body > max {
-            return Ok(Some(error_message(
-                "FATAL",
-                "54000",
-                &format!(
-                    "a message of {body} bytes is over the limit of {max} \
-                     (postgres_max_message_bytes); send a \
-                     shorter statement or fewer parameter bytes"
-                ),
-            )));
+            match refuse_oversize(client, server, header[0], body, max, idle).await? {
+                Some(last_word) => return Ok(Some(last_word)),
+                None => continue,
+            }
         }
         if held.len() == 2 {
             held.pop_front();
@@ -200,6 +196,81 @@ async fn client_to_server(
             return Ok(None);
         }
     }
+}
+
+/// Bytes of an oversize `Parse` kept to find its statement name.
+const NAME_BYTES: usize = 1024;
+
+/// Answers a message of `body` bytes over `max` whose header was read: its
+/// body is read and discarded (streamed, within the idle deadline: the
+/// client is still sending it and would miss an answer sent before it
+/// finishes). A `Query`, or a `Parse` whose statement name is found, goes
+/// to pgwire as a stand-in that the session answers with 54000, and the
+/// session goes on (`None`); any other message ends it with a FATAL 54000
+/// (`Some`, for the client).
+async fn refuse_oversize(
+    client: &mut (impl AsyncRead + Unpin),
+    server: &mut (impl AsyncWrite + Unpin),
+    kind: u8,
+    body: usize,
+    max: usize,
+    idle: Duration,
+) -> std::io::Result<Option<Vec<u8>>> {
+    let mut start = vec![0u8; body.min(NAME_BYTES)];
+    let discard = async {
+        client.read_exact(&mut start).await?;
+        let rest = (body - start.len()) as u64;
+        let skipped =
+            tokio::io::copy(&mut (&mut *client).take(rest), &mut tokio::io::sink()).await?;
+        std::io::Result::Ok(skipped == rest)
+    };
+    match tokio::time::timeout(idle, discard).await {
+        Ok(Ok(true)) => {}
+        // The client went away or stalled mid-message: nobody to answer.
+        Ok(Ok(false)) | Ok(Err(_)) | Err(_) => {
+            return Err(std::io::Error::other(
+                "the client stopped sending in the middle of an oversize message",
+            ));
+        }
+    }
+    let text = crate::oversize::stand_in(body, max);
+    let stand_in = match kind {
+        b'Q' => Some(message(b'Q', &[text.as_bytes(), b"\0"])),
+        b'P' => start.iter().position(|b| *b == 0).map(|end| {
+            // The statement's name, the stand-in text, no parameter types.
+            message(
+                b'P',
+                &[&start[..=end], text.as_bytes(), b"\0", &0i16.to_be_bytes()],
+            )
+        }),
+        _ => None,
+    };
+    match stand_in {
+        Some(stand_in) => {
+            server.write_all(&stand_in).await?;
+            Ok(None)
+        }
+        None => Ok(Some(error_message(
+            "FATAL",
+            "54000",
+            &format!(
+                "a message of {body} bytes is over the limit of {max} \
+                 (postgres_max_message_bytes); send a shorter statement or fewer parameter bytes"
+            ),
+        ))),
+    }
+}
+
+/// A frontend message: its type, length, then `parts`.
+fn message(kind: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let mut out = Vec::with_capacity(len + 5);
+    out.push(kind);
+    out.extend_from_slice(&((len + 4) as i32).to_be_bytes());
+    for part in parts {
+        out.extend_from_slice(part);
+    }
+    out
 }
 
 /// Serves one client: negotiates, then runs pgwire over an in-process socket
@@ -324,20 +395,88 @@ mod tests {
         assert_eq!(budget.available_permits(), 2);
     }
 
-    #[tokio::test]
-    async fn an_oversize_message_is_refused_before_its_body_is_read() {
+    /// Runs [`client_to_server`] over `sent` (then the client's end of
+    /// input), with a 64-byte pipe on both sides; returns what pgwire got
+    /// and the last word for the client.
+    async fn copy_through(sent: Vec<u8>, limits: PgLimits) -> (Vec<u8>, Option<Vec<u8>>) {
         let (mut client, mut ours) = tokio::io::duplex(64);
-        let (mut server, _sink) = tokio::io::duplex(64);
-        let mut header = vec![b'Q'];
-        let limits = PgLimits::default();
-        header.extend_from_slice(&((limits.max_message_bytes + 5) as i32).to_be_bytes());
-        client.write_all(&header).await.unwrap();
-        // No body follows: a check that read it first would wait forever.
+        let (mut server, mut pgwire) = tokio::io::duplex(64);
+        let writer = tokio::spawn(async move {
+            client.write_all(&sent).await.unwrap();
+        });
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            pgwire.read_to_end(&mut got).await.unwrap();
+            got
+        });
         let budget = Arc::new(Semaphore::new(1024));
-        let refused = client_to_server(&mut ours, &mut server, &limits, &budget)
+        let last_word = client_to_server(&mut ours, &mut server, &limits, &budget)
             .await
             .unwrap();
-        let refused = refused.expect("an error for the client");
-        assert!(String::from_utf8_lossy(&refused).contains("over the limit"));
+        drop(server);
+        writer.await.unwrap();
+        (reader.await.unwrap(), last_word)
+    }
+
+    #[tokio::test]
+    async fn an_oversize_query_is_streamed_past_and_stood_in_for() {
+        let limits = PgLimits {
+            max_message_bytes: 4096,
+            ..PgLimits::default()
+        };
+        // Through a 64-byte pipe: the body is never held whole.
+        let mut sent = query(10_000);
+        sent.extend_from_slice(&query(16));
+        let (got, last_word) = copy_through(sent, limits).await;
+        assert_eq!(last_word, None, "the session goes on");
+        let stand_in = message(
+            b'Q',
+            &[crate::oversize::stand_in(10_000, 4096).as_bytes(), b"\0"],
+        );
+        assert_eq!(got[..stand_in.len()], stand_in[..]);
+        assert_eq!(
+            got[stand_in.len()..],
+            query(16)[..],
+            "the next message follows"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_oversize_parse_keeps_its_statement_name() {
+        let limits = PgLimits {
+            max_message_bytes: 4096,
+            ..PgLimits::default()
+        };
+        let parse = message(
+            b'P',
+            &[b"s1\0", &vec![b' '; 9_000], b"\0", &0i16.to_be_bytes()],
+        );
+        let (got, last_word) = copy_through(parse, limits).await;
+        assert_eq!(last_word, None);
+        let text = crate::oversize::stand_in(9_000 + 6, 4096);
+        assert_eq!(
+            got,
+            message(
+                b'P',
+                &[b"s1\0", text.as_bytes(), b"\0", &0i16.to_be_bytes()]
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn another_oversize_message_ends_the_session_once_read() {
+        let limits = PgLimits {
+            max_message_bytes: 4096,
+            ..PgLimits::default()
+        };
+        let bind = message(b'B', &[&vec![0u8; 8_000]]);
+        let (got, last_word) = copy_through(bind, limits).await;
+        assert!(got.is_empty(), "pgwire saw none of it");
+        let last_word =
+            String::from_utf8_lossy(&last_word.expect("a FATAL for the client")).into_owned();
+        assert!(
+            last_word.contains("54000") && last_word.contains("over the limit"),
+            "{last_word}"
+        );
     }
 }

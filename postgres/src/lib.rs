@@ -16,6 +16,7 @@
 //!   bounded shutdown;
 //! - `frames`: TLS, a size limit on every client message checked before its
 //!   body is read, and an idle deadline, in front of pgwire;
+//! - `oversize`: the stand-in for a message over the limit, answered 54000;
 //! - `startup`: authentication (a query token as the password) and the tenant;
 //! - `session`: simple and extended query protocol (`$n` parameters);
 //! - `cancel`: query cancel requests (psql's Ctrl-C);
@@ -28,6 +29,7 @@ mod frames;
 
 pub use frames::PgLimits;
 mod local;
+mod oversize;
 mod rows;
 mod session;
 mod startup;

@@ -85,6 +85,7 @@ impl Parser {
     /// some of which Weft plans (Grafana's search-path test), so the
     /// statement as written is tried first.
     fn statements(&self, sql: &str) -> PgWireResult<Vec<(Statement, Option<Statement>)>> {
+        crate::oversize::refusal(sql)?;
         weft_query::check_depth(sql).map_err(rows::error)?;
         let compat = self
             .sql

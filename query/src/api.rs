@@ -399,7 +399,12 @@ struct WorkflowParams {
     limit: Option<usize>,
 }
 
-/// Recent workflows as a JSON array of `weft_lineage::WorkflowSummary`.
+/// The header of `/api/workflows` saying how many traces started in the
+/// window: a list of fewer workflows than that may be capped.
+pub const TRACES_IN_WINDOW: &str = "weft-traces-in-window";
+
+/// Recent workflows as a JSON array of `weft_lineage::WorkflowSummary`, with
+/// how many traces started in the window ([`TRACES_IN_WINDOW`]).
 async fn workflows(
     State(api): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -420,10 +425,16 @@ async fn workflows(
         },
         limit,
     };
-    let list = api.engine(&caller).await?.workflows(query).await?;
+    let engine = api.engine(&caller).await?;
+    let list = engine.workflows(query).await?;
+    let traces = engine.traces_started(query).await?;
     let body = serde_json::to_vec(&list)
         .map_err(|e| QueryError::Internal(format!("workflows as JSON: {e}")))?;
-    Ok(json_response(body))
+    let mut response = json_response(body);
+    response
+        .headers_mut()
+        .insert(TRACES_IN_WINDOW, http::HeaderValue::from(traces));
+    Ok(response)
 }
 
 /// Batches as a JSON array of row objects (`[]` when there are none).

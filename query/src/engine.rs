@@ -23,7 +23,7 @@ use crate::lineage_sql::register_lineage_functions;
 use crate::table::{SpanSource, Stored, TenantSource, register_stored_tables, stored_table};
 use weft_lineage::{BuildOptions, Lineage, WorkflowSummary, build};
 
-use crate::workflows::{WorkflowCache, WorkflowQuery, recent_workflows};
+use crate::workflows::{WorkflowCache, WorkflowQuery, recent_workflows, traces_started};
 
 /// One cross-service or cross-agent call per row: the `service_calls` view,
 /// from which `GET /api/graph` aggregates the dependency graph.
@@ -263,6 +263,7 @@ impl QueryEngine {
         signals: SignalsSlot,
     ) -> Result<Self, QueryError> {
         let config = SessionConfig::new()
+            .with_default_catalog_and_schema(crate::postgres::CATALOG, "public")
             .with_information_schema(true)
             .set_bool("datafusion.execution.parquet.pushdown_filters", true)
             .set_bool("datafusion.execution.parquet.reorder_filters", true);
@@ -336,6 +337,13 @@ impl QueryEngine {
             query,
         ))
         .await
+    }
+
+    /// How many traces started in the window of `query` (its `limit` aside):
+    /// how much of it a list of [`QueryEngine::workflows`] shows.
+    pub async fn traces_started(&self, query: WorkflowQuery) -> Result<usize, QueryError> {
+        self.bounded(traces_started(&self.ctx, &self.source, query))
+            .await
     }
 
     /// The service and agent dependency graph from `since` to `until` (Unix ns):
@@ -480,7 +488,12 @@ impl QueryEngine {
     /// sort that can spill into a top-k that cannot).
     async fn plan_read_only(&self, sql: &str) -> Result<LogicalPlan, QueryError> {
         check_depth(sql)?;
-        let plan = self.ctx.state().create_logical_plan(sql).await?;
+        let plan = match self.ctx.state().create_logical_plan(sql).await {
+            Ok(plan) => plan,
+            // A write that does not even plan (`INSERT … VALUES` of the wrong
+            // width) is still refused for being a write, not for its mistake.
+            Err(e) => return Err(writes_by_keyword(sql).map_or(e.into(), read_only)),
+        };
         refuse_changes(&plan)?;
         Ok(plan)
     }
@@ -805,10 +818,41 @@ pub fn check_depth(sql: &str) -> Result<(), QueryError> {
 /// Refuses `plan` if it would change something.
 fn refuse_changes(plan: &LogicalPlan) -> Result<(), QueryError> {
     match changes_something(plan)? {
-        Some(refused) => Err(QueryError::ReadOnly(format!(
-            "{refused} is not allowed; Weft's SQL only reads (SELECT, WITH, EXPLAIN)"
-        ))),
+        Some(refused) => Err(read_only(refused)),
         None => Ok(()),
+    }
+}
+
+fn read_only(refused: &str) -> QueryError {
+    QueryError::ReadOnly(format!(
+        "{refused} is not allowed; Weft's SQL is read-only (SELECT, WITH, EXPLAIN)"
+    ))
+}
+
+/// What the statement's first keyword says it would change, if anything
+/// (for statements that fail to plan, so [`changes_something`] never sees them).
+fn writes_by_keyword(sql: &str) -> Option<&'static str> {
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::keywords::Keyword;
+    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+    let tokens = Tokenizer::new(&GenericDialect {}, sql).tokenize().ok()?;
+    let first = tokens.iter().find_map(|t| match t {
+        Token::Whitespace(_) => None,
+        Token::Word(w) => Some(Some(w.keyword)),
+        _ => Some(None),
+    })??;
+    match first {
+        Keyword::INSERT | Keyword::UPDATE | Keyword::DELETE | Keyword::MERGE => {
+            Some("DML (INSERT, UPDATE, DELETE)")
+        }
+        Keyword::CREATE | Keyword::DROP | Keyword::ALTER | Keyword::TRUNCATE => {
+            Some("DDL (CREATE, DROP)")
+        }
+        Keyword::COPY => Some("COPY"),
+        Keyword::SET | Keyword::PREPARE | Keyword::BEGIN | Keyword::COMMIT => {
+            Some("a statement (SET, PREPARE, transactions)")
+        }
+        _ => None,
     }
 }
 

@@ -125,11 +125,17 @@ impl CatalogInfo for WeakCatalogs {
     }
 }
 
+/// The session's one catalog: the database PostgreSQL clients see (psql's
+/// `\\l`, `current_database()`), and Flight SQL's catalog.
+pub(crate) const CATALOG: &str = "weft";
+
 /// Installs `pg_catalog` and `current_setting()` on `ctx`.
 pub(crate) fn register(ctx: &SessionContext) -> Result<(), QueryError> {
     let failed =
         |e: &dyn std::fmt::Display| QueryError::Internal(format!("cannot set up pg_catalog: {e}"));
-    datafusion_pg_catalog::setup_pg_catalog(ctx, "datafusion", EmptyContextProvider)
+    // The session's own default catalog: the engine names it [`CATALOG`].
+    let catalog = ctx.state().config().options().catalog.default_catalog.clone();
+    datafusion_pg_catalog::setup_pg_catalog(ctx, &catalog, EmptyContextProvider)
         .map_err(|e| failed(&e))?;
     // The schema `setup_pg_catalog` registered holds the catalogs strongly
     // (a cycle); the same provider over a weak reference replaces it.
@@ -137,7 +143,7 @@ pub(crate) fn register(ctx: &SessionContext) -> Result<(), QueryError> {
     let static_tables = Arc::new(PgCatalogStaticTables::try_new().map_err(|e| failed(&e))?);
     let provider = PgCatalogSchemaProvider::try_new(catalogs, static_tables, EmptyContextProvider)
         .map_err(|e| failed(&e))?;
-    ctx.catalog("datafusion")
+    ctx.catalog(&catalog)
         .ok_or_else(|| failed(&"no default catalog"))?
         .register_schema("pg_catalog", Arc::new(provider))
         .map_err(|e| failed(&e))?;

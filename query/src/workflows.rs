@@ -148,6 +148,26 @@ pub struct WorkflowQuery {
     pub limit: usize,
 }
 
+/// How many traces started (root spans) in the query's window: what a
+/// capped list is a part of.
+pub(crate) async fn traces_started(
+    ctx: &SessionContext,
+    source: &Arc<dyn SpanSource>,
+    query: WorkflowQuery,
+) -> Result<usize, QueryError> {
+    let rows = ctx
+        .read_table(stored_table(source, Stored::Spans))?
+        .filter(
+            col(column::PARENT_SPAN_ID)
+                .is_null()
+                .and(col(column::START_TIME).gt_eq(timestamp(query.since_ns)))
+                .and(col(column::START_TIME).lt(timestamp(query.until_ns))),
+        )?
+        .count()
+        .await?;
+    Ok(rows)
+}
+
 pub(crate) async fn recent_workflows(
     ctx: &SessionContext,
     source: &Arc<dyn SpanSource>,

@@ -74,6 +74,12 @@ pub enum Action {
     Type(char),
     Backspace,
     Delete,
+    /// Ctrl-U: delete to the start of the line.
+    KillToStart,
+    /// Ctrl-K: delete to the end of the line.
+    KillToEnd,
+    /// Ctrl-W: delete the word before the cursor.
+    KillWord,
 }
 
 /// Something that happened.
@@ -491,6 +497,13 @@ impl App {
             Action::Backspace => {
                 text.pop();
             }
+            // The filter is typed at its end: to the start is all of it.
+            Action::KillToStart => text.clear(),
+            Action::KillWord => {
+                let chars: Vec<char> = text.chars().collect();
+                let start = crate::sql::word_start(&chars, chars.len());
+                *text = chars[..start].iter().collect();
+            }
             Action::Enter => {
                 self.prompt = None;
                 return;
@@ -549,6 +562,9 @@ impl App {
             Action::Type(c) => s.type_char(c),
             Action::Backspace => s.backspace(),
             Action::Delete => s.delete(),
+            Action::KillToStart => s.kill_to_start(),
+            Action::KillToEnd => s.kill_to_end(),
+            Action::KillWord => s.kill_word(),
             Action::Left => s.cursor_by(-1),
             Action::Right => s.cursor_by(1),
             Action::Home => s.cursor_to(false),
@@ -635,7 +651,7 @@ mod tests {
         let mut app = App::new("test", true, None);
         app.update(Msg::Tick { now_ms: 0 });
         app.take_requests();
-        app.update(Msg::Fetched(Fetched::Workflows(Ok(summaries()))));
+        app.update(Msg::Fetched(Fetched::Workflows(Ok(summaries().into()))));
         app
     }
 
@@ -673,7 +689,7 @@ mod tests {
             }],
             "retried: the last went out 5 s ago"
         );
-        app.update(Msg::Fetched(Fetched::Workflows(Ok(summaries()))));
+        app.update(Msg::Fetched(Fetched::Workflows(Ok(summaries().into()))));
         assert_eq!(app.connection(), &Connection::Connected);
         assert!(!app.loading());
         app.update(Msg::Tick { now_ms: 6_000 });
@@ -696,7 +712,7 @@ mod tests {
         let chosen = app.workflows().selected_workflow().unwrap().trace_id;
         let mut fewer = summaries();
         fewer.remove(4); // the newest is gone
-        app.update(Msg::Fetched(Fetched::Workflows(Ok(fewer))));
+        app.update(Msg::Fetched(Fetched::Workflows(Ok(fewer.into()))));
         assert_eq!(
             app.workflows().selected_workflow().unwrap().trace_id,
             chosen
@@ -891,6 +907,58 @@ mod tests {
     }
 
     #[test]
+    fn the_sql_box_starts_empty_and_edits_as_readline_does() {
+        let mut app = started();
+        key(&mut app, Action::Show(View::Sql));
+        // Empty, with the example shown: typing does not append to it.
+        assert_eq!(app.sql().input(), "");
+        assert_eq!(app.sql().placeholder(), Some(crate::sql::FIRST_QUERY));
+        for c in "DESC spans".chars() {
+            key(&mut app, Action::Type(c));
+        }
+        assert_eq!(app.sql().input(), "DESC spans");
+        assert_eq!(app.sql().placeholder(), None);
+        key(&mut app, Action::KillWord);
+        assert_eq!(app.sql().input(), "DESC ");
+        key(&mut app, Action::Home);
+        key(&mut app, Action::Right);
+        key(&mut app, Action::KillToEnd);
+        assert_eq!(app.sql().input(), "D");
+        for c in "ESCRIBE spans".chars() {
+            key(&mut app, Action::Type(c));
+        }
+        key(&mut app, Action::Left);
+        key(&mut app, Action::KillToStart);
+        assert_eq!((app.sql().input().as_str(), app.sql().cursor()), ("s", 0));
+        key(&mut app, Action::KillToEnd);
+        // Enter on the empty box runs the example it shows.
+        key(&mut app, Action::Enter);
+        assert_eq!(
+            app.take_requests(),
+            [Request::Sql(crate::sql::FIRST_QUERY.into())]
+        );
+    }
+
+    #[test]
+    fn readline_keys_map_while_typing() {
+        use crate::keys::{Context as K, action_for};
+        use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+        let ctrl = |c| KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL);
+        for (c, action) in [
+            ('a', Action::Home),
+            ('e', Action::End),
+            ('b', Action::Left),
+            ('f', Action::Right),
+            ('d', Action::Delete),
+            ('u', Action::KillToStart),
+            ('k', Action::KillToEnd),
+            ('w', Action::KillWord),
+        ] {
+            assert_eq!(action_for(ctrl(c), K::Typing), Some(action), "C-{c}");
+        }
+    }
+
+    #[test]
     fn tabs_numbers_help_and_quit() {
         let mut app = started();
         for expected in [View::Lineage, View::Sql] {
@@ -1019,7 +1087,7 @@ mod tests {
                                 Request::Workflows { .. } => {
                                     let mut list = summaries();
                                     list.truncate(next(6));
-                                    Fetched::Workflows(Ok(list))
+                                    Fetched::Workflows(Ok(list.into()))
                                 }
                             };
                             app.update(Msg::Fetched(answer));

@@ -5,6 +5,24 @@
 use weft_lineage::{Lineage, WorkflowSummary};
 use weft_schemas::{SpanId, TraceId};
 
+/// The newest workflows of a window, and how many traces started in it: a
+/// list as long as the limit asked for is capped, and this says of what.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Listed {
+    pub workflows: Vec<WorkflowSummary>,
+    /// Traces that started in the window, when the source said.
+    pub traces: Option<usize>,
+}
+
+impl From<Vec<WorkflowSummary>> for Listed {
+    fn from(workflows: Vec<WorkflowSummary>) -> Self {
+        Self {
+            workflows,
+            traces: None,
+        }
+    }
+}
+
 /// A query result as text: column names and one string per cell.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Table {
@@ -105,7 +123,7 @@ pub enum Request {
 /// An answer to a [`Request`].
 #[derive(Debug, Clone)]
 pub enum Fetched {
-    Workflows(Result<Vec<WorkflowSummary>, Failure>),
+    Workflows(Result<Listed, Failure>),
     Lineage(TraceId, Result<Box<Lineage>, Failure>),
     Trace(TraceId, Result<Vec<SpanDetail>, Failure>),
     Sql(String, Result<Table, Failure>),
@@ -115,11 +133,7 @@ pub enum Fetched {
 /// Where the explorer's data comes from. Calls block; they run on the
 /// fetcher's own thread ([`crate::fetch`]), never the UI's.
 pub trait Source: Send + 'static {
-    fn workflows(
-        &mut self,
-        window_secs: u64,
-        limit: usize,
-    ) -> Result<Vec<WorkflowSummary>, Failure>;
+    fn workflows(&mut self, window_secs: u64, limit: usize) -> Result<Listed, Failure>;
     fn lineage(&mut self, trace: TraceId) -> Result<Lineage, Failure>;
     fn trace(&mut self, trace: TraceId) -> Result<Vec<SpanDetail>, Failure>;
     fn sql(&mut self, text: &str) -> Result<Table, Failure>;

@@ -135,6 +135,8 @@ impl Explorer {
         let first = lineage.nodes.iter().map(|n| n.span.start_ns).min();
         let last = lineage.nodes.iter().map(|n| n.span.end_ns).max();
         let summary = summary_lines(&lineage);
+        // The cursor starts on the first line Enter acts on, if any.
+        let summary_selected = summary.iter().position(|l| l.target.is_some()).unwrap_or(0);
         let first_root = roots.first().copied();
         let mut explorer = Self {
             trace,
@@ -150,7 +152,7 @@ impl Explorer {
             pane: Pane::Steps,
             detail_scroll: 0,
             summary,
-            summary_selected: 0,
+            summary_selected,
             span_ns: (first.unwrap_or(0), last.unwrap_or(0)),
         };
         explorer.rebuild_rows();
@@ -234,16 +236,31 @@ impl Explorer {
         }
     }
 
+    /// The summary's cursor moves among the lines Enter acts on (findings
+    /// and anomalies); with none, it moves line by line to scroll.
     fn summary_move(&mut self, m: Move) {
-        let last = self.summary.len().saturating_sub(1);
+        let targets: Vec<usize> = (0..self.summary.len())
+            .filter(|i| self.summary[*i].target.is_some())
+            .collect();
+        let stops: Vec<usize> = if targets.is_empty() {
+            (0..self.summary.len()).collect()
+        } else {
+            targets
+        };
+        let at = stops
+            .iter()
+            .position(|i| *i >= self.summary_selected)
+            .unwrap_or(stops.len().saturating_sub(1));
+        let last = stops.len().saturating_sub(1);
+        let to = |k: usize| stops.get(k.min(last)).copied().unwrap_or(0);
         let s = &mut self.summary_selected;
         match m {
-            Move::Up => *s = s.saturating_sub(1),
-            Move::Down => *s = (*s + 1).min(last),
-            Move::PageUp => *s = s.saturating_sub(PAGE),
-            Move::PageDown => *s = (*s + PAGE).min(last),
-            Move::Home => *s = 0,
-            Move::End => *s = last,
+            Move::Up => *s = to(at.saturating_sub(1)),
+            Move::Down => *s = to(at + 1),
+            Move::PageUp => *s = to(at.saturating_sub(PAGE)),
+            Move::PageDown => *s = to(at + PAGE),
+            Move::Home => *s = to(0),
+            Move::End => *s = to(last),
             Move::Jump | Move::Toggle | Move::Expand => {
                 if let Some(node) = self.summary.get(*s).and_then(|l| l.target) {
                     self.reveal(node);
@@ -524,9 +541,15 @@ mod tests {
             .iter()
             .position(|l| l.alert && l.target.is_some())
             .expect("the fixture has a finding or anomaly with a span");
-        while x.summary_selected() < finding {
-            x.update(Move::Down);
-        }
+        // The cursor starts on it (not on a header Enter cannot act on),
+        // and moves only among the lines Enter acts on.
+        assert_eq!(x.summary_selected(), finding);
+        x.update(Move::Up);
+        assert_eq!(x.summary_selected(), finding);
+        x.update(Move::End);
+        assert!(x.summary()[x.summary_selected()].target.is_some());
+        x.update(Move::Home);
+        assert_eq!(x.summary_selected(), finding);
         let target = x.summary()[finding].target.unwrap();
         x.update(Move::Jump);
         assert_eq!(x.pane(), Pane::Steps);

@@ -81,7 +81,7 @@ mod tests {
     use super::*;
     use crate::data::{Failure, NodeSignal, SpanDetail, Table};
     use std::time::{Duration, Instant};
-    use weft_lineage::{Lineage, WorkflowSummary};
+    use weft_lineage::Lineage;
     use weft_schemas::TraceId;
 
     /// Answers SQL with the text it got: says it started, then waits for
@@ -92,7 +92,7 @@ mod tests {
     }
 
     impl Source for Echo {
-        fn workflows(&mut self, _: u64, _: usize) -> Result<Vec<WorkflowSummary>, Failure> {
+        fn workflows(&mut self, _: u64, _: usize) -> Result<crate::data::Listed, Failure> {
             Err(Failure::unreachable("down"))
         }
         fn lineage(&mut self, _: TraceId) -> Result<Lineage, Failure> {

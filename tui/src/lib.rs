@@ -31,7 +31,7 @@ pub mod view;
 pub mod workflows;
 
 pub use app::{Action, App, Msg, View};
-pub use data::{Failure, Fetched, NodeSignal, Request, Source, SpanDetail, Table};
+pub use data::{Failure, Fetched, Listed, NodeSignal, Request, Source, SpanDetail, Table};
 pub use fetch::Fetcher;
 pub use terminal::run;
 

@@ -4,7 +4,8 @@
 use crate::data::Table;
 use crate::explorer::PAGE;
 
-/// What the SQL view starts with.
+/// The example the empty SQL box shows (dimmed) and Enter runs when
+/// nothing was typed; typing replaces it.
 pub const FIRST_QUERY: &str =
     "SELECT service_name, count(*) AS spans FROM spans GROUP BY 1 ORDER BY 2 DESC";
 /// Queries the history keeps.
@@ -37,8 +38,8 @@ pub struct SqlView {
 impl Default for SqlView {
     fn default() -> Self {
         Self {
-            input: FIRST_QUERY.chars().collect(),
-            cursor: FIRST_QUERY.chars().count(),
+            input: Vec::new(),
+            cursor: 0,
             history: Vec::new(),
             recalled: None,
             running: None,
@@ -50,6 +51,19 @@ impl Default for SqlView {
     }
 }
 
+/// Where the word before `cursor` starts, as readline's Ctrl-W sees words
+/// (runs of non-space).
+pub(crate) fn word_start(text: &[char], cursor: usize) -> usize {
+    let mut i = cursor;
+    while i > 0 && text[i - 1].is_whitespace() {
+        i -= 1;
+    }
+    while i > 0 && !text[i - 1].is_whitespace() {
+        i -= 1;
+    }
+    i
+}
+
 impl SqlView {
     pub fn input(&self) -> String {
         self.input.iter().collect()
@@ -57,6 +71,11 @@ impl SqlView {
 
     pub fn cursor(&self) -> usize {
         self.cursor
+    }
+
+    /// What the empty box shows in place of a query, if it is empty.
+    pub fn placeholder(&self) -> Option<&'static str> {
+        self.input.is_empty().then_some(FIRST_QUERY)
     }
 
     pub fn editing(&self) -> bool {
@@ -113,6 +132,24 @@ impl SqlView {
         self.cursor = if end { self.input.len() } else { 0 };
     }
 
+    /// Ctrl-U: deletes from the start of the line to the cursor.
+    pub fn kill_to_start(&mut self) {
+        self.input.drain(..self.cursor);
+        self.cursor = 0;
+    }
+
+    /// Ctrl-K: deletes from the cursor to the end of the line.
+    pub fn kill_to_end(&mut self) {
+        self.input.truncate(self.cursor);
+    }
+
+    /// Ctrl-W: deletes the word before the cursor (and the spaces after it).
+    pub fn kill_word(&mut self) {
+        let start = word_start(&self.input, self.cursor);
+        self.input.drain(start..self.cursor);
+        self.cursor = start;
+    }
+
     /// ↑ (`older`) or ↓ through the history.
     pub fn recall(&mut self, older: bool) {
         if self.history.is_empty() {
@@ -134,13 +171,17 @@ impl SqlView {
         self.cursor = self.input.len();
     }
 
-    /// The query to send, if there is one and none is running; it goes into
-    /// the history.
+    /// The query to send, if none is running; it goes into the history. An
+    /// empty box runs the example it shows.
     pub fn submit(&mut self) -> Option<String> {
-        let text = self.input().trim().to_owned();
-        if text.is_empty() || self.running.is_some() {
+        if self.running.is_some() {
             return None;
         }
+        if self.input().trim().is_empty() {
+            self.input = FIRST_QUERY.chars().collect();
+            self.cursor = self.input.len();
+        }
+        let text = self.input().trim().to_owned();
         if self.history.last() != Some(&text) {
             self.history.push(text.clone());
             if self.history.len() > HISTORY {

@@ -46,6 +46,8 @@ pub struct WorkflowList {
     loaded: bool,
     /// The last answer's error, shown in place of a stale list.
     error: Option<String>,
+    /// Traces that started in the window, when the source said.
+    traces: Option<usize>,
     text: String,
     service: Option<String>,
     identity: Option<String>,
@@ -62,6 +64,7 @@ impl Default for WorkflowList {
             selected: 0,
             loaded: false,
             error: None,
+            traces: None,
             text: String::new(),
             service: None,
             identity: None,
@@ -80,6 +83,17 @@ impl WorkflowList {
 
     pub fn total(&self) -> usize {
         self.all.len()
+    }
+
+    /// Traces that started in the window, when the source said.
+    pub fn traces(&self) -> Option<usize> {
+        self.traces
+    }
+
+    /// Whether the list stopped at the limit asked for (older workflows in
+    /// the window are not in it).
+    pub fn capped(&self) -> bool {
+        self.all.len() >= LIMIT
     }
 
     pub fn selected(&self) -> usize {
@@ -130,12 +144,13 @@ impl WorkflowList {
     }
 
     /// A new answer from the server, keeping the selected workflow selected.
-    pub fn receive(&mut self, answer: Result<Vec<WorkflowSummary>, String>) {
+    pub fn receive(&mut self, answer: Result<crate::data::Listed, String>) {
         self.loaded = true;
         match answer {
-            Ok(all) => {
+            Ok(listed) => {
                 let keep = self.selected_workflow().map(|w| w.trace_id);
-                self.all = all;
+                self.all = listed.workflows;
+                self.traces = listed.traces;
                 self.error = None;
                 self.refilter(keep);
             }

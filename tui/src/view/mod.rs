@@ -80,7 +80,8 @@ impl Widget for &App {
             View::Sql => sql::render(self, theme, body, buf),
             View::Signals => signals::render(self, theme, body, buf),
         }
-        self.footer(theme).render(footer, buf);
+        self.footer(theme, footer.width as usize)
+            .render(footer, buf);
         if self.help() {
             help::render(self, theme, body, buf);
         }
@@ -117,7 +118,7 @@ impl App {
     }
 
     /// The filter prompt while it is open, else the keys of this view.
-    fn footer(&self, theme: Theme) -> Paragraph<'_> {
+    fn footer(&self, theme: Theme, width: usize) -> Paragraph<'_> {
         if let Some(text) = self.prompt() {
             return Paragraph::new(Line::from(vec![
                 Span::styled("filter: ", theme.title()),
@@ -127,20 +128,51 @@ impl App {
             ]));
         }
         let context = self.context();
-        let mut parts = vec![String::from("? help")];
-        if let Some((_, own)) = tables(context).first() {
-            parts.extend(own.iter().map(|b| format!("{} {}", b.label, short(b.help))));
-        }
+        let own: Vec<String> = tables(context)
+            .first()
+            .map(|(_, own)| {
+                own.iter()
+                    .map(|b| format!("{} {}", b.label, short(b.help)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut last = Vec::new();
         if context != Context::Typing {
-            parts.push("Tab view".into());
-            parts.push(if self.view() == View::Workflows {
+            last.push("Tab view".to_owned());
+            last.push(if self.view() == View::Workflows {
                 "q quit".into()
             } else {
                 "q back".into()
             });
         }
-        Paragraph::new(Line::styled(format!(" {}", parts.join(" · ")), theme.dim()))
+        Paragraph::new(Line::styled(fit_keys(&own, &last, width), theme.dim()))
     }
+}
+
+/// The footer's keys in `width` columns: `? help`, then the view's own keys
+/// as many as fit whole, then `last`; `…` says some were left for the help.
+fn fit_keys(own: &[String], last: &[String], width: usize) -> String {
+    let line = |parts: &[String]| format!(" {}", parts.join(" · "));
+    let mut parts = vec![String::from("? help")];
+    let mut kept = 0;
+    for key in own {
+        let mut trial = parts.clone();
+        trial.push(key.clone());
+        trial.extend(last.iter().cloned());
+        if kept < own.len() - 1 {
+            trial.push("…".into());
+        }
+        if line(&trial).chars().count() > width {
+            break;
+        }
+        parts.push(key.clone());
+        kept += 1;
+    }
+    if kept < own.len() {
+        parts.push("…".into());
+    }
+    parts.extend(last.iter().cloned());
+    line(&parts)
 }
 
 /// The first clause of a help text, for the footer.
@@ -278,7 +310,8 @@ pub(crate) mod tests {
         )));
         app.update(Msg::Fetched(Fetched::Workflows(Ok(vec![
             weft_lineage::WorkflowSummary::of(&lineage).unwrap(),
-        ]))));
+        ]
+        .into()))));
         let mut out = vec![draw(&app, width, height)];
         app.update(Msg::Key(Action::SwitchPane));
         out.push(draw(&app, width, height));

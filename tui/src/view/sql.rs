@@ -14,6 +14,14 @@ use crate::sql::Outcome;
 /// Widest a column is drawn; longer cells are cut with `…`.
 const MAX_COLUMN: usize = 40;
 
+/// The example's first character, drawn under the cursor of an empty box.
+fn example_first() -> String {
+    crate::sql::FIRST_QUERY
+        .chars()
+        .next()
+        .map_or(" ".into(), String::from)
+}
+
 pub(super) fn render(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
     let sql = app.sql();
     let [input, result] = Layout::vertical([Constraint::Length(3), Constraint::Min(1)]).areas(area);
@@ -48,6 +56,21 @@ pub(super) fn render(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
     } else {
         spans.push(Span::raw(
             text.chars().skip(sql.cursor()).collect::<String>(),
+        ));
+    }
+    if let Some(example) = sql.placeholder() {
+        // The empty box shows the example, dimmed, after the cursor.
+        let example = if sql.editing() {
+            example.chars().skip(1).collect::<String>()
+        } else {
+            example.to_owned()
+        };
+        if sql.editing() {
+            spans[1] = Span::styled(example_first(), theme.selected());
+        }
+        spans.push(Span::styled(
+            format!("{example}  (Enter runs this example; type to replace it)"),
+            theme.dim(),
         ));
     }
     Paragraph::new(Line::from(spans))

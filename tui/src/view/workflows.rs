@@ -24,13 +24,46 @@ pub(crate) const FLAGS: [(char, &str); 6] = [
     ('~', "spans may still be arriving"),
 ];
 
+/// `1863` as `1,863`.
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(d);
+    }
+    out
+}
+
 pub(super) fn render(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
     let list = app.workflows();
+    // How much of the window the list is: a capped list says so, and how
+    // many traces started in the window.
+    let count = match (list.capped(), list.traces()) {
+        (true, Some(traces)) => format!(
+            "{} of the newest {} (capped; {} traces started)",
+            list.shown().len(),
+            list.total(),
+            thousands(traces)
+        ),
+        (true, None) => format!(
+            "{} of the newest {} (capped)",
+            list.shown().len(),
+            list.total()
+        ),
+        (false, Some(traces)) => format!(
+            "{} of {} · {} traces",
+            list.shown().len(),
+            list.total(),
+            thousands(traces)
+        ),
+        (false, None) => format!("{} of {}", list.shown().len(), list.total()),
+    };
     let mut title = format!(
-        " workflows · last {} · {} of {} · by {} ",
+        " workflows · last {} · {count} · by {} ",
         list.window().0,
-        list.shown().len(),
-        list.total(),
         match list.sort() {
             Sort::Time => "time",
             Sort::Duration => "duration",
@@ -85,24 +118,51 @@ pub(super) fn render(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
     let wide = area.width >= 120;
     let inner_height = area.height.saturating_sub(3) as usize; // borders and the header row
     let first = window_start(list.selected(), inner_height);
+    // Service, agent and identity columns as wide as what they hold (up to
+    // a cap), so the name column gets the rest rather than a cut identity.
+    let fixed = 9 + 6 + 8 + 5 + 6 + 7;
+    let room = (area.width as usize).saturating_sub(fixed + 2 + MIN_NAME);
+    let fit_to = |text: fn(&WorkflowSummary) -> Option<&str>, header: usize, cap: usize| {
+        list.shown()
+            .map(|w| text(w).map_or(0, |t| t.chars().count()))
+            .max()
+            .unwrap_or(0)
+            .max(header)
+            .min(cap)
+    };
+    let service = fit_to(|w| w.service.as_deref(), 7, if wide { 24 } else { 14 });
+    let (agent, identity) = if wide {
+        let agent = fit_to(|w| w.agent.as_deref(), 5, 20);
+        let identity = fit_to(|w| w.identity.as_deref(), 8, 40);
+        // Narrow the widest first until the name column keeps its minimum.
+        let over = (service + agent + identity).saturating_sub(room);
+        (agent, identity.saturating_sub(over).max(8))
+    } else {
+        (0, 0)
+    };
+    let widths_of = Widths {
+        service,
+        agent,
+        identity,
+    };
     let rows = list
         .shown()
         .enumerate()
         .skip(first)
         .take(inner_height)
-        .map(|(i, w)| row(w, theme, wide, i == list.selected()));
+        .map(|(i, w)| row(w, theme, wide, i == list.selected(), widths_of));
     let mut widths = vec![
         Constraint::Length(9),
         Constraint::Length(6),
         Constraint::Length(8),
         Constraint::Length(5),
-        Constraint::Length(if wide { 20 } else { 14 }),
+        Constraint::Length(service as u16),
     ];
     let mut header = vec!["start", "flags", "took", "spans", "service"];
     if wide {
         widths.extend([
-            Constraint::Length(16),
-            Constraint::Length(12),
+            Constraint::Length(agent as u16),
+            Constraint::Length(identity as u16),
             Constraint::Length(6),
         ]);
         header.extend(["agent", "identity", "traces"]);
@@ -115,7 +175,24 @@ pub(super) fn render(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
         .render(area, buf);
 }
 
-fn row<'a>(w: &'a WorkflowSummary, theme: Theme, wide: bool, selected: bool) -> Row<'a> {
+/// The name column keeps at least this many characters.
+const MIN_NAME: usize = 24;
+
+/// The widths of the columns sized to their content.
+#[derive(Clone, Copy)]
+struct Widths {
+    service: usize,
+    agent: usize,
+    identity: usize,
+}
+
+fn row<'a>(
+    w: &'a WorkflowSummary,
+    theme: Theme,
+    wide: bool,
+    selected: bool,
+    widths: Widths,
+) -> Row<'a> {
     let f = w.flags;
     let on = [
         f.error,
@@ -147,16 +224,19 @@ fn row<'a>(w: &'a WorkflowSummary, theme: Theme, wide: bool, selected: bool) -> 
         Cell::from(duration(w.duration_ns())),
         Cell::from(w.spans.to_string()),
         Cell::from(Line::from(vec![Span::styled(
-            fit(
-                w.service.as_deref().unwrap_or("?"),
-                if wide { 20 } else { 14 },
-            ),
+            fit(w.service.as_deref().unwrap_or("?"), widths.service),
             status_style,
         )])),
     ];
     if wide {
-        cells.push(Cell::from(fit(w.agent.as_deref().unwrap_or(""), 16)));
-        cells.push(Cell::from(fit(w.identity.as_deref().unwrap_or(""), 12)));
+        cells.push(Cell::from(fit(
+            w.agent.as_deref().unwrap_or(""),
+            widths.agent,
+        )));
+        cells.push(Cell::from(fit(
+            w.identity.as_deref().unwrap_or(""),
+            widths.identity,
+        )));
         cells.push(Cell::from(w.traces.len().to_string()));
     }
     let mut name = w.name.clone();
