@@ -77,14 +77,16 @@ fn blocks(markdown: &str) -> Vec<Block> {
     out
 }
 
-/// The statements of a SQL block (split at `;` ending a line).
+/// The statements of a SQL block (split at `;` ending a line, before any
+/// `-- comment`).
 fn statements(sql: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut current = String::new();
     for line in sql.lines() {
         current.push_str(line);
         current.push('\n');
-        if line.trim_end().ends_with(';') {
+        let code = line.split("--").next().unwrap_or_default();
+        if code.trim_end().ends_with(';') {
             out.push(std::mem::take(&mut current));
         }
     }
@@ -101,14 +103,25 @@ fn weft() -> &'static str {
     env!("CARGO_BIN_EXE_weft")
 }
 
+/// The server; killed if the test ends without stopping it.
+struct Serving(Child);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// `weft serve` in `dir` on README's addresses, the PostgreSQL and Flight
-/// SQL listeners on; returns once it listens.
-fn serve(dir: &Path) -> Child {
+/// SQL listeners on (its log in `dir/serve.log`); returns once it listens.
+fn serve(dir: &Path) -> Serving {
+    let log = std::fs::File::create(dir.join("serve.log")).unwrap();
     let mut child = Command::new(weft())
         .args(["serve", "--postgres", "127.0.0.1:5433", "--flight", "127.0.0.1:4320"])
         .current_dir(dir)
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(log)
         .spawn()
         .unwrap();
     let mut line = String::new();
@@ -118,9 +131,10 @@ fn serve(dir: &Path) -> Child {
     assert!(
         line.starts_with("weft listening"),
         "weft serve did not start on README's addresses {ADDRESSES:?} (is something \
-         else listening there? stop it): {line:?}"
+         else listening there? stop it): {}",
+        std::fs::read_to_string(dir.join("serve.log")).unwrap_or_default()
     );
-    child
+    Serving(child)
 }
 
 /// Runs `script` in bash in `dir`: `cargo run --release --` is the binary
@@ -128,7 +142,7 @@ fn serve(dir: &Path) -> Child {
 /// stream is its expected end).
 fn bash(dir: &Path, script: &str, line: usize) {
     let prelude = format!(
-        r#"set -euo pipefail
+        r#"set -eo pipefail
 cargo() {{
   if [ "$1 $2 $3" != "run --release --" ]; then echo "README runs cargo $*" >&2; return 2; fi
   shift 3; "{weft}" "$@"
@@ -146,6 +160,8 @@ curl() {{
         .args(["-c", &format!("{prelude}{script}")])
         .current_dir(dir)
         .env_remove("WEFT_TOKEN")
+        // README's token example reads it, as a user who configured tokens has it.
+        .env("WEFT_INGEST_TOKEN", "0123456789abcdef0123456789abcdef")
         .output()
         .unwrap();
     assert!(
@@ -191,7 +207,7 @@ ext = os.path.join(os.path.dirname(duckdb_extension_delta.__file__), "extensions
                    "v" + duckdb.__version__, "delta.duckdb_extension")
 con.execute(f"LOAD '{ext}'")
 for statement in sys.argv[1:]:
-    con.execute(statement).fetchall()
+    con.execute(statement).fetch_arrow_table()
 "#;
 
 fn duckdb(dir: &Path, sql: &str, line: usize) {
@@ -275,10 +291,10 @@ fn readme_examples_run_as_written() {
         }
     }
     Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
+        .args(["-TERM", &server.0.id().to_string()])
         .status()
         .unwrap();
-    assert!(server.wait().unwrap().success(), "weft serve stopped cleanly");
+    assert!(server.0.wait().unwrap().success(), "weft serve stopped cleanly");
     for (body, line) in after_stop {
         bash(dir, &body, line);
     }
@@ -286,8 +302,11 @@ fn readme_examples_run_as_written() {
 
 #[test]
 fn statements_split_at_line_ends() {
-    let split = statements("-- a question\nSELECT 1;\nSELECT 2\nFROM t;\n-- trailing note\n");
-    assert_eq!(split, ["-- a question\nSELECT 1;\n", "SELECT 2\nFROM t;\n"]);
+    let split = statements("-- a question\nSELECT 1;  -- one\nSELECT 2\nFROM t;\n-- trailing note\n");
+    assert_eq!(
+        split,
+        ["-- a question\nSELECT 1;  -- one\n", "SELECT 2\nFROM t;\n"]
+    );
     let blocks = blocks("x\n```sh\necho hi\n```\n```sql\nSELECT 1;\n```\n");
     assert_eq!(
         blocks
