@@ -143,22 +143,6 @@ fn closed_stdout() -> std::process::ExitCode {
     std::process::ExitCode::from(128 + 13)
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn a_cause_repeated_in_its_error_is_said_once() {
-        let body = "<Error><Code>NoSuchBucket</Code></Error>";
-        let source = anyhow::anyhow!("404 Not Found: {body}");
-        let e = source
-            .context(format!("i/o error: 404 Not Found: {body}"))
-            .context("cannot open the data location");
-        assert_eq!(
-            super::causes(&e),
-            format!("cannot open the data location: i/o error: 404 Not Found: {body}")
-        );
-    }
-}
-
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging();
@@ -181,5 +165,21 @@ fn main() -> std::process::ExitCode {
             eprintln!("weft: {}", causes(&e));
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_cause_repeated_in_its_error_is_said_once() {
+        let body = "<Error><Code>NoSuchBucket</Code></Error>";
+        let source = anyhow::anyhow!("404 Not Found: {body}");
+        let e = source
+            .context(format!("i/o error: 404 Not Found: {body}"))
+            .context("cannot open the data location");
+        assert_eq!(
+            super::causes(&e),
+            format!("cannot open the data location: i/o error: 404 Not Found: {body}")
+        );
     }
 }

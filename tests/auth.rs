@@ -582,7 +582,10 @@ fn tls_on_every_listener_and_tokens_never_logged() {
         assert!(stderr.contains("the server acknowledged"), "{stderr}");
         let refused = demo(&[]);
         let stderr = String::from_utf8_lossy(&refused.stderr);
-        assert!(!refused.status.success(), "{protocol}: the demo got in without a token");
+        assert!(
+            !refused.status.success(),
+            "{protocol}: the demo got in without a token"
+        );
         assert!(
             (stderr.contains("Unauthenticated") || stderr.contains("401"))
                 && stderr.contains("--token"),

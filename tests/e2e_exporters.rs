@@ -271,12 +271,14 @@ fn demo_shows_content_events_a_governance_finding_and_an_anomaly() {
          ORDER BY e.event_name",
     );
     assert!(
-        rows.iter()
-            .any(|r| r["event_name"] == "gen_ai.user.message"
-                && r["body"].as_str().unwrap().starts_with("{\"content\":")),
+        rows.iter().any(|r| r["event_name"] == "gen_ai.user.message"
+            && r["body"].as_str().unwrap().starts_with("{\"content\":")),
         "{rows:?}"
     );
-    assert!(rows.iter().any(|r| r["event_name"] == "gen_ai.choice"), "{rows:?}");
+    assert!(
+        rows.iter().any(|r| r["event_name"] == "gen_ai.choice"),
+        "{rows:?}"
+    );
     // The first ticket refunds although the approval was denied; the first
     // code-assistant scan's clock is behind.
     let first = |name: &str| {
@@ -296,7 +298,10 @@ fn demo_shows_content_events_a_governance_finding_and_an_anomaly() {
         "{ticket}"
     );
     let tree = server
-        .get(&format!("/api/lineage/{}/tree", first("code change request")))
+        .get(&format!(
+            "/api/lineage/{}/tree",
+            first("code change request")
+        ))
         .text()
         .unwrap();
     assert!(tree.contains("before its parent"), "{tree}");

@@ -118,7 +118,13 @@ impl Drop for Serving {
 fn serve(dir: &Path) -> Serving {
     let log = std::fs::File::create(dir.join("serve.log")).unwrap();
     let mut child = Command::new(weft())
-        .args(["serve", "--postgres", "127.0.0.1:5433", "--flight", "127.0.0.1:4320"])
+        .args([
+            "serve",
+            "--postgres",
+            "127.0.0.1:5433",
+            "--flight",
+            "127.0.0.1:4320",
+        ])
         .current_dir(dir)
         .stdout(Stdio::piped())
         .stderr(log)
@@ -242,7 +248,9 @@ fn readme_examples_run_as_written() {
         .filter(|b| b.lang != "toml" && !skipped(b))
         .collect();
     assert!(
-        runnable.iter().all(|b| ["sh", "sql", "python"].contains(&b.lang.as_str())),
+        runnable
+            .iter()
+            .all(|b| ["sh", "sql", "python"].contains(&b.lang.as_str())),
         "a README block of a language this test does not run: {:?}",
         runnable.iter().map(|b| &b.lang).collect::<Vec<_>>()
     );
@@ -294,7 +302,10 @@ fn readme_examples_run_as_written() {
         .args(["-TERM", &server.0.id().to_string()])
         .status()
         .unwrap();
-    assert!(server.0.wait().unwrap().success(), "weft serve stopped cleanly");
+    assert!(
+        server.0.wait().unwrap().success(),
+        "weft serve stopped cleanly"
+    );
     for (body, line) in after_stop {
         bash(dir, &body, line);
     }
@@ -302,7 +313,8 @@ fn readme_examples_run_as_written() {
 
 #[test]
 fn statements_split_at_line_ends() {
-    let split = statements("-- a question\nSELECT 1;  -- one\nSELECT 2\nFROM t;\n-- trailing note\n");
+    let split =
+        statements("-- a question\nSELECT 1;  -- one\nSELECT 2\nFROM t;\n-- trailing note\n");
     assert_eq!(
         split,
         ["-- a question\nSELECT 1;  -- one\n", "SELECT 2\nFROM t;\n"]

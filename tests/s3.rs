@@ -145,3 +145,37 @@ os._exit(0)
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(query.count(COUNT), 230);
 }
+
+#[test]
+fn a_missing_bucket_is_said_once_with_what_to_do() {
+    let s3 = S3::start();
+    let local = tempfile::tempdir().unwrap();
+    let wal = local.path().join("wal");
+    let output = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args([
+            "serve",
+            "--data-dir",
+            "s3://no-such-bucket/weft",
+            "--wal-dir",
+            &wal.to_string_lossy(),
+            "--otlp-grpc",
+            "127.0.0.1:0",
+            "--otlp-http",
+            "127.0.0.1:0",
+            "--api",
+            "127.0.0.1:0",
+        ])
+        .envs(s3.env())
+        .env("WEFT_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // The S3 error body (its XML) once, not once per layer that wraps it.
+    assert_eq!(
+        stderr.matches("<Code>NoSuchBucket</Code>").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(stderr.contains("the bucket does not exist"), "{stderr}");
+}

@@ -199,8 +199,8 @@ fn a_closed_stdout_ends_a_command_quietly() {
     assert!(stderr.is_empty(), "{stderr}");
     // `weft lineage … --format dot | dot` without graphviz: the reader is
     // gone before the DOT is written.
-    let trace = server.sql("SELECT trace_id FROM spans WHERE name = 'incident triage' LIMIT 1")
-        [0]["trace_id"]
+    let trace = server.sql("SELECT trace_id FROM spans WHERE name = 'incident triage' LIMIT 1")[0]
+        ["trace_id"]
         .as_str()
         .unwrap()
         .to_owned();

@@ -134,7 +134,13 @@ pub(crate) fn register(ctx: &SessionContext) -> Result<(), QueryError> {
     let failed =
         |e: &dyn std::fmt::Display| QueryError::Internal(format!("cannot set up pg_catalog: {e}"));
     // The session's own default catalog: the engine names it [`CATALOG`].
-    let catalog = ctx.state().config().options().catalog.default_catalog.clone();
+    let catalog = ctx
+        .state()
+        .config()
+        .options()
+        .catalog
+        .default_catalog
+        .clone();
     datafusion_pg_catalog::setup_pg_catalog(ctx, &catalog, EmptyContextProvider)
         .map_err(|e| failed(&e))?;
     // The schema `setup_pg_catalog` registered holds the catalogs strongly

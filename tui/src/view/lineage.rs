@@ -225,7 +225,9 @@ fn summary(x: &Explorer, theme: Theme, area: Rect, buf: &mut Buffer) {
         .skip(first)
         .take(height)
         .map(|(i, l)| {
-            let selected = i == x.summary_selected();
+            // The cursor marks only a line Enter acts on; on a summary
+            // with none it just scrolls, unmarked.
+            let selected = i == x.summary_selected() && l.target.is_some();
             let cursor = if selected { "›" } else { " " };
             let jump = if l.target.is_some() { " →" } else { "" };
             let style = if l.alert { theme.alert() } else { Style::new() };
