@@ -35,6 +35,32 @@ impl std::fmt::Display for DemoProtocol {
     }
 }
 
+/// An exporter of kind `$kind` (spans or logs; their builders share no
+/// trait) to `$to`, with its token, TLS and retries; HTTP posts to `$path`.
+macro_rules! exporter {
+    ($to:expr, $tally:expr, $kind:ty, $path:literal) => {{
+        let to: &Destination = $to;
+        let built = match to.protocol {
+            DemoProtocol::Grpc => <$kind>::builder()
+                .with_tonic()
+                .with_endpoint(&to.endpoint)
+                .with_metadata(to.metadata()?)
+                .with_tls_config(to.tonic_tls())
+                .with_retry_policy(retries())
+                .build(),
+            _ => <$kind>::builder()
+                .with_http()
+                .with_protocol(to.http_protocol())
+                .with_endpoint(format!("{}{}", to.endpoint, $path))
+                .with_headers(to.headers())
+                .with_http_client(to.http_client($tally)?)
+                .with_retry_policy(retries())
+                .build(),
+        };
+        built.with_context(|| format!("cannot build an OTLP exporter for {}", to.endpoint))
+    }};
+}
+
 /// Where and how to send: endpoint, protocol, token and the CA to trust.
 pub struct Destination {
     pub endpoint: String,
@@ -67,46 +93,12 @@ impl Destination {
 
     /// A span exporter to this destination.
     pub fn spans(&self, tally: &Arc<Tally>) -> anyhow::Result<opentelemetry_otlp::SpanExporter> {
-        let built = match self.protocol {
-            DemoProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
-                .with_tonic()
-                .with_endpoint(&self.endpoint)
-                .with_metadata(self.metadata()?)
-                .with_tls_config(self.tonic_tls()?)
-                .with_retry_policy(retries())
-                .build(),
-            _ => opentelemetry_otlp::SpanExporter::builder()
-                .with_http()
-                .with_protocol(self.http_protocol())
-                .with_endpoint(format!("{}/v1/traces", self.endpoint))
-                .with_headers(self.headers())
-                .with_http_client(self.http_client(tally)?)
-                .with_retry_policy(retries())
-                .build(),
-        };
-        built.with_context(|| format!("cannot build an OTLP exporter for {}", self.endpoint))
+        exporter!(self, tally, opentelemetry_otlp::SpanExporter, "/v1/traces")
     }
 
     /// A log exporter (GenAI content events) to this destination.
     pub fn logs(&self, tally: &Arc<Tally>) -> anyhow::Result<opentelemetry_otlp::LogExporter> {
-        let built = match self.protocol {
-            DemoProtocol::Grpc => opentelemetry_otlp::LogExporter::builder()
-                .with_tonic()
-                .with_endpoint(&self.endpoint)
-                .with_metadata(self.metadata()?)
-                .with_tls_config(self.tonic_tls()?)
-                .with_retry_policy(retries())
-                .build(),
-            _ => opentelemetry_otlp::LogExporter::builder()
-                .with_http()
-                .with_protocol(self.http_protocol())
-                .with_endpoint(format!("{}/v1/logs", self.endpoint))
-                .with_headers(self.headers())
-                .with_http_client(self.http_client(tally)?)
-                .with_retry_policy(retries())
-                .build(),
-        };
-        built.with_context(|| format!("cannot build an OTLP exporter for {}", self.endpoint))
+        exporter!(self, tally, opentelemetry_otlp::LogExporter, "/v1/logs")
     }
 
     fn http_protocol(&self) -> Protocol {
@@ -136,12 +128,12 @@ impl Destination {
     }
 
     /// TLS for an `https://` endpoint: the system's roots, and `--ca-cert`'s.
-    fn tonic_tls(&self) -> anyhow::Result<tonic::transport::ClientTlsConfig> {
+    fn tonic_tls(&self) -> tonic::transport::ClientTlsConfig {
         let mut tls = tonic::transport::ClientTlsConfig::new().with_native_roots();
         if let Some(pem) = &self.ca_pem {
             tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(pem));
         }
-        Ok(tls)
+        tls
     }
 
     fn http_client(&self, tally: &Arc<Tally>) -> anyhow::Result<BlockingHttp> {

@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use datafusion::prelude::{SessionContext, col};
+use datafusion::prelude::{DataFrame, SessionContext, col};
 use weft_lineage::{SETTLE_NS, WorkflowSummary};
 use weft_schemas::TraceId;
 use weft_schemas::schema::col as column;
@@ -148,6 +148,22 @@ pub struct WorkflowQuery {
     pub limit: usize,
 }
 
+/// The root spans that started in the query's window.
+fn roots_in_window(
+    ctx: &SessionContext,
+    source: &Arc<dyn SpanSource>,
+    query: WorkflowQuery,
+) -> Result<DataFrame, QueryError> {
+    Ok(ctx
+        .read_table(stored_table(source, Stored::Spans))?
+        .filter(
+            col(column::PARENT_SPAN_ID)
+                .is_null()
+                .and(col(column::START_TIME).gt_eq(timestamp(query.since_ns)))
+                .and(col(column::START_TIME).lt(timestamp(query.until_ns))),
+        )?)
+}
+
 /// How many traces started (root spans) in the query's window: what a
 /// capped list is a part of.
 pub(crate) async fn traces_started(
@@ -155,17 +171,7 @@ pub(crate) async fn traces_started(
     source: &Arc<dyn SpanSource>,
     query: WorkflowQuery,
 ) -> Result<usize, QueryError> {
-    let rows = ctx
-        .read_table(stored_table(source, Stored::Spans))?
-        .filter(
-            col(column::PARENT_SPAN_ID)
-                .is_null()
-                .and(col(column::START_TIME).gt_eq(timestamp(query.since_ns)))
-                .and(col(column::START_TIME).lt(timestamp(query.until_ns))),
-        )?
-        .count()
-        .await?;
-    Ok(rows)
+    Ok(roots_in_window(ctx, source, query)?.count().await?)
 }
 
 pub(crate) async fn recent_workflows(
@@ -179,14 +185,7 @@ pub(crate) async fn recent_workflows(
     if limit == 0 {
         return Ok(Vec::new());
     }
-    let batches = ctx
-        .read_table(stored_table(source, Stored::Spans))?
-        .filter(
-            col(column::PARENT_SPAN_ID)
-                .is_null()
-                .and(col(column::START_TIME).gt_eq(timestamp(query.since_ns)))
-                .and(col(column::START_TIME).lt(timestamp(query.until_ns))),
-        )?
+    let batches = roots_in_window(ctx, source, query)?
         .select_columns(&[column::TRACE_ID, column::START_TIME])?
         .sort(vec![col(column::START_TIME).sort(false, false)])?
         .limit(0, Some(limit.saturating_mul(ROOTS_PER_WORKFLOW)))?
