@@ -10,7 +10,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -25,11 +25,11 @@ const SKIPPED: &[(&str, &str)] = &[
     ("cargo test --workspace", "this test is part of that run"),
     (
         "cargo run --release -- tui ",
-        "interactive: tests/tui.rs drives `weft tui` in a real terminal (tmux)",
+        "interactive: tests/it/tui.rs drives `weft tui` in a real terminal (tmux)",
     ),
     (
         "weft serve --data-dir s3://",
-        "needs an S3 bucket: tests/s3.rs runs it against a real S3-compatible server",
+        "needs an S3 bucket: tests/it/s3.rs runs it against a real S3-compatible server",
     ),
 ];
 
@@ -232,7 +232,7 @@ fn duckdb(dir: &Path, sql: &str, line: usize) {
 
 #[test]
 fn readme_examples_run_as_written() {
-    let readme = include_str!("../README.md");
+    let readme = include_str!("../../README.md");
     let all = blocks(readme);
     for (pattern, _) in SKIPPED {
         assert!(
@@ -242,7 +242,7 @@ fn readme_examples_run_as_written() {
     }
     let skipped = |b: &Block| SKIPPED.iter().any(|(p, _)| b.body.contains(p));
     assert!(all.iter().any(|b| b.body.contains(AFTER_STOP)));
-    // TOML blocks are the config file's; tests/config parse them.
+    // TOML blocks are the config file's; the config tests parse them.
     let runnable: Vec<&Block> = all
         .iter()
         .filter(|b| b.lang != "toml" && !skipped(b))

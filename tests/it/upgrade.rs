@@ -10,7 +10,7 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::Arc;

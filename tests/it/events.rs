@@ -8,7 +8,7 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
-mod common;
+use crate::common;
 
 use common::Server;
 use common::python::run_json;

@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 
@@ -299,7 +299,7 @@ fn span_count(data: &opentelemetry_proto::tonic::trace::v1::TracesData) -> usize
 fn grafanas_requests_as_it_sends_them_are_answered_as_it_reads_them() {
     use prost::Message;
     let fixture: Value =
-        serde_json::from_str(include_str!("fixtures/grafana_tempo_requests.json")).unwrap();
+        serde_json::from_str(include_str!("../fixtures/grafana_tempo_requests.json")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &[]);
     server.run_demo(4);
