@@ -909,7 +909,11 @@ token = "{ADMIN}"
             None,
             "agent",
             0,
-            json!([attr("gen_ai.request.model", "acme-model")]),
+            json!([
+                attr("gen_ai.request.model", "acme-model"),
+                attr("gen_ai.operation.name", "chat"),
+                attr("weft.node", "acme-gpu"),
+            ]),
         ),
     );
     let mut globex = governance_span(
@@ -921,6 +925,8 @@ token = "{ADMIN}"
         json!([
             attr("weft.tenant", "acme"),
             attr("gen_ai.request.model", "globex-model"),
+            attr("gen_ai.operation.name", "chat"),
+            attr("weft.node", "globex-gpu"),
         ]),
     );
     globex["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["links"] =
@@ -1007,8 +1013,18 @@ token = "{ADMIN}"
         2,
         "{admin_view}"
     );
-    let signals = get(ACME_QUERY, "/api/signals?since=1h").text().unwrap();
-    assert!(!signals.contains("globex"), "{signals}");
+    // Signals, live and from SQL: acme's node, never globex's (both spans
+    // ran on a node, so an unfiltered answer would show both).
+    for path in ["/api/signals?since=1h", "/api/signals?window=5m"] {
+        let signals = get(ACME_QUERY, path).text().unwrap();
+        assert!(signals.contains("acme-gpu"), "{path}: {signals}");
+        assert!(!signals.contains("globex"), "{path}: {signals}");
+        let everyone = get(ADMIN, path).text().unwrap();
+        assert!(
+            everyone.contains("acme-gpu") && everyone.contains("globex-gpu"),
+            "{path}: {everyone}"
+        );
+    }
     let metrics = get(ACME_QUERY, "/metrics");
     assert_eq!(metrics.status(), 403);
     assert!(metrics.text().unwrap().contains("every tenant"));

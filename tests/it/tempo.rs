@@ -101,21 +101,20 @@ fn grafana_can_search_tag_and_open_weft_traces() {
         &server,
         &format!("/tempo/api/v2/search/tag/status/values?{window}"),
     );
+    let statuses = statuses["tagValues"].as_array().unwrap();
+    assert!(!statuses.is_empty());
     assert!(
-        statuses["tagValues"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|v| v["type"] == "keyword")
+        statuses.iter().all(|v| v["type"] == "keyword"),
+        "{statuses:?}"
     );
     let nodes = get(
         &server,
         &format!("/tempo/api/search/tag/weft.node/values?{window}"),
     );
+    let node_values = nodes["tagValues"].as_array().unwrap();
+    assert!(!node_values.is_empty(), "{nodes}");
     assert!(
-        nodes["tagValues"]
-            .as_array()
-            .unwrap()
+        node_values
             .iter()
             .all(|v| v.as_str().unwrap().starts_with("gpu-")),
         "{nodes}"
