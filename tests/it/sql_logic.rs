@@ -159,6 +159,9 @@ async fn sqllogictest_files() {
             let engine = Arc::clone(&engine);
             async move { Ok(Weft { engine }) }
         });
+        // The type letters of each `query` are checked (T text, I integer,
+        // R float, ? anything else), not accepted whatever they say.
+        runner.with_column_validator(sqllogictest::strict_column_validator);
         runner
             .run_file_async(&file)
             .await
