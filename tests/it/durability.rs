@@ -49,7 +49,27 @@ fn batch(b: u64) -> ExportTraceServiceRequest {
     }
 }
 
-fn send_all(server: &Server) {
+/// Polls `/metrics` until the server has committed a flush.
+async fn wait_for_a_flush(server: &Server) {
+    let url = format!("http://{}/metrics", server.api);
+    for _ in 0..600 {
+        let metrics = reqwest::get(&url).await.unwrap().text().await.unwrap();
+        let flushes = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("weft_flushes_total "))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        if flushes > 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("no flush within 30 s");
+}
+
+/// Sends every batch; with `flushing`, waits halfway for a flush (the
+/// server flushes every 200 ms).
+fn send_all(server: &Server, flushing: bool) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let mut client = TraceServiceClient::connect(format!("http://{}", server.grpc))
@@ -62,9 +82,11 @@ fn send_all(server: &Server) {
                 .expect("acknowledged")
                 .into_inner();
             assert!(response.partial_success.is_none());
-            if b == BATCHES / 2 {
-                // Give the 200 ms flusher a chance, so the kill finds spans in Parquet and in the WAL.
-                tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+            if flushing && b == BATCHES / 2 {
+                // Wait for the 200 ms flusher to commit the first half, so
+                // the kill finds spans in Parquet and in the WAL (a server
+                // that already counts them, on a retry, has them flushed).
+                wait_for_a_flush(server).await;
             }
         }
     });
@@ -79,7 +101,7 @@ fn sigkill_after_ack_loses_nothing_and_duplicates_nothing() {
     let expected = (BATCHES * SPANS_PER_BATCH) as i64;
 
     let server = Server::start(dir.path(), &["--flush-interval-secs", "0.2"]);
-    send_all(&server);
+    send_all(&server, true);
     server.kill();
 
     let parquet_files = walk(&dir.path().join("spans"));
@@ -93,14 +115,14 @@ fn sigkill_after_ack_loses_nothing_and_duplicates_nothing() {
     assert_eq!(server.count(DISTINCT), expected);
 
     // A client that never saw its acks retries everything: still once each.
-    send_all(&server);
+    send_all(&server, false);
     assert_eq!(server.count(TOTAL), expected);
     let metrics = reqwest::blocking::get(format!("http://{}/metrics", server.api))
         .unwrap()
         .text()
         .unwrap();
     assert!(
-        metrics.contains(&format!("weft_spans_duplicate_total {expected}")),
+        metrics.contains(&format!("\nweft_spans_duplicate_total {expected}\n")),
         "{metrics}"
     );
 
@@ -115,7 +137,7 @@ fn sigkill_after_ack_loses_nothing_and_duplicates_nothing() {
 fn torn_wal_tail_is_dropped_and_the_rest_kept() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &["--flush-interval-secs", "3600"]);
-    send_all(&server);
+    send_all(&server, false);
     server.kill();
     // Append half a record to the newest segment: a write that was never acknowledged.
     let wal = dir.path().join("wal");

@@ -82,6 +82,56 @@ fn slow_and_silent_clients_are_disconnected_and_others_served() {
 }
 
 #[test]
+fn a_listener_holds_at_most_max_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    // Silent clients are never timed out here: only the limit can close one.
+    let config = config(
+        dir.path(),
+        "header_timeout_secs = 3600\nrequest_timeout_secs = 3600\nmax_connections = 4\n",
+    );
+    let server = Server::start(&dir.path().join("data"), &["--config", &config]);
+    let silent: Vec<TcpStream> = (0..4)
+        .map(|_| {
+            let mut s = TcpStream::connect(server.http).unwrap();
+            s.write_all(b"POST /v1/traces HTTP/1.1\r\nHost: weft\r\n")
+                .unwrap();
+            s
+        })
+        .collect();
+    // The listener accepts connections in the order they arrived, so a
+    // fifth finds the four holding every slot and is closed...
+    let fifth = TcpStream::connect(server.http).unwrap();
+    assert!(closed_by_server(fifth), "a fifth connection was held");
+    // ...and while the four stay open, none of them is closed.
+    for s in &silent {
+        s.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 1];
+        let read = (&*s).read(&mut buf);
+        assert!(
+            matches!(&read, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "a held connection was closed or answered: {read:?}"
+        );
+    }
+    // Room again once they go: a real client is served.
+    drop(silent);
+    let mut served = false;
+    for _ in 0..100 {
+        let sent = reqwest::blocking::Client::new()
+            .post(format!("http://{}/v1/traces", server.http))
+            .header("content-type", "application/json")
+            .body(span(1).to_string())
+            .send();
+        if sent.is_ok_and(|r| r.status().is_success()) {
+            served = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(served, "no room after the silent clients left");
+    assert_eq!(server.count("SELECT count(*) AS n FROM spans"), 1);
+}
+
+#[test]
 fn a_stop_finishes_within_its_grace_period_and_flushes() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
