@@ -306,11 +306,59 @@ fn service_graph_shows_who_calls_whom() {
     assert!(support_llm["calls"].as_i64().unwrap() >= 3);
     assert!(support_llm["avg_duration_ns"].as_f64().unwrap() > 0.0);
     edge("code-assistant", "retriever");
-    // The same calls, counted from SQL.
-    let n = server.count(
-        "SELECT count(*) AS n FROM service_calls WHERE caller_service = 'support-agent' AND callee_service = 'llm-gateway'",
+    // The same calls counted another way, not through SQL: every trace as
+    // OTLP/JSON from /api/traces, each span's parent looked up by id.
+    let mut calls = std::collections::BTreeMap::<(String, String), (i64, i64)>::new();
+    for row in server.sql("SELECT DISTINCT trace_id FROM spans") {
+        let trace: Value = server
+            .get(&format!(
+                "/api/traces/{}",
+                row["trace_id"].as_str().unwrap()
+            ))
+            .json()
+            .unwrap();
+        let mut spans = Vec::new();
+        for rs in trace["resourceSpans"].as_array().unwrap() {
+            let service = rs["resource"]["attributes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|a| a["key"] == "service.name")
+                .map(|a| a["value"]["stringValue"].as_str().unwrap().to_owned())
+                .unwrap();
+            for ss in rs["scopeSpans"].as_array().unwrap() {
+                for span in ss["spans"].as_array().unwrap() {
+                    spans.push((service.clone(), span.clone()));
+                }
+            }
+        }
+        let service_of = |id: &Value| {
+            spans
+                .iter()
+                .find(|(_, s)| &s["spanId"] == id)
+                .map(|(service, _)| service.clone())
+        };
+        for (callee, span) in &spans {
+            let Some(caller) = span.get("parentSpanId").and_then(|p| service_of(p)) else {
+                continue;
+            };
+            if &caller != callee {
+                let entry = calls.entry((caller, callee.clone())).or_default();
+                entry.0 += 1;
+                entry.1 += i64::from(span["status"]["code"] == 2);
+            }
+        }
+    }
+    let counted = calls[&("support-agent".to_owned(), "llm-gateway".to_owned())];
+    assert_eq!(
+        (
+            support_llm["calls"].as_i64().unwrap(),
+            support_llm["errors"].as_i64().unwrap()
+        ),
+        counted,
+        "{edges:?}"
     );
-    assert_eq!(n, support_llm["calls"].as_i64().unwrap());
+    assert_eq!(edges.len(), calls.len(), "{edges:?} against {calls:?}");
     // Nothing before the demo's window.
     let old: Vec<Value> = server
         .get("/api/graph?since=2020-01-01T00:00:00Z&until=2020-01-02T00:00:00Z")
