@@ -11,10 +11,6 @@
 //! - `bench` ([`bench`]): measure ingest rate and bytes per span.
 
 mod bench;
-mod bench_lineage;
-mod bench_signals;
-mod bench_storage;
-mod bench_tui;
 mod client;
 mod config;
 mod cors;

@@ -90,7 +90,7 @@ pub(crate) fn show(name: &str, metadata: &HashMap<String, String>) -> Option<Str
                 .unwrap_or_default(),
         );
     }
-    weft_query::postgres::setting(name).map(str::to_owned)
+    weft_query::pg_catalog::setting(name).map(str::to_owned)
 }
 
 #[cfg(test)]

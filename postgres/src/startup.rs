@@ -38,7 +38,7 @@ impl Startup {
         parameters.default_transaction_read_only = true;
         parameters.is_superuser = false;
         parameters.time_zone = "UTC".to_owned();
-        parameters.server_version = weft_query::postgres::SERVER_VERSION.to_owned();
+        parameters.server_version = weft_query::pg_catalog::SERVER_VERSION.to_owned();
         Self {
             auth,
             parameters,

@@ -263,13 +263,13 @@ impl QueryEngine {
         signals: SignalsSlot,
     ) -> Result<Self, QueryError> {
         let config = SessionConfig::new()
-            .with_default_catalog_and_schema(crate::postgres::CATALOG, "public")
+            .with_default_catalog_and_schema(crate::pg_catalog::CATALOG, "public")
             .with_information_schema(true)
             .set_bool("datafusion.execution.parquet.pushdown_filters", true)
             .set_bool("datafusion.execution.parquet.reorder_filters", true);
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         crate::bounded::register(&ctx);
-        crate::postgres::register(&ctx)?;
+        crate::pg_catalog::register(&ctx)?;
         register_stored_tables(&ctx, &source)?;
         let calls = ctx.sql(SERVICE_CALLS_SQL).await?.into_view();
         ctx.register_table("service_calls", calls)?;
@@ -546,8 +546,8 @@ impl QueryEngine {
         mut statement: datafusion::sql::sqlparser::ast::Statement,
     ) -> Result<LogicalPlan, QueryError> {
         use datafusion::sql::parser::Statement;
-        crate::postgres::functions_in_from(&mut statement, &self.ctx);
-        crate::postgres::in_subqueries_outside_filters(&mut statement);
+        crate::pg_catalog::functions_in_from(&mut statement, &self.ctx);
+        crate::pg_catalog::in_subqueries_outside_filters(&mut statement);
         let plan = self
             .bounded(async {
                 Ok(self

@@ -10,7 +10,7 @@
 //! - [`workflows`]: recent workflows, one summary line each;
 //! - `tempo`, `traceql`: Grafana Tempo's HTTP API under `/tempo`, with the
 //!   TraceQL subset Grafana's data source sends, as expressions;
-//! - [`postgres`]: `pg_catalog` and `current_setting()` for PostgreSQL clients;
+//! - [`pg_catalog`]: `pg_catalog` and `current_setting()` for PostgreSQL clients;
 //! - `signals`: the live signals over HTTP (`/api/signals`, its stream,
 //!   `/api/route`) and as the `signals('1m')` table function;
 //! - [`api`]: `/api/sql`, `/api/traces/{id}`, `/api/lineage/{id}`, `/api/workflows`,
@@ -32,7 +32,7 @@ mod ids;
 pub mod lineage;
 mod lineage_sql;
 pub mod output;
-pub mod postgres;
+pub mod pg_catalog;
 mod prune;
 mod signals;
 mod streamed;

@@ -339,7 +339,7 @@ fn service_graph_shows_who_calls_whom() {
                 .map(|(service, _)| service.clone())
         };
         for (callee, span) in &spans {
-            let Some(caller) = span.get("parentSpanId").and_then(|p| service_of(p)) else {
+            let Some(caller) = span.get("parentSpanId").and_then(&service_of) else {
                 continue;
             };
             if &caller != callee {

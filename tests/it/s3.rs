@@ -10,7 +10,6 @@
 use crate::common;
 
 use std::process::Command;
-use std::time::Duration;
 
 use common::Server;
 use common::s3::S3;

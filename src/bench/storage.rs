@@ -20,7 +20,7 @@ use weft_collector::{Metrics, OtlpFormat, Store, StoreConfig, decode_spans, read
 use weft_query::{QueryEngine, QuerySettings};
 use weft_schemas::{Span, SpanLink, TraceId};
 
-use crate::bench::to_requests;
+use super::to_requests;
 use crate::workload::workflows;
 
 /// What the storage benchmark runs.

@@ -2,6 +2,11 @@
 //! decode-only baselines of the same payloads measured in the same run, and its
 //! bytes per span on disk beside its OTLP protobuf bytes.
 
+mod lineage;
+mod signals;
+mod storage;
+mod tui;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -66,16 +71,16 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         ingest(&args)?;
     }
     if matches!(args.only, Which::All | Which::Lineage) {
-        crate::bench_lineage::run(args.lineage_spans)?;
+        lineage::run(args.lineage_spans)?;
     }
     if matches!(args.only, Which::All | Which::Tui) {
-        crate::bench_tui::run(args.lineage_spans)?;
+        tui::run(args.lineage_spans)?;
     }
     if matches!(args.only, Which::All | Which::Signals) {
-        crate::bench_signals::run()?;
+        signals::run()?;
     }
     if matches!(args.only, Which::All | Which::Storage) {
-        crate::bench_storage::run(crate::bench_storage::StorageBench {
+        storage::run(storage::StorageBench {
             flushes: args.flushes,
             spans_per_flush: args.spans_per_flush,
             compact_every: args.compact_every,

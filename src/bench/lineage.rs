@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use weft_collector::{Metrics, Store, StoreConfig};
 
-use crate::bench::time;
+use super::time;
 use weft_lineage::{BuildOptions, build};
 use weft_lineage::{LineageSpan, StepAi};
 use weft_query::lineage::Reach;

@@ -10,7 +10,7 @@ use ratatui::backend::TestBackend;
 use weft_lineage::{BuildOptions, Lineage, build};
 use weft_tui::{Action, App, Fetched, Msg};
 
-use crate::bench_lineage::workflow;
+use super::lineage::workflow;
 
 /// Frames drawn per measurement (each after one move down).
 const FRAMES: usize = 500;
