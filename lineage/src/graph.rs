@@ -66,7 +66,7 @@ pub enum Anomaly {
 impl Anomaly {
     /// One line for a person.
     pub fn describe(&self) -> String {
-        use crate::render::duration;
+        use crate::units::duration;
         match self {
             Anomaly::MissingParent {
                 span_id,

@@ -24,6 +24,7 @@ mod page;
 pub mod render;
 mod span;
 pub mod summary;
+mod units;
 mod workflow;
 
 pub use graph::{Anomaly, BuildOptions, Lineage, SETTLE_NS, build};

@@ -4,7 +4,7 @@
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
-use crate::app::{Action, View};
+use crate::action::{Action, View};
 
 /// A key as a binding names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

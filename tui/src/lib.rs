@@ -6,6 +6,7 @@
 //!   [`Action`], an answer, a tick) and [`App::update`], the only place state
 //!   changes; each view's own state lives in [`workflows`], [`explorer`],
 //!   [`sql`] and [`signals`];
+//! - [`action`]: the screens and the actions keys ask for (below `app` and `keys`);
 //! - [`view`]: `impl Widget for &App`, which only draws;
 //! - [`keys`]: the key tables, read to map keys and to draw the help;
 //! - [`data`]: what is asked ([`Request`]) and answered ([`Fetched`]), as plain
@@ -19,6 +20,7 @@
 //! It sees plain data ([`weft_lineage`] values, strings), never DataFusion,
 //! Arrow or HTTP types.
 
+pub mod action;
 pub mod app;
 pub mod data;
 pub mod explorer;
