@@ -176,6 +176,8 @@ pub(crate) fn error(e: QueryError) -> PgWireError {
         QueryError::NotFound(_) => "42704",
         QueryError::Denied(_) => "42501",
         QueryError::Timeout(_) => "57014",
+        // serialization_failure: the client may retry the statement.
+        QueryError::Changed(_) => "40001",
         QueryError::ResourcesExhausted(_) => "53000",
         QueryError::Storage(_) => "58030",
         QueryError::Internal(_) => "XX000",

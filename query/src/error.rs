@@ -32,6 +32,13 @@ pub enum QueryError {
         "query exceeded the time limit of {0:?}; narrow it (a time range on start_time, a LIMIT) or raise query_timeout_secs"
     )]
     Timeout(std::time::Duration),
+    /// A file of the tables as this server last read them is gone
+    /// (maintenance compacted and vacuumed it since): retry once the server
+    /// has re-read the tables.
+    #[error(
+        "the tables changed under this query (a file was removed by maintenance since this server last read them: {0}); retry in a moment"
+    )]
+    Changed(String),
     /// The queries running together needed more memory than allowed.
     #[error(
         "query exceeded its memory or spill limit: {0}; retry later, narrow it, or raise query_memory_bytes (memory) or max_spill_bytes (temporary disk)"
@@ -64,7 +71,9 @@ impl QueryError {
             QueryError::NotFound(_) => ErrorKind::NotFound,
             QueryError::Denied(d) if d.is_unauthenticated() => ErrorKind::Unauthenticated,
             QueryError::Denied(_) => ErrorKind::Forbidden,
-            QueryError::Timeout(_) | QueryError::ResourcesExhausted(_) => ErrorKind::Overloaded,
+            QueryError::Timeout(_) | QueryError::ResourcesExhausted(_) | QueryError::Changed(_) => {
+                ErrorKind::Overloaded
+            }
             QueryError::Storage(e) => e.kind(),
             QueryError::Internal(_) => ErrorKind::Internal,
         }
@@ -101,11 +110,32 @@ fn exhausted(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// Whether `e` says a file the query read is not there: the object store's
+/// `NotFound`, or Parquet's words for it (Parquet keeps only the text).
+fn vanished(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if let Some(object_store::Error::NotFound { .. }) = e.downcast_ref::<object_store::Error>()
+        {
+            return true;
+        }
+        let text = e.to_string();
+        if text.contains("Object Store error") && text.contains(" not found") {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
 impl From<DataFusionError> for QueryError {
     fn from(e: DataFusionError) -> Self {
         let message = e.to_string();
         if exhausted(&e) {
             return QueryError::ResourcesExhausted(message);
+        }
+        if vanished(&e) {
+            return QueryError::Changed(message);
         }
         match innermost(e) {
             DataFusionError::ResourcesExhausted(m) => QueryError::ResourcesExhausted(m),

@@ -11,12 +11,12 @@ use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::DFSchema;
-use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{
-    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
-};
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::{MemTable, TableType};
 use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::functions::core::expr_fn::get_field;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
@@ -241,17 +241,14 @@ impl TableProvider for StoredTable {
                 .register_object_store(&remote.url, Arc::clone(&remote.store));
         }
         if !files.is_empty() {
-            let urls = files
-                .iter()
-                .map(|f| ListingTableUrl::parse(&f.location))
-                .collect::<Result<Vec<_>>>()?;
-            let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-                .with_file_extension(".parquet");
-            let config = ListingTableConfig::new_with_multi_paths(urls)
-                .with_listing_options(options)
-                .with_schema(Arc::clone(&schema));
-            let files = ListingTable::try_new(config)?;
-            inputs.push(files.scan(state, Some(&read), &[], limit).await?);
+            inputs.push(parquet_scan(
+                &files,
+                snapshot.remote.as_ref().map(|r| &r.url),
+                &schema,
+                &read,
+                limit,
+                state.config().target_partitions(),
+            )?);
         }
         let live = self.table.live(snapshot)?;
         if live.iter().any(|b| b.num_rows() > 0) {
@@ -367,4 +364,42 @@ pub fn register_stored_tables(ctx: &SessionContext, source: &Arc<dyn SpanSource>
     )?;
     ctx.register_table("span_structure", current.into_view())?;
     Ok(())
+}
+
+/// A scan of exactly these Parquet files, as the table's log names them
+/// (path and size; nothing is listed). A file that is gone (vacuumed since
+/// the snapshot was taken) fails the query with the store's not-found error,
+/// rather than reading as no rows. Files are spread over `partitions`
+/// groups, read in parallel.
+fn parquet_scan(
+    files: &[FileMeta],
+    remote: Option<&url::Url>,
+    schema: &SchemaRef,
+    read: &[usize],
+    limit: Option<usize>,
+    partitions: usize,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let store = match remote {
+        Some(url) => ObjectStoreUrl::parse(&url[..url::Position::BeforePath])?,
+        None => ObjectStoreUrl::local_filesystem(),
+    };
+    let mut groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); partitions.clamp(1, files.len())];
+    for (i, f) in files.iter().enumerate() {
+        let path = match remote {
+            // `s3://bucket/key` → `key` within the bucket's store.
+            Some(_) => url::Url::parse(&f.location)
+                .map(|u| u.path().trim_start_matches('/').to_owned())
+                .map_err(|e| DataFusionError::External(Box::new(e)))?,
+            None => f.location.trim_start_matches('/').to_owned(),
+        };
+        let n = groups.len();
+        groups[i % n].push(PartitionedFile::new(path, f.bytes));
+    }
+    let source = Arc::new(ParquetSource::new(Arc::clone(schema)));
+    let config = FileScanConfigBuilder::new(store, source)
+        .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
+        .with_projection_indices(Some(read.to_vec()))?
+        .with_limit(limit)
+        .build();
+    Ok(DataSourceExec::from_data_source(config))
 }

@@ -465,3 +465,68 @@ fn spans_outside_the_retention_window_are_refused_as_partial_success() {
     assert!(message.contains("retention 168h"), "{message}");
     assert_eq!(server.count("SELECT count(*) AS n FROM spans"), 2);
 }
+
+/// A query node reading an old version of the tables, after maintenance
+/// compacted them and vacuumed the files it names, answers "retry" (503,
+/// the tables changed), never an empty answer as if the spans were gone;
+/// once it re-reads the tables, the spans are all there.
+#[test]
+fn a_query_node_never_answers_from_files_vacuumed_under_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let writer = common::Server::start(&data, &["--flush-interval-secs", "0.3"]);
+    writer.run_demo(6);
+    // Two flushes at least, so compaction has files to merge: the first
+    // is committed (polled for) before the second batch is sent.
+    let flushed = || {
+        let metrics = writer.get("/metrics").text().unwrap();
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("weft_flushes_total "))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    for _ in 0..300 {
+        if flushed() > 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(flushed() > 0, "no flush");
+    writer.run_demo(6);
+    let stored = writer.count("SELECT count(*) AS n FROM spans");
+    assert!(writer.terminate().success());
+
+    let config = dir.path().join("query.toml");
+    std::fs::write(&config, "refresh_secs = 3600\n").unwrap();
+    let location = data.to_string_lossy().into_owned();
+    let query = common::Server::start_at(
+        &location,
+        &["--no-ingest", "--config", &config.to_string_lossy()],
+        &[],
+    );
+    assert_eq!(query.count("SELECT count(*) AS n FROM spans"), stored);
+
+    let report = common::weft_ok(&[
+        "maintain",
+        "--data-dir",
+        &location,
+        "--vacuum-grace-secs",
+        "0",
+    ]);
+    assert!(!report.contains("vacuumed_files=0"), "{report}");
+    let answer = reqwest::blocking::Client::new()
+        .post(format!("http://{}/api/sql", query.api))
+        .body("SELECT count(*) AS n FROM spans")
+        .send()
+        .unwrap();
+    let status = answer.status();
+    let text = answer.text().unwrap();
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains("the tables changed"), "{text}");
+
+    // A node that reads the tables now has every span.
+    drop(query);
+    let query = common::Server::start_at(&location, &["--no-ingest"], &[]);
+    assert_eq!(query.count("SELECT count(*) AS n FROM spans"), stored);
+}
