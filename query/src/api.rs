@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::Extension;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -18,27 +18,14 @@ use weft_schemas::TraceId;
 
 use crate::engine::QueryEngine;
 use crate::error::{ErrorKind, QueryError};
+use crate::http::{
+    ApiState, Params, json_response, json_rows, parse_time, protobuf_response, wants_protobuf,
+};
 use crate::lineage::{Direction, Reach};
-use crate::output::{OutputFormat, render};
+use crate::output::OutputFormat;
 use crate::workflows::{MAX_WORKFLOWS, WorkflowQuery};
 use weft_lineage::render::{DEFAULT_FOLD, dot, summary_text, text_tree};
 use weft_lineage::{LineagePage, PAGE_NODES};
-
-#[derive(Clone)]
-pub(crate) struct ApiState {
-    engine: Arc<QueryEngine>,
-    metrics: Arc<Metrics>,
-    /// The event store's counters, when this server ingests events.
-    events_metrics: Option<Arc<Metrics>>,
-}
-
-impl ApiState {
-    /// The engine that shows the caller what it may see: its tenant's spans
-    /// only, when its token has a tenant.
-    pub(crate) async fn engine(&self, caller: &Caller) -> Result<Arc<QueryEngine>, QueryError> {
-        self.engine.for_tenant(caller.tenant()).await
-    }
-}
 
 /// `/api/sql`, `/api/traces/{trace_id}`, `/api/lineage/{trace_id}[/dot|/tree]`,
 /// `/api/workflows`, `/api/graph`, `/api/signals`, `/healthz` and `/metrics`. Everything but
@@ -118,28 +105,6 @@ fn error_json(status: StatusCode, message: String) -> Response {
         .into_response()
 }
 
-/// Query-string parameters whose rejection is a JSON error like every other
-/// (axum's own is plain text).
-pub(crate) struct Params<T>(pub(crate) T);
-
-impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequestParts<S>
-    for Params<T>
-{
-    type Rejection = QueryError;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &S,
-    ) -> Result<Self, QueryError> {
-        Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|Query(params)| Params(params))
-            .map_err(|rejection| {
-                QueryError::Sql(format!("bad query parameters: {}", rejection.body_text()))
-            })
-    }
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SqlBody {
@@ -183,19 +148,6 @@ async fn sql(
     crate::streamed::respond(answer, format).await
 }
 
-/// Whether the `Accept` header asks for protobuf (`application/protobuf`,
-/// as Grafana sends it, or `application/x-protobuf`).
-pub(crate) fn wants_protobuf(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("application/protobuf") || a.contains("application/x-protobuf"))
-}
-
-pub(crate) fn protobuf_response(body: Vec<u8>) -> Response {
-    ([(header::CONTENT_TYPE, "application/x-protobuf")], body).into_response()
-}
-
 /// A trace as OTLP `TracesData`: JSON, or protobuf when the `Accept`
 /// header asks for `application/protobuf` (or `application/x-protobuf`).
 async fn trace(
@@ -217,10 +169,6 @@ async fn trace(
     Ok(json_response(
         traces_data_json_with_events(&batches, &events)?.to_string(),
     ))
-}
-
-pub(crate) fn json_response(body: impl Into<axum::body::Body>) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], body.into()).into_response()
 }
 
 async fn prometheus(State(api): State<ApiState>, Extension(caller): Extension<Caller>) -> Response {
@@ -348,28 +296,6 @@ struct GraphParams {
     until: Option<String>,
 }
 
-/// `15m`, `6h`, `7d`, `30s` → nanoseconds; or an RFC 3339 timestamp → Unix ns.
-pub(crate) fn parse_time(text: &str, now_ns: i64) -> Result<i64, QueryError> {
-    let bad = || {
-        QueryError::Sql(format!(
-            "{text:?} is neither an RFC 3339 time nor a duration like 15m, 6h or 7d"
-        ))
-    };
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
-        return t.timestamp_nanos_opt().ok_or_else(bad);
-    }
-    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?);
-    let n: i64 = number.parse().map_err(|_| bad())?;
-    let unit_ns: i64 = match unit {
-        "s" => 1_000_000_000,
-        "m" => 60_000_000_000,
-        "h" => 3_600_000_000_000,
-        "d" => 86_400_000_000_000,
-        _ => return Err(bad()),
-    };
-    Ok(now_ns - n.saturating_mul(unit_ns))
-}
-
 async fn graph(
     State(api): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -435,24 +361,6 @@ async fn workflows(
         .headers_mut()
         .insert(TRACES_IN_WINDOW, http::HeaderValue::from(traces));
     Ok(response)
-}
-
-/// Batches as a JSON array of row objects (`[]` when there are none).
-pub(crate) fn json_rows(
-    batches: Vec<arrow::record_batch::RecordBatch>,
-) -> Result<Vec<u8>, QueryError> {
-    let schema = batches
-        .first()
-        .map(|b| b.schema())
-        .unwrap_or_else(|| Arc::new(arrow::datatypes::Schema::empty()));
-    render(
-        &crate::engine::QueryResult {
-            schema,
-            batches,
-            truncated: None,
-        },
-        OutputFormat::Json,
-    )
 }
 
 /// The one place query errors become HTTP statuses, by [`ErrorKind`]: the

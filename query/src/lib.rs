@@ -28,6 +28,7 @@ pub mod api;
 mod bounded;
 mod engine;
 mod error;
+mod http;
 mod ids;
 pub mod lineage;
 mod lineage_sql;

@@ -24,9 +24,9 @@ use serde::Deserialize;
 use weft_auth::Caller;
 use weft_signals::{Filter, NodeSignals, RouteRequest, Signals, WindowSpec};
 
-use crate::api::{ApiState, Params, json_response};
 use crate::engine::{QueryEngine, SignalsSlot};
 use crate::error::QueryError;
+use crate::http::{ApiState, Params, json_response};
 
 /// The routes this module serves, under the API's authorisation.
 pub(crate) fn routes() -> axum::Router<ApiState> {
@@ -101,10 +101,10 @@ async fn stored(
     live: Option<&Arc<Signals>>,
 ) -> Result<Response, QueryError> {
     let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
-    let since = crate::api::parse_time(since, now)?;
+    let since = crate::http::parse_time(since, now)?;
     let batches = engine.load_signals(since, params.model.as_deref()).await?;
     let mut rows: Vec<serde_json::Map<String, serde_json::Value>> =
-        serde_json::from_slice(&crate::api::json_rows(batches)?)
+        serde_json::from_slice(&crate::http::json_rows(batches)?)
             .map_err(|e| QueryError::Internal(format!("signals rows: {e}")))?;
     if let Some(node) = &params.node {
         rows.retain(|r| r.get("node").and_then(|v| v.as_str()) == Some(node));

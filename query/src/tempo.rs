@@ -29,9 +29,9 @@ use weft_collector::{
 use weft_schemas::TraceId;
 use weft_schemas::schema::col as column;
 
-use crate::api::{ApiState, Params, json_response, protobuf_response, wants_protobuf};
 use crate::engine::{QueryEngine, timestamp};
 use crate::error::QueryError;
+use crate::http::{ApiState, Params, json_response, protobuf_response, wants_protobuf};
 use crate::traceql::{self, Condition, Field, Op, Scope, SpanFilter};
 
 /// Traces a search answers unless `limit` says otherwise (Tempo's default).
