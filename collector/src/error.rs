@@ -1,6 +1,6 @@
 //! The collector's error type, classified once by [`Error::kind`]: the client's
 //! mistakes, overload (retry later), shutdown, and our bugs. Each edge maps the
-//! kind to its protocol's status in one place (`receiver::grpc::to_status`,
+//! kind to its protocol's status in one place (`receiver::status::to_status`,
 //! `receiver::http::error_response`).
 
 use std::path::PathBuf;

@@ -425,7 +425,7 @@ fn is_content(key: &str) -> bool {
 /// `weft.content_dropped`.
 pub(crate) fn drop_message_content(attrs: &mut Attributes, genai_event: bool) {
     let before = attrs.len();
-    let is_body = |k: &str| genai_event && k == super::logs::BODY_KEY;
+    let is_body = |k: &str| genai_event && k == weft_schemas::EVENT_BODY_KEY;
     attrs.retain(|(k, _)| !(is_content(k) || is_body(k)));
     let dropped = before - attrs.len();
     if dropped > 0 {

@@ -27,7 +27,7 @@ use tonic::server::{Grpc, NamedService, UnaryService};
 use tonic::{Request, Response, Status};
 use weft_auth::Caller;
 
-use super::grpc::to_status;
+use super::status::to_status;
 use crate::error::Result;
 use crate::otlp::cost::{self, Kind};
 use crate::store::Store;

@@ -18,15 +18,16 @@ use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Sleep;
 use tokio_rustls::TlsAcceptor;
+use tonic::Request;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::{Connected, TcpConnectInfo};
-use tonic::{Request, Status};
 use weft_auth::{Caller, Role};
 
 use super::charged::{Charged, Export, ExportServer};
+use super::status::to_status;
 use super::{Edge, export_logs, export_traces};
 use crate::config::{IngestLimits, ListenLimits};
-use crate::error::{Error, ErrorKind};
+use crate::error::Error;
 use crate::otlp::cost::Kind;
 use crate::otlp::{
     ExportLogsServiceRequest, ExportLogsServiceResponse, ExportTraceServiceRequest,
@@ -79,24 +80,6 @@ impl Export for Logs {
         caller: Caller,
     ) -> crate::Result<ExportLogsServiceResponse> {
         export_logs(&self.0, request.message, request.charge, &caller).await
-    }
-}
-
-/// The one place collector errors become gRPC statuses, by [`ErrorKind`]. An
-/// oversize message is RESOURCE_EXHAUSTED, as tonic answers before us; the
-/// retryable kinds are UNAVAILABLE, so the client keeps the data and retries.
-pub(crate) fn to_status(e: &Error) -> Status {
-    let msg = e.to_string();
-    match e.kind() {
-        ErrorKind::Invalid if matches!(e, Error::TooLarge { .. }) => {
-            Status::resource_exhausted(msg)
-        }
-        ErrorKind::Invalid => Status::invalid_argument(msg),
-        ErrorKind::NotFound => Status::not_found(msg),
-        ErrorKind::Overloaded | ErrorKind::ShuttingDown => Status::unavailable(msg),
-        ErrorKind::Internal => Status::internal(msg),
-        ErrorKind::Unauthenticated => Status::unauthenticated(msg),
-        ErrorKind::Forbidden => Status::permission_denied(msg),
     }
 }
 

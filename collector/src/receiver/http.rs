@@ -403,5 +403,5 @@ fn error_response(e: &Error, format: Option<Format>) -> Response {
 }
 
 fn grpc_code(e: &Error) -> i32 {
-    super::grpc::to_status(e).code() as i32
+    super::status::to_status(e).code() as i32
 }

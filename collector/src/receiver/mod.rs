@@ -1,11 +1,12 @@
 //! The OTLP edges. Both hand decoded requests to [`export_traces`] (and log
 //! requests to [`export_logs`]); each maps
-//! [`crate::Error`] to its protocol's status in one function (`grpc::to_status`,
+//! [`crate::Error`] to its protocol's status in one function (`status::to_status`,
 //! `http::error_response`).
 
 mod charged;
 pub mod grpc;
 pub mod http;
+mod status;
 
 use std::sync::Arc;
 
