@@ -16,6 +16,7 @@
 
 mod config;
 mod error;
+mod file_stats;
 mod follower;
 mod maintain;
 mod metrics;
@@ -25,6 +26,7 @@ pub mod receiver;
 mod settle;
 mod storage;
 mod store;
+mod table_kind;
 mod tables;
 mod wal;
 

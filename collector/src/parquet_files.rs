@@ -24,8 +24,9 @@ use weft_schemas::schema::col;
 use weft_schemas::{SCHEMA_VERSION, SCHEMA_VERSION_KEY, SpanId, SpanReader, TraceId, span_schema};
 
 use crate::error::{Error, Result};
+use crate::file_stats::file_stats;
 use crate::storage::Storage;
-use crate::tables::{DAY, TableKind, file_stats};
+use crate::table_kind::{DAY, TableKind};
 
 const MICROS_PER_DAY: i64 = 86_400_000_000;
 

@@ -18,7 +18,7 @@ use object_store::ObjectStoreExt;
 use url::Url;
 
 use crate::error::{Error, Result};
-use crate::tables::TableKind;
+use crate::table_kind::TableKind;
 use crate::wal::sync_dir;
 
 /// An object store holding a data location, for readers that reach its files

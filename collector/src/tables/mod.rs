@@ -10,24 +10,20 @@
 //! committed is not part of the table, and vacuum deletes it.
 
 mod schema;
-mod stats;
 
 use std::collections::HashMap;
 use std::path::Path;
 
-use arrow::datatypes::SchemaRef;
 use deltalake::TableProperty;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{Action, Add, Remove, StructField, Transaction};
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
-use weft_schemas::{links_schema, span_schema, structure_schema};
 
-pub(crate) use self::schema::DAY;
-pub(crate) use self::stats::file_stats;
 use crate::error::{Error, Result};
 use crate::parquet_files::{FileMeta, parse_file_name};
 use crate::storage::Storage;
+pub(crate) use crate::table_kind::{DAY, TableKind};
 
 /// Appends to a table an older Weft created the columns later schema
 /// versions added. They are nullable, so the table's older files read them
@@ -59,56 +55,6 @@ async fn add_new_columns(delta: DeltaTable, kind: TableKind) -> Result<DeltaTabl
         "adding the columns a newer schema version has"
     );
     delta.add_columns().with_fields(missing).await.map_err(err)
-}
-
-/// Which of the three tables.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum TableKind {
-    Spans,
-    Structure,
-    Links,
-}
-
-impl TableKind {
-    pub(crate) const ALL: [TableKind; 3] =
-        [TableKind::Spans, TableKind::Structure, TableKind::Links];
-
-    /// The table's directory under the data location.
-    pub(crate) fn dir(self) -> &'static str {
-        match self {
-            TableKind::Spans => "spans",
-            TableKind::Structure => "structure",
-            TableKind::Links => "links",
-        }
-    }
-
-    /// The table's name, as SQL and the Delta metadata call it.
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            TableKind::Spans => "spans",
-            TableKind::Structure => "span_structure",
-            TableKind::Links => "span_links",
-        }
-    }
-
-    /// The Arrow schema of its files.
-    pub(crate) fn schema(self) -> SchemaRef {
-        match self {
-            TableKind::Spans => span_schema(),
-            TableKind::Structure => structure_schema(),
-            TableKind::Links => links_schema(),
-        }
-    }
-
-    fn comment(self) -> &'static str {
-        match self {
-            TableKind::Spans => "Weft: one row per OpenTelemetry span",
-            TableKind::Structure => {
-                "Weft: where each span sits in its trace (nested sets), one generation per settling"
-            }
-            TableKind::Links => "Weft: one row per span link, by the span linked to",
-        }
-    }
 }
 
 /// How many versions a table may advance by incremental updates before it

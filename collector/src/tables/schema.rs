@@ -8,8 +8,7 @@ use deltalake::kernel::{ArrayType, DataType, MapType, StructField, StructType};
 
 use crate::error::{Error, Result};
 
-/// The partition column of every table: the UTC day of the row's `start_time`.
-pub(crate) const DAY: &str = "day";
+use crate::table_kind::DAY;
 
 /// The columns of a Delta table holding `schema`'s rows, partitioned by [`DAY`].
 pub(crate) fn delta_columns(schema: &arrow::datatypes::Schema) -> Result<Vec<StructField>> {
