@@ -231,7 +231,7 @@ async fn run_lineage(
     caller: &Caller,
     trace_id: &str,
     params: &LineageParams,
-) -> Result<crate::engine::LineageResult, QueryError> {
+) -> Result<crate::lineage::LineageResult, QueryError> {
     let id: TraceId = trace_id.parse()?;
     api.engine(caller)
         .await?

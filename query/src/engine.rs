@@ -18,10 +18,11 @@ use std::collections::HashSet;
 
 use crate::error::QueryError;
 use crate::ids::trace_id_literal;
-use crate::lineage::{Reach, workflow_spans};
+use crate::lineage::{LineageResult, Reach, reconstruct};
 use crate::lineage_sql::register_lineage_functions;
 use crate::table::{SpanSource, Stored, TenantSource, register_stored_tables, stored_table};
-use weft_lineage::{BuildOptions, Lineage, WorkflowSummary, build};
+pub(crate) use crate::time::timestamp;
+use weft_lineage::WorkflowSummary;
 
 use crate::workflows::{WorkflowCache, WorkflowQuery, recent_workflows, traces_started};
 
@@ -96,13 +97,6 @@ impl QueryResult {
     }
 }
 
-/// A reconstructed workflow and whether a depth or size limit cut it short.
-#[derive(Debug, Clone)]
-pub struct LineageResult {
-    pub lineage: Lineage,
-    pub truncated: bool,
-}
-
 /// Runs SQL against the `spans` table of one span source.
 pub struct QueryEngine {
     ctx: SessionContext,
@@ -123,29 +117,6 @@ pub struct QueryEngine {
 
 /// Where an engine and its tenants' engines find the live signals.
 pub(crate) type SignalsSlot = Arc<std::sync::OnceLock<Arc<weft_signals::Signals>>>;
-
-/// The one way a workflow is reconstructed — for `/api/lineage`, `weft lineage`
-/// and the `lineage()`/`ancestors()`/`descendants()` table functions alike:
-/// walk the link index and load the spans through `ctx` (so its memory pool
-/// bounds the reads), then build and analyse the graph off the async threads.
-/// A trace with no spans gives an empty lineage; callers decide if that is an error.
-pub(crate) async fn reconstruct(
-    ctx: &SessionContext,
-    source: &Arc<dyn SpanSource>,
-    trace_id: TraceId,
-    reach: Reach,
-    write_tools: &HashSet<String>,
-) -> Result<LineageResult, QueryError> {
-    let (spans, truncated) = workflow_spans(ctx, source, trace_id, reach).await?;
-    let options = BuildOptions {
-        now_ns: chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX),
-        write_tools: write_tools.clone(),
-    };
-    let lineage = tokio::task::spawn_blocking(move || build(spans, &options))
-        .await
-        .map_err(|e| QueryError::Internal(format!("lineage build failed: {e}")))?;
-    Ok(LineageResult { lineage, truncated })
-}
 
 impl QueryEngine {
     /// An engine whose `spans` table reads `source` at every query, with the
@@ -876,13 +847,4 @@ fn changes_something(plan: &LogicalPlan) -> Result<Option<&'static str>, QueryEr
         })
     })?;
     Ok(refused)
-}
-
-/// A Unix-nanosecond literal as a UTC timestamp, comparable with the time columns.
-/// A literal of the tables' timestamp type (microseconds, UTC) from nanoseconds.
-pub(crate) fn timestamp(ns: i64) -> datafusion::prelude::Expr {
-    lit(datafusion::scalar::ScalarValue::TimestampMicrosecond(
-        Some(ns.div_euclid(1_000)),
-        Some("UTC".into()),
-    ))
 }

@@ -39,12 +39,14 @@ mod signals;
 mod streamed;
 mod table;
 mod tempo;
+mod time;
 mod traceql;
 pub mod workflows;
 
 pub use engine::{
-    Answer, LineageResult, MAX_SQL_NESTING, MAX_SQL_OPERATORS, QueryEngine, QueryLimits,
-    QueryResult, QuerySettings, TableEntry, check_depth,
+    Answer, MAX_SQL_NESTING, MAX_SQL_OPERATORS, QueryEngine, QueryLimits, QueryResult,
+    QuerySettings, TableEntry, check_depth,
 };
 pub use error::{ErrorKind, QueryError};
+pub use lineage::LineageResult;
 pub use table::{SpanSource, StaticSource, TenantSource};

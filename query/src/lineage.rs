@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use arrow::array::{AsArray, RecordBatch};
 use datafusion::prelude::{DataFrame, Expr, SessionContext, col};
-use weft_lineage::{LineageSpan, StepAi};
+use std::collections::HashSet;
+
+use weft_lineage::{BuildOptions, Lineage, LineageSpan, StepAi, build};
 use weft_schemas::schema::col as col_name;
 use weft_schemas::settled::col as link_col;
 use weft_schemas::{SpanReader, TraceId, ai_col};
@@ -300,4 +302,34 @@ pub(crate) async fn attach_events(
         }
     }
     Ok(())
+}
+
+/// A reconstructed workflow and whether a depth or size limit cut it short.
+#[derive(Debug, Clone)]
+pub struct LineageResult {
+    pub lineage: Lineage,
+    pub truncated: bool,
+}
+
+/// The one way a workflow is reconstructed — for `/api/lineage`, `weft lineage`
+/// and the `lineage()`/`ancestors()`/`descendants()` table functions alike:
+/// walk the link index and load the spans through `ctx` (so its memory pool
+/// bounds the reads), then build and analyse the graph off the async threads.
+/// A trace with no spans gives an empty lineage; callers decide if that is an error.
+pub(crate) async fn reconstruct(
+    ctx: &SessionContext,
+    source: &Arc<dyn SpanSource>,
+    trace_id: TraceId,
+    reach: Reach,
+    write_tools: &HashSet<String>,
+) -> Result<LineageResult, QueryError> {
+    let (spans, truncated) = workflow_spans(ctx, source, trace_id, reach).await?;
+    let options = BuildOptions {
+        now_ns: chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX),
+        write_tools: write_tools.clone(),
+    };
+    let lineage = tokio::task::spawn_blocking(move || build(spans, &options))
+        .await
+        .map_err(|e| QueryError::Internal(format!("lineage build failed: {e}")))?;
+    Ok(LineageResult { lineage, truncated })
 }

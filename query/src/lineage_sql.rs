@@ -2,7 +2,7 @@
 //! and `descendants('<trace_id>', '<span_id>')` table functions, one row per
 //! span with its depth, the edge that reached it and the governance finding it
 //! raised, so lineage composes with every other query. They reconstruct the
-//! workflow through [`crate::engine::reconstruct`], the same entry point as
+//! workflow through [`crate::lineage::reconstruct`], the same entry point as
 //! `/api/lineage` and `weft lineage`, with the engine's settings and limits.
 
 use std::collections::{HashSet, VecDeque};
@@ -24,9 +24,9 @@ use weft_schemas::{SpanId, TraceId};
 use datafusion::execution::SessionState;
 use weft_lineage::{EdgeKind, Lineage};
 
-use crate::engine::reconstruct;
 use crate::error::QueryError;
 use crate::lineage::Reach;
+use crate::lineage::reconstruct;
 use crate::table::SpanSource;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -29,9 +29,10 @@ use weft_collector::{
 use weft_schemas::TraceId;
 use weft_schemas::schema::col as column;
 
-use crate::engine::{QueryEngine, timestamp};
+use crate::engine::QueryEngine;
 use crate::error::QueryError;
 use crate::http::{ApiState, Params, json_response, protobuf_response, wants_protobuf};
+use crate::time::timestamp;
 use crate::traceql::{self, Condition, Field, Op, Scope, SpanFilter};
 
 /// Traces a search answers unless `limit` says otherwise (Tempo's default).

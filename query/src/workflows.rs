@@ -17,10 +17,11 @@ use weft_lineage::{SETTLE_NS, WorkflowSummary};
 use weft_schemas::TraceId;
 use weft_schemas::schema::col as column;
 
-use crate::engine::{reconstruct, timestamp};
 use crate::error::QueryError;
 use crate::lineage::Reach;
+use crate::lineage::reconstruct;
 use crate::table::{SpanSource, Stored, stored_table};
+use crate::time::timestamp;
 
 /// Workflows one list holds at most.
 pub const MAX_WORKFLOWS: usize = 1_000;
