@@ -16,7 +16,7 @@ use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field};
 use arrow::error::ArrowError;
 
-use crate::conventions::{AiKind, ApprovalState, PolicyVerdict};
+use crate::ai_values::{AiKind, ApprovalState, PolicyVerdict};
 
 /// Arrow type of an AI column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -20,6 +20,8 @@
 //! This crate knows nothing about OTLP protobuf, storage or SQL engines.
 
 pub mod ai_column;
+mod ai_values;
+mod attr;
 pub mod batch;
 pub mod conventions;
 pub mod ids;
