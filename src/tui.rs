@@ -18,7 +18,7 @@ use weft_lineage::{Lineage, LineagePage, PAGE_NODES};
 use weft_query::lineage::Reach;
 use weft_query::output::OutputFormat;
 use weft_query::workflows::WorkflowQuery;
-use weft_query::{QueryEngine, QueryError, QueryResult, SpanSource};
+use weft_query::{QueryEngine, QueryError, SpanSource};
 use weft_schemas::{SpanId, TraceId};
 use weft_tui::data::{SIGNALS_WINDOW_SECS, SpanEvent, SpanLink};
 use weft_tui::{
@@ -296,21 +296,66 @@ impl Source for Local {
         let window = i64::try_from(SIGNALS_WINDOW_SECS).unwrap_or(i64::MAX);
         let since = now_ns().saturating_sub(window.saturating_mul(1_000_000_000));
         let batches = self.run(async |e| e.load_signals(since, None).await)?;
-        let schema = batches
-            .first()
-            .map(|b| b.schema())
-            .unwrap_or_else(|| Arc::new(arrow::datatypes::Schema::empty()));
-        let rows = weft_query::output::render(
-            &QueryResult {
-                schema,
-                batches,
-                truncated: None,
-            },
-            OutputFormat::Json,
-        )
-        .map_err(|e| Failure::answer(e.to_string()))?;
-        Ok(node_signals(&json(&rows, "signals")?))
+        signals_of_batches(&batches).map_err(|e| Failure::answer(e.to_string()))
     }
+}
+
+/// The signals' rows straight from Arrow into the explorer's plain data
+/// (what [`node_signals`] reads from `/api/signals`' JSON, without the trip
+/// through JSON text).
+fn signals_of_batches(
+    batches: &[RecordBatch],
+) -> Result<Vec<NodeSignal>, arrow::error::ArrowError> {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{DataType, Float64Type, Int64Type};
+    let mut out = Vec::new();
+    for batch in batches {
+        let column = |name: &str,
+                      to: &DataType|
+         -> Result<Option<Arc<dyn Array>>, arrow::error::ArrowError> {
+            batch
+                .column_by_name(name)
+                .map(|c| arrow::compute::cast(c, to))
+                .transpose()
+        };
+        let Some(node) = column("node", &DataType::Utf8)? else {
+            continue;
+        };
+        let int = |name: &str| column(name, &DataType::Int64);
+        let (calls, errors) = (int("calls")?, int("errors")?);
+        let (q50, q95, t50, t95) = (
+            int("queue_wait_p50_ns")?,
+            int("queue_wait_p95_ns")?,
+            int("ttft_p50_ns")?,
+            int("ttft_p95_ns")?,
+        );
+        let hit = column("kv_cache_hit_rate", &DataType::Float64)?;
+        let at = |c: &Option<Arc<dyn Array>>, row: usize| {
+            c.as_ref()
+                .filter(|c| c.is_valid(row))
+                .map(|c| c.as_primitive::<Int64Type>().value(row))
+        };
+        let node = node.as_string::<i32>();
+        for row in 0..batch.num_rows() {
+            if node.is_null(row) {
+                continue;
+            }
+            out.push(NodeSignal {
+                node: node.value(row).to_owned(),
+                calls: at(&calls, row).map_or(0, |n| n.max(0) as u64),
+                errors: at(&errors, row).map_or(0, |n| n.max(0) as u64),
+                kv_cache_hit_rate: hit
+                    .as_ref()
+                    .filter(|c| c.is_valid(row))
+                    .map(|c| c.as_primitive::<Float64Type>().value(row)),
+                queue_wait_p50_ns: at(&q50, row),
+                queue_wait_p95_ns: at(&q95, row),
+                ttft_p50_ns: at(&t50, row),
+                ttft_p95_ns: at(&t95, row),
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// Record batches as text cells, the way `weft sql` prints them.
@@ -799,6 +844,53 @@ mod tests {
             ),
         ))));
         snapshot("unreachable", &app);
+    }
+
+    #[test]
+    fn signals_from_arrow_match_signals_from_the_apis_json() {
+        use arrow::array::{Float64Array, Int64Array, StringArray, UInt64Array};
+        use arrow::datatypes::{DataType, Field, Schema};
+        let schema = std::sync::Arc::new(Schema::new(vec![
+            Field::new("node", DataType::Utf8, true),
+            Field::new("calls", DataType::Int64, false),
+            Field::new("errors", DataType::UInt64, false),
+            Field::new("kv_cache_hit_rate", DataType::Float64, true),
+            Field::new("queue_wait_p50_ns", DataType::Int64, true),
+            Field::new("queue_wait_p95_ns", DataType::Int64, true),
+            Field::new("ttft_p50_ns", DataType::Int64, true),
+            Field::new("ttft_p95_ns", DataType::Int64, true),
+        ]));
+        let batch = arrow::record_batch::RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                std::sync::Arc::new(StringArray::from(vec![
+                    Some("gpu-a1"),
+                    Some("gpu-b2"),
+                    None,
+                ])),
+                std::sync::Arc::new(Int64Array::from(vec![12, 3, 1])),
+                std::sync::Arc::new(UInt64Array::from(vec![1, 0, 0])),
+                std::sync::Arc::new(Float64Array::from(vec![Some(0.5), None, None])),
+                std::sync::Arc::new(Int64Array::from(vec![Some(10), None, None])),
+                std::sync::Arc::new(Int64Array::from(vec![Some(20), None, None])),
+                std::sync::Arc::new(Int64Array::from(vec![Some(30), Some(7), None])),
+                std::sync::Arc::new(Int64Array::from(vec![Some(40), Some(9), None])),
+            ],
+        )
+        .unwrap();
+        let json = weft_query::output::render(
+            &weft_query::QueryResult {
+                schema,
+                batches: vec![batch.clone()],
+                truncated: None,
+            },
+            weft_query::output::OutputFormat::Json,
+        )
+        .unwrap();
+        let from_json = super::node_signals(&serde_json::from_slice(&json).unwrap());
+        let from_arrow = super::signals_of_batches(&[batch]).unwrap();
+        assert_eq!(from_arrow.len(), 2, "{from_arrow:?}");
+        assert_eq!(from_arrow, from_json);
     }
 
     #[test]
