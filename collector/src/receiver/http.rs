@@ -119,9 +119,7 @@ where
     let with_format = |e| (e, Some(format));
     let encoding =
         Encoding::from_header(header_str(header::CONTENT_ENCODING)).map_err(with_format)?;
-    let raw = axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|e| with_format(body_error(e, limit)))?;
+    let raw = read_body(body, limit).await.map_err(with_format)?;
     let body = decompress(raw, encoding, limit).map_err(with_format)?;
     let (store, kind) = budget;
     let cost = match (format, kind) {
@@ -134,19 +132,42 @@ where
     Ok((message, format, charge))
 }
 
-/// Over the limit, or the body could not be read (the client went away mid-body).
-fn body_error(e: axum::Error, limit: usize) -> Error {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-    while let Some(err) = source {
-        if err.is::<http_body_util::LengthLimitError>() {
-            return Error::TooLarge { limit };
+/// What of a refused body is still read, and thrown away, past the limit.
+const DRAIN_BYTES: usize = 64 * 1024 * 1024;
+
+/// The body, at most `limit` bytes of it. A longer one is `TooLarge`, but
+/// only once the rest of it has been read and dropped (up to
+/// [`DRAIN_BYTES`], never held): a client still sending when the answer and
+/// the close came would lose the 413 to a broken pipe. A body that cannot
+/// be read (the client went away mid-body) is malformed.
+async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, Error> {
+    use http_body_util::BodyExt;
+    let mut kept: Vec<u8> = Vec::new();
+    let mut over = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| Error::Malformed {
+            format: "http body",
+            reason: e.to_string(),
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if over == 0 && kept.len() + data.len() <= limit {
+            kept.extend_from_slice(&data);
+            continue;
         }
-        source = err.source();
+        if over == 0 {
+            kept = Vec::new();
+        }
+        over = over.saturating_add(data.len());
+        if over > DRAIN_BYTES {
+            break;
+        }
     }
-    Error::Malformed {
-        format: "http body",
-        reason: e.to_string(),
+    if over > 0 {
+        return Err(Error::TooLarge { limit });
     }
+    Ok(Bytes::from(kept))
 }
 
 async fn traces(
