@@ -9,11 +9,10 @@
 #![allow(clippy::unwrap_used)]
 
 use crate::common;
+use crate::common::Spawned;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use common::{Server, weft};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -260,74 +259,6 @@ fn every_listener_wants_a_token_with_the_right_role() {
         String::from_utf8_lossy(&by_env.stderr)
     );
     assert!(String::from_utf8_lossy(&by_env.stdout).contains("step"));
-}
-
-/// A `weft serve` whose stderr is kept, for servers the common helper cannot
-/// start (TLS, refused starts).
-struct Spawned {
-    child: Child,
-    line: String,
-    stderr: PathBuf,
-}
-
-impl Spawned {
-    fn start(args: &[&str], env: &[(&str, &str)], stderr: PathBuf) -> Spawned {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_weft"))
-            .arg("serve")
-            .args(args)
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        Spawned {
-            child,
-            line,
-            stderr,
-        }
-    }
-
-    fn addr(&self, key: &str) -> String {
-        self.line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix(&format!("{key}=")))
-            .unwrap_or_else(|| panic!("no {key} in {:?}: {}", self.line, self.log()))
-            .to_owned()
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    fn wait(&mut self) -> std::process::ExitStatus {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "weft did not exit");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn terminate(&mut self) {
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(self.wait().success(), "{}", self.log());
-    }
-}
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn openssl(dir: &Path, args: &[&str]) {

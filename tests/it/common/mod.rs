@@ -319,3 +319,72 @@ pub const README_QUERIES: &[&str] = &[
      FROM spans WHERE ai_kind = 'approval' ORDER BY start_time, approver",
     "SELECT trace_id AS resumed_in, linked_trace_id AS from_trace FROM span_links ORDER BY 1, 2",
 ];
+
+/// A `weft serve` whose stderr is kept, for servers the common helper cannot
+/// start (TLS, refused starts, a log to read).
+pub struct Spawned {
+    child: Child,
+    /// Its first line on stdout (`weft listening …`, or nothing).
+    pub line: String,
+    stderr: PathBuf,
+}
+
+impl Spawned {
+    pub fn start(args: &[&str], env: &[(&str, &str)], stderr: PathBuf) -> Spawned {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_weft"))
+            .arg("serve")
+            .args(args)
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        Spawned {
+            child,
+            line,
+            stderr,
+        }
+    }
+
+    pub fn addr(&self, key: &str) -> String {
+        self.line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("no {key} in {:?}: {}", self.line, self.log()))
+            .to_owned()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "weft did not exit");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn terminate(&mut self) {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(self.wait().success(), "{}", self.log());
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
