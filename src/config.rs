@@ -9,8 +9,10 @@ use anyhow::Context;
 use clap::Args;
 use serde::Deserialize;
 use weft_auth::{Auth, TokenConfig};
-use weft_collector::{IngestLimits, ListenLimits, StoreConfig};
+use weft_collector::IngestLimits;
+use weft_listen::ListenLimits;
 use weft_query::QuerySettings;
+use weft_store::StoreConfig;
 
 /// Flags of `weft serve`; each overrides the config file.
 #[derive(Args, Debug, Default)]
@@ -410,7 +412,8 @@ impl ServeConfig {
             anyhow::ensure!(n >= 1024, "max_inflight_bytes must be at least 1024");
             store.max_inflight_bytes = n;
         }
-        let limits = &mut store.attribute_limits;
+        let mut attributes = weft_otlp::AttributeLimits::default();
+        let limits = &mut attributes;
         for (value, slot) in [
             (file.max_attribute_value_bytes, &mut limits.max_value_bytes),
             (file.max_attributes, &mut limits.max_attributes),
@@ -469,7 +472,10 @@ impl ServeConfig {
             || Ok(weft_signals::SignalsConfig::default()),
             SignalsFile::resolve,
         )?;
-        let mut ingest = IngestLimits::default();
+        let mut ingest = IngestLimits {
+            attributes,
+            ..IngestLimits::default()
+        };
         if let Some(n) = file.max_grpc_message_bytes {
             ingest.max_grpc_message_bytes = n;
         }

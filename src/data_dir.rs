@@ -7,8 +7,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use weft_collector::Snapshot;
 use weft_query::{QueryEngine, QuerySettings, StaticSource};
+use weft_store::Snapshot;
 
 /// What the directory's tables hold now.
 pub struct Snapshots {
@@ -19,12 +19,12 @@ pub struct Snapshots {
 
 /// Reads the directory's tables once.
 pub async fn read(dir: &Path) -> anyhow::Result<Snapshots> {
-    let spans = weft_collector::read_snapshot(&dir.to_string_lossy())
+    let spans = weft_store::read_snapshot(&dir.to_string_lossy())
         .await
         .with_context(|| format!("cannot read data directory {}", dir.display()))?;
-    let events_dir = dir.join(weft_collector::EVENTS_DIR);
+    let events_dir = dir.join(weft_store::EVENTS_DIR);
     let events = if events_dir.is_dir() {
-        weft_collector::read_snapshot(&events_dir.to_string_lossy())
+        weft_store::read_snapshot(&events_dir.to_string_lossy())
             .await
             .with_context(|| format!("cannot read the event store {}", events_dir.display()))?
     } else {

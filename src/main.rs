@@ -19,7 +19,6 @@ mod demo;
 mod demo_export;
 mod explore;
 mod lineage;
-mod listen;
 mod maintain;
 mod routing;
 mod serve;

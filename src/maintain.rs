@@ -37,7 +37,7 @@ pub fn run(args: MaintainArgs) -> anyhow::Result<()> {
     let store = ServeConfig::resolve(&serve)?.store;
     let runtime = crate::runtime()?;
     let report = runtime
-        .block_on(weft_collector::maintain_data_dir(&store))
+        .block_on(weft_store::maintain_data_dir(&store))
         .with_context(|| format!("cannot maintain {}", store.data_dir.display()))?;
     crate::print_out(format!(
         "expired_files={} compacted_files={} compacted_into={} superseded_rows={} vacuumed_files={} log_entries_removed={}\n",

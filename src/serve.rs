@@ -8,8 +8,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tokio_rustls::TlsAcceptor;
 use weft_collector::receiver::{Edge, grpc, http};
-use weft_collector::{Follower, Metrics, Store};
 use weft_query::QueryEngine;
+use weft_store::{Follower, Metrics, Store};
 
 use crate::config::{ListenAddr, ServeArgs, ServeConfig};
 
@@ -236,7 +236,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         edge.clone(),
         stopped(),
     ));
-    let http_task = tokio::spawn(crate::listen::serve(
+    let http_task = tokio::spawn(weft_listen::http::serve(
         http_listener,
         config
             .cors
@@ -246,7 +246,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         stopped(),
     ));
     let protocol_tasks = protocols.spawn(&engine, &config, tls.clone(), &stopped);
-    let api_task = tokio::spawn(crate::listen::serve(
+    let api_task = tokio::spawn(weft_listen::http::serve(
         api_listener,
         config.cors.apply(weft_query::api::router(
             engine,
@@ -318,7 +318,7 @@ impl Feed {
     }
 }
 
-impl weft_collector::SpanObserver for Feed {
+impl weft_store::SpanObserver for Feed {
     fn acknowledged(&self, batch: &arrow::record_batch::RecordBatch) {
         if self.0.send(batch.clone()).is_err() {
             tracing::error!("the live signals' thread has stopped; signals are not updated");
@@ -425,7 +425,7 @@ async fn serve_queries(config: ServeConfig) -> anyhow::Result<()> {
         None,
         Arc::clone(&config.auth),
     ));
-    crate::listen::serve(api_listener, router, config.listen, tls, async move {
+    weft_listen::http::serve(api_listener, router, config.listen, tls, async move {
         shutdown.await;
         let _ = stop_tx.send(true);
     })

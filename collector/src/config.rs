@@ -1,7 +1,6 @@
-//! Limits and storage settings, with the defaults `weft serve` uses.
+//! What the OTLP edges accept, with the defaults `weft serve` uses.
 
-use std::path::PathBuf;
-use std::time::Duration;
+use weft_otlp::AttributeLimits;
 
 /// Size limits applied at the OTLP edges.
 #[derive(Debug, Clone, Copy)]
@@ -10,6 +9,8 @@ pub struct IngestLimits {
     pub max_grpc_message_bytes: usize,
     /// Largest HTTP body accepted, enforced on the wire and while decompressing; larger gets 413.
     pub max_http_body_bytes: usize,
+    /// What one span and one resource may carry once normalised.
+    pub attributes: AttributeLimits,
 }
 
 impl Default for IngestLimits {
@@ -17,205 +18,7 @@ impl Default for IngestLimits {
         Self {
             max_grpc_message_bytes: 4 * 1024 * 1024,
             max_http_body_bytes: 20 * 1024 * 1024,
+            attributes: AttributeLimits::default(),
         }
-    }
-}
-
-/// Caps on the attributes one span (its events and links too) and one
-/// resource may carry, as OpenTelemetry's attribute limits: longer values are
-/// cut (strings at a character boundary), attributes past the count are
-/// dropped, and the span says how many with `weft.attributes_truncated` (the
-/// resource with `weft.resource_attributes_truncated`). Resource attributes
-/// are copied into every span's row, so their caps are tighter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AttributeLimits {
-    pub max_value_bytes: usize,
-    pub max_attributes: usize,
-    pub max_resource_value_bytes: usize,
-    pub max_resource_attributes: usize,
-    /// Drop message content (prompts, completions, GenAI event bodies) at
-    /// ingest, keeping everything else about the call.
-    pub drop_message_content: bool,
-}
-
-impl Default for AttributeLimits {
-    fn default() -> Self {
-        Self {
-            max_value_bytes: 256 * 1024,
-            max_attributes: 128,
-            max_resource_value_bytes: 4 * 1024,
-            max_resource_attributes: 64,
-            drop_message_content: false,
-        }
-    }
-}
-
-/// How a listener treats its clients.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ListenLimits {
-    /// Connections served at once; more are closed on accept.
-    pub max_connections: usize,
-    /// A request's headers (also the next request's on a kept-alive
-    /// connection) must arrive within this, or the connection is closed. On
-    /// HTTP/2 (gRPC) idle clients are pinged this often, and a connection
-    /// that sends nothing for twice this is closed.
-    pub header_timeout: Duration,
-    /// A whole request (body, handler) must finish within this: 408 or the
-    /// connection is closed.
-    pub request_timeout: Duration,
-    /// On stop, requests in flight get this long before their connections close.
-    pub shutdown_grace: Duration,
-}
-
-impl Default for ListenLimits {
-    fn default() -> Self {
-        Self {
-            max_connections: 1024,
-            header_timeout: Duration::from_secs(10),
-            request_timeout: Duration::from_secs(120),
-            shutdown_grace: Duration::from_secs(10),
-        }
-    }
-}
-
-/// Where the event store lives, under a store's data location and WAL.
-pub const EVENTS_DIR: &str = "events";
-
-/// Where and how spans are stored.
-#[derive(Debug, Clone)]
-pub struct StoreConfig {
-    /// The local directory: the WAL (unless `wal_dir` says otherwise) and,
-    /// unless `location` says otherwise, the tables.
-    pub data_dir: PathBuf,
-    /// Where the tables live when not in `data_dir`: `s3://bucket/prefix`.
-    pub location: Option<String>,
-    /// The WAL's directory; `data_dir/wal` by default. Always local.
-    pub wal_dir: Option<PathBuf>,
-    /// Flush the live buffer to Parquet at least this often.
-    pub flush_interval: Duration,
-    /// Flush early once the live buffer holds this many spans.
-    pub flush_max_rows: usize,
-    /// Refuse spans (retry later) while this many wait to be flushed, so a
-    /// store whose flushes keep failing (a full disk) stops growing in memory.
-    pub max_unflushed_spans: usize,
-    /// What one span and one resource may carry.
-    pub attribute_limits: AttributeLimits,
-    /// Bytes that requests being normalised and stored may hold at once (an
-    /// estimate of their rows, resource attributes counted once per span).
-    /// A request that needs more than all of it is refused as too large; one
-    /// that must wait for others is refused as retry-later.
-    pub max_inflight_bytes: usize,
-    /// Rows per Parquet row group.
-    pub row_group_rows: usize,
-    /// How long span ids are remembered to drop client retries of acknowledged spans.
-    pub dedup_window: Duration,
-    /// How long a settled trace's structure is remembered, so later spans of it
-    /// extend that structure; later still, they settle as a new generation.
-    pub settle_horizon: Duration,
-    /// How long spans are kept, by start time; older spans are refused at
-    /// ingest and removed by maintenance.
-    pub retention: Duration,
-    /// How far in the future a span may start (senders' clocks drift); later
-    /// ones are refused, so no client creates partitions at will.
-    pub max_clock_skew: Duration,
-    /// Files no table version needs are deleted once this old.
-    pub vacuum_grace: Duration,
-    /// Compaction merges files smaller than half of this into files of up to this.
-    pub target_file_bytes: u64,
-    /// The server runs retention, compaction and vacuum this often.
-    pub maintain_interval: Duration,
-    /// Model prices: each span's `cost` is computed from them at ingest.
-    pub prices: std::sync::Arc<weft_schemas::Prices>,
-    /// A named failure point to fail at, for fault-injection tests
-    /// (`WEFT_FAULT` for the binary): `name` fails the step with an I/O
-    /// error, `abort:name` kills the process there.
-    #[doc(hidden)]
-    pub fault: Option<String>,
-}
-
-impl StoreConfig {
-    /// The tables' location: `location`, or the data directory.
-    pub fn tables_location(&self) -> String {
-        self.location
-            .clone()
-            .unwrap_or_else(|| self.data_dir.to_string_lossy().into_owned())
-    }
-
-    /// The config of this store's event store, which keeps log records
-    /// (GenAI events) as rows of their span: the same settings, its tables
-    /// under `events/` of the data location and its WAL under `events/` of
-    /// the WAL directory.
-    pub fn events(&self) -> StoreConfig {
-        let mut events = self.clone();
-        events.data_dir = self.data_dir.join(EVENTS_DIR);
-        events.location = self
-            .location
-            .as_ref()
-            .map(|l| format!("{}/{EVENTS_DIR}", l.trim_end_matches('/')));
-        events.wal_dir = Some(self.wal_dir().join(EVENTS_DIR));
-        events
-    }
-
-    /// The WAL's directory.
-    pub fn wal_dir(&self) -> PathBuf {
-        self.wal_dir
-            .clone()
-            .unwrap_or_else(|| self.data_dir.join("wal"))
-    }
-
-    /// Fails (or aborts the process) at the failure point `name` if asked to.
-    pub(crate) fn fault_point(&self, name: &str) -> crate::Result<()> {
-        fault_point(self.fault.as_deref(), name)
-    }
-
-    /// What maintenance of this store's tables may do.
-    pub fn maintenance(&self) -> crate::MaintainConfig {
-        crate::MaintainConfig {
-            retention: self.retention,
-            vacuum_grace: self.vacuum_grace,
-            target_file_bytes: self.target_file_bytes,
-            settle_horizon: self.settle_horizon,
-            row_group_rows: self.row_group_rows,
-            fault: self.fault.clone(),
-        }
-    }
-}
-
-impl StoreConfig {
-    /// Defaults for a data directory.
-    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
-        Self {
-            data_dir: data_dir.into(),
-            location: None,
-            wal_dir: None,
-            flush_interval: Duration::from_secs(30),
-            flush_max_rows: 200_000,
-            max_unflushed_spans: 1_000_000,
-            attribute_limits: AttributeLimits::default(),
-            max_inflight_bytes: 512 * 1024 * 1024,
-            row_group_rows: 65_536,
-            dedup_window: Duration::from_secs(600),
-            settle_horizon: Duration::from_secs(3600),
-            retention: Duration::from_secs(168 * 3600),
-            max_clock_skew: Duration::from_secs(15 * 60),
-            vacuum_grace: Duration::from_secs(3600),
-            target_file_bytes: 64 * 1024 * 1024,
-            maintain_interval: Duration::from_secs(600),
-            prices: Default::default(),
-            fault: std::env::var("WEFT_FAULT").ok(),
-        }
-    }
-}
-
-/// Fails the step `name` with an I/O error if `fault` names it, or aborts the
-/// process there if `fault` is `abort:<name>` (a kill -9 at a known point).
-pub(crate) fn fault_point(fault: Option<&str>, name: &str) -> crate::Result<()> {
-    match fault {
-        Some(f) if f == name => Err(crate::Error::io(
-            name,
-            std::io::Error::other("injected fault"),
-        )),
-        Some(f) if f.strip_prefix("abort:") == Some(name) => std::process::abort(),
-        _ => Ok(()),
     }
 }

@@ -1,210 +1,55 @@
-//! The collector's error type, classified once by [`Error::kind`]: the client's
-//! mistakes, overload (retry later), shutdown, and our bugs. Each edge maps the
-//! kind to its protocol's status in one place (`receiver::status::to_status`,
-//! `receiver::http::error_response`).
+//! The OTLP edges' error type: the edge's own refusals (no such endpoint, no
+//! token), the codec's ([`weft_otlp::Error`]) and the store's
+//! ([`weft_store::Error`]), each classified by its [`ErrorKind`]. Each edge
+//! maps the kind to its protocol's status in one place
+//! (`receiver::status::to_status`, `receiver::http::error_response`).
 
-use std::path::PathBuf;
+pub use weft_schemas::ErrorKind;
 
-/// Result with the collector's [`Error`].
+/// Result with the edges' [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// What the caller should do about an error; every edge maps this, not the variants.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
-    /// The request is wrong; sending it again will fail again (4xx, INVALID_ARGUMENT).
-    Invalid,
-    /// Nothing matches what was asked for (404).
-    NotFound,
-    /// Weft cannot take it now (disk, memory, time); retry later (503, UNAVAILABLE).
-    Overloaded,
-    /// Weft is stopping; retry against the restarted process (503, UNAVAILABLE).
-    ShuttingDown,
-    /// Our bug or corrupt stored data; retrying will not help (500, INTERNAL).
-    Internal,
-    /// No valid token (401, UNAUTHENTICATED).
-    Unauthenticated,
-    /// The token's role does not allow this (403, PERMISSION_DENIED).
-    Forbidden,
-}
-
-impl ErrorKind {
-    /// True when the same request may succeed later.
-    pub fn is_retryable(self) -> bool {
-        matches!(self, ErrorKind::Overloaded | ErrorKind::ShuttingDown)
-    }
-}
-
-/// Everything that can go wrong in ingest and storage.
+/// Everything an OTLP request can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    // ---- the client's mistakes ----
     /// Nothing is served at the path, or not with that method.
     #[error("{what}")]
     NoEndpoint { what: String },
     /// The caller has no token that allows sending spans.
     #[error("{0}")]
     Denied(#[from] weft_auth::Denied),
-    /// The payload is not a valid OTLP message.
-    #[error("malformed {format} payload: {reason}")]
-    Malformed {
-        format: &'static str,
-        reason: String,
-    },
-    /// The body (after decompression) is larger than allowed.
-    #[error("payload exceeds the limit of {limit} bytes; send smaller batches")]
-    TooLarge { limit: usize },
-    /// The request's rows would take more memory than the whole in-flight
-    /// budget: it can never be taken as it is.
-    #[error(
-        "the request would take about {need} bytes in memory, more than the whole \
-         in-flight budget (max_inflight_bytes = {budget}); send fewer spans per request \
-         or smaller attributes (resource attributes are copied into every span)"
-    )]
-    OverBudget { need: usize, budget: usize },
-    /// The content type or encoding is not one OTLP defines.
-    #[error("unsupported {what}: {value:?}; send {expected}")]
-    Unsupported {
-        what: &'static str,
-        value: String,
-        expected: &'static str,
-    },
-
-    // ---- the machine's: retry later ----
-    /// Reading or writing the data directory failed (a full disk, say).
-    #[error("i/o error on {path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-
-    /// Reading or committing to a Delta table failed: its storage (retry
-    /// later) or its log (not what Weft wrote).
-    #[error("table {table}: {source}")]
-    Table {
-        table: &'static str,
-        #[source]
-        source: deltalake::DeltaTableError,
-    },
-
-    /// More spans wait to be flushed than `max_unflushed_spans`: storage is
-    /// not keeping up (a full disk, an unreachable object store).
-    #[error(
-        "{waiting} spans are waiting to be written to storage (the limit is {limit}); \
-         storage is not keeping up, retry later"
-    )]
-    Backlog { waiting: usize, limit: usize },
-
-    /// Other requests in flight hold the memory budget this one needs.
-    #[error("requests in flight hold the memory this one needs ({need} bytes); retry later")]
-    Busy { need: usize },
-
-    // ---- setup ----
-    /// The location holds no Weft tables.
-    #[error(
-        "{location} holds no Weft tables (no spans/_delta_log) and no wal/: pass the location \
-         that `weft serve --data-dir` writes"
-    )]
-    NotWeft { location: String },
-    /// Another process holds the WAL directory.
-    #[error(
-        "the WAL directory {path} is in use by another weft process ({holder}); stop it, \
-         or give this process its own --wal-dir (read-only commands such as `weft sql \
-         --data-dir` work beside it)"
-    )]
-    InUse { path: PathBuf, holder: String },
-
-    // ---- stopping ----
-    /// The store is shutting down and takes no more spans.
-    #[error("weft is shutting down; retry against the restarted server")]
-    ShuttingDown,
-
-    // ---- ours: not retryable ----
-    /// Building or encoding Arrow data failed.
-    #[error("arrow error: {0}")]
-    Arrow(#[from] arrow::error::ArrowError),
-    /// Writing or reading Parquet failed.
-    #[error("parquet error: {0}")]
-    Parquet(#[from] parquet::errors::ParquetError),
-    /// Stored data is not what this version of Weft wrote or expects.
-    #[error("corrupt data: {0}")]
-    Corrupt(String),
-    /// A broken invariant: a poisoned lock, a panicked task, a missing column.
-    #[error("internal error (a bug in weft): {0}")]
-    Internal(String),
+    /// The payload is not OTLP the codec accepts.
+    #[error(transparent)]
+    Otlp(#[from] weft_otlp::Error),
+    /// Storing the spans failed, or must wait.
+    #[error(transparent)]
+    Store(#[from] weft_store::Error),
 }
 
 impl Error {
     /// What the caller should do about it.
     pub fn kind(&self) -> ErrorKind {
         match self {
+            Error::NoEndpoint { .. } => ErrorKind::NotFound,
             Error::Denied(d) if d.is_unauthenticated() => ErrorKind::Unauthenticated,
             Error::Denied(_) => ErrorKind::Forbidden,
-            Error::NoEndpoint { .. } => ErrorKind::NotFound,
-            Error::Malformed { .. }
-            | Error::TooLarge { .. }
-            | Error::Unsupported { .. }
-            | Error::OverBudget { .. } => ErrorKind::Invalid,
-            Error::Io { .. } | Error::Backlog { .. } | Error::Busy { .. } => ErrorKind::Overloaded,
-            Error::InUse { .. } | Error::NotWeft { .. } => ErrorKind::Invalid,
-            Error::Table { source, .. } => match source {
-                deltalake::DeltaTableError::ObjectStore { .. }
-                | deltalake::DeltaTableError::Io { .. }
-                | deltalake::DeltaTableError::VersionAlreadyExists(_)
-                | deltalake::DeltaTableError::Transaction { .. } => ErrorKind::Overloaded,
-                _ => ErrorKind::Internal,
-            },
-            Error::ShuttingDown => ErrorKind::ShuttingDown,
-            Error::Arrow(_) | Error::Parquet(_) | Error::Corrupt(_) | Error::Internal(_) => {
-                ErrorKind::Internal
-            }
+            Error::Otlp(e) => e.kind(),
+            Error::Store(e) => e.kind(),
         }
     }
 
-    /// Wraps an I/O error with the path it concerns.
-    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.into(),
-            source,
-        }
+    /// A payload over a size limit (413, RESOURCE_EXHAUSTED).
+    pub(crate) fn is_too_large(&self) -> bool {
+        matches!(
+            self,
+            Error::Otlp(weft_otlp::Error::TooLarge { .. })
+                | Error::Store(weft_store::Error::TooLarge { .. })
+        )
     }
 
-    /// A Delta table's error.
-    pub(crate) fn table(table: &'static str, source: deltalake::DeltaTableError) -> Self {
-        Error::Table { table, source }
-    }
-
-    /// An error of the same kind and message, for answering every request of
-    /// a failed group with the error that failed it.
-    pub(crate) fn duplicate(&self) -> Self {
-        match self {
-            Error::Io { path, source } => Error::Io {
-                path: path.clone(),
-                source: std::io::Error::new(source.kind(), source.to_string()),
-            },
-            Error::Malformed { format, reason } => Error::Malformed {
-                format,
-                reason: reason.clone(),
-            },
-            Error::TooLarge { limit } => Error::TooLarge { limit: *limit },
-            Error::Unsupported {
-                what,
-                value,
-                expected,
-            } => Error::Unsupported {
-                what,
-                value: value.clone(),
-                expected,
-            },
-            Error::ShuttingDown => Error::ShuttingDown,
-            Error::Backlog { waiting, limit } => Error::Backlog {
-                waiting: *waiting,
-                limit: *limit,
-            },
-            Error::Corrupt(m) => Error::Corrupt(m.clone()),
-            Error::Internal(m) => Error::Internal(m.clone()),
-            other => Error::Internal(other.to_string()),
-        }
+    /// A content type or encoding OTLP does not define (415).
+    pub(crate) fn is_unsupported(&self) -> bool {
+        matches!(self, Error::Otlp(weft_otlp::Error::Unsupported { .. }))
     }
 }
 
@@ -213,37 +58,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn each_error_has_one_kind_and_duplicates_keep_it() {
+    fn each_error_keeps_the_kind_of_what_it_wraps() {
         let cases = [
+            (Error::NoEndpoint { what: "x".into() }, ErrorKind::NotFound),
             (
-                Error::Malformed {
+                Error::from(weft_otlp::Error::Malformed {
                     format: "protobuf",
                     reason: "x".into(),
-                },
+                }),
                 ErrorKind::Invalid,
             ),
-            (Error::TooLarge { limit: 1 }, ErrorKind::Invalid),
             (
-                Error::io("/x", std::io::Error::other("disk full")),
+                Error::from(weft_store::Error::Busy { need: 1 }),
                 ErrorKind::Overloaded,
             ),
-            (Error::ShuttingDown, ErrorKind::ShuttingDown),
             (
-                Error::Backlog {
-                    waiting: 2,
-                    limit: 1,
-                },
-                ErrorKind::Overloaded,
+                Error::from(weft_store::Error::ShuttingDown),
+                ErrorKind::ShuttingDown,
             ),
-            (Error::Corrupt("bad".into()), ErrorKind::Internal),
-            (Error::Internal("lock".into()), ErrorKind::Internal),
         ];
         for (error, kind) in cases {
             assert_eq!(error.kind(), kind, "{error}");
-            assert_eq!(error.duplicate().kind(), kind, "{error}");
-            assert_eq!(error.duplicate().to_string(), error.to_string());
         }
-        assert!(ErrorKind::Overloaded.is_retryable());
-        assert!(!ErrorKind::Internal.is_retryable());
+        let too_large = Error::from(weft_otlp::Error::TooLarge { limit: 1 });
+        assert!(too_large.is_too_large());
+        assert_eq!(
+            too_large.to_string(),
+            "payload exceeds the limit of 1 bytes; send smaller batches"
+        );
     }
 }

@@ -25,7 +25,7 @@ use arrow_flight::flight_service_server::FlightServiceServer;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use weft_auth::Auth;
-use weft_collector::ListenLimits;
+use weft_listen::ListenLimits;
 use weft_query::QueryEngine;
 
 /// The largest request message a client may send (parameters of a
@@ -45,15 +45,10 @@ pub async fn serve(
         .max_decoding_message_size(MAX_REQUEST_BYTES);
     tonic::transport::Server::builder()
         .timeout(limits.request_timeout)
-        .max_concurrent_streams(Some(
-            weft_collector::receiver::grpc::MAX_STREAMS_PER_CONNECTION,
-        ))
+        .max_concurrent_streams(Some(weft_listen::grpc::MAX_STREAMS_PER_CONNECTION))
         .http2_keepalive_interval(Some(limits.header_timeout))
         .http2_keepalive_timeout(Some(limits.header_timeout))
         .add_service(service)
-        .serve_with_incoming_shutdown(
-            weft_collector::receiver::grpc::limited(listener, limits, tls),
-            stop,
-        )
+        .serve_with_incoming_shutdown(weft_listen::grpc::limited(listener, limits, tls), stop)
         .await
 }

@@ -518,7 +518,7 @@ fn effective_identities(
     let mut out: Vec<Option<String>> = vec![None; nodes.len()];
     for &v in &dag.topological {
         let i = graph[v];
-        if let Some(id) = &nodes[i].ai.identity {
+        if let Some(id) = &nodes[i].ai.fields.identity {
             out[i] = Some(id.clone());
             continue;
         }
@@ -800,7 +800,7 @@ pub(crate) mod tests {
     #[test]
     fn links_join_traces_into_one_workflow_with_inherited_identity() {
         let mut root = span(1, 1, None, 0, 100);
-        root.ai.identity = Some("alice".into());
+        root.ai.fields.identity = Some("alice".into());
         let approval = span(1, 2, Some(1), 10, 20);
         let mut resumed = span(2, 3, None, 1_000, 2_000);
         resumed.links.push((tid(1), sid(2)));

@@ -159,11 +159,11 @@ mod tests {
             span(1, 3, Some(9), 20, 30),
             span(2, 4, None, 50, 90),
         ];
-        spans[1].ai.policy_verdict = Some(PolicyVerdict::Deny);
-        spans[1].ai.identity = Some("alice".into());
-        spans[2].ai.tool_name = Some("refund".into());
+        spans[1].ai.fields.policy_verdict = Some(PolicyVerdict::Deny);
+        spans[1].ai.fields.identity = Some("alice".into());
+        spans[2].ai.fields.tool_name = Some("refund".into());
         spans[2].ai.tool_effect = Some("write".into());
-        spans[2].ai.approval_state = Some(ApprovalState::Granted);
+        spans[2].ai.fields.approval_state = Some(ApprovalState::Granted);
         spans[3].links = vec![(spans[0].trace_id, spans[0].span_id)];
         build(
             spans,

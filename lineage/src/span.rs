@@ -2,55 +2,23 @@
 //! fetches spans (the query engine, a test, a benchmark) fills in.
 
 use serde::{Deserialize, Serialize};
-use weft_schemas::{
-    AiFields, AiKind, ApprovalState, ORIGIN_KEY, PolicyVerdict, SpanId, StatusCode, TraceId,
-};
+use weft_schemas::{AiFields, ORIGIN_KEY, SpanId, StatusCode, TraceId};
 
-/// The AI columns lineage reads from one span.
+/// What lineage knows of one span's AI step: every typed AI column of the
+/// schema ([`AiFields`], so a column added there reaches lineage with no
+/// change here), and the three `weft.*` keys lineage reads that are not
+/// columns. As JSON, flat: one key per column present, named as the column.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct StepAi {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ai_kind: Option<AiKind>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub identity: Option<String>,
-    /// The agent that ran the step (`gen_ai.agent.name`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub agent: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub workload_identity: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub policy_name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub policy_verdict: Option<PolicyVerdict>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tool_name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tool_call_id: Option<String>,
+    #[serde(flatten)]
+    pub fields: AiFields,
     /// `weft.tool.effect`: `write` for tools that change something.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_effect: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub retrieval_source: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub document_ids: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub approval_state: Option<ApprovalState>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub approver: Option<String>,
     /// `weft.approval.action`: the action an approval gates.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approval_action: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub model: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub input_tokens: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub output_tokens: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub node: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub kv_cache_hit: Option<bool>,
     /// Whether the ingest token that sent the span is bound to its service
     /// ([`ORIGIN_KEY`]); `None` when authentication was off.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -66,27 +34,11 @@ impl StepAi {
     /// From a span's typed AI columns, and `attribute` to read the `weft.*`
     /// keys lineage uses that are not columns ([`TOOL_EFFECT_KEY`],
     /// [`APPROVAL_ACTION_KEY`], [`ORIGIN_KEY`]).
-    pub fn from_fields(ai: AiFields, attribute: impl Fn(&str) -> Option<String>) -> Self {
+    pub fn from_fields(fields: AiFields, attribute: impl Fn(&str) -> Option<String>) -> Self {
         Self {
-            ai_kind: ai.ai_kind,
-            identity: ai.identity,
-            agent: ai.agent_name,
-            workload_identity: ai.workload_identity,
-            policy_name: ai.policy_name,
-            policy_verdict: ai.policy_verdict,
-            tool_name: ai.tool_name,
-            tool_call_id: ai.tool_call_id,
+            fields,
             tool_effect: attribute(TOOL_EFFECT_KEY),
-            retrieval_source: ai.retrieval_source,
-            document_ids: ai.retrieved_document_ids.unwrap_or_default(),
-            approval_state: ai.approval_state,
-            approver: ai.approver,
             approval_action: attribute(APPROVAL_ACTION_KEY),
-            model: ai.gen_ai_model,
-            input_tokens: ai.input_tokens,
-            output_tokens: ai.output_tokens,
-            node: ai.node,
-            kv_cache_hit: ai.kv_cache_hit,
             origin_verified: match attribute(ORIGIN_KEY).as_deref() {
                 Some("verified") => Some(true),
                 Some("unverified") => Some(false),

@@ -247,29 +247,31 @@ pub fn summarise(
                 .or_default()
                 .push(step(nodes, i));
         }
-        if let Some(w) = &ai.workload_identity {
+        if let Some(w) = &ai.fields.workload_identity {
             identities
                 .entry((w.as_str(), "workload"))
                 .or_default()
                 .push(step(nodes, i));
         }
-        if ai.ai_kind == Some(weft_schemas::AiKind::Retrieval) || ai.retrieval_source.is_some() {
+        if ai.fields.ai_kind == Some(weft_schemas::AiKind::Retrieval)
+            || ai.fields.retrieval_source.is_some()
+        {
             summary.retrievals.push(Retrieval {
                 step: step(nodes, i),
-                source: ai.retrieval_source.clone(),
-                document_ids: ai.document_ids.clone(),
+                source: ai.fields.retrieval_source.clone(),
+                document_ids: ai.fields.retrieved_document_ids.clone().unwrap_or_default(),
                 identity: n.effective_identity.clone(),
                 time_ns: n.span.start_ns,
             });
         }
-        if let Some(verdict) = ai.policy_verdict {
+        if let Some(verdict) = ai.fields.policy_verdict {
             summary.policy_checks.push(policy_check(nodes, i, verdict));
         }
-        if let Some(state) = ai.approval_state {
+        if let Some(state) = ai.fields.approval_state {
             summary.approvals.push(Approval {
                 step: step(nodes, i),
                 state,
-                approver: ai.approver.clone(),
+                approver: ai.fields.approver.clone(),
                 time_ns: n.span.end_ns,
                 gates: ai.approval_action.clone(),
                 unverified: ai.origin_verified == Some(false),
@@ -295,7 +297,7 @@ pub fn summarise(
 
     for &i in &order {
         let n = &nodes[i];
-        let Some(tool) = n.span.ai.tool_name.clone() else {
+        let Some(tool) = n.span.ai.fields.tool_name.clone() else {
             continue;
         };
         let t_ancestors = ancestors.of(i);
@@ -320,7 +322,7 @@ pub fn summarise(
         summary.tool_calls.push(ToolCall {
             step: step(nodes, i),
             tool,
-            call_id: n.span.ai.tool_call_id.clone(),
+            call_id: n.span.ai.fields.tool_call_id.clone(),
             identity: n.effective_identity.clone(),
             status: n.span.status,
             writes,
@@ -361,7 +363,7 @@ fn policy_check(nodes: &[Node], i: usize, verdict: PolicyVerdict) -> PolicyCheck
     let n = &nodes[i];
     PolicyCheck {
         step: step(nodes, i),
-        policy: n.span.ai.policy_name.clone(),
+        policy: n.span.ai.fields.policy_name.clone(),
         verdict,
         identity: n.effective_identity.clone(),
         time_ns: n.span.end_ns,

@@ -90,7 +90,9 @@ impl WorkflowSummary {
             traces: lineage.traces.clone(),
             name: first_root.span.name.clone(),
             service: first_root.span.service.clone(),
-            agent: nodes.iter().find_map(|n| n.span.ai.agent.clone()),
+            agent: nodes
+                .iter()
+                .find_map(|n| n.span.ai.fields.agent_name.clone()),
             identity: first_root.effective_identity.clone(),
             identities: set(&|n| n.effective_identity.as_ref()),
             services: set(&|n| n.span.service.as_ref()),
@@ -141,13 +143,13 @@ mod tests {
             span(1, 3, Some(1), 50, 60),
             span(2, 4, None, 200, 300),
         ];
-        spans[0].ai.identity = Some("alice".into());
-        spans[1].ai.policy_verdict = Some(PolicyVerdict::Deny);
-        spans[2].ai.tool_name = Some("refund".into());
+        spans[0].ai.fields.identity = Some("alice".into());
+        spans[1].ai.fields.policy_verdict = Some(PolicyVerdict::Deny);
+        spans[2].ai.fields.tool_name = Some("refund".into());
         spans[2].ai.tool_effect = Some("write".into());
         spans[2].status = StatusCode::Error;
         spans[3].links = vec![(spans[0].trace_id, spans[0].span_id)];
-        spans[3].ai.agent = Some("refunder".into());
+        spans[3].ai.fields.agent_name = Some("refunder".into());
         let settled = BuildOptions {
             now_ns: i64::MAX,
             ..Default::default()

@@ -12,8 +12,8 @@
 //! would change every other client's. Here every statement goes through
 //! [`weft_query::QueryEngine`] like `/api/sql`.
 //!
-//! - [`serve`]: the accept loop, with a connection limit, keepalive and a
-//!   bounded shutdown;
+//! - [`serve`]: sessions on the shared accept loop (`weft-listen`: the
+//!   connection limit), with keepalive and a bounded shutdown;
 //! - `frames`: TLS, a size limit on every client message checked before its
 //!   body is read, and an idle deadline, in front of pgwire;
 //! - `oversize`: the stand-in for a message over the limit, answered 54000;
@@ -44,7 +44,8 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use weft_auth::Auth;
-use weft_collector::ListenLimits;
+use weft_listen::ListenLimits;
+use weft_listen::accept::{WhenFull, accept};
 use weft_query::QueryEngine;
 
 /// The handlers of every connection (they keep no per-connection state:
@@ -97,42 +98,37 @@ pub async fn serve(
         startup: Arc::new(startup::Startup::new(auth, Arc::clone(&cancels))),
         cancels,
     });
-    let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     // Every session's messages together, in KiB.
     let messages = Arc::new(Semaphore::new(pg.message_budget_bytes.div_ceil(1024)));
     let mut sessions = JoinSet::new();
+    // TLS is negotiated inside the protocol (SSLRequest), so connections come plain.
+    let mut connections = accept(listener, limits, WhenFull::Close, "PostgreSQL");
     tokio::pin!(stop);
     loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot accept a PostgreSQL connection");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
+        let connection = tokio::select! {
+            connection = connections.recv() => match connection {
+                Some(connection) => connection,
+                None => break,
             },
             Some(_) = sessions.join_next(), if !sessions.is_empty() => continue,
             () = &mut stop => break,
         };
-        let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
-            tracing::warn!(%peer, limit = limits.max_connections, "connection limit reached; closing a new PostgreSQL connection");
-            drop(stream);
-            continue;
-        };
+        let (stream, peer) = (connection.stream, connection.peer);
         let keepalive = socket2::TcpKeepalive::new().with_time(KEEPALIVE);
         if let Err(e) = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive) {
             tracing::debug!(%peer, error = %e, "cannot set TCP keepalive");
         }
         let (handlers, tls, messages) = (Arc::clone(&handlers), tls.clone(), Arc::clone(&messages));
+        let slot = connection.slot;
         sessions.spawn(async move {
             if let Err(e) = frames::serve_connection(stream, tls, handlers, pg, messages).await {
                 tracing::debug!(%peer, error = %e, "PostgreSQL connection ended with an error");
             }
-            drop(permit);
+            drop(slot);
         });
     }
-    drop(listener);
+    // Closes the listener: new connections are refused from here on.
+    drop(connections);
     let drained = async { while sessions.join_next().await.is_some() {} };
     if tokio::time::timeout(limits.shutdown_grace, drained)
         .await

@@ -180,7 +180,7 @@ pub(crate) fn error(e: QueryError) -> PgWireError {
         QueryError::Changed(_) => "40001",
         QueryError::ResourcesExhausted(_) => "53000",
         QueryError::Storage(_) => "58030",
-        QueryError::Internal(_) => "XX000",
+        QueryError::Encode(_) | QueryError::Internal(_) => "XX000",
     };
     user_error(code, e.to_string())
 }

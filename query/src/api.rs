@@ -13,8 +13,9 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
 use weft_auth::{Auth, Caller, Role};
-use weft_collector::{Metrics, traces_data_json_with_events, traces_data_protobuf};
+use weft_otlp::{traces_data_json_with_events, traces_data_protobuf};
 use weft_schemas::TraceId;
+use weft_store::Metrics;
 
 use crate::engine::QueryEngine;
 use crate::error::{ErrorKind, QueryError};

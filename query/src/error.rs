@@ -1,5 +1,5 @@
 //! The query crate's error, classified once by [`QueryError::kind`] into the
-//! collector's [`ErrorKind`]s: the user's mistakes, overload (retry later),
+//! shared [`ErrorKind`]s: the user's mistakes, overload (retry later),
 //! shutdown, and our bugs. DataFusion errors are classified by their variants
 //! (never their text); our own errors that travel through DataFusion (from a
 //! table scan or a table function) come back out as themselves.
@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use datafusion::error::DataFusionError;
-pub use weft_collector::ErrorKind;
+pub use weft_schemas::ErrorKind;
 
 /// Everything that can go wrong answering a query.
 #[derive(Debug, thiserror::Error)]
@@ -46,7 +46,10 @@ pub enum QueryError {
     ResourcesExhausted(String),
     /// Reading the stored spans failed.
     #[error("storage: {0}")]
-    Storage(#[from] weft_collector::Error),
+    Storage(#[from] weft_store::Error),
+    /// Stored spans could not be encoded as OTLP.
+    #[error("encoding OTLP: {0}")]
+    Encode(#[from] weft_otlp::Error),
     /// Our bug or the machine's fault.
     #[error("internal error: {0}")]
     Internal(String),
@@ -75,6 +78,7 @@ impl QueryError {
                 ErrorKind::Overloaded
             }
             QueryError::Storage(e) => e.kind(),
+            QueryError::Encode(e) => e.kind(),
             QueryError::Internal(_) => ErrorKind::Internal,
         }
     }
@@ -195,8 +199,8 @@ fn classify_shared(shared: &DataFusionError, message: String) -> QueryError {
             match (
                 inner.downcast_ref::<QueryError>().map(QueryError::kind),
                 inner
-                    .downcast_ref::<weft_collector::Error>()
-                    .map(weft_collector::Error::kind),
+                    .downcast_ref::<weft_store::Error>()
+                    .map(weft_store::Error::kind),
             ) {
                 (Some(ErrorKind::Overloaded), _) | (_, Some(ErrorKind::Overloaded)) => {
                     QueryError::ResourcesExhausted(message)
@@ -218,7 +222,7 @@ fn from_external(inner: Box<dyn std::error::Error + Send + Sync>, message: Strin
         Ok(q) => return *q,
         Err(inner) => inner,
     };
-    match inner.downcast::<weft_collector::Error>() {
+    match inner.downcast::<weft_store::Error>() {
         Ok(e) => QueryError::Storage(*e),
         Err(_) => QueryError::Internal(message),
     }
@@ -256,7 +260,7 @@ mod tests {
             ErrorKind::Internal
         );
         // Wrapped in context, our own errors keep their kind.
-        let storage = weft_collector::Error::io("/data", std::io::Error::other("disk full"));
+        let storage = weft_store::Error::io("/data", std::io::Error::other("disk full"));
         let wrapped = DataFusionError::External(Box::new(storage)).context("scanning spans");
         assert_eq!(kind(wrapped), ErrorKind::Overloaded);
         let missing_column = QueryError::Internal("lineage query lacks column x".into());
@@ -269,7 +273,7 @@ mod tests {
             kind(DataFusionError::Shared(Arc::new(not_found))),
             ErrorKind::NotFound
         );
-        let shutting_down = weft_collector::Error::ShuttingDown;
+        let shutting_down = weft_store::Error::ShuttingDown;
         assert_eq!(
             kind(DataFusionError::External(Box::new(shutting_down))),
             ErrorKind::ShuttingDown

@@ -8,7 +8,7 @@ use axum::extract::Query;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use weft_auth::Caller;
-use weft_collector::Metrics;
+use weft_store::Metrics;
 
 use crate::engine::QueryEngine;
 use crate::error::QueryError;

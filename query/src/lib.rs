@@ -1,9 +1,11 @@
 //! Querying spans: DataFusion SQL over stored and live spans, and the HTTP API.
 //!
 //! - [`table`]: the `spans` table — committed Parquet files plus the live buffer,
-//!   from one consistent [`weft_collector::Snapshot`]; `prune` skips files by
+//!   from one consistent [`weft_store::Snapshot`]; `prune` skips files by
 //!   time from their Delta statistics;
-//! - [`engine`]: read-only SQL with time and memory limits, trace lookup by id;
+//! - [`engine`]: the session per source and tenant, read-only SQL within time,
+//!   memory and result limits (its guards, answer caps, service graph and
+//!   live-signals glue in its own modules), trace lookup by id;
 //! - [`output`]: result batches as JSON rows, CSV, Arrow IPC or an aligned table;
 //! - [`lineage`]: fetching a workflow's spans (the `span_links` walk) for `weft-lineage`;
 //! - [`lineage_sql`]: `lineage()`, `ancestors()` and `descendants()` table functions;

@@ -13,9 +13,10 @@ use datafusion::prelude::{DataFrame, Expr, SessionContext, col};
 use std::collections::HashSet;
 
 use weft_lineage::{BuildOptions, Lineage, LineageSpan, StepAi, build};
+use weft_schemas::conventions::AI_COLUMNS;
 use weft_schemas::schema::col as col_name;
 use weft_schemas::settled::col as link_col;
-use weft_schemas::{SpanReader, TraceId, ai_col};
+use weft_schemas::{SpanReader, TraceId};
 
 use crate::error::QueryError;
 use crate::ids::trace_id_literal;
@@ -166,7 +167,8 @@ async fn link_ends(
     Ok(out)
 }
 
-/// The columns lineage reads of each span.
+/// The columns lineage reads of each span besides the AI columns, which it
+/// reads all of (the schema's list, [`AI_COLUMNS`]).
 const COLUMNS: &[&str] = &[
     col_name::TRACE_ID,
     col_name::SPAN_ID,
@@ -179,24 +181,16 @@ const COLUMNS: &[&str] = &[
     col_name::STATUS_MESSAGE,
     col_name::LINKS,
     col_name::ATTRIBUTES,
-    ai_col::ai_kind,
-    ai_col::identity,
-    ai_col::agent_name,
-    ai_col::workload_identity,
-    ai_col::policy_name,
-    ai_col::policy_verdict,
-    ai_col::tool_name,
-    ai_col::tool_call_id,
-    ai_col::retrieval_source,
-    ai_col::retrieved_document_ids,
-    ai_col::approval_state,
-    ai_col::approver,
-    ai_col::gen_ai_model,
-    ai_col::input_tokens,
-    ai_col::output_tokens,
-    ai_col::node,
-    ai_col::kv_cache_hit,
 ];
+
+/// Every column lineage reads: [`COLUMNS`], then every AI column.
+fn lineage_columns() -> Vec<&'static str> {
+    COLUMNS
+        .iter()
+        .copied()
+        .chain(AI_COLUMNS.iter().map(|c| c.name))
+        .collect()
+}
 
 /// Every span of the given traces. Ids are compared as literals, never spliced into SQL.
 pub(crate) async fn spans_of(
@@ -210,7 +204,7 @@ pub(crate) async fn spans_of(
     let batches = ctx
         .read_table(stored_table(source, Stored::Spans))?
         .filter(col(col_name::TRACE_ID).in_list(id_literals(traces), false))?
-        .select_exprs(COLUMNS)?
+        .select_exprs(&lineage_columns())?
         .collect()
         .await?;
     let mut out = Vec::new();

@@ -6,8 +6,8 @@
 
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator};
 use datafusion::scalar::ScalarValue;
-use weft_collector::FileMeta;
 use weft_schemas::schema::col;
+use weft_store::FileMeta;
 
 /// Inclusive bounds on `start_time`, in microseconds since the Unix epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -27,10 +27,10 @@ use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::union::UnionExec;
 use datafusion::prelude::{JoinType, SessionContext, col, lit};
-use weft_collector::{FileMeta, Snapshot, Store};
 use weft_schemas::TENANT_KEY;
 use weft_schemas::shown::shown_schema;
 use weft_schemas::{links_schema, span_schema, structure_schema};
+use weft_store::{FileMeta, Snapshot, Store};
 
 use crate::ids::{id_filter, show_ids_exec};
 use crate::prune::start_time_range;
@@ -38,7 +38,7 @@ use crate::prune::start_time_range;
 /// Where spans come from: a running store, or a snapshot read from disk.
 pub trait SpanSource: Send + Sync + 'static {
     /// Committed files plus live batches, consistent with each other.
-    fn snapshot(&self) -> Result<Snapshot, weft_collector::Error>;
+    fn snapshot(&self) -> Result<Snapshot, weft_store::Error>;
 
     /// The only tenant whose spans this source shows; `None`: all of them.
     fn tenant(&self) -> Option<&str> {
@@ -58,7 +58,7 @@ pub struct TenantSource {
 }
 
 impl SpanSource for TenantSource {
-    fn snapshot(&self) -> Result<Snapshot, weft_collector::Error> {
+    fn snapshot(&self) -> Result<Snapshot, weft_store::Error> {
         self.inner.snapshot()
     }
 
@@ -68,14 +68,14 @@ impl SpanSource for TenantSource {
 }
 
 impl SpanSource for Store {
-    fn snapshot(&self) -> Result<Snapshot, weft_collector::Error> {
+    fn snapshot(&self) -> Result<Snapshot, weft_store::Error> {
         Store::snapshot(self)
     }
 }
 
-impl SpanSource for weft_collector::Follower {
-    fn snapshot(&self) -> Result<Snapshot, weft_collector::Error> {
-        weft_collector::Follower::snapshot(self)
+impl SpanSource for weft_store::Follower {
+    fn snapshot(&self) -> Result<Snapshot, weft_store::Error> {
+        weft_store::Follower::snapshot(self)
     }
 }
 
@@ -83,7 +83,7 @@ impl SpanSource for weft_collector::Follower {
 pub struct StaticSource(pub Snapshot);
 
 impl SpanSource for StaticSource {
-    fn snapshot(&self) -> Result<Snapshot, weft_collector::Error> {
+    fn snapshot(&self) -> Result<Snapshot, weft_store::Error> {
         Ok(self.0.clone())
     }
 }

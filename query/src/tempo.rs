@@ -23,9 +23,7 @@ use datafusion::prelude::{DataFrame, col, lit};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use weft_auth::Caller;
-use weft_collector::{
-    tempo_trace_by_id_protobuf, traces_data_json_with_events, traces_data_protobuf,
-};
+use weft_otlp::{tempo_trace_by_id_protobuf, traces_data_json_with_events, traces_data_protobuf};
 use weft_schemas::TraceId;
 use weft_schemas::schema::col as column;
 

@@ -264,10 +264,16 @@ enum_value!(ApprovalState, Approval);
 /// - `AiBuilders` and `AiReader`, the Arrow builders and the typed reader.
 macro_rules! ai_columns {
     ($( $field:ident : $ty:ty, $doc:literal, [$($key:expr),+ $(,)?]; )+) => {
-        /// The typed AI columns of one span; `None` is a null column.
-        #[derive(Debug, Clone, Default, PartialEq)]
+        /// The typed AI columns of one span; `None` is a null column. As
+        /// JSON, one key per column present, named as the column.
+        #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+        #[serde(default)]
         pub struct AiFields {
-            $( #[doc = $doc] pub $field: Option<$ty>, )+
+            $(
+                #[doc = $doc]
+                #[serde(skip_serializing_if = "Option::is_none")]
+                pub $field: Option<$ty>,
+            )+
         }
 
         /// The mapping table, in column order.

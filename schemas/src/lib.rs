@@ -11,6 +11,8 @@
 //! - [`read`]: [`SpanReader`], the one typed reader of span-shaped batches;
 //! - [`value_types`]: the OTLP type of each attribute value that is not a
 //!   string, kept beside the text maps;
+//! - [`error_kind`]: [`ErrorKind`], what a caller should do about any crate's
+//!   error (every edge maps kinds to statuses);
 //! - [`prices`]: the price table that gives each model call its `cost`;
 //! - [`shown`]: ids are bytes until shown; this renders them as hex (and reads
 //!   the hex of schema version 1 back);
@@ -24,6 +26,7 @@ mod ai_values;
 mod attr;
 pub mod batch;
 pub mod conventions;
+pub mod error_kind;
 pub mod ids;
 pub mod prices;
 pub mod read;
@@ -35,6 +38,7 @@ pub mod value_types;
 
 pub use batch::spans_to_batch;
 pub use conventions::{AiFields, AiKind, ApprovalState, PolicyVerdict, ai_col};
+pub use error_kind::ErrorKind;
 pub use ids::{IdError, SpanId, TraceId};
 pub use prices::{Price, Prices};
 pub use read::SpanReader;

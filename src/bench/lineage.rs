@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use weft_collector::{Metrics, Store, StoreConfig};
+use weft_store::{Metrics, Store, StoreConfig};
 
 use super::time;
 use weft_lineage::{BuildOptions, build};
@@ -68,11 +68,14 @@ pub(crate) fn workflow(total: usize, traces: usize, linked: bool) -> Vec<Lineage
                 status_message: None,
                 links,
                 ai: StepAi {
-                    ai_kind: Some(kind),
-                    tool_name: (kind == AiKind::Tool).then(|| "tool".to_owned()),
+                    fields: AiFields {
+                        ai_kind: Some(kind),
+                        tool_name: (kind == AiKind::Tool).then(|| "tool".to_owned()),
+                        policy_verdict: (kind == AiKind::Policy).then_some(PolicyVerdict::Allow),
+                        identity: (i == 0).then(|| "bench-user".to_owned()),
+                        ..Default::default()
+                    },
                     tool_effect: (kind == AiKind::Tool && i % 10 == 1).then(|| "write".to_owned()),
-                    policy_verdict: (kind == AiKind::Policy).then_some(PolicyVerdict::Allow),
-                    identity: (i == 0).then(|| "bench-user".to_owned()),
                     ..Default::default()
                 },
             });
@@ -109,13 +112,7 @@ fn to_span(l: &LineageSpan) -> Span {
                 attributes: Vec::new(),
             })
             .collect(),
-        ai: AiFields {
-            ai_kind: l.ai.ai_kind,
-            tool_name: l.ai.tool_name.clone(),
-            policy_verdict: l.ai.policy_verdict,
-            identity: l.ai.identity.clone(),
-            ..Default::default()
-        },
+        ai: l.ai.fields.clone(),
     }
 }
 
@@ -297,12 +294,13 @@ fn structural(total: usize) -> anyhow::Result<()> {
                     parent[e.to] = Some(e.from);
                 }
                 for (i, node) in l.nodes.iter().enumerate() {
-                    if node.span.ai.ai_kind != Some(AiKind::Tool) {
+                    if node.span.ai.fields.ai_kind != Some(AiKind::Tool) {
                         continue;
                     }
                     let mut up = parent[i];
                     while let Some(p) = up {
-                        walked += i64::from(l.nodes[p].span.ai.ai_kind == Some(AiKind::Workflow));
+                        walked +=
+                            i64::from(l.nodes[p].span.ai.fields.ai_kind == Some(AiKind::Workflow));
                         up = parent[p];
                     }
                 }

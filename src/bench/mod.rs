@@ -20,8 +20,10 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span};
 use prost::Message;
 use rand::{Rng, SeedableRng};
+use weft_collector::IngestLimits;
 use weft_collector::receiver::grpc;
-use weft_collector::{IngestLimits, Metrics, OtlpFormat, Store, StoreConfig, decode_spans};
+use weft_otlp::{Format as OtlpFormat, decode_spans};
+use weft_store::{Metrics, Store, StoreConfig};
 
 use crate::workload::{Kind, Value, Workflow, workflows};
 
@@ -194,7 +196,7 @@ async fn durable_ingest(
         listener,
         store.clone(),
         IngestLimits::default(),
-        weft_collector::ListenLimits::default(),
+        weft_listen::ListenLimits::default(),
         weft_collector::receiver::Edge::default(),
         async move {
             let _ = stop_rx.await;

@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use rand::{Rng, SeedableRng};
-use weft_collector::{Metrics, Store, StoreConfig};
 use weft_query::{QueryEngine, QuerySettings, StaticSource};
 use weft_schemas::{AiFields, AiKind, Span, SpanId, SpanKind, TraceId, spans_to_batch};
 use weft_signals::{Signals, SignalsConfig};
+use weft_store::{Metrics, Store, StoreConfig};
 
 const NODES: usize = 16;
 const MODELS: [&str; 2] = ["llama-3.1-70b-instruct", "llama-3.1-8b-instruct"];
@@ -129,7 +129,7 @@ async fn poll_and_route() -> anyhow::Result<()> {
         signals.observe(batch)?;
     }
     let observe = observe.elapsed();
-    let snapshot = weft_collector::Snapshot {
+    let snapshot = weft_store::Snapshot {
         batches: batches.clone(),
         ..Default::default()
     };

@@ -16,9 +16,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use prost::Message;
 use rand::{Rng, SeedableRng};
-use weft_collector::{Metrics, OtlpFormat, Store, StoreConfig, decode_spans, read_snapshot};
+use weft_otlp::{Format as OtlpFormat, decode_spans};
 use weft_query::{QueryEngine, QuerySettings};
 use weft_schemas::{Span, SpanLink, TraceId};
+use weft_store::{Metrics, Store, StoreConfig, read_snapshot};
 
 use super::to_requests;
 use crate::workload::workflows;

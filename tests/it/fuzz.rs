@@ -24,11 +24,12 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, span};
 use prost::Message;
-use weft_collector::{Metrics, OtlpFormat, Store, StoreConfig, decode_spans};
 use weft_lineage::render::{dot, summary_text, text_tree};
 use weft_lineage::{BuildOptions, LineageSpan, StepAi, build};
+use weft_otlp::{Format as OtlpFormat, decode_spans};
 use weft_query::{ErrorKind, QueryEngine, QuerySettings};
 use weft_schemas::{SpanId, StatusCode, TraceId};
+use weft_store::{Metrics, Store, StoreConfig};
 
 /// xorshift64*: small, deterministic, good enough to drive mutations.
 struct Rng(u64);
@@ -495,9 +496,11 @@ fn random_spans(rng: &mut Rng) -> Vec<LineageSpan> {
                     )
                 })
                 .collect();
-            let ai = StepAi {
-                tool_name: (rng.below(6) == 0).then(|| "refund".to_owned()),
-                tool_effect: (rng.below(3) == 0).then(|| "write".to_owned()),
+            // Drawn in the order the seeded cases were generated in.
+            let tool_name = (rng.below(6) == 0).then(|| "refund".to_owned());
+            let tool_effect = (rng.below(3) == 0).then(|| "write".to_owned());
+            let fields = weft_schemas::AiFields {
+                tool_name,
                 policy_verdict: match rng.below(8) {
                     0 => Some(weft_schemas::PolicyVerdict::Allow),
                     1 => Some(weft_schemas::PolicyVerdict::Deny),
@@ -506,6 +509,11 @@ fn random_spans(rng: &mut Rng) -> Vec<LineageSpan> {
                 },
                 approval_state: (rng.below(8) == 0).then_some(weft_schemas::ApprovalState::Granted),
                 identity: (rng.below(4) == 0).then(|| format!("user-{}", rng.below(3))),
+                ..Default::default()
+            };
+            let ai = StepAi {
+                fields,
+                tool_effect,
                 origin_verified: [None, Some(true), Some(false)][rng.below(3)],
                 ..StepAi::default()
             };

@@ -5,8 +5,10 @@
 
 mod common;
 
+mod ai_columns;
 mod auth;
 mod bad_input;
+mod crate_edges;
 mod durability;
 mod durability_limits;
 mod e2e_exporters;

@@ -10,10 +10,10 @@ use std::sync::Arc;
 
 use arrow::array::AsArray;
 use arrow::datatypes::Int64Type;
-use weft_collector::{Metrics, Store, StoreConfig};
 use weft_query::lineage::Reach;
 use weft_query::{QueryEngine, QuerySettings};
 use weft_schemas::{AiFields, Span, SpanId, SpanKind, SpanLink, StatusCode, TraceId};
+use weft_store::{Metrics, Store, StoreConfig};
 
 const T: &str = "11111111111111111111111111111111";
 const U: &str = "22222222222222222222222222222222";

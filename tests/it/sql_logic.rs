@@ -14,8 +14,9 @@ use arrow::array::{Array, RecordBatch};
 use arrow::datatypes::DataType;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use sqllogictest::{DBOutput, DefaultColumnType};
-use weft_collector::{Metrics, Normalised, OtlpFormat, Store, StoreConfig, decode_spans};
+use weft_otlp::{Format as OtlpFormat, Normalised, decode_spans};
 use weft_query::{QueryEngine, QueryError, QuerySettings};
+use weft_store::{Metrics, Store, StoreConfig};
 
 struct Weft {
     engine: Arc<QueryEngine>,

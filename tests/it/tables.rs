@@ -14,9 +14,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use weft_collector::{Metrics, Store, StoreConfig, maintain_data_dir, read_snapshot};
 use weft_query::{QueryEngine, QuerySettings, StaticSource};
 use weft_schemas::{AiFields, Span, SpanId, SpanKind, SpanLink, StatusCode, TraceId};
+use weft_store::{Metrics, Store, StoreConfig, maintain_data_dir, read_snapshot};
 
 const OLD: &str = "0dd00000000000000000000000000001";
 const NEW: &str = "00000000000000000000000000000002";

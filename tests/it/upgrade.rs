@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use common::Server;
 use serde_json::{Value, json};
-use weft_collector::{StoreConfig, maintain_data_dir, read_snapshot};
 use weft_query::{QueryEngine, QuerySettings, StaticSource};
+use weft_store::{StoreConfig, maintain_data_dir, read_snapshot};
 
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/schema-v3");
 const OLD_TABLE: &str = "0000000000000000000000000000000a";

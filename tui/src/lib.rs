@@ -52,6 +52,7 @@ mod tests {
         for forbidden in [
             "weft-query",
             "weft-collector",
+            "weft-store",
             "datafusion",
             "arrow",
             "reqwest",

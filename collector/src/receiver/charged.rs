@@ -29,8 +29,8 @@ use weft_auth::Caller;
 
 use super::status::to_status;
 use crate::error::Result;
-use crate::otlp::cost::{self, Kind};
-use crate::store::Store;
+use weft_otlp::cost::{self, Kind};
+use weft_store::Store;
 
 /// A decoded message and what it was charged, released when dropped.
 pub(crate) struct Charged<M> {
@@ -196,7 +196,7 @@ impl<M: Message + Default> Decoder for ChargedDecoder<M> {
         let charge = self
             .store
             .charge(cost::protobuf(self.kind, &bytes))
-            .map_err(|e| to_status(&e))?;
+            .map_err(|e| to_status(&e.into()))?;
         let message = M::decode(bytes).map_err(|e| {
             Status::invalid_argument(format!(
                 "the message is not OTLP protobuf ({e}); send an ExportTraceServiceRequest or \

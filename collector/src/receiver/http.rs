@@ -31,10 +31,10 @@ use weft_auth::{Auth, Caller, Role};
 use super::{Edge, export_logs, export_traces};
 use crate::config::IngestLimits;
 use crate::error::{Error, ErrorKind};
-use crate::otlp::ExportTraceServiceRequest;
-use crate::otlp::cost::{self, Kind};
-use crate::otlp::decode::{Encoding, Format, decode_message, decompress};
-use crate::store::Store;
+use weft_otlp::ExportTraceServiceRequest;
+use weft_otlp::cost::{self, Kind};
+use weft_otlp::decode::{Encoding, Format, decode_message, decompress};
+use weft_store::Store;
 
 #[derive(Clone)]
 struct AppState {
@@ -114,21 +114,21 @@ where
             .get(name)
             .and_then(|v: &HeaderValue| v.to_str().ok())
     };
-    let format =
-        Format::from_content_type(header_str(header::CONTENT_TYPE)).map_err(|e| (e, None))?;
-    let with_format = |e| (e, Some(format));
-    let encoding =
-        Encoding::from_header(header_str(header::CONTENT_ENCODING)).map_err(with_format)?;
+    let format = Format::from_content_type(header_str(header::CONTENT_TYPE))
+        .map_err(|e| (e.into(), None))?;
+    let with_format = |e: Error| (e, Some(format));
+    let encoding = Encoding::from_header(header_str(header::CONTENT_ENCODING))
+        .map_err(|e| with_format(e.into()))?;
     let raw = read_body(body, limit).await.map_err(with_format)?;
-    let body = decompress(raw, encoding, limit).map_err(with_format)?;
+    let body = decompress(raw, encoding, limit).map_err(|e| with_format(e.into()))?;
     let (store, kind) = budget;
     let cost = match (format, kind) {
         (Format::Json, _) => cost::json(&body),
         (Format::Protobuf, Some(kind)) => cost::protobuf(kind, &body),
         (Format::Protobuf, None) => cost::protobuf_unknown(&body),
     };
-    let charge = store.charge(cost).map_err(with_format)?;
-    let message = decode_message::<M>(&body, format).map_err(with_format)?;
+    let charge = store.charge(cost).map_err(|e| with_format(e.into()))?;
+    let message = decode_message::<M>(&body, format).map_err(|e| with_format(e.into()))?;
     Ok((message, format, charge))
 }
 
@@ -145,7 +145,7 @@ async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, Error> {
     let mut kept: Vec<u8> = Vec::new();
     let mut over = 0usize;
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| Error::Malformed {
+        let frame = frame.map_err(|e| weft_otlp::Error::Malformed {
             format: "http body",
             reason: e.to_string(),
         })?;
@@ -165,7 +165,7 @@ async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, Error> {
         }
     }
     if over > 0 {
-        return Err(Error::TooLarge { limit });
+        return Err(weft_otlp::Error::TooLarge { limit }.into());
     }
     Ok(Bytes::from(kept))
 }
@@ -182,9 +182,15 @@ async fn traces(
         read_request::<ExportTraceServiceRequest>(&headers, body, limit, budget)
             .await
             .map_err(|(e, format)| app.failed(e, format))?;
-    let response = export_traces(&app.store, request, decoded, &caller)
-        .await
-        .map_err(|e| app.failed(e, Some(format)))?;
+    let response = export_traces(
+        &app.store,
+        &app.limits.attributes,
+        request,
+        decoded,
+        &caller,
+    )
+    .await
+    .map_err(|e| app.failed(e, Some(format)))?;
     let partial = response
         .partial_success
         .as_ref()
@@ -232,7 +238,7 @@ async fn logs(
         read_request::<ExportLogsServiceRequest>(&headers, body, limit, budget)
             .await
             .map_err(|(e, format)| app.failed(e, format))?;
-    let response = export_logs(&events, request, decoded, &caller)
+    let response = export_logs(&events, &app.limits.attributes, request, decoded, &caller)
         .await
         .map_err(|e| app.failed(e, Some(format)))?;
     let partial = response
@@ -383,8 +389,8 @@ impl IntoResponse for Failure {
 /// request's format.
 fn error_response(e: &Error, format: Option<Format>) -> Response {
     let status = match (e.kind(), e) {
-        (ErrorKind::Invalid, Error::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
-        (ErrorKind::Invalid, Error::Unsupported { .. }) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        (ErrorKind::Invalid, e) if e.is_too_large() => StatusCode::PAYLOAD_TOO_LARGE,
+        (ErrorKind::Invalid, e) if e.is_unsupported() => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         (ErrorKind::Invalid, _) => StatusCode::BAD_REQUEST,
         (ErrorKind::NotFound, _) => StatusCode::NOT_FOUND,
         (ErrorKind::Overloaded | ErrorKind::ShuttingDown, _) => StatusCode::SERVICE_UNAVAILABLE,

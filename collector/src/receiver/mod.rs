@@ -16,14 +16,15 @@ use weft_auth::{Auth, Caller};
 use weft_schemas::{AttrValue, ORIGIN_KEY, ORIGIN_TOKEN_KEY, Span, TENANT_KEY};
 
 use crate::error::Result;
-use crate::metrics::Metrics;
-use crate::otlp::logs::normalise_logs;
-use crate::otlp::normalise::{Normalised, estimated_bytes, normalise_with};
-use crate::otlp::{
+use weft_otlp::AttributeLimits;
+use weft_otlp::logs::normalise_logs;
+use weft_otlp::normalise::{Normalised, estimated_bytes, normalise_with};
+use weft_otlp::{
     ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
-use crate::store::{IngestOutcome, Store};
+use weft_store::Metrics;
+use weft_store::{IngestOutcome, Store};
 
 /// Normalises a request, stores its valid spans durably, and builds the OTLP
 /// response: partial success when some spans were rejected.
@@ -33,11 +34,12 @@ use crate::store::{IngestOutcome, Store};
 /// estimate is charged instead, until they are stored.
 pub(crate) async fn export_traces(
     store: &Store,
+    limits: &AttributeLimits,
     request: ExportTraceServiceRequest,
     decoded: OwnedSemaphorePermit,
     caller: &Caller,
 ) -> Result<ExportTraceServiceResponse> {
-    let mut normalised = normalise_with(request, &store.attribute_limits());
+    let mut normalised = normalise_with(request, limits);
     store.prices().apply(&mut normalised.spans);
     let outcome = store_normalised(store, &mut normalised, decoded, caller).await?;
     Metrics::add(&store.metrics().spans_rejected, normalised.rejected);
@@ -72,7 +74,7 @@ async fn store_normalised(
     normalised.keep_within(earliest, latest, &store.window_text());
     drop(decoded);
     let _charge = store.charge(estimated_bytes(&normalised.spans))?;
-    store.ingest(&normalised.spans).await
+    Ok(store.ingest(&normalised.spans).await?)
 }
 
 /// Says who sent each span: a client's own `weft.origin*` and `weft.tenant`
@@ -110,7 +112,7 @@ pub struct Edge {
     /// TLS on every connection when set.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// The event store, which keeps log records (GenAI events) as rows of
-    /// their span ([`crate::otlp::logs`]); without one, logs are answered,
+    /// their span ([`weft_otlp::logs`]); without one, logs are answered,
     /// not stored.
     pub events: Option<Store>,
 }
@@ -120,11 +122,12 @@ pub struct Edge {
 /// that belong to no span).
 pub(crate) async fn export_logs(
     events: &Store,
+    limits: &AttributeLimits,
     request: ExportLogsServiceRequest,
     decoded: OwnedSemaphorePermit,
     caller: &Caller,
 ) -> Result<ExportLogsServiceResponse> {
-    let mut normalised = normalise_logs(request, &events.attribute_limits());
+    let mut normalised = normalise_logs(request, limits);
     store_normalised(events, &mut normalised, decoded, caller).await?;
     Ok(ExportLogsServiceResponse {
         partial_success: (normalised.rejected > 0).then(|| ExportLogsPartialSuccess {

@@ -11,9 +11,7 @@ use crate::error::{Error, ErrorKind};
 pub(crate) fn to_status(e: &Error) -> Status {
     let msg = e.to_string();
     match e.kind() {
-        ErrorKind::Invalid if matches!(e, Error::TooLarge { .. }) => {
-            Status::resource_exhausted(msg)
-        }
+        ErrorKind::Invalid if e.is_too_large() => Status::resource_exhausted(msg),
         ErrorKind::Invalid => Status::invalid_argument(msg),
         ErrorKind::NotFound => Status::not_found(msg),
         ErrorKind::Overloaded | ErrorKind::ShuttingDown => Status::unavailable(msg),

@@ -165,7 +165,7 @@ fn step_line<'a>(
     );
     if row.repeat {
         text.push_str(" (shown above)");
-    } else if let Some(kind) = node.span.ai.ai_kind {
+    } else if let Some(kind) = node.span.ai.fields.ai_kind {
         let _ = write!(text, " [{}]", kind.as_str());
     }
     let error = node.span.status == StatusCode::Error;
@@ -362,21 +362,21 @@ fn describe(node: &Node, origin: i64) -> String {
     };
     line("depth", format!("{}{via}{path}", node.depth));
     if let Some(id) = &node.effective_identity {
-        let own = if ai.identity.is_some() {
+        let own = if ai.fields.identity.is_some() {
             ""
         } else {
             " (inherited)"
         };
         line("identity", format!("{id}{own}"));
     }
-    if let Some(w) = &ai.workload_identity {
+    if let Some(w) = &ai.fields.workload_identity {
         line("workload", w.clone());
     }
-    if let Some(kind) = ai.ai_kind {
+    if let Some(kind) = ai.fields.ai_kind {
         line("kind", kind.as_str().to_owned());
     }
-    if let Some(model) = &ai.model {
-        let tokens = match (ai.input_tokens, ai.output_tokens) {
+    if let Some(model) = &ai.fields.gen_ai_model {
+        let tokens = match (ai.fields.input_tokens, ai.fields.output_tokens) {
             (None, None) => String::new(),
             (i, o) => format!(
                 " · tokens {} in / {} out",
@@ -386,16 +386,17 @@ fn describe(node: &Node, origin: i64) -> String {
         };
         line("model", format!("{model}{tokens}"));
     }
-    if let Some(n) = &ai.node {
-        let kv = match ai.kv_cache_hit {
+    if let Some(n) = &ai.fields.node {
+        let kv = match ai.fields.kv_cache_hit {
             Some(true) => " · kv cache hit",
             Some(false) => " · kv cache miss",
             None => "",
         };
         line("node", format!("{n}{kv}"));
     }
-    if let Some(tool) = &ai.tool_name {
+    if let Some(tool) = &ai.fields.tool_name {
         let call = ai
+            .fields
             .tool_call_id
             .as_deref()
             .map(|c| format!(" ({c})"))
@@ -407,12 +408,13 @@ fn describe(node: &Node, origin: i64) -> String {
         };
         line("tool", format!("{tool}{call}{writes}"));
     }
-    if let Some(verdict) = ai.policy_verdict {
-        let name = ai.policy_name.as_deref().unwrap_or("?");
+    if let Some(verdict) = ai.fields.policy_verdict {
+        let name = ai.fields.policy_name.as_deref().unwrap_or("?");
         line("policy", format!("{name} → {}", verdict.as_str()));
     }
-    if let Some(state) = ai.approval_state {
+    if let Some(state) = ai.fields.approval_state {
         let by = ai
+            .fields
             .approver
             .as_deref()
             .map(|a| format!(" by {a}"))
@@ -424,13 +426,23 @@ fn describe(node: &Node, origin: i64) -> String {
             .unwrap_or_default();
         line("approval", format!("{}{by}{gates}", state.as_str()));
     }
-    if ai.retrieval_source.is_some() || !ai.document_ids.is_empty() {
+    if ai.fields.retrieval_source.is_some()
+        || ai
+            .fields
+            .retrieved_document_ids
+            .as_ref()
+            .is_some_and(|d| !d.is_empty())
+    {
         line(
             "retrieved",
             format!(
                 "{} [{}]",
-                ai.retrieval_source.as_deref().unwrap_or("?"),
-                ai.document_ids.join(", ")
+                ai.fields.retrieval_source.as_deref().unwrap_or("?"),
+                ai.fields
+                    .retrieved_document_ids
+                    .as_deref()
+                    .unwrap_or_default()
+                    .join(", ")
             ),
         );
     }

@@ -297,12 +297,8 @@ impl Store {
         Ok(store)
     }
 
-    /// What one span and one resource may carry at ingest.
-    pub(crate) fn attribute_limits(&self) -> crate::config::AttributeLimits {
-        self.inner.config.attribute_limits
-    }
-
-    pub(crate) fn prices(&self) -> &weft_schemas::Prices {
+    /// The price table that gives each model call its `cost` at ingest.
+    pub fn prices(&self) -> &weft_schemas::Prices {
         &self.inner.config.prices
     }
 
@@ -319,7 +315,7 @@ impl Store {
     /// until the returned permit is dropped. More than the whole budget can
     /// never be taken (the client's to fix); more than what is free now is
     /// retry-later.
-    pub(crate) fn charge(&self, bytes: usize) -> Result<tokio::sync::OwnedSemaphorePermit> {
+    pub fn charge(&self, bytes: usize) -> Result<tokio::sync::OwnedSemaphorePermit> {
         let budget = self.inner.config.max_inflight_bytes;
         if bytes > budget {
             return Err(Error::OverBudget {

@@ -14,7 +14,7 @@ use weft_schemas::{
 };
 
 use super::ExportTraceServiceRequest;
-use crate::config::AttributeLimits;
+use crate::limits::AttributeLimits;
 
 /// Why one span was rejected.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -250,8 +250,8 @@ pub fn traces_data_json_with_events(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::otlp::ExportTraceServiceRequest;
-    use crate::otlp::normalise::{
+    use crate::ExportTraceServiceRequest;
+    use crate::normalise::{
         normalise,
         tests::{good_span, kv, request},
     };

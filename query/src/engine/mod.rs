@@ -1,41 +1,42 @@
-//! Read-only SQL over the `spans` table, with time and memory limits.
+//! The query engine: one DataFusion session per span source (and per tenant,
+//! sharing one memory pool), and read-only execution within the time, memory
+//! and result limits.
+//!
+//! - [`guard`]: what a statement may be (read-only, bounded depth);
+//! - [`answer`]: an answer read as a stream within the result caps;
+//! - [`service_graph`]: the `service_calls` view and `/api/graph`;
+//! - [`signals`]: the live signals attached to the engine, and their SQL poll.
 
+mod answer;
+mod guard;
+mod service_graph;
+mod signals;
+
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-use datafusion::execution::SendableRecordBatchStream;
-use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
+use datafusion::execution::memory_pool::MemoryConsumer;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::LogicalPlan;
-use datafusion::prelude::{SessionConfig, SessionContext, col, lit};
+use datafusion::prelude::{SessionConfig, SessionContext, col};
+use weft_lineage::WorkflowSummary;
+use weft_schemas::TraceId;
 use weft_schemas::schema::col as column;
-use weft_schemas::{AiKind, TraceId, ai_col};
 
-use std::collections::HashSet;
-
+pub use self::answer::{Answer, QueryResult};
+pub use self::guard::{MAX_SQL_NESTING, MAX_SQL_OPERATORS, check_depth};
+use self::guard::{read_only, refuse_changes, writes_by_keyword};
+use self::service_graph::SERVICE_CALLS_SQL;
+pub(crate) use self::signals::SignalsSlot;
 use crate::error::QueryError;
 use crate::ids::trace_id_literal;
 use crate::lineage::{LineageResult, Reach, reconstruct};
 use crate::lineage_sql::register_lineage_functions;
 use crate::table::{SpanSource, Stored, TenantSource, register_stored_tables, stored_table};
-pub(crate) use crate::time::timestamp;
-use weft_lineage::WorkflowSummary;
-
 use crate::workflows::{WorkflowCache, WorkflowQuery, recent_workflows, traces_started};
-
-/// One cross-service or cross-agent call per row: the `service_calls` view,
-/// from which `GET /api/graph` aggregates the dependency graph.
-pub const SERVICE_CALLS_SQL: &str = "SELECT \
-    p.service_name AS caller_service, c.service_name AS callee_service, \
-    p.agent_name AS caller_agent, c.agent_name AS callee_agent, \
-    c.start_time AS start_time, c.duration_ns AS duration_ns, \
-    c.status_code = 'error' AS is_error \
-  FROM spans c JOIN spans p ON c.trace_id = p.trace_id AND c.parent_span_id = p.span_id \
-  WHERE (p.service_name IS DISTINCT FROM c.service_name) \
-     OR (c.agent_name IS NOT NULL AND (p.agent_name IS DISTINCT FROM c.agent_name))";
 
 /// How an engine answers: its limits and the settings lineage analysis needs.
 #[derive(Debug, Clone, Default)]
@@ -82,21 +83,6 @@ impl Default for QueryLimits {
     }
 }
 
-/// The rows a query produced and their schema (also when there are no rows).
-#[derive(Debug, Clone)]
-pub struct QueryResult {
-    pub schema: SchemaRef,
-    pub batches: Vec<RecordBatch>,
-    /// Why the answer stops short of every row, when it does.
-    pub truncated: Option<String>,
-}
-
-impl QueryResult {
-    pub fn num_rows(&self) -> usize {
-        self.batches.iter().map(RecordBatch::num_rows).sum()
-    }
-}
-
 /// Runs SQL against the `spans` table of one span source.
 pub struct QueryEngine {
     ctx: SessionContext,
@@ -114,9 +100,6 @@ pub struct QueryEngine {
     /// with the tenants' engines).
     signals: SignalsSlot,
 }
-
-/// Where an engine and its tenants' engines find the live signals.
-pub(crate) type SignalsSlot = Arc<std::sync::OnceLock<Arc<weft_signals::Signals>>>;
 
 impl QueryEngine {
     /// An engine whose `spans` table reads `source` at every query, with the
@@ -157,18 +140,6 @@ impl QueryEngine {
             SignalsSlot::default(),
         )
         .await
-    }
-
-    /// Gives this engine (and its tenants' engines) the live signals a
-    /// server that ingests keeps: `/api/signals`, `/api/route` and the
-    /// `signals()` table function read them. Once only; later calls are ignored.
-    pub fn attach_signals(&self, signals: Arc<weft_signals::Signals>) {
-        let _ = self.signals.set(signals);
-    }
-
-    /// The live signals, when this server keeps them.
-    pub fn signals(&self) -> Option<&Arc<weft_signals::Signals>> {
-        self.signals.get()
     }
 
     /// The tenant whose spans this engine shows, if it shows one tenant's.
@@ -317,142 +288,6 @@ impl QueryEngine {
             .await
     }
 
-    /// The service and agent dependency graph from `since` to `until` (Unix ns):
-    /// who calls whom, how often, how often it failed, how long it took.
-    pub async fn service_graph(
-        &self,
-        since_ns: i64,
-        until_ns: i64,
-    ) -> Result<Vec<RecordBatch>, QueryError> {
-        use arrow::datatypes::DataType;
-        use datafusion::functions_aggregate::expr_fn::{avg, count, sum};
-        use datafusion::logical_expr::cast;
-        let ts = timestamp;
-        let run = async {
-            let df = self
-                .ctx
-                .table("service_calls")
-                .await?
-                .filter(
-                    col("start_time")
-                        .gt_eq(ts(since_ns))
-                        .and(col("start_time").lt(ts(until_ns))),
-                )?
-                .aggregate(
-                    vec![
-                        col("caller_service"),
-                        col("callee_service"),
-                        col("caller_agent"),
-                        col("callee_agent"),
-                    ],
-                    vec![
-                        count(lit(1)).alias("calls"),
-                        sum(cast(col("is_error"), DataType::Int64)).alias("errors"),
-                        avg(col("duration_ns")).alias("avg_duration_ns"),
-                    ],
-                )?
-                .sort(vec![
-                    col("calls").sort(false, false),
-                    col("caller_service").sort(true, true),
-                ])?;
-            Ok::<_, QueryError>(df.collect().await?)
-        };
-        self.bounded(run).await
-    }
-
-    /// Live load per GPU node since `since_ns` (Unix ns), for schedulers that
-    /// poll: one row per node that served LLM calls, warmest KV cache first
-    /// (then shortest median queue wait). `model` narrows it to one model.
-    pub async fn load_signals(
-        &self,
-        since_ns: i64,
-        model: Option<&str>,
-    ) -> Result<Vec<RecordBatch>, QueryError> {
-        use arrow::datatypes::DataType;
-        use datafusion::functions_aggregate::expr_fn::{
-            approx_percentile_cont, avg, count, max, sum,
-        };
-        use datafusion::logical_expr::cast;
-        let p = |c: &str, q: f64| {
-            let percentile = approx_percentile_cont(col(c).sort(true, false), lit(q), None);
-            cast(percentile, DataType::Int64)
-        };
-        let run = async {
-            let mut df = self.ctx.table("spans").await?.filter(
-                col(column::START_TIME)
-                    .gt_eq(timestamp(since_ns))
-                    .and(col(ai_col::ai_kind).eq(lit(AiKind::Llm.as_str())))
-                    .and(col(ai_col::node).is_not_null()),
-            )?;
-            if let Some(model) = model {
-                df = df.filter(col(ai_col::gen_ai_model).eq(lit(model)))?;
-            }
-            let df = df
-                .aggregate(
-                    vec![col(ai_col::node)],
-                    vec![
-                        count(lit(1)).alias("calls"),
-                        sum(cast(
-                            col(column::STATUS_CODE).eq(lit("error")),
-                            DataType::Int64,
-                        ))
-                        .alias("errors"),
-                        avg(cast(col(ai_col::kv_cache_hit), DataType::Float64))
-                            .alias("kv_cache_hit_rate"),
-                        avg(col(ai_col::kv_cache_hit_ratio)).alias("kv_cache_hit_ratio"),
-                        p(ai_col::queue_wait_ns, 0.5).alias("queue_wait_p50_ns"),
-                        p(ai_col::queue_wait_ns, 0.95).alias("queue_wait_p95_ns"),
-                        p(ai_col::queue_wait_ns, 0.99).alias("queue_wait_p99_ns"),
-                        p(ai_col::time_to_first_token_ns, 0.5).alias("ttft_p50_ns"),
-                        p(ai_col::time_to_first_token_ns, 0.95).alias("ttft_p95_ns"),
-                        p(ai_col::time_to_first_token_ns, 0.99).alias("ttft_p99_ns"),
-                        sum(col(ai_col::input_tokens)).alias("input_tokens"),
-                        sum(col(ai_col::output_tokens)).alias("output_tokens"),
-                        sum(col(ai_col::cost)).alias("cost"),
-                        max(col(column::END_TIME)).alias("last_seen"),
-                    ],
-                )?
-                .sort(vec![
-                    col("kv_cache_hit_rate").sort(false, false),
-                    col("queue_wait_p50_ns").sort(true, false),
-                    col(ai_col::node).sort(true, false),
-                ])?;
-            Ok::<_, QueryError>(df.collect().await?)
-        };
-        self.bounded(run).await
-    }
-
-    /// Every span that ended at or after `since_ns` (and started within an
-    /// hour before it), oldest end first, handed to `each` batch by batch:
-    /// how a restarted server rebuilds its live signals from the WAL and
-    /// recent files. Not under the query timeout: the server is not ready
-    /// until it is done. Returns the spans read.
-    pub async fn replay_recent(
-        &self,
-        since_ns: i64,
-        mut each: impl FnMut(&RecordBatch),
-    ) -> Result<usize, QueryError> {
-        use futures::StreamExt;
-        let df = self
-            .ctx
-            .table("spans")
-            .await?
-            .filter(
-                col(column::END_TIME)
-                    .gt_eq(timestamp(since_ns))
-                    .and(col(column::START_TIME).gt_eq(timestamp(since_ns - 3_600_000_000_000))),
-            )?
-            .sort(vec![col(column::END_TIME).sort(true, false)])?;
-        let mut stream = df.execute_stream().await?;
-        let mut spans = 0;
-        while let Some(batch) = stream.next().await {
-            let batch = batch?;
-            spans += batch.num_rows();
-            each(&batch);
-        }
-        Ok(spans)
-    }
-
     /// Plans one read-only statement (DDL, DML, COPY and SET are rejected).
     /// No LIMIT is added for the result caps: the answer is read as a stream
     /// and reading stops at a cap, which stops the query (a LIMIT would turn a
@@ -556,15 +391,13 @@ impl QueryEngine {
             .map_err(|_| QueryError::Timeout(self.limits.timeout))??;
         let reservation =
             MemoryConsumer::new("query API answer").register(&self.ctx.runtime_env().memory_pool);
-        Ok(Answer {
+        Ok(Answer::new(
             schema,
             stream,
-            caps: Caps::new(self.limits),
+            self.limits,
             deadline,
-            timeout: self.limits.timeout,
-            done: false,
             reservation,
-        })
+        ))
     }
 
     /// Runs one read-only statement and collects its answer, within the
@@ -598,7 +431,7 @@ impl QueryEngine {
     }
 
     /// The event store's rows of one trace (log records of its spans), ids
-    /// as bytes, for [`weft_collector::traces_data_json_with_events`].
+    /// as bytes, for [`weft_otlp::traces_data_json_with_events`].
     pub async fn trace_events(&self, trace_id: &TraceId) -> Result<Vec<RecordBatch>, QueryError> {
         let run = async {
             let df = self
@@ -624,227 +457,4 @@ impl QueryEngine {
         };
         self.bounded(run).await
     }
-}
-
-/// The caps on one answer: at most `max_result_rows` rows and about
-/// `max_result_bytes` (in memory, as Arrow); says which cut the answer.
-struct Caps {
-    max_rows: usize,
-    max_bytes: usize,
-    rows: usize,
-    bytes: usize,
-    truncated: Option<String>,
-}
-
-impl Caps {
-    fn new(limits: QueryLimits) -> Self {
-        Self {
-            max_rows: limits.max_result_rows,
-            max_bytes: limits.max_result_bytes,
-            rows: 0,
-            bytes: 0,
-            truncated: None,
-        }
-    }
-
-    /// What of `batch` the answer keeps, and whether the answer is complete
-    /// (a cap was reached) after it.
-    fn admit(&mut self, batch: RecordBatch) -> (Option<RecordBatch>, bool) {
-        let (max_rows, max_bytes) = (self.max_rows, self.max_bytes);
-        let room_rows = max_rows - self.rows;
-        if batch.num_rows() > room_rows {
-            self.rows = max_rows;
-            self.truncated = Some(format!(
-                "the first {max_rows} rows (max_result_rows); narrow the query or add a LIMIT"
-            ));
-            return ((room_rows > 0).then(|| batch.slice(0, room_rows)), true);
-        }
-        let size = batch.get_array_memory_size();
-        if self.bytes.saturating_add(size) > max_bytes && self.rows > 0 {
-            self.truncated = Some(format!(
-                "the first {} rows, about {} bytes (max_result_bytes is {max_bytes}); \
-                 narrow the query or select fewer columns",
-                self.rows, self.bytes
-            ));
-            return (None, true);
-        }
-        self.rows += batch.num_rows();
-        self.bytes = self.bytes.saturating_add(size);
-        (Some(batch), false)
-    }
-}
-
-/// An answer being read: the running query's batches within the caps.
-pub struct Answer {
-    pub schema: SchemaRef,
-    stream: SendableRecordBatchStream,
-    caps: Caps,
-    deadline: tokio::time::Instant,
-    timeout: Duration,
-    done: bool,
-    /// What the reader of this answer holds, charged to the query memory pool.
-    pub reservation: MemoryReservation,
-}
-
-impl Answer {
-    /// The next batch of the answer; `None` once it is whole or cut short.
-    pub async fn next_batch(&mut self) -> Result<Option<RecordBatch>, QueryError> {
-        use futures::StreamExt;
-        while !self.done {
-            let next = tokio::time::timeout_at(self.deadline, self.stream.next())
-                .await
-                .map_err(|_| QueryError::Timeout(self.timeout))?;
-            let Some(batch) = next else {
-                self.done = true;
-                break;
-            };
-            let (kept, done) = self.caps.admit(batch?);
-            self.done = done;
-            if let Some(kept) = kept.filter(|b| b.num_rows() > 0) {
-                return Ok(Some(kept));
-            }
-        }
-        Ok(None)
-    }
-
-    /// Why the answer stops short of every row, once it does.
-    pub fn truncated(&self) -> Option<&str> {
-        self.caps.truncated.as_deref()
-    }
-}
-
-/// Operators one statement may hold. DataFusion parses `a + b + c …`
-/// iteratively but plans, optimises, drops and evaluates the resulting tree
-/// recursively, one stack frame per level: an unbounded chain aborts the
-/// process on a stack overflow. Bounded here, before DataFusion sees it, so
-/// such a query gets a clear error; the runtime's 16 MiB thread stacks hold
-/// trees of this depth with room to spare.
-pub const MAX_SQL_OPERATORS: usize = 1_000;
-/// How deeply brackets may nest (function calls, subqueries, parentheses).
-pub const MAX_SQL_NESTING: usize = 128;
-
-/// Refuses SQL whose expression trees could be deeper than the limits above,
-/// counting on the token stream (the tokenizer is iterative).
-pub fn check_depth(sql: &str) -> Result<(), QueryError> {
-    use datafusion::sql::sqlparser::dialect::GenericDialect;
-    use datafusion::sql::sqlparser::keywords::Keyword;
-    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
-    let tokens = Tokenizer::new(&GenericDialect {}, sql)
-        .tokenize()
-        .map_err(|e| QueryError::Sql(e.to_string()))?;
-    let (mut operators, mut depth, mut deepest) = (0usize, 0usize, 0usize);
-    for token in &tokens {
-        match token {
-            Token::LParen | Token::LBracket => {
-                depth += 1;
-                deepest = deepest.max(depth);
-            }
-            Token::RParen | Token::RBracket => depth = depth.saturating_sub(1),
-            Token::Plus
-            | Token::Minus
-            | Token::Mul
-            | Token::Div
-            | Token::Mod
-            | Token::StringConcat
-            | Token::Eq
-            | Token::DoubleEq
-            | Token::Neq
-            | Token::Lt
-            | Token::Gt
-            | Token::LtEq
-            | Token::GtEq
-            | Token::Spaceship
-            | Token::Ampersand
-            | Token::Pipe
-            | Token::Caret
-            | Token::ShiftLeft
-            | Token::ShiftRight
-            | Token::Arrow
-            | Token::LongArrow => operators += 1,
-            Token::Word(w)
-                if matches!(
-                    w.keyword,
-                    Keyword::AND | Keyword::OR | Keyword::NOT | Keyword::CASE | Keyword::WHEN
-                ) =>
-            {
-                operators += 1
-            }
-            _ => {}
-        }
-    }
-    if operators > MAX_SQL_OPERATORS {
-        return Err(QueryError::Sql(format!(
-            "the query has {operators} operators; at most {MAX_SQL_OPERATORS} are allowed in one \
-             statement: use IN (…) for long lists of alternatives, or split the query"
-        )));
-    }
-    if deepest > MAX_SQL_NESTING {
-        return Err(QueryError::Sql(format!(
-            "brackets nest {deepest} deep; at most {MAX_SQL_NESTING} levels are allowed"
-        )));
-    }
-    Ok(())
-}
-
-/// Refuses `plan` if it would change something.
-fn refuse_changes(plan: &LogicalPlan) -> Result<(), QueryError> {
-    match changes_something(plan)? {
-        Some(refused) => Err(read_only(refused)),
-        None => Ok(()),
-    }
-}
-
-fn read_only(refused: &str) -> QueryError {
-    QueryError::ReadOnly(format!(
-        "{refused} is not allowed; Weft's SQL is read-only (SELECT, WITH, EXPLAIN)"
-    ))
-}
-
-/// What the statement's first keyword says it would change, if anything
-/// (for statements that fail to plan, so [`changes_something`] never sees them).
-fn writes_by_keyword(sql: &str) -> Option<&'static str> {
-    use datafusion::sql::sqlparser::dialect::GenericDialect;
-    use datafusion::sql::sqlparser::keywords::Keyword;
-    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
-    let tokens = Tokenizer::new(&GenericDialect {}, sql).tokenize().ok()?;
-    let first = tokens.iter().find_map(|t| match t {
-        Token::Whitespace(_) => None,
-        Token::Word(w) => Some(Some(w.keyword)),
-        _ => Some(None),
-    })??;
-    match first {
-        Keyword::INSERT | Keyword::UPDATE | Keyword::DELETE | Keyword::MERGE => {
-            Some("DML (INSERT, UPDATE, DELETE)")
-        }
-        Keyword::CREATE | Keyword::DROP | Keyword::ALTER | Keyword::TRUNCATE => {
-            Some("DDL (CREATE, DROP)")
-        }
-        Keyword::COPY => Some("COPY"),
-        Keyword::SET | Keyword::PREPARE | Keyword::BEGIN | Keyword::COMMIT => {
-            Some("a statement (SET, PREPARE, transactions)")
-        }
-        _ => None,
-    }
-}
-
-/// What in `plan` would change state, if anything: DDL (CREATE, DROP), DML
-/// (INSERT, UPDATE, DELETE), COPY, or a statement (SET, PREPARE, transactions).
-/// Checked on the plan's variants, anywhere in the tree (inside EXPLAIN too).
-fn changes_something(plan: &LogicalPlan) -> Result<Option<&'static str>, QueryError> {
-    let mut refused = None;
-    plan.apply(|node| {
-        refused = match node {
-            LogicalPlan::Ddl(_) => Some("DDL (CREATE, DROP)"),
-            LogicalPlan::Dml(_) => Some("DML (INSERT, UPDATE, DELETE)"),
-            LogicalPlan::Copy(_) => Some("COPY"),
-            LogicalPlan::Statement(_) => Some("a statement (SET, PREPARE, transactions)"),
-            _ => None,
-        };
-        Ok(if refused.is_some() {
-            TreeNodeRecursion::Stop
-        } else {
-            TreeNodeRecursion::Continue
-        })
-    })?;
-    Ok(refused)
 }

@@ -1,14 +1,11 @@
-//! Serving HTTP on a listener with the limits a listener facing clients needs:
-//! a connection limit, a deadline for each request's headers (slow or idle
-//! clients cannot hold connections open), a deadline for each whole request,
-//! and a graceful shutdown that waits at most `shutdown_grace` for requests in
-//! flight, then closes what is left (so a stop always gets to the final flush).
-//! With TLS, each connection's handshake runs on its own task and must finish
-//! within the header deadline.
+//! Serving HTTP (an axum `Router`) with the limits a listener facing clients
+//! needs: the shared accept loop's connection limit and TLS handshakes, a
+//! deadline for each request's headers (slow or idle clients cannot hold
+//! connections open), a deadline for each whole request, and a graceful
+//! shutdown that waits at most `shutdown_grace` for requests in flight, then
+//! closes what is left (so a stop always gets to the final flush).
 
 use std::future::Future;
-use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -16,9 +13,10 @@ use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
-use weft_collector::ListenLimits;
+
+use crate::ListenLimits;
+use crate::accept::{WhenFull, accept_tls};
 
 /// Serves `router` on `listener` until `stop` resolves, then shuts down
 /// within `limits.shutdown_grace`.
@@ -36,7 +34,6 @@ pub async fn serve(
         ))
         .layer(axum::middleware::map_response(explain_timeout))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked));
-    let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
     let mut builder = Builder::new(TokioExecutor::new());
     builder
@@ -48,57 +45,28 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .keep_alive_interval(limits.header_timeout)
         .keep_alive_timeout(limits.header_timeout);
+    let mut connections = accept_tls(listener, limits, tls, WhenFull::Close, "HTTP");
     tokio::pin!(stop);
     loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Out of file descriptors, say: wait rather than spin.
-                    tracing::warn!(error = %e, "cannot accept a connection");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
+        let connection = tokio::select! {
+            connection = connections.recv() => match connection {
+                Some(connection) => connection,
+                None => break,
             },
             () = &mut stop => break,
         };
-        let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
-            tracing::warn!(%peer, limit = limits.max_connections, "connection limit reached; closing a new connection");
-            drop(stream);
-            continue;
-        };
         let service = TowerToHyperService::new(router.clone());
-        let (builder, watcher, tls) = (builder.clone(), graceful.watcher(), tls.clone());
-        let handshake = limits.header_timeout;
+        let served = builder
+            .serve_connection_with_upgrades(TokioIo::new(connection.stream), service)
+            .into_owned();
+        let watched = graceful.watch(served);
         tokio::spawn(async move {
-            match tls {
-                None => {
-                    let connection =
-                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    let _ = watcher.watch(connection.into_owned()).await;
-                }
-                Some(acceptor) => {
-                    let stream =
-                        match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
-                            Ok(Ok(stream)) => stream,
-                            Ok(Err(e)) => {
-                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                                return;
-                            }
-                            Err(_) => {
-                                tracing::debug!(%peer, "TLS handshake timed out");
-                                return;
-                            }
-                        };
-                    let connection =
-                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    let _ = watcher.watch(connection.into_owned()).await;
-                }
-            }
-            drop(permit);
+            let _ = watched.await;
+            drop(connection.slot);
         });
     }
-    drop(listener);
+    // Closes the listener: new connections are refused from here on.
+    drop(connections);
     tokio::select! {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(limits.shutdown_grace) => {

@@ -122,7 +122,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::otlp::ExportTraceServiceRequest;
+    use crate::ExportTraceServiceRequest;
     use flate2::{Compression, write::GzEncoder};
     use std::io::Write;
 
@@ -183,12 +183,12 @@ mod tests {
             1024,
         )
         .unwrap_err();
-        assert_eq!(err.kind(), crate::error::ErrorKind::Invalid, "{err}");
+        assert_eq!(err.kind(), weft_schemas::ErrorKind::Invalid, "{err}");
     }
 
     #[test]
     fn spec_example_trace_json_decodes_with_hex_ids() {
-        let json = include_str!("../../tests/fixtures/trace.json");
+        let json = include_str!("../tests/fixtures/trace.json");
         let req: ExportTraceServiceRequest = decode_message(json.as_bytes(), Format::Json).unwrap();
         let span = &req.resource_spans[0].scope_spans[0].spans[0];
         assert_eq!(

@@ -24,7 +24,7 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Sta
 
 /// Which OTLP message a stretch of bytes is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
+pub enum Kind {
     TracesRequest,
     LogsRequest,
     ResourceSpans,
@@ -164,7 +164,7 @@ fn element_cost(stack: &mut [(Kind, usize, u64)], number: u64, size: usize) -> u
 /// The bytes decoding `bytes` as the protobuf message `root` will allocate
 /// (an upper bound). Malformed input is charged what was read up to the
 /// fault plus its own length: the decoder refuses it, but may allocate first.
-pub(crate) fn protobuf(root: Kind, bytes: &[u8]) -> usize {
+pub fn protobuf(root: Kind, bytes: &[u8]) -> usize {
     let mut cost = 0usize;
     // (message kind, where it ends, the repeated fields met so far: bit n
     // for field n; OTLP's numbers are small)
@@ -221,7 +221,7 @@ pub(crate) fn protobuf(root: Kind, bytes: &[u8]) -> usize {
 /// A message of no schema here (metrics, which are answered, not kept):
 /// every element takes at least two bytes and at most twice the largest
 /// struct, so the bound is coarse.
-pub(crate) fn protobuf_unknown(bytes: &[u8]) -> usize {
+pub fn protobuf_unknown(bytes: &[u8]) -> usize {
     bytes.len().saturating_mul(largest_struct())
 }
 
@@ -282,7 +282,7 @@ fn json_kind(key: &[u8]) -> usize {
 /// it becomes — told by the key it sits under — three times, and per array
 /// four of its items (as `element_cost` for protobuf). One pass over the
 /// bytes with a stack of keys; no recursion.
-pub(crate) fn json(body: &[u8]) -> usize {
+pub fn json(body: &[u8]) -> usize {
     let mut cost = body.len().saturating_mul(2);
     // The key of each open array or object, innermost last.
     let mut keys: Vec<&[u8]> = Vec::new();
@@ -335,8 +335,8 @@ pub(crate) fn json(body: &[u8]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::otlp::normalise::tests::{good_span, request};
-    use crate::otlp::{ExportLogsServiceRequest, ExportTraceServiceRequest};
+    use crate::normalise::tests::{good_span, request};
+    use crate::{ExportLogsServiceRequest, ExportTraceServiceRequest};
     use prost::Message;
 
     /// The peak of heap bytes this thread held at once while `f` ran

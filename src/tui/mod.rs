@@ -2,25 +2,27 @@
 //! ([`Remote`], the same client as `weft sql`) or from a data directory
 //! ([`Local`], re-read at every request so it follows a running server).
 //! Both turn what they read into the explorer's plain data here, so the
-//! `weft-tui` crate sees neither HTTP nor Arrow.
+//! `weft-tui` crate sees neither HTTP nor Arrow (`from_json`, `from_arrow`,
+//! each value shown alike by `shown`).
+
+mod from_arrow;
+mod from_json;
+mod shown;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
-use arrow::record_batch::RecordBatch;
-use arrow::util::display::{ArrayFormatter, FormatOptions};
 use clap::Args;
-use serde_json::Value;
-use weft_collector::Snapshot;
 use weft_lineage::{Lineage, LineagePage, PAGE_NODES};
 use weft_query::lineage::Reach;
 use weft_query::output::OutputFormat;
 use weft_query::workflows::WorkflowQuery;
 use weft_query::{QueryEngine, QueryError, SpanSource};
-use weft_schemas::{SpanId, TraceId};
-use weft_tui::data::{SIGNALS_WINDOW_SECS, SpanEvent, SpanLink};
+use weft_schemas::TraceId;
+use weft_store::Snapshot;
+use weft_tui::data::SIGNALS_WINDOW_SECS;
 use weft_tui::{
     App, Failure, Fetched, Fetcher, Listed, Msg, NodeSignal, Source, SpanDetail, Table,
 };
@@ -152,7 +154,7 @@ impl Source for Remote {
 
     fn trace(&mut self, trace: TraceId) -> Result<Vec<SpanDetail>, Failure> {
         let answer = self.get(&format!("/api/traces/{trace}"), "reading the trace")?;
-        Ok(span_details(&json(&answer.body, "trace")?))
+        Ok(from_json::span_details(&json(&answer.body, "trace")?))
     }
 
     fn sql(&mut self, text: &str) -> Result<Table, Failure> {
@@ -171,7 +173,7 @@ impl Source for Remote {
         let batches = reader
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| Failure::answer(format!("the answer broke off: {e}")))?;
-        table(&schema, &batches, answer.truncated)
+        from_arrow::table(&schema, &batches, answer.truncated)
     }
 
     fn signals(&mut self) -> Result<Vec<NodeSignal>, Failure> {
@@ -179,7 +181,7 @@ impl Source for Remote {
             &format!("/api/signals?since={SIGNALS_WINDOW_SECS}s"),
             "reading signals",
         )?;
-        Ok(node_signals(&json(&answer.body, "signals")?))
+        Ok(from_json::node_signals(&json(&answer.body, "signals")?))
     }
 }
 
@@ -187,11 +189,11 @@ impl Source for Remote {
 struct Latest(Mutex<Snapshot>);
 
 impl SpanSource for Latest {
-    fn snapshot(&self) -> Result<Snapshot, weft_collector::Error> {
+    fn snapshot(&self) -> Result<Snapshot, weft_store::Error> {
         self.0
             .lock()
             .map(|s| s.clone())
-            .map_err(|_| weft_collector::Error::Internal("snapshot lock poisoned".into()))
+            .map_err(|_| weft_store::Error::Internal("snapshot lock poisoned".into()))
     }
 }
 
@@ -282,253 +284,20 @@ impl Source for Local {
             let spans = e.trace(&trace).await?;
             Ok((spans, e.trace_events(&trace).await?))
         })?;
-        let json = weft_collector::traces_data_json_with_events(&batches, &events)
-            .map_err(|e| Failure::answer(e.to_string()))?;
-        Ok(span_details(&json))
+        from_arrow::span_details(&batches, &events).map_err(|e| Failure::answer(e.to_string()))
     }
 
     fn sql(&mut self, text: &str) -> Result<Table, Failure> {
         let result = self.run(async |e| e.sql(text).await)?;
-        table(&result.schema, &result.batches, result.truncated)
+        from_arrow::table(&result.schema, &result.batches, result.truncated)
     }
 
     fn signals(&mut self) -> Result<Vec<NodeSignal>, Failure> {
         let window = i64::try_from(SIGNALS_WINDOW_SECS).unwrap_or(i64::MAX);
         let since = now_ns().saturating_sub(window.saturating_mul(1_000_000_000));
         let batches = self.run(async |e| e.load_signals(since, None).await)?;
-        signals_of_batches(&batches).map_err(|e| Failure::answer(e.to_string()))
+        from_arrow::signals_of_batches(&batches).map_err(|e| Failure::answer(e.to_string()))
     }
-}
-
-/// The signals' rows straight from Arrow into the explorer's plain data
-/// (what [`node_signals`] reads from `/api/signals`' JSON, without the trip
-/// through JSON text).
-fn signals_of_batches(
-    batches: &[RecordBatch],
-) -> Result<Vec<NodeSignal>, arrow::error::ArrowError> {
-    use arrow::array::{Array, AsArray};
-    use arrow::datatypes::{DataType, Float64Type, Int64Type};
-    let mut out = Vec::new();
-    for batch in batches {
-        let column = |name: &str,
-                      to: &DataType|
-         -> Result<Option<Arc<dyn Array>>, arrow::error::ArrowError> {
-            batch
-                .column_by_name(name)
-                .map(|c| arrow::compute::cast(c, to))
-                .transpose()
-        };
-        let Some(node) = column("node", &DataType::Utf8)? else {
-            continue;
-        };
-        let int = |name: &str| column(name, &DataType::Int64);
-        let (calls, errors) = (int("calls")?, int("errors")?);
-        let (q50, q95, t50, t95) = (
-            int("queue_wait_p50_ns")?,
-            int("queue_wait_p95_ns")?,
-            int("ttft_p50_ns")?,
-            int("ttft_p95_ns")?,
-        );
-        let hit = column("kv_cache_hit_rate", &DataType::Float64)?;
-        let at = |c: &Option<Arc<dyn Array>>, row: usize| {
-            c.as_ref()
-                .filter(|c| c.is_valid(row))
-                .map(|c| c.as_primitive::<Int64Type>().value(row))
-        };
-        let node = node.as_string::<i32>();
-        for row in 0..batch.num_rows() {
-            if node.is_null(row) {
-                continue;
-            }
-            out.push(NodeSignal {
-                node: node.value(row).to_owned(),
-                calls: at(&calls, row).map_or(0, |n| n.max(0) as u64),
-                errors: at(&errors, row).map_or(0, |n| n.max(0) as u64),
-                kv_cache_hit_rate: hit
-                    .as_ref()
-                    .filter(|c| c.is_valid(row))
-                    .map(|c| c.as_primitive::<Float64Type>().value(row)),
-                queue_wait_p50_ns: at(&q50, row),
-                queue_wait_p95_ns: at(&q95, row),
-                ttft_p50_ns: at(&t50, row),
-                ttft_p95_ns: at(&t95, row),
-            });
-        }
-    }
-    Ok(out)
-}
-
-/// Record batches as text cells, the way `weft sql` prints them.
-fn table(
-    schema: &arrow::datatypes::Schema,
-    batches: &[RecordBatch],
-    truncated: Option<String>,
-) -> Result<Table, Failure> {
-    let options = FormatOptions::default().with_null("NULL");
-    let mut rows = Vec::new();
-    for batch in batches {
-        let formatters = batch
-            .columns()
-            .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| Failure::answer(format!("cannot show the result: {e}")))?;
-        for row in 0..batch.num_rows() {
-            rows.push(
-                formatters
-                    .iter()
-                    .map(|f| f.value(row).to_string())
-                    .collect(),
-            );
-        }
-    }
-    Ok(Table {
-        columns: schema.fields().iter().map(|f| f.name().clone()).collect(),
-        rows,
-        truncated,
-    })
-}
-
-/// `/api/signals` rows (JSON objects) as node signals.
-fn node_signals(rows: &Value) -> Vec<NodeSignal> {
-    let rows = rows.as_array().map(Vec::as_slice).unwrap_or_default();
-    rows.iter()
-        .filter_map(|r| {
-            Some(NodeSignal {
-                node: r["node"].as_str()?.to_owned(),
-                calls: r["calls"].as_u64().unwrap_or(0),
-                errors: r["errors"].as_u64().unwrap_or(0),
-                kv_cache_hit_rate: r["kv_cache_hit_rate"].as_f64(),
-                queue_wait_p50_ns: r["queue_wait_p50_ns"].as_i64(),
-                queue_wait_p95_ns: r["queue_wait_p95_ns"].as_i64(),
-                ttft_p50_ns: r["ttft_p50_ns"].as_i64(),
-                ttft_p95_ns: r["ttft_p95_ns"].as_i64(),
-            })
-        })
-        .collect()
-}
-
-/// An OTLP/JSON `AnyValue` as plain JSON, as SQL and lineage show it
-/// (`{"content":"…"}`, not `{"kvlistValue":…}`). Nesting past `depth`
-/// levels stays as it came.
-fn plain(v: &Value, depth: usize) -> Value {
-    let Some((kind, inner)) = v.as_object().and_then(|o| o.iter().next()) else {
-        return v.clone();
-    };
-    match kind.as_str() {
-        _ if depth == 0 => v.clone(),
-        "stringValue" | "boolValue" | "doubleValue" | "bytesValue" => inner.clone(),
-        "intValue" => inner
-            .as_str()
-            .and_then(|i| i.parse::<i64>().ok())
-            .map_or_else(|| inner.clone(), Value::from),
-        "arrayValue" => Value::Array(
-            inner["values"]
-                .as_array()
-                .map(|items| items.iter().map(|i| plain(i, depth - 1)).collect())
-                .unwrap_or_default(),
-        ),
-        "kvlistValue" => Value::Object(
-            inner["values"]
-                .as_array()
-                .map(|kvs| {
-                    kvs.iter()
-                        .map(|kv| {
-                            (
-                                kv["key"].as_str().unwrap_or("?").to_owned(),
-                                plain(&kv["value"], depth - 1),
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default(),
-        ),
-        _ => v.clone(),
-    }
-}
-
-/// How deep [`plain`] converts (serde_json parses at most 128 levels).
-const PLAIN_DEPTH: usize = 64;
-
-/// An OTLP/JSON `AnyValue` as text: a scalar itself, an array of scalars as
-/// `[a, b]`; anything deeper as plain JSON.
-fn any_value(v: &Value) -> String {
-    let scalar = |v: &Value| -> Option<String> {
-        match v.as_object()?.iter().next()? {
-            (_, Value::String(s)) => Some(s.clone()),
-            (k, other) if k != "arrayValue" && k != "kvlistValue" => Some(other.to_string()),
-            _ => None,
-        }
-    };
-    if let Some(s) = scalar(v) {
-        return s;
-    }
-    if let Some(values) = v["arrayValue"]["values"].as_array()
-        && let Some(items) = values.iter().map(scalar).collect::<Option<Vec<_>>>()
-    {
-        return format!("[{}]", items.join(", "));
-    }
-    plain(v, PLAIN_DEPTH).to_string()
-}
-
-fn attributes(v: &Value) -> Vec<(String, String)> {
-    let list = v.as_array().map(Vec::as_slice).unwrap_or_default();
-    list.iter()
-        .map(|kv| {
-            (
-                kv["key"].as_str().unwrap_or("?").to_owned(),
-                any_value(&kv["value"]),
-            )
-        })
-        .collect()
-}
-
-/// The spans of an OTLP/JSON `TracesData` with everything stored about them.
-fn span_details(data: &Value) -> Vec<SpanDetail> {
-    let list = |v: &Value| v.as_array().cloned().unwrap_or_default();
-    let mut out = Vec::new();
-    for rs in list(&data["resourceSpans"]) {
-        let resource = attributes(&rs["resource"]["attributes"]);
-        for ss in list(&rs["scopeSpans"]) {
-            for s in list(&ss["spans"]) {
-                let kind = match s["kind"].as_i64() {
-                    Some(1) => "internal",
-                    Some(2) => "server",
-                    Some(3) => "client",
-                    Some(4) => "producer",
-                    Some(5) => "consumer",
-                    _ => "",
-                };
-                out.push(SpanDetail {
-                    span_id: s["spanId"].as_str().and_then(|h| h.parse::<SpanId>().ok()),
-                    kind: kind.to_owned(),
-                    attributes: attributes(&s["attributes"]),
-                    resource: resource.clone(),
-                    events: list(&s["events"])
-                        .iter()
-                        .map(|e| SpanEvent {
-                            time_ns: e["timeUnixNano"]
-                                .as_str()
-                                .and_then(|t| t.parse().ok())
-                                .or_else(|| e["timeUnixNano"].as_i64())
-                                .unwrap_or(0),
-                            name: e["name"].as_str().unwrap_or("").to_owned(),
-                            attributes: attributes(&e["attributes"]),
-                        })
-                        .collect(),
-                    links: list(&s["links"])
-                        .iter()
-                        .map(|l| SpanLink {
-                            trace_id: l["traceId"].as_str().and_then(|h| h.parse().ok()),
-                            span_id: l["spanId"].as_str().and_then(|h| h.parse().ok()),
-                            attributes: attributes(&l["attributes"]),
-                        })
-                        .collect(),
-                });
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -887,10 +656,111 @@ mod tests {
             weft_query::output::OutputFormat::Json,
         )
         .unwrap();
-        let from_json = super::node_signals(&serde_json::from_slice(&json).unwrap());
-        let from_arrow = super::signals_of_batches(&[batch]).unwrap();
+        let from_json = super::from_json::node_signals(&serde_json::from_slice(&json).unwrap());
+        let from_arrow = super::from_arrow::signals_of_batches(&[batch]).unwrap();
         assert_eq!(from_arrow.len(), 2, "{from_arrow:?}");
         assert_eq!(from_arrow, from_json);
+    }
+
+    /// A span with a value of every OTLP type (on the span, its resource,
+    /// an event and a link) and a logged event: the data directory's rows
+    /// show exactly what `/api/traces/{id}`'s OTLP/JSON shows.
+    #[test]
+    fn span_details_from_rows_equal_those_from_otlp_json() {
+        use std::sync::Arc;
+        use weft_schemas::{
+            AttrValue, EVENT_BODY_KEY, Span, SpanKind, SpanLink, StatusCode, spans_to_batch,
+        };
+        let every = || {
+            vec![
+                ("s".to_owned(), AttrValue::Str("text".into())),
+                ("b".to_owned(), AttrValue::Bool(true)),
+                ("i".to_owned(), AttrValue::Int(-7)),
+                ("d".to_owned(), AttrValue::Double(0.25)),
+                ("big".to_owned(), AttrValue::Double(1e21)),
+                ("bytes".to_owned(), AttrValue::Bytes(vec![0, 1, 254])),
+                (
+                    "list".to_owned(),
+                    AttrValue::Array(vec![AttrValue::Str("a".into()), AttrValue::Int(2)]),
+                ),
+                (
+                    "nested".to_owned(),
+                    AttrValue::Array(vec![AttrValue::Array(vec![]), AttrValue::Empty]),
+                ),
+                (
+                    "kv".to_owned(),
+                    AttrValue::KvList(vec![("content".into(), AttrValue::Str("hi".into()))]),
+                ),
+                ("none".to_owned(), AttrValue::Empty),
+            ]
+        };
+        let trace = TraceId::try_from(&[7u8; 16][..]).unwrap();
+        let id = |n: u8| SpanId::try_from(&[n; 8][..]).unwrap();
+        let span = |n: u8, parent: Option<SpanId>, name: &str, attributes| Span {
+            trace_id: trace,
+            span_id: id(n),
+            parent_span_id: parent,
+            trace_state: String::new(),
+            name: name.to_owned(),
+            kind: SpanKind::Client,
+            start_time_unix_nano: 1_000 + i64::from(n),
+            end_time_unix_nano: 2_000,
+            status_code: StatusCode::Ok,
+            status_message: String::new(),
+            service_name: Some("svc".into()),
+            resource_attributes: Arc::new(every()),
+            scope_name: String::new(),
+            scope_version: String::new(),
+            attributes,
+            events: Vec::new(),
+            links: Vec::new(),
+            ai: Default::default(),
+        };
+        let mut root = span(1, None, "root", every());
+        root.events.push(weft_schemas::SpanEvent {
+            time_unix_nano: 1_500,
+            name: "exception".into(),
+            attributes: every(),
+        });
+        root.links.push(SpanLink {
+            trace_id: trace,
+            span_id: id(9),
+            trace_state: String::new(),
+            attributes: every(),
+        });
+        let child = span(2, Some(id(1)), "child", Vec::new());
+        let logged = span(
+            3,
+            Some(id(1)),
+            "gen_ai.choice",
+            vec![(
+                EVENT_BODY_KEY.to_owned(),
+                AttrValue::KvList(vec![("content".into(), AttrValue::Str("ok".into()))]),
+            )],
+        );
+        let batches = [spans_to_batch(&[root, child]).unwrap()];
+        let events = [spans_to_batch(&[logged]).unwrap()];
+        let json = weft_otlp::traces_data_json_with_events(&batches, &events).unwrap();
+        let by_id = |mut d: Vec<SpanDetail>| {
+            d.sort_by_key(|s| s.span_id);
+            d
+        };
+        let from_json = by_id(super::from_json::span_details(&json));
+        let from_rows = by_id(super::from_arrow::span_details(&batches, &events).unwrap());
+        assert_eq!(from_rows.len(), 2);
+        assert_eq!(from_rows[0].events.len(), 2, "{:?}", from_rows[0].events);
+        assert_eq!(from_rows, from_json);
+        let shown = |k: &str| {
+            from_rows[0]
+                .attributes
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(shown("list").as_deref(), Some("[a, 2]"));
+        assert_eq!(shown("bytes").as_deref(), Some("0001fe"));
+        assert_eq!(shown("kv").as_deref(), Some(r#"{"content":"hi"}"#));
+        assert_eq!(shown("none").as_deref(), Some(""));
     }
 
     #[test]
@@ -915,7 +785,7 @@ mod tests {
                 "links": [{"traceId": "0af7651916cd43dd8448eb211c80319d", "spanId": "b7ad6b7169203332"}]
             }]}]
         }]});
-        let spans = super::span_details(&data);
+        let spans = super::from_json::span_details(&data);
         assert_eq!(spans.len(), 1);
         let s = &spans[0];
         assert_eq!(

@@ -170,15 +170,16 @@ mod tests {
     use arrow::array::ArrayRef;
     use parquet::arrow::ArrowWriter;
     use parquet::file::metadata::KeyValue;
+    use weft_schemas::conventions::extract;
     use weft_schemas::schema::col;
     use weft_schemas::shown::{show_ids, shown_schema};
-    use weft_schemas::{Span, SpanReader, spans_to_batch};
+    use weft_schemas::{
+        AttrValue, Span, SpanId, SpanKind, SpanReader, StatusCode, TraceId, spans_to_batch,
+    };
 
     use super::*;
     use crate::config::StoreConfig;
     use crate::metrics::Metrics;
-    use crate::otlp::normalise::normalise;
-    use crate::otlp::normalise::tests::{good_span, request};
     use crate::store::codec::encode_batch;
     use crate::store::{Store, read_snapshot};
     use crate::wal::WalWriter;
@@ -209,8 +210,46 @@ mod tests {
         RecordBatch::try_new(schema, columns).unwrap()
     }
 
+    /// `n` model calls of one trace, as the OTLP edge normalises them.
     fn spans(first: u8, n: u8) -> Vec<Span> {
-        normalise(request((first..first + n).map(good_span).collect())).spans
+        let resource = vec![
+            (
+                "service.name".to_owned(),
+                AttrValue::Str("support-agent".into()),
+            ),
+            ("host.name".to_owned(), AttrValue::Str("gpu-2".into())),
+        ];
+        (first..first + n)
+            .map(|i| {
+                let attributes = vec![
+                    (
+                        "gen_ai.operation.name".to_owned(),
+                        AttrValue::Str("chat".into()),
+                    ),
+                    ("gen_ai.usage.input_tokens".to_owned(), AttrValue::Int(100)),
+                ];
+                Span {
+                    trace_id: TraceId::try_from(&[1u8; 16][..]).unwrap(),
+                    span_id: SpanId::try_from(&[i.max(1); 8][..]).unwrap(),
+                    parent_span_id: None,
+                    trace_state: String::new(),
+                    name: format!("step {i}"),
+                    kind: SpanKind::Client,
+                    start_time_unix_nano: 1_700_000_000_000_000_000,
+                    end_time_unix_nano: 1_700_000_000_500_000_000,
+                    status_code: StatusCode::Unset,
+                    status_message: String::new(),
+                    service_name: Some("support-agent".into()),
+                    ai: extract(&attributes, &resource),
+                    resource_attributes: Arc::new(resource.clone()),
+                    scope_name: String::new(),
+                    scope_version: String::new(),
+                    attributes,
+                    events: Vec::new(),
+                    links: Vec::new(),
+                }
+            })
+            .collect()
     }
 
     #[tokio::test(flavor = "multi_thread")]

@@ -23,7 +23,7 @@ use weft_schemas::{AttrValue, Attributes, Span, SpanId, SpanKind, StatusCode, Tr
 use super::normalise::{
     MAX_REPORTED_ERRORS, Normalised, any_value, attributes, cap, drop_message_content,
 };
-use crate::config::AttributeLimits;
+use crate::limits::AttributeLimits;
 
 /// The attribute holding a record's body.
 pub use weft_schemas::EVENT_BODY_KEY as BODY_KEY;

@@ -51,9 +51,9 @@ impl Storage {
         }
         deltalake::aws::register_handlers(None);
         let root = location.trim_end_matches('/').to_owned();
-        let url = Url::parse(&root).map_err(|e| Error::Malformed {
-            format: "data location",
-            reason: format!("{location:?} is not a URL: {e}"),
+        let url = Url::parse(&root).map_err(|e| Error::Location {
+            location: location.to_owned(),
+            reason: format!("not a URL: {e}"),
         })?;
         let table = deltalake::DeltaTableBuilder::from_url(url.clone())
             .and_then(|b| b.build())
