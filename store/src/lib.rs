@@ -19,6 +19,7 @@ mod follower;
 mod maintain;
 mod metrics;
 mod parquet_files;
+mod s3;
 mod settle;
 mod storage;
 mod store;

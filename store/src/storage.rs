@@ -49,7 +49,7 @@ impl Storage {
                 std::path::absolute(location).map_err(|e| Error::io(location, e))?,
             ));
         }
-        deltalake::aws::register_handlers(None);
+        crate::s3::register();
         let root = location.trim_end_matches('/').to_owned();
         let url = Url::parse(&root).map_err(|e| Error::Location {
             location: location.to_owned(),
