@@ -3,6 +3,7 @@
 //! bytes per span on disk beside its OTLP protobuf bytes.
 
 mod lineage;
+mod receivers;
 mod signals;
 mod storage;
 mod tui;
@@ -56,6 +57,10 @@ pub struct BenchArgs {
     /// Stored spans for the trace-by-id lookups (0 skips them).
     #[arg(long, default_value_t = 10_000_000)]
     pub lookup_spans: usize,
+    /// rotel's binary, the decode-only receiver ingest is compared with
+    /// (default: the one the `rotel` Python package installed).
+    #[arg(long)]
+    pub rotel: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -158,6 +163,8 @@ fn ingest(args: &BenchArgs) -> anyhow::Result<()> {
         "| ratio Parquet / protobuf | {:.3} |",
         parquet_bytes as f64 / proto_bytes as f64
     );
+    println!();
+    receivers::run(&payloads, spans, args.clients, args.rotel.as_deref())?;
     Ok(())
 }
 
