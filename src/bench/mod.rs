@@ -194,6 +194,7 @@ async fn durable_ingest(
     let mut config = StoreConfig::new(dir);
     config.flush_interval = Duration::from_secs(3600);
     config.flush_max_rows = usize::MAX;
+    config.max_unflushed_spans = usize::MAX;
     let metrics = Arc::new(Metrics::default());
     let store = Store::open(config, Arc::clone(&metrics)).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -282,11 +283,15 @@ fn kv(key: &str, value: AnyValue) -> KeyValue {
 /// The workload as OTLP requests of about `batch` spans, grouped by service.
 pub fn to_requests(plan: &[Workflow], batch: usize) -> Vec<ExportTraceServiceRequest> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    // Workflows start 50 ms apart and the last starts an hour ago, so all
+    // of them lie inside the accepted window (past, not future).
+    let span = plan.len() as u64 * 50_000_000;
     let base = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0)
-        - 3_600_000_000_000;
+        - 3_600_000_000_000
+        - span;
     let mut spans: Vec<(&'static str, Span)> = Vec::new();
     for (w, workflow) in plan.iter().enumerate() {
         let traces: Vec<[u8; 16]> = (0..2).map(|_| rng.random::<[u8; 16]>()).collect();

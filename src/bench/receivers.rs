@@ -196,12 +196,10 @@ impl Sender {
                 url: format!("http://{}/v1/traces", receiver.http),
             },
             Transport::Grpc => {
-                let channel = tonic::transport::Endpoint::from_shared(format!(
-                    "http://{}",
-                    receiver.grpc
-                ))?
-                .connect()
-                .await?;
+                let channel =
+                    tonic::transport::Endpoint::from_shared(format!("http://{}", receiver.grpc))?
+                        .connect()
+                        .await?;
                 Sender::Grpc(tonic::client::Grpc::new(channel))
             }
         })
@@ -235,7 +233,10 @@ impl Sender {
         };
         let answer = ExportTraceServiceResponse::decode(answer)?;
         ensure!(
-            answer.partial_success.as_ref().is_none_or(|p| p.rejected_spans == 0),
+            answer
+                .partial_success
+                .as_ref()
+                .is_none_or(|p| p.rejected_spans == 0),
             "spans rejected: {answer:?}"
         );
         Ok(())
