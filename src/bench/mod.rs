@@ -101,8 +101,8 @@ fn ingest(args: &BenchArgs) -> anyhow::Result<()> {
     let plan = workflows(args.workflows, 7);
     let requests = to_requests(&plan, args.batch.max(1));
     let spans: usize = requests.iter().map(count_spans).sum();
-    let payloads: Vec<Vec<u8>> = requests.iter().map(Message::encode_to_vec).collect();
-    let proto_bytes: usize = payloads.iter().map(Vec::len).sum();
+    let payloads: Vec<bytes::Bytes> = requests.iter().map(|r| r.encode_to_vec().into()).collect();
+    let proto_bytes: usize = payloads.iter().map(bytes::Bytes::len).sum();
     eprintln!(
         "workload: {} workflows, {spans} spans in {} requests, {proto_bytes} protobuf bytes",
         plan.len(),
@@ -112,7 +112,7 @@ fn ingest(args: &BenchArgs) -> anyhow::Result<()> {
     eprintln!("measuring decode-only baseline ...");
     let decode = time(|| {
         for p in &payloads {
-            let r = ExportTraceServiceRequest::decode(p.as_slice())?;
+            let r = ExportTraceServiceRequest::decode(&p[..])?;
             std::hint::black_box(r);
         }
         Ok(())

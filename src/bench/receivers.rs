@@ -53,7 +53,7 @@ impl Transport {
 }
 
 /// Where rotel's binary is: `--rotel`, else the `rotel` Python package's.
-pub(super) fn find_rotel(given: Option<&Path>) -> Option<PathBuf> {
+fn find_rotel(given: Option<&Path>) -> Option<PathBuf> {
     if let Some(path) = given {
         return Some(path.to_owned());
     }
@@ -279,12 +279,11 @@ impl Decoder for RawCodec {
 
 /// The comparison: each receiver, each transport, one pass over the payloads.
 pub(super) fn run(
-    payloads: &[Vec<u8>],
+    payloads: &[Bytes],
     spans: usize,
     clients: usize,
     rotel: Option<&Path>,
 ) -> anyhow::Result<()> {
-    let payloads: Vec<Bytes> = payloads.iter().map(|p| Bytes::from(p.clone())).collect();
     let runtime = crate::runtime()?;
     let rotel = find_rotel(rotel);
     if rotel.is_none() {
@@ -304,7 +303,7 @@ pub(super) fn run(
         if let Some(binary) = &rotel {
             let receiver = start_rotel(binary)?;
             eprintln!("sending to {} over {} ...", receiver.name, transport.name());
-            let took = runtime.block_on(send_all(&receiver, transport, &payloads, clients))?;
+            let took = runtime.block_on(send_all(&receiver, transport, payloads, clients))?;
             baseline = Some(took);
             println!(
                 "| {} | {} | {:.0} | 1.000 |",
@@ -316,7 +315,7 @@ pub(super) fn run(
         // A fresh server per transport: both start from an empty WAL.
         let receiver = start_weft()?;
         eprintln!("sending to {} over {} ...", receiver.name, transport.name());
-        let took = runtime.block_on(send_all(&receiver, transport, &payloads, clients))?;
+        let took = runtime.block_on(send_all(&receiver, transport, payloads, clients))?;
         let relative = baseline.map_or("—".to_owned(), |b| {
             format!("{:.3}", b.as_secs_f64() / took.as_secs_f64())
         });
