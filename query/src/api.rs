@@ -20,7 +20,8 @@ use weft_store::Metrics;
 use crate::engine::QueryEngine;
 use crate::error::{ErrorKind, QueryError};
 use crate::http::{
-    ApiState, Params, json_response, json_rows, parse_time, protobuf_response, wants_protobuf,
+    ApiState, Params, json_response, json_rows, parse_time, protobuf_response, trace_rows,
+    wants_protobuf,
 };
 use crate::lineage::{Direction, Reach};
 use crate::output::OutputFormat;
@@ -157,13 +158,7 @@ async fn trace(
     Path(trace_id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, QueryError> {
-    let id: TraceId = trace_id.parse()?;
-    let engine = api.engine(&caller).await?;
-    let batches = engine.trace(&id).await?;
-    if batches.iter().all(|b| b.num_rows() == 0) {
-        return Err(QueryError::trace_not_found(&trace_id));
-    }
-    let events = engine.trace_events(&id).await?;
+    let (batches, events) = trace_rows(&api, &caller, &trace_id).await?;
     if wants_protobuf(&headers) {
         return Ok(protobuf_response(traces_data_protobuf(&batches, &events)?));
     }

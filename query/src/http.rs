@@ -4,10 +4,12 @@
 
 use std::sync::Arc;
 
+use arrow::array::RecordBatch;
 use axum::extract::Query;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use weft_auth::Caller;
+use weft_schemas::TraceId;
 use weft_store::Metrics;
 
 use crate::engine::QueryEngine;
@@ -28,6 +30,22 @@ impl ApiState {
     pub(crate) async fn engine(&self, caller: &Caller) -> Result<Arc<QueryEngine>, QueryError> {
         self.engine.for_tenant(caller.tenant()).await
     }
+}
+
+/// A trace's span rows and its event rows (the two tables read side by
+/// side); not found when it has no spans.
+pub(crate) async fn trace_rows(
+    api: &ApiState,
+    caller: &Caller,
+    trace_id: &str,
+) -> Result<(Vec<RecordBatch>, Vec<RecordBatch>), QueryError> {
+    let id: TraceId = trace_id.parse()?;
+    let engine = api.engine(caller).await?;
+    let (batches, events) = tokio::try_join!(engine.trace(&id), engine.trace_events(&id))?;
+    if batches.iter().all(|b| b.num_rows() == 0) {
+        return Err(QueryError::trace_not_found(trace_id));
+    }
+    Ok((batches, events))
 }
 
 /// Query-string parameters whose rejection is a JSON error like every other

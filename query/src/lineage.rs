@@ -112,26 +112,34 @@ async fn linked_traces(
     direction: Direction,
 ) -> Result<BTreeSet<TraceId>, QueryError> {
     let links = ctx.read_table(stored_table(source, Stored::Links))?;
-    let mut out = BTreeSet::new();
-    if direction != Direction::Downstream {
-        let upstream = link_ends(
+    // The two directions are two queries (each filters one bloom-filtered
+    // column), run side by side.
+    let upstream = async {
+        if direction == Direction::Downstream {
+            return Ok(Vec::new());
+        }
+        link_ends(
             &links,
             traces,
             link_col::TRACE_ID,
             link_col::LINKED_TRACE_ID,
-        );
-        out.extend(upstream.await?);
-    }
-    if direction != Direction::Upstream {
-        let downstream = link_ends(
+        )
+        .await
+    };
+    let downstream = async {
+        if direction == Direction::Upstream {
+            return Ok(Vec::new());
+        }
+        link_ends(
             &links,
             traces,
             link_col::LINKED_TRACE_ID,
             link_col::TRACE_ID,
-        );
-        out.extend(downstream.await?);
-    }
-    Ok(out)
+        )
+        .await
+    };
+    let (up, down) = tokio::try_join!(upstream, downstream)?;
+    Ok(up.into_iter().chain(down).collect())
 }
 
 /// Trace ids as literals of the stored id column: compared as bytes, never as text.

@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::DFSchema;
 use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::{MemTable, TableType};
@@ -242,6 +243,7 @@ impl TableProvider for StoredTable {
         }
         if !files.is_empty() {
             inputs.push(parquet_scan(
+                state,
                 &files,
                 snapshot.remote.as_ref().map(|r| &r.url),
                 &schema,
@@ -371,7 +373,14 @@ pub fn register_stored_tables(ctx: &SessionContext, source: &Arc<dyn SpanSource>
 /// the snapshot was taken) fails the query with the store's not-found error,
 /// rather than reading as no rows. Files are spread over `partitions`
 /// groups, read in parallel.
+/// A scan of stored Parquet files. Their footers and page indexes are read
+/// through the runtime's file metadata cache: a file's path names one
+/// immutable file (the tables only add and remove files), so a footer parsed
+/// once serves every later query (a trace lookup otherwise spends most of
+/// its time loading the page index again). The session's Parquet options
+/// (filter pushdown, page index, bloom filters) apply.
 fn parquet_scan(
+    state: &dyn Session,
     files: &[FileMeta],
     remote: Option<&url::Url>,
     schema: &SchemaRef,
@@ -395,8 +404,14 @@ fn parquet_scan(
         let n = groups.len();
         groups[i % n].push(PartitionedFile::new(path, f.bytes));
     }
-    let source = Arc::new(ParquetSource::new(Arc::clone(schema)));
-    let config = FileScanConfigBuilder::new(store, source)
+    let cached = CachedParquetFileReaderFactory::new(
+        state.runtime_env().object_store(&store)?,
+        state.runtime_env().cache_manager.get_file_metadata_cache(),
+    );
+    let source = ParquetSource::new(Arc::clone(schema))
+        .with_table_parquet_options(state.table_options().parquet.clone())
+        .with_parquet_file_reader_factory(Arc::new(cached));
+    let config = FileScanConfigBuilder::new(store, Arc::new(source))
         .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
         .with_projection_indices(Some(read.to_vec()))?
         .with_limit(limit)

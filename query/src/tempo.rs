@@ -24,12 +24,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use weft_auth::Caller;
 use weft_otlp::{tempo_trace_by_id_protobuf, traces_data_json_with_events, traces_data_protobuf};
-use weft_schemas::TraceId;
 use weft_schemas::schema::col as column;
 
 use crate::engine::QueryEngine;
 use crate::error::QueryError;
-use crate::http::{ApiState, Params, json_response, protobuf_response, wants_protobuf};
+use crate::http::{ApiState, Params, json_response, protobuf_response, trace_rows, wants_protobuf};
 use crate::time::timestamp;
 use crate::traceql::{self, Condition, Field, Op, Scope, SpanFilter};
 
@@ -73,22 +72,6 @@ async fn buildinfo() -> Response {
         })
         .to_string(),
     )
-}
-
-/// A trace's span rows and its event rows; not found when it has no spans.
-async fn trace_rows(
-    api: &ApiState,
-    caller: &Caller,
-    trace_id: &str,
-) -> Result<(Vec<RecordBatch>, Vec<RecordBatch>), QueryError> {
-    let id: TraceId = trace_id.parse()?;
-    let engine = api.engine(caller).await?;
-    let batches = engine.trace(&id).await?;
-    if batches.iter().all(|b| b.num_rows() == 0) {
-        return Err(QueryError::trace_not_found(trace_id));
-    }
-    let events = engine.trace_events(&id).await?;
-    Ok((batches, events))
 }
 
 /// v1: the trace's resource spans as `batches` in JSON; with `Accept:

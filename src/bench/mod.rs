@@ -3,8 +3,10 @@
 //! bytes per span on disk beside its OTLP protobuf bytes.
 
 mod lineage;
+mod query;
 mod receivers;
 mod signals;
+mod soak;
 mod storage;
 mod tui;
 
@@ -54,6 +56,12 @@ pub struct BenchArgs {
     /// Compact the simulated day's tables every this many flushes.
     #[arg(long, default_value_t = 60)]
     pub compact_every: usize,
+    /// How long `--only soak` ingests, in seconds.
+    #[arg(long, default_value_t = 600)]
+    pub soak_secs: u64,
+    /// Stored spans for `--only query` (SQL beside DuckDB, trace by id, bytes per column).
+    #[arg(long, default_value_t = 2_000_000)]
+    pub query_spans: usize,
     /// Stored spans for the trace-by-id lookups (0 skips them).
     #[arg(long, default_value_t = 10_000_000)]
     pub lookup_spans: usize,
@@ -71,6 +79,9 @@ pub enum Which {
     Storage,
     Tui,
     Signals,
+    Query,
+    /// Not part of `all`: ten minutes by default.
+    Soak,
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -85,6 +96,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if matches!(args.only, Which::All | Which::Signals) {
         signals::run()?;
+    }
+    if args.only == Which::Soak {
+        soak::run(args.soak_secs, args.clients)?;
+    }
+    if matches!(args.only, Which::All | Which::Query) {
+        query::run(args.query_spans)?;
     }
     if matches!(args.only, Which::All | Which::Storage) {
         storage::run(storage::StorageBench {
@@ -253,7 +270,7 @@ async fn durable_ingest(
     Ok((elapsed, parquet_bytes))
 }
 
-fn count_spans(r: &ExportTraceServiceRequest) -> usize {
+pub(crate) fn count_spans(r: &ExportTraceServiceRequest) -> usize {
     r.resource_spans
         .iter()
         .flat_map(|rs| &rs.scope_spans)

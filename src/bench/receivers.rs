@@ -17,13 +17,32 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse
 use prost::Message;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 
-/// One receiver process, killed when dropped.
-struct Receiver {
+/// One receiver process, killed when dropped (its data directory, if any,
+/// removed with it).
+pub(super) struct Receiver {
     name: &'static str,
     child: Child,
     grpc: SocketAddr,
     http: SocketAddr,
+    /// Weft's query API (rotel has none).
+    pub(super) api: Option<SocketAddr>,
     dir: Option<PathBuf>,
+}
+
+impl Receiver {
+    /// The process's resident set size, from `/proc` (Linux), in bytes.
+    pub(super) fn rss_bytes(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
+        Some(kb * 1024)
+    }
 }
 
 impl Drop for Receiver {
@@ -38,7 +57,7 @@ impl Drop for Receiver {
 
 /// Which OTLP transport the clients use.
 #[derive(Debug, Clone, Copy)]
-enum Transport {
+pub(super) enum Transport {
     Http,
     Grpc,
 }
@@ -107,12 +126,18 @@ fn start_rotel(binary: &Path) -> anyhow::Result<Receiver> {
         child,
         grpc,
         http,
+        api: None,
         dir: None,
     })
 }
 
-fn start_weft() -> anyhow::Result<Receiver> {
-    let dir = super::tempfile_dir()?;
+/// `weft serve` on a data directory (a fresh one unless given), its default
+/// configuration, every listener on a free port of 127.0.0.1.
+pub(super) fn start_weft(dir: Option<PathBuf>) -> anyhow::Result<Receiver> {
+    let dir = match dir {
+        Some(dir) => dir,
+        None => super::tempfile_dir()?,
+    };
     let mut child = Command::new(std::env::current_exe()?)
         .arg("serve")
         .arg("--data-dir")
@@ -135,19 +160,20 @@ fn start_weft() -> anyhow::Result<Receiver> {
             .parse()
             .context("weft serve announced a bad address")
     };
-    let (grpc, http) = (field("otlp_grpc")?, field("otlp_http")?);
+    let (grpc, http, api) = (field("otlp_grpc")?, field("otlp_http")?, field("api")?);
     Ok(Receiver {
         name: "weft serve (durable: WAL fsync, then ack)",
         child,
         grpc,
         http,
+        api: Some(api),
         dir: Some(dir),
     })
 }
 
 /// Sends every payload once, `clients` at a time, and returns the time from
 /// the first send to the last answer.
-async fn send_all(
+pub(super) async fn send_all(
     receiver: &Receiver,
     transport: Transport,
     payloads: &[Bytes],
@@ -313,7 +339,7 @@ pub(super) fn run(
             );
         }
         // A fresh server per transport: both start from an empty WAL.
-        let receiver = start_weft()?;
+        let receiver = start_weft(None)?;
         eprintln!("sending to {} over {} ...", receiver.name, transport.name());
         let took = runtime.block_on(send_all(&receiver, transport, payloads, clients))?;
         let relative = baseline.map_or("—".to_owned(), |b| {

@@ -47,7 +47,7 @@ pub fn run(bench: StorageBench) -> anyhow::Result<()> {
 
 /// About `n` spans of the demo workload, their ids made unique to `chunk`
 /// (the workload's ids repeat from run to run), starting at `start_ns`.
-fn chunk(chunk: u32, n: usize, start_ns: i64) -> anyhow::Result<Vec<Span>> {
+pub(super) fn chunk(chunk: u32, n: usize, start_ns: i64) -> anyhow::Result<Vec<Span>> {
     let plan = workflows(n.div_ceil(8).max(1), u64::from(chunk));
     let mut spans = Vec::new();
     for request in to_requests(&plan, 512) {
@@ -79,14 +79,14 @@ fn chunk(chunk: u32, n: usize, start_ns: i64) -> anyhow::Result<Vec<Span>> {
     Ok(spans)
 }
 
-fn now_ns() -> i64 {
+pub(super) fn now_ns() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
         .unwrap_or(0)
 }
 
-fn config(dir: &std::path::Path) -> StoreConfig {
+pub(super) fn config(dir: &std::path::Path) -> StoreConfig {
     let mut config = StoreConfig::new(dir);
     config.flush_interval = Duration::from_secs(24 * 3600);
     config.flush_max_rows = usize::MAX;
@@ -195,7 +195,7 @@ async fn day(
     Ok(out)
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub(super) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
@@ -203,7 +203,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
-fn ms(d: Duration) -> String {
+pub(super) fn ms(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1e3)
 }
 
@@ -310,19 +310,25 @@ async fn simulated_day(bench: StorageBench) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn lookups(total: usize) -> anyhow::Result<()> {
-    let root = tempfile::tempdir()?;
-    let dir = root.path().join("lookups");
-    let mut config = config(&dir);
+/// Fills a store at `dir` with about `total` spans of the demo workload in
+/// flushes of 100,000 (their start times within the last hour), runs one
+/// maintenance and shuts it down. Returns two trace ids of every flush, the
+/// spans stored and the maintenance report.
+pub(super) async fn fill(
+    dir: &std::path::Path,
+    total: usize,
+    seed: u64,
+) -> anyhow::Result<(Vec<TraceId>, usize, weft_store::MaintainReport)> {
+    let mut config = config(dir);
     config.target_file_bytes = 128 * 1024 * 1024;
     let store = Store::open(config, Arc::new(Metrics::default())).await?;
     let per_chunk = 100_000;
     let chunks = total.div_ceil(per_chunk);
-    let start = now_ns() - 3_600_000_000_000;
-    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    let start = now_ns() - 1_800_000_000_000;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut traces = Vec::new();
     let mut stored = 0;
-    eprintln!("trace by id: storing {total} spans in {chunks} flushes ...");
+    eprintln!("storing {total} spans in {chunks} flushes ...");
     let t = Instant::now();
     for c in 0..chunks {
         let spans = chunk(
@@ -346,6 +352,13 @@ async fn lookups(total: usize) -> anyhow::Result<()> {
     eprintln!("compacting ...");
     let report = store.maintain().await?;
     store.shutdown().await?;
+    Ok((traces, stored, report))
+}
+
+async fn lookups(total: usize) -> anyhow::Result<()> {
+    let root = tempfile::tempdir()?;
+    let dir = root.path().join("lookups");
+    let (traces, stored, report) = fill(&dir, total, 5).await?;
     // Read as `weft sql --data-dir` reads: a fresh snapshot of the tables.
     let snapshot = read_snapshot(&dir.to_string_lossy()).await?;
     let files = snapshot.files.len();

@@ -24,6 +24,7 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SessionConfig, SessionContext, col};
 use weft_lineage::WorkflowSummary;
 use weft_schemas::TraceId;
+use weft_schemas::conventions::AI_COLUMNS;
 use weft_schemas::schema::col as column;
 
 pub use self::answer::{Answer, QueryResult};
@@ -445,13 +446,23 @@ impl QueryEngine {
 
     /// Every span of one trace, ordered by start time, ids as bytes (for
     /// `traces_data_json`, which shows them). The filter on `trace_id` lets
-    /// Parquet skip row groups by statistics and bloom filter.
+    /// Parquet skip row groups by statistics and bloom filter. The typed AI
+    /// columns are not read: OTLP shows the attributes they come from, and
+    /// a lookup's cost is a page of every column it reads.
     pub async fn trace(&self, trace_id: &TraceId) -> Result<Vec<RecordBatch>, QueryError> {
         let run = async {
+            let schema = weft_schemas::span_schema();
+            let otlp_columns: Vec<&str> = schema
+                .fields()
+                .iter()
+                .map(|f| f.name().as_str())
+                .filter(|name| !AI_COLUMNS.iter().any(|c| c.name == *name))
+                .collect();
             let df = self
                 .ctx
                 .read_table(stored_table(&self.source, Stored::Spans))?
                 .filter(col(column::TRACE_ID).eq(trace_id_literal(trace_id)))?
+                .select_columns(&otlp_columns)?
                 .sort(vec![col(column::START_TIME).sort(true, false)])?;
             Ok::<_, QueryError>(df.collect().await?)
         };
