@@ -373,12 +373,13 @@ pub fn register_stored_tables(ctx: &SessionContext, source: &Arc<dyn SpanSource>
 /// the snapshot was taken) fails the query with the store's not-found error,
 /// rather than reading as no rows. Files are spread over `partitions`
 /// groups, read in parallel.
-/// A scan of stored Parquet files. Their footers and page indexes are read
-/// through the runtime's file metadata cache: a file's path names one
-/// immutable file (the tables only add and remove files), so a footer parsed
-/// once serves every later query (a trace lookup otherwise spends most of
-/// its time loading the page index again). The session's Parquet options
-/// (filter pushdown, page index, bloom filters) apply.
+///
+/// Footers and page indexes are read through the runtime's file metadata
+/// cache: a file's path names one immutable file (the tables only add and
+/// remove files), so a footer parsed once serves every later query (a trace
+/// lookup otherwise spends most of its time loading the page index again).
+/// The session's Parquet options (filter pushdown, page index, bloom
+/// filters) apply.
 fn parquet_scan(
     state: &dyn Session,
     files: &[FileMeta],
