@@ -59,6 +59,9 @@ pub struct BenchArgs {
     /// How long `--only soak` ingests, in seconds.
     #[arg(long, default_value_t = 600)]
     pub soak_secs: u64,
+    /// A `weft serve` configuration file for `--only soak` (default: none).
+    #[arg(long)]
+    pub soak_config: Option<std::path::PathBuf>,
     /// Stored spans for `--only query` (SQL beside DuckDB, trace by id, bytes per column).
     #[arg(long, default_value_t = 2_000_000)]
     pub query_spans: usize,
@@ -98,7 +101,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         signals::run()?;
     }
     if args.only == Which::Soak {
-        soak::run(args.soak_secs, args.clients)?;
+        soak::run(args.soak_secs, args.clients, args.soak_config.as_deref())?;
     }
     if matches!(args.only, Which::All | Which::Query) {
         query::run(args.query_spans)?;

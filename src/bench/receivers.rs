@@ -6,12 +6,13 @@
 //! as they are (gRPC through a pass-through codec), so the load generator
 //! costs both receivers the same.
 
+use std::ffi::OsStr;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, bail};
 use bytes::{Buf, BufMut, Bytes};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
@@ -133,7 +134,7 @@ fn start_rotel(binary: &Path) -> anyhow::Result<Receiver> {
 
 /// `weft serve` on a data directory (a fresh one unless given), its default
 /// configuration, every listener on a free port of 127.0.0.1.
-pub(super) fn start_weft(dir: Option<PathBuf>) -> anyhow::Result<Receiver> {
+pub(super) fn start_weft(dir: Option<PathBuf>, config: Option<&Path>) -> anyhow::Result<Receiver> {
     let dir = match dir {
         Some(dir) => dir,
         None => super::tempfile_dir()?,
@@ -144,6 +145,12 @@ pub(super) fn start_weft(dir: Option<PathBuf>) -> anyhow::Result<Receiver> {
         .arg(&dir)
         .args(["--otlp-grpc", "127.0.0.1:0", "--otlp-http", "127.0.0.1:0"])
         .args(["--api", "127.0.0.1:0"])
+        .args(
+            config
+                .map(|c| [OsStr::new("--config"), c.as_os_str()])
+                .into_iter()
+                .flatten(),
+        )
         .env("WEFT_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -171,14 +178,21 @@ pub(super) fn start_weft(dir: Option<PathBuf>) -> anyhow::Result<Receiver> {
     })
 }
 
-/// Sends every payload once, `clients` at a time, and returns the time from
-/// the first send to the last answer.
+/// What `send_all` took: the wall-clock time, and how many exports were
+/// answered "retry later" and sent again.
+pub(super) struct Sent {
+    pub(super) elapsed: Duration,
+    pub(super) retries: u64,
+}
+
+/// Sends every payload once, `clients` at a time (each until it is taken),
+/// and returns the time from the first send to the last answer.
 pub(super) async fn send_all(
     receiver: &Receiver,
     transport: Transport,
     payloads: &[Bytes],
     clients: usize,
-) -> anyhow::Result<Duration> {
+) -> anyhow::Result<Sent> {
     let clients = clients.max(1);
     let mut senders = Vec::new();
     for _ in 0..clients {
@@ -191,17 +205,34 @@ pub(super) async fn send_all(
         .map(|(c, mut sender)| {
             let share: Vec<Bytes> = payloads.iter().skip(c).step_by(clients).cloned().collect();
             tokio::spawn(async move {
+                let mut retries = 0;
                 for body in share {
-                    sender.send(body).await?;
+                    retries += sender.send_until_taken(body).await?;
                 }
-                Ok::<_, anyhow::Error>(())
+                Ok::<_, anyhow::Error>(retries)
             })
         })
         .collect();
+    let mut retries = 0;
     for t in tasks {
-        t.await??;
+        retries += t.await??;
     }
-    Ok(started.elapsed())
+    Ok(Sent {
+        elapsed: started.elapsed(),
+        retries,
+    })
+}
+
+/// Why an export failed: the receiver asked for a retry (OTLP's retryable
+/// answers: HTTP 429, 502, 503, 504; gRPC UNAVAILABLE, RESOURCE_EXHAUSTED),
+/// or anything else.
+enum Refused {
+    Retry,
+    Failed(anyhow::Error),
+}
+
+fn failed(e: impl Into<anyhow::Error>) -> Refused {
+    Refused::Failed(e.into())
 }
 
 enum Sender {
@@ -231,8 +262,28 @@ impl Sender {
         })
     }
 
+    /// One export, sent again while the receiver answers "retry later" (as an
+    /// OTLP exporter does, backing off from 10 ms to 1 s, for at most two
+    /// minutes); the number of retries.
+    async fn send_until_taken(&mut self, body: Bytes) -> anyhow::Result<u64> {
+        let (mut retries, mut backoff) = (0, Duration::from_millis(10));
+        let give_up = Instant::now() + Duration::from_secs(120);
+        loop {
+            match self.send(body.clone()).await {
+                Ok(()) => return Ok(retries),
+                Err(Refused::Retry) if Instant::now() < give_up => {
+                    retries += 1;
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+                Err(Refused::Retry) => anyhow::bail!("still told to retry after two minutes"),
+                Err(Refused::Failed(e)) => return Err(e),
+            }
+        }
+    }
+
     /// One export; an error unless the receiver took every span.
-    async fn send(&mut self, body: Bytes) -> anyhow::Result<()> {
+    async fn send(&mut self, body: Bytes) -> Result<(), Refused> {
         let answer = match self {
             Sender::Http { client, url } => {
                 let response = client
@@ -240,31 +291,49 @@ impl Sender {
                     .header("content-type", "application/x-protobuf")
                     .body(body)
                     .send()
-                    .await?;
+                    .await
+                    .map_err(failed)?;
                 let status = response.status();
-                let bytes = response.bytes().await?;
-                ensure!(status.is_success(), "HTTP {status}");
+                let bytes = response.bytes().await.map_err(failed)?;
+                if matches!(status.as_u16(), 429 | 502 | 503 | 504) {
+                    return Err(Refused::Retry);
+                }
+                if !status.is_success() {
+                    return Err(failed(anyhow::anyhow!("HTTP {status}")));
+                }
                 bytes
             }
             Sender::Grpc(grpc) => {
-                grpc.ready().await?;
-                grpc.unary(
-                    tonic::Request::new(body),
-                    http::uri::PathAndQuery::from_static(EXPORT_PATH),
-                    RawCodec,
-                )
-                .await?
-                .into_inner()
+                grpc.ready().await.map_err(failed)?;
+                let answer = grpc
+                    .unary(
+                        tonic::Request::new(body),
+                        http::uri::PathAndQuery::from_static(EXPORT_PATH),
+                        RawCodec,
+                    )
+                    .await;
+                match answer {
+                    Ok(answer) => answer.into_inner(),
+                    Err(status)
+                        if matches!(
+                            status.code(),
+                            tonic::Code::Unavailable | tonic::Code::ResourceExhausted
+                        ) =>
+                    {
+                        return Err(Refused::Retry);
+                    }
+                    Err(status) => return Err(failed(status)),
+                }
             }
         };
-        let answer = ExportTraceServiceResponse::decode(answer)?;
-        ensure!(
-            answer
-                .partial_success
-                .as_ref()
-                .is_none_or(|p| p.rejected_spans == 0),
-            "spans rejected: {answer:?}"
-        );
+        let answer = ExportTraceServiceResponse::decode(answer).map_err(failed)?;
+        if let Some(p) = answer
+            .partial_success
+            .as_ref()
+            .filter(|p| p.rejected_spans > 0)
+        {
+            return Err(failed(anyhow::anyhow!("spans rejected: {p:?}")));
+        }
         Ok(())
     }
 }
@@ -320,36 +389,39 @@ pub(super) fn run(
     }
     let rate = |d: Duration| spans as f64 / d.as_secs_f64();
     println!(
-        "| receiver ({clients} clients, {} requests) | transport | spans/s | relative to rotel |",
+        "| receiver ({clients} clients, {} requests) | transport | spans/s | relative to rotel | \
+         exports retried (\"retry later\") |",
         payloads.len()
     );
-    println!("|---|---|---:|---:|");
+    println!("|---|---|---:|---:|---:|");
     for transport in [Transport::Http, Transport::Grpc] {
         let mut baseline = None;
         if let Some(binary) = &rotel {
             let receiver = start_rotel(binary)?;
             eprintln!("sending to {} over {} ...", receiver.name, transport.name());
-            let took = runtime.block_on(send_all(&receiver, transport, payloads, clients))?;
-            baseline = Some(took);
+            let sent = runtime.block_on(send_all(&receiver, transport, payloads, clients))?;
+            baseline = Some(sent.elapsed);
             println!(
-                "| {} | {} | {:.0} | 1.000 |",
+                "| {} | {} | {:.0} | 1.000 | {} |",
                 receiver.name,
                 transport.name(),
-                rate(took)
+                rate(sent.elapsed),
+                sent.retries
             );
         }
         // A fresh server per transport: both start from an empty WAL.
-        let receiver = start_weft(None)?;
+        let receiver = start_weft(None, None)?;
         eprintln!("sending to {} over {} ...", receiver.name, transport.name());
-        let took = runtime.block_on(send_all(&receiver, transport, payloads, clients))?;
+        let sent = runtime.block_on(send_all(&receiver, transport, payloads, clients))?;
         let relative = baseline.map_or("—".to_owned(), |b| {
-            format!("{:.3}", b.as_secs_f64() / took.as_secs_f64())
+            format!("{:.3}", b.as_secs_f64() / sent.elapsed.as_secs_f64())
         });
         println!(
-            "| {} | {} | {:.0} | {relative} |",
+            "| {} | {} | {:.0} | {relative} | {} |",
             receiver.name,
             transport.name(),
-            rate(took)
+            rate(sent.elapsed),
+            sent.retries
         );
     }
     Ok(())

@@ -1,10 +1,14 @@
 //! `weft bench --only soak`: `weft serve`'s resident memory while it ingests
 //! as fast as 4 OTLP/HTTP clients can send, for `--soak-secs` (600 by
-//! default), with its default configuration. Every pass sends the same
+//! default), with its default configuration or `--soak-config FILE` (to see
+//! the memory bounds `max_unflushed_spans` and `max_inflight_bytes` hold). Every pass sends the same
 //! requests with the trace ids changed (so nothing is dropped as a
-//! duplicate); the table shows, per interval, the spans acknowledged and the
-//! server's RSS, then the growth from the first full minute to the end.
+//! duplicate), and an export answered "retry later" (the server's backlog
+//! limit) is sent again as an OTLP exporter would; the table shows, per
+//! interval, the spans acknowledged and the server's RSS, then the growth
+//! from the first full minute to the end.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -14,20 +18,26 @@ use super::receivers::{Transport, send_all, start_weft};
 use super::to_requests;
 use crate::workload::workflows;
 
-pub fn run(seconds: u64, clients: usize) -> anyhow::Result<()> {
+pub fn run(seconds: u64, clients: usize, config: Option<&Path>) -> anyhow::Result<()> {
     let mut requests = to_requests(&workflows(25_000, 7), 512);
     let spans_per_pass: usize = requests.iter().map(super::count_spans).sum();
-    let server = start_weft(None)?;
+    let server = start_weft(None, config)?;
     let runtime = crate::runtime()?;
     let started = Instant::now();
     let deadline = started + Duration::from_secs(seconds);
     let report_every = Duration::from_secs(60.min(seconds.max(1)));
     let mut next_report = started + report_every;
-    let (mut acked, mut acked_at_report) = (0usize, 0usize);
+    let (mut acked, mut acked_at_report, mut retries) = (0usize, 0usize, 0u64);
     let mut samples: Vec<(Duration, usize, u64)> = Vec::new();
-    eprintln!("soak: {seconds} s of OTLP/HTTP from {clients} clients, {spans_per_pass} spans per pass ...");
+    eprintln!(
+        "soak: {seconds} s of OTLP/HTTP from {clients} clients, {spans_per_pass} spans per pass ..."
+    );
     println!(
-        "\n## Memory while ingesting: weft serve, default configuration, {clients} OTLP/HTTP clients\n"
+        "\n## Memory while ingesting: weft serve, {}, {clients} OTLP/HTTP clients\n",
+        config.map_or("default configuration".to_owned(), |c| format!(
+            "configuration {}",
+            c.display()
+        ))
     );
     println!("| minute | spans/s in it | RSS MiB |\n|---:|---:|---:|");
     let mut pass = 0u32;
@@ -35,7 +45,9 @@ pub fn run(seconds: u64, clients: usize) -> anyhow::Result<()> {
         pass += 1;
         renumber(&mut requests, pass);
         let payloads: Vec<Bytes> = requests.iter().map(|r| r.encode_to_vec().into()).collect();
-        runtime.block_on(send_all(&server, Transport::Http, &payloads, clients))?;
+        retries += runtime
+            .block_on(send_all(&server, Transport::Http, &payloads, clients))?
+            .retries;
         acked += spans_per_pass;
         let now = Instant::now();
         if now >= next_report || now >= deadline {
@@ -56,8 +68,9 @@ pub fn run(seconds: u64, clients: usize) -> anyhow::Result<()> {
     let peak = samples.iter().map(|s| s.2).max().unwrap_or(0);
     if let (Some(first), Some(last)) = (samples.first(), samples.last()) {
         println!(
-            "\n{acked} spans acknowledged in {:.0} s ({:.0} spans/s); RSS {:.0} MiB after the \
-             first interval, {:.0} MiB at the end (peak {:.0} MiB, growth {:+.1}%).",
+            "\n{acked} spans acknowledged in {:.0} s ({:.0} spans/s; {retries} exports answered \
+             \"retry later\" and sent again); RSS {:.0} MiB after the first interval, {:.0} MiB \
+             at the end (peak {:.0} MiB, growth {:+.1}%).",
             last.0.as_secs_f64(),
             acked as f64 / last.0.as_secs_f64(),
             first.2 as f64 / 1048576.0,
