@@ -1,7 +1,8 @@
 //! `weft bench --only soak`: `weft serve`'s resident memory while it ingests
-//! as fast as 4 OTLP/HTTP clients can send, for `--soak-secs` (600 by
-//! default), with its default configuration or `--soak-config FILE` (to see
-//! the memory bounds `max_unflushed_spans` and `max_inflight_bytes` hold). Every pass sends the same
+//! as fast as `--clients` (4) OTLP/HTTP clients can send, for `--soak-secs`
+//! (600), with its default configuration or `--soak-config FILE` (to try the
+//! settings memory depends on: `max_unflushed_spans`, `max_inflight_bytes`,
+//! `dedup_window_secs`, `settle_horizon_secs`). Every pass sends the same
 //! requests with the trace ids changed (so nothing is dropped as a
 //! duplicate), and an export answered "retry later" (the server's backlog
 //! limit) is sent again as an OTLP exporter would; the table shows, per
