@@ -227,6 +227,50 @@ fn failing_flushes_bound_the_backlog_and_keep_queries_working() {
     drop(server);
 }
 
+/// A request refused because the buffer is full starts a flush, even when
+/// the buffer is short of `flush_max_rows` (here equal to the bound, so 90
+/// waiting spans never reach it) and the flush interval is an hour away:
+/// the client's retry is then taken, not refused until the interval.
+#[test]
+fn a_backlog_refusal_starts_a_flush() {
+    let data = tempfile::tempdir().unwrap();
+    let config = data.path().join("weft.toml");
+    std::fs::write(&config, "max_unflushed_spans = 100\nflush_max_rows = 100\n").unwrap();
+    let server = Server::start_at(
+        data.path().join("data").to_str().unwrap(),
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--flush-interval-secs",
+            "3600",
+        ],
+        &[],
+    );
+    for t in 0..3 {
+        assert_eq!(post(&server, &spans(t, 30, 10)).0, 200);
+    }
+    let (status, retry, body) = post(&server, &spans(3, 30, 10));
+    assert_eq!(status, 503, "{body}");
+    assert!(retry.is_some(), "{body}");
+    // Retried as an exporter would, until taken; only a flush makes room.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (status, _, body) = post(&server, &spans(3, 30, 10));
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 503, "{body}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still refused: no flush started ({body})"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let metrics = server.get("/metrics").text().unwrap();
+    assert!(!metrics.contains("weft_flushes_total 0\n"), "{metrics}");
+    assert_eq!(server.count("SELECT count(*) AS n FROM spans"), 120);
+}
+
 /// Item 4: a server whose disk is full still starts, replays its WAL, answers
 /// queries, and refuses new spans as retryable.
 #[test]

@@ -99,8 +99,11 @@ fn commit_group(wal: &mut WalWriter, cx: &mut WriterContext, group: Vec<Pending>
     let mut waiting = cx.state.read().map_or(0, |s| s.live_rows);
     for (keys, batch, reply) in group {
         // Over the backlog bound: refuse, unless nothing waits (a request
-        // larger than the bound alone would otherwise never be taken).
+        // larger than the bound alone would otherwise never be taken), and
+        // ask for a flush: the buffer may be full short of `flush_max_rows`
+        // (when that is near the bound), and only a flush makes room.
         if waiting > 0 && waiting + batch.num_rows() > cx.max_unflushed_spans {
+            cx.flush_wanted.notify_one();
             Metrics::add(&cx.metrics.requests_refused_backlog, 1);
             let _ = reply.send(Err(Error::Backlog {
                 waiting,
