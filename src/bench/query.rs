@@ -75,7 +75,8 @@ const DUCKDB_SCRIPT: &str = r#"
 import json, sys, time
 import duckdb
 cfg = json.load(sys.stdin)
-con = duckdb.connect(config={"enable_progress_bar": False})  # stdout carries the JSON
+con = duckdb.connect()
+con.execute("SET enable_progress_bar = false")  # stdout carries the JSON
 files = ", ".join("'" + f.replace("'", "''") + "'" for f in cfg["files"])
 con.execute("CREATE VIEW spans AS SELECT * FROM read_parquet([" + files + "])")
 out = []

@@ -302,7 +302,8 @@ import os, sys
 import duckdb, duckdb_extension_delta, polars as pl
 root = sys.argv[1]
 # No progress bar: it prints to stdout when a query runs over two seconds.
-con = duckdb.connect(config={"enable_progress_bar": False})
+con = duckdb.connect()
+con.execute("SET enable_progress_bar = false")
 ext = os.path.join(os.path.dirname(duckdb_extension_delta.__file__), "extensions",
                    "v" + duckdb.__version__, "delta.duckdb_extension")
 con.execute(f"LOAD '{ext}'")
