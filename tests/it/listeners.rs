@@ -175,6 +175,11 @@ fn a_stop_finishes_within_its_grace_period_and_flushes() {
         .unwrap();
     // An idle kept-alive API connection.
     let _idle = TcpStream::connect(api).unwrap();
+    // A later request to the same listener is answered only once the
+    // trickling connection, accepted before it by the one accept loop, was
+    // handed to its server: the stop below then finds it in flight (without
+    // this, a loaded machine could stop before accepting it).
+    reqwest::blocking::get(format!("http://{http}/")).unwrap();
 
     // The stop ends (`terminate` fails the test after 30 s) although the
     // request would have 3600 s: the grace cut it, and says so.
