@@ -132,8 +132,9 @@ fn start_rotel(binary: &Path) -> anyhow::Result<Receiver> {
     })
 }
 
-/// `weft serve` on a data directory (a fresh one unless given), its default
-/// configuration, every listener on a free port of 127.0.0.1.
+/// `weft serve` on a data directory (a fresh one unless given), with a
+/// configuration file if given (its defaults otherwise), every listener on a
+/// free port of 127.0.0.1.
 pub(super) fn start_weft(dir: Option<PathBuf>, config: Option<&Path>) -> anyhow::Result<Receiver> {
     let dir = match dir {
         Some(dir) => dir,
