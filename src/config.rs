@@ -117,8 +117,12 @@ pub struct FileConfig {
     pub max_resource_attributes: Option<usize>,
     pub row_group_rows: Option<usize>,
     pub dedup_window_secs: Option<u64>,
+    /// The most span ids remembered for retry detection (default 4,000,000).
+    pub dedup_max_spans: Option<usize>,
     /// How long a settled trace's structure generation is remembered.
     pub settle_horizon_secs: Option<u64>,
+    /// The most settled traces remembered (default 1,000,000).
+    pub settle_max_traces: Option<usize>,
     /// Hours spans are kept, by start time (default 168).
     pub retention_hours: Option<f64>,
     /// How far ahead of this machine's clock a span may start (default 900).
@@ -441,6 +445,14 @@ impl ServeConfig {
         }
         if let Some(s) = file.settle_horizon_secs {
             store.settle_horizon = Duration::from_secs(s);
+        }
+        if let Some(n) = file.dedup_max_spans {
+            anyhow::ensure!(n > 0, "dedup_max_spans must be positive");
+            store.dedup_max_spans = n;
+        }
+        if let Some(n) = file.settle_max_traces {
+            anyhow::ensure!(n > 0, "settle_max_traces must be positive");
+            store.settle_max_traces = n;
         }
         if let Some(h) = args.retention_hours.or(file.retention_hours) {
             store.retention = secs(h * 3600.0, "retention_hours (in seconds)")?;

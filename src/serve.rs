@@ -293,18 +293,17 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `--no-ingest`: the query API over tables that other servers write, re-read
-/// every `refresh`.
 /// Hands acknowledged spans to the live signals, on a thread of their own:
 /// the WAL writer only queues each batch (an `Arc` copy), so keeping the
-/// signals does not lengthen its group commits. The queue is bounded; when it
-/// is full the writer waits, so a slow observer slows ingest rather than
-/// growing without bound.
+/// signals does not lengthen its group commits. The queue is bounded (64
+/// batches; 1,024 held about a gigabyte of flushed batches in a soak, and
+/// ingest was slower); when it is full the writer waits, so a slow observer
+/// slows ingest rather than growing without bound.
 pub(crate) struct Feed(std::sync::mpsc::SyncSender<arrow::record_batch::RecordBatch>);
 
 impl Feed {
     pub(crate) fn new(signals: Arc<weft_signals::Signals>) -> std::io::Result<Self> {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<arrow::record_batch::RecordBatch>(1024);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<arrow::record_batch::RecordBatch>(64);
         std::thread::Builder::new()
             .name("weft-signals".into())
             .spawn(move || {
@@ -370,6 +369,8 @@ async fn live_signals(
     Ok(signals)
 }
 
+/// `--no-ingest`: the query API over tables that other servers write, re-read
+/// every `refresh`.
 async fn serve_queries(config: ServeConfig) -> anyhow::Result<()> {
     let location = config.store.tables_location();
     let follower = Follower::open(&location)

@@ -40,7 +40,10 @@ pub fn run(seconds: u64, clients: usize, config: Option<&Path>) -> anyhow::Resul
             c.display()
         ))
     );
-    println!("| minute | spans/s in it | RSS MiB |\n|---:|---:|---:|");
+    println!(
+        "| minute | spans/s in it | RSS MiB | unflushed spans | retry ids held | settled traces held |\n\
+         |---:|---:|---:|---:|---:|---:|"
+    );
     let mut pass = 0u32;
     while Instant::now() < deadline {
         pass += 1;
@@ -53,13 +56,17 @@ pub fn run(seconds: u64, clients: usize, config: Option<&Path>) -> anyhow::Resul
         let now = Instant::now();
         if now >= next_report || now >= deadline {
             let rss = server.rss_bytes().unwrap_or(0);
+            let gauges = runtime.block_on(gauges(&server))?;
             let elapsed = now - started;
             let interval = elapsed - samples.last().map_or(Duration::ZERO, |s| s.0);
             println!(
-                "| {:.1} | {:.0} | {:.0} |",
+                "| {:.1} | {:.0} | {:.0} | {} | {} | {} |",
                 elapsed.as_secs_f64() / 60.0,
                 (acked - acked_at_report) as f64 / interval.as_secs_f64(),
-                rss as f64 / 1048576.0
+                rss as f64 / 1048576.0,
+                gauges[0],
+                gauges[1],
+                gauges[2],
             );
             samples.push((elapsed, acked, rss));
             acked_at_report = acked;
@@ -81,6 +88,28 @@ pub fn run(seconds: u64, clients: usize, config: Option<&Path>) -> anyhow::Resul
         );
     }
     Ok(())
+}
+
+/// What the server holds in memory by its own count: unflushed spans, span
+/// ids for retry detection, settled traces (from `/metrics`).
+async fn gauges(server: &super::receivers::Receiver) -> anyhow::Result<[u64; 3]> {
+    let api = server
+        .api
+        .ok_or_else(|| anyhow::anyhow!("weft serve has an API"))?;
+    let text = reqwest::get(format!("http://{api}/metrics"))
+        .await?
+        .text()
+        .await?;
+    let read = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    Ok([
+        read("weft_buffered_spans"),
+        read("weft_dedup_spans"),
+        read("weft_settled_traces"),
+    ])
 }
 
 /// Gives every trace (and link target) of the requests ids of their own for

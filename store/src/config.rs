@@ -32,9 +32,17 @@ pub struct StoreConfig {
     pub row_group_rows: usize,
     /// How long span ids are remembered to drop client retries of acknowledged spans.
     pub dedup_window: Duration,
+    /// The most span ids remembered for retry detection, whatever the window:
+    /// a retry is recognised if it comes within `dedup_window` and within
+    /// half this many later spans.
+    pub dedup_max_spans: usize,
     /// How long a settled trace's structure is remembered, so later spans of it
     /// extend that structure; later still, they settle as a new generation.
     pub settle_horizon: Duration,
+    /// The most settled traces remembered, whatever the horizon: a trace is
+    /// extended if its new spans come within `settle_horizon` and within half
+    /// this many later settled traces.
+    pub settle_max_traces: usize,
     /// How long spans are kept, by start time; older spans are refused at
     /// ingest and removed by maintenance.
     pub retention: Duration,
@@ -117,7 +125,9 @@ impl StoreConfig {
             max_inflight_bytes: 512 * 1024 * 1024,
             row_group_rows: 65_536,
             dedup_window: Duration::from_secs(600),
+            dedup_max_spans: 4_000_000,
             settle_horizon: Duration::from_secs(3600),
+            settle_max_traces: 1_000_000,
             retention: Duration::from_secs(168 * 3600),
             max_clock_skew: Duration::from_secs(15 * 60),
             vacuum_grace: Duration::from_secs(3600),

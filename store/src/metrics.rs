@@ -15,6 +15,10 @@ pub struct Metrics {
     pub wal_bytes: AtomicU64,
     pub wal_syncs: AtomicU64,
     pub buffered_spans: AtomicU64,
+    /// Span ids held for retry detection (bounded by `dedup_max_spans`).
+    pub dedup_spans: AtomicU64,
+    /// Settled traces remembered for extension (bounded by `settle_max_traces`).
+    pub settled_traces: AtomicU64,
     pub flushes: AtomicU64,
     pub parquet_bytes: AtomicU64,
     /// Unix nanoseconds of the oldest span acknowledged but not yet in Parquet (0 = none).
@@ -94,6 +98,18 @@ impl Metrics {
             "gauge",
             "Spans acknowledged and not yet flushed to Parquet.",
             &|m| get(&m.buffered_spans).to_string(),
+        );
+        emit(
+            "weft_dedup_spans",
+            "gauge",
+            "Span ids remembered to drop client retries (at most dedup_max_spans).",
+            &|m| get(&m.dedup_spans).to_string(),
+        );
+        emit(
+            "weft_settled_traces",
+            "gauge",
+            "Settled traces remembered so later spans extend them (at most settle_max_traces).",
+            &|m| get(&m.settled_traces).to_string(),
         );
         emit(
             "weft_flushes_total",

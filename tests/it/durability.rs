@@ -125,12 +125,50 @@ fn sigkill_after_ack_loses_nothing_and_duplicates_nothing() {
         metrics.contains(&format!("\nweft_spans_duplicate_total {expected}\n")),
         "{metrics}"
     );
+    // Recognised because the restart remembered every span id of the window.
+    assert_eq!(gauge(&metrics, "weft_dedup_spans"), expected as u64);
 
     // A clean stop flushes everything; a third start replays nothing and still has it all.
     assert!(server.terminate().success());
     let server = Server::start(dir.path(), &[]);
     assert_eq!(server.count(TOTAL), expected);
     assert_eq!(server.count(DISTINCT), expected);
+}
+
+fn gauge(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+}
+
+/// `dedup_max_spans` bounds the retry-detection memory; retries of the last
+/// half of that many spans are still recognised.
+#[test]
+fn the_retry_window_is_bounded_by_dedup_max_spans_and_still_drops_recent_retries() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with_config(dir.path(), "dedup_max_spans = 400\n", &[]);
+    send_all(&server, false);
+    let expected = BATCHES * SPANS_PER_BATCH;
+    let url = format!("http://{}/metrics", server.api);
+    let metrics = reqwest::blocking::get(&url).unwrap().text().unwrap();
+    let held = gauge(&metrics, "weft_dedup_spans");
+    assert!((200..=400).contains(&held), "{held} span ids held");
+
+    // A client resends its last four batches (200 spans, half the bound).
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut client = TraceServiceClient::connect(format!("http://{}", server.grpc))
+            .await
+            .unwrap();
+        for b in BATCHES - 4..BATCHES {
+            client.export(batch(b)).await.expect("acknowledged");
+        }
+    });
+    assert_eq!(server.count(TOTAL), expected as i64);
+    let metrics = reqwest::blocking::get(&url).unwrap().text().unwrap();
+    assert_eq!(gauge(&metrics, "weft_spans_duplicate_total"), 200);
 }
 
 #[test]

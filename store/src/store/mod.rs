@@ -235,6 +235,12 @@ impl Store {
         metrics
             .buffered_spans
             .store(state.live_rows as u64, Ordering::Relaxed);
+        metrics
+            .dedup_spans
+            .store(dedup.len() as u64, Ordering::Relaxed);
+        metrics
+            .settled_traces
+            .store(settled.len() as u64, Ordering::Relaxed);
         if state.live_rows > 0 {
             metrics
                 .oldest_unflushed_unix_nano
@@ -560,6 +566,10 @@ impl Store {
                 }
                 recent.insert(*trace, generations);
             }
+            self.inner
+                .metrics
+                .settled_traces
+                .store(recent.len() as u64, Ordering::Relaxed);
         }
         Metrics::add(&self.inner.metrics.flushes, 1);
         Metrics::add(&self.inner.metrics.parquet_bytes, bytes);

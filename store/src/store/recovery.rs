@@ -43,7 +43,7 @@ pub(super) fn recover(
     structure: &[FileMeta],
 ) -> Result<Recovered> {
     let wal_dir = config.wal_dir();
-    let mut settled = Recent::new(config.settle_horizon);
+    let mut settled = Recent::new(config.settle_horizon, config.settle_max_traces);
     let own: Vec<FileMeta> = structure
         .iter()
         .filter(|f| f.writer == app)
@@ -51,7 +51,7 @@ pub(super) fn recover(
         .collect();
     seed_settled_from_recent_files(storage, &own, config.settle_horizon, &mut settled);
 
-    let mut dedup = Recent::new(config.dedup_window);
+    let mut dedup = Recent::new(config.dedup_window, config.dedup_max_spans);
     seed_dedup_from_recent_files(storage, spans, config.dedup_window, &mut dedup);
     let mut live = Vec::new();
     let mut max_seq = held;

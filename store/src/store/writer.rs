@@ -203,6 +203,9 @@ fn commit_group(wal: &mut WalWriter, cx: &mut WriterContext, group: Vec<Pending>
     for key in in_group {
         cx.dedup.insert(key, ());
     }
+    cx.metrics
+        .dedup_spans
+        .store(cx.dedup.len() as u64, Ordering::Relaxed);
     for (outcome, reply) in replies {
         Metrics::add(&cx.metrics.spans_accepted, outcome.stored as u64);
         Metrics::add(&cx.metrics.spans_duplicate, outcome.duplicates as u64);
