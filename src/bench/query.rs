@@ -142,6 +142,13 @@ pub fn run(total: usize) -> anyhow::Result<()> {
         (log_sum / QUERIES.len() as f64).exp()
     );
 
+    eprintln!("EXPLAIN ANALYZE of each query ...");
+    println!("\n### Where each query's time goes (EXPLAIN ANALYZE through /api/sql)\n");
+    for (name, sql) in QUERIES {
+        let plan = runtime.block_on(explain_analyze(&client, api, sql))?;
+        println!("{name}:\n\n```text\n{plan}```\n");
+    }
+
     eprintln!("trace by id, {LOOKUPS} lookups each way ...");
     let mut rng = rand::rngs::StdRng::seed_from_u64(11);
     let mut picked = traces;
@@ -339,6 +346,33 @@ async fn sql_rows(
     );
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&body)?;
     Ok((elapsed, rows.len()))
+}
+
+/// The executed plan of `sql` with DataFusion's per-operator metrics (the
+/// `plan` column of `EXPLAIN ANALYZE`).
+async fn explain_analyze(
+    client: &reqwest::Client,
+    api: SocketAddr,
+    sql: &str,
+) -> anyhow::Result<String> {
+    let response = client
+        .post(format!("http://{api}/api/sql"))
+        .body(format!("EXPLAIN ANALYZE {sql}"))
+        .send()
+        .await?;
+    let status = response.status();
+    let body = response.bytes().await?;
+    ensure!(
+        status.is_success(),
+        "/api/sql answered {status} to EXPLAIN ANALYZE: {}",
+        String::from_utf8_lossy(&body)
+    );
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&body)?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| r.get("plan")?.as_str())
+        .map(|p| format!("{p}\n"))
+        .collect())
 }
 
 /// Each trace looked up three ways in turn (`/api/traces`, `SELECT *`, four
