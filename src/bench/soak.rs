@@ -2,7 +2,8 @@
 //! as fast as `--clients` (4) OTLP/HTTP clients can send, for `--soak-secs`
 //! (600), with its default configuration or `--soak-config FILE` (to try the
 //! settings memory depends on: `max_unflushed_spans`, `max_inflight_bytes`,
-//! `dedup_window_secs`/`dedup_max_spans`, `settle_horizon_secs`/`settle_max_traces`). Every pass sends the same
+//! `dedup_window_secs`/`dedup_max_spans`,
+//! `settle_horizon_secs`/`settle_max_traces`). Every pass sends the same
 //! requests with the trace ids changed (so nothing is dropped as a
 //! duplicate), and an export answered "retry later" (the server's backlog
 //! limit) is sent again as an OTLP exporter would; the table shows, per

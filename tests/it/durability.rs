@@ -54,11 +54,7 @@ async fn wait_for_a_flush(server: &Server) {
     let url = format!("http://{}/metrics", server.api);
     for _ in 0..600 {
         let metrics = reqwest::get(&url).await.unwrap().text().await.unwrap();
-        let flushes = metrics
-            .lines()
-            .find_map(|l| l.strip_prefix("weft_flushes_total "))
-            .and_then(|n| n.trim().parse::<u64>().ok())
-            .unwrap_or(0);
+        let flushes = common::metric(&metrics, "weft_flushes_total").unwrap_or(0);
         if flushes > 0 {
             return;
         }
@@ -136,11 +132,7 @@ fn sigkill_after_ack_loses_nothing_and_duplicates_nothing() {
 }
 
 fn gauge(metrics: &str, name: &str) -> u64 {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+    common::metric(metrics, name).unwrap_or_else(|| panic!("no {name} in {metrics}"))
 }
 
 /// `dedup_max_spans` bounds the retry-detection memory; retries of the last

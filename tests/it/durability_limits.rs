@@ -37,28 +37,6 @@ fn spans(trace: u16, n: u16, pad: usize) -> Value {
     json!({"resourceSpans": [{"scopeSpans": [{"spans": spans}]}]})
 }
 
-/// `weft serve` on `<dir>/data` with `config` (TOML, written to
-/// `<dir>/weft.toml`), flushing every `flush_secs`, with `env`.
-fn start_configured(
-    dir: &std::path::Path,
-    config: &str,
-    flush_secs: &str,
-    env: &[(String, String)],
-) -> Server {
-    let path = dir.join("weft.toml");
-    std::fs::write(&path, config).unwrap();
-    Server::start_at(
-        dir.join("data").to_str().unwrap(),
-        &[
-            "--config",
-            path.to_str().unwrap(),
-            "--flush-interval-secs",
-            flush_secs,
-        ],
-        env,
-    )
-}
-
 /// Posts an OTLP/JSON export; the status, `Retry-After` and body.
 fn post(server: &Server, body: &Value) -> (u16, Option<String>, String) {
     let response = reqwest::blocking::Client::new()
@@ -190,10 +168,10 @@ fn a_second_server_on_the_same_wal_is_refused_and_readers_still_work() {
 #[test]
 fn failing_flushes_bound_the_backlog_and_keep_queries_working() {
     let data = tempfile::tempdir().unwrap();
-    let server = start_configured(
+    let server = Server::start_with_config_env(
         data.path(),
         "max_unflushed_spans = 100\n",
-        "0.1",
+        &["--flush-interval-secs", "0.1"],
         &[("WEFT_FAULT".into(), "flush.files_written".into())],
     );
     let mut acknowledged = 0;
@@ -251,7 +229,7 @@ fn failing_flushes_bound_the_backlog_and_keep_queries_working() {
 fn a_backlog_refusal_starts_a_flush() {
     let data = tempfile::tempdir().unwrap();
     let config = "max_unflushed_spans = 100\nflush_max_rows = 100\n";
-    let server = start_configured(data.path(), config, "3600", &[]);
+    let server = Server::start_with_config(data.path(), config, &["--flush-interval-secs", "3600"]);
     for t in 0..3 {
         assert_eq!(post(&server, &spans(t, 30, 10)).0, 200);
     }

@@ -482,11 +482,7 @@ fn a_query_node_never_answers_from_files_vacuumed_under_it() {
     // is committed (polled for) before the second batch is sent.
     let flushed = || {
         let metrics = writer.get("/metrics").text().unwrap();
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix("weft_flushes_total "))
-            .and_then(|n| n.trim().parse::<u64>().ok())
-            .unwrap_or(0)
+        common::metric(&metrics, "weft_flushes_total").unwrap_or(0)
     };
     for _ in 0..300 {
         if flushed() > 0 {

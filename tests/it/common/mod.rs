@@ -11,6 +11,14 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 /// Runs the `weft` binary with `args` and waits for it.
+/// The value of the unlabelled metric `name` in a `/metrics` text.
+pub fn metric(metrics: &str, name: &str) -> Option<u64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|n| n.trim().parse().ok())
+}
+
 pub fn weft(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_weft"))
         .args(args)
@@ -120,11 +128,21 @@ impl Server {
     /// Starts `weft serve` on `dir/data` with the config file `config`
     /// (TOML, written to `dir/weft.toml`) and extra flags.
     pub fn start_with_config(dir: &Path, config: &str, extra: &[&str]) -> Server {
+        Server::start_with_config_env(dir, config, extra, &[])
+    }
+
+    /// [`Server::start_with_config`] with environment variables (`WEFT_FAULT`).
+    pub fn start_with_config_env(
+        dir: &Path,
+        config: &str,
+        extra: &[&str],
+        env: &[(String, String)],
+    ) -> Server {
         let path = dir.join("weft.toml");
         std::fs::write(&path, config).unwrap();
         let mut args = vec!["--config", path.to_str().unwrap()];
         args.extend_from_slice(extra);
-        Server::start(&dir.join("data"), &args)
+        Server::start_at(&dir.join("data").to_string_lossy(), &args, env)
     }
 
     /// Starts `weft serve` on a data location (a directory or a URL) with
