@@ -84,7 +84,7 @@ pub struct ServeArgs {
 pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     pub wal_dir: Option<PathBuf>,
-    /// How often a `--no-ingest` server re-reads the tables (default 2).
+    /// How often a server re-reads the tables for other writers' commits (default 2).
     pub refresh_secs: Option<f64>,
     pub otlp_grpc: Option<ListenAddr>,
     pub otlp_http: Option<ListenAddr>,
@@ -123,6 +123,9 @@ pub struct FileConfig {
     pub settle_horizon_secs: Option<u64>,
     /// The most settled traces remembered (default 1,000,000).
     pub settle_max_traces: Option<usize>,
+    /// Which traces this collector settles: "own" (default), "fleet" (every
+    /// writer's; one per location) or "none" (the fleet settler does).
+    pub settle: Option<String>,
     /// Hours spans are kept, by start time (default 168).
     pub retention_hours: Option<f64>,
     /// How far ahead of this machine's clock a span may start (default 900).
@@ -454,6 +457,16 @@ impl ServeConfig {
             anyhow::ensure!(n > 0, "settle_max_traces must be positive");
             store.settle_max_traces = n;
         }
+        if let Some(role) = &file.settle {
+            store.settle = weft_store::SettleRole::parse(role).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "settle = {role:?}: expected \"own\" (one collector per location), \"fleet\" \
+                     (the one collector of a location that settles every writer's traces) or \
+                     \"none\" (the fleet settler settles this collector's traces)"
+                )
+            })?;
+        }
+        store.refresh = secs(file.refresh_secs.unwrap_or(2.0), "refresh_secs")?;
         if let Some(h) = args.retention_hours.or(file.retention_hours) {
             store.retention = secs(h * 3600.0, "retention_hours (in seconds)")?;
         }

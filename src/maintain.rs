@@ -38,7 +38,7 @@ pub fn run(args: MaintainArgs) -> anyhow::Result<()> {
     let runtime = crate::runtime()?;
     let report = runtime
         .block_on(weft_store::maintain_data_dir(&store))
-        .with_context(|| format!("cannot maintain {}", store.data_dir.display()))?;
+        .with_context(|| format!("cannot maintain {}", store.tables_location()))?;
     crate::print_out(format!(
         "expired_files={} compacted_files={} compacted_into={} superseded_rows={} vacuumed_files={} log_entries_removed={}\n",
         report.expired_files,

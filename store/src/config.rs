@@ -57,11 +57,46 @@ pub struct StoreConfig {
     pub maintain_interval: Duration,
     /// Model prices: each span's `cost` is computed from them at ingest.
     pub prices: std::sync::Arc<weft_schemas::Prices>,
+    /// Which traces this collector settles (writes `span_structure` for):
+    /// see [`SettleRole`].
+    pub settle: SettleRole,
+    /// How often the tables are re-read for other writers' commits (other
+    /// collectors, `weft maintain`), flushing or not.
+    pub refresh: Duration,
     /// A named failure point to fail at, for fault-injection tests
     /// (`WEFT_FAULT` for the binary): `name` fails the step with an I/O
     /// error, `abort:name` kills the process there.
     #[doc(hidden)]
     pub fault: Option<String>,
+}
+
+/// Who writes a trace's structure (`span_structure`) when several collectors
+/// share one table location. The structure of a trace must be computed from
+/// all its spans at once, so exactly one collector per location may settle
+/// traces whose spans arrive at several.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SettleRole {
+    /// Settle the spans this collector receives (one collector per location).
+    #[default]
+    Own,
+    /// Settle every writer's spans: its own as it flushes them, and the other
+    /// collectors' from their committed span files. One per location.
+    Fleet,
+    /// Settle nothing: commit spans and links only; the location's `Fleet`
+    /// collector settles them.
+    None,
+}
+
+impl SettleRole {
+    /// The config file's spelling.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "own" => Some(Self::Own),
+            "fleet" => Some(Self::Fleet),
+            "none" => Some(Self::None),
+            _ => None,
+        }
+    }
 }
 
 impl StoreConfig {
@@ -134,6 +169,8 @@ impl StoreConfig {
             target_file_bytes: 64 * 1024 * 1024,
             maintain_interval: Duration::from_secs(600),
             prices: Default::default(),
+            settle: SettleRole::Own,
+            refresh: Duration::from_secs(2),
             fault: std::env::var("WEFT_FAULT").ok(),
         }
     }

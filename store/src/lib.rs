@@ -27,7 +27,7 @@ mod table_kind;
 mod tables;
 mod wal;
 
-pub use config::{EVENTS_DIR, StoreConfig};
+pub use config::{EVENTS_DIR, SettleRole, StoreConfig};
 pub use error::{Error, ErrorKind, Result};
 pub use follower::Follower;
 pub use maintain::{MaintainConfig, MaintainReport};

@@ -90,7 +90,7 @@ pub(crate) async fn maintain(
             .filter(|f| f.day.as_str() < cutoff.as_str())
             .collect();
         if !expired.is_empty() {
-            table.commit(&[], &expired, None, expire()).await?;
+            table.commit(&[], &expired, &[], expire()).await?;
             report.expired_files += expired.len();
             tracing::info!(table = kind.name(), files = expired.len(), before = %cutoff, "expired");
         }
@@ -104,6 +104,7 @@ pub(crate) async fn maintain(
         links,
         ..
     } = tables.listing().await?;
+    let spans = tables.settled_spans(spans).await?;
     for (kind, files) in [
         (TableKind::Spans, spans),
         (TableKind::Structure, structure),
@@ -120,7 +121,7 @@ pub(crate) async fn maintain(
         }
         config.fault_point("maintain.compacted_written")?;
         table
-            .commit(&added, &removed, None, compact(config.target_file_bytes))
+            .commit(&added, &removed, &[], compact(config.target_file_bytes))
             .await?;
         tracing::info!(
             table = kind.name(),

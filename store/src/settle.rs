@@ -485,21 +485,65 @@ pub fn links_properties(seq_lo: u64, seq_hi: u64) -> WriterProperties {
     .build()
 }
 
-/// Settles every trace in `spans` (WAL records `seq_lo..=seq_hi`): their
+/// What one flush settles.
+pub struct Settling<'a> {
+    /// This collector's flushed spans (WAL records `seq_lo..=seq_hi`): their
+    /// links are written, and their traces settle.
+    pub spans: &'a RecordBatch,
+    /// Other collectors' spans whose traces settle here too (`SettleRole::Fleet`).
+    pub foreign: BTreeMap<TraceId, Vec<Shape>>,
+    pub seq_lo: u64,
+    pub seq_hi: u64,
+    /// The generation of the structure rows written; their file names carry it
+    /// as their upper bound.
+    pub generation: u64,
+    /// Write `span_structure` at all (not for `SettleRole::None`).
+    pub structure: bool,
+}
+
+/// Settles every trace in `settling` (its spans and foreign spans): their
 /// structure, merged with `previous` settlings, and the new spans' links.
 /// A previous structure file that cannot be read is reported and skipped: the
 /// trace is settled from what is left, its early spans' children marked orphans.
 pub fn settle(
     storage: &Storage,
-    spans: &RecordBatch,
-    seq_lo: u64,
-    seq_hi: u64,
+    settling: Settling<'_>,
     previous: &Previous,
     writer: &str,
 ) -> Result<Settled> {
-    let fresh = shapes_from_spans(spans)?;
+    let Settling {
+        spans,
+        foreign,
+        seq_lo,
+        seq_hi,
+        generation,
+        structure,
+    } = settling;
+    let name = file_name(seq_lo, seq_hi, writer);
+    let links = write_by_day(
+        storage,
+        TableKind::Links,
+        &link_rows(spans)?,
+        &name,
+        || links_properties(seq_lo, seq_hi),
+        |b| Ok(b.clone()),
+        seq_hi,
+    )?;
+    if !structure {
+        return Ok(Settled {
+            links,
+            ..Settled::default()
+        });
+    }
+    let mut fresh = shapes_from_spans(spans)?;
+    for (trace, shapes) in foreign {
+        fresh.entry(trace).or_default().extend(shapes);
+    }
     if fresh.is_empty() {
-        return Ok(Settled::default());
+        return Ok(Settled {
+            links,
+            ..Settled::default()
+        });
     }
     let mut by_file: BTreeMap<&str, HashSet<TraceId>> = BTreeMap::new();
     let mut replaces: HashMap<TraceId, i64> = HashMap::new();
@@ -548,31 +592,54 @@ pub fn settle(
         *all = dedup_shapes(std::mem::take(all));
     }
 
-    let name = file_name(seq_lo, seq_hi, writer);
-    let structure = structure_batch(&merged, &replaces, &stored, seq_hi as i64)?;
+    let structure = structure_batch(&merged, &replaces, &stored, generation as i64)?;
+    let (lo, hi) = (seq_lo.min(generation), generation);
     let structure = write_by_day(
         storage,
         TableKind::Structure,
         &structure,
-        &name,
-        || structure_properties(seq_lo, seq_hi),
+        &file_name(lo, hi, writer),
+        || structure_properties(lo, hi),
         |b| Ok(b.clone()),
-        seq_hi,
-    )?;
-    let links = write_by_day(
-        storage,
-        TableKind::Links,
-        &link_rows(spans)?,
-        &name,
-        || links_properties(seq_lo, seq_hi),
-        |b| Ok(b.clone()),
-        seq_hi,
+        hi,
     )?;
     Ok(Settled {
         structure,
         links,
         traces: merged.into_keys().collect(),
     })
+}
+
+/// What settling needs of the spans in a span file another collector wrote.
+pub fn shapes_from_span_file(
+    storage: &Storage,
+    location: &str,
+) -> Result<BTreeMap<TraceId, Vec<Shape>>> {
+    use weft_schemas::schema::col as c;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(storage.read(location)?)?;
+    let wanted = [
+        c::TRACE_ID,
+        c::SPAN_ID,
+        c::PARENT_SPAN_ID,
+        c::NAME,
+        c::SERVICE_NAME,
+        col::AI_KIND,
+        c::STATUS_CODE,
+        c::START_TIME,
+        c::END_TIME,
+    ];
+    let schema = builder.parquet_schema();
+    let roots: Vec<usize> = (0..schema.root_schema().get_fields().len())
+        .filter(|i| wanted.contains(&schema.root_schema().get_fields()[*i].name()))
+        .collect();
+    let mask = parquet::arrow::ProjectionMask::roots(schema, roots);
+    let mut out: BTreeMap<TraceId, Vec<Shape>> = BTreeMap::new();
+    for batch in builder.with_projection(mask).build()? {
+        for (trace, shapes) in read_shapes(&batch?, None)? {
+            out.entry(trace).or_default().extend(shapes);
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ mod durability_limits;
 mod e2e_exporters;
 mod events;
 mod faults;
+mod fleet;
 mod flight;
 mod fuzz;
 mod hostile_input;

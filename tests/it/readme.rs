@@ -29,7 +29,7 @@ const SKIPPED: &[(&str, &str)] = &[
     ),
     (
         "weft serve --data-dir s3://",
-        "needs an S3 bucket: tests/it/s3.rs runs it against a real S3-compatible server",
+        "needs an S3 bucket: tests/it/s3.rs and tests/it/fleet.rs run these against a real S3-compatible server",
     ),
 ];
 

@@ -59,7 +59,7 @@ pub(super) async fn convert(
             continue;
         }
         table
-            .commit(files, &[], Some((app, checkpoint)), append())
+            .commit(files, &[], &[(app, checkpoint)], append())
             .await?;
         tracing::info!(
             table = kind.name(),

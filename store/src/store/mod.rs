@@ -19,6 +19,7 @@
 //! `upgrade` converting files of an older schema version.
 
 mod codec;
+mod fleet;
 mod legacy;
 mod recent;
 mod recovery;
@@ -37,16 +38,17 @@ use arrow::compute::concat_batches;
 use tokio::sync::{Notify, mpsc, oneshot};
 use weft_schemas::{Span, TraceId, span_schema, spans_to_batch};
 
+use self::fleet::{Fleet, Pending};
 use self::recent::Recent;
 pub use self::recovery::read_snapshot;
 use self::recovery::{Recovered, batch_keys, recover};
 use self::writer::{Command, WriterContext, run_writer};
-use crate::config::StoreConfig;
+use crate::config::{SettleRole, StoreConfig};
 use crate::error::{Error, Result};
 use crate::maintain::{MaintainReport, maintain};
 use crate::metrics::Metrics;
 use crate::parquet_files::{FileMeta, write_partitions};
-use crate::settle::{Previous, link_rows, settle};
+use crate::settle::{Previous, Settling, link_rows, settle, shapes_from_span_file};
 use crate::storage::{RemoteStore, Storage};
 use crate::tables::{TableKind, Tables, append, collector_id};
 use crate::wal::{self, WalWriter};
@@ -162,13 +164,12 @@ struct TableState {
     /// Whether the last listing left out files of a flush that is not in
     /// every table yet ([`Tables::listing`]); the next flush lists again.
     partial: bool,
-    /// When the tables were last re-read for other writers' commits.
+    /// When the tables were last re-read for other writers' commits (every
+    /// `StoreConfig::refresh`; re-reading lists the Delta log).
     refreshed: Instant,
+    /// The other writers of the location, and what is settled of theirs.
+    fleet: Fleet,
 }
-
-/// How often a flush re-reads the tables for other writers' commits (a
-/// second collector, `weft maintain`); re-reading lists the Delta log.
-const REFRESH_EVERY: Duration = Duration::from_secs(5);
 
 pub(crate) struct LiveBatch {
     seq: u64,
@@ -203,6 +204,7 @@ impl Store {
         }
         let applied = tables.applied(&app).await?;
         let held = applied.iter().copied().min().unwrap_or(0);
+        let fleet = Fleet::open(config.settle, &app, &tables).await?;
         let listing = tables.listing().await?;
         let partial = listing.partial > 0;
         let state = State {
@@ -289,6 +291,7 @@ impl Store {
                     applied,
                     partial,
                     refreshed: Instant::now(),
+                    fleet,
                 }),
                 app,
                 storage,
@@ -413,17 +416,25 @@ impl Store {
     }
 
     /// Flushes the live records up to `through` (all of them with `u64::MAX`),
-    /// committing to each table that does not hold them yet.
+    /// committing to each table that does not hold them yet. A fleet settler
+    /// (`SettleRole::Fleet`) also settles the other writers' span files it has
+    /// not settled yet, with or without records of its own.
     async fn flush_through(&self, through: u64) -> Result<FlushReport> {
-        let (batches, seq_lo, seq_hi, structure_files) = {
+        let mut tables = self.inner.tables.lock().await;
+        // Others (`weft maintain`, other collectors) may have committed.
+        if tables.refreshed.elapsed() >= self.inner.config.refresh {
+            self.relist(&mut tables).await?;
+        }
+        let (batches, own_seq, structure_files) = {
             let state = self.inner.state.read().map_err(lock_err)?;
             let flushed: Vec<&LiveBatch> =
                 state.live.iter().take_while(|l| l.seq <= through).collect();
-            let (Some(first), Some(last)) = (flushed.first(), flushed.last()) else {
-                return Ok(FlushReport::default());
-            };
+            let own_seq = flushed
+                .first()
+                .zip(flushed.last())
+                .map(|(f, l)| (f.seq, l.seq));
             let batches: Vec<RecordBatch> = flushed.iter().map(|l| l.batch.clone()).collect();
-            // This collector's settlings: generations are its WAL sequences.
+            // This collector's settlings: each file's upper bound is its generation.
             let mut by_generation: HashMap<i64, Vec<String>> = HashMap::new();
             for f in state
                 .structure
@@ -435,15 +446,36 @@ impl Store {
                     .or_default()
                     .push(f.location.clone());
             }
-            (batches, first.seq, last.seq, by_generation)
+            (batches, own_seq, by_generation)
         };
-        let mut tables = self.inner.tables.lock().await;
-        // Others (`weft maintain`, a second collector) may have committed.
-        if tables.refreshed.elapsed() >= REFRESH_EVERY {
-            tables.tables.refresh().await?;
-            tables.refreshed = Instant::now();
+        if own_seq.is_none() && self.inner.config.settle != SettleRole::Fleet {
+            return Ok(FlushReport::default());
         }
-        let wanted = |kind: TableKind| tables.applied[kind as usize] < seq_hi;
+        let pending = {
+            // Other writers' files only (none, for a lone collector).
+            let files: Vec<FileMeta> = self
+                .inner
+                .state
+                .read()
+                .map_err(lock_err)?
+                .files
+                .iter()
+                .filter(|f| !f.writer.is_empty() && f.writer != self.inner.app)
+                .cloned()
+                .collect();
+            let TableState {
+                tables: table_set,
+                fleet,
+                ..
+            } = &mut *tables;
+            fleet.pending(&files, table_set).await?
+        };
+        if own_seq.is_none() && pending.files.is_empty() {
+            return Ok(FlushReport::default());
+        }
+        let (seq_lo, seq_hi) = own_seq.unwrap_or((0, 0));
+        let generation = tables.fleet.next_generation(own_seq.map(|(_, hi)| hi));
+        let wanted = |kind: TableKind| own_seq.is_some() && tables.applied[kind as usize] < seq_hi;
         let wants = [
             wanted(TableKind::Spans),
             wanted(TableKind::Structure),
@@ -452,10 +484,18 @@ impl Store {
         let storage = self.inner.storage.clone();
         let app = self.inner.app.clone();
         let row_group_rows = self.inner.config.row_group_rows;
+        let write_structure = self.inner.config.settle != SettleRole::None;
         let inner = Arc::clone(&self.inner);
+        let Pending {
+            files: foreign_files,
+            through: settled_through,
+        } = pending;
         let started = Instant::now();
         let (files, settled, write, settling) = tokio::task::spawn_blocking(move || {
-            let all = concat_batches(&span_schema(), &batches)?;
+            let all = match batches.is_empty() {
+                true => RecordBatch::new_empty(span_schema()),
+                false => concat_batches(&span_schema(), &batches)?,
+            };
             let write_started = Instant::now();
             let files = if wants[TableKind::Spans as usize] {
                 write_partitions(&storage, &all, seq_lo, seq_hi, &app, row_group_rows)?
@@ -464,8 +504,25 @@ impl Store {
             };
             let write = write_started.elapsed();
             let settle_started = Instant::now();
-            let previous = inner.previous_settlings(&all, &structure_files)?;
-            let settled = settle(&storage, &all, seq_lo, seq_hi, &previous, &app)?;
+            let mut foreign = std::collections::BTreeMap::new();
+            for file in &foreign_files {
+                for (trace, shapes) in shapes_from_span_file(&storage, &file.location)? {
+                    foreign.entry(trace).or_insert_with(Vec::new).extend(shapes);
+                }
+            }
+            let mut traces: HashSet<TraceId> =
+                batch_keys(&all).into_iter().map(|(t, _)| t).collect();
+            traces.extend(foreign.keys().copied());
+            let previous = inner.previous_settlings(&traces, &structure_files)?;
+            let settling = Settling {
+                spans: &all,
+                foreign,
+                seq_lo,
+                seq_hi,
+                generation,
+                structure: write_structure,
+            };
+            let settled = settle(&storage, settling, &previous, &app)?;
             let settling = settle_started.elapsed();
             inner.config.fault_point("flush.files_written")?;
             Ok::<_, Error>((files, settled, write, settling))
@@ -477,13 +534,13 @@ impl Store {
         // first, so a reader of the tables alone sees a trace's spans no
         // later than its structure and links. Readers of this store switch
         // from the live buffer to the tables at once, after the last commit.
-        let txn = Some((self.inner.app.as_str(), seq_hi));
         let commit_started = Instant::now();
         let TableState {
             tables: table_set,
             applied,
             listed,
             partial,
+            fleet,
             ..
         } = &mut *tables;
         let before = TableKind::ALL.map(|k| table_set.get(k).version());
@@ -494,14 +551,28 @@ impl Store {
             (TableKind::Links, &settled.links),
             (TableKind::Structure, &settled.structure),
         ] {
-            if applied[kind as usize] >= seq_hi {
+            let own = wants[kind as usize];
+            let mut txns: Vec<(String, u64)> = Vec::new();
+            if own {
+                txns.push((self.inner.app.clone(), seq_hi));
+            }
+            if kind == TableKind::Structure && (own || !settled_through.is_empty()) {
+                txns.extend(fleet.structure_txns(generation, own, &settled_through));
+            }
+            if txns.is_empty() {
                 continue;
             }
+            let txns: Vec<(&str, u64)> = txns.iter().map(|(a, s)| (a.as_str(), *s)).collect();
             table_set
                 .get_mut(kind)
-                .commit(adds, &[], txn, append())
+                .commit(adds, &[], &txns, append())
                 .await?;
-            applied[kind as usize] = seq_hi;
+            if own {
+                applied[kind as usize] = seq_hi;
+            }
+            if kind == TableKind::Structure {
+                fleet.committed(generation, &settled_through);
+            }
             added[kind as usize] = adds;
             committed[kind as usize] = 1;
             self.inner
@@ -543,7 +614,9 @@ impl Store {
                     }
                 }
             }
-            state.live.retain(|l| l.seq > seq_hi);
+            if own_seq.is_some() {
+                state.live.retain(|l| l.seq > seq_hi);
+            }
             state.live_rows = state.live.iter().map(|l| l.batch.num_rows()).sum();
             let m = &self.inner.metrics;
             m.buffered_spans
@@ -561,8 +634,8 @@ impl Store {
             let mut recent = self.inner.settled.lock().map_err(lock_err)?;
             for trace in &settled.traces {
                 let mut generations = recent.get(trace).unwrap_or_default();
-                if generations.last() != Some(&(seq_hi as i64)) {
-                    generations.push(seq_hi as i64);
+                if generations.last() != Some(&(generation as i64)) {
+                    generations.push(generation as i64);
                 }
                 recent.insert(*trace, generations);
             }
@@ -574,7 +647,7 @@ impl Store {
         Metrics::add(&self.inner.metrics.flushes, 1);
         Metrics::add(&self.inner.metrics.parquet_bytes, bytes);
         let tx = self.inner.tx.lock().map_err(lock_err)?.clone();
-        if let Some(tx) = tx {
+        if let (Some(tx), Some(_)) = (tx, own_seq) {
             // A stopped writer means shutdown; the next start trims instead.
             let _ = tx.send(Command::Trim(seq_hi)).await;
         }
@@ -599,6 +672,41 @@ impl Store {
             "flushed to delta tables"
         );
         Ok(report)
+    }
+
+    /// Re-reads the tables for other writers' commits and, if a table moved
+    /// since it was listed, lists them again for readers.
+    async fn relist(&self, tables: &mut TableState) -> Result<()> {
+        tables.tables.refresh().await?;
+        tables.refreshed = Instant::now();
+        let versions = TableKind::ALL.map(|k| tables.tables.get(k).version());
+        if versions == tables.listed && !tables.partial {
+            return Ok(());
+        }
+        let listing = tables.tables.listing().await?;
+        tables.listed = versions;
+        tables.partial = listing.partial > 0;
+        let mut state = self.inner.state.write().map_err(lock_err)?;
+        state.files = listing.spans;
+        state.structure = listing.structure;
+        state.links = listing.links;
+        Ok(())
+    }
+
+    /// Re-reads the tables for other writers' commits, so this store's
+    /// readers see them (every `StoreConfig::refresh`, from
+    /// [`Store::run_flusher`], whether or not it flushes); a fleet settler
+    /// then settles the span files they added.
+    pub async fn refresh(&self) -> Result<()> {
+        let _guard = self.inner.flush_lock.lock().await;
+        {
+            let mut tables = self.inner.tables.lock().await;
+            self.relist(&mut tables).await?;
+        }
+        if self.inner.config.settle == SettleRole::Fleet {
+            self.flush_through(0).await?;
+        }
+        Ok(())
     }
 
     /// Runs retention, compaction and vacuum once over the tables (flushes
@@ -639,18 +747,30 @@ impl Store {
         }
     }
 
-    /// Flushes every `flush_interval`, or sooner when the buffer fills, until `stop`.
+    /// Flushes every `flush_interval`, or sooner when the buffer fills, and
+    /// re-reads the tables every `refresh` in between ([`Store::refresh`]),
+    /// until `stop`.
     pub async fn run_flusher(self, stop: Arc<Notify>) {
         let interval = self.inner.config.flush_interval;
+        let refresh = self.inner.config.refresh.max(Duration::from_millis(50));
+        let mut next_flush = Instant::now() + interval;
         loop {
-            tokio::select! {
-                _ = tokio::time::sleep(interval) => {}
-                _ = self.inner.flush_wanted.notified() => {}
+            let wait = next_flush
+                .saturating_duration_since(Instant::now())
+                .min(refresh);
+            let wanted = tokio::select! {
+                _ = tokio::time::sleep(wait) => false,
+                _ = self.inner.flush_wanted.notified() => true,
                 _ = stop.notified() => return,
-            }
-            if let Err(e) = self.flush().await {
-                Metrics::add(&self.inner.metrics.flushes_failed, 1);
-                tracing::error!(error = %e, "flush failed; spans stay in the wal and the next flush retries");
+            };
+            if wanted || Instant::now() >= next_flush {
+                next_flush = Instant::now() + interval;
+                if let Err(e) = self.flush().await {
+                    Metrics::add(&self.inner.metrics.flushes_failed, 1);
+                    tracing::error!(error = %e, "flush failed; spans stay in the wal and the next flush retries");
+                }
+            } else if let Err(e) = self.refresh().await {
+                tracing::warn!(error = %e, "cannot re-read the tables; the next refresh retries");
             }
         }
     }
@@ -707,13 +827,13 @@ impl Inner {
     /// not remembered: their new spans settle as a fresh generation.
     fn previous_settlings(
         &self,
-        spans: &RecordBatch,
+        traces: &HashSet<TraceId>,
         files: &HashMap<i64, Vec<String>>,
     ) -> Result<Previous> {
         let recent = self.settled.lock().map_err(lock_err)?;
-        let traces: HashSet<TraceId> = batch_keys(spans).into_iter().map(|(t, _)| t).collect();
         Ok(traces
-            .into_iter()
+            .iter()
+            .copied()
             .filter_map(|t| {
                 let generations = recent.get(&t)?;
                 let latest = *generations.last()?;

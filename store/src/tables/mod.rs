@@ -195,13 +195,16 @@ impl Table {
         Ok(files)
     }
 
-    /// Commits `adds` and `removes` as one version. `txn` records the WAL
-    /// sequence the added files hold, for recovery.
+    /// Commits `adds` and `removes` as one version. `txns` record, per
+    /// application id, the sequence the commit brings the table to (the WAL
+    /// sequence the added files hold, for recovery; see [`app`]). delta-rs
+    /// retries a commit that lost a race with another writer's (up to 15
+    /// times), failing only on a real conflict (two removes of one file).
     pub(crate) async fn commit(
         &mut self,
         adds: &[FileMeta],
         removes: &[FileMeta],
-        txn: Option<(&str, u64)>,
+        txns: &[(&str, u64)],
         operation: DeltaOperation,
     ) -> Result<()> {
         let now = now_millis();
@@ -231,8 +234,12 @@ impl Table {
         // Expired log entries are cleaned up by maintenance, not by listing
         // the whole log after every commit.
         let mut properties = CommitProperties::default().with_cleanup_expired_logs(Some(false));
-        if let Some((app, seq)) = txn {
-            properties = properties.with_application_transaction(Transaction::new(app, seq as i64));
+        if !txns.is_empty() {
+            properties = properties.with_application_transactions(
+                txns.iter()
+                    .map(|(app, seq)| Transaction::new(*app, *seq as i64))
+                    .collect(),
+            );
         }
         let err = |e| Error::table(self.kind.name(), e);
         let finalized = CommitBuilder::from(properties)
@@ -427,6 +434,56 @@ impl Tables {
             structure,
             links,
         })
+    }
+}
+
+/// The application ids of the `txn` actions in `span_structure` besides a
+/// collector's own id (the WAL sequence its flushes reached):
+pub(crate) mod app {
+    /// The last structure generation a collector wrote (a fleet settler's
+    /// generations run ahead of its WAL, see `SettleRole::Fleet`).
+    pub(crate) fn generation(collector: &str) -> String {
+        format!("{collector}/generation")
+    }
+
+    /// The WAL sequence of `writer` through which the fleet settler has
+    /// settled `writer`'s span files.
+    pub(crate) fn settled(writer: &str) -> String {
+        format!("settled/{writer}")
+    }
+
+    /// Set (to 1) by a collector whose traces the fleet settler settles.
+    pub(crate) fn settles_elsewhere(collector: &str) -> String {
+        format!("{collector}/settles-elsewhere")
+    }
+}
+
+impl Tables {
+    /// The span files compaction may merge: a merged file names no writer, so
+    /// the files of a collector whose traces another settles (`SettleRole::
+    /// None`) are merged only once the fleet settler has read them.
+    pub(crate) async fn settled_spans(&self, spans: Vec<FileMeta>) -> Result<Vec<FileMeta>> {
+        let structure = self.get(TableKind::Structure);
+        let mut through: HashMap<String, u64> = HashMap::new();
+        for file in &spans {
+            if file.writer.is_empty() || through.contains_key(&file.writer) {
+                continue;
+            }
+            let limit = if structure
+                .applied(&app::settles_elsewhere(&file.writer))
+                .await?
+                > 0
+            {
+                structure.applied(&app::settled(&file.writer)).await?
+            } else {
+                u64::MAX
+            };
+            through.insert(file.writer.clone(), limit);
+        }
+        Ok(spans
+            .into_iter()
+            .filter(|f| f.writer.is_empty() || f.seq_hi <= through[&f.writer])
+            .collect())
     }
 }
 
