@@ -1,9 +1,10 @@
-//! Several collectors on one S3 location (a real S3 server, moto's), the
+//! Several collectors on one S3 location (a real S3 server, moto's) or one
+//! shared directory, the
 //! spans of every trace spread over all of them round-robin, as a load
 //! balancer spreads them: one collector settles every writer's traces
-//! (`settle = "fleet"`), the others none (`settle = "none"`). One collector is
-//! aborted between its commits and another killed with SIGKILL while they
-//! commit; two maintenance runs overlap the collectors' flushes. Every
+//! (`settle = "fleet"`), the others none (`settle = "none"`). The settler is
+//! aborted between its commits, and later killed with SIGKILL, as is another
+//! collector while they commit; two maintenance runs overlap the flushes. Every
 //! acknowledged span is stored exactly once (read back with the Python
 //! `deltalake` package), every collector sees every span within the flush
 //! and refresh intervals, and each trace's structure and lineage are exactly
@@ -103,7 +104,13 @@ fn lineage_shape(server: &Server, t: u32) -> Value {
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| (node(&e["from"]), node(&e["to"]), e["kind"].as_str().unwrap()))
+        .map(|e| {
+            (
+                node(&e["from"]),
+                node(&e["to"]),
+                e["kind"].as_str().unwrap(),
+            )
+        })
         .collect();
     edges.sort();
     let critical: Vec<&str> = page["critical_path"]
@@ -156,14 +163,28 @@ fn config(dir: &std::path::Path, name: &str, settle: &str) -> String {
 fn three_collectors_on_one_s3_location_store_each_trace_as_one_collector_would() {
     let s3 = S3::start();
     s3.create_bucket("fleet");
-    let env = s3.env();
-    let location = "s3://fleet/traces";
+    three_collectors_store_each_trace_as_one_collector_would("s3://fleet/traces", &s3.env());
+}
+
+#[test]
+fn three_collectors_on_one_shared_directory_store_each_trace_as_one_collector_would() {
+    let shared = tempfile::tempdir().unwrap();
+    three_collectors_store_each_trace_as_one_collector_would(
+        &shared.path().join("traces").to_string_lossy(),
+        &[],
+    );
+}
+
+fn three_collectors_store_each_trace_as_one_collector_would(
+    location: &str,
+    env: &[(String, String)],
+) {
     let local = tempfile::tempdir().unwrap();
     let wal = |name: &str| local.path().join(name).to_string_lossy().into_owned();
     let roles = [("a", "fleet"), ("b", "none"), ("c", "none")];
     let start = |n: usize, fault: Option<&str>| {
         let (name, role) = roles[n];
-        let mut env = env.clone();
+        let mut env = env.to_vec();
         if let Some(fault) = fault {
             env.push(("WEFT_FAULT".into(), fault.into()));
         }
@@ -211,6 +232,12 @@ fn three_collectors_on_one_s3_location_store_each_trace_as_one_collector_would()
             // acknowledged spans are in its WAL only until it restarts.
             collectors.remove(1).kill();
             collectors.insert(1, start(1, None));
+        }
+        if r == 4 {
+            // SIGKILL of the settler once it has settled the others' files
+            // for a while: it resumes from what its last commit recorded.
+            collectors.remove(0).kill();
+            collectors.insert(0, start(0, None));
         }
         if r == 3 {
             // Two maintenance runs at once, beside the collectors' commits.
