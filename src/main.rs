@@ -76,8 +76,12 @@ pub(crate) fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 
 /// Weft's own events at info; the Delta libraries log every snapshot load at
 /// info, which would drown a server's log, and the OpenTelemetry SDK (the
-/// demo's exporters) its lifecycle, so only their warnings show.
+/// demo's exporters) its lifecycle, so only their warnings show. A commit that
+/// finds another collector's commit first is routine in a fleet (delta-rs
+/// warns of each; `weft_commit_conflicts_total` counts them), so only its
+/// errors show.
 const DEFAULT_LOG: &str = "info,buoyant_kernel=warn,delta_kernel=warn,deltalake_core=warn,\
+                           deltalake_core::kernel::transaction=error,\
                            opentelemetry_sdk=warn,opentelemetry-otlp=warn";
 
 /// Logs go to stderr, filtered by `WEFT_LOG` (default [`DEFAULT_LOG`]): one

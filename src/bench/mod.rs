@@ -2,6 +2,7 @@
 //! decode-only baselines of the same payloads measured in the same run, and its
 //! bytes per span on disk beside its OTLP protobuf bytes.
 
+mod fleet;
 mod lineage;
 mod query;
 mod receivers;
@@ -85,6 +86,8 @@ pub enum Which {
     Query,
     /// Not part of `all`: ten minutes by default.
     Soak,
+    /// Not part of `all`: 1, 2 and 3 collectors on one table location.
+    Fleet,
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -102,6 +105,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if args.only == Which::Soak {
         soak::run(args.soak_secs, args.clients, args.soak_config.as_deref())?;
+    }
+    if args.only == Which::Fleet {
+        fleet::run(args.workflows * 4, args.clients)?;
     }
     if matches!(args.only, Which::All | Which::Query) {
         query::run(args.query_spans)?;

@@ -136,6 +136,15 @@ fn start_rotel(binary: &Path) -> anyhow::Result<Receiver> {
 /// configuration file if given (its defaults otherwise), every listener on a
 /// free port of 127.0.0.1.
 pub(super) fn start_weft(dir: Option<PathBuf>, config: Option<&Path>) -> anyhow::Result<Receiver> {
+    start_weft_with(dir, config, &[])
+}
+
+/// [`start_weft`] with extra `weft serve` flags (`--wal-dir`, say).
+pub(super) fn start_weft_with(
+    dir: Option<PathBuf>,
+    config: Option<&Path>,
+    extra: &[&str],
+) -> anyhow::Result<Receiver> {
     let dir = match dir {
         Some(dir) => dir,
         None => super::tempfile_dir()?,
@@ -152,7 +161,8 @@ pub(super) fn start_weft(dir: Option<PathBuf>, config: Option<&Path>) -> anyhow:
                 .into_iter()
                 .flatten(),
         )
-        .env("WEFT_LOG", "warn")
+        .args(extra)
+        .env("WEFT_LOG", "warn,deltalake_core::kernel::transaction=error")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()

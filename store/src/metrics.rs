@@ -20,6 +20,11 @@ pub struct Metrics {
     /// Settled traces remembered for extension (bounded by `settle_max_traces`).
     pub settled_traces: AtomicU64,
     pub flushes: AtomicU64,
+    /// Microseconds spent in flushes (write, settle, commit), all of them.
+    pub flush_micros: AtomicU64,
+    /// Flush commits that found another writer's commit first (a collector
+    /// sharing the location, maintenance): checked for conflicts, then landed.
+    pub commit_conflicts: AtomicU64,
     pub parquet_bytes: AtomicU64,
     /// Unix nanoseconds of the oldest span acknowledged but not yet in Parquet (0 = none).
     pub oldest_unflushed_unix_nano: AtomicI64,
@@ -116,6 +121,18 @@ impl Metrics {
             "counter",
             "Flushes of the live buffer to Parquet.",
             &|m| get(&m.flushes).to_string(),
+        );
+        emit(
+            "weft_flush_seconds_total",
+            "counter",
+            "Time spent flushing (writing Parquet, settling, committing); divided by weft_flushes_total, the mean flush.",
+            &|m| format!("{:.6}", get(&m.flush_micros) as f64 / 1e6),
+        );
+        emit(
+            "weft_commit_conflicts_total",
+            "counter",
+            "Flush commits that found another writer's commit first (checked for conflicts, then landed).",
+            &|m| get(&m.commit_conflicts).to_string(),
         );
         emit(
             "weft_parquet_bytes_total",

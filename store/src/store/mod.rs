@@ -563,10 +563,11 @@ impl Store {
                 continue;
             }
             let txns: Vec<(&str, u64)> = txns.iter().map(|(a, s)| (a.as_str(), *s)).collect();
-            table_set
+            let preceded = table_set
                 .get_mut(kind)
                 .commit(adds, &[], &txns, append())
                 .await?;
+            Metrics::add(&self.inner.metrics.commit_conflicts, u64::from(preceded));
             if own {
                 applied[kind as usize] = seq_hi;
             }
@@ -645,6 +646,10 @@ impl Store {
                 .store(recent.len() as u64, Ordering::Relaxed);
         }
         Metrics::add(&self.inner.metrics.flushes, 1);
+        Metrics::add(
+            &self.inner.metrics.flush_micros,
+            started.elapsed().as_micros() as u64,
+        );
         Metrics::add(&self.inner.metrics.parquet_bytes, bytes);
         let tx = self.inner.tx.lock().map_err(lock_err)?.clone();
         if let (Some(tx), Some(_)) = (tx, own_seq) {

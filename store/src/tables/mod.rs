@@ -200,13 +200,15 @@ impl Table {
     /// sequence the added files hold, for recovery; see [`app`]). delta-rs
     /// retries a commit that lost a race with another writer's (up to 15
     /// times), failing only on a real conflict (two removes of one file).
+    /// Returns whether another writer's commit came first (the commit was
+    /// checked against it and landed after it).
     pub(crate) async fn commit(
         &mut self,
         adds: &[FileMeta],
         removes: &[FileMeta],
         txns: &[(&str, u64)],
         operation: DeltaOperation,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let now = now_millis();
         let mut actions = Vec::with_capacity(adds.len() + removes.len());
         for file in adds {
@@ -251,8 +253,13 @@ impl Table {
             )
             .await
             .map_err(err)?;
+        let preceded = match self.delta.version() {
+            Some(base) => finalized.version > base + 1,
+            None => finalized.version > 0,
+        } || finalized.metrics.num_retries > 0;
         self.delta.state = Some(finalized.snapshot());
-        self.reload_if_long_updated().await
+        self.reload_if_long_updated().await?;
+        Ok(preceded)
     }
 
     /// Loads the table afresh once incremental updates have applied
