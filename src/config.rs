@@ -28,6 +28,10 @@ pub struct ServeArgs {
     /// no OTLP listeners, no WAL; the tables are re-read every few seconds.
     #[arg(long)]
     pub no_ingest: bool,
+    /// Run SQL (the API, PostgreSQL, Flight SQL) over these `weft worker`s,
+    /// `host:port,host:port`; WEFT_WORKER_TOKEN, if set, is sent to them.
+    #[arg(long)]
+    pub workers: Option<String>,
     /// OTLP/gRPC listen address (default 127.0.0.1:4317).
     #[arg(long)]
     pub otlp_grpc: Option<ListenAddr>,
@@ -86,6 +90,8 @@ pub struct FileConfig {
     pub wal_dir: Option<PathBuf>,
     /// How often a server re-reads the tables for other writers' commits (default 2).
     pub refresh_secs: Option<f64>,
+    /// With --workers: bytes of Parquet per scan task (default 16 MiB).
+    pub worker_bytes_per_task: Option<usize>,
     pub otlp_grpc: Option<ListenAddr>,
     pub otlp_http: Option<ListenAddr>,
     pub api: Option<ListenAddr>,
@@ -374,7 +380,11 @@ impl ServeConfig {
             Some(path) => load_file(path)?,
             None => FileConfig::default(),
         };
-        let query = query_settings(&file)?;
+        let query = with_workers(
+            query_settings(&file)?,
+            args.workers.as_deref(),
+            file.worker_bytes_per_task,
+        )?;
         let postgres_limits = postgres_limits(&file)?;
         let data_dir = args
             .data_dir
@@ -611,11 +621,34 @@ fn postgres_limits(file: &FileConfig) -> anyhow::Result<weft_postgres::PgLimits>
 
 /// The query settings of a config file (limits and `write_tools`), for the
 /// commands that query a data directory without a server.
-pub fn query_settings_of(config: Option<&Path>) -> anyhow::Result<QuerySettings> {
-    match config {
-        Some(path) => query_settings(&load_file(path)?),
-        None => Ok(QuerySettings::default()),
+pub fn query_settings_of(
+    config: Option<&Path>,
+    workers: Option<&str>,
+) -> anyhow::Result<QuerySettings> {
+    let file = match config {
+        Some(path) => load_file(path)?,
+        None => FileConfig::default(),
+    };
+    with_workers(query_settings(&file)?, workers, file.worker_bytes_per_task)
+}
+
+/// `query` run over `workers` (`host:port,…`), if any, with the worker
+/// token from `WEFT_WORKER_TOKEN`.
+pub fn with_workers(
+    mut query: QuerySettings,
+    workers: Option<&str>,
+    bytes_per_task: Option<usize>,
+) -> anyhow::Result<QuerySettings> {
+    if let Some(list) = workers {
+        let mut distribution =
+            weft_distributed::Distribution::new(weft_distributed::Workers::parse(list)?);
+        distribution.token = std::env::var("WEFT_WORKER_TOKEN").ok();
+        if let Some(n) = bytes_per_task {
+            distribution.bytes_per_task = n;
+        }
+        query.distribution = Some(distribution);
     }
+    Ok(query)
 }
 
 fn query_settings(file: &FileConfig) -> anyhow::Result<QuerySettings> {

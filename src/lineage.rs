@@ -91,7 +91,7 @@ pub fn from_data_dir(
 }
 
 fn embedded(dir: &std::path::Path, trace: TraceId, args: &LineageArgs) -> anyhow::Result<String> {
-    let settings = crate::config::query_settings_of(args.target.config.as_deref())?;
+    let settings = crate::config::query_settings_of(args.target.config.as_deref(), None)?;
     let result = from_data_dir(dir, trace, args.direction, args.depth, settings)?;
     Ok(match args.format {
         Output::Tree => format!(

@@ -7,6 +7,7 @@
 //! - `tui` ([`tui`]): the terminal explorer, over the API or a data directory;
 //! - `explore` ([`explore`]): the explorer opened on one workflow of a data directory;
 //! - `maintain` ([`maintain`]): retention, compaction and vacuum, once;
+//! - `worker` ([`worker`]): run parts of distributed queries for `--workers`;
 //! - `demo` ([`demo`]): send realistic AI-workflow traces through a real OTLP exporter;
 //! - `bench` ([`bench`]): measure ingest rate and bytes per span.
 
@@ -24,6 +25,7 @@ mod routing;
 mod serve;
 mod sql;
 mod tui;
+mod worker;
 mod workload;
 
 use clap::{Parser, Subcommand};
@@ -58,6 +60,8 @@ enum Command {
     Explore(explore::ExploreArgs),
     /// Run retention, compaction and vacuum once over a data directory's tables.
     Maintain(maintain::MaintainArgs),
+    /// Run parts of distributed SQL queries for `serve --workers` / `sql --workers`.
+    Worker(worker::WorkerArgs),
     /// Send realistic AI-workflow traces to a Weft (or any OTLP) endpoint.
     Demo(demo::DemoArgs),
     /// Measure durable ingest rate and storage size against baselines from the same run.
@@ -157,6 +161,7 @@ fn main() -> std::process::ExitCode {
         Command::Tui(args) => tui::run(args),
         Command::Explore(args) => explore::run(args),
         Command::Maintain(args) => maintain::run(args),
+        Command::Worker(args) => worker::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
     };

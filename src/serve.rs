@@ -346,14 +346,26 @@ async fn live_signals(
     let since = weft_signals::now_ns() - i64::try_from(back.as_nanos()).unwrap_or(i64::MAX);
     let started = std::time::Instant::now();
     let mut failed = None;
-    let spans = engine
+    let replayed = engine
         .replay_recent(since, |batch| {
             if let Err(e) = signals.rebuild(batch) {
                 failed.get_or_insert(e);
             }
         })
-        .await
-        .context("cannot read the recent spans to rebuild the live signals")?;
+        .await;
+    let spans = match replayed {
+        Ok(spans) => spans,
+        // A worker of `--workers` that is down must not keep the server
+        // from starting: the signals then fill from new spans only.
+        Err(e) if e.kind() == weft_query::ErrorKind::Overloaded => {
+            tracing::warn!(error = %e, "cannot read the recent spans now; live signals start from new spans only");
+            0
+        }
+        Err(e) => {
+            return Err(anyhow::Error::new(e)
+                .context("cannot read the recent spans to rebuild the live signals"));
+        }
+    };
     if let Some(e) = failed {
         anyhow::bail!("cannot rebuild the live signals: {e}");
     }
@@ -446,7 +458,7 @@ async fn serve_queries(config: ServeConfig) -> anyhow::Result<()> {
 /// Ctrl-C or SIGTERM. The handlers are installed when this is called, not
 /// when the future is first polled: call it before announcing the listeners,
 /// so a stop sent right after the announcement is not the default (fatal) one.
-fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+pub(crate) fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

@@ -22,6 +22,10 @@ pub struct SqlArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    /// With --data-dir: run the query over these `weft worker`s
+    /// (`host:port,host:port`); WEFT_WORKER_TOKEN, if set, is sent to them.
+    #[arg(long, requires = "data_dir")]
+    pub workers: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -34,7 +38,8 @@ pub enum Format {
 pub fn run(args: SqlArgs) -> anyhow::Result<()> {
     let out = match &args.target.data_dir {
         Some(dir) => {
-            let settings = query_settings_of(args.target.config.as_deref())?;
+            let settings =
+                query_settings_of(args.target.config.as_deref(), args.workers.as_deref())?;
             embedded(dir.clone(), &args.query, args.format, settings)?
         }
         None => remote(&args.target.client()?, &args.query, args.format)?,

@@ -178,6 +178,8 @@ pub(crate) fn error(e: QueryError) -> PgWireError {
         QueryError::Timeout(_) => "57014",
         // serialization_failure: the client may retry the statement.
         QueryError::Changed(_) => "40001",
+        // cannot_connect_now: a worker of a distributed query is gone; retry.
+        QueryError::WorkerLost(_) => "57P03",
         QueryError::ResourcesExhausted(_) => "53000",
         QueryError::Storage(_) => "58030",
         QueryError::Encode(_) | QueryError::Internal(_) => "XX000",

@@ -44,6 +44,11 @@ pub enum QueryError {
         "query exceeded its memory or spill limit: {0}; retry later, narrow it, or raise query_memory_bytes (memory) or max_spill_bytes (temporary disk)"
     )]
     ResourcesExhausted(String),
+    /// A worker of a distributed query could not be reached or went away.
+    #[error(
+        "a worker of this query is unreachable or stopped ({0}); retry, or leave it out of --workers"
+    )]
+    WorkerLost(String),
     /// Reading the stored spans failed.
     #[error("storage: {0}")]
     Storage(#[from] weft_store::Error),
@@ -74,9 +79,10 @@ impl QueryError {
             QueryError::NotFound(_) => ErrorKind::NotFound,
             QueryError::Denied(d) if d.is_unauthenticated() => ErrorKind::Unauthenticated,
             QueryError::Denied(_) => ErrorKind::Forbidden,
-            QueryError::Timeout(_) | QueryError::ResourcesExhausted(_) | QueryError::Changed(_) => {
-                ErrorKind::Overloaded
-            }
+            QueryError::Timeout(_)
+            | QueryError::ResourcesExhausted(_)
+            | QueryError::Changed(_)
+            | QueryError::WorkerLost(_) => ErrorKind::Overloaded,
             QueryError::Storage(e) => e.kind(),
             QueryError::Encode(e) => e.kind(),
             QueryError::Internal(_) => ErrorKind::Internal,
@@ -140,6 +146,9 @@ impl From<DataFusionError> for QueryError {
         }
         if vanished(&e) {
             return QueryError::Changed(message);
+        }
+        if let Some(what) = weft_distributed::worker_lost(&e) {
+            return QueryError::WorkerLost(what);
         }
         match innermost(e) {
             DataFusionError::ResourcesExhausted(m) => QueryError::ResourcesExhausted(m),

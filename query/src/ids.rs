@@ -30,6 +30,12 @@ pub(crate) struct ShowIds {
     signature: Signature,
 }
 
+/// The function the scans of the shown tables call to show ids as hex (a
+/// worker of a distributed query must know it by name).
+pub(crate) fn show_ids_udf() -> ScalarUDF {
+    ScalarUDF::new_from_impl(ShowIds::new())
+}
+
 impl ShowIds {
     fn new() -> Self {
         Self {
@@ -79,7 +85,7 @@ pub(crate) fn show_ids_exec(
     if kept.len() == schema.fields().len() && !kept.iter().any(|f| holds_ids(f.data_type())) {
         return Ok(input);
     }
-    let udf = Arc::new(ScalarUDF::new_from_impl(ShowIds::new()));
+    let udf = Arc::new(show_ids_udf());
     let config = Arc::new(state.config_options().clone());
     let exprs: Vec<(Arc<dyn PhysicalExpr>, String)> = kept
         .iter()

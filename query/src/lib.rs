@@ -43,6 +43,7 @@ mod table;
 mod tempo;
 mod time;
 mod traceql;
+mod worker;
 pub mod workflows;
 
 pub use engine::{
@@ -52,3 +53,4 @@ pub use engine::{
 pub use error::{ErrorKind, QueryError};
 pub use lineage::LineageResult;
 pub use table::{SpanSource, StaticSource, TenantSource};
+pub use worker::register_worker_functions;

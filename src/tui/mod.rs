@@ -49,7 +49,7 @@ pub fn run(args: TuiArgs) -> anyhow::Result<()> {
         .transpose()?;
     let (mut source, name): (Box<dyn Source>, String) = match &args.target.data_dir {
         Some(dir) => {
-            let settings = crate::config::query_settings_of(args.target.config.as_deref())?;
+            let settings = crate::config::query_settings_of(args.target.config.as_deref(), None)?;
             (
                 Box::new(Local::open(dir.clone(), settings)?),
                 dir.display().to_string(),

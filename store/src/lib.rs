@@ -37,3 +37,9 @@ pub use storage::RemoteStore;
 pub use store::{
     FlushReport, IngestOutcome, Snapshot, SpanObserver, Store, maintain_data_dir, read_snapshot,
 };
+
+/// The object store holding a data location's files, for readers that reach
+/// them by URL (a worker of a distributed query); `None` for a local directory.
+pub fn remote_store(location: &str) -> Result<Option<RemoteStore>> {
+    Ok(storage::Storage::open(location)?.remote())
+}

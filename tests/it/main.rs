@@ -9,6 +9,7 @@ mod ai_columns;
 mod auth;
 mod bad_input;
 mod crate_edges;
+mod distributed;
 mod durability;
 mod durability_limits;
 mod e2e_exporters;

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
+use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::memory_pool::MemoryConsumer;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::LogicalPlan;
@@ -45,6 +46,8 @@ pub struct QuerySettings {
     pub limits: QueryLimits,
     /// Tools the governance checks treat as writing, besides `weft.tool.effect = write`.
     pub write_tools: Vec<String>,
+    /// Run queries over workers (`weft worker`) instead of in this process alone.
+    pub distribution: Option<weft_distributed::Distribution>,
 }
 
 /// A table or view as catalog browsers list it.
@@ -100,6 +103,8 @@ pub struct QueryEngine {
     /// The live signals, once a server that ingests attaches them (shared
     /// with the tenants' engines).
     signals: SignalsSlot,
+    /// Where queries run: here alone (`None`), or over workers.
+    distribution: Option<weft_distributed::Distribution>,
 }
 
 impl QueryEngine {
@@ -132,6 +137,7 @@ impl QueryEngine {
             .with_memory_pool(Arc::new(pool))
             .with_max_temp_directory_size(limits.max_spill_bytes)
             .build_arc()?;
+        let distribution = settings.distribution;
         Self::build(
             source,
             events,
@@ -139,6 +145,7 @@ impl QueryEngine {
             write_tools,
             runtime,
             SignalsSlot::default(),
+            distribution,
         )
         .await
     }
@@ -176,6 +183,7 @@ impl QueryEngine {
                 Arc::clone(&self.write_tools),
                 self.ctx.runtime_env(),
                 Arc::clone(&self.signals),
+                self.distribution.clone(),
             )
             .await?,
         );
@@ -204,13 +212,22 @@ impl QueryEngine {
         write_tools: Arc<HashSet<String>>,
         runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
         signals: SignalsSlot,
+        distribution: Option<weft_distributed::Distribution>,
     ) -> Result<Self, QueryError> {
         let config = SessionConfig::new()
             .with_default_catalog_and_schema(crate::pg_catalog::CATALOG, "public")
             .with_information_schema(true)
             .set_bool("datafusion.execution.parquet.pushdown_filters", true)
             .set_bool("datafusion.execution.parquet.reorder_filters", true);
-        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        let mut state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(runtime)
+            .with_default_features();
+        if let Some(distribution) = &distribution {
+            state = weft_distributed::coordinate(state, distribution)
+                .map_err(|e| QueryError::Sql(e.to_string()))?;
+        }
+        let ctx = SessionContext::new_with_state(state.build());
         crate::bounded::register(&ctx);
         crate::pg_catalog::register(&ctx)?;
         register_stored_tables(&ctx, &source)?;
@@ -229,6 +246,7 @@ impl QueryEngine {
             tenants: Default::default(),
             workflow_cache: WorkflowCache::default(),
             signals,
+            distribution,
         })
     }
 

@@ -1,0 +1,192 @@
+//! SQL over workers (`weft worker`, datafusion-distributed): real worker
+//! processes on 127.0.0.1, `weft sql --workers` and `weft serve --workers`
+//! answer every query of `tests/fixtures/distributed_queries.sql` with the
+//! rows one process gives; live (unflushed) spans travel with the plan; a
+//! worker killed with SIGKILL makes the next query fail with a retryable
+//! error that says so; a worker with a token refuses a coordinator without it.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use crate::common::{Server, weft, weft_ok};
+
+/// A `weft worker` on an ephemeral loopback port, killed when dropped.
+struct Worker {
+    child: Child,
+    addr: String,
+}
+
+impl Worker {
+    fn start(data_dir: &str, env: &[(&str, &str)]) -> Worker {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_weft"))
+            .args(["worker", "--listen", "127.0.0.1:0", "--data-dir", data_dir])
+            .envs(env.iter().copied())
+            .env("WEFT_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("addr="))
+            .unwrap_or_else(|| panic!("no addr in {line:?}"))
+            .to_owned();
+        Worker { child, addr }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn fixture_queries() -> Vec<String> {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/distributed_queries.sql"
+    ))
+    .unwrap();
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("--"))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn sql_csv(data: &str, extra: &[&str], query: &str) -> String {
+    let mut args = vec!["sql", "--data-dir", data, "--format", "csv"];
+    args.extend_from_slice(extra);
+    args.push(query);
+    weft_ok(&args)
+}
+
+#[test]
+fn workers_answer_every_fixture_query_as_one_process_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    server.run_demo(60);
+    assert!(
+        server.terminate().success(),
+        "the final flush stores every span"
+    );
+    let data = dir.path().to_string_lossy().into_owned();
+    // One task per few bytes: even this small table spreads over both.
+    let config = dir.path().join("workers.toml");
+    std::fs::write(&config, "worker_bytes_per_task = 1\n").unwrap();
+    let config = config.to_string_lossy().into_owned();
+    let (a, b) = (Worker::start(&data, &[]), Worker::start(&data, &[]));
+    let workers = format!("{},{}", a.addr, b.addr);
+    let spread = ["--config", config.as_str(), "--workers", workers.as_str()];
+
+    let queries = fixture_queries();
+    assert!(queries.len() >= 8);
+    for query in &queries {
+        let local = sql_csv(&data, &[], query);
+        assert!(local.lines().count() > 1, "{query} answers rows:\n{local}");
+        assert_eq!(sql_csv(&data, &spread, query), local, "{query}");
+    }
+
+    // The same through a server's API, over what it has not flushed yet
+    // (the live spans travel with the plan).
+    let server = Server::start(dir.path(), &["--config", &config, "--workers", &workers]);
+    server.run_demo(20);
+    let total = server.count("SELECT count(*) AS n FROM spans");
+    assert!(server.count("SELECT count(*) AS n FROM spans") > 0);
+    assert!(server.terminate().success());
+    assert_eq!(
+        sql_csv(&data, &[], "SELECT count(*) AS n FROM spans"),
+        format!("n\n{total}\n"),
+        "the distributed count saw every live span"
+    );
+
+    // A worker killed with SIGKILL: a clear error that says to retry, never
+    // a wrong answer.
+    drop(b);
+    let query = &queries[1];
+    let out = weft(&[
+        "sql",
+        "--data-dir",
+        &data,
+        "--format",
+        "csv",
+        "--config",
+        &config,
+        "--workers",
+        &workers,
+        query,
+    ]);
+    assert!(
+        !out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("a worker of this query is unreachable or stopped")
+            && stderr.contains("retry"),
+        "{stderr}"
+    );
+    let server = Server::start(dir.path(), &["--config", &config, "--workers", &workers]);
+    let response = reqwest::blocking::Client::new()
+        .post(format!("http://{}/api/sql", server.api))
+        .body(query.clone())
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 503, "retryable over HTTP");
+    drop(a);
+}
+
+#[test]
+fn a_worker_with_a_token_refuses_a_coordinator_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    server.run_demo(5);
+    assert!(server.terminate().success());
+    let data = dir.path().to_string_lossy().into_owned();
+    let config = dir.path().join("workers.toml");
+    std::fs::write(&config, "worker_bytes_per_task = 1\n").unwrap();
+    let config = config.to_string_lossy().into_owned();
+    // Two: over one worker datafusion-distributed plans no network stage.
+    let token = [("WEFT_WORKER_TOKEN", "between-us")];
+    let (a, b) = (Worker::start(&data, &token), Worker::start(&data, &token));
+    let workers = format!("{},{}", a.addr, b.addr);
+    // A scan (a bare count(*) is answered from the files' statistics).
+    let query = "SELECT ai_kind, count(*) AS n FROM spans GROUP BY 1 ORDER BY 1";
+    let args = [
+        "sql",
+        "--data-dir",
+        &data,
+        "--format",
+        "csv",
+        "--config",
+        &config,
+        "--workers",
+        &workers,
+        query,
+    ];
+    let refused = weft(&args);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("WEFT_WORKER_TOKEN"), "{stderr}");
+    let allowed = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(args)
+        .env("WEFT_WORKER_TOKEN", "between-us")
+        .output()
+        .unwrap();
+    assert!(
+        allowed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&allowed.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&allowed.stdout),
+        sql_csv(&data, &[], query)
+    );
+}
