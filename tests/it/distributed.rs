@@ -93,6 +93,21 @@ fn workers_answer_every_fixture_query_as_one_process_does() {
         assert_eq!(sql_csv(&data, &spread, query), local, "{query}");
     }
 
+    // lineage() runs in the coordinator; its rows take part in the plan.
+    let trace = sql_csv(
+        &data,
+        &[],
+        "SELECT trace_id FROM spans WHERE parent_span_id IS NULL ORDER BY trace_id LIMIT 1",
+    );
+    let trace = trace.lines().nth(1).unwrap();
+    let lineage = format!(
+        "SELECT l.span_id, l.depth, s.name FROM lineage('{trace}') l \
+         JOIN spans s ON s.span_id = l.span_id ORDER BY 1, 2, 3"
+    );
+    let local = sql_csv(&data, &[], &lineage);
+    assert!(local.lines().count() > 2, "{local}");
+    assert_eq!(sql_csv(&data, &spread, &lineage), local);
+
     // The same through a server's API, over what it has not flushed yet
     // (the live spans travel with the plan).
     let server = Server::start(dir.path(), &["--config", &config, "--workers", &workers]);
