@@ -10,6 +10,7 @@ mod signals;
 mod soak;
 mod storage;
 mod tui;
+mod workers;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -88,6 +89,8 @@ pub enum Which {
     Soak,
     /// Not part of `all`: 1, 2 and 3 collectors on one table location.
     Fleet,
+    /// Not part of `all`: SQL over 0 to 3 `weft worker`s.
+    Workers,
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -105,6 +108,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if args.only == Which::Soak {
         soak::run(args.soak_secs, args.clients, args.soak_config.as_deref())?;
+    }
+    if args.only == Which::Workers {
+        workers::run(args.query_spans)?;
     }
     if args.only == Which::Fleet {
         fleet::run(args.workflows * 4, args.clients)?;

@@ -34,7 +34,7 @@ const LOOKUPS: usize = 100;
 
 /// The questions, as both engines accept them (ids are not touched: Weft
 /// shows them as hex, DuckDB would read the stored bytes).
-const QUERIES: &[(&str, &str)] = &[
+pub(super) const QUERIES: &[(&str, &str)] = &[
     (
         "README: calls and TTFT per node and cache state",
         "SELECT node, kv_cache_hit, count(*) AS calls, avg(time_to_first_token_ns)/1e6 AS ttft_ms \
@@ -310,7 +310,7 @@ fn duckdb(files: &[String]) -> anyhow::Result<Duck> {
 
 /// `RUNS` timings of one query through `/api/sql` (after a warm-up), and
 /// the rows of its JSON answer.
-async fn timed_sql(
+pub(super) async fn timed_sql(
     client: &reqwest::Client,
     api: SocketAddr,
     sql: &str,
@@ -350,7 +350,7 @@ async fn sql_rows(
 
 /// The executed plan of `sql` with DataFusion's per-operator metrics (the
 /// `plan` column of `EXPLAIN ANALYZE`).
-async fn explain_analyze(
+pub(super) async fn explain_analyze(
     client: &reqwest::Client,
     api: SocketAddr,
     sql: &str,
@@ -425,7 +425,7 @@ async fn lookups(
     Ok([by_api, by_sql, narrow])
 }
 
-fn median(times: &[Duration]) -> Duration {
+pub(super) fn median(times: &[Duration]) -> Duration {
     let mut t = times.to_vec();
     t.sort();
     percentile(&t, 0.5)

@@ -278,6 +278,20 @@ fn three_collectors_store_each_trace_as_one_collector_would(
         i64::from(TRACES),
         "one root per trace"
     );
+    // Trace by id from a collector that received a third of each trace.
+    for t in 0..TRACES {
+        let response = collectors[1].get(&format!("/api/traces/{}", trace_id(t)));
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().unwrap();
+        let spans: usize = body["resourceSpans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r["scopeSpans"].as_array().unwrap())
+            .map(|s| s["spans"].as_array().unwrap().len())
+            .sum();
+        assert_eq!(spans, SPANS as usize, "trace {t}");
+    }
     let fleet_structure = a.sql(STRUCTURE);
     let fleet_lineage: Vec<Value> = (0..TRACES)
         .map(|t| lineage_shape(&collectors[2], t))

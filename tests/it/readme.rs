@@ -28,6 +28,11 @@ const SKIPPED: &[(&str, &str)] = &[
         "interactive: tests/it/tui.rs drives `weft tui` in a real terminal (tmux)",
     ),
     (
+        "weft worker --listen",
+        "needs an S3 bucket: tests/it/distributed.rs runs workers, weft serve --workers and \
+         weft sql --workers on a data directory",
+    ),
+    (
         "weft serve --data-dir s3://",
         "needs an S3 bucket: tests/it/s3.rs and tests/it/fleet.rs run these against a real S3-compatible server",
     ),

@@ -15,6 +15,10 @@ use crate::error::Result;
 use crate::parquet_files::FileMeta;
 use crate::tables::{TableKind, Tables, app};
 
+/// Other writers' span files one settling reads, about: a settler that
+/// fell behind (restarted, say) catches up over several settlings.
+const MAX_FILES: usize = 64;
+
 /// What this collector knows of the other writers of its location.
 pub(super) struct Fleet {
     role: SettleRole,
@@ -99,16 +103,23 @@ impl Fleet {
         if self.role != SettleRole::Fleet {
             return Ok(pending);
         }
+        // Whole flushes (all files of one writer's WAL range) in WAL order,
+        // at most about MAX_FILES of them per settling, so a settler that
+        // fell behind catches up in bounded steps.
+        let mut unsettled: Vec<&FileMeta> = files
+            .iter()
+            .filter(|f| self.through.get(&f.writer).is_some_and(|t| f.seq_hi > *t))
+            .collect();
+        unsettled.sort_by(|a, b| (a.seq_hi, &a.writer).cmp(&(b.seq_hi, &b.writer)));
         let mut reach: HashMap<&str, u64> = HashMap::new();
-        for file in files {
-            let Some(&through) = self.through.get(&file.writer) else {
-                continue;
-            };
-            if file.seq_hi > through {
-                pending.files.push(file.clone());
-                let r = reach.entry(file.writer.as_str()).or_insert(through);
-                *r = (*r).max(file.seq_hi);
+        for file in unsettled {
+            let last = pending.files.last().map(|f| (f.seq_hi, f.writer.as_str()));
+            if pending.files.len() >= MAX_FILES && last != Some((file.seq_hi, &file.writer)) {
+                break;
             }
+            pending.files.push(file.clone());
+            let r = reach.entry(file.writer.as_str()).or_default();
+            *r = (*r).max(file.seq_hi);
         }
         pending.through = reach.into_iter().map(|(w, s)| (w.to_owned(), s)).collect();
         pending.through.sort();
