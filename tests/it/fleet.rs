@@ -302,26 +302,8 @@ fn three_collectors_store_each_trace_as_one_collector_would(
     for c in collectors {
         assert!(c.terminate().success());
     }
-    let script = r#"
-import os, sys
-from deltalake import DeltaTable
-t = DeltaTable(sys.argv[1] + "/spans").to_pyarrow_table(columns=["span_id"])
-print(t.num_rows, len(set(t["span_id"].to_pylist())))
-sys.stdout.flush()
-os._exit(0)
-"#;
-    let out = common::python::python()
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .args(["-c", script, location])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
+        common::python::delta_span_ids(location, env),
         format!("{n} {n}")
     );
 

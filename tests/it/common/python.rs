@@ -89,3 +89,28 @@ pub fn site_packages() -> &'static PathBuf {
         site
     })
 }
+
+/// `rows distinct` of the `span_id` column of the `spans` Delta table at
+/// `location`, read by the Python `deltalake` package (an independent reader)
+/// with `env` (the S3 variables).
+pub fn delta_span_ids(location: &str, env: &[(String, String)]) -> String {
+    let script = r#"
+import os, sys
+from deltalake import DeltaTable
+t = DeltaTable(sys.argv[1] + "/spans").to_pyarrow_table(columns=["span_id"])
+print(t.num_rows, len(set(t["span_id"].to_pylist())))
+sys.stdout.flush()
+os._exit(0)
+"#;
+    let out = python()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .args(["-c", script, location])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
