@@ -60,6 +60,23 @@ fn fixture_queries() -> Vec<String> {
         .collect()
 }
 
+/// A data directory holding `workflows` demo workflows, all flushed (the
+/// server stopped), and a config file that cuts scans into one task per few
+/// bytes, so even these small tables spread over every worker.
+fn demo_store(workflows: usize) -> (tempfile::TempDir, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    server.run_demo(workflows);
+    assert!(
+        server.terminate().success(),
+        "the final flush stores every span"
+    );
+    let data = dir.path().to_string_lossy().into_owned();
+    let config = dir.path().join("workers.toml");
+    std::fs::write(&config, "worker_bytes_per_task = 1\n").unwrap();
+    (dir, data, config.to_string_lossy().into_owned())
+}
+
 fn sql_csv(data: &str, extra: &[&str], query: &str) -> String {
     let mut args = vec!["sql", "--data-dir", data, "--format", "csv"];
     args.extend_from_slice(extra);
@@ -69,18 +86,7 @@ fn sql_csv(data: &str, extra: &[&str], query: &str) -> String {
 
 #[test]
 fn workers_answer_every_fixture_query_as_one_process_does() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]);
-    server.run_demo(60);
-    assert!(
-        server.terminate().success(),
-        "the final flush stores every span"
-    );
-    let data = dir.path().to_string_lossy().into_owned();
-    // One task per few bytes: even this small table spreads over both.
-    let config = dir.path().join("workers.toml");
-    std::fs::write(&config, "worker_bytes_per_task = 1\n").unwrap();
-    let config = config.to_string_lossy().into_owned();
+    let (dir, data, config) = demo_store(60);
     let (a, b) = (Worker::start(&data, &[]), Worker::start(&data, &[]));
     let workers = format!("{},{}", a.addr, b.addr);
     let spread = ["--config", config.as_str(), "--workers", workers.as_str()];
@@ -164,14 +170,7 @@ fn workers_answer_every_fixture_query_as_one_process_does() {
 
 #[test]
 fn a_worker_with_a_token_refuses_a_coordinator_without_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]);
-    server.run_demo(5);
-    assert!(server.terminate().success());
-    let data = dir.path().to_string_lossy().into_owned();
-    let config = dir.path().join("workers.toml");
-    std::fs::write(&config, "worker_bytes_per_task = 1\n").unwrap();
-    let config = config.to_string_lossy().into_owned();
+    let (_dir, data, config) = demo_store(5);
     // Two: over one worker datafusion-distributed plans no network stage.
     let token = [("WEFT_WORKER_TOKEN", "between-us")];
     let (a, b) = (Worker::start(&data, &token), Worker::start(&data, &token));
