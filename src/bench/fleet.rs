@@ -40,7 +40,8 @@ pub fn run(workflow_count: usize, clients: usize) -> anyhow::Result<()> {
     );
     let mut alone = None;
     for n in 1..=3usize {
-        let dir = super::tempfile_dir()?;
+        let temp = super::tempfile_dir()?;
+        let dir = temp.path();
         let collectors = (0..n)
             .map(|k| {
                 let role = match (n, k) {
@@ -107,7 +108,7 @@ pub fn run(workflow_count: usize, clients: usize) -> anyhow::Result<()> {
             eprintln!("fleet: {n} collectors answered {retried_exports} exports 'retry later'");
         }
         drop(collectors);
-        let _ = std::fs::remove_dir_all(&dir);
+        drop(temp);
     }
     println!(
         "\nReproduce: `./target/release/weft bench --only fleet [--workflows N] [--clients N]` \

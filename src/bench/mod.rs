@@ -163,8 +163,9 @@ fn ingest(args: &BenchArgs) -> anyhow::Result<()> {
     );
     let dir = tempfile_dir()?;
     let runtime = crate::runtime()?;
-    let (ingest, parquet_bytes) = runtime.block_on(durable_ingest(&dir, requests, args.clients))?;
-    let _ = std::fs::remove_dir_all(&dir);
+    let (ingest, parquet_bytes) =
+        runtime.block_on(durable_ingest(dir.path(), requests, args.clients))?;
+    drop(dir);
 
     let rate = |d: Duration| spans as f64 / d.as_secs_f64();
     println!("| measurement | spans/s | relative to decode-only |");
@@ -200,11 +201,13 @@ fn ingest(args: &BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos();
-    let dir = std::env::temp_dir().join(format!("weft-bench-{nanos}"));
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    Ok(dir)
+/// A fresh directory under the system's temp dir, removed when dropped
+/// (also when a measurement fails half-way).
+fn tempfile_dir() -> anyhow::Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix("weft-bench-")
+        .tempdir()
+        .context("cannot create a directory under the system's temp dir")
 }
 
 /// Best of three runs.

@@ -92,7 +92,8 @@ print(json.dumps({"version": duckdb.__version__, "threads": con.execute("SELECT 
 "#;
 
 pub fn run(total: usize) -> anyhow::Result<()> {
-    let dir = super::tempfile_dir()?;
+    let temp = super::tempfile_dir()?;
+    let dir = temp.path().to_path_buf();
     let runtime = crate::runtime()?;
     let (traces, stored, _) = runtime.block_on(fill(&dir, total, 5))?;
     let snapshot = runtime.block_on(read_snapshot(&dir.to_string_lossy()))?;

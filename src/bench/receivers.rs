@@ -18,8 +18,8 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse
 use prost::Message;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 
-/// One receiver process, killed when dropped (its data directory, if any,
-/// removed with it).
+/// One receiver process, killed when dropped (a data directory it made
+/// itself removed with it; one it was given stays the caller's).
 pub(super) struct Receiver {
     name: &'static str,
     child: Child,
@@ -27,7 +27,7 @@ pub(super) struct Receiver {
     http: SocketAddr,
     /// Weft's query API (rotel has none).
     pub(super) api: Option<SocketAddr>,
-    dir: Option<PathBuf>,
+    _own_dir: Option<tempfile::TempDir>,
 }
 
 impl Receiver {
@@ -50,9 +50,6 @@ impl Drop for Receiver {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        if let Some(dir) = &self.dir {
-            let _ = std::fs::remove_dir_all(dir);
-        }
     }
 }
 
@@ -128,7 +125,7 @@ fn start_rotel(binary: &Path) -> anyhow::Result<Receiver> {
         grpc,
         http,
         api: None,
-        dir: None,
+        _own_dir: None,
     })
 }
 
@@ -145,9 +142,12 @@ pub(super) fn start_weft_with(
     config: Option<&Path>,
     extra: &[&str],
 ) -> anyhow::Result<Receiver> {
-    let dir = match dir {
-        Some(dir) => dir,
-        None => super::tempfile_dir()?,
+    let (dir, own_dir) = match dir {
+        Some(dir) => (dir, None),
+        None => {
+            let own = super::tempfile_dir()?;
+            (own.path().to_path_buf(), Some(own))
+        }
     };
     let mut child = Command::new(std::env::current_exe()?)
         .arg("serve")
@@ -185,7 +185,7 @@ pub(super) fn start_weft_with(
         grpc,
         http,
         api: Some(api),
-        dir: Some(dir),
+        _own_dir: own_dir,
     })
 }
 

@@ -48,7 +48,8 @@ fn start_worker(data_dir: &str) -> anyhow::Result<(Worker, String)> {
 }
 
 pub fn run(total: usize) -> anyhow::Result<()> {
-    let dir = super::tempfile_dir()?;
+    let temp = super::tempfile_dir()?;
+    let dir = temp.path().to_path_buf();
     let runtime = crate::runtime()?;
     let (_, stored, _) = runtime.block_on(fill(&dir, total, 5))?;
     let data = dir.to_string_lossy().into_owned();

@@ -116,7 +116,18 @@ fn workers_answer_every_fixture_query_as_one_process_does() {
 
     // The same through a server's API, over what it has not flushed yet
     // (the live spans travel with the plan).
-    let server = Server::start(dir.path(), &["--config", &config, "--workers", &workers]);
+    // PostgreSQL's wire protocol (psql) distributes through the same session.
+    let server = Server::start(
+        dir.path(),
+        &[
+            "--config",
+            &config,
+            "--workers",
+            &workers,
+            "--postgres",
+            "127.0.0.1:0",
+        ],
+    );
     server.run_demo(20);
     let per_kind = "SELECT ai_kind, count(*) AS n FROM spans GROUP BY 1 ORDER BY 1";
     let live: String = server
@@ -124,6 +135,17 @@ fn workers_answer_every_fixture_query_as_one_process_does() {
         .iter()
         .map(|r| format!("{},{}\n", r["ai_kind"].as_str().unwrap(), r["n"]))
         .collect();
+    let over_psql: String = crate::postgres::psql_lines(&server, per_kind)
+        .iter()
+        .map(|l| format!("{}\n", l.replace('|', ",")))
+        .collect();
+    assert_eq!(over_psql, live, "psql through the workers");
+    let plan =
+        crate::postgres::psql_lines(&server, &format!("EXPLAIN ANALYZE {per_kind}")).join("\n");
+    assert!(
+        plan.contains("Stage"),
+        "psql's query ran in stages:\n{plan}"
+    );
     assert!(server.terminate().success());
     assert_eq!(
         format!("ai_kind,n\n{live}"),

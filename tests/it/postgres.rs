@@ -36,7 +36,7 @@ fn psql(server: &Server, password: Option<&str>, args: &[&str]) -> Output {
         .expect("psql is installed (Debian: postgresql-client)")
 }
 
-fn psql_lines(server: &Server, sql: &str) -> Vec<String> {
+pub(crate) fn psql_lines(server: &Server, sql: &str) -> Vec<String> {
     let out = psql(server, None, &["-c", sql]);
     assert!(
         out.status.success(),
