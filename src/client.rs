@@ -24,7 +24,7 @@ pub struct Target {
     /// Read this data directory directly, without a server (it sees every tenant).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// With --data-dir: the config file whose query limits and `write_tools` apply.
+    /// With --data-dir: the config file whose query limits, `write_tools` and evidence settings apply.
     #[arg(long, requires = "data_dir")]
     pub config: Option<PathBuf>,
 }

@@ -152,6 +152,12 @@ pub struct FileConfig {
     /// Tools that change something, for lineage governance checks
     /// (besides spans marked `weft.tool.effect = write`).
     pub write_tools: Option<Vec<String>>,
+    /// Which ids join spans whose trace context was lost (lineage's evidence
+    /// joins); default all three, `[]` turns joins off.
+    pub evidence_keys: Option<Vec<String>>,
+    /// Evidence ends further apart than this (start to start) never join
+    /// (default 86400, a day).
+    pub evidence_window_secs: Option<f64>,
     /// TLS certificate chain and private key (PEM) for every listener.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
@@ -652,8 +658,20 @@ pub fn with_workers(
 }
 
 fn query_settings(file: &FileConfig) -> anyhow::Result<QuerySettings> {
+    let window = match file.evidence_window_secs {
+        Some(s) => secs(s, "evidence_window_secs")?,
+        None => Duration::from_nanos(weft_lineage::evidence::DEFAULT_WINDOW_NS as u64),
+    };
+    let keys = file
+        .evidence_keys
+        .clone()
+        .unwrap_or_else(|| weft_lineage::evidence::ALL_KEYS.map(str::to_owned).to_vec());
+    let window_ns = i64::try_from(window.as_nanos()).unwrap_or(i64::MAX);
+    let evidence = weft_lineage::EvidenceRules::new(&keys, window_ns)
+        .map_err(|e| anyhow::anyhow!("evidence_keys: {e}"))?;
     let mut query = QuerySettings {
         write_tools: file.write_tools.clone().unwrap_or_default(),
+        evidence,
         ..QuerySettings::default()
     };
     if let Some(s) = file.query_timeout_secs {

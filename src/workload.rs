@@ -519,6 +519,7 @@ pub(crate) mod fixtures {
                     span_id: span(i),
                     parent_span_id: p.parent.map(span),
                     name: p.name.clone(),
+                    kind: None,
                     service: Some(p.service.to_owned()),
                     start_ns: base + p.start_ns,
                     end_ns: base + p.start_ns + p.duration_ns,

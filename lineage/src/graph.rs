@@ -20,9 +20,10 @@ use petgraph::visit::EdgeRef;
 use serde::{Deserialize, Serialize};
 use weft_schemas::{SpanId, TraceId};
 
+use crate::evidence::{self, Evidence, EvidenceRules};
 use crate::node::{Edge, EdgeKind, Node};
 use crate::span::LineageSpan;
-use crate::summary::{Predecessors, Roots, Summary, summarise};
+use crate::summary::{Predecessors, Roots, Summary, WithoutEvidence, summarise};
 
 /// Something wrong or unfinished in the input, reported rather than hidden.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -147,6 +148,8 @@ pub struct BuildOptions {
     pub now_ns: i64,
     /// Tools that change something even without `weft.tool.effect = write`.
     pub write_tools: HashSet<String>,
+    /// Which evidence joins spans whose trace context was lost.
+    pub evidence: EvidenceRules,
 }
 
 /// Builds and analyses the workflow graph of `spans`.
@@ -207,6 +210,12 @@ pub fn build(spans: Vec<LineageSpan>, options: &BuildOptions) -> Lineage {
         }
     }
 
+    let mut evidence_of: HashMap<usize, Evidence> = HashMap::new();
+    for join in evidence::joins(&nodes, &options.evidence) {
+        let e = graph.add_edge(ids[join.from], ids[join.to], EdgeKind::Evidence);
+        evidence_of.insert(e.index(), join.evidence);
+    }
+
     // Kosaraju's search is iterative (petgraph's Tarjan recurses once per
     // node of a chain, and a client decides how long its chains are).
     let mut cycles = Vec::new();
@@ -239,9 +248,16 @@ pub fn build(spans: Vec<LineageSpan>, options: &BuildOptions) -> Lineage {
     let dag = acyclic_order(&graph);
     let (depth, reached_by) = depths(&graph, &dag);
     let self_time = self_times(&graph, &nodes);
-    let identity = effective_identities(&graph, &dag, &nodes);
+    let identity = effective_identities(&graph, &dag, &nodes, |_| true);
     let critical = critical_path(&graph, &dag, &nodes);
     let on_path: HashSet<usize> = critical.iter().copied().collect();
+    // What trace context and links alone say, when evidence added edges.
+    let not_evidence = |k: EdgeKind| k != EdgeKind::Evidence;
+    let strict = (!evidence_of.is_empty()).then(|| WithoutEvidence {
+        preds: graph_predecessors(&graph, not_evidence),
+        roots: roots_of_each(&graph, &dag, not_evidence),
+        identities: effective_identities(&graph, &dag, &nodes, not_evidence),
+    });
 
     let edges = graph
         .edge_references()
@@ -249,6 +265,7 @@ pub fn build(spans: Vec<LineageSpan>, options: &BuildOptions) -> Lineage {
             from: graph[e.source()],
             to: graph[e.target()],
             kind: *e.weight(),
+            evidence: evidence_of.remove(&e.id().index()),
         })
         .collect();
     let nodes: Vec<Node> = nodes
@@ -263,11 +280,12 @@ pub fn build(spans: Vec<LineageSpan>, options: &BuildOptions) -> Lineage {
             on_critical_path: on_path.contains(&i),
         })
         .collect();
-    let roots = roots_of_each(&graph, &dag);
+    let roots = roots_of_each(&graph, &dag, |_| true);
     let summary = summarise(
         &nodes,
-        &graph_predecessors(&graph),
+        &graph_predecessors(&graph, |_| true),
         &roots,
+        strict.as_ref(),
         &options.write_tools,
     );
     Lineage {
@@ -514,6 +532,7 @@ fn effective_identities(
     graph: &DiGraph<usize, EdgeKind>,
     dag: &Dag,
     nodes: &[LineageSpan],
+    follow: impl Fn(EdgeKind) -> bool,
 ) -> Vec<Option<String>> {
     let mut out: Vec<Option<String>> = vec![None; nodes.len()];
     for &v in &dag.topological {
@@ -522,11 +541,13 @@ fn effective_identities(
             out[i] = Some(id.clone());
             continue;
         }
-        // Parents before links, then the earliest-added edge's source.
+        // Parents before links before evidence, then the earliest-added edge's source.
         out[i] = graph
             .edges_directed(v, Dir::Incoming)
-            .filter(|e| !dag.is_back(e.id()) && out[graph[e.source()]].is_some())
-            .min_by_key(|e| (*e.weight() == EdgeKind::Link, e.source().index()))
+            .filter(|e| {
+                !dag.is_back(e.id()) && follow(*e.weight()) && out[graph[e.source()]].is_some()
+            })
+            .min_by_key(|e| (e.weight().distance(), e.source().index()))
             .and_then(|e| out[graph[e.source()]].clone());
     }
     out
@@ -616,13 +637,18 @@ fn critical_path(graph: &DiGraph<usize, EdgeKind>, dag: &Dag, nodes: &[LineageSp
     }
 }
 
-/// The roots each node descends from, in topological order without back edges.
-fn roots_of_each(graph: &DiGraph<usize, EdgeKind>, dag: &Dag) -> Roots {
+/// The roots each node descends from through the edges `follow` takes, in
+/// topological order without back edges.
+fn roots_of_each(
+    graph: &DiGraph<usize, EdgeKind>,
+    dag: &Dag,
+    follow: impl Fn(EdgeKind) -> bool,
+) -> Roots {
     let mut roots: Roots = vec![Vec::new(); graph.node_count()];
     for &v in &dag.topological {
         let mut mine: Vec<usize> = graph
             .edges_directed(v, Dir::Incoming)
-            .filter(|e| !dag.is_back(e.id()))
+            .filter(|e| !dag.is_back(e.id()) && follow(*e.weight()))
             .flat_map(|e| roots[graph[e.source()]].iter().copied())
             .collect();
         if mine.is_empty() {
@@ -635,9 +661,12 @@ fn roots_of_each(graph: &DiGraph<usize, EdgeKind>, dag: &Dag) -> Roots {
     roots
 }
 
-fn graph_predecessors(graph: &DiGraph<usize, EdgeKind>) -> Predecessors {
+fn graph_predecessors(
+    graph: &DiGraph<usize, EdgeKind>,
+    follow: impl Fn(EdgeKind) -> bool,
+) -> Predecessors {
     let mut out = vec![Vec::new(); graph.node_count()];
-    for e in graph.edge_references() {
+    for e in graph.edge_references().filter(|e| follow(*e.weight())) {
         out[graph[e.target()]].push(graph[e.source()]);
     }
     out
@@ -663,6 +692,7 @@ pub(crate) mod tests {
             span_id: sid(s),
             parent_span_id: parent.map(sid),
             name: format!("s{s}"),
+            kind: None,
             service: Some("svc".into()),
             start_ns: start,
             end_ns: end,
@@ -734,7 +764,8 @@ pub(crate) mod tests {
         assert!(l.edges.contains(&Edge {
             from: 0,
             to: 1,
-            kind: EdgeKind::Orphan
+            kind: EdgeKind::Orphan,
+            evidence: None,
         }));
         assert_eq!(l.nodes[1].reached_by, Some(EdgeKind::Orphan));
     }
@@ -811,7 +842,8 @@ pub(crate) mod tests {
         assert!(l.edges.contains(&Edge {
             from: 1,
             to: 2,
-            kind: EdgeKind::Link
+            kind: EdgeKind::Link,
+            evidence: None,
         }));
         assert_eq!(l.nodes[3].effective_identity.as_deref(), Some("alice"));
         assert_eq!(l.nodes[3].depth, 3);

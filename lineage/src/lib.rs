@@ -7,6 +7,8 @@
 //!
 //! - [`LineageSpan`] (`span`): one span as lineage sees it, filled in by
 //!   whoever fetched it (the query engine reads them from storage);
+//! - [`evidence`]: joins between spans whose trace context was lost, by the
+//!   ids both ends carry (tool call, message, approved action);
 //! - [`build`] (`graph`): the petgraph graph and its analyses — anomalies,
 //!   critical path, self time, effective identity;
 //! - [`node`]: the nodes and edges the build produces;
@@ -18,6 +20,7 @@
 //! This crate depends on `weft-schemas` only: no DataFusion, no storage, so it
 //! is tested on hand-built span sets and used by the terminal UI as it is.
 
+pub mod evidence;
 mod graph;
 pub mod node;
 mod page;
@@ -27,8 +30,9 @@ pub mod summary;
 mod units;
 mod workflow;
 
+pub use evidence::{Evidence, EvidenceRules};
 pub use graph::{Anomaly, BuildOptions, Lineage, SETTLE_NS, build};
 pub use node::{Edge, EdgeKind, Node};
 pub use page::{LineagePage, PAGE_NODES};
-pub use span::{APPROVAL_ACTION_KEY, LineageSpan, StepAi, StepEvent, TOOL_EFFECT_KEY};
+pub use span::{LineageSpan, StepAi, StepEvent, TOOL_EFFECT_KEY};
 pub use workflow::{Flags, WorkflowSummary};

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::evidence::Evidence;
 use crate::span::LineageSpan;
 
 /// How one span reaches another.
@@ -16,6 +17,21 @@ pub enum EdgeKind {
     Orphan,
     /// Linked span → the span holding the link (follows-from), maybe across traces.
     Link,
+    /// Cause → effect across traces whose context was lost, joined by an id
+    /// both carry ([`crate::evidence`]); never a parent or a link.
+    Evidence,
+}
+
+impl EdgeKind {
+    /// How loosely the edge ties its ends: trace context (0), a span link
+    /// the sender recorded (1), evidence Weft inferred (2).
+    pub fn distance(self) -> u8 {
+        match self {
+            EdgeKind::Child | EdgeKind::Orphan => 0,
+            EdgeKind::Link => 1,
+            EdgeKind::Evidence => 2,
+        }
+    }
 }
 
 /// A directed edge between two nodes (indices into [`Lineage::nodes`]).
@@ -24,6 +40,9 @@ pub struct Edge {
     pub from: usize,
     pub to: usize,
     pub kind: EdgeKind,
+    /// What an [`EdgeKind::Evidence`] edge rests on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<Evidence>,
 }
 
 /// One node of the workflow graph.

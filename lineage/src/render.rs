@@ -91,7 +91,7 @@ pub fn text_tree(lineage: &Lineage, fold: usize) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "workflow: {} span(s) in {} trace(s); * critical path, ⇢ link, ? orphan",
+        "workflow: {} span(s) in {} trace(s); * critical path, ⇢ link, ≈ evidence, ? orphan",
         lineage.nodes.len(),
         lineage.traces.len()
     );
@@ -109,9 +109,15 @@ pub fn text_tree(lineage: &Lineage, fold: usize) -> String {
         .filter(|i| !has_parent[*i])
         .collect();
     roots.sort_by_key(|i| (lineage.nodes[*i].span.start_ns, *i));
+    let evidence = lineage
+        .edges
+        .iter()
+        .filter_map(|e| Some(((e.from, e.to), e.evidence.as_ref()?)))
+        .collect();
     let mut tree = Tree {
         lineage,
         children,
+        evidence,
         fold,
         printed: HashSet::new(),
         folded: HashSet::new(),
@@ -149,6 +155,8 @@ fn shorten(text: &str, max: usize) -> String {
 struct Tree<'a> {
     lineage: &'a Lineage,
     children: Vec<Vec<(usize, EdgeKind)>>,
+    /// What each evidence edge `(from, to)` rests on.
+    evidence: std::collections::HashMap<(usize, usize), &'a crate::evidence::Evidence>,
     fold: usize,
     printed: HashSet<usize>,
     /// Spans folded into a count, with their subtrees.
@@ -203,6 +211,7 @@ impl Tree<'_> {
         enum Work {
             Node {
                 i: usize,
+                from: Option<usize>,
                 via: Option<EdgeKind>,
                 prefix: String,
                 last: bool,
@@ -214,6 +223,7 @@ impl Tree<'_> {
         }
         let mut stack = vec![Work::Node {
             i,
+            from: None,
             via,
             prefix: prefix.to_owned(),
             last,
@@ -222,11 +232,13 @@ impl Tree<'_> {
             match work {
                 Work::Node {
                     i,
+                    from,
                     via,
                     prefix,
                     last,
                 } => {
-                    let Some(child_prefix) = self.line(i, via, &prefix, last) else {
+                    let evidence = from.and_then(|f| self.evidence.get(&(f, i)).copied());
+                    let Some(child_prefix) = self.line(i, via, evidence, &prefix, last) else {
                         continue;
                     };
                     let (kids, hidden) = self.shown_children(i);
@@ -242,6 +254,7 @@ impl Tree<'_> {
                         let last = k + 1 == kids.len() && !folded_after;
                         stack.push(Work::Node {
                             i: *c,
+                            from: Some(i),
                             via: Some(*kind),
                             prefix: child_prefix.clone(),
                             last,
@@ -259,6 +272,7 @@ impl Tree<'_> {
         &mut self,
         i: usize,
         via: Option<EdgeKind>,
+        evidence: Option<&crate::evidence::Evidence>,
         prefix: &str,
         last: bool,
     ) -> Option<String> {
@@ -271,8 +285,12 @@ impl Tree<'_> {
         let mark = match via {
             Some(EdgeKind::Link) => "⇢ ",
             Some(EdgeKind::Orphan) => "? ",
+            Some(EdgeKind::Evidence) => "≈ ",
             _ => "",
         };
+        let because = evidence
+            .map(|e| format!("  [evidence {}={}]", e.key, shorten(&e.value, 40)))
+            .unwrap_or_default();
         let star = if node.on_critical_path { "* " } else { "" };
         let trace = if self.current_trace != Some(node.span.trace_id) {
             self.current_trace = Some(node.span.trace_id);
@@ -290,7 +308,7 @@ impl Tree<'_> {
         }
         let _ = writeln!(
             self.out,
-            "{prefix}{branch}{mark}{star}{}  {}{trace}",
+            "{prefix}{branch}{mark}{star}{}  {}{trace}{because}",
             node.span.name,
             details(node)
         );
@@ -443,8 +461,8 @@ fn escape(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
-/// Graphviz DOT: solid parent→child, dashed links, dotted orphans; the
-/// critical path in bold.
+/// Graphviz DOT: solid parent→child, dashed links, dotted orphans, orange
+/// dashed evidence labelled with its key and value; the critical path in bold.
 pub fn dot(lineage: &Lineage) -> String {
     let mut out =
         String::from("digraph lineage {\n  rankdir=LR;\n  node [shape=box, fontsize=10];\n");
@@ -479,11 +497,21 @@ pub fn dot(lineage: &Lineage) -> String {
         .map(|w| (w[0], w[1]))
         .collect();
     for e in &lineage.edges {
+        let evidence_label;
         let mut attrs = Vec::new();
         match e.kind {
             EdgeKind::Child => {}
             EdgeKind::Link => attrs.push("style=dashed, label=\"link\""),
             EdgeKind::Orphan => attrs.push("style=dotted, label=\"orphan\""),
+            EdgeKind::Evidence => {}
+        }
+        if let Some(ev) = &e.evidence {
+            evidence_label = format!(
+                "style=dashed, color=darkorange, label=\"evidence\\n{}={}\"",
+                escape(&ev.key),
+                escape(&ev.value)
+            );
+            attrs.push(&evidence_label);
         }
         if on_path.contains(&(e.from, e.to)) {
             attrs.push("penwidth=2");

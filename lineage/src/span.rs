@@ -2,11 +2,11 @@
 //! fetches spans (the query engine, a test, a benchmark) fills in.
 
 use serde::{Deserialize, Serialize};
-use weft_schemas::{AiFields, ORIGIN_KEY, SpanId, StatusCode, TraceId};
+use weft_schemas::{AiFields, ORIGIN_KEY, SpanId, StatusCode, TENANT_KEY, TraceId};
 
 /// What lineage knows of one span's AI step: every typed AI column of the
 /// schema ([`AiFields`], so a column added there reaches lineage with no
-/// change here), and the three `weft.*` keys lineage reads that are not
+/// change here), and the `weft.*` keys lineage reads that are not
 /// columns. As JSON, flat: one key per column present, named as the column.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -16,9 +16,10 @@ pub struct StepAi {
     /// `weft.tool.effect`: `write` for tools that change something.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_effect: Option<String>,
-    /// `weft.approval.action`: the action an approval gates.
+    /// The tenant whose token sent the span ([`TENANT_KEY`]): evidence
+    /// never joins two tenants' spans.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub approval_action: Option<String>,
+    pub tenant: Option<String>,
     /// Whether the ingest token that sent the span is bound to its service
     /// ([`ORIGIN_KEY`]); `None` when authentication was off.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -27,18 +28,15 @@ pub struct StepAi {
 
 /// The attribute that marks a tool call as changing something (`write`).
 pub const TOOL_EFFECT_KEY: &str = "weft.tool.effect";
-/// The attribute naming the action an approval gates.
-pub const APPROVAL_ACTION_KEY: &str = "weft.approval.action";
-
 impl StepAi {
     /// From a span's typed AI columns, and `attribute` to read the `weft.*`
     /// keys lineage uses that are not columns ([`TOOL_EFFECT_KEY`],
-    /// [`APPROVAL_ACTION_KEY`], [`ORIGIN_KEY`]).
+    /// [`TENANT_KEY`], [`ORIGIN_KEY`]).
     pub fn from_fields(fields: AiFields, attribute: impl Fn(&str) -> Option<String>) -> Self {
         Self {
             fields,
             tool_effect: attribute(TOOL_EFFECT_KEY),
-            approval_action: attribute(APPROVAL_ACTION_KEY),
+            tenant: attribute(TENANT_KEY),
             origin_verified: match attribute(ORIGIN_KEY).as_deref() {
                 Some("verified") => Some(true),
                 Some("unverified") => Some(false),
@@ -56,6 +54,10 @@ pub struct LineageSpan {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent_span_id: Option<SpanId>,
     pub name: String,
+    /// The OTLP span kind, when it says more than `internal`: `server`,
+    /// `client`, `producer` or `consumer`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
     pub start_ns: i64,

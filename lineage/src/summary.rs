@@ -72,6 +72,11 @@ pub struct ToolCall {
     pub preceding_verdict: Option<PolicyCheck>,
     /// The latest approval that causally preceded the call.
     pub preceding_approval: Option<Approval>,
+    /// Which of the above rest on an evidence edge (no trace context or span
+    /// link joins them to the call): `preceding_verdict`,
+    /// `preceding_approval`, `identity`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rests_on_evidence: Vec<Cow<'static, str>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -93,6 +98,10 @@ pub struct Finding {
     pub step: Step,
     pub rule: Cow<'static, str>,
     pub message: String,
+    /// The verdict or approval it judges is joined to the step by evidence
+    /// only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rests_on_evidence: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -224,12 +233,29 @@ impl<'a> Preceding<'a> {
 /// For each node, the roots it descends from (ignoring edges that close cycles).
 pub type Roots = Vec<Vec<usize>>;
 
+/// The graph without its evidence edges: what trace context and span links
+/// alone say, to tell which conclusions rest on evidence.
+pub struct WithoutEvidence {
+    pub preds: Predecessors,
+    pub roots: Roots,
+    pub identities: Vec<Option<String>>,
+}
+
+impl WithoutEvidence {
+    /// Whether `p` precedes `i` without evidence: an ancestor, or under a
+    /// common root.
+    fn precedes(&self, ancestors: &[usize], p: usize, i: usize) -> bool {
+        ancestors.contains(&p) || self.roots[p].iter().any(|r| self.roots[i].contains(r))
+    }
+}
+
 /// Builds the summary; `write_tools` names tools that change something even
 /// without `weft.tool.effect = write`.
 pub fn summarise(
     nodes: &[Node],
     preds: &Predecessors,
     roots: &Roots,
+    strict: Option<&WithoutEvidence>,
     write_tools: &HashSet<String>,
 ) -> Summary {
     let mut summary = Summary::default();
@@ -273,7 +299,7 @@ pub fn summarise(
                 state,
                 approver: ai.fields.approver.clone(),
                 time_ns: n.span.end_ns,
-                gates: ai.approval_action.clone(),
+                gates: ai.fields.approval_action.clone(),
                 unverified: ai.origin_verified == Some(false),
             });
         }
@@ -294,6 +320,8 @@ pub fn summarise(
     let checks = Preceding::new(nodes, roots, check_at.keys().copied());
     let approvals = Preceding::new(nodes, roots, approval_at.keys().copied());
     let mut ancestors = Ancestors::new(preds);
+    let no_preds = Vec::new();
+    let mut strict_ancestors = Ancestors::new(strict.map_or(&no_preds, |s| &s.preds));
 
     for &i in &order {
         let n = &nodes[i];
@@ -304,19 +332,43 @@ pub fn summarise(
         let verdict = checks
             .latest(i, &t_ancestors, &roots[i], |_| true)
             .map(|p| summary.policy_checks[check_at[&p]].clone());
+        let call_id = n.span.ai.fields.tool_call_id.as_deref();
         let gates_this = |a: usize| {
             summary.approvals[approval_at[&a]]
                 .gates
                 .as_deref()
-                .is_none_or(|g| g == tool)
+                .is_none_or(|g| g == tool || Some(g) == call_id)
         };
         let approval = approvals
             .latest(i, &t_ancestors, &roots[i], gates_this)
             .map(|a| summary.approvals[approval_at[&a]].clone());
+        let mut rests_on_evidence = Vec::new();
+        let loose = |p: Option<usize>, ancestors: &[usize]| match (p, strict) {
+            (Some(p), Some(strict)) => !strict.precedes(ancestors, p, i),
+            _ => false,
+        };
+        let strict_of_i = if strict.is_some() && (verdict.is_some() || approval.is_some()) {
+            strict_ancestors.of(i)
+        } else {
+            Vec::new()
+        };
+        let verdict_loose = loose(verdict.as_ref().map(|v| v.step.node), &strict_of_i);
+        let approval_loose = loose(approval.as_ref().map(|a| a.step.node), &strict_of_i);
+        if verdict_loose {
+            rests_on_evidence.push(Cow::Borrowed("preceding_verdict"));
+        }
+        if approval_loose {
+            rests_on_evidence.push(Cow::Borrowed("preceding_approval"));
+        }
+        if strict.is_some_and(|s| n.effective_identity != s.identities[i]) {
+            rests_on_evidence.push(Cow::Borrowed("identity"));
+        }
         let writes =
             n.span.ai.tool_effect.as_deref() == Some("write") || write_tools.contains(&tool);
-        if writes && let Some(f) = governance(nodes, i, &tool, verdict.as_ref(), approval.as_ref())
+        if writes
+            && let Some(mut f) = governance(nodes, i, &tool, verdict.as_ref(), approval.as_ref())
         {
+            f.rests_on_evidence = verdict_loose || approval_loose;
             summary.findings.push(f);
         }
         summary.tool_calls.push(ToolCall {
@@ -329,6 +381,7 @@ pub fn summarise(
             time_ns: n.span.start_ns,
             preceding_verdict: verdict,
             preceding_approval: approval,
+            rests_on_evidence,
         });
     }
 
@@ -394,6 +447,7 @@ fn governance(
             step: step(nodes, i),
             rule: Cow::Borrowed(rule),
             message,
+            rests_on_evidence: false,
         })
     };
     match verdict.map(|v| v.verdict) {

@@ -12,11 +12,14 @@ use arrow::array::{AsArray, RecordBatch};
 use datafusion::prelude::{DataFrame, Expr, SessionContext, col};
 use std::collections::HashSet;
 
+use datafusion::functions_nested::expr_fn::{array_has_any, make_array};
+use datafusion::prelude::lit;
+use weft_lineage::evidence::{self, EvidenceRules};
 use weft_lineage::{BuildOptions, Lineage, LineageSpan, StepAi, build};
 use weft_schemas::conventions::AI_COLUMNS;
 use weft_schemas::schema::col as col_name;
 use weft_schemas::settled::col as link_col;
-use weft_schemas::{SpanReader, TraceId};
+use weft_schemas::{SpanKind, SpanReader, TraceId, ai_col};
 
 use crate::error::QueryError;
 use crate::ids::trace_id_literal;
@@ -65,20 +68,70 @@ impl Default for Reach {
     }
 }
 
-/// The spans of every trace reachable from `start`, and whether a limit cut the walk short.
+/// The spans of every trace reachable from `start` (by span links, and by
+/// evidence under `evidence`), and whether a limit cut the walk short.
 ///
-/// The walk reads only the `span_links` index (one bloom-filtered lookup per
-/// hop); the spans of all the traces it reaches are then read in one query.
+/// The link walk reads only the `span_links` index (one bloom-filtered lookup
+/// per hop); the spans of all the traces it reaches are then read in one
+/// query. Evidence then looks for the spans elsewhere carrying the ids these
+/// spans carry, keeps the traces of those [`evidence::joins`] joins to them,
+/// and walks their links in turn, until nothing new joins.
 pub(crate) async fn workflow_spans(
     ctx: &SessionContext,
     source: &Arc<dyn SpanSource>,
     start: TraceId,
     reach: Reach,
+    evidence: &EvidenceRules,
 ) -> Result<(Vec<LineageSpan>, bool), QueryError> {
     let mut visited: BTreeSet<TraceId> = BTreeSet::from([start]);
-    let mut frontier: Vec<TraceId> = vec![start];
-    let mut hops = 0u32;
-    let mut truncated = false;
+    let mut walk = Walk {
+        hops: 0,
+        truncated: false,
+    };
+    walk_links(ctx, source, vec![start], &mut visited, reach, &mut walk).await?;
+    let mut spans = spans_of(ctx, source, &visited.iter().copied().collect::<Vec<_>>()).await?;
+    if !evidence.enabled() {
+        return Ok((spans, walk.truncated));
+    }
+    loop {
+        let joined = evidence_traces(ctx, source, &spans, &visited, evidence, &mut walk).await?;
+        if joined.is_empty() {
+            break;
+        }
+        if reach.max_depth.is_some_and(|d| walk.hops >= d) || visited.len() >= reach.max_traces {
+            walk.truncated = true;
+            break;
+        }
+        walk.hops += 1;
+        let frontier: Vec<TraceId> = joined
+            .into_iter()
+            .take(reach.max_traces - visited.len())
+            .collect();
+        let before: BTreeSet<TraceId> = visited.clone();
+        visited.extend(frontier.iter().copied());
+        walk_links(ctx, source, frontier, &mut visited, reach, &mut walk).await?;
+        let added: Vec<TraceId> = visited.difference(&before).copied().collect();
+        spans.extend(spans_of(ctx, source, &added).await?);
+    }
+    Ok((spans, walk.truncated))
+}
+
+/// How far a walk went, and whether a limit stopped it.
+struct Walk {
+    hops: u32,
+    truncated: bool,
+}
+
+/// Adds to `visited` every trace joined to `frontier` by span links, hop by
+/// hop, within `reach`.
+async fn walk_links(
+    ctx: &SessionContext,
+    source: &Arc<dyn SpanSource>,
+    mut frontier: Vec<TraceId>,
+    visited: &mut BTreeSet<TraceId>,
+    reach: Reach,
+    walk: &mut Walk,
+) -> Result<(), QueryError> {
     loop {
         let next: BTreeSet<TraceId> = linked_traces(ctx, source, &frontier, reach.direction)
             .await?
@@ -86,21 +139,107 @@ pub(crate) async fn workflow_spans(
             .filter(|t| !visited.contains(t))
             .collect();
         if next.is_empty() {
-            break;
+            return Ok(());
         }
-        if reach.max_depth.is_some_and(|d| hops >= d) || visited.len() >= reach.max_traces {
-            truncated = true;
-            break;
+        if reach.max_depth.is_some_and(|d| walk.hops >= d) || visited.len() >= reach.max_traces {
+            walk.truncated = true;
+            return Ok(());
         }
-        hops += 1;
+        walk.hops += 1;
         frontier = next
             .into_iter()
             .take(reach.max_traces - visited.len())
             .collect();
         visited.extend(frontier.iter().copied());
     }
-    let traces: Vec<TraceId> = visited.into_iter().collect();
-    Ok((spans_of(ctx, source, &traces).await?, truncated))
+}
+
+/// Ids looked up per evidence query at most; past it the walk is reported
+/// cut short.
+const MAX_EVIDENCE_IDS: usize = 10_000;
+/// Candidate spans read per evidence query at most (an id on very many
+/// spans is no evidence of anything).
+const MAX_EVIDENCE_CANDIDATES: usize = 10_000;
+
+/// The traces outside `visited` that evidence joins to `spans`.
+async fn evidence_traces(
+    ctx: &SessionContext,
+    source: &Arc<dyn SpanSource>,
+    spans: &[LineageSpan],
+    visited: &BTreeSet<TraceId>,
+    rules: &EvidenceRules,
+    walk: &mut Walk,
+) -> Result<BTreeSet<TraceId>, QueryError> {
+    let mut tool_ids: BTreeSet<&str> = BTreeSet::new();
+    let mut message_ids: BTreeSet<&str> = BTreeSet::new();
+    for s in spans {
+        let f = &s.ai.fields;
+        tool_ids.extend(f.tool_call_id.as_deref());
+        tool_ids.extend(f.approval_action.as_deref());
+        tool_ids.extend(
+            f.requested_tool_call_ids
+                .iter()
+                .flatten()
+                .map(String::as_str),
+        );
+        message_ids.extend(f.message_id.as_deref());
+    }
+    if tool_ids.len() + message_ids.len() > MAX_EVIDENCE_IDS {
+        walk.truncated = true;
+    }
+    let text = |ids: &BTreeSet<&str>| -> Vec<Expr> {
+        ids.iter()
+            .take(MAX_EVIDENCE_IDS)
+            .map(|v| lit(v.to_string()))
+            .collect()
+    };
+    let (tools, messages) = (text(&tool_ids), text(&message_ids));
+    let mut wanted: Vec<Expr> = Vec::new();
+    if !tools.is_empty() {
+        wanted.push(col(ai_col::tool_call_id).in_list(tools.clone(), false));
+        wanted.push(col(ai_col::approval_action).in_list(tools.clone(), false));
+        wanted.push(array_has_any(
+            col(ai_col::requested_tool_call_ids),
+            make_array(tools),
+        ));
+    }
+    if !messages.is_empty() {
+        wanted.push(col(ai_col::message_id).in_list(messages, false));
+    }
+    let Some(any) = wanted.into_iter().reduce(Expr::or) else {
+        return Ok(BTreeSet::new());
+    };
+    let known: Vec<TraceId> = visited.iter().copied().collect();
+    let batches = ctx
+        .read_table(stored_table(source, Stored::Spans))?
+        .filter(any.and(col(col_name::TRACE_ID).in_list(id_literals(&known), true)))?
+        .select_exprs(&lineage_columns())?
+        .limit(0, Some(MAX_EVIDENCE_CANDIDATES + 1))?
+        .collect()
+        .await?;
+    let mut candidates = Vec::new();
+    for batch in &batches {
+        read_batch(batch, &mut candidates)?;
+    }
+    if candidates.len() > MAX_EVIDENCE_CANDIDATES {
+        candidates.truncate(MAX_EVIDENCE_CANDIDATES);
+        walk.truncated = true;
+    }
+    if candidates.is_empty() {
+        return Ok(BTreeSet::new());
+    }
+    // The rule that draws the edges decides which candidates belong: one end
+    // already in the workflow, the other a candidate.
+    let have = spans.len();
+    let all: Vec<LineageSpan> = spans.iter().cloned().chain(candidates).collect();
+    Ok(evidence::joins(&all, rules)
+        .into_iter()
+        .filter_map(|j| match (j.from < have, j.to < have) {
+            (true, false) => Some(all[j.to].trace_id),
+            (false, true) => Some(all[j.from].trace_id),
+            _ => None,
+        })
+        .collect())
 }
 
 /// The traces joined to `traces` by a span link, in `direction`: upstream are
@@ -182,6 +321,7 @@ const COLUMNS: &[&str] = &[
     col_name::SPAN_ID,
     col_name::PARENT_SPAN_ID,
     col_name::NAME,
+    col_name::KIND,
     col_name::SERVICE_NAME,
     col_name::START_TIME,
     col_name::END_TIME,
@@ -236,6 +376,10 @@ fn read_batch(batch: &RecordBatch, out: &mut Vec<LineageSpan>) -> Result<(), Que
             span_id,
             parent_span_id: r.parent_span_id(row),
             name: r.name(row).to_owned(),
+            kind: match r.kind(row) {
+                SpanKind::Internal | SpanKind::Unspecified => None,
+                kind => Some(kind.as_str().to_owned()),
+            },
             service: r.service_name(row).map(str::to_owned),
             start_ns: r.start_ns(row),
             end_ns: r.end_ns(row),
@@ -306,6 +450,14 @@ pub(crate) async fn attach_events(
     Ok(())
 }
 
+/// What lineage analysis is told besides the spans: which tools write, and
+/// which evidence joins spans whose trace context was lost.
+#[derive(Debug, Clone, Default)]
+pub struct LineageRules {
+    pub write_tools: HashSet<String>,
+    pub evidence: EvidenceRules,
+}
+
 /// A reconstructed workflow and whether a depth or size limit cut it short.
 #[derive(Debug, Clone)]
 pub struct LineageResult {
@@ -323,12 +475,13 @@ pub(crate) async fn reconstruct(
     source: &Arc<dyn SpanSource>,
     trace_id: TraceId,
     reach: Reach,
-    write_tools: &HashSet<String>,
+    rules: &LineageRules,
 ) -> Result<LineageResult, QueryError> {
-    let (spans, truncated) = workflow_spans(ctx, source, trace_id, reach).await?;
+    let (spans, truncated) = workflow_spans(ctx, source, trace_id, reach, &rules.evidence).await?;
     let options = BuildOptions {
         now_ns: chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX),
-        write_tools: write_tools.clone(),
+        write_tools: rules.write_tools.clone(),
+        evidence: rules.evidence.clone(),
     };
     let lineage = tokio::task::spawn_blocking(move || build(spans, &options))
         .await

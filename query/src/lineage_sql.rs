@@ -25,8 +25,7 @@ use datafusion::execution::SessionState;
 use weft_lineage::{EdgeKind, Lineage};
 
 use crate::error::QueryError;
-use crate::lineage::Reach;
-use crate::lineage::reconstruct;
+use crate::lineage::{LineageRules, Reach, reconstruct};
 use crate::table::SpanSource;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,14 +49,14 @@ impl Mode {
 pub(crate) fn register_lineage_functions(
     ctx: &SessionContext,
     source: &Arc<dyn SpanSource>,
-    write_tools: Arc<HashSet<String>>,
+    rules: Arc<LineageRules>,
 ) {
     for mode in [Mode::Whole, Mode::Ancestors, Mode::Descendants] {
         ctx.register_udtf(
             mode.name(),
             Arc::new(LineageFunction {
                 source: Arc::clone(source),
-                write_tools: Arc::clone(&write_tools),
+                rules: Arc::clone(&rules),
                 mode,
             }),
         );
@@ -66,7 +65,7 @@ pub(crate) fn register_lineage_functions(
 
 struct LineageFunction {
     source: Arc<dyn SpanSource>,
-    write_tools: Arc<HashSet<String>>,
+    rules: Arc<LineageRules>,
     mode: Mode,
 }
 
@@ -114,7 +113,7 @@ impl TableFunctionImpl for LineageFunction {
         };
         Ok(Arc::new(LineageTable {
             source: Arc::clone(&self.source),
-            write_tools: Arc::clone(&self.write_tools),
+            rules: Arc::clone(&self.rules),
             mode: self.mode,
             trace,
             span,
@@ -124,7 +123,7 @@ impl TableFunctionImpl for LineageFunction {
 
 struct LineageTable {
     source: Arc<dyn SpanSource>,
-    write_tools: Arc<HashSet<String>>,
+    rules: Arc<LineageRules>,
     mode: Mode,
     trace: TraceId,
     span: Option<SpanId>,
@@ -155,6 +154,7 @@ pub fn lineage_schema() -> SchemaRef {
         Field::new("effective_identity", DataType::Utf8, true),
         Field::new("status_code", DataType::Utf8, false),
         Field::new("finding", DataType::Utf8, true),
+        Field::new("evidence", DataType::Utf8, true),
     ]))
 }
 
@@ -163,6 +163,7 @@ fn edge_name(kind: EdgeKind) -> &'static str {
         EdgeKind::Child => "child",
         EdgeKind::Orphan => "orphan",
         EdgeKind::Link => "link",
+        EdgeKind::Evidence => "evidence",
     }
 }
 
@@ -223,6 +224,15 @@ fn to_batch(lineage: &Lineage, rows: &[Row]) -> Result<RecordBatch> {
             .collect();
         (!rules.is_empty()).then(|| rules.join(","))
     };
+    // `key=value` of the evidence edge into a node reached by one.
+    let mut evidence: std::collections::HashMap<usize, String> = Default::default();
+    for e in &lineage.edges {
+        if let Some(ev) = &e.evidence {
+            evidence
+                .entry(e.to)
+                .or_insert_with(|| format!("{}={}", ev.key, ev.value));
+        }
+    }
     let strs = |f: &dyn Fn(usize) -> Option<String>| -> ArrayRef {
         Arc::new(rows.iter().map(|(i, _, _)| f(*i)).collect::<StringArray>())
     };
@@ -257,6 +267,14 @@ fn to_batch(lineage: &Lineage, rows: &[Row]) -> Result<RecordBatch> {
         strs(&|i| n(i).effective_identity.clone()),
         strs(&|i| Some(n(i).span.status.as_str().to_owned())),
         strs(&finding),
+        Arc::new(
+            rows.iter()
+                .map(|r| match r.2 {
+                    Some(EdgeKind::Evidence) => evidence.get(&r.0).cloned(),
+                    _ => None,
+                })
+                .collect::<StringArray>(),
+        ),
     ];
     Ok(RecordBatch::try_new(lineage_schema(), columns)?)
 }
@@ -289,7 +307,7 @@ impl TableProvider for LineageTable {
             &self.source,
             self.trace,
             Reach::default(),
-            &self.write_tools,
+            &self.rules,
         )
         .await
         .map_err(QueryError::into_datafusion)?;

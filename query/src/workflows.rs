@@ -18,8 +18,7 @@ use weft_schemas::TraceId;
 use weft_schemas::schema::col as column;
 
 use crate::error::QueryError;
-use crate::lineage::Reach;
-use crate::lineage::reconstruct;
+use crate::lineage::{LineageRules, Reach, reconstruct};
 use crate::table::{SpanSource, Stored, stored_table};
 use crate::time::timestamp;
 
@@ -178,7 +177,7 @@ pub(crate) async fn traces_started(
 pub(crate) async fn recent_workflows(
     ctx: &SessionContext,
     source: &Arc<dyn SpanSource>,
-    write_tools: &HashSet<String>,
+    rules: &LineageRules,
     cache: &WorkflowCache,
     query: WorkflowQuery,
 ) -> Result<Vec<WorkflowSummary>, QueryError> {
@@ -238,7 +237,7 @@ pub(crate) async fn recent_workflows(
             }
             Some(c) => Arc::clone(&c.summary),
             None => {
-                let result = reconstruct(ctx, source, trace, Reach::default(), write_tools).await?;
+                let result = reconstruct(ctx, source, trace, Reach::default(), rules).await?;
                 let Some(summary) = WorkflowSummary::of(&result.lineage) else {
                     continue;
                 };

@@ -43,6 +43,11 @@ pub enum Interp {
     DocumentIdsJson,
     /// OpenInference's flattened `retrieval.documents.N.document.id` keys.
     DocumentIdsIndexed,
+    /// `gen_ai.output.messages` (JSON): the ids of its `tool_call` parts.
+    ToolCallIdsJson,
+    /// OpenInference's flattened
+    /// `llm.output_messages.N.message.tool_calls.M.tool_call.id` keys.
+    ToolCallIdsIndexed,
     /// One of `allow`, `deny`, `needs_approval`.
     Verdict,
     /// One of `requested`, `granted`, `denied`.
@@ -219,6 +224,27 @@ ai_columns! {
     cost: f64,
         "what the call cost, from the price table at ingest (`[prices]`), else as sent; null when the model has no price",
         [span("weft.cost")];
+    requested_tool_call_ids: Vec<String>,
+        "ids of the tool calls a model call asked for (its output messages' tool_call parts): lineage's evidence joins",
+        [
+            span_as("gen_ai.output.messages", Interp::ToolCallIdsJson),
+            span_as(
+                "llm.output_messages.N.message.tool_calls.M.tool_call.id",
+                Interp::ToolCallIdsIndexed,
+            ),
+        ];
+    approval_action: String,
+        "the action an approval gates: a tool name, or a tool call id (an evidence join)",
+        [span("weft.approval.action")];
+    message_id: String,
+        "id of the message a producer sent or a consumer received",
+        [span("messaging.message.id")];
+    messaging_operation: String,
+        "messaging operation: create, send, receive, process, settle (older: publish, deliver)",
+        [span("messaging.operation.type"), span("messaging.operation")];
+    messaging_destination: String,
+        "queue, topic or channel the message went through",
+        [span("messaging.destination.name")];
 }
 
 /// The first key present decides; a wrongly typed value gives `Some(None)`.
@@ -235,6 +261,12 @@ fn first_present(
         };
         if key.interp == Interp::DocumentIdsIndexed {
             if let Some(ids) = indexed_document_ids(attrs) {
+                return Some(Some(Typed::List(ids)));
+            }
+            continue;
+        }
+        if key.interp == Interp::ToolCallIdsIndexed {
+            if let Some(ids) = indexed_tool_call_ids(attrs) {
                 return Some(Some(Typed::List(ids)));
             }
             continue;
@@ -263,7 +295,8 @@ fn interpret(ty: ColumnType, interp: Interp, value: &AttrValue) -> Option<Typed>
             .filter(|n| n.fract() == 0.0 && (0.0..=MAX_COUNT as f64).contains(n))
             .map(|n| Typed::Int(n as i64)),
         Interp::DocumentIdsJson => json_document_ids(value).map(Typed::List),
-        Interp::DocumentIdsIndexed => None,
+        Interp::DocumentIdsIndexed | Interp::ToolCallIdsIndexed => None,
+        Interp::ToolCallIdsJson => json_tool_call_ids(value).map(Typed::List),
         Interp::Verdict => text(value)
             .and_then(PolicyVerdict::parse)
             .map(Typed::Verdict),
@@ -351,6 +384,59 @@ fn json_document_ids(value: &AttrValue) -> Option<Vec<String>> {
             _ => None,
         })
         .collect()
+}
+
+/// `gen_ai.output.messages`: a JSON array of messages whose `parts` hold
+/// `{"type": "tool_call", "id": ...}` (the GenAI conventions), or whose
+/// `tool_calls` hold `{"id": ...}` (OpenAI's shape, which some instrumentations
+/// copy). `None` when no message asked for a tool.
+fn json_tool_call_ids(value: &AttrValue) -> Option<Vec<String>> {
+    let json = match value {
+        AttrValue::Str(s) => serde_json::from_str::<serde_json::Value>(s).ok()?,
+        _ => return None,
+    };
+    let id = |part: &serde_json::Value| part.get("id")?.as_str().map(str::to_owned);
+    let mut ids = Vec::new();
+    for message in json.as_array()? {
+        for part in message
+            .get("parts")
+            .and_then(|p| p.as_array())
+            .into_iter()
+            .flatten()
+        {
+            if part.get("type").and_then(|t| t.as_str()) == Some("tool_call") {
+                ids.extend(id(part));
+            }
+        }
+        for call in message
+            .get("tool_calls")
+            .and_then(|p| p.as_array())
+            .into_iter()
+            .flatten()
+        {
+            ids.extend(id(call));
+        }
+    }
+    (!ids.is_empty()).then_some(ids)
+}
+
+/// OpenInference's `llm.output_messages.{N}.message.tool_calls.{M}.tool_call.id`,
+/// ordered by N then M.
+fn indexed_tool_call_ids(attrs: &[(String, AttrValue)]) -> Option<Vec<String>> {
+    let mut found: Vec<((u32, u32), String)> = attrs
+        .iter()
+        .filter_map(|(k, v)| {
+            let rest = k.strip_prefix("llm.output_messages.")?;
+            let (n, rest) = rest.split_once(".message.tool_calls.")?;
+            let m = rest.strip_suffix(".tool_call.id")?;
+            Some(((n.parse().ok()?, m.parse().ok()?), v.to_text()))
+        })
+        .collect();
+    if found.is_empty() {
+        return None;
+    }
+    found.sort_by_key(|(n, _)| *n);
+    Some(found.into_iter().map(|(_, id)| id).collect())
 }
 
 /// OpenInference's `retrieval.documents.{N}.document.id`, ordered by N.
@@ -553,6 +639,64 @@ mod tests {
         assert_eq!(ai.time_to_first_token_ns, Some(80_000_000));
         assert_eq!(ai.kv_cache_hit, Some(true));
         assert_eq!(ai.workload_identity.as_deref(), Some("spiffe://weft/agent"));
+    }
+
+    #[test]
+    fn tool_calls_a_model_asked_for() {
+        // The GenAI conventions' parts, and OpenAI's tool_calls shape.
+        let ai = extract(
+            &[s(
+                "gen_ai.output.messages",
+                r#"[{"role":"assistant","parts":[{"type":"text","content":"ok"},
+                    {"type":"tool_call","id":"call_1","name":"refund"},
+                    {"type":"tool_call","id":"call_2","name":"notify"}]},
+                   {"role":"assistant","tool_calls":[{"id":"call_3","type":"function"}]}]"#,
+            )],
+            &[],
+        );
+        assert_eq!(
+            ai.requested_tool_call_ids,
+            Some(vec!["call_1".into(), "call_2".into(), "call_3".into()])
+        );
+        // No tool call asked for: null, not an empty list; bad JSON: null.
+        for text in [
+            r#"[{"role":"assistant","parts":[{"type":"text"}]}]"#,
+            "not json",
+        ] {
+            let ai = extract(&[s("gen_ai.output.messages", text)], &[]);
+            assert_eq!(ai.requested_tool_call_ids, None, "{text}");
+        }
+        // OpenInference's flattened keys, in order.
+        let ai = extract(
+            &[
+                s(
+                    "llm.output_messages.0.message.tool_calls.1.tool_call.id",
+                    "b",
+                ),
+                s(
+                    "llm.output_messages.0.message.tool_calls.0.tool_call.id",
+                    "a",
+                ),
+                s(
+                    "llm.output_messages.1.message.tool_calls.0.tool_call.id",
+                    "c",
+                ),
+            ],
+            &[],
+        );
+        assert_eq!(
+            ai.requested_tool_call_ids,
+            Some(vec!["a".into(), "b".into(), "c".into()])
+        );
+        let ai = extract(
+            &[
+                s("messaging.operation", "publish"),
+                s("messaging.message.id", "m-1"),
+            ],
+            &[],
+        );
+        assert_eq!(ai.messaging_operation.as_deref(), Some("publish"));
+        assert_eq!(ai.message_id.as_deref(), Some("m-1"));
     }
 
     #[test]

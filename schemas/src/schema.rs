@@ -19,7 +19,10 @@ use crate::ids::{SpanId, TraceId};
 /// 4: `attribute_types`, the OTLP type of every value that is not a string
 ///    (null in older rows: their values read back as strings).
 /// 5: the AI columns `kv_cache_prefix` and `cost` (null in older rows).
-pub const SCHEMA_VERSION: u32 = 5;
+/// 6: the AI columns `requested_tool_call_ids`, `approval_action`, `message_id`,
+///    `messaging_operation` and `messaging_destination` (lineage's evidence
+///    joins; null in older rows).
+pub const SCHEMA_VERSION: u32 = 6;
 
 /// Key under which [`SCHEMA_VERSION`] is written into schema and Parquet metadata.
 pub const SCHEMA_VERSION_KEY: &str = "weft.schema_version";

@@ -61,6 +61,7 @@ pub(crate) fn workflow(total: usize, traces: usize, linked: bool) -> Vec<Lineage
                 span_id,
                 parent_span_id: parent,
                 name: format!("step {i}"),
+                kind: None,
                 service: Some("bench".into()),
                 start_ns: start,
                 end_ns: start + 500 + (per - i) as i64,
@@ -154,6 +155,7 @@ fn reconstruct(total: usize) -> anyhow::Result<()> {
     let options = BuildOptions {
         now_ns: i64::MAX,
         write_tools: HashSet::new(),
+        evidence: Default::default(),
     };
     let mut copies: Vec<Vec<LineageSpan>> = (0..3).map(|_| spans.clone()).collect();
     let mut nodes = 0;

@@ -21,7 +21,9 @@ use parquet::file::metadata::{KeyValue, SortingColumn};
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesBuilder};
 use parquet::schema::types::ColumnPath;
 use weft_schemas::schema::col;
-use weft_schemas::{SCHEMA_VERSION, SCHEMA_VERSION_KEY, SpanId, SpanReader, TraceId, span_schema};
+use weft_schemas::{
+    SCHEMA_VERSION, SCHEMA_VERSION_KEY, SpanId, SpanReader, TraceId, ai_col, span_schema,
+};
 
 use crate::error::{Error, Result};
 use crate::file_stats::file_stats;
@@ -168,7 +170,18 @@ pub fn sorted_by(schema: &Schema, columns: &[&str]) -> Vec<SortingColumn> {
 
 /// Writer settings chosen for trace-by-id lookups and time-range scans.
 pub fn writer_properties(row_group_rows: usize, seq_lo: u64, seq_hi: u64) -> WriterProperties {
-    let mut b = with_bloom_filter(base_properties(seq_lo, seq_hi), col::TRACE_ID)
+    let mut b = base_properties(seq_lo, seq_hi);
+    // Trace by id; lineage's evidence lookups by tool call, approved action
+    // and message id.
+    for c in [
+        col::TRACE_ID,
+        ai_col::tool_call_id,
+        ai_col::approval_action,
+        ai_col::message_id,
+    ] {
+        b = with_bloom_filter(b, c);
+    }
+    let mut b = b
         .set_max_row_group_row_count(Some(row_group_rows.max(1)))
         .set_column_dictionary_enabled(ColumnPath::from(col::SPAN_ID), false)
         .set_sorting_columns(Some(sorted_by(

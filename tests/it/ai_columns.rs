@@ -30,6 +30,10 @@ fn value_for(key: &Key, ty: ColumnType) -> AttrValue {
         Interp::SecondsToNanos => AttrValue::Double(0.25),
         Interp::DocumentIdsJson => text(r#"["doc-1", {"id": "doc-2"}]"#),
         Interp::DocumentIdsIndexed => text("doc-1"),
+        Interp::ToolCallIdsJson => text(
+            r#"[{"role": "assistant", "parts": [{"type": "tool_call", "id": "call-1", "name": "search"}]}]"#,
+        ),
+        Interp::ToolCallIdsIndexed => text("call-1"),
         Interp::Verdict => text("deny"),
         Interp::Approval => text("granted"),
         Interp::Ratio => AttrValue::Double(0.75),

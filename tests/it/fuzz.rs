@@ -509,6 +509,21 @@ fn random_spans(rng: &mut Rng) -> Vec<LineageSpan> {
                 },
                 approval_state: (rng.below(8) == 0).then_some(weft_schemas::ApprovalState::Granted),
                 identity: (rng.below(4) == 0).then(|| format!("user-{}", rng.below(3))),
+                // Evidence from the span's position, not the generator, so the
+                // seeded cases draw what they always drew: a few shared ids
+                // across traces, requested, run, approved, sent and received.
+                ai_kind: [
+                    None,
+                    Some(weft_schemas::AiKind::Llm),
+                    Some(weft_schemas::AiKind::Tool),
+                ][i % 3],
+                tool_call_id: (i % 2 == 0).then(|| format!("call-{}", i % 5)),
+                requested_tool_call_ids: (i % 7 == 0).then(|| vec![format!("call-{}", i % 5)]),
+                approval_action: (i % 11 == 0).then(|| format!("call-{}", i % 5)),
+                message_id: (i % 3 == 0).then(|| format!("msg-{}", i % 4)),
+                messaging_operation: (i % 3 == 0)
+                    .then(|| ["send", "process", "receive"][i % 9 / 3].to_owned()),
+                conversation_id: (i % 13 == 0).then(|| format!("conv-{}", i % 2)),
                 ..Default::default()
             };
             let ai = StepAi {
@@ -523,6 +538,7 @@ fn random_spans(rng: &mut Rng) -> Vec<LineageSpan> {
                 span_id: id(span_index),
                 parent_span_id: parent,
                 name: ["plan", "retrieve", "llm", "tool", "ápproval\u{0}"][rng.below(5)].to_owned(),
+                kind: None,
                 service: (rng.below(3) > 0).then(|| "agent".to_owned()),
                 start_ns: start,
                 end_ns: end,
@@ -545,6 +561,7 @@ fn lineage_graphs() {
         let options = BuildOptions {
             now_ns: 1_790_000_000_000_000_000,
             write_tools: Default::default(),
+            evidence: Default::default(),
         };
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             let lineage = build(spans, &options);

@@ -21,6 +21,7 @@ mod fuzz;
 mod hostile_input;
 mod lineage_agree;
 mod lineage_e2e;
+mod lineage_evidence;
 mod listeners;
 mod postgres;
 mod readme;

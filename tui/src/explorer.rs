@@ -75,7 +75,7 @@ pub struct Explorer {
     children: Vec<Vec<(usize, EdgeKind)>>,
     /// The node that first reached each node (for revealing folded steps).
     parent: Vec<Option<usize>>,
-    /// Nodes joined to each node by a span link, either way.
+    /// Nodes joined to each node by a span link or evidence, either way.
     links: Vec<Vec<usize>>,
     /// The first root by start time: the workflow's name.
     first_root: Option<usize>,
@@ -102,7 +102,7 @@ impl Explorer {
         for e in &lineage.edges {
             children[e.from].push((e.to, e.kind));
             parent[e.to].get_or_insert(e.from);
-            if e.kind == EdgeKind::Link {
+            if matches!(e.kind, EdgeKind::Link | EdgeKind::Evidence) {
                 links[e.from].push(e.to);
                 links[e.to].push(e.from);
             }

@@ -12,7 +12,6 @@ mod guard;
 mod service_graph;
 mod signals;
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,7 +34,7 @@ use self::service_graph::SERVICE_CALLS_SQL;
 pub(crate) use self::signals::SignalsSlot;
 use crate::error::QueryError;
 use crate::ids::trace_id_literal;
-use crate::lineage::{LineageResult, Reach, reconstruct};
+use crate::lineage::{LineageResult, LineageRules, Reach, reconstruct};
 use crate::lineage_sql::register_lineage_functions;
 use crate::table::{SpanSource, Stored, TenantSource, register_stored_tables, stored_table};
 use crate::workflows::{WorkflowCache, WorkflowQuery, recent_workflows, traces_started};
@@ -46,6 +45,8 @@ pub struct QuerySettings {
     pub limits: QueryLimits,
     /// Tools the governance checks treat as writing, besides `weft.tool.effect = write`.
     pub write_tools: Vec<String>,
+    /// Which evidence joins spans whose trace context was lost (`evidence_keys`).
+    pub evidence: weft_lineage::EvidenceRules,
     /// Run queries over workers (`weft worker`) instead of in this process alone.
     pub distribution: Option<weft_distributed::Distribution>,
 }
@@ -94,7 +95,7 @@ pub struct QueryEngine {
     /// The event store's rows (log records of spans), for `span_events`.
     events: Arc<dyn SpanSource>,
     limits: QueryLimits,
-    write_tools: Arc<HashSet<String>>,
+    rules: Arc<LineageRules>,
     /// The engines of each tenant seen so far (one per configured tenant),
     /// sharing this engine's memory pool.
     tenants: std::sync::Mutex<std::collections::HashMap<String, Arc<QueryEngine>>>,
@@ -127,8 +128,10 @@ impl QueryEngine {
         settings: QuerySettings,
     ) -> Result<Self, QueryError> {
         let limits = settings.limits;
-        let write_tools: Arc<HashSet<String>> =
-            Arc::new(settings.write_tools.into_iter().collect());
+        let rules = Arc::new(LineageRules {
+            write_tools: settings.write_tools.into_iter().collect(),
+            evidence: settings.evidence,
+        });
         // Fair shares for the operators that can spill (sorts, joins,
         // aggregations), so one cannot starve another into failing; the rest
         // (the API's answer among them) take from what is left.
@@ -142,7 +145,7 @@ impl QueryEngine {
             source,
             events,
             limits,
-            write_tools,
+            rules,
             runtime,
             SignalsSlot::default(),
             distribution,
@@ -180,7 +183,7 @@ impl QueryEngine {
                 source,
                 events,
                 self.limits,
-                Arc::clone(&self.write_tools),
+                Arc::clone(&self.rules),
                 self.ctx.runtime_env(),
                 Arc::clone(&self.signals),
                 self.distribution.clone(),
@@ -209,7 +212,7 @@ impl QueryEngine {
         source: Arc<dyn SpanSource>,
         events: Arc<dyn SpanSource>,
         limits: QueryLimits,
-        write_tools: Arc<HashSet<String>>,
+        rules: Arc<LineageRules>,
         runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
         signals: SignalsSlot,
         distribution: Option<weft_distributed::Distribution>,
@@ -234,7 +237,7 @@ impl QueryEngine {
         let calls = ctx.sql(SERVICE_CALLS_SQL).await?.into_view();
         ctx.register_table("service_calls", calls)?;
         crate::table::register_span_events(&ctx, &events)?;
-        register_lineage_functions(&ctx, &source, Arc::clone(&write_tools));
+        register_lineage_functions(&ctx, &source, Arc::clone(&rules));
         let tenant = source.tenant().map(str::to_owned);
         crate::signals::register(&ctx, Arc::clone(&signals), tenant);
         Ok(Self {
@@ -242,7 +245,7 @@ impl QueryEngine {
             source,
             events,
             limits,
-            write_tools,
+            rules,
             tenants: Default::default(),
             workflow_cache: WorkflowCache::default(),
             signals,
@@ -274,7 +277,7 @@ impl QueryEngine {
     ) -> Result<LineageResult, QueryError> {
         let run = async {
             let mut result =
-                reconstruct(&self.ctx, &self.source, *trace_id, reach, &self.write_tools).await?;
+                reconstruct(&self.ctx, &self.source, *trace_id, reach, &self.rules).await?;
             if !result.lineage.traces.contains(trace_id) {
                 return Err(QueryError::trace_not_found(trace_id));
             }
@@ -293,7 +296,7 @@ impl QueryEngine {
         self.bounded(recent_workflows(
             &self.ctx,
             &self.source,
-            &self.write_tools,
+            &self.rules,
             &self.workflow_cache,
             query,
         ))

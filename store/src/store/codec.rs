@@ -22,15 +22,25 @@ pub(super) fn encode_batch(batch: &RecordBatch) -> Result<Vec<u8>> {
 }
 
 /// The columns each schema version added to the spans table.
-const ADDED: [(u32, &[&str]); 2] = [
+const ADDED: [(u32, &[&str]); 3] = [
     (4, &[col::ATTRIBUTE_TYPES]),
     (5, &[ai_col::kv_cache_prefix, ai_col::cost]),
+    (
+        6,
+        &[
+            ai_col::requested_tool_call_ids,
+            ai_col::approval_action,
+            ai_col::message_id,
+            ai_col::messaging_operation,
+            ai_col::messaging_destination,
+        ],
+    ),
 ];
 
 /// Reads a WAL record written by [`encode_batch`], by this version or by an
 /// older one (ids as hex in version 1, nanosecond times in version 2, no
 /// `attribute_types` before version 4, no `kv_cache_prefix` or `cost` before
-/// version 5), which it converts.
+/// version 5, no evidence columns before version 6), which it converts.
 pub(super) fn decode_batch(payload: &[u8]) -> Result<RecordBatch> {
     let mut reader = StreamReader::try_new(Cursor::new(payload), None)?;
     let schema = reader.schema();

@@ -110,7 +110,8 @@ fn heading(x: &Explorer, theme: Theme) -> Line<'_> {
 
 /// The visible rows of the tree, each with its waterfall bar.
 fn steps_pane(x: &Explorer, theme: Theme, area: Rect, buf: &mut Buffer) {
-    let block = Block::bordered().title(" steps · * critical path · ⇢ link · ? orphan ");
+    let block =
+        Block::bordered().title(" steps · * critical path · ⇢ link · ≈ evidence · ? orphan ");
     let inner = block.inner(area);
     block.render(area, buf);
     let height = inner.height as usize;
@@ -153,6 +154,7 @@ fn step_line<'a>(
     let edge = match row.via {
         Some(EdgeKind::Link) => "⇢ ",
         Some(EdgeKind::Orphan) => "? ",
+        Some(EdgeKind::Evidence) => "≈ ",
         _ => "",
     };
     let star = if node.on_critical_path { "* " } else { "" };
@@ -253,6 +255,23 @@ fn detail_lines<'a>(app: &App, x: &Explorer, theme: Theme) -> Vec<Line<'a>> {
         .lines()
         .map(|l| Line::raw(l.to_owned()))
         .collect();
+    // Evidence joins into and out of this step: what each rests on.
+    let here = x.rows()[x.selected()].node;
+    for e in &x.lineage().edges {
+        let Some(ev) = &e.evidence else { continue };
+        let (arrow, other) = match (e.from == here, e.to == here) {
+            (_, true) => ("from", e.from),
+            (true, _) => ("to", e.to),
+            _ => continue,
+        };
+        lines.push(Line::raw(format!(
+            "{:<10}{arrow} {} · {}={} (no trace context)",
+            "evidence",
+            x.lineage().nodes[other].span.name,
+            ev.key,
+            ev.value
+        )));
+    }
     let linked = x.linked(x.rows()[x.selected()].node);
     if !linked.is_empty() {
         let names: Vec<&str> = linked
@@ -353,6 +372,7 @@ fn describe(node: &Node, origin: i64) -> String {
         Some(EdgeKind::Child) => " via parent",
         Some(EdgeKind::Link) => " via link",
         Some(EdgeKind::Orphan) => " (orphan)",
+        Some(EdgeKind::Evidence) => " via evidence",
         None => " (root)",
     };
     let path = if node.on_critical_path {
@@ -420,6 +440,7 @@ fn describe(node: &Node, origin: i64) -> String {
             .map(|a| format!(" by {a}"))
             .unwrap_or_default();
         let gates = ai
+            .fields
             .approval_action
             .as_deref()
             .map(|a| format!(" · gates {a}"))

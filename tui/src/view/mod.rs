@@ -234,6 +234,7 @@ pub(crate) mod tests {
             span_id: sid(s),
             parent_span_id: parent.map(sid),
             name: name.into(),
+            kind: None,
             service: Some("support-agent".into()),
             start_ns: start_ms * 1_000_000,
             end_ns: end_ms * 1_000_000,
