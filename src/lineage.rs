@@ -1,8 +1,9 @@
 //! `weft lineage <trace_id>`: the workflow reachable from a trace — a tree with
-//! the AI columns, the critical path, anomalies and the governance summary.
+//! the AI columns, the critical path, anomalies and the governance summary;
+//! `weft lineage diff A B`: what changed between two runs.
 
 use anyhow::Context;
-use clap::{Args, ValueEnum};
+use clap::{Args, Subcommand, ValueEnum};
 use weft_lineage::render::{DEFAULT_FOLD, dot, summary_text, text_tree};
 use weft_query::lineage::Direction;
 use weft_query::lineage::Reach;
@@ -12,9 +13,13 @@ use weft_schemas::TraceId;
 use crate::client::Target;
 
 #[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct LineageArgs {
+    #[command(subcommand)]
+    pub compare: Option<Compare>,
     /// Any trace of the workflow (32 hex digits).
-    pub trace_id: String,
+    #[arg(required = true)]
+    pub trace_id: Option<String>,
     #[command(flatten)]
     pub target: Target,
     /// Link hops across traces to follow (default: all).
@@ -30,6 +35,33 @@ pub struct LineageArgs {
     /// and fold the rest into a counted line (0: show everything).
     #[arg(long, default_value_t = DEFAULT_FOLD)]
     pub fold: usize,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Compare {
+    /// What changed between two runs of a workflow: steps added, removed and
+    /// changed (retrievals, identities, verdicts, approvals, models, nodes,
+    /// status, critical-path timing), each with both values.
+    Diff(DiffArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct DiffArgs {
+    /// Any trace of the first run (the one that worked, say).
+    pub a: String,
+    /// Any trace of the second run.
+    pub b: String,
+    #[command(flatten)]
+    pub target: Target,
+    /// Output: the differences as text, or JSON.
+    #[arg(long, value_enum, default_value_t = DiffOutput::Text)]
+    pub format: DiffOutput,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum DiffOutput {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -57,16 +89,44 @@ impl Way {
 }
 
 pub fn run(args: LineageArgs) -> anyhow::Result<()> {
-    let trace: TraceId = args
-        .trace_id
-        .parse()
-        .with_context(|| format!("{:?} is not a trace id", args.trace_id))?;
+    if let Some(Compare::Diff(diff)) = &args.compare {
+        return Ok(crate::print_out(run_diff(diff)?)?);
+    }
+    let id = args.trace_id.as_deref().unwrap_or_default();
+    let trace = parse_trace(id)?;
     let text = match &args.target.data_dir {
         Some(dir) => embedded(dir, trace, &args)?,
-        None => remote(&args)?,
+        None => remote(&args, id)?,
     };
     crate::print_out(text)?;
     Ok(())
+}
+
+fn parse_trace(id: &str) -> anyhow::Result<TraceId> {
+    id.parse()
+        .with_context(|| format!("{id:?} is not a trace id (32 hex digits)"))
+}
+
+fn run_diff(args: &DiffArgs) -> anyhow::Result<String> {
+    let (a, b) = (parse_trace(&args.a)?, parse_trace(&args.b)?);
+    let diff = match &args.target.data_dir {
+        Some(dir) => {
+            let settings = crate::config::query_settings_of(args.target.config.as_deref(), None)?;
+            crate::runtime()?.block_on(async {
+                let engine = crate::data_dir::engine(dir, settings).await?;
+                anyhow::Ok(engine.lineage_diff(&a, &b).await?)
+            })?
+        }
+        None => {
+            let path = format!("/api/lineage/diff?a={}&b={}", a.to_hex(), b.to_hex());
+            let answer = args.target.client()?.get(&path, "run diff")?;
+            serde_json::from_slice(&answer.body).context("the run diff answer is not its JSON")?
+        }
+    };
+    Ok(match args.format {
+        DiffOutput::Text => weft_lineage::diff::diff_text(&diff),
+        DiffOutput::Json => serde_json::to_string_pretty(&diff)? + "\n",
+    })
 }
 
 /// The workflow reachable from `trace`, read from a data directory (beside a
@@ -104,7 +164,7 @@ fn embedded(dir: &std::path::Path, trace: TraceId, args: &LineageArgs) -> anyhow
     })
 }
 
-fn remote(args: &LineageArgs) -> anyhow::Result<String> {
+fn remote(args: &LineageArgs, trace_id: &str) -> anyhow::Result<String> {
     let suffix = match args.format {
         Output::Tree => "/tree",
         Output::Json => "",
@@ -112,7 +172,7 @@ fn remote(args: &LineageArgs) -> anyhow::Result<String> {
     };
     let mut path = format!(
         "/api/lineage/{}{suffix}?direction={}",
-        args.trace_id,
+        trace_id,
         args.direction.as_str()
     );
     if let Some(d) = args.depth {

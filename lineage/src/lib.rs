@@ -15,11 +15,13 @@
 //! - [`summary`]: the five review questions (retrievals, identities, policy
 //!   checks, tool calls, approvals) and governance findings;
 //! - [`render`]: a compact text tree, the summary as text, and Graphviz DOT;
-//! - [`WorkflowSummary`] (`workflow`): a whole workflow in one line, for lists.
+//! - [`WorkflowSummary`] (`workflow`): a whole workflow in one line, for lists;
+//! - [`diff`]: what changed between two runs of one workflow.
 //!
 //! This crate depends on `weft-schemas` only: no DataFusion, no storage, so it
 //! is tested on hand-built span sets and used by the terminal UI as it is.
 
+pub mod diff;
 pub mod evidence;
 mod graph;
 pub mod node;
@@ -30,6 +32,7 @@ pub mod summary;
 mod units;
 mod workflow;
 
+pub use diff::{RunDiff, diff};
 pub use evidence::{Evidence, EvidenceRules};
 pub use graph::{Anomaly, BuildOptions, Lineage, SETTLE_NS, build};
 pub use node::{Edge, EdgeKind, Node};

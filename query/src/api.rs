@@ -44,6 +44,7 @@ pub fn router(
     Router::new()
         .route("/api/sql", post(sql))
         .route("/api/traces/{trace_id}", get(trace))
+        .route("/api/lineage/diff", get(lineage_diff))
         .route("/api/lineage/{trace_id}", get(lineage_json))
         .route("/api/lineage/{trace_id}/dot", get(lineage_dot))
         .route("/api/lineage/{trace_id}/tree", get(lineage_tree))
@@ -81,7 +82,7 @@ async fn authorize(
 
 /// The endpoints, as error messages name them.
 const ENDPOINTS: &str = "POST /api/sql, GET /api/traces/{trace_id}, \
-    GET /api/lineage/{trace_id}[/dot|/tree], GET /api/workflows, GET /api/graph, GET /api/signals[/stream|/workflows], \
+    GET /api/lineage/{trace_id}[/dot|/tree], GET /api/lineage/diff?a=&b=, GET /api/workflows, GET /api/graph, GET /api/signals[/stream|/workflows], \
     GET /api/route, GET /healthz, GET /metrics, and Grafana Tempo's API under /tempo";
 
 async fn no_such_endpoint(method: axum::http::Method, uri: axum::http::Uri) -> Response {
@@ -282,6 +283,41 @@ async fn lineage_tree(
     text.push('\n');
     text.push_str(&summary_text(&result.lineage));
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DiffParams {
+    /// Any trace of each run.
+    a: String,
+    b: String,
+    /// `json` (default) or `text`.
+    format: Option<String>,
+}
+
+/// What changed between two runs of a workflow (`weft_lineage::RunDiff`).
+async fn lineage_diff(
+    State(api): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Params(params): Params<DiffParams>,
+) -> Result<Response, QueryError> {
+    let (a, b): (TraceId, TraceId) = (params.a.parse()?, params.b.parse()?);
+    let diff = api.engine(&caller).await?.lineage_diff(&a, &b).await?;
+    match params.format.as_deref() {
+        None | Some("json") => {
+            Ok(json_response(serde_json::to_vec(&diff).map_err(|e| {
+                QueryError::Internal(format!("diff as JSON: {e}"))
+            })?))
+        }
+        Some("text") => Ok((
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            weft_lineage::diff::diff_text(&diff),
+        )
+            .into_response()),
+        Some(other) => Err(QueryError::Sql(format!(
+            "format must be json or text, not {other:?}"
+        ))),
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use crate::common::{Server, weft_ok};
 
-fn now_ns() -> u128 {
+pub(crate) fn now_ns() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -24,21 +24,21 @@ fn now_ns() -> u128 {
 }
 
 /// One span as OTLP/JSON: `(trace, span, parent, name, kind, offset s, attributes)`.
-struct S {
-    trace: u64,
-    span: u64,
-    parent: Option<u64>,
-    name: &'static str,
-    kind: u8,
-    at_s: u64,
-    attrs: Vec<(&'static str, String)>,
+pub(crate) struct S {
+    pub trace: u64,
+    pub span: u64,
+    pub parent: Option<u64>,
+    pub name: &'static str,
+    pub kind: u8,
+    pub at_s: u64,
+    pub attrs: Vec<(&'static str, String)>,
 }
 
-const INTERNAL: u8 = 1;
+pub(crate) const INTERNAL: u8 = 1;
 const PRODUCER: u8 = 4;
 const CONSUMER: u8 = 5;
 
-fn otlp(service: &str, spans: &[S], base: u128) -> Value {
+pub(crate) fn otlp(service: &str, spans: &[S], base: u128) -> Value {
     let spans: Vec<Value> = spans
         .iter()
         .map(|s| {
@@ -64,7 +64,7 @@ fn otlp(service: &str, spans: &[S], base: u128) -> Value {
     }]})
 }
 
-fn hex(trace: u64) -> String {
+pub(crate) fn hex(trace: u64) -> String {
     format!("{trace:032x}")
 }
 

@@ -20,6 +20,7 @@ mod flight;
 mod fuzz;
 mod hostile_input;
 mod lineage_agree;
+mod lineage_diff;
 mod lineage_e2e;
 mod lineage_evidence;
 mod listeners;

@@ -287,6 +287,22 @@ impl QueryEngine {
         self.bounded(run).await
     }
 
+    /// What changed between the run reachable from `a` and the one reachable
+    /// from `b` (each a whole workflow, as [`QueryEngine::lineage`] builds it).
+    pub async fn lineage_diff(
+        &self,
+        a: &TraceId,
+        b: &TraceId,
+    ) -> Result<weft_lineage::RunDiff, QueryError> {
+        let (run_a, run_b) = tokio::try_join!(
+            self.lineage(a, Reach::default()),
+            self.lineage(b, Reach::default())
+        )?;
+        tokio::task::spawn_blocking(move || weft_lineage::diff(&run_a.lineage, &run_b.lineage))
+            .await
+            .map_err(|e| QueryError::Internal(format!("run diff failed: {e}")))
+    }
+
     /// Recent workflows, newest first: one line each, a workflow spanning
     /// linked traces listed once (see [`crate::workflows`]).
     pub async fn workflows(
