@@ -152,6 +152,11 @@ impl Source for Remote {
         })
     }
 
+    fn diff(&mut self, a: TraceId, b: TraceId) -> Result<weft_lineage::RunDiff, Failure> {
+        let answer = self.get(&format!("/api/lineage/diff?a={a}&b={b}"), "run diff")?;
+        json(&answer.body, "run diff")
+    }
+
     fn trace(&mut self, trace: TraceId) -> Result<Vec<SpanDetail>, Failure> {
         let answer = self.get(&format!("/api/traces/{trace}"), "reading the trace")?;
         Ok(from_json::span_details(&json(&answer.body, "trace")?))
@@ -277,6 +282,10 @@ impl Source for Local {
     fn lineage(&mut self, trace: TraceId) -> Result<Lineage, Failure> {
         self.run(async |e| e.lineage(&trace, Reach::default()).await)
             .map(|r| r.lineage)
+    }
+
+    fn diff(&mut self, a: TraceId, b: TraceId) -> Result<weft_lineage::RunDiff, Failure> {
+        self.run(async |e| e.lineage_diff(&a, &b).await)
     }
 
     fn trace(&mut self, trace: TraceId) -> Result<Vec<SpanDetail>, Failure> {
@@ -474,6 +483,53 @@ mod tests {
             terminal.draw(|f| f.render_widget(app, f.area())).unwrap();
             insta::assert_snapshot!(format!("tui_{name}_{w}x{h}"), terminal.backend());
         }
+    }
+
+    /// Two demo workflows marked on the list (m, m), then d: the diff view
+    /// side by side, answered with the diff of their lineages.
+    #[test]
+    fn diff_view() {
+        let mut app = app();
+        // Two runs of one kind of workflow.
+        let runs: Vec<weft_lineage::Lineage> = demo()
+            .iter()
+            .enumerate()
+            .map(|(n, w)| lineage_of(n, w))
+            .collect();
+        let name = |l: &weft_lineage::Lineage| weft_lineage::WorkflowSummary::of(l).unwrap().name;
+        let a = runs[0].clone();
+        let b = runs[1..]
+            .iter()
+            .find(|l| name(l) == name(&a))
+            .unwrap()
+            .clone();
+        let trace =
+            |l: &weft_lineage::Lineage| weft_lineage::WorkflowSummary::of(l).unwrap().trace_id;
+        for l in [&a, &b] {
+            app.update(Msg::Key(Action::Home));
+            for _ in 0..demo().len() {
+                if app.workflows().selected_workflow().unwrap().trace_id == trace(l) {
+                    break;
+                }
+                app.update(Msg::Key(Action::Down));
+            }
+            app.update(Msg::Key(Action::Mark));
+        }
+        assert_eq!(app.marked(), [trace(&a), trace(&b)]);
+        snapshot("workflows_marked", &app);
+        app.update(Msg::Key(Action::Diff));
+        assert_eq!(app.view(), View::Diff);
+        assert_eq!(
+            app.take_requests(),
+            vec![weft_tui::Request::Diff(trace(&a), trace(&b))]
+        );
+        let diff = weft_lineage::diff(&a, &b);
+        assert!(!diff.is_empty(), "two demo runs differ");
+        app.update(Msg::Fetched(Fetched::Diff(
+            (trace(&a), trace(&b)),
+            Ok(Box::new(diff)),
+        )));
+        snapshot("diff", &app);
     }
 
     #[test]

@@ -275,17 +275,23 @@ fn readme_examples_run_as_written() {
             "sql",
             "--format",
             "csv",
-            "SELECT trace_id FROM spans WHERE name = 'incident triage' LIMIT 1",
+            "SELECT trace_id FROM spans WHERE name = 'incident triage' ORDER BY trace_id LIMIT 2",
         ])
         .output()
         .unwrap();
-    let trace = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .nth(1)
+    let traces = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut traces = traces.lines().skip(1);
+    let trace = traces
+        .next()
         .expect("the demo's workflows are stored")
+        .to_owned();
+    let other = traces
+        .next()
+        .expect("the demo stores several workflows")
         .to_owned();
     let concrete = |body: &str| {
         body.replace("<trace_id>", &trace)
+            .replace("<other_trace_id>", &other)
             .replace("0af7651916cd43dd8448eb211c80319c", &trace)
     };
     let mut after_stop = Vec::new();

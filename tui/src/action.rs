@@ -2,13 +2,15 @@
 //! what a key can ask for ([`Action`]). Below both `app` (which acts on
 //! them) and `keys` (which maps keys to them), so neither imports the other.
 
-/// The four screens, in Tab order.
+/// The screens: four in Tab order, and the diff of two marked workflows
+/// (opened from the workflows list).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum View {
     Workflows,
     Lineage,
     Sql,
     Signals,
+    Diff,
 }
 
 impl View {
@@ -20,6 +22,7 @@ impl View {
             View::Lineage => "lineage",
             View::Sql => "sql",
             View::Signals => "signals",
+            View::Diff => "diff",
         }
     }
 }
@@ -51,6 +54,10 @@ pub enum Action {
     CycleStatus,
     CycleWindow,
     Sort,
+    /// Mark (or unmark) the selected workflow for a diff.
+    Mark,
+    /// Diff the two marked workflows.
+    Diff,
     Refresh,
     NextCritical,
     FollowLink,

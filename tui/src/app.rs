@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 
+use weft_lineage::RunDiff;
 use weft_schemas::{SpanId, TraceId};
 
 use crate::data::{Failure, Fetched, Request, SpanDetail};
@@ -51,6 +52,17 @@ pub enum LineageState {
     Ready(Box<Explorer>),
 }
 
+/// The diff view's comparison.
+#[derive(Debug)]
+pub enum DiffState {
+    /// None asked for yet.
+    Empty,
+    Loading(TraceId, TraceId),
+    Failed(TraceId, TraceId, String),
+    /// The two traces, the diff, and how far down it is scrolled.
+    Ready(TraceId, TraceId, Box<RunDiff>, usize),
+}
+
 /// Attributes, events and links of one trace's spans, fetched for the detail pane.
 #[derive(Debug)]
 pub enum Details {
@@ -78,6 +90,9 @@ pub struct App {
     connection: Connection,
     workflows: WorkflowList,
     lineage: LineageState,
+    /// Workflows marked for a diff (their first traces), oldest first; two at most.
+    marked: Vec<TraceId>,
+    diff: DiffState,
     details: HashMap<TraceId, Details>,
     sql: SqlView,
     signals: Signals,
@@ -105,6 +120,8 @@ impl App {
             connection: Connection::Connecting,
             workflows: WorkflowList::default(),
             lineage: LineageState::Empty,
+            marked: Vec::new(),
+            diff: DiffState::Empty,
             details: HashMap::new(),
             sql: SqlView::default(),
             signals: Signals::default(),
@@ -161,6 +178,15 @@ impl App {
         }
     }
 
+    /// The traces marked for a diff, oldest first.
+    pub fn marked(&self) -> &[TraceId] {
+        &self.marked
+    }
+
+    pub fn diff(&self) -> &DiffState {
+        &self.diff
+    }
+
     pub fn details(&self, trace: &TraceId) -> Option<&Details> {
         self.details.get(trace)
     }
@@ -180,6 +206,7 @@ impl App {
             View::Lineage => matches!(self.lineage, LineageState::Loading(_)),
             View::Sql => self.sql.running().is_some(),
             View::Signals => self.waiting_signals && !self.signals.loaded(),
+            View::Diff => matches!(self.diff, DiffState::Loading(..)),
         }
     }
 
@@ -303,6 +330,16 @@ impl App {
                     Err(f) => LineageState::Failed(trace, f.message, f.unreachable),
                 };
             }
+            Fetched::Diff((a, b), result) => {
+                self.heard(result.as_ref().err());
+                if !matches!(self.diff, DiffState::Loading(x, y) if (x, y) == (a, b)) {
+                    return; // another diff was asked since
+                }
+                self.diff = match result {
+                    Ok(diff) => DiffState::Ready(a, b, diff, 0),
+                    Err(f) => DiffState::Failed(a, b, f.message),
+                };
+            }
             Fetched::Trace(trace, result) => {
                 self.heard(result.as_ref().err());
                 let details = match result {
@@ -375,6 +412,7 @@ impl App {
                 View::Lineage => self.lineage_key(action),
                 View::Sql => self.results_key(action),
                 View::Signals => self.signals_key(action),
+                View::Diff => self.diff_key(action),
             },
         }
     }
@@ -409,6 +447,49 @@ impl App {
                 if let Some(t) = w.selected_workflow().map(|w| w.trace_id) {
                     self.open(t);
                 }
+            }
+            Action::Mark => {
+                if let Some(t) = w.selected_workflow().map(|w| w.trace_id) {
+                    if let Some(at) = self.marked.iter().position(|m| *m == t) {
+                        self.marked.remove(at);
+                    } else {
+                        if self.marked.len() == 2 {
+                            self.marked.remove(0);
+                        }
+                        self.marked.push(t);
+                    }
+                }
+            }
+            Action::Diff => {
+                if let [a, b] = self.marked[..] {
+                    self.ask_diff(a, b);
+                } else {
+                    self.view = View::Diff;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn ask_diff(&mut self, a: TraceId, b: TraceId) {
+        self.diff = DiffState::Loading(a, b);
+        self.view = View::Diff;
+        self.outbox.push(Request::Diff(a, b));
+    }
+
+    fn diff_key(&mut self, action: Action) {
+        match (&mut self.diff, action) {
+            (DiffState::Ready(.., scroll), Action::Down) => *scroll += 1,
+            (DiffState::Ready(.., scroll), Action::PageDown) => *scroll += 10,
+            (DiffState::Ready(.., scroll), Action::Up) => *scroll = scroll.saturating_sub(1),
+            (DiffState::Ready(.., scroll), Action::PageUp) => *scroll = scroll.saturating_sub(10),
+            (DiffState::Ready(.., scroll), Action::Home) => *scroll = 0,
+            (
+                DiffState::Ready(a, b, ..) | DiffState::Failed(a, b, _) | DiffState::Loading(a, b),
+                Action::Refresh,
+            ) => {
+                let (a, b) = (*a, *b);
+                self.ask_diff(a, b);
             }
             _ => {}
         }
@@ -988,6 +1069,8 @@ mod tests {
             Action::CycleStatus,
             Action::CycleWindow,
             Action::Sort,
+            Action::Mark,
+            Action::Diff,
             Action::Refresh,
             Action::NextCritical,
             Action::FollowLink,
@@ -1018,6 +1101,10 @@ mod tests {
                                     Fetched::Lineage(t, Ok(Box::new(workflow())))
                                 }
                                 Request::Trace(t) => Fetched::Trace(t, Ok(Vec::new())),
+                                Request::Diff(a, b) => Fetched::Diff(
+                                    (a, b),
+                                    Ok(Box::new(weft_lineage::diff(&workflow(), &workflow()))),
+                                ),
                                 Request::Sql(q) => Fetched::Sql(q, Ok(Table::default())),
                                 Request::Signals => Fetched::Signals(Ok(Vec::new())),
                                 Request::Workflows { .. } => {

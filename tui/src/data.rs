@@ -2,7 +2,7 @@
 //! [`Source`] that answers (a running Weft over HTTP, or a data directory —
 //! implemented by the `weft` binary, which knows both).
 
-use weft_lineage::{Lineage, WorkflowSummary};
+use weft_lineage::{Lineage, RunDiff, WorkflowSummary};
 use weft_schemas::{SpanId, TraceId};
 
 /// The newest workflows of a window, and how many traces started in it: a
@@ -113,6 +113,8 @@ pub enum Request {
     },
     /// The workflow reachable from a trace.
     Lineage(TraceId),
+    /// What changed between the workflows reachable from two traces.
+    Diff(TraceId, TraceId),
     /// Every span of a trace with all its attributes, events and links.
     Trace(TraceId),
     Sql(String),
@@ -125,6 +127,7 @@ pub enum Request {
 pub enum Fetched {
     Workflows(Result<Listed, Failure>),
     Lineage(TraceId, Result<Box<Lineage>, Failure>),
+    Diff((TraceId, TraceId), Result<Box<RunDiff>, Failure>),
     Trace(TraceId, Result<Vec<SpanDetail>, Failure>),
     Sql(String, Result<Table, Failure>),
     Signals(Result<Vec<NodeSignal>, Failure>),
@@ -135,6 +138,7 @@ pub enum Fetched {
 pub trait Source: Send + 'static {
     fn workflows(&mut self, window_secs: u64, limit: usize) -> Result<Listed, Failure>;
     fn lineage(&mut self, trace: TraceId) -> Result<Lineage, Failure>;
+    fn diff(&mut self, a: TraceId, b: TraceId) -> Result<RunDiff, Failure>;
     fn trace(&mut self, trace: TraceId) -> Result<Vec<SpanDetail>, Failure>;
     fn sql(&mut self, text: &str) -> Result<Table, Failure>;
     fn signals(&mut self) -> Result<Vec<NodeSignal>, Failure>;
@@ -146,6 +150,7 @@ pub trait Source: Send + 'static {
                 Fetched::Workflows(self.workflows(window_secs, limit))
             }
             Request::Lineage(t) => Fetched::Lineage(t, self.lineage(t).map(Box::new)),
+            Request::Diff(a, b) => Fetched::Diff((a, b), self.diff(a, b).map(Box::new)),
             Request::Trace(t) => Fetched::Trace(t, self.trace(t)),
             Request::Sql(text) => {
                 let answer = self.sql(&text);

@@ -98,6 +98,9 @@ mod tests {
         fn lineage(&mut self, _: TraceId) -> Result<Lineage, Failure> {
             Err(Failure::answer("no"))
         }
+        fn diff(&mut self, _: TraceId, _: TraceId) -> Result<weft_lineage::RunDiff, Failure> {
+            Err(Failure::answer("no"))
+        }
         fn trace(&mut self, _: TraceId) -> Result<Vec<SpanDetail>, Failure> {
             Ok(Vec::new())
         }

@@ -125,8 +125,22 @@ pub const WORKFLOWS: &[Binding] = &[
         "time range: 15m 1h 6h 24h 7d",
     ),
     b(&[C('o')], "o", Action::Sort, "sort by time or duration"),
+    b(
+        &[C('m')],
+        "m",
+        Action::Mark,
+        "mark / unmark for a diff (the last two marked)",
+    ),
+    b(
+        &[C('d')],
+        "d",
+        Action::Diff,
+        "diff the two marked workflows side by side",
+    ),
     b(&[C('r')], "r", Action::Refresh, "refresh now"),
 ];
+
+pub const DIFF: &[Binding] = &[b(&[C('r')], "r", Action::Refresh, "diff again")];
 
 pub const LINEAGE: &[Binding] = &[
     b(
@@ -297,6 +311,7 @@ pub fn tables(context: Context) -> Vec<(&'static str, &'static [Binding])> {
                 View::Lineage => ("lineage", LINEAGE),
                 View::Sql => ("SQL results", SQL),
                 View::Signals => ("signals", SIGNALS),
+                View::Diff => ("diff", DIFF),
             };
             vec![own, ("everywhere", GLOBAL)]
         }

@@ -5,6 +5,7 @@
 //! the critical path `*`, errors the word `error`, so a monochrome terminal
 //! (`NO_COLOR`) loses nothing but colour.
 
+mod diff;
 mod help;
 mod lineage;
 mod signals;
@@ -79,6 +80,7 @@ impl Widget for &App {
             View::Lineage => lineage::render(self, theme, body, buf),
             View::Sql => sql::render(self, theme, body, buf),
             View::Signals => signals::render(self, theme, body, buf),
+            View::Diff => diff::render(self, theme, body, buf),
         }
         self.footer(theme, footer.width as usize)
             .render(footer, buf);
@@ -102,6 +104,9 @@ impl App {
             } else {
                 Span::styled(label, theme.dim())
             });
+        }
+        if self.view() == View::Diff {
+            spans.push(Span::styled(" diff ", theme.selected()));
         }
         spans.push(Span::raw(" "));
         let state = match self.connection() {

@@ -87,6 +87,11 @@ pub(super) fn render(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
     if !filters.is_empty() {
         title.push_str(&format!("· {} · Esc clears ", filters.join(" ")));
     }
+    match app.marked().len() {
+        0 => {}
+        1 => title.push_str("· 1 marked (m another, then d) "),
+        _ => title.push_str("· 2 marked (d: diff) "),
+    }
     let block = Block::bordered().title(title);
     let empty = |text: String, style: Style| {
         Paragraph::new(text)
@@ -150,7 +155,14 @@ pub(super) fn render(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
         .enumerate()
         .skip(first)
         .take(inner_height)
-        .map(|(i, w)| row(w, theme, wide, i == list.selected(), widths_of));
+        .map(|(i, w)| {
+            let mark = app
+                .marked()
+                .iter()
+                .position(|t| *t == w.trace_id)
+                .map(|k| if k == 0 { 'a' } else { 'b' });
+            row(w, theme, wide, i == list.selected(), mark, widths_of)
+        });
     let mut widths = vec![
         Constraint::Length(9),
         Constraint::Length(6),
@@ -191,6 +203,7 @@ fn row<'a>(
     theme: Theme,
     wide: bool,
     selected: bool,
+    mark: Option<char>,
     widths: Widths,
 ) -> Row<'a> {
     let f = w.flags;
@@ -239,7 +252,10 @@ fn row<'a>(
         )));
         cells.push(Cell::from(w.traces.len().to_string()));
     }
-    let mut name = w.name.clone();
+    let mut name = match mark {
+        Some(m) => format!("[{m}] {}", w.name),
+        None => w.name.clone(),
+    };
     if w.status == StatusCode::Error {
         name.push_str(" (error)");
     }
