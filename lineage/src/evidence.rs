@@ -295,7 +295,7 @@ mod tests {
     use crate::graph::tests::{sid, span, tid};
     use crate::node::EdgeKind;
     use crate::{BuildOptions, build};
-    use weft_schemas::{PolicyVerdict, SpanId, TraceId};
+    use weft_schemas::PolicyVerdict;
 
     const SEC: i64 = 1_000_000_000;
     const T0: i64 = 1_000_000 * SEC;
@@ -477,10 +477,7 @@ mod tests {
             &l.nodes[evidence[0].from].span,
             &l.nodes[evidence[0].to].span,
         );
-        assert_eq!(
-            (from.span_id, to.span_id),
-            (SpanId::from(sid(3)), SpanId::from(sid(4)))
-        );
+        assert_eq!((from.span_id, to.span_id), (sid(3), sid(4)));
         assert_eq!(
             evidence[0].evidence,
             Some(Evidence {
@@ -491,7 +488,7 @@ mod tests {
         let t = l
             .nodes
             .iter()
-            .position(|n| n.span.trace_id == TraceId::from(tid(2)))
+            .position(|n| n.span.trace_id == tid(2))
             .unwrap();
         assert_eq!(l.nodes[t].reached_by, Some(EdgeKind::Evidence));
         let call = &l.summary.tool_calls[0];
