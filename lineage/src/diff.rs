@@ -64,6 +64,20 @@ pub struct Change {
     pub b: Option<Value>,
 }
 
+impl Change {
+    /// One of its values for a person: `(none)` when absent, a duration as one.
+    pub fn shown(&self, v: &Option<Value>) -> String {
+        match v {
+            None => "(none)".to_owned(),
+            Some(Value::Number(n)) if self.field == "duration_ns" => crate::units::duration(*n),
+            Some(Value::Number(n)) => n.to_string(),
+            Some(Value::Bool(b)) => b.to_string(),
+            Some(Value::Text(t)) => t.clone(),
+            Some(Value::List(items)) => format!("[{}]", items.join(", ")),
+        }
+    }
+}
+
 /// An aligned step whose facts differ.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Changed {
@@ -347,15 +361,13 @@ pub fn diff_text(d: &RunDiff) -> String {
     for c in &d.changed {
         let _ = writeln!(out, "~ {}", c.step);
         for ch in &c.changes {
-            let show = |v: &Option<Value>| match v {
-                None => "(none)".to_owned(),
-                Some(Value::Number(n)) if ch.field == "duration_ns" => duration(*n),
-                Some(Value::Number(n)) => n.to_string(),
-                Some(Value::Bool(b)) => b.to_string(),
-                Some(Value::Text(s)) => s.clone(),
-                Some(Value::List(items)) => format!("[{}]", items.join(", ")),
-            };
-            let _ = writeln!(out, "    {}: {} → {}", ch.field, show(&ch.a), show(&ch.b));
+            let _ = writeln!(
+                out,
+                "    {}: {} → {}",
+                ch.field,
+                ch.shown(&ch.a),
+                ch.shown(&ch.b)
+            );
         }
     }
     out

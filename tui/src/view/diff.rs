@@ -8,7 +8,7 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Style};
 use ratatui::text::Line;
 use ratatui::widgets::{Block, Paragraph, Widget, Wrap};
-use weft_lineage::diff::{RunDiff, RunSide, Value};
+use weft_lineage::diff::{RunDiff, RunSide};
 use weft_lineage::render::duration;
 use weft_schemas::TraceId;
 
@@ -58,17 +58,6 @@ fn run_line(label: &str, s: &RunSide) -> String {
     )
 }
 
-fn show(field: &str, v: &Option<Value>) -> String {
-    match v {
-        None => "(none)".to_owned(),
-        Some(Value::Number(n)) if field == "duration_ns" => duration(*n),
-        Some(Value::Number(n)) => n.to_string(),
-        Some(Value::Bool(b)) => b.to_string(),
-        Some(Value::Text(t)) => t.clone(),
-        Some(Value::List(items)) => format!("[{}]", items.join(", ")),
-    }
-}
-
 /// The rows of both sides, paired: `(left, right, style)`.
 fn rows(d: &RunDiff, theme: Theme) -> Vec<(String, String, Style)> {
     enum Entry<'a> {
@@ -105,8 +94,8 @@ fn rows(d: &RunDiff, theme: Theme) -> Vec<(String, String, Style)> {
                 out.push((step.clone(), step, theme.title()));
                 for ch in &c.changes {
                     out.push((
-                        format!("    {}: {}", ch.field, show(&ch.field, &ch.a)),
-                        format!("    {}: {}", ch.field, show(&ch.field, &ch.b)),
+                        format!("    {}: {}", ch.field, ch.shown(&ch.a)),
+                        format!("    {}: {}", ch.field, ch.shown(&ch.b)),
                         Style::new(),
                     ));
                 }
