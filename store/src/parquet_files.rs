@@ -172,12 +172,13 @@ pub fn sorted_by(schema: &Schema, columns: &[&str]) -> Vec<SortingColumn> {
 pub fn writer_properties(row_group_rows: usize, seq_lo: u64, seq_hi: u64) -> WriterProperties {
     let mut b = base_properties(seq_lo, seq_hi);
     // Trace by id; lineage's evidence lookups by tool call, approved action
-    // and message id.
+    // and message id; a conversation's workflows.
     for c in [
         col::TRACE_ID,
         ai_col::tool_call_id,
         ai_col::approval_action,
         ai_col::message_id,
+        ai_col::conversation_id,
     ] {
         b = with_bloom_filter(b, c);
     }

@@ -22,7 +22,7 @@ pub(super) fn encode_batch(batch: &RecordBatch) -> Result<Vec<u8>> {
 }
 
 /// The columns each schema version added to the spans table.
-const ADDED: [(u32, &[&str]); 3] = [
+pub(super) const ADDED: [(u32, &[&str]); 3] = [
     (4, &[col::ATTRIBUTE_TYPES]),
     (5, &[ai_col::kv_cache_prefix, ai_col::cost]),
     (

@@ -180,20 +180,18 @@ mod tests {
     use super::*;
     use crate::config::StoreConfig;
     use crate::metrics::Metrics;
-    use crate::store::codec::encode_batch;
+    use crate::store::codec::{ADDED, encode_batch};
     use crate::store::{Store, read_snapshot};
     use crate::wal::WalWriter;
 
     /// A batch as Weft 1 wrote it: ids as hex text, version 1 in the
-    /// metadata, none of the columns added since (`attribute_types` in
-    /// version 4, `kv_cache_prefix` and `cost` in version 5).
+    /// metadata, none of the columns added since (the codec's `ADDED`).
     fn version_1(spans: &[Span]) -> RecordBatch {
         let batch = spans_to_batch(spans).unwrap();
-        let later = [
-            col::ATTRIBUTE_TYPES,
-            weft_schemas::ai_col::kv_cache_prefix,
-            weft_schemas::ai_col::cost,
-        ];
+        let later: Vec<&str> = ADDED
+            .iter()
+            .flat_map(|(_, names)| names.iter().copied())
+            .collect();
         let version_1_columns: Vec<usize> = (0..batch.num_columns())
             .filter(|i| !later.contains(&batch.schema().field(*i).name().as_str()))
             .collect();
