@@ -52,6 +52,18 @@ pub struct WorkflowSummary {
     pub flags: Flags,
     /// Spans may still be arriving (something ended in the last 30 s).
     pub in_flight: bool,
+    /// The conversation (`gen_ai.conversation.id`, `session.id`) its first
+    /// step naming one belongs to: its turn in a conversation's list.
+    #[serde(default)]
+    pub conversation: Option<String>,
+    /// Every model that answered a step, sorted.
+    #[serde(default)]
+    pub models: Vec<String>,
+    /// Prompt and completion tokens over every step.
+    #[serde(default)]
+    pub input_tokens: i64,
+    #[serde(default)]
+    pub output_tokens: i64,
 }
 
 impl WorkflowSummary {
@@ -119,6 +131,20 @@ impl WorkflowSummary {
                 anomaly,
             },
             in_flight,
+            conversation: nodes
+                .iter()
+                .filter(|n| n.span.ai.fields.conversation_id.is_some())
+                .min_by_key(|n| (n.span.start_ns, n.span.trace_id, n.span.span_id))
+                .and_then(|n| n.span.ai.fields.conversation_id.clone()),
+            models: set(&|n| n.span.ai.fields.gen_ai_model.as_ref()),
+            input_tokens: nodes
+                .iter()
+                .filter_map(|n| n.span.ai.fields.input_tokens)
+                .fold(0i64, i64::saturating_add),
+            output_tokens: nodes
+                .iter()
+                .filter_map(|n| n.span.ai.fields.output_tokens)
+                .fold(0i64, i64::saturating_add),
         })
     }
 
@@ -150,6 +176,13 @@ mod tests {
         spans[2].status = StatusCode::Error;
         spans[3].links = vec![(spans[0].trace_id, spans[0].span_id)];
         spans[3].ai.fields.agent_name = Some("refunder".into());
+        // The conversation is named by a later step, not the root.
+        spans[3].ai.fields.conversation_id = Some("conv-9".into());
+        spans[1].ai.fields.gen_ai_model = Some("m-small".into());
+        spans[1].ai.fields.input_tokens = Some(120);
+        spans[1].ai.fields.output_tokens = Some(30);
+        spans[3].ai.fields.gen_ai_model = Some("m-large".into());
+        spans[3].ai.fields.input_tokens = Some(80);
         let settled = BuildOptions {
             now_ns: i64::MAX,
             ..Default::default()
@@ -164,6 +197,9 @@ mod tests {
         let f = w.flags;
         assert!(f.error && f.policy_deny && f.finding && f.ungated_write && !f.anomaly);
         assert!(!w.in_flight);
+        assert_eq!(w.conversation.as_deref(), Some("conv-9"));
+        assert_eq!(w.models, ["m-large", "m-small"]);
+        assert_eq!((w.input_tokens, w.output_tokens), (200, 30));
         let json = serde_json::to_string(&w).unwrap();
         assert_eq!(serde_json::from_str::<WorkflowSummary>(&json).unwrap(), w);
 

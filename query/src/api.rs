@@ -25,7 +25,7 @@ use crate::http::{
 };
 use crate::lineage::{Direction, Reach};
 use crate::output::OutputFormat;
-use crate::workflows::{MAX_WORKFLOWS, WorkflowQuery};
+use crate::workflows::{ConversationQuery, MAX_WORKFLOWS, WorkflowQuery};
 use weft_lineage::render::{DEFAULT_FOLD, dot, summary_text, text_tree};
 use weft_lineage::{LineagePage, PAGE_NODES};
 
@@ -82,7 +82,7 @@ async fn authorize(
 
 /// The endpoints, as error messages name them.
 const ENDPOINTS: &str = "POST /api/sql, GET /api/traces/{trace_id}, \
-    GET /api/lineage/{trace_id}[/dot|/tree], GET /api/lineage/diff?a=&b=, GET /api/workflows, GET /api/graph, GET /api/signals[/stream|/workflows], \
+    GET /api/lineage/{trace_id}[/dot|/tree], GET /api/lineage/diff?a=&b=, GET /api/workflows[?conversation=], GET /api/graph, GET /api/signals[/stream|/workflows], \
     GET /api/route, GET /healthz, GET /metrics, and Grafana Tempo's API under /tempo";
 
 async fn no_such_endpoint(method: axum::http::Method, uri: axum::http::Uri) -> Response {
@@ -353,16 +353,22 @@ struct WorkflowParams {
     /// RFC 3339 time or a duration back from now; default 1h.
     since: Option<String>,
     until: Option<String>,
-    /// Workflows at most, newest first; default 100, at most 1000.
+    /// One conversation's workflows, oldest first, instead of the recent ones.
+    conversation: Option<String>,
+    /// Workflows passed over first (paging); default 0.
+    offset: Option<usize>,
+    /// Workflows at most; default 100, at most 1000.
     limit: Option<usize>,
 }
 
 /// The header of `/api/workflows` saying how many traces started in the
-/// window: a list of fewer workflows than that may be capped.
+/// window (or, for a conversation, took part in it): a list of fewer
+/// workflows than that may be capped.
 pub const TRACES_IN_WINDOW: &str = "weft-traces-in-window";
 
-/// Recent workflows as a JSON array of `weft_lineage::WorkflowSummary`, with
-/// how many traces started in the window ([`TRACES_IN_WINDOW`]).
+/// Recent workflows as a JSON array of `weft_lineage::WorkflowSummary`, newest
+/// first, or with `conversation` one conversation's, oldest first; with how
+/// many traces the list draws from ([`TRACES_IN_WINDOW`]).
 async fn workflows(
     State(api): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -372,20 +378,37 @@ async fn workflows(
     let limit = params.limit.unwrap_or(100);
     if limit > MAX_WORKFLOWS {
         return Err(QueryError::Sql(format!(
-            "limit is at most {MAX_WORKFLOWS}, not {limit}; narrow the time range with since/until"
+            "limit is at most {MAX_WORKFLOWS}, not {limit}; page with offset, or narrow the time range with since/until"
         )));
     }
-    let query = WorkflowQuery {
-        since_ns: parse_time(params.since.as_deref().unwrap_or("1h"), now)?,
-        until_ns: match params.until.as_deref() {
-            Some(u) => parse_time(u, now)?,
-            None => i64::MAX,
-        },
-        limit,
-    };
+    let offset = params.offset.unwrap_or(0);
     let engine = api.engine(&caller).await?;
-    let list = engine.workflows(query).await?;
-    let traces = engine.traces_started(query).await?;
+    let (list, traces) = match params.conversation {
+        Some(id) => {
+            if params.since.is_some() || params.until.is_some() {
+                return Err(QueryError::Sql(
+                    "since/until do not apply to a conversation, which lists all its workflows; page it with offset and limit".into(),
+                ));
+            }
+            let page = engine
+                .conversation(&ConversationQuery { id, offset, limit })
+                .await?;
+            (page.workflows, page.traces)
+        }
+        None => {
+            let query = WorkflowQuery {
+                since_ns: parse_time(params.since.as_deref().unwrap_or("1h"), now)?,
+                until_ns: match params.until.as_deref() {
+                    Some(u) => parse_time(u, now)?,
+                    None => i64::MAX,
+                },
+                offset,
+                limit,
+            };
+            let list = engine.workflows(query).await?;
+            (list, engine.traces_started(query).await?)
+        }
+    };
     let body = serde_json::to_vec(&list)
         .map_err(|e| QueryError::Internal(format!("workflows as JSON: {e}")))?;
     let mut response = json_response(body);

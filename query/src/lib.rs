@@ -9,7 +9,8 @@
 //! - [`output`]: result batches as JSON rows, CSV, Arrow IPC or an aligned table;
 //! - [`lineage`]: fetching a workflow's spans (the `span_links` walk) for `weft-lineage`;
 //! - [`lineage_sql`]: `lineage()`, `ancestors()` and `descendants()` table functions;
-//! - [`workflows`]: recent workflows, one summary line each;
+//! - [`workflows`]: recent workflows and a conversation's, one summary line each;
+//! - `conversation_sql`: the `conversation('<id>')` table function;
 //! - `tempo`, `traceql`: Grafana Tempo's HTTP API under `/tempo`, with the
 //!   TraceQL subset Grafana's data source sends, as expressions;
 //! - [`pg_catalog`]: `pg_catalog` and `current_setting()` for PostgreSQL clients;
@@ -28,6 +29,7 @@
 
 pub mod api;
 mod bounded;
+mod conversation_sql;
 mod engine;
 mod error;
 mod http;

@@ -1,5 +1,7 @@
-//! Recent workflows, newest first, one [`WorkflowSummary`] each: the list the
-//! TUI opens on and `GET /api/workflows` answers.
+//! Workflows one [`WorkflowSummary`] each: the recent ones, newest first (the
+//! list the TUI opens on and `GET /api/workflows` answers), and one
+//! conversation's, oldest first (`GET /api/workflows?conversation=`, SQL
+//! `conversation()`, the TUI's conversation view).
 //!
 //! Root spans in the time window name candidate traces; each is reconstructed
 //! with the one lineage code path ([`reconstruct`]), so a workflow spanning
@@ -137,15 +139,40 @@ async fn signatures(
     Ok(out)
 }
 
-/// The window and size of one list.
+/// The window and page of one list.
 #[derive(Debug, Clone, Copy)]
 pub struct WorkflowQuery {
     /// Root spans starting at or after this (Unix ns) ...
     pub since_ns: i64,
     /// ... and before this.
     pub until_ns: i64,
+    /// Workflows passed over first, newest first (paging).
+    pub offset: usize,
     /// Workflows at most (capped at [`MAX_WORKFLOWS`]).
     pub limit: usize,
+}
+
+/// One conversation's page of workflows.
+#[derive(Debug, Clone)]
+pub struct ConversationQuery {
+    /// The conversation: `gen_ai.conversation.id` or `session.id` as sent.
+    pub id: String,
+    /// Workflows passed over first, oldest first (paging).
+    pub offset: usize,
+    /// Workflows at most (interfaces cap it at [`MAX_WORKFLOWS`]).
+    pub limit: usize,
+}
+
+/// Traces of one conversation read at most: what a conversation lists.
+pub const MAX_CONVERSATION_TRACES: usize = 100_000;
+
+/// A page of a conversation's workflows, oldest first.
+#[derive(Debug, Clone)]
+pub struct Conversation {
+    pub workflows: Vec<WorkflowSummary>,
+    /// Traces with a span in the conversation (capped at
+    /// [`MAX_CONVERSATION_TRACES`]): what the pages cover.
+    pub traces: usize,
 }
 
 /// The root spans that started in the query's window.
@@ -174,6 +201,20 @@ pub(crate) async fn traces_started(
     Ok(roots_in_window(ctx, source, query)?.count().await?)
 }
 
+/// The trace ids of column 0 of `batches`, in order.
+fn trace_ids(batches: &[arrow::array::RecordBatch]) -> Result<Vec<TraceId>, QueryError> {
+    let mut out = Vec::new();
+    for batch in batches {
+        let ids = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<arrow::array::FixedSizeBinaryArray>()
+            .ok_or_else(|| QueryError::Internal("trace_id is not fixed-size bytes".into()))?;
+        out.extend(ids.iter().filter_map(|id| TraceId::try_from(id?).ok()));
+    }
+    Ok(out)
+}
+
 pub(crate) async fn recent_workflows(
     ctx: &SessionContext,
     source: &Arc<dyn SpanSource>,
@@ -185,21 +226,84 @@ pub(crate) async fn recent_workflows(
     if limit == 0 {
         return Ok(Vec::new());
     }
+    let wanted = query.offset.saturating_add(limit);
     let batches = roots_in_window(ctx, source, query)?
         .select_columns(&[column::TRACE_ID, column::START_TIME])?
         .sort(vec![col(column::START_TIME).sort(false, false)])?
-        .limit(0, Some(limit.saturating_mul(ROOTS_PER_WORKFLOW)))?
+        .limit(0, Some(wanted.saturating_mul(ROOTS_PER_WORKFLOW)))?
         .collect()
         .await?;
-    let mut roots = Vec::new();
-    for batch in &batches {
-        let ids = batch
-            .column(0)
-            .as_any()
-            .downcast_ref::<arrow::array::FixedSizeBinaryArray>()
-            .ok_or_else(|| QueryError::Internal("trace_id is not fixed-size bytes".into()))?;
-        roots.extend(ids.iter().filter_map(|id| TraceId::try_from(id?).ok()));
+    let roots = trace_ids(&batches)?;
+    summarise(ctx, source, rules, cache, roots, query.offset, limit).await
+}
+
+/// The traces with a span in conversation `id`, by their first such span's
+/// start (then id), at most [`MAX_CONVERSATION_TRACES`].
+async fn conversation_traces(
+    ctx: &SessionContext,
+    source: &Arc<dyn SpanSource>,
+    id: &str,
+) -> Result<Vec<TraceId>, QueryError> {
+    use datafusion::functions_aggregate::expr_fn::min;
+    use datafusion::prelude::lit;
+    use weft_schemas::ai_col;
+    let batches = ctx
+        .read_table(stored_table(source, Stored::Spans))?
+        .filter(col(ai_col::conversation_id).eq(lit(id)))?
+        .aggregate(
+            vec![col(column::TRACE_ID)],
+            vec![min(col(column::START_TIME)).alias("first")],
+        )?
+        .sort(vec![
+            col("first").sort(true, false),
+            col(column::TRACE_ID).sort(true, false),
+        ])?
+        .limit(0, Some(MAX_CONVERSATION_TRACES))?
+        .collect()
+        .await?;
+    trace_ids(&batches)
+}
+
+/// A conversation's workflows in order (by the first step of each that names
+/// the conversation), one summary each, a page at a time.
+pub(crate) async fn conversation_workflows(
+    ctx: &SessionContext,
+    source: &Arc<dyn SpanSource>,
+    rules: &LineageRules,
+    cache: &WorkflowCache,
+    query: &ConversationQuery,
+) -> Result<Conversation, QueryError> {
+    if query.id.is_empty() {
+        return Err(QueryError::Sql(
+            "a conversation id is not empty; name one as sent in gen_ai.conversation.id or session.id".into(),
+        ));
     }
+    let traces = conversation_traces(ctx, source, &query.id).await?;
+    let count = traces.len();
+    let workflows = summarise(ctx, source, rules, cache, traces, query.offset, query.limit).await?;
+    Ok(Conversation {
+        workflows,
+        traces: count,
+    })
+}
+
+/// The summaries of the workflows `traces` open, in their order: a trace that
+/// belongs to an earlier workflow opens none; the first `skip` workflows are
+/// passed over (still reconstructed, to know their traces), and at most
+/// `limit` follow. Cached summaries whose traces hold what they held are reused.
+async fn summarise(
+    ctx: &SessionContext,
+    source: &Arc<dyn SpanSource>,
+    rules: &LineageRules,
+    cache: &WorkflowCache,
+    traces: Vec<TraceId>,
+    skip: usize,
+    limit: usize,
+) -> Result<Vec<WorkflowSummary>, QueryError> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let roots = traces;
     // The cached summaries still true: every trace they cover holds what it held.
     let cached: HashMap<TraceId, Arc<Cached>> = roots
         .iter()
@@ -220,6 +324,7 @@ pub(crate) async fn recent_workflows(
     let now_ns = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
     let settled_before = now_ns.saturating_sub(SETTLE_NS);
     let mut listed: HashSet<TraceId> = HashSet::new();
+    let mut passed_over = 0;
     let mut out = Vec::new();
     for trace in roots {
         if out.len() == limit {
@@ -248,6 +353,10 @@ pub(crate) async fn recent_workflows(
         };
         listed.extend(summary.traces.iter().copied());
         listed.insert(trace);
+        if passed_over < skip {
+            passed_over += 1;
+            continue;
+        }
         out.push(WorkflowSummary::clone(&summary));
     }
     Ok(out)

@@ -18,7 +18,7 @@ use clap::Args;
 use weft_lineage::{Lineage, LineagePage, PAGE_NODES};
 use weft_query::lineage::Reach;
 use weft_query::output::OutputFormat;
-use weft_query::workflows::WorkflowQuery;
+use weft_query::workflows::{ConversationQuery, WorkflowQuery};
 use weft_query::{QueryEngine, QueryError, SpanSource};
 use weft_schemas::TraceId;
 use weft_store::Snapshot;
@@ -127,6 +127,25 @@ impl Source for Remote {
             .and_then(|v| v.to_str().ok()?.parse().ok());
         Ok(Listed {
             workflows: json(&answer.body, "workflows")?,
+            traces,
+        })
+    }
+
+    fn conversation(&mut self, id: &str, limit: usize) -> Result<Listed, Failure> {
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("conversation", id)
+            .append_pair("limit", &limit.to_string())
+            .finish();
+        let answer = self.get(
+            &format!("/api/workflows?{query}"),
+            "listing the conversation",
+        )?;
+        let traces = answer
+            .headers
+            .get(weft_query::api::TRACES_IN_WINDOW)
+            .and_then(|v| v.to_str().ok()?.parse().ok());
+        Ok(Listed {
+            workflows: json(&answer.body, "conversation")?,
             traces,
         })
     }
@@ -269,6 +288,7 @@ impl Source for Local {
         let query = WorkflowQuery {
             since_ns: now_ns().saturating_sub(window),
             until_ns: i64::MAX,
+            offset: 0,
             limit,
         };
         self.run(async |e| {
@@ -276,6 +296,19 @@ impl Source for Local {
                 workflows: e.workflows(query).await?,
                 traces: Some(e.traces_started(query).await?),
             })
+        })
+    }
+
+    fn conversation(&mut self, id: &str, limit: usize) -> Result<Listed, Failure> {
+        let query = ConversationQuery {
+            id: id.to_owned(),
+            offset: 0,
+            limit,
+        };
+        let page = self.run(async |e| e.conversation(&query).await)?;
+        Ok(Listed {
+            workflows: page.workflows,
+            traces: Some(page.traces),
         })
     }
 
@@ -483,6 +516,64 @@ mod tests {
             terminal.draw(|f| f.render_widget(app, f.area())).unwrap();
             insta::assert_snapshot!(format!("tui_{name}_{w}x{h}"), terminal.backend());
         }
+    }
+
+    /// c on the selected demo workflow: its conversation, answered with four
+    /// turns (demo workflows as the source would list them, oldest first),
+    /// the second selected and marked.
+    #[test]
+    fn conversation_view() {
+        let mut app = app();
+        // The newest demo workflow that names a conversation (support chats do).
+        while app
+            .workflows()
+            .selected_workflow()
+            .unwrap()
+            .conversation
+            .is_none()
+        {
+            app.update(Msg::Key(Action::Down));
+        }
+        let id = app
+            .workflows()
+            .selected_workflow()
+            .unwrap()
+            .conversation
+            .clone()
+            .unwrap();
+        app.update(Msg::Key(Action::Conversation));
+        assert_eq!(app.view(), View::Conversation);
+        assert_eq!(
+            app.take_requests(),
+            vec![weft_tui::Request::Conversation(id.clone())]
+        );
+        snapshot("conversation_loading", &app);
+        let mut turns: Vec<weft_lineage::WorkflowSummary> = demo()
+            .iter()
+            .enumerate()
+            .take(4)
+            .filter_map(|(n, w)| weft_lineage::WorkflowSummary::of(&lineage_of(n, w)))
+            .collect();
+        turns.sort_by_key(|w| w.start_ns);
+        for w in &mut turns {
+            w.conversation = Some(id.clone());
+        }
+        app.update(Msg::Fetched(Fetched::Conversation(
+            id,
+            Ok(weft_tui::Listed {
+                workflows: turns.clone(),
+                traces: Some(5),
+            }),
+        )));
+        app.update(Msg::Key(Action::Down));
+        app.update(Msg::Key(Action::Mark));
+        snapshot("conversation", &app);
+        app.update(Msg::Key(Action::Enter));
+        assert_eq!(app.view(), View::Lineage);
+        assert_eq!(
+            app.take_requests(),
+            vec![weft_tui::Request::Lineage(turns[1].trace_id)]
+        );
     }
 
     /// Two demo workflows marked on the list (m, m), then d: the diff view

@@ -8,6 +8,7 @@ mod common;
 mod ai_columns;
 mod auth;
 mod bad_input;
+mod conversations;
 mod crate_edges;
 mod distributed;
 mod durability;

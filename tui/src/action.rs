@@ -11,6 +11,7 @@ pub enum View {
     Sql,
     Signals,
     Diff,
+    Conversation,
 }
 
 impl View {
@@ -23,6 +24,7 @@ impl View {
             View::Sql => "sql",
             View::Signals => "signals",
             View::Diff => "diff",
+            View::Conversation => "conversation",
         }
     }
 }
@@ -58,6 +60,8 @@ pub enum Action {
     Mark,
     /// Diff the two marked workflows.
     Diff,
+    /// Open the selected workflow's conversation.
+    Conversation,
     Refresh,
     NextCritical,
     FollowLink,

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use weft_lineage::RunDiff;
 use weft_schemas::{SpanId, TraceId};
 
+use crate::conversation::{ConversationState, Turns};
 use crate::data::{Failure, Fetched, Request, SpanDetail};
 use crate::explorer::{Explorer, Move};
 use crate::keys::Context;
@@ -93,6 +94,8 @@ pub struct App {
     /// Workflows marked for a diff (their first traces), oldest first; two at most.
     marked: Vec<TraceId>,
     diff: DiffState,
+    /// The conversation view's workflows.
+    conversation: ConversationState,
     details: HashMap<TraceId, Details>,
     sql: SqlView,
     signals: Signals,
@@ -122,6 +125,7 @@ impl App {
             lineage: LineageState::Empty,
             marked: Vec::new(),
             diff: DiffState::Empty,
+            conversation: ConversationState::Empty,
             details: HashMap::new(),
             sql: SqlView::default(),
             signals: Signals::default(),
@@ -187,6 +191,10 @@ impl App {
         &self.diff
     }
 
+    pub fn conversation(&self) -> &ConversationState {
+        &self.conversation
+    }
+
     pub fn details(&self, trace: &TraceId) -> Option<&Details> {
         self.details.get(trace)
     }
@@ -207,6 +215,7 @@ impl App {
             View::Sql => self.sql.running().is_some(),
             View::Signals => self.waiting_signals && !self.signals.loaded(),
             View::Diff => matches!(self.diff, DiffState::Loading(..)),
+            View::Conversation => matches!(self.conversation, ConversationState::Loading(_)),
         }
     }
 
@@ -330,6 +339,20 @@ impl App {
                     Err(f) => LineageState::Failed(trace, f.message, f.unreachable),
                 };
             }
+            Fetched::Conversation(id, result) => {
+                self.heard(result.as_ref().err());
+                if self.conversation.id() != Some(id.as_str()) {
+                    return; // another conversation was opened since
+                }
+                self.conversation = match (std::mem::take(&mut self.conversation), result) {
+                    (ConversationState::Ready(mut turns), Ok(listed)) => {
+                        turns.refresh(listed);
+                        ConversationState::Ready(turns)
+                    }
+                    (_, Ok(listed)) => ConversationState::Ready(Turns::new(id, listed)),
+                    (_, Err(f)) => ConversationState::Failed(id, f.message),
+                };
+            }
             Fetched::Diff((a, b), result) => {
                 self.heard(result.as_ref().err());
                 if !matches!(self.diff, DiffState::Loading(x, y) if (x, y) == (a, b)) {
@@ -413,6 +436,7 @@ impl App {
                 View::Sql => self.results_key(action),
                 View::Signals => self.signals_key(action),
                 View::Diff => self.diff_key(action),
+                View::Conversation => self.conversation_key(action),
             },
         }
     }
@@ -450,23 +474,81 @@ impl App {
             }
             Action::Mark => {
                 if let Some(t) = w.selected_workflow().map(|w| w.trace_id) {
-                    if let Some(at) = self.marked.iter().position(|m| *m == t) {
-                        self.marked.remove(at);
-                    } else {
-                        if self.marked.len() == 2 {
-                            self.marked.remove(0);
-                        }
-                        self.marked.push(t);
-                    }
+                    self.toggle_mark(t);
                 }
             }
-            Action::Diff => {
-                if let [a, b] = self.marked[..] {
-                    self.ask_diff(a, b);
+            Action::Diff => self.diff_marked(),
+            Action::Conversation => {
+                if let Some(id) = w.selected_workflow().and_then(|w| w.conversation.clone()) {
+                    self.ask_conversation(id);
                 } else {
-                    self.view = View::Diff;
+                    // The view says why there is nothing to show.
+                    self.conversation = ConversationState::Empty;
+                    self.view = View::Conversation;
                 }
             }
+            _ => {}
+        }
+    }
+
+    /// Marks `t` for a diff, or unmarks it; the last two marked are kept.
+    fn toggle_mark(&mut self, t: TraceId) {
+        if let Some(at) = self.marked.iter().position(|m| *m == t) {
+            self.marked.remove(at);
+        } else {
+            if self.marked.len() == 2 {
+                self.marked.remove(0);
+            }
+            self.marked.push(t);
+        }
+    }
+
+    fn diff_marked(&mut self) {
+        if let [a, b] = self.marked[..] {
+            self.ask_diff(a, b);
+        } else {
+            self.view = View::Diff;
+        }
+    }
+
+    fn ask_conversation(&mut self, id: String) {
+        self.view = View::Conversation;
+        // The same conversation again keeps its turns (and selection) until
+        // the answer replaces them.
+        if self.conversation.id() != Some(id.as_str()) {
+            self.conversation = ConversationState::Loading(id.clone());
+        }
+        self.outbox.push(Request::Conversation(id));
+    }
+
+    fn conversation_key(&mut self, action: Action) {
+        if action == Action::Refresh {
+            if let Some(id) = self.conversation.id().map(str::to_owned) {
+                self.ask_conversation(id);
+            }
+            return;
+        }
+        let ConversationState::Ready(turns) = &mut self.conversation else {
+            return;
+        };
+        match action {
+            Action::Up => turns.move_by(-1),
+            Action::Down => turns.move_by(1),
+            Action::PageUp => turns.page(false),
+            Action::PageDown => turns.page(true),
+            Action::Home => turns.home(),
+            Action::End => turns.end(),
+            Action::Enter => {
+                if let Some(t) = turns.selected_workflow().map(|w| w.trace_id) {
+                    self.open(t);
+                }
+            }
+            Action::Mark => {
+                if let Some(t) = turns.selected_workflow().map(|w| w.trace_id) {
+                    self.toggle_mark(t);
+                }
+            }
+            Action::Diff => self.diff_marked(),
             _ => {}
         }
     }
@@ -654,6 +736,7 @@ mod tests {
                 w.start_ns += i64::from(i) * 1_000;
                 w.end_ns += i64::from(5 - i) * 1_000_000;
                 w.services = vec![if i % 2 == 0 { "support" } else { "triage" }.into()];
+                w.conversation = (i % 2 == 0).then(|| "chat-7".to_owned());
                 w.status = if i == 3 {
                     StatusCode::Error
                 } else {
@@ -1040,6 +1123,78 @@ mod tests {
         );
     }
 
+    #[test]
+    fn c_opens_the_selected_workflows_conversation_and_enter_a_turn() {
+        let mut app = started();
+        // Newest first: workflow 4 (a conversation's) is selected.
+        assert_eq!(
+            app.workflows()
+                .selected_workflow()
+                .unwrap()
+                .conversation
+                .as_deref(),
+            Some("chat-7")
+        );
+        key(&mut app, Action::Conversation);
+        assert_eq!(app.view(), View::Conversation);
+        assert_eq!(
+            app.take_requests(),
+            [Request::Conversation("chat-7".into())]
+        );
+        assert!(app.loading());
+        // The turns, oldest first, as the source lists them.
+        let turns: Vec<WorkflowSummary> = summaries()
+            .into_iter()
+            .filter(|w| w.conversation.is_some())
+            .collect();
+        app.update(Msg::Fetched(Fetched::Conversation(
+            "chat-7".into(),
+            Ok(turns.clone().into()),
+        )));
+        // An answer for another conversation is not this one's.
+        app.update(Msg::Fetched(Fetched::Conversation(
+            "other".into(),
+            Ok(Vec::new().into()),
+        )));
+        let ConversationState::Ready(shown) = app.conversation() else {
+            panic!("not ready: {:?}", app.conversation());
+        };
+        assert_eq!(shown.workflows, turns);
+        key(&mut app, Action::Down);
+        key(&mut app, Action::Mark);
+        assert_eq!(app.marked(), [turns[1].trace_id]);
+        key(&mut app, Action::Enter);
+        assert_eq!(app.view(), View::Lineage);
+        assert_eq!(app.take_requests(), [Request::Lineage(turns[1].trace_id)]);
+        // A refresh keeps the selected turn.
+        key(&mut app, Action::Back);
+        key(&mut app, Action::Conversation);
+        assert_eq!(
+            app.take_requests(),
+            [Request::Conversation("chat-7".into())]
+        );
+        let mut again = turns.clone();
+        again.remove(0);
+        app.update(Msg::Fetched(Fetched::Conversation(
+            "chat-7".into(),
+            Ok(again.into()),
+        )));
+        let ConversationState::Ready(shown) = app.conversation() else {
+            panic!("not ready");
+        };
+        assert_eq!(
+            shown.selected_workflow().unwrap().trace_id,
+            turns[1].trace_id
+        );
+        // A workflow that names no conversation opens none.
+        key(&mut app, Action::Back);
+        key(&mut app, Action::Down);
+        key(&mut app, Action::Conversation);
+        assert_eq!(app.view(), View::Conversation);
+        assert!(app.take_requests().is_empty());
+        assert!(matches!(app.conversation(), ConversationState::Empty));
+    }
+
     /// Random keys, answers and ticks, drawn at random sizes: nothing panics
     /// and the selection stays inside what is shown.
     #[test]
@@ -1071,6 +1226,7 @@ mod tests {
             Action::Sort,
             Action::Mark,
             Action::Diff,
+            Action::Conversation,
             Action::Refresh,
             Action::NextCritical,
             Action::FollowLink,
@@ -1111,6 +1267,11 @@ mod tests {
                                     let mut list = summaries();
                                     list.truncate(next(6));
                                     Fetched::Workflows(Ok(list.into()))
+                                }
+                                Request::Conversation(id) => {
+                                    let mut list = summaries();
+                                    list.truncate(next(6));
+                                    Fetched::Conversation(id, Ok(list.into()))
                                 }
                             };
                             app.update(Msg::Fetched(answer));

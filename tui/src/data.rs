@@ -111,6 +111,8 @@ pub enum Request {
         window_secs: u64,
         limit: usize,
     },
+    /// One conversation's workflows, oldest first.
+    Conversation(String),
     /// The workflow reachable from a trace.
     Lineage(TraceId),
     /// What changed between the workflows reachable from two traces.
@@ -126,6 +128,7 @@ pub enum Request {
 #[derive(Debug, Clone)]
 pub enum Fetched {
     Workflows(Result<Listed, Failure>),
+    Conversation(String, Result<Listed, Failure>),
     Lineage(TraceId, Result<Box<Lineage>, Failure>),
     Diff((TraceId, TraceId), Result<Box<RunDiff>, Failure>),
     Trace(TraceId, Result<Vec<SpanDetail>, Failure>),
@@ -137,6 +140,8 @@ pub enum Fetched {
 /// fetcher's own thread ([`crate::fetch`]), never the UI's.
 pub trait Source: Send + 'static {
     fn workflows(&mut self, window_secs: u64, limit: usize) -> Result<Listed, Failure>;
+    /// The first `limit` workflows of conversation `id`, oldest first.
+    fn conversation(&mut self, id: &str, limit: usize) -> Result<Listed, Failure>;
     fn lineage(&mut self, trace: TraceId) -> Result<Lineage, Failure>;
     fn diff(&mut self, a: TraceId, b: TraceId) -> Result<RunDiff, Failure>;
     fn trace(&mut self, trace: TraceId) -> Result<Vec<SpanDetail>, Failure>;
@@ -148,6 +153,10 @@ pub trait Source: Send + 'static {
         match request {
             Request::Workflows { window_secs, limit } => {
                 Fetched::Workflows(self.workflows(window_secs, limit))
+            }
+            Request::Conversation(id) => {
+                let answer = self.conversation(&id, crate::conversation::TURNS);
+                Fetched::Conversation(id, answer)
             }
             Request::Lineage(t) => Fetched::Lineage(t, self.lineage(t).map(Box::new)),
             Request::Diff(a, b) => Fetched::Diff((a, b), self.diff(a, b).map(Box::new)),

@@ -95,6 +95,9 @@ mod tests {
         fn workflows(&mut self, _: u64, _: usize) -> Result<crate::data::Listed, Failure> {
             Err(Failure::unreachable("down"))
         }
+        fn conversation(&mut self, _: &str, _: usize) -> Result<crate::data::Listed, Failure> {
+            Err(Failure::answer("no"))
+        }
         fn lineage(&mut self, _: TraceId) -> Result<Lineage, Failure> {
             Err(Failure::answer("no"))
         }

@@ -137,7 +137,40 @@ pub const WORKFLOWS: &[Binding] = &[
         Action::Diff,
         "diff the two marked workflows side by side",
     ),
+    b(
+        &[C('c')],
+        "c",
+        Action::Conversation,
+        "the workflow's conversation, turn by turn",
+    ),
     b(&[C('r')], "r", Action::Refresh, "refresh now"),
+];
+
+pub const CONVERSATION: &[Binding] = &[
+    b(
+        &[Code(KeyCode::Enter)],
+        "Enter",
+        Action::Enter,
+        "open the turn's lineage",
+    ),
+    b(
+        &[C('m')],
+        "m",
+        Action::Mark,
+        "mark / unmark for a diff (the last two marked)",
+    ),
+    b(
+        &[C('d')],
+        "d",
+        Action::Diff,
+        "diff the two marked workflows side by side",
+    ),
+    b(
+        &[C('r')],
+        "r",
+        Action::Refresh,
+        "list the conversation again",
+    ),
 ];
 
 pub const DIFF: &[Binding] = &[b(&[C('r')], "r", Action::Refresh, "diff again")];
@@ -312,6 +345,7 @@ pub fn tables(context: Context) -> Vec<(&'static str, &'static [Binding])> {
                 View::Sql => ("SQL results", SQL),
                 View::Signals => ("signals", SIGNALS),
                 View::Diff => ("diff", DIFF),
+                View::Conversation => ("conversation", CONVERSATION),
             };
             vec![own, ("everywhere", GLOBAL)]
         }
@@ -404,7 +438,14 @@ mod tests {
 
     #[test]
     fn no_key_means_two_things_in_one_context() {
-        for view in [View::Workflows, View::Lineage, View::Sql, View::Signals] {
+        for view in [
+            View::Workflows,
+            View::Lineage,
+            View::Sql,
+            View::Signals,
+            View::Diff,
+            View::Conversation,
+        ] {
             let tables = tables(Context::View(view));
             let own = tables[0].1;
             for binding in own {

@@ -4,8 +4,8 @@
 //! Shaped like ratatui's demo2 and gitui:
 //! - [`app`]: the state ([`App`]), a closed set of messages ([`Msg`]: a key's
 //!   [`Action`], an answer, a tick) and [`App::update`], the only place state
-//!   changes; each view's own state lives in [`workflows`], [`explorer`],
-//!   [`sql`] and [`signals`];
+//!   changes; each view's own state lives in [`workflows`], [`conversation`],
+//!   [`explorer`], [`sql`] and [`signals`];
 //! - [`action`]: the screens and the actions keys ask for (below `app` and `keys`);
 //! - [`view`]: `impl Widget for &App`, which only draws;
 //! - [`keys`]: the key tables, read to map keys and to draw the help;
@@ -22,6 +22,7 @@
 
 pub mod action;
 pub mod app;
+pub mod conversation;
 pub mod data;
 pub mod explorer;
 pub mod fetch;

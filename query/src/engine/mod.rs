@@ -32,12 +32,16 @@ pub use self::guard::{MAX_SQL_NESTING, MAX_SQL_OPERATORS, check_depth};
 use self::guard::{read_only, refuse_changes, writes_by_keyword};
 use self::service_graph::SERVICE_CALLS_SQL;
 pub(crate) use self::signals::SignalsSlot;
+use crate::conversation_sql::register_conversation_function;
 use crate::error::QueryError;
 use crate::ids::trace_id_literal;
 use crate::lineage::{LineageResult, LineageRules, Reach, reconstruct};
 use crate::lineage_sql::register_lineage_functions;
 use crate::table::{SpanSource, Stored, TenantSource, register_stored_tables, stored_table};
-use crate::workflows::{WorkflowCache, WorkflowQuery, recent_workflows, traces_started};
+use crate::workflows::{
+    Conversation, ConversationQuery, WorkflowCache, WorkflowQuery, conversation_workflows,
+    recent_workflows, traces_started,
+};
 
 /// How an engine answers: its limits and the settings lineage analysis needs.
 #[derive(Debug, Clone, Default)]
@@ -99,8 +103,9 @@ pub struct QueryEngine {
     /// The engines of each tenant seen so far (one per configured tenant),
     /// sharing this engine's memory pool.
     tenants: std::sync::Mutex<std::collections::HashMap<String, Arc<QueryEngine>>>,
-    /// Settled workflows' summaries, for [`QueryEngine::workflows`].
-    workflow_cache: WorkflowCache,
+    /// Settled workflows' summaries, for [`QueryEngine::workflows`],
+    /// [`QueryEngine::conversation`] and SQL `conversation()`.
+    workflow_cache: Arc<WorkflowCache>,
     /// The live signals, once a server that ingests attaches them (shared
     /// with the tenants' engines).
     signals: SignalsSlot,
@@ -238,6 +243,13 @@ impl QueryEngine {
         ctx.register_table("service_calls", calls)?;
         crate::table::register_span_events(&ctx, &events)?;
         register_lineage_functions(&ctx, &source, Arc::clone(&rules));
+        let workflow_cache = Arc::new(WorkflowCache::default());
+        register_conversation_function(
+            &ctx,
+            &source,
+            Arc::clone(&rules),
+            Arc::clone(&workflow_cache),
+        );
         let tenant = source.tenant().map(str::to_owned);
         crate::signals::register(&ctx, Arc::clone(&signals), tenant);
         Ok(Self {
@@ -247,7 +259,7 @@ impl QueryEngine {
             limits,
             rules,
             tenants: Default::default(),
-            workflow_cache: WorkflowCache::default(),
+            workflow_cache,
             signals,
             distribution,
         })
@@ -310,6 +322,22 @@ impl QueryEngine {
         query: WorkflowQuery,
     ) -> Result<Vec<WorkflowSummary>, QueryError> {
         self.bounded(recent_workflows(
+            &self.ctx,
+            &self.source,
+            &self.rules,
+            &self.workflow_cache,
+            query,
+        ))
+        .await
+    }
+
+    /// One conversation's workflows, oldest first, a page at a time (see
+    /// [`crate::workflows`]).
+    pub async fn conversation(
+        &self,
+        query: &ConversationQuery,
+    ) -> Result<Conversation, QueryError> {
+        self.bounded(conversation_workflows(
             &self.ctx,
             &self.source,
             &self.rules,

@@ -5,6 +5,7 @@
 //! the critical path `*`, errors the word `error`, so a monochrome terminal
 //! (`NO_COLOR`) loses nothing but colour.
 
+mod conversation;
 mod diff;
 mod help;
 mod lineage;
@@ -81,6 +82,7 @@ impl Widget for &App {
             View::Sql => sql::render(self, theme, body, buf),
             View::Signals => signals::render(self, theme, body, buf),
             View::Diff => diff::render(self, theme, body, buf),
+            View::Conversation => conversation::render(self, theme, body, buf),
         }
         self.footer(theme, footer.width as usize)
             .render(footer, buf);
@@ -105,8 +107,11 @@ impl App {
                 Span::styled(label, theme.dim())
             });
         }
-        if self.view() == View::Diff {
-            spans.push(Span::styled(" diff ", theme.selected()));
+        if matches!(self.view(), View::Diff | View::Conversation) {
+            spans.push(Span::styled(
+                format!(" {} ", self.view().title()),
+                theme.selected(),
+            ));
         }
         spans.push(Span::raw(" "));
         let state = match self.connection() {
@@ -322,6 +327,9 @@ pub(crate) mod tests {
         app.update(Msg::Key(Action::SwitchPane));
         out.push(draw(&app, width, height));
         app.update(Msg::Key(Action::Show(View::Workflows)));
+        out.push(draw(&app, width, height));
+        // The test workflow names no conversation: the view says so.
+        app.update(Msg::Key(Action::Conversation));
         out.push(draw(&app, width, height));
         app.update(Msg::Key(Action::Show(View::Signals)));
         app.update(Msg::Fetched(Fetched::Signals(Ok(vec![

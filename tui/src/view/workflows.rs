@@ -25,7 +25,7 @@ pub(crate) const FLAGS: [(char, &str); 6] = [
 ];
 
 /// `1863` as `1,863`.
-fn thousands(n: usize) -> String {
+pub(super) fn thousands(n: usize) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, d) in digits.chars().enumerate() {
@@ -198,14 +198,8 @@ struct Widths {
     identity: usize,
 }
 
-fn row<'a>(
-    w: &'a WorkflowSummary,
-    theme: Theme,
-    wide: bool,
-    selected: bool,
-    mark: Option<char>,
-    widths: Widths,
-) -> Row<'a> {
+/// The flags column of a workflow: one letter of [`FLAGS`] per flag set.
+pub(super) fn flags(w: &WorkflowSummary, theme: Theme) -> Span<'static> {
     let f = w.flags;
     let on = [
         f.error,
@@ -215,16 +209,27 @@ fn row<'a>(
         f.anomaly,
         w.in_flight,
     ];
-    let flags: String = FLAGS
+    let letters: String = FLAGS
         .iter()
         .zip(on)
         .map(|((c, _), set)| if set { *c } else { '·' })
         .collect();
-    let flag_style = if f.error || f.policy_deny || f.ungated_write || f.finding {
+    let style = if f.error || f.policy_deny || f.ungated_write || f.finding {
         theme.alert()
     } else {
         theme.dim()
     };
+    Span::styled(letters, style)
+}
+
+fn row<'a>(
+    w: &'a WorkflowSummary,
+    theme: Theme,
+    wide: bool,
+    selected: bool,
+    mark: Option<char>,
+    widths: Widths,
+) -> Row<'a> {
     let cursor = if selected { "›" } else { " " };
     let status_style = if w.status == StatusCode::Error {
         theme.alert()
@@ -233,7 +238,7 @@ fn row<'a>(
     };
     let mut cells = vec![
         Cell::from(format!("{cursor}{}", clock(w.start_ns))),
-        Cell::from(Span::styled(flags, flag_style)),
+        Cell::from(flags(w, theme)),
         Cell::from(duration(w.duration_ns())),
         Cell::from(w.spans.to_string()),
         Cell::from(Line::from(vec![Span::styled(
