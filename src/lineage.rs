@@ -146,7 +146,9 @@ pub fn from_data_dir(
             max_depth: depth,
             ..Reach::default()
         };
-        Ok(engine.lineage(&trace, reach).await?)
+        let result = engine.lineage(&trace, reach).await?;
+        // The engine is dropped here: the result is ours alone.
+        Ok(std::sync::Arc::unwrap_or_clone(result))
     })
 }
 

@@ -159,7 +159,7 @@ fn compatible(a: &LineageSpan, b: &LineageSpan, rules: &EvidenceRules) -> bool {
 /// Of `candidates` (indices of causes), the one to join `to` to: compatible,
 /// the latest that started no later than it, else the earliest after it.
 fn nearest(
-    spans: &[LineageSpan],
+    spans: &[&LineageSpan],
     candidates: &[usize],
     to: usize,
     rules: &EvidenceRules,
@@ -168,7 +168,7 @@ fn nearest(
     let ok = candidates
         .iter()
         .copied()
-        .filter(|c| *c != to && compatible(&spans[*c], t, rules));
+        .filter(|c| *c != to && compatible(spans[*c], t, rules));
     let key = |c: &usize| (spans[*c].start_ns, *c);
     let (before, after): (Vec<usize>, Vec<usize>) =
         ok.partition(|c| spans[*c].start_ns <= t.start_ns);
@@ -179,7 +179,15 @@ fn nearest(
 }
 
 /// Every evidence join among `spans` under `rules`, in span order.
-pub fn joins(spans: &[LineageSpan], rules: &EvidenceRules) -> Vec<Join> {
+pub fn joins<S: AsRef<LineageSpan>>(spans: &[S], rules: &EvidenceRules) -> Vec<Join> {
+    if !rules.enabled() {
+        return Vec::new();
+    }
+    let spans: Vec<&LineageSpan> = spans.iter().map(AsRef::as_ref).collect();
+    joins_in(&spans, rules)
+}
+
+fn joins_in(spans: &[&LineageSpan], rules: &EvidenceRules) -> Vec<Join> {
     let mut out = Vec::new();
     if !rules.enabled() {
         return out;
@@ -252,7 +260,7 @@ pub fn joins(spans: &[LineageSpan], rules: &EvidenceRules) -> Vec<Join> {
 /// A tool call runs once: of the spans a model call (or an approval) would
 /// join by one call id, only the nearest that started after it (else the
 /// nearest before) keeps the edge. A message may have many consumers.
-fn one_run_per_call(spans: &[LineageSpan], joins: Vec<Join>) -> Vec<Join> {
+fn one_run_per_call(spans: &[&LineageSpan], joins: Vec<Join>) -> Vec<Join> {
     let distance = |j: &Join| {
         let gap = spans[j.to].start_ns.saturating_sub(spans[j.from].start_ns);
         (gap < 0, gap.unsigned_abs(), j.to)

@@ -154,9 +154,15 @@ pub struct BuildOptions {
 
 /// Builds and analyses the workflow graph of `spans`.
 pub fn build(spans: Vec<LineageSpan>, options: &BuildOptions) -> Lineage {
+    build_nodes(spans.into_iter().map(Node::new).collect(), options)
+}
+
+/// [`build`] on spans already in their nodes ([`Node::new`]), analysed in
+/// place: a loader of a million spans allocates them once, not twice.
+pub fn build_nodes(nodes: Vec<Node>, options: &BuildOptions) -> Lineage {
     let now_ns = options.now_ns;
     let mut anomalies = Vec::new();
-    let (nodes, index) = dedup(spans, &mut anomalies);
+    let (mut nodes, index) = dedup(nodes, &mut anomalies);
 
     let mut graph: DiGraph<usize, EdgeKind> = DiGraph::with_capacity(nodes.len(), nodes.len());
     let ids: Vec<NodeIndex> = (0..nodes.len()).map(|i| graph.add_node(i)).collect();
@@ -268,18 +274,13 @@ pub fn build(spans: Vec<LineageSpan>, options: &BuildOptions) -> Lineage {
             evidence: evidence_of.remove(&e.id().index()),
         })
         .collect();
-    let nodes: Vec<Node> = nodes
-        .into_iter()
-        .enumerate()
-        .map(|(i, span)| Node {
-            span,
-            depth: depth[i],
-            reached_by: reached_by[i],
-            self_time_ns: self_time[i],
-            effective_identity: identity[i].clone(),
-            on_critical_path: on_path.contains(&i),
-        })
-        .collect();
+    for (i, (node, identity)) in nodes.iter_mut().zip(identity).enumerate() {
+        node.depth = depth[i];
+        node.reached_by = reached_by[i];
+        node.self_time_ns = self_time[i];
+        node.effective_identity = identity;
+        node.on_critical_path = on_path.contains(&i);
+    }
     let roots = roots_of_each(&graph, &dag, |_| true);
     let summary = summarise(
         &nodes,
@@ -302,7 +303,7 @@ type Index = HashMap<(TraceId, SpanId), usize>;
 
 /// Keeps the first copy of each `(trace, span)`, reporting the others, and
 /// indexes the spans kept by id.
-fn dedup(spans: Vec<LineageSpan>, anomalies: &mut Vec<Anomaly>) -> (Vec<LineageSpan>, Index) {
+fn dedup(spans: Vec<Node>, anomalies: &mut Vec<Anomaly>) -> (Vec<Node>, Index) {
     let mut index = Index::with_capacity(spans.len());
     let mut copies: HashMap<(TraceId, SpanId), usize> = HashMap::new();
     for (i, s) in spans.iter().enumerate() {
@@ -324,7 +325,7 @@ fn dedup(spans: Vec<LineageSpan>, anomalies: &mut Vec<Anomaly>) -> (Vec<LineageS
             copies,
         });
     }
-    let kept: Vec<LineageSpan> = spans
+    let kept: Vec<Node> = spans
         .into_iter()
         .enumerate()
         .filter(|(i, s)| index.get(&(s.trace_id, s.span_id)) == Some(i))
@@ -358,7 +359,7 @@ impl<K: std::hash::Hash + Eq, V> InsertFirst<K, V> for HashMap<K, V> {
 /// The root of each trace (the earliest span without a parent); a trace with
 /// none is reported and gets its earliest span as a stand-in.
 fn trace_roots(
-    nodes: &[LineageSpan],
+    nodes: &[Node],
     traces: &mut Vec<TraceId>,
     anomalies: &mut Vec<Anomaly>,
 ) -> HashMap<TraceId, usize> {
@@ -498,7 +499,7 @@ fn depths(graph: &DiGraph<usize, EdgeKind>, dag: &Dag) -> (Vec<u32>, Vec<Option<
 }
 
 /// Duration minus the union of its children's intervals (clipped to the span).
-fn self_times(graph: &DiGraph<usize, EdgeKind>, nodes: &[LineageSpan]) -> Vec<i64> {
+fn self_times(graph: &DiGraph<usize, EdgeKind>, nodes: &[Node]) -> Vec<i64> {
     graph
         .node_indices()
         .map(|v| {
@@ -531,7 +532,7 @@ fn self_times(graph: &DiGraph<usize, EdgeKind>, nodes: &[LineageSpan]) -> Vec<i6
 fn effective_identities(
     graph: &DiGraph<usize, EdgeKind>,
     dag: &Dag,
-    nodes: &[LineageSpan],
+    nodes: &[Node],
     follow: impl Fn(EdgeKind) -> bool,
 ) -> Vec<Option<String>> {
     let mut out: Vec<Option<String>> = vec![None; nodes.len()];
@@ -585,7 +586,7 @@ fn topological(graph: &DiGraph<usize, EdgeKind>, back: &[bool]) -> Vec<NodeIndex
 
 /// The chain that determined end-to-end latency: from the root whose reachable
 /// work ends last, repeatedly into the successor whose reachable work ends last.
-fn critical_path(graph: &DiGraph<usize, EdgeKind>, dag: &Dag, nodes: &[LineageSpan]) -> Vec<usize> {
+fn critical_path(graph: &DiGraph<usize, EdgeKind>, dag: &Dag, nodes: &[Node]) -> Vec<usize> {
     let order = &dag.topological;
     let mut reach_end: Vec<i64> = nodes.iter().map(|s| s.end_ns).collect();
     for v in order.iter().rev() {
@@ -853,5 +854,21 @@ pub(crate) mod tests {
             .map(|i| l.nodes[*i].span.name.as_str())
             .collect();
         assert_eq!(path, ["s1", "s2", "s3", "s4"]);
+    }
+
+    #[test]
+    fn an_identity_lists_its_first_steps_and_counts_them_all() {
+        let mut spans = vec![span(1, 1, None, 0, 1_000)];
+        spans[0].ai.fields.identity = Some("alice".into());
+        for s in 2..=250u8 {
+            spans.push(span(1, s, Some(1), i64::from(s), i64::from(s) + 1));
+        }
+        let l = build(spans, OLD);
+        let alice = &l.summary.identities[0];
+        assert_eq!(alice.identity, "alice");
+        assert_eq!(alice.step_count, 250, "every step inherits her identity");
+        assert_eq!(alice.steps.len(), crate::summary::IDENTITY_STEPS);
+        assert_eq!(alice.steps[0].name, "s1", "in start order");
+        assert!(crate::render::summary_text(&l).contains("alice (identity): 250 step(s)"));
     }
 }

@@ -60,3 +60,32 @@ pub struct Node {
     pub effective_identity: Option<String>,
     pub on_critical_path: bool,
 }
+
+impl Node {
+    /// A span not analysed yet: what a loader hands to [`crate::build_nodes`].
+    pub fn new(span: LineageSpan) -> Self {
+        Self {
+            span,
+            depth: 0,
+            reached_by: None,
+            self_time_ns: 0,
+            effective_identity: None,
+            on_critical_path: false,
+        }
+    }
+}
+
+/// A node is its span, analysed: its span's fields read through it.
+impl std::ops::Deref for Node {
+    type Target = LineageSpan;
+
+    fn deref(&self) -> &LineageSpan {
+        &self.span
+    }
+}
+
+impl AsRef<LineageSpan> for Node {
+    fn as_ref(&self) -> &LineageSpan {
+        &self.span
+    }
+}

@@ -12,8 +12,11 @@ use crate::summary::Summary;
 /// Nodes per page unless asked otherwise.
 pub const PAGE_NODES: usize = 10_000;
 
-/// One page of a lineage: every field of [`Lineage`], with `nodes` from
-/// `offset` (at most a page) and the edges that touch them.
+/// One page of a lineage: `nodes` from `offset` (at most a page) and the
+/// edges into them, so each edge is on exactly one page; the first page
+/// (offset 0) also carries the analysis of the whole workflow (critical path,
+/// anomalies, summary), which later pages leave out — a million-span
+/// workflow's summary is sent once, not once a page.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LineagePage {
     /// The trace asked for.
@@ -36,9 +39,13 @@ pub struct LineagePage {
     pub offset: usize,
     pub nodes: Vec<Node>,
     pub edges: Vec<Edge>,
-    pub critical_path: Vec<usize>,
-    pub anomalies: Vec<Anomaly>,
-    pub summary: Summary,
+    /// The analysis: on the first page only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub critical_path: Option<Vec<usize>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anomalies: Option<Vec<Anomaly>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<Summary>,
 }
 
 impl LineagePage {
@@ -54,7 +61,7 @@ impl LineagePage {
         let total = lineage.nodes.len();
         let offset = offset.min(total);
         let end = offset.saturating_add(limit).min(total);
-        let in_page = |i: usize| (offset..end).contains(&i);
+        let first = offset == 0;
         let mut left_out = Vec::new();
         if offset > 0 || end < total {
             left_out.push(if end > offset {
@@ -84,25 +91,28 @@ impl LineagePage {
             edges: lineage
                 .edges
                 .iter()
-                .filter(|e| in_page(e.from) || in_page(e.to))
+                .filter(|e| (offset..end).contains(&e.to))
                 .cloned()
                 .collect(),
-            critical_path: lineage.critical_path.clone(),
-            anomalies: lineage.anomalies.clone(),
-            summary: lineage.summary.clone(),
+            critical_path: first.then(|| lineage.critical_path.clone()),
+            anomalies: first.then(|| lineage.anomalies.clone()),
+            summary: first.then(|| lineage.summary.clone()),
         }
     }
 
     /// The lineage back, when this page holds all of it; `None` for a part
     /// (fetch the rest with `?offset=`).
     pub fn into_lineage(self) -> Option<Lineage> {
-        (self.offset == 0 && self.nodes.len() == self.total_nodes).then_some(Lineage {
+        if self.offset != 0 || self.nodes.len() != self.total_nodes {
+            return None;
+        }
+        Some(Lineage {
             traces: self.traces,
             nodes: self.nodes,
             edges: self.edges,
-            critical_path: self.critical_path,
-            anomalies: self.anomalies,
-            summary: self.summary,
+            critical_path: self.critical_path?,
+            anomalies: self.anomalies?,
+            summary: self.summary?,
         })
     }
 
@@ -114,8 +124,6 @@ impl LineagePage {
         let total = first.total_nodes;
         let mut nodes = first.nodes;
         let mut edges = first.edges;
-        let mut seen: std::collections::HashSet<(usize, usize, crate::node::EdgeKind)> =
-            edges.iter().map(|e| (e.from, e.to, e.kind)).collect();
         if first.offset != 0 {
             return None;
         }
@@ -124,19 +132,16 @@ impl LineagePage {
                 return None;
             }
             nodes.extend(page.nodes);
-            for e in page.edges {
-                if seen.insert((e.from, e.to, e.kind)) {
-                    edges.push(e);
-                }
-            }
+            // Each edge is on the page of the node it leads to: no repeats.
+            edges.extend(page.edges);
         }
         (nodes.len() == total).then_some(Lineage {
             traces: first.traces,
             nodes,
             edges,
-            critical_path: first.critical_path,
-            anomalies: first.anomalies,
-            summary: first.summary,
+            critical_path: first.critical_path?,
+            anomalies: first.anomalies?,
+            summary: first.summary?,
         })
     }
 }
@@ -208,11 +213,13 @@ mod tests {
         let deep = LineagePage::of(&lineage, lineage.traces[0], true, 0, PAGE_NODES);
         assert!(deep.truncated && deep.more_traces && deep.next_offset.is_none());
         assert!(deep.left_out.as_deref().unwrap().contains("depth"));
-        assert!(
-            page.edges
-                .iter()
-                .all(|e| (1..3).contains(&e.from) || (1..3).contains(&e.to))
-        );
+        assert!(!page.edges.is_empty());
+        assert!(page.edges.iter().all(|e| (1..3).contains(&e.to)));
+        // The analysis is the first page's: later pages leave it out.
+        assert!(page.summary.is_none() && page.critical_path.is_none());
+        assert!(deep.summary.is_some() && deep.anomalies.is_some());
+        let json = serde_json::to_value(&page).unwrap();
+        assert!(json.get("summary").is_none(), "{json}");
         assert!(page.into_lineage().is_none());
     }
 
@@ -230,6 +237,8 @@ mod tests {
         let mut want = lineage.clone();
         want.edges.sort_by_key(key);
         assert_eq!(back, want);
+        let edges: usize = pages.iter().map(|p| p.edges.len()).sum();
+        assert_eq!(edges, lineage.edges.len(), "each edge on one page");
         assert!(
             LineagePage::assemble(pages[..1].to_vec()).is_none(),
             "a page short"

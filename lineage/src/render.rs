@@ -399,9 +399,7 @@ pub fn review_text(lineage: &Lineage) -> String {
         let _ = writeln!(
             out,
             "  {} ({}): {} step(s)",
-            id.identity,
-            id.kind,
-            id.steps.len()
+            id.identity, id.kind, id.step_count
         );
     }
     let _ = writeln!(out, "policy checks:");

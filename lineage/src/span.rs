@@ -86,6 +86,12 @@ pub struct StepEvent {
     pub body: Option<String>,
 }
 
+impl AsRef<LineageSpan> for LineageSpan {
+    fn as_ref(&self) -> &LineageSpan {
+        self
+    }
+}
+
 impl LineageSpan {
     pub fn duration_ns(&self) -> i64 {
         self.end_ns.saturating_sub(self.start_ns)

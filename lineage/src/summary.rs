@@ -38,12 +38,20 @@ pub struct Retrieval {
     pub time_ns: i64,
 }
 
+/// Steps listed per identity at most: a million-span workflow run for one
+/// user would otherwise list every step again.
+pub const IDENTITY_STEPS: usize = 100;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IdentityUse {
     pub identity: String,
     /// `identity` (a user or principal) or `workload`.
     pub kind: Cow<'static, str>,
+    /// The first [`IDENTITY_STEPS`] steps that ran as it, in start order.
     pub steps: Vec<Step>,
+    /// How many steps ran as it.
+    #[serde(default)]
+    pub step_count: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -251,15 +259,22 @@ impl WithoutEvidence {
 
 /// Builds the summary; `write_tools` names tools that change something even
 /// without `weft.tool.effect = write`.
-pub fn summarise(
-    nodes: &[Node],
+pub fn summarise<'a>(
+    nodes: &'a [Node],
     preds: &Predecessors,
     roots: &Roots,
     strict: Option<&WithoutEvidence>,
     write_tools: &HashSet<String>,
 ) -> Summary {
     let mut summary = Summary::default();
-    let mut identities: HashMap<(&str, &'static str), Vec<Step>> = HashMap::new();
+    let mut identities: HashMap<(&str, &'static str), (Vec<Step>, usize)> = HashMap::new();
+    let mut use_of = |key: (&'a str, &'static str), i: usize| {
+        let (steps, count) = identities.entry(key).or_default();
+        *count += 1;
+        if steps.len() < IDENTITY_STEPS {
+            steps.push(step(nodes, i));
+        }
+    };
 
     let mut order: Vec<usize> = (0..nodes.len()).collect();
     order.sort_by_key(|i| (nodes[*i].span.start_ns, *i));
@@ -268,16 +283,10 @@ pub fn summarise(
         let n = &nodes[i];
         let ai = &n.span.ai;
         if let Some(id) = &n.effective_identity {
-            identities
-                .entry((id.as_str(), "identity"))
-                .or_default()
-                .push(step(nodes, i));
+            use_of((id.as_str(), "identity"), i);
         }
         if let Some(w) = &ai.fields.workload_identity {
-            identities
-                .entry((w.as_str(), "workload"))
-                .or_default()
-                .push(step(nodes, i));
+            use_of((w.as_str(), "workload"), i);
         }
         if ai.fields.ai_kind == Some(weft_schemas::AiKind::Retrieval)
             || ai.fields.retrieval_source.is_some()
@@ -403,10 +412,11 @@ pub fn summarise(
     identities.sort_unstable_by_key(|(key, _)| *key);
     summary.identities = identities
         .into_iter()
-        .map(|((identity, kind), steps)| IdentityUse {
+        .map(|((identity, kind), (steps, step_count))| IdentityUse {
             identity: identity.to_owned(),
             kind: kind.into(),
             steps,
+            step_count,
         })
         .collect();
     summary

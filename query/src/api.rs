@@ -24,6 +24,7 @@ use crate::http::{
     wants_protobuf,
 };
 use crate::lineage::{Direction, Reach};
+use crate::lineage_cache::Freshness;
 use crate::output::OutputFormat;
 use crate::workflows::{ConversationQuery, MAX_WORKFLOWS, WorkflowQuery};
 use weft_lineage::render::{DEFAULT_FOLD, dot, summary_text, text_tree};
@@ -228,11 +229,18 @@ async fn run_lineage(
     caller: &Caller,
     trace_id: &str,
     params: &LineageParams,
-) -> Result<crate::lineage::LineageResult, QueryError> {
+) -> Result<Arc<crate::lineage::LineageResult>, QueryError> {
     let id: TraceId = trace_id.parse()?;
+    // A page past the first continues a reading: it comes from the same
+    // reconstruction as the first page, so the pages agree.
+    let freshness = if params.offset.unwrap_or(0) > 0 {
+        Freshness::NextPage
+    } else {
+        Freshness::Current
+    };
     api.engine(caller)
         .await?
-        .lineage(&id, params.reach()?)
+        .lineage_reading(&id, params.reach()?, freshness)
         .await
 }
 

@@ -9,6 +9,7 @@
 //! - [`output`]: result batches as JSON rows, CSV, Arrow IPC or an aligned table;
 //! - [`lineage`]: fetching a workflow's spans (the `span_links` walk) for `weft-lineage`;
 //! - [`lineage_sql`]: `lineage()`, `ancestors()` and `descendants()` table functions;
+//! - `lineage_cache`: reconstructions kept so a big workflow is built once per reading;
 //! - [`workflows`]: recent workflows and a conversation's, one summary line each;
 //! - `conversation_sql`: the `conversation('<id>')` table function;
 //! - `tempo`, `traceql`: Grafana Tempo's HTTP API under `/tempo`, with the
@@ -35,6 +36,7 @@ mod error;
 mod http;
 mod ids;
 pub mod lineage;
+mod lineage_cache;
 mod lineage_sql;
 pub mod output;
 pub mod pg_catalog;
@@ -54,5 +56,6 @@ pub use engine::{
 };
 pub use error::{ErrorKind, QueryError};
 pub use lineage::LineageResult;
+pub use lineage_cache::Freshness;
 pub use table::{SpanSource, StaticSource, TenantSource};
 pub use worker::register_worker_functions;

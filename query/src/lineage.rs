@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use datafusion::functions_nested::expr_fn::{array_has_any, make_array};
 use datafusion::prelude::lit;
 use weft_lineage::evidence::{self, EvidenceRules};
-use weft_lineage::{BuildOptions, Lineage, LineageSpan, StepAi, build};
+use weft_lineage::{BuildOptions, Lineage, LineageSpan, Node, StepAi, build_nodes};
 use weft_schemas::conventions::AI_COLUMNS;
 use weft_schemas::schema::col as col_name;
 use weft_schemas::settled::col as link_col;
@@ -49,7 +49,7 @@ impl Direction {
 }
 
 /// Which traces to load, starting from one.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reach {
     pub direction: Direction,
     /// Link hops across traces to follow; `None` follows until nothing new.
@@ -82,7 +82,7 @@ pub(crate) async fn workflow_spans(
     start: TraceId,
     reach: Reach,
     evidence: &EvidenceRules,
-) -> Result<(Vec<LineageSpan>, bool), QueryError> {
+) -> Result<(Vec<Node>, bool), QueryError> {
     let mut visited: BTreeSet<TraceId> = BTreeSet::from([start]);
     let mut walk = Walk {
         hops: 0,
@@ -165,7 +165,7 @@ const MAX_EVIDENCE_CANDIDATES: usize = 10_000;
 async fn evidence_traces(
     ctx: &SessionContext,
     source: &Arc<dyn SpanSource>,
-    spans: &[LineageSpan],
+    spans: &[Node],
     visited: &BTreeSet<TraceId>,
     rules: &EvidenceRules,
     walk: &mut Walk,
@@ -231,7 +231,7 @@ async fn evidence_traces(
     // The rule that draws the edges decides which candidates belong: one end
     // already in the workflow, the other a candidate.
     let have = spans.len();
-    let all: Vec<LineageSpan> = spans.iter().cloned().chain(candidates).collect();
+    let all: Vec<&LineageSpan> = spans.iter().chain(&candidates).map(|n| &n.span).collect();
     Ok(evidence::joins(&all, rules)
         .into_iter()
         .filter_map(|j| match (j.from < have, j.to < have) {
@@ -345,7 +345,7 @@ pub(crate) async fn spans_of(
     ctx: &SessionContext,
     source: &Arc<dyn SpanSource>,
     traces: &[TraceId],
-) -> Result<Vec<LineageSpan>, QueryError> {
+) -> Result<Vec<Node>, QueryError> {
     if traces.is_empty() {
         return Ok(Vec::new());
     }
@@ -355,22 +355,24 @@ pub(crate) async fn spans_of(
         .select_exprs(&lineage_columns())?
         .collect()
         .await?;
-    let mut out = Vec::new();
+    // Sized once, in the nodes the graph is analysed in: a span is almost a
+    // kilobyte, and growing by doubling (or moving into nodes later) would
+    // copy a million of them again.
+    let mut out = Vec::with_capacity(batches.iter().map(RecordBatch::num_rows).sum());
     for batch in &batches {
         read_batch(batch, &mut out)?;
     }
     Ok(out)
 }
 
-fn read_batch(batch: &RecordBatch, out: &mut Vec<LineageSpan>) -> Result<(), QueryError> {
+fn read_batch(batch: &RecordBatch, out: &mut Vec<Node>) -> Result<(), QueryError> {
     let r = SpanReader::with_columns(batch, COLUMNS)
         .map_err(|e| QueryError::Internal(format!("lineage query: {e}")))?;
-    out.reserve(r.len());
     for row in 0..r.len() {
         let (Some(trace_id), Some(span_id)) = (r.trace_id(row), r.span_id(row)) else {
             continue;
         };
-        out.push(LineageSpan {
+        out.push(Node::new(LineageSpan {
             events: Vec::new(),
             trace_id,
             span_id,
@@ -390,7 +392,7 @@ fn read_batch(batch: &RecordBatch, out: &mut Vec<LineageSpan>) -> Result<(), Que
                 .filter_map(|l| Some((l.trace_id?, l.span_id?)))
                 .collect(),
             ai: StepAi::from_fields(r.ai(row), |key| r.attribute(row, key).map(str::to_owned)),
-        });
+        }));
     }
     Ok(())
 }
@@ -483,7 +485,7 @@ pub(crate) async fn reconstruct(
         write_tools: rules.write_tools.clone(),
         evidence: rules.evidence.clone(),
     };
-    let lineage = tokio::task::spawn_blocking(move || build(spans, &options))
+    let lineage = tokio::task::spawn_blocking(move || build_nodes(spans, &options))
         .await
         .map_err(|e| QueryError::Internal(format!("lineage build failed: {e}")))?;
     Ok(LineageResult { lineage, truncated })

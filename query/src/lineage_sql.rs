@@ -26,6 +26,7 @@ use weft_lineage::{EdgeKind, Lineage};
 
 use crate::error::QueryError;
 use crate::lineage::{LineageRules, Reach, reconstruct};
+use crate::lineage_cache::{DataVersion, Freshness, LineageCache};
 use crate::table::SpanSource;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +51,7 @@ pub(crate) fn register_lineage_functions(
     ctx: &SessionContext,
     source: &Arc<dyn SpanSource>,
     rules: Arc<LineageRules>,
+    cache: Arc<LineageCache>,
 ) {
     for mode in [Mode::Whole, Mode::Ancestors, Mode::Descendants] {
         ctx.register_udtf(
@@ -57,6 +59,7 @@ pub(crate) fn register_lineage_functions(
             Arc::new(LineageFunction {
                 source: Arc::clone(source),
                 rules: Arc::clone(&rules),
+                cache: Arc::clone(&cache),
                 mode,
             }),
         );
@@ -66,6 +69,7 @@ pub(crate) fn register_lineage_functions(
 struct LineageFunction {
     source: Arc<dyn SpanSource>,
     rules: Arc<LineageRules>,
+    cache: Arc<LineageCache>,
     mode: Mode,
 }
 
@@ -114,6 +118,7 @@ impl TableFunctionImpl for LineageFunction {
         Ok(Arc::new(LineageTable {
             source: Arc::clone(&self.source),
             rules: Arc::clone(&self.rules),
+            cache: Arc::clone(&self.cache),
             mode: self.mode,
             trace,
             span,
@@ -124,6 +129,7 @@ impl TableFunctionImpl for LineageFunction {
 struct LineageTable {
     source: Arc<dyn SpanSource>,
     rules: Arc<LineageRules>,
+    cache: Arc<LineageCache>,
     mode: Mode,
     trace: TraceId,
     span: Option<SpanId>,
@@ -302,18 +308,28 @@ impl TableProvider for LineageTable {
             .downcast_ref::<SessionState>()
             .ok_or_else(|| DataFusionError::Internal("lineage(): not a SessionState".into()))?;
         let ctx = SessionContext::new_with_state(session.clone());
-        let result = reconstruct(
-            &ctx,
-            &self.source,
-            self.trace,
-            Reach::default(),
-            &self.rules,
-        )
-        .await
-        .map_err(QueryError::into_datafusion)?;
-        let lineage = result.lineage;
-        let rows = select(&lineage, self.mode, self.span.map(|s| (self.trace, s)));
-        let batch = to_batch(&lineage, &rows)?;
+        // Paging with LIMIT/OFFSET asks again: a reconstruction of exactly
+        // this data is reused (see `lineage_cache`).
+        let reach = Reach::default();
+        let version = DataVersion::of(&self.source);
+        let result = match self
+            .cache
+            .get(&self.trace, reach, false, Freshness::Current, version)
+        {
+            Some(kept) => kept,
+            None => {
+                let result = Arc::new(
+                    reconstruct(&ctx, &self.source, self.trace, reach, &self.rules)
+                        .await
+                        .map_err(QueryError::into_datafusion)?,
+                );
+                self.cache.put(self.trace, reach, false, version, &result);
+                result
+            }
+        };
+        let lineage = &result.lineage;
+        let rows = select(lineage, self.mode, self.span.map(|s| (self.trace, s)));
+        let batch = to_batch(lineage, &rows)?;
         MemTable::try_new(lineage_schema(), vec![vec![batch]])?
             .scan(state, projection, filters, limit)
             .await

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use weft_store::{Metrics, Store, StoreConfig};
 
 use super::time;
+use weft_lineage::PAGE_NODES;
 use weft_lineage::{BuildOptions, build};
 use weft_lineage::{LineageSpan, StepAi};
 use weft_query::lineage::Reach;
@@ -175,30 +176,44 @@ fn reconstruct(total: usize) -> anyhow::Result<()> {
     eprintln!("storing the workflow and reconstructing it through the query engine ...");
     let dir = std::env::temp_dir().join(format!("weft-bench-lineage-{}", std::process::id()));
     let runtime = crate::runtime()?;
-    let end_to_end = runtime.block_on(async {
+    let (end_to_end, memory, paging) = runtime.block_on(async {
         let store = Store::open(StoreConfig::new(&dir), Arc::new(Metrics::default())).await?;
         let rows: Vec<Span> = spans.iter().map(to_span).collect();
         for chunk in rows.chunks(10_000) {
             store.ingest(chunk).await?;
         }
+        drop(rows);
         store.flush().await?;
-        let engine = QueryEngine::new(Arc::new(store.clone()), QuerySettings::default()).await?;
         let start = ids(0, 0).0;
         let mut best_time = Duration::MAX;
+        let mut memory = None;
+        let mut kept = None;
         for _ in 0..3 {
+            // A fresh engine each round: no reconstruction kept from the last.
+            let engine =
+                QueryEngine::new(Arc::new(store.clone()), QuerySettings::default()).await?;
+            let before = memory::reset_peak();
             let t = Instant::now();
             let result = engine.lineage(&start, Reach::default()).await?;
             best_time = best_time.min(t.elapsed());
+            memory =
+                memory.or(before.and_then(|b| Some((memory::peak()? - b, memory::rss()? - b))));
             anyhow::ensure!(
                 result.lineage.nodes.len() == n,
                 "engine found {} of {n}",
                 result.lineage.nodes.len()
             );
+            kept = Some(engine);
         }
+        let engine = kept.ok_or_else(|| anyhow::anyhow!("no engine"))?;
+        let paging = pages(&engine, &store, start, n).await?;
+        drop(engine);
         store.shutdown().await?;
-        Ok::<_, anyhow::Error>(best_time)
+        Ok::<_, anyhow::Error>((best_time, memory, paging))
     })?;
+    let served = runtime.block_on(over_http(&dir, ids(0, 0).0, n));
     let _ = std::fs::remove_dir_all(&dir);
+    let served = served?;
 
     print_table(
         &format!("lineage of a {n}-span workflow ({TRACES} linked traces)"),
@@ -211,7 +226,171 @@ fn reconstruct(total: usize) -> anyhow::Result<()> {
             ),
         ],
     );
+    if let Some((peak, held)) = memory {
+        println!();
+        println!(
+            "memory of the end-to-end reconstruction: peak {:.0} MiB above the resident set before it, \
+             {:.0} MiB held while its answer is kept ({:.0} bytes per span)",
+            peak as f64 / MIB,
+            held as f64 / MIB,
+            held as f64 / n as f64
+        );
+    }
+    let (first, next, all, count) = paging;
+    print_table(
+        &format!("paging the {n}-span workflow's lineage ({PAGE_NODES} nodes a page, as JSON)"),
+        &[
+            ("baseline: end to end reconstruction (above)", end_to_end),
+            ("first page: reconstruct + page + JSON", first),
+            ("a later page (from the kept reconstruction) + JSON", next),
+            (&format!("all {count} pages, one after another"), all),
+        ],
+    );
+    println!();
+    println!(
+        "over HTTP, a fresh `weft serve` on the same data: GET /api/lineage/{{id}} (first page, \
+         {PAGE_NODES} nodes, {:.1} MB of JSON) {:.1} ms; every later page {:.1} ms in all; \
+         the server's resident set {:.0} MiB before, peak {:.0} MiB, {:.0} MiB after",
+        served.first_bytes as f64 / 1e6,
+        served.first.as_secs_f64() * 1e3,
+        served.rest.as_secs_f64() * 1e3,
+        served.rss_before as f64 / MIB,
+        served.peak as f64 / MIB,
+        served.rss_after as f64 / MIB,
+    );
     Ok(())
+}
+
+/// What reading the workflow's lineage from a real server took.
+struct Served {
+    first: Duration,
+    first_bytes: usize,
+    rest: Duration,
+    rss_before: u64,
+    peak: u64,
+    rss_after: u64,
+}
+
+/// `weft serve` on `dir` (the stored workflow), then every page of the
+/// lineage of `start` over HTTP, as the TUI reads them.
+async fn over_http(dir: &std::path::Path, start: TraceId, n: usize) -> anyhow::Result<Served> {
+    let server = super::receivers::start_weft(Some(dir.to_path_buf()), None)?;
+    let api = server
+        .api
+        .ok_or_else(|| anyhow::anyhow!("weft serve has no API"))?;
+    let client = reqwest::Client::new();
+    let get = async |offset: usize| -> anyhow::Result<usize> {
+        let response = client
+            .get(format!(
+                "http://{api}/api/lineage/{start}?offset={offset}&limit={PAGE_NODES}"
+            ))
+            .send()
+            .await?;
+        anyhow::ensure!(
+            response.status().is_success(),
+            "lineage page {offset}: {}",
+            response.status()
+        );
+        Ok(response.bytes().await?.len())
+    };
+    let rss_before = server.rss_bytes().unwrap_or(0);
+    let t = Instant::now();
+    let first_bytes = get(0).await?;
+    let first = t.elapsed();
+    let t = Instant::now();
+    let mut offset = PAGE_NODES;
+    while offset < n {
+        get(offset).await?;
+        offset += PAGE_NODES;
+    }
+    let rest = t.elapsed();
+    Ok(Served {
+        first,
+        first_bytes,
+        rest,
+        rss_before,
+        peak: server.peak_rss_bytes().unwrap_or(0),
+        rss_after: server.rss_bytes().unwrap_or(0),
+    })
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// This process's resident memory, from `/proc/self` (Linux).
+mod memory {
+    fn status_kb(key: &str) -> Option<u64> {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
+        Some(kb * 1024)
+    }
+
+    /// Resident bytes now.
+    pub fn rss() -> Option<u64> {
+        status_kb("VmRSS:")
+    }
+
+    /// Peak resident bytes since the last [`reset_peak`].
+    pub fn peak() -> Option<u64> {
+        status_kb("VmHWM:")
+    }
+
+    /// Starts a new peak at the resident set now (Linux's `clear_refs` 5),
+    /// and returns that.
+    pub fn reset_peak() -> Option<u64> {
+        std::fs::write("/proc/self/clear_refs", "5").ok()?;
+        rss()
+    }
+}
+
+/// What the API does for `/api/lineage/{id}?offset=&limit=`: the first page
+/// of a reading, a later one, and all of them in turn (as the TUI reads them).
+async fn pages(
+    engine: &QueryEngine,
+    store: &Store,
+    start: TraceId,
+    n: usize,
+) -> anyhow::Result<(Duration, Duration, Duration, usize)> {
+    use weft_lineage::LineagePage;
+    use weft_query::Freshness;
+    let page = async |offset: usize, freshness: Freshness| -> anyhow::Result<usize> {
+        let result = engine
+            .lineage_reading(&start, Reach::default(), freshness)
+            .await?;
+        let page = LineagePage::of(&result.lineage, start, false, offset, PAGE_NODES);
+        Ok(serde_json::to_vec(&page)?.len())
+    };
+    // A fresh engine's first page, timed as a reader sees it.
+    let fresh = QueryEngine::new(Arc::new(store.clone()), QuerySettings::default()).await?;
+    let t = Instant::now();
+    let result = fresh.lineage(&start, Reach::default()).await?;
+    let first_page = LineagePage::of(&result.lineage, start, false, 0, PAGE_NODES);
+    std::hint::black_box(serde_json::to_vec(&first_page)?);
+    let first = t.elapsed();
+    drop((result, fresh));
+    let t = Instant::now();
+    page(n / 2, Freshness::NextPage).await?;
+    let next = t.elapsed();
+    let t = Instant::now();
+    let mut count = 0;
+    let mut offset = 0;
+    while offset < n {
+        let freshness = if offset == 0 {
+            Freshness::Current
+        } else {
+            Freshness::NextPage
+        };
+        page(offset, freshness).await?;
+        offset += PAGE_NODES;
+        count += 1;
+    }
+    Ok((first, next, t.elapsed(), count))
 }
 
 /// What settling adds to a flush: the structure and link files of `total`
@@ -283,6 +462,9 @@ fn structural(total: usize) -> anyhow::Result<()> {
         let mut per_trace = Duration::MAX;
         let mut walked = 0i64;
         for _ in 0..3 {
+            // A fresh engine each round: no reconstruction kept from the last.
+            let engine =
+                QueryEngine::new(Arc::new(store.clone()), QuerySettings::default()).await?;
             let t = Instant::now();
             walked = 0;
             for trace in 0..STRUCTURAL_TRACES {
@@ -290,7 +472,8 @@ fn structural(total: usize) -> anyhow::Result<()> {
                     max_depth: Some(0),
                     ..Reach::default()
                 };
-                let l = engine.lineage(&ids(trace, 0).0, reach).await?.lineage;
+                let result = engine.lineage(&ids(trace, 0).0, reach).await?;
+                let l = &result.lineage;
                 let mut parent = vec![None; l.nodes.len()];
                 for e in l.edges.iter().filter(|e| e.kind == EdgeKind::Child) {
                     parent[e.to] = Some(e.from);

@@ -33,10 +33,19 @@ pub(super) struct Receiver {
 impl Receiver {
     /// The process's resident set size, from `/proc` (Linux), in bytes.
     pub(super) fn rss_bytes(&self) -> Option<u64> {
+        self.status_bytes("VmRSS:")
+    }
+
+    /// The process's peak resident set size so far (`VmHWM`), in bytes.
+    pub(super) fn peak_rss_bytes(&self) -> Option<u64> {
+        self.status_bytes("VmHWM:")
+    }
+
+    fn status_bytes(&self, key: &str) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
         let kb: u64 = status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))?
+            .find_map(|l| l.strip_prefix(key))?
             .trim()
             .trim_end_matches("kB")
             .trim()

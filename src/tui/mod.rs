@@ -314,7 +314,7 @@ impl Source for Local {
 
     fn lineage(&mut self, trace: TraceId) -> Result<Lineage, Failure> {
         self.run(async |e| e.lineage(&trace, Reach::default()).await)
-            .map(|r| r.lineage)
+            .map(|r| Arc::unwrap_or_clone(r).lineage)
     }
 
     fn diff(&mut self, a: TraceId, b: TraceId) -> Result<weft_lineage::RunDiff, Failure> {

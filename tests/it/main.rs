@@ -24,6 +24,7 @@ mod lineage_agree;
 mod lineage_diff;
 mod lineage_e2e;
 mod lineage_evidence;
+mod lineage_paging;
 mod listeners;
 mod postgres;
 mod readme;

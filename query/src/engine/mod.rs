@@ -36,6 +36,7 @@ use crate::conversation_sql::register_conversation_function;
 use crate::error::QueryError;
 use crate::ids::trace_id_literal;
 use crate::lineage::{LineageResult, LineageRules, Reach, reconstruct};
+use crate::lineage_cache::{DataVersion, Freshness, LineageCache};
 use crate::lineage_sql::register_lineage_functions;
 use crate::table::{SpanSource, Stored, TenantSource, register_stored_tables, stored_table};
 use crate::workflows::{
@@ -103,6 +104,8 @@ pub struct QueryEngine {
     /// The engines of each tenant seen so far (one per configured tenant),
     /// sharing this engine's memory pool.
     tenants: std::sync::Mutex<std::collections::HashMap<String, Arc<QueryEngine>>>,
+    /// Recent reconstructions, for paging through big workflows.
+    lineage_cache: Arc<LineageCache>,
     /// Settled workflows' summaries, for [`QueryEngine::workflows`],
     /// [`QueryEngine::conversation`] and SQL `conversation()`.
     workflow_cache: Arc<WorkflowCache>,
@@ -242,7 +245,13 @@ impl QueryEngine {
         let calls = ctx.sql(SERVICE_CALLS_SQL).await?.into_view();
         ctx.register_table("service_calls", calls)?;
         crate::table::register_span_events(&ctx, &events)?;
-        register_lineage_functions(&ctx, &source, Arc::clone(&rules));
+        let lineage_cache = Arc::new(LineageCache::default());
+        register_lineage_functions(
+            &ctx,
+            &source,
+            Arc::clone(&rules),
+            Arc::clone(&lineage_cache),
+        );
         let workflow_cache = Arc::new(WorkflowCache::default());
         register_conversation_function(
             &ctx,
@@ -260,6 +269,7 @@ impl QueryEngine {
             rules,
             tenants: Default::default(),
             workflow_cache,
+            lineage_cache,
             signals,
             distribution,
         })
@@ -281,12 +291,33 @@ impl QueryEngine {
     }
 
     /// The workflow reachable from `trace_id`: every span of every trace joined
-    /// to it by span links (within `reach`), as an analysed graph.
+    /// to it by span links (within `reach`), as an analysed graph, of the
+    /// data as it is now.
     pub async fn lineage(
         &self,
         trace_id: &TraceId,
         reach: Reach,
-    ) -> Result<LineageResult, QueryError> {
+    ) -> Result<Arc<LineageResult>, QueryError> {
+        self.lineage_reading(trace_id, reach, Freshness::Current)
+            .await
+    }
+
+    /// [`QueryEngine::lineage`], where a page past the first of a reading
+    /// (`Freshness::NextPage`) comes from the reconstruction its first page
+    /// came from (see [`crate::lineage_cache`]).
+    pub async fn lineage_reading(
+        &self,
+        trace_id: &TraceId,
+        reach: Reach,
+        freshness: Freshness,
+    ) -> Result<Arc<LineageResult>, QueryError> {
+        let version = DataVersion::of(&self.source);
+        if let Some(kept) = self
+            .lineage_cache
+            .get(trace_id, reach, true, freshness, version)
+        {
+            return Ok(kept);
+        }
         let run = async {
             let mut result =
                 reconstruct(&self.ctx, &self.source, *trace_id, reach, &self.rules).await?;
@@ -296,7 +327,10 @@ impl QueryEngine {
             crate::lineage::attach_events(&self.ctx, &self.events, &mut result.lineage).await?;
             Ok(result)
         };
-        self.bounded(run).await
+        let result = Arc::new(self.bounded(run).await?);
+        self.lineage_cache
+            .put(*trace_id, reach, true, version, &result);
+        Ok(result)
     }
 
     /// What changed between the run reachable from `a` and the one reachable
