@@ -36,6 +36,6 @@ pub use diff::{RunDiff, diff};
 pub use evidence::{Evidence, EvidenceRules};
 pub use graph::{Anomaly, BuildOptions, Lineage, SETTLE_NS, build, build_nodes};
 pub use node::{Edge, EdgeKind, Node};
-pub use page::{LineagePage, PAGE_NODES};
+pub use page::{LineagePage, PAGE_NODES, SUMMARY_ITEMS, SummaryCounts};
 pub use span::{LineageSpan, StepAi, StepEvent, TOOL_EFFECT_KEY};
 pub use workflow::{Flags, WorkflowSummary};

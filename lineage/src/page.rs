@@ -11,6 +11,62 @@ use crate::summary::Summary;
 
 /// Nodes per page unless asked otherwise.
 pub const PAGE_NODES: usize = 10_000;
+/// Entries of each summary list the first page carries at most: a
+/// million-span workflow's 200,000 tool calls would be 170 MB of JSON.
+pub const SUMMARY_ITEMS: usize = 1_000;
+
+/// How many entries each summary list holds in all, when the page carries
+/// only the first [`SUMMARY_ITEMS`] of one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SummaryCounts {
+    pub retrievals: usize,
+    pub identities: usize,
+    pub policy_checks: usize,
+    pub tool_calls: usize,
+    pub approvals: usize,
+    pub findings: usize,
+}
+
+impl SummaryCounts {
+    fn of(s: &Summary) -> Self {
+        Self {
+            retrievals: s.retrievals.len(),
+            identities: s.identities.len(),
+            policy_checks: s.policy_checks.len(),
+            tool_calls: s.tool_calls.len(),
+            approvals: s.approvals.len(),
+            findings: s.findings.len(),
+        }
+    }
+
+    fn any_over(&self, cap: usize) -> bool {
+        [
+            self.retrievals,
+            self.identities,
+            self.policy_checks,
+            self.tool_calls,
+            self.approvals,
+            self.findings,
+        ]
+        .into_iter()
+        .any(|n| n > cap)
+    }
+}
+
+/// The first `cap` entries of each list of `s`.
+fn first_of(s: &Summary, cap: usize) -> Summary {
+    fn head<T: Clone>(v: &[T], cap: usize) -> Vec<T> {
+        v[..v.len().min(cap)].to_vec()
+    }
+    Summary {
+        retrievals: head(&s.retrievals, cap),
+        identities: head(&s.identities, cap),
+        policy_checks: head(&s.policy_checks, cap),
+        tool_calls: head(&s.tool_calls, cap),
+        approvals: head(&s.approvals, cap),
+        findings: head(&s.findings, cap),
+    }
+}
 
 /// One page of a lineage: `nodes` from `offset` (at most a page) and the
 /// edges into them, so each edge is on exactly one page; the first page
@@ -46,6 +102,10 @@ pub struct LineagePage {
     pub anomalies: Option<Vec<Anomaly>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<Summary>,
+    /// Each summary list's full length, when `summary` holds only the first
+    /// [`SUMMARY_ITEMS`] of one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary_counts: Option<SummaryCounts>,
 }
 
 impl LineagePage {
@@ -73,6 +133,14 @@ impl LineagePage {
                 format!("this page holds no nodes: offset {offset} is past the {total} nodes")
             });
         }
+        let counts = SummaryCounts::of(&lineage.summary);
+        let summary_cut = first && counts.any_over(SUMMARY_ITEMS);
+        if summary_cut {
+            left_out.push(format!(
+                "the summary lists the first {SUMMARY_ITEMS} of each kind; summary_counts has how many there are \
+                 (lineage() in SQL has every step's finding)"
+            ));
+        }
         if more_traces {
             left_out.push(
                 "linked traces past the depth asked for were not followed (raise ?depth=)".into(),
@@ -96,7 +164,8 @@ impl LineagePage {
                 .collect(),
             critical_path: first.then(|| lineage.critical_path.clone()),
             anomalies: first.then(|| lineage.anomalies.clone()),
-            summary: first.then(|| lineage.summary.clone()),
+            summary: first.then(|| first_of(&lineage.summary, SUMMARY_ITEMS)),
+            summary_counts: summary_cut.then_some(counts),
         }
     }
 
@@ -153,7 +222,7 @@ mod tests {
     use super::*;
     use crate::graph::tests::span;
     use crate::{BuildOptions, build};
-    use weft_schemas::{ApprovalState, PolicyVerdict};
+    use weft_schemas::{ApprovalState, PolicyVerdict, SpanId};
 
     /// A workflow with every part the JSON carries: two linked traces, a
     /// missing parent, AI fields, a governance finding.
@@ -247,5 +316,37 @@ mod tests {
             LineagePage::assemble(pages[1..].to_vec()).is_none(),
             "no first page"
         );
+    }
+
+    #[test]
+    fn a_long_summary_is_cut_on_the_page_and_counted() {
+        let mut spans = vec![span(1, 1, None, 0, 10_000)];
+        for i in 0..1_200u64 {
+            let mut s = span(1, 2, Some(1), i as i64, i as i64 + 1);
+            s.span_id = SpanId::try_from(&(i + 100).to_be_bytes()[..]).unwrap();
+            s.ai.fields.tool_name = Some("lookup".into());
+            spans.push(s);
+        }
+        let lineage = build(
+            spans,
+            &BuildOptions {
+                now_ns: 1_000_000_000_000,
+                ..Default::default()
+            },
+        );
+        assert_eq!(lineage.summary.tool_calls.len(), 1_200);
+        let page = LineagePage::of(&lineage, lineage.traces[0], false, 0, PAGE_NODES);
+        let summary = page.summary.as_ref().unwrap();
+        assert_eq!(summary.tool_calls.len(), SUMMARY_ITEMS);
+        assert_eq!(
+            summary.tool_calls[..],
+            lineage.summary.tool_calls[..SUMMARY_ITEMS]
+        );
+        assert_eq!(page.summary_counts.unwrap().tool_calls, 1_200);
+        assert!(page.truncated);
+        assert!(page.left_out.as_deref().unwrap().contains("summary_counts"));
+        // A short summary goes whole, uncounted.
+        let small = LineagePage::of(&self::lineage(), lineage.traces[0], false, 0, PAGE_NODES);
+        assert!(small.summary_counts.is_none() && !small.truncated);
     }
 }
