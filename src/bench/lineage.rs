@@ -324,16 +324,7 @@ const MIB: f64 = 1024.0 * 1024.0;
 /// This process's resident memory, from `/proc/self` (Linux).
 mod memory {
     fn status_kb(key: &str) -> Option<u64> {
-        let status = std::fs::read_to_string("/proc/self/status").ok()?;
-        let kb: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix(key))?
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()
-            .ok()?;
-        Some(kb * 1024)
+        super::super::proc_status_bytes("self", key)
     }
 
     /// Resident bytes now.

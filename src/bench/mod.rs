@@ -203,6 +203,21 @@ fn ingest(args: &BenchArgs) -> anyhow::Result<()> {
 
 /// A fresh directory under the system's temp dir, removed when dropped
 /// (also when a measurement fails half-way).
+/// A size line of `/proc/<process>/status` (`VmRSS:`, `VmHWM:`), in bytes
+/// (Linux).
+fn proc_status_bytes(process: &str, key: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{process}/status")).ok()?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
 fn tempfile_dir() -> anyhow::Result<tempfile::TempDir> {
     tempfile::Builder::new()
         .prefix("weft-bench-")

@@ -42,16 +42,7 @@ impl Receiver {
     }
 
     fn status_bytes(&self, key: &str) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
-        let kb: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix(key))?
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()
-            .ok()?;
-        Some(kb * 1024)
+        super::proc_status_bytes(&self.child.id().to_string(), key)
     }
 }
 

@@ -113,22 +113,27 @@ impl Remote {
     fn get(&self, path: &str, what: &str) -> Result<crate::client::Answer, Failure> {
         self.0.get(path, what).map_err(failure)
     }
-}
 
-impl Source for Remote {
-    fn workflows(&mut self, window_secs: u64, limit: usize) -> Result<Listed, Failure> {
-        let answer = self.get(
-            &format!("/api/workflows?since={window_secs}s&limit={limit}"),
-            "listing workflows",
-        )?;
+    /// A `/api/workflows` answer, with the traces it draws from.
+    fn list(&self, path: &str, what: &str) -> Result<Listed, Failure> {
+        let answer = self.get(path, what)?;
         let traces = answer
             .headers
             .get(weft_query::api::TRACES_IN_WINDOW)
             .and_then(|v| v.to_str().ok()?.parse().ok());
         Ok(Listed {
-            workflows: json(&answer.body, "workflows")?,
+            workflows: json(&answer.body, what)?,
             traces,
         })
+    }
+}
+
+impl Source for Remote {
+    fn workflows(&mut self, window_secs: u64, limit: usize) -> Result<Listed, Failure> {
+        self.list(
+            &format!("/api/workflows?since={window_secs}s&limit={limit}"),
+            "listing workflows",
+        )
     }
 
     fn conversation(&mut self, id: &str, limit: usize) -> Result<Listed, Failure> {
@@ -136,18 +141,10 @@ impl Source for Remote {
             .append_pair("conversation", id)
             .append_pair("limit", &limit.to_string())
             .finish();
-        let answer = self.get(
+        self.list(
             &format!("/api/workflows?{query}"),
             "listing the conversation",
-        )?;
-        let traces = answer
-            .headers
-            .get(weft_query::api::TRACES_IN_WINDOW)
-            .and_then(|v| v.to_str().ok()?.parse().ok());
-        Ok(Listed {
-            workflows: json(&answer.body, "conversation")?,
-            traces,
-        })
+        )
     }
 
     fn lineage(&mut self, trace: TraceId) -> Result<Lineage, Failure> {

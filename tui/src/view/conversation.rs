@@ -10,7 +10,7 @@ use weft_lineage::WorkflowSummary;
 use weft_lineage::render::duration;
 use weft_schemas::StatusCode;
 
-use super::workflows::{flags, thousands};
+use super::workflows::{flags, mark_of, marks_title, thousands};
 use super::{Theme, clock, fit, window_start};
 use crate::app::App;
 use crate::conversation::{ConversationState, Turns};
@@ -70,11 +70,7 @@ fn table(app: &App, turns: &Turns, theme: Theme, area: Rect, buf: &mut Buffer) {
         )
     });
     title.push_str(&format!(" · tokens {tokens_in} in, {tokens_out} out "));
-    match app.marked().len() {
-        0 => {}
-        1 => title.push_str("· 1 marked (m another, then d) "),
-        _ => title.push_str("· 2 marked (d: diff) "),
-    }
+    title.push_str(marks_title(app));
     let block = Block::bordered().title(title);
     if n == 0 {
         return Paragraph::new("No workflow of this conversation is stored (any more).")
@@ -94,11 +90,7 @@ fn table(app: &App, turns: &Turns, theme: Theme, area: Rect, buf: &mut Buffer) {
         .skip(first)
         .take(inner_height)
         .map(|(i, w)| {
-            let mark = app
-                .marked()
-                .iter()
-                .position(|t| *t == w.trace_id)
-                .map(|k| if k == 0 { 'a' } else { 'b' });
+            let mark = mark_of(app, w.trace_id);
             row(i, w, theme, i == turns.selected, mark, models_width)
         });
     let mut widths = vec![

@@ -87,11 +87,7 @@ pub(super) fn render(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
     if !filters.is_empty() {
         title.push_str(&format!("· {} · Esc clears ", filters.join(" ")));
     }
-    match app.marked().len() {
-        0 => {}
-        1 => title.push_str("· 1 marked (m another, then d) "),
-        _ => title.push_str("· 2 marked (d: diff) "),
-    }
+    title.push_str(marks_title(app));
     let block = Block::bordered().title(title);
     let empty = |text: String, style: Style| {
         Paragraph::new(text)
@@ -156,11 +152,7 @@ pub(super) fn render(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
         .skip(first)
         .take(inner_height)
         .map(|(i, w)| {
-            let mark = app
-                .marked()
-                .iter()
-                .position(|t| *t == w.trace_id)
-                .map(|k| if k == 0 { 'a' } else { 'b' });
+            let mark = mark_of(app, w.trace_id);
             row(w, theme, wide, i == list.selected(), mark, widths_of)
         });
     let mut widths = vec![
@@ -196,6 +188,23 @@ struct Widths {
     service: usize,
     agent: usize,
     identity: usize,
+}
+
+/// `a` or `b` for a workflow marked for a diff (the first marked, the second).
+pub(super) fn mark_of(app: &App, trace: weft_schemas::TraceId) -> Option<char> {
+    app.marked()
+        .iter()
+        .position(|t| *t == trace)
+        .map(|k| if k == 0 { 'a' } else { 'b' })
+}
+
+/// What a list's title says of the workflows marked for a diff.
+pub(super) fn marks_title(app: &App) -> &'static str {
+    match app.marked().len() {
+        0 => "",
+        1 => "· 1 marked (m another, then d) ",
+        _ => "· 2 marked (d: diff) ",
+    }
 }
 
 /// The flags column of a workflow: one letter of [`FLAGS`] per flag set.
