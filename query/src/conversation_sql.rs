@@ -15,8 +15,7 @@ use async_trait::async_trait;
 use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::{ScalarValue, plan_err};
 use datafusion::datasource::{MemTable, TableType};
-use datafusion::error::{DataFusionError, Result};
-use datafusion::execution::SessionState;
+use datafusion::error::Result;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionContext;
@@ -25,6 +24,7 @@ use weft_schemas::schema::{timestamp_type, timestamps_from_nanos};
 
 use crate::error::QueryError;
 use crate::lineage::LineageRules;
+use crate::lineage_sql::session_context;
 use crate::table::SpanSource;
 use crate::workflows::{ConversationQuery, MAX_WORKFLOWS, WorkflowCache, conversation_workflows};
 
@@ -183,11 +183,7 @@ impl TableProvider for ConversationTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let session = state
-            .as_any()
-            .downcast_ref::<SessionState>()
-            .ok_or_else(|| DataFusionError::Internal(format!("{NAME}(): not a SessionState")))?;
-        let ctx = SessionContext::new_with_state(session.clone());
+        let ctx = session_context(state, NAME)?;
         // A limit that reaches the scan (LIMIT n OFFSET m asks for n + m rows)
         // bounds the work; without one, one more than the cap tells a
         // conversation too long for one answer.

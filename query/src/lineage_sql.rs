@@ -285,6 +285,16 @@ fn to_batch(lineage: &Lineage, rows: &[Row]) -> Result<RecordBatch> {
     Ok(RecordBatch::try_new(lineage_schema(), columns)?)
 }
 
+/// The session running a table function's query — its tables, memory pool
+/// and settings — to reconstruct workflows on.
+pub(crate) fn session_context(state: &dyn Session, function: &str) -> Result<SessionContext> {
+    let session = state
+        .as_any()
+        .downcast_ref::<SessionState>()
+        .ok_or_else(|| DataFusionError::Internal(format!("{function}(): not a SessionState")))?;
+    Ok(SessionContext::new_with_state(session.clone()))
+}
+
 #[async_trait]
 impl TableProvider for LineageTable {
     fn schema(&self) -> SchemaRef {
@@ -302,12 +312,7 @@ impl TableProvider for LineageTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        // The session running this query: its tables, memory pool and settings.
-        let session = state
-            .as_any()
-            .downcast_ref::<SessionState>()
-            .ok_or_else(|| DataFusionError::Internal("lineage(): not a SessionState".into()))?;
-        let ctx = SessionContext::new_with_state(session.clone());
+        let ctx = session_context(state, self.mode.name())?;
         // Paging with LIMIT/OFFSET asks again: a reconstruction of exactly
         // this data is reused (see `lineage_cache`).
         let reach = Reach::default();

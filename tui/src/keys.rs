@@ -92,6 +92,20 @@ pub const GLOBAL: &[Binding] = &[
     b(&[Ctrl('c')], "C-c", Action::Quit, "quit"),
 ];
 
+/// Marking for a diff, and the diff: the same on every list of workflows.
+const MARK: Binding = b(
+    &[C('m')],
+    "m",
+    Action::Mark,
+    "mark / unmark for a diff (the last two marked)",
+);
+const DIFF_MARKED: Binding = b(
+    &[C('d')],
+    "d",
+    Action::Diff,
+    "diff the two marked workflows side by side",
+);
+
 pub const WORKFLOWS: &[Binding] = &[
     b(
         &[Code(KeyCode::Enter)],
@@ -125,18 +139,8 @@ pub const WORKFLOWS: &[Binding] = &[
         "time range: 15m 1h 6h 24h 7d",
     ),
     b(&[C('o')], "o", Action::Sort, "sort by time or duration"),
-    b(
-        &[C('m')],
-        "m",
-        Action::Mark,
-        "mark / unmark for a diff (the last two marked)",
-    ),
-    b(
-        &[C('d')],
-        "d",
-        Action::Diff,
-        "diff the two marked workflows side by side",
-    ),
+    MARK,
+    DIFF_MARKED,
     b(
         &[C('c')],
         "c",
@@ -153,18 +157,8 @@ pub const CONVERSATION: &[Binding] = &[
         Action::Enter,
         "open the turn's lineage",
     ),
-    b(
-        &[C('m')],
-        "m",
-        Action::Mark,
-        "mark / unmark for a diff (the last two marked)",
-    ),
-    b(
-        &[C('d')],
-        "d",
-        Action::Diff,
-        "diff the two marked workflows side by side",
-    ),
+    MARK,
+    DIFF_MARKED,
     b(
         &[C('r')],
         "r",
