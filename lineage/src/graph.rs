@@ -161,8 +161,10 @@ pub fn build(spans: Vec<LineageSpan>, options: &BuildOptions) -> Lineage {
 /// place: a loader of a million spans allocates them once, not twice.
 pub fn build_nodes(nodes: Vec<Node>, options: &BuildOptions) -> Lineage {
     let now_ns = options.now_ns;
+    let mut phases = Phases::start(nodes.len());
     let mut anomalies = Vec::new();
     let (mut nodes, index) = dedup(nodes, &mut anomalies);
+    phases.done("dedup");
 
     let mut graph: DiGraph<usize, EdgeKind> = DiGraph::with_capacity(nodes.len(), nodes.len());
     let ids: Vec<NodeIndex> = (0..nodes.len()).map(|i| graph.add_node(i)).collect();
@@ -216,25 +218,34 @@ pub fn build_nodes(nodes: Vec<Node>, options: &BuildOptions) -> Lineage {
         }
     }
 
+    phases.done("edges");
     let mut evidence_of: HashMap<usize, Evidence> = HashMap::new();
     for join in evidence::joins(&nodes, &options.evidence) {
         let e = graph.add_edge(ids[join.from], ids[join.to], EdgeKind::Evidence);
         evidence_of.insert(e.index(), join.evidence);
     }
 
+    phases.done("evidence");
+    let dag = acyclic_order(&graph);
+    phases.done("order");
+
     // Kosaraju's search is iterative (petgraph's Tarjan recurses once per
-    // node of a chain, and a client decides how long its chains are).
+    // node of a chain, and a client decides how long its chains are). A cycle
+    // needs an edge back onto the depth-first stack: with none, no search.
     let mut cycles = Vec::new();
-    for scc in kosaraju_scc(&graph) {
-        let self_loop = scc.len() == 1 && graph.contains_edge(scc[0], scc[0]);
-        if scc.len() > 1 || self_loop {
-            let mut spans: Vec<String> = scc.iter().map(|n| nodes[graph[*n]].key()).collect();
-            spans.sort();
-            cycles.push(spans);
+    if dag.back.iter().any(|back| *back) {
+        for scc in kosaraju_scc(&graph) {
+            let self_loop = scc.len() == 1 && graph.contains_edge(scc[0], scc[0]);
+            if scc.len() > 1 || self_loop {
+                let mut spans: Vec<String> = scc.iter().map(|n| nodes[graph[*n]].key()).collect();
+                spans.sort();
+                cycles.push(spans);
+            }
         }
     }
     cycles.sort();
     anomalies.extend(cycles.into_iter().map(|spans| Anomaly::Cycle { spans }));
+    phases.done("cycles");
 
     let mut newest: HashMap<TraceId, i64> = HashMap::with_capacity(traces.len());
     for s in &nodes {
@@ -251,44 +262,63 @@ pub fn build_nodes(nodes: Vec<Node>, options: &BuildOptions) -> Lineage {
         }
     }
 
-    let dag = acyclic_order(&graph);
-    let (depth, reached_by) = depths(&graph, &dag);
-    let self_time = self_times(&graph, &nodes);
     let identity = effective_identities(&graph, &dag, &nodes, |_| true);
-    let critical = critical_path(&graph, &dag, &nodes);
-    let on_path: HashSet<usize> = critical.iter().copied().collect();
-    // What trace context and links alone say, when evidence added edges.
-    let not_evidence = |k: EdgeKind| k != EdgeKind::Evidence;
-    let strict = (!evidence_of.is_empty()).then(|| WithoutEvidence {
-        preds: graph_predecessors(&graph, not_evidence),
-        roots: roots_of_each(&graph, &dag, not_evidence),
-        identities: effective_identities(&graph, &dag, &nodes, not_evidence),
-    });
+    for (node, identity) in nodes.iter_mut().zip(identity) {
+        node.effective_identity = identity;
+    }
+    phases.done("identities");
 
-    let edges = graph
-        .edge_references()
-        .map(|e| Edge {
-            from: graph[e.source()],
-            to: graph[e.target()],
-            kind: *e.weight(),
-            evidence: evidence_of.remove(&e.id().index()),
-        })
-        .collect();
-    for (i, (node, identity)) in nodes.iter_mut().zip(identity).enumerate() {
+    // Two halves that share nothing but the graph, on two threads: the
+    // timing analyses and the edge list, and the summary (the larger).
+    let with_evidence = !evidence_of.is_empty();
+    let (analysis, summary) = std::thread::scope(|scope| {
+        let analysis = scope.spawn(|| {
+            let (depth, reached_by) = depths(&graph, &dag);
+            let self_time = self_times(&graph, &nodes);
+            let critical = critical_path(&graph, &dag, &nodes);
+            let mut evidence_of = evidence_of;
+            let edges: Vec<Edge> = graph
+                .edge_references()
+                .map(|e| Edge {
+                    from: graph[e.source()],
+                    to: graph[e.target()],
+                    kind: *e.weight(),
+                    evidence: evidence_of.remove(&e.id().index()),
+                })
+                .collect();
+            (depth, reached_by, self_time, critical, edges)
+        });
+        // What trace context and links alone say, when evidence added edges.
+        let not_evidence = |k: EdgeKind| k != EdgeKind::Evidence;
+        let strict = with_evidence.then(|| WithoutEvidence {
+            preds: graph_predecessors(&graph, not_evidence),
+            roots: roots_of_each(&graph, &dag, not_evidence),
+            identities: effective_identities(&graph, &dag, &nodes, not_evidence),
+        });
+        let roots = roots_of_each(&graph, &dag, |_| true);
+        let preds = graph_predecessors(&graph, |_| true);
+        let summary = summarise(
+            &nodes,
+            &preds,
+            &roots,
+            strict.as_ref(),
+            &options.write_tools,
+        );
+        let analysis = analysis
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (analysis, summary)
+    });
+    let (depth, reached_by, self_time, critical, edges) = analysis;
+    let on_path: HashSet<usize> = critical.iter().copied().collect();
+    for (i, node) in nodes.iter_mut().enumerate() {
         node.depth = depth[i];
         node.reached_by = reached_by[i];
         node.self_time_ns = self_time[i];
-        node.effective_identity = identity;
         node.on_critical_path = on_path.contains(&i);
     }
-    let roots = roots_of_each(&graph, &dag, |_| true);
-    let summary = summarise(
-        &nodes,
-        &graph_predecessors(&graph, |_| true),
-        &roots,
-        strict.as_ref(),
-        &options.write_tools,
-    );
+    phases.done("analyses and summary");
+    phases.report();
     Lineage {
         traces,
         nodes,
@@ -300,6 +330,40 @@ pub fn build_nodes(nodes: Vec<Node>, options: &BuildOptions) -> Lineage {
 }
 
 type Index = HashMap<(TraceId, SpanId), usize>;
+
+/// How long each phase of a build took, logged at debug level (`RUST_LOG=weft_lineage=debug`).
+struct Phases {
+    nodes: usize,
+    last: std::time::Instant,
+    took: Vec<(&'static str, std::time::Duration)>,
+}
+
+impl Phases {
+    fn start(nodes: usize) -> Self {
+        Self {
+            nodes,
+            last: std::time::Instant::now(),
+            took: Vec::new(),
+        }
+    }
+
+    fn done(&mut self, phase: &'static str) {
+        let now = std::time::Instant::now();
+        self.took.push((phase, now - self.last));
+        self.last = now;
+    }
+
+    fn report(&self) {
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let phases: Vec<String> = self
+                .took
+                .iter()
+                .map(|(p, d)| format!("{p} {:.1} ms", d.as_secs_f64() * 1e3))
+                .collect();
+            tracing::debug!(nodes = self.nodes, phases = %phases.join(", "), "lineage built");
+        }
+    }
+}
 
 /// Keeps the first copy of each `(trace, span)`, reporting the others, and
 /// indexes the spans kept by id.

@@ -138,6 +138,9 @@ struct Ancestors<'a> {
     mark: Vec<u32>,
     stamp: u32,
     stack: Vec<usize>,
+    /// The last walk's answer, reused: a tool call per step would otherwise
+    /// allocate a list per step.
+    out: Vec<usize>,
 }
 
 impl<'a> Ancestors<'a> {
@@ -147,24 +150,25 @@ impl<'a> Ancestors<'a> {
             mark: vec![0; preds.len()],
             stamp: 0,
             stack: Vec::new(),
+            out: Vec::new(),
         }
     }
 
     /// The ancestors of `i`, in no particular order.
-    fn of(&mut self, i: usize) -> Vec<usize> {
+    fn of(&mut self, i: usize) -> &[usize] {
         self.stamp += 1;
         self.mark[i] = self.stamp;
-        let mut out = Vec::new();
+        self.out.clear();
         self.stack.clear();
         self.stack.extend(self.preds[i].iter().copied());
         while let Some(p) = self.stack.pop() {
             if self.mark[p] != self.stamp {
                 self.mark[p] = self.stamp;
-                out.push(p);
+                self.out.push(p);
                 self.stack.extend(self.preds[p].iter().copied());
             }
         }
-        out
+        &self.out
     }
 }
 
@@ -339,7 +343,7 @@ pub fn summarise<'a>(
         };
         let t_ancestors = ancestors.of(i);
         let verdict = checks
-            .latest(i, &t_ancestors, &roots[i], |_| true)
+            .latest(i, t_ancestors, &roots[i], |_| true)
             .map(|p| summary.policy_checks[check_at[&p]].clone());
         let call_id = n.span.ai.fields.tool_call_id.as_deref();
         let gates_this = |a: usize| {
@@ -349,20 +353,21 @@ pub fn summarise<'a>(
                 .is_none_or(|g| g == tool || Some(g) == call_id)
         };
         let approval = approvals
-            .latest(i, &t_ancestors, &roots[i], gates_this)
+            .latest(i, t_ancestors, &roots[i], gates_this)
             .map(|a| summary.approvals[approval_at[&a]].clone());
         let mut rests_on_evidence = Vec::new();
         let loose = |p: Option<usize>, ancestors: &[usize]| match (p, strict) {
             (Some(p), Some(strict)) => !strict.precedes(ancestors, p, i),
             _ => false,
         };
-        let strict_of_i = if strict.is_some() && (verdict.is_some() || approval.is_some()) {
+        let strict_of_i: &[usize] = if strict.is_some() && (verdict.is_some() || approval.is_some())
+        {
             strict_ancestors.of(i)
         } else {
-            Vec::new()
+            &[]
         };
-        let verdict_loose = loose(verdict.as_ref().map(|v| v.step.node), &strict_of_i);
-        let approval_loose = loose(approval.as_ref().map(|a| a.step.node), &strict_of_i);
+        let verdict_loose = loose(verdict.as_ref().map(|v| v.step.node), strict_of_i);
+        let approval_loose = loose(approval.as_ref().map(|a| a.step.node), strict_of_i);
         if verdict_loose {
             rests_on_evidence.push(Cow::Borrowed("preceding_verdict"));
         }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use arrow::array::{AsArray, RecordBatch};
 use datafusion::prelude::{DataFrame, Expr, SessionContext, col};
+use futures::StreamExt;
 use std::collections::HashSet;
 
 use datafusion::functions_nested::expr_fn::{array_has_any, make_array};
@@ -349,18 +350,23 @@ pub(crate) async fn spans_of(
     if traces.is_empty() {
         return Ok(Vec::new());
     }
-    let batches = ctx
+    let matching = ctx
         .read_table(stored_table(source, Stored::Spans))?
-        .filter(col(col_name::TRACE_ID).in_list(id_literals(traces), false))?
-        .select_exprs(&lineage_columns())?
-        .collect()
-        .await?;
+        .filter(col(col_name::TRACE_ID).in_list(id_literals(traces), false))?;
     // Sized once, in the nodes the graph is analysed in: a span is almost a
     // kilobyte, and growing by doubling (or moving into nodes later) would
-    // copy a million of them again.
-    let mut out = Vec::with_capacity(batches.iter().map(RecordBatch::num_rows).sum());
-    for batch in &batches {
-        read_batch(batch, &mut out)?;
+    // copy a million of them again. Counting reads the id column only.
+    let rows = matching.clone().count().await?;
+    let mut out = Vec::with_capacity(rows);
+    // Batch by batch as the scan decodes them: the scan runs on the other
+    // core meanwhile, and no batch outlives its conversion (collecting
+    // them first held every column of every span beside the nodes).
+    let mut batches = matching
+        .select_exprs(&lineage_columns())?
+        .execute_stream()
+        .await?;
+    while let Some(batch) = batches.next().await {
+        read_batch(&batch?, &mut out)?;
     }
     Ok(out)
 }
@@ -479,7 +485,9 @@ pub(crate) async fn reconstruct(
     reach: Reach,
     rules: &LineageRules,
 ) -> Result<LineageResult, QueryError> {
+    let started = std::time::Instant::now();
     let (spans, truncated) = workflow_spans(ctx, source, trace_id, reach, &rules.evidence).await?;
+    let fetched = started.elapsed();
     let options = BuildOptions {
         now_ns: chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX),
         write_tools: rules.write_tools.clone(),
@@ -488,5 +496,12 @@ pub(crate) async fn reconstruct(
     let lineage = tokio::task::spawn_blocking(move || build_nodes(spans, &options))
         .await
         .map_err(|e| QueryError::Internal(format!("lineage build failed: {e}")))?;
+    tracing::debug!(
+        spans = lineage.nodes.len(),
+        traces = lineage.traces.len(),
+        fetch_ms = fetched.as_millis() as u64,
+        build_ms = (started.elapsed() - fetched).as_millis() as u64,
+        "lineage reconstructed"
+    );
     Ok(LineageResult { lineage, truncated })
 }
