@@ -187,7 +187,7 @@ fn order(l: &Lineage) -> Vec<usize> {
 }
 
 fn label(n: &Node) -> String {
-    match n.span.ai.fields.ai_kind {
+    match n.span.ai.fields.ai_kind() {
         Some(kind) => format!("{} [{}]", n.span.name, kind.as_str()),
         None => n.span.name.clone(),
     }
@@ -246,60 +246,52 @@ fn compare(a: &Node, b: &Node) -> Vec<Change> {
             });
         }
     };
-    let text = |v: Option<&String>| v.map(|s| Value::Text(s.clone()));
+    let text = |v: Option<&str>| v.map(|s| Value::Text(s.to_owned()));
     let name = |v: Option<&'static str>| v.map(|s| Value::Text(s.to_owned()));
     let (fa, fb) = (&a.span.ai.fields, &b.span.ai.fields);
     fact(
         "retrieval_source",
-        text(fa.retrieval_source.as_ref()),
-        text(fb.retrieval_source.as_ref()),
+        text(fa.retrieval_source()),
+        text(fb.retrieval_source()),
     );
     fact(
         "retrieved_document_ids",
-        fa.retrieved_document_ids.clone().map(Value::List),
-        fb.retrieved_document_ids.clone().map(Value::List),
+        fa.retrieved_document_ids().map(|d| Value::List(d.to_vec())),
+        fb.retrieved_document_ids().map(|d| Value::List(d.to_vec())),
     );
     fact(
         "identity",
-        text(a.effective_identity.as_ref()),
-        text(b.effective_identity.as_ref()),
+        text(a.effective_identity.as_deref()),
+        text(b.effective_identity.as_deref()),
     );
     fact(
         "workload_identity",
-        text(fa.workload_identity.as_ref()),
-        text(fb.workload_identity.as_ref()),
+        text(fa.workload_identity()),
+        text(fb.workload_identity()),
     );
     fact(
         "policy_name",
-        text(fa.policy_name.as_ref()),
-        text(fb.policy_name.as_ref()),
+        text(fa.policy_name()),
+        text(fb.policy_name()),
     );
     fact(
         "policy_verdict",
-        name(fa.policy_verdict.map(|v| v.as_str())),
-        name(fb.policy_verdict.map(|v| v.as_str())),
+        name(fa.policy_verdict().map(|v| v.as_str())),
+        name(fb.policy_verdict().map(|v| v.as_str())),
     );
     fact(
         "approval_state",
-        name(fa.approval_state.map(|v| v.as_str())),
-        name(fb.approval_state.map(|v| v.as_str())),
+        name(fa.approval_state().map(|v| v.as_str())),
+        name(fb.approval_state().map(|v| v.as_str())),
     );
-    fact(
-        "approver",
-        text(fa.approver.as_ref()),
-        text(fb.approver.as_ref()),
-    );
+    fact("approver", text(fa.approver()), text(fb.approver()));
     fact(
         "gen_ai_model",
-        text(fa.gen_ai_model.as_ref()),
-        text(fb.gen_ai_model.as_ref()),
+        text(fa.gen_ai_model()),
+        text(fb.gen_ai_model()),
     );
-    fact(
-        "tool_name",
-        text(fa.tool_name.as_ref()),
-        text(fb.tool_name.as_ref()),
-    );
-    fact("node", text(fa.node.as_ref()), text(fb.node.as_ref()));
+    fact("tool_name", text(fa.tool_name()), text(fb.tool_name()));
+    fact("node", text(fa.node()), text(fb.node()));
     fact(
         "status",
         name(Some(a.span.status.as_str())),
@@ -397,32 +389,50 @@ mod tests {
         let mut spans: Vec<LineageSpan> = Vec::new();
         let mut agent = span(t, 1, None, at(0), at(200 + chat_ms));
         agent.name = "agent".into();
-        agent.ai.fields.ai_kind = Some(AiKind::Agent);
-        agent.ai.fields.identity = Some("alice".into());
+        agent.ai.fields.update(|f| f.ai_kind = Some(AiKind::Agent));
+        agent
+            .ai
+            .fields
+            .update(|f| f.identity = Some("alice".into()));
         spans.push(agent);
         let mut retrieve = span(t, 2, Some(1), at(10), at(50));
         retrieve.name = "retrieve".into();
-        retrieve.ai.fields.ai_kind = Some(AiKind::Retrieval);
-        retrieve.ai.fields.retrieval_source = Some("kb".into());
-        retrieve.ai.fields.retrieved_document_ids =
-            Some(docs.iter().map(|d| d.to_string()).collect());
+        retrieve
+            .ai
+            .fields
+            .update(|f| f.ai_kind = Some(AiKind::Retrieval));
+        retrieve
+            .ai
+            .fields
+            .update(|f| f.retrieval_source = Some("kb".into()));
+        retrieve.ai.fields.update(|f| {
+            f.retrieved_document_ids = Some(docs.iter().map(|d| d.to_string()).collect())
+        });
         spans.push(retrieve);
         let mut policy = span(t, 3, Some(1), at(60), at(70));
         policy.name = "policy".into();
-        policy.ai.fields.ai_kind = Some(AiKind::Policy);
-        policy.ai.fields.policy_verdict = Some(verdict);
+        policy
+            .ai
+            .fields
+            .update(|f| f.ai_kind = Some(AiKind::Policy));
+        policy
+            .ai
+            .fields
+            .update(|f| f.policy_verdict = Some(verdict));
         spans.push(policy);
         let mut chat = span(t, 4, Some(1), at(80), at(80 + chat_ms));
         chat.name = "chat".into();
-        chat.ai.fields.ai_kind = Some(AiKind::Llm);
-        chat.ai.fields.gen_ai_model = Some(model.into());
+        chat.ai.fields.update(|f| f.ai_kind = Some(AiKind::Llm));
+        chat.ai
+            .fields
+            .update(|f| f.gen_ai_model = Some(model.into()));
         spans.push(chat);
         for (k, tool) in tools.iter().enumerate() {
             let start = 80 + chat_ms + 10 * (k as i64 + 1);
             let mut s = span(t, 10 + k as u8, Some(1), at(start), at(start + 5));
             s.name = "execute_tool".into();
-            s.ai.fields.ai_kind = Some(AiKind::Tool);
-            s.ai.fields.tool_name = Some((*tool).into());
+            s.ai.fields.update(|f| f.ai_kind = Some(AiKind::Tool));
+            s.ai.fields.update(|f| f.tool_name = Some((*tool).into()));
             if *tool == "refund" && verdict == PolicyVerdict::Deny {
                 s.status = StatusCode::Error;
             }

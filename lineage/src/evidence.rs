@@ -131,7 +131,7 @@ enum Role {
 }
 
 fn message_role(span: &LineageSpan) -> Option<Role> {
-    match span.ai.fields.messaging_operation.as_deref() {
+    match span.ai.fields.messaging_operation() {
         Some("create" | "send" | "publish") => return Some(Role::Producer),
         Some("receive" | "process" | "deliver" | "settle") => return Some(Role::Consumer),
         _ => {}
@@ -146,7 +146,7 @@ fn message_role(span: &LineageSpan) -> Option<Role> {
 /// Whether `a` and `b` may be joined at all: other traces, one tenant, one
 /// conversation when both name one, within the window.
 fn compatible(a: &LineageSpan, b: &LineageSpan, rules: &EvidenceRules) -> bool {
-    let conversation = match (&a.ai.fields.conversation_id, &b.ai.fields.conversation_id) {
+    let conversation = match (a.ai.fields.conversation_id(), b.ai.fields.conversation_id()) {
         (Some(x), Some(y)) => x == y,
         _ => true,
     };
@@ -198,37 +198,39 @@ fn joins_in(spans: &[&LineageSpan], rules: &EvidenceRules) -> Vec<Join> {
     let mut produced: HashMap<(&str, Option<&str>), Vec<usize>> = HashMap::new();
     for (i, s) in spans.iter().enumerate() {
         let f = &s.ai.fields;
-        if rules.tool_calls && f.ai_kind == Some(AiKind::Llm) {
-            let ids = f
-                .tool_call_id
-                .iter()
-                .chain(f.requested_tool_call_ids.iter().flatten());
+        if rules.tool_calls && f.ai_kind() == Some(AiKind::Llm) {
+            let ids = f.tool_call_id().into_iter().chain(
+                f.requested_tool_call_ids()
+                    .into_iter()
+                    .flatten()
+                    .map(String::as_str),
+            );
             for id in ids {
-                let list = requested.entry(id.as_str()).or_default();
+                let list = requested.entry(id).or_default();
                 if list.last() != Some(&i) {
                     list.push(i);
                 }
             }
         }
         if rules.approvals
-            && let Some(action) = &f.approval_action
+            && let Some(action) = f.approval_action()
         {
-            approving.entry(action.as_str()).or_default().push(i);
+            approving.entry(action).or_default().push(i);
         }
         if rules.messages
-            && let Some(id) = &f.message_id
+            && let Some(id) = f.message_id()
             && message_role(s) == Some(Role::Producer)
         {
             produced
-                .entry((id.as_str(), f.messaging_destination.as_deref()))
+                .entry((id, f.messaging_destination()))
                 .or_default()
                 .push(i);
         }
     }
     for (i, s) in spans.iter().enumerate() {
         let f = &s.ai.fields;
-        if let Some(id) = f.tool_call_id.as_deref()
-            && f.ai_kind != Some(AiKind::Llm)
+        if let Some(id) = f.tool_call_id()
+            && f.ai_kind() != Some(AiKind::Llm)
         {
             if rules.tool_calls
                 && let Some(from) = requested.get(id).and_then(|c| nearest(spans, c, i, rules))
@@ -242,10 +244,10 @@ fn joins_in(spans: &[&LineageSpan], rules: &EvidenceRules) -> Vec<Join> {
             }
         }
         if rules.messages
-            && let Some(id) = f.message_id.as_deref()
+            && let Some(id) = f.message_id()
             && message_role(s) == Some(Role::Consumer)
             && let Some(from) = produced
-                .get(&(id, f.messaging_destination.as_deref()))
+                .get(&(id, f.messaging_destination()))
                 .and_then(|c| nearest(spans, c, i, rules))
         {
             let p = &spans[from];
@@ -311,29 +313,35 @@ mod tests {
     /// A root span of its own trace `t`, starting `at` seconds after T0.
     fn root(t: u8, at: i64, kind: Option<AiKind>) -> LineageSpan {
         let mut s = span(t, t, None, T0 + at * SEC, T0 + at * SEC + SEC / 2);
-        s.ai.fields.ai_kind = kind;
+        s.ai.fields.update(|f| f.ai_kind = kind);
         s
     }
 
     fn model_asking(t: u8, at: i64, call: &str, conversation: Option<&str>) -> LineageSpan {
         let mut s = root(t, at, Some(AiKind::Llm));
-        s.ai.fields.requested_tool_call_ids = Some(vec![call.to_owned()]);
-        s.ai.fields.conversation_id = conversation.map(str::to_owned);
+        s.ai.fields
+            .update(|f| f.requested_tool_call_ids = Some(vec![call.to_owned()]));
+        s.ai.fields
+            .update(|f| f.conversation_id = conversation.map(str::to_owned));
         s
     }
 
     fn tool_running(t: u8, at: i64, call: &str, conversation: Option<&str>) -> LineageSpan {
         let mut s = root(t, at, Some(AiKind::Tool));
-        s.ai.fields.tool_call_id = Some(call.to_owned());
-        s.ai.fields.conversation_id = conversation.map(str::to_owned);
+        s.ai.fields
+            .update(|f| f.tool_call_id = Some(call.to_owned()));
+        s.ai.fields
+            .update(|f| f.conversation_id = conversation.map(str::to_owned));
         s
     }
 
     fn message(t: u8, at: i64, op: &str, id: &str, destination: &str) -> LineageSpan {
         let mut s = root(t, at, None);
-        s.ai.fields.messaging_operation = Some(op.to_owned());
-        s.ai.fields.message_id = Some(id.to_owned());
-        s.ai.fields.messaging_destination = Some(destination.to_owned());
+        s.ai.fields
+            .update(|f| f.messaging_operation = Some(op.to_owned()));
+        s.ai.fields.update(|f| f.message_id = Some(id.to_owned()));
+        s.ai.fields
+            .update(|f| f.messaging_destination = Some(destination.to_owned()));
         s
     }
 
@@ -357,7 +365,10 @@ mod tests {
         let mut linked_consumer = message(9, 40, "process", "m-1", "orders");
         linked_consumer.links.push((tid(7), sid(7)));
         let mut approval = root(10, 5, Some(AiKind::Approval));
-        approval.ai.fields.approval_action = Some("call-1".into());
+        approval
+            .ai
+            .fields
+            .update(|f| f.approval_action = Some("call-1".into()));
         let mut other_tenant = tool_running(11, 12, "call-1", Some("c-1"));
         other_tenant.ai.tenant = Some("globex".into());
         let spans = vec![
@@ -430,7 +441,8 @@ mod tests {
             // A model call carrying the id as its own attribute asks too.
             {
                 let mut s = root(4, 100, Some(AiKind::Llm));
-                s.ai.fields.tool_call_id = Some("call-8".into());
+                s.ai.fields
+                    .update(|f| f.tool_call_id = Some("call-8".into()));
                 s
             },
             tool_running(5, 101, "call-8", None),
@@ -444,8 +456,11 @@ mod tests {
         );
         // Within one trace the context was kept: no evidence edge.
         let mut child = span(1, 2, Some(1), T0 + SEC, T0 + 2 * SEC);
-        child.ai.fields.ai_kind = Some(AiKind::Tool);
-        child.ai.fields.tool_call_id = Some("call-9".into());
+        child.ai.fields.update(|f| f.ai_kind = Some(AiKind::Tool));
+        child
+            .ai
+            .fields
+            .update(|f| f.tool_call_id = Some("call-9".into()));
         let same_trace = vec![model_asking(1, 0, "call-9", None), child];
         assert!(joined(&same_trace, &EvidenceRules::default()).is_empty());
     }
@@ -455,16 +470,29 @@ mod tests {
         // Trace 1: the agent checks policy (allow), then the model asks for a
         // refund tool; trace 2 (context lost at a queue) runs the refund.
         let mut agent = span(1, 1, None, T0, T0 + 10 * SEC);
-        agent.ai.fields.identity = Some("alice".into());
+        agent
+            .ai
+            .fields
+            .update(|f| f.identity = Some("alice".into()));
         let mut policy = span(1, 2, Some(1), T0 + SEC, T0 + 2 * SEC);
-        policy.ai.fields.policy_verdict = Some(PolicyVerdict::Allow);
+        policy
+            .ai
+            .fields
+            .update(|f| f.policy_verdict = Some(PolicyVerdict::Allow));
         let mut model = span(1, 3, Some(1), T0 + 3 * SEC, T0 + 4 * SEC);
-        model.ai.fields.ai_kind = Some(AiKind::Llm);
-        model.ai.fields.requested_tool_call_ids = Some(vec!["call-7".into()]);
+        model.ai.fields.update(|f| f.ai_kind = Some(AiKind::Llm));
+        model
+            .ai
+            .fields
+            .update(|f| f.requested_tool_call_ids = Some(vec!["call-7".into()]));
         let mut tool = span(2, 4, None, T0 + 5 * SEC, T0 + 6 * SEC);
-        tool.ai.fields.ai_kind = Some(AiKind::Tool);
-        tool.ai.fields.tool_name = Some("refund".into());
-        tool.ai.fields.tool_call_id = Some("call-7".into());
+        tool.ai.fields.update(|f| f.ai_kind = Some(AiKind::Tool));
+        tool.ai
+            .fields
+            .update(|f| f.tool_name = Some("refund".into()));
+        tool.ai
+            .fields
+            .update(|f| f.tool_call_id = Some("call-7".into()));
         tool.ai.tool_effect = Some("write".into());
         let spans = vec![agent, policy, model, tool];
 

@@ -602,8 +602,8 @@ fn effective_identities(
     let mut out: Vec<Option<String>> = vec![None; nodes.len()];
     for &v in &dag.topological {
         let i = graph[v];
-        if let Some(id) = &nodes[i].ai.fields.identity {
-            out[i] = Some(id.clone());
+        if let Some(id) = nodes[i].ai.fields.identity() {
+            out[i] = Some(id.to_owned());
             continue;
         }
         // Parents before links before evidence, then the earliest-added edge's source.
@@ -896,7 +896,7 @@ pub(crate) mod tests {
     #[test]
     fn links_join_traces_into_one_workflow_with_inherited_identity() {
         let mut root = span(1, 1, None, 0, 100);
-        root.ai.fields.identity = Some("alice".into());
+        root.ai.fields.update(|f| f.identity = Some("alice".into()));
         let approval = span(1, 2, Some(1), 10, 20);
         let mut resumed = span(2, 3, None, 1_000, 2_000);
         resumed.links.push((tid(1), sid(2)));
@@ -923,7 +923,10 @@ pub(crate) mod tests {
     #[test]
     fn an_identity_lists_its_first_steps_and_counts_them_all() {
         let mut spans = vec![span(1, 1, None, 0, 1_000)];
-        spans[0].ai.fields.identity = Some("alice".into());
+        spans[0]
+            .ai
+            .fields
+            .update(|f| f.identity = Some("alice".into()));
         for s in 2..=250u8 {
             spans.push(span(1, s, Some(1), i64::from(s), i64::from(s) + 1));
         }

@@ -233,11 +233,23 @@ mod tests {
             span(1, 3, Some(9), 20, 30),
             span(2, 4, None, 50, 90),
         ];
-        spans[1].ai.fields.policy_verdict = Some(PolicyVerdict::Deny);
-        spans[1].ai.fields.identity = Some("alice".into());
-        spans[2].ai.fields.tool_name = Some("refund".into());
+        spans[1]
+            .ai
+            .fields
+            .update(|f| f.policy_verdict = Some(PolicyVerdict::Deny));
+        spans[1]
+            .ai
+            .fields
+            .update(|f| f.identity = Some("alice".into()));
+        spans[2]
+            .ai
+            .fields
+            .update(|f| f.tool_name = Some("refund".into()));
         spans[2].ai.tool_effect = Some("write".into());
-        spans[2].ai.fields.approval_state = Some(ApprovalState::Granted);
+        spans[2]
+            .ai
+            .fields
+            .update(|f| f.approval_state = Some(ApprovalState::Granted));
         spans[3].links = vec![(spans[0].trace_id, spans[0].span_id)];
         build(
             spans,
@@ -324,7 +336,7 @@ mod tests {
         for i in 0..1_200u64 {
             let mut s = span(1, 2, Some(1), i as i64, i as i64 + 1);
             s.span_id = SpanId::try_from(&(i + 100).to_be_bytes()[..]).unwrap();
-            s.ai.fields.tool_name = Some("lookup".into());
+            s.ai.fields.update(|f| f.tool_name = Some("lookup".into()));
             spans.push(s);
         }
         let lineage = build(

@@ -12,34 +12,33 @@ fn details(node: &Node) -> String {
     let s = &node.span;
     let ai = &s.ai;
     let mut parts: Vec<String> = Vec::new();
-    if let Some(k) = ai.fields.ai_kind {
+    if let Some(k) = ai.fields.ai_kind() {
         parts.push(format!("[{}]", k.as_str()));
     }
     parts.push(duration(s.duration_ns()));
-    if let Some(m) = &ai.fields.gen_ai_model {
-        parts.push(m.clone());
+    if let Some(m) = ai.fields.gen_ai_model() {
+        parts.push(m.to_owned());
     }
-    if let Some(n) = &ai.fields.node {
-        let kv = match ai.fields.kv_cache_hit {
+    if let Some(n) = ai.fields.node() {
+        let kv = match ai.fields.kv_cache_hit() {
             Some(true) => " kv=hit",
             Some(false) => " kv=miss",
             None => "",
         };
         parts.push(format!("on {n}{kv}"));
     }
-    if let (Some(i), Some(o)) = (ai.fields.input_tokens, ai.fields.output_tokens) {
+    if let (Some(i), Some(o)) = (ai.fields.input_tokens(), ai.fields.output_tokens()) {
         parts.push(format!("tokens={i}/{o}"));
     }
-    if let Some(src) = &ai.fields.retrieval_source {
+    if let Some(src) = ai.fields.retrieval_source() {
         parts.push(format!(
             "source={src} docs={}",
             ai.fields
-                .retrieved_document_ids
-                .as_ref()
-                .map_or(0, Vec::len)
+                .retrieved_document_ids()
+                .map_or(0, <[String]>::len)
         ));
     }
-    if let Some(t) = &ai.fields.tool_name {
+    if let Some(t) = ai.fields.tool_name() {
         let effect = ai
             .tool_effect
             .as_deref()
@@ -47,23 +46,22 @@ fn details(node: &Node) -> String {
             .unwrap_or_default();
         parts.push(format!("tool={t}{effect}"));
     }
-    if let Some(v) = ai.fields.policy_verdict {
+    if let Some(v) = ai.fields.policy_verdict() {
         parts.push(format!(
             "{}={}",
-            ai.fields.policy_name.as_deref().unwrap_or("policy"),
+            ai.fields.policy_name().unwrap_or("policy"),
             v.as_str()
         ));
     }
-    if let Some(a) = ai.fields.approval_state {
+    if let Some(a) = ai.fields.approval_state() {
         let by = ai
             .fields
-            .approver
-            .as_deref()
+            .approver()
             .map(|p| format!(" by {p}"))
             .unwrap_or_default();
         parts.push(format!("approval={}{by}", a.as_str()));
     }
-    if let Some(id) = &ai.fields.identity {
+    if let Some(id) = ai.fields.identity() {
         parts.push(format!("as {id}"));
     }
     if s.status == weft_schemas::StatusCode::Error {
@@ -469,7 +467,7 @@ pub fn dot(lineage: &Lineage) -> String {
             .span
             .ai
             .fields
-            .ai_kind
+            .ai_kind()
             .map(|k| k.as_str())
             .unwrap_or("span");
         let style = if n.on_critical_path {

@@ -2,17 +2,19 @@
 //! fetches spans (the query engine, a test, a benchmark) fills in.
 
 use serde::{Deserialize, Serialize};
-use weft_schemas::{AiFields, ORIGIN_KEY, SpanId, StatusCode, TENANT_KEY, TraceId};
+use weft_schemas::{AiFields, ORIGIN_KEY, SpanId, SparseAi, StatusCode, TENANT_KEY, TraceId};
 
 /// What lineage knows of one span's AI step: every typed AI column of the
 /// schema ([`AiFields`], so a column added there reaches lineage with no
-/// change here), and the `weft.*` keys lineage reads that are not
-/// columns. As JSON, flat: one key per column present, named as the column.
+/// change here; kept sparse, [`SparseAi`], as a workflow has a million
+/// spans and each sets few columns), and the `weft.*` keys lineage reads
+/// that are not columns. As JSON, flat: one key per column present, named
+/// as the column.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct StepAi {
     #[serde(flatten)]
-    pub fields: AiFields,
+    pub fields: SparseAi,
     /// `weft.tool.effect`: `write` for tools that change something.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_effect: Option<String>,
@@ -34,7 +36,7 @@ impl StepAi {
     /// [`TENANT_KEY`], [`ORIGIN_KEY`]).
     pub fn from_fields(fields: AiFields, attribute: impl Fn(&str) -> Option<String>) -> Self {
         Self {
-            fields,
+            fields: fields.into(),
             tool_effect: attribute(TOOL_EFFECT_KEY),
             tenant: attribute(TENANT_KEY),
             origin_verified: match attribute(ORIGIN_KEY).as_deref() {

@@ -289,30 +289,34 @@ pub fn summarise<'a>(
         if let Some(id) = &n.effective_identity {
             use_of((id.as_str(), "identity"), i);
         }
-        if let Some(w) = &ai.fields.workload_identity {
-            use_of((w.as_str(), "workload"), i);
+        if let Some(w) = ai.fields.workload_identity() {
+            use_of((w, "workload"), i);
         }
-        if ai.fields.ai_kind == Some(weft_schemas::AiKind::Retrieval)
-            || ai.fields.retrieval_source.is_some()
+        if ai.fields.ai_kind() == Some(weft_schemas::AiKind::Retrieval)
+            || ai.fields.retrieval_source().is_some()
         {
             summary.retrievals.push(Retrieval {
                 step: step(nodes, i),
-                source: ai.fields.retrieval_source.clone(),
-                document_ids: ai.fields.retrieved_document_ids.clone().unwrap_or_default(),
+                source: ai.fields.retrieval_source().map(str::to_owned),
+                document_ids: ai
+                    .fields
+                    .retrieved_document_ids()
+                    .map(<[String]>::to_vec)
+                    .unwrap_or_default(),
                 identity: n.effective_identity.clone(),
                 time_ns: n.span.start_ns,
             });
         }
-        if let Some(verdict) = ai.fields.policy_verdict {
+        if let Some(verdict) = ai.fields.policy_verdict() {
             summary.policy_checks.push(policy_check(nodes, i, verdict));
         }
-        if let Some(state) = ai.fields.approval_state {
+        if let Some(state) = ai.fields.approval_state() {
             summary.approvals.push(Approval {
                 step: step(nodes, i),
                 state,
-                approver: ai.fields.approver.clone(),
+                approver: ai.fields.approver().map(str::to_owned),
                 time_ns: n.span.end_ns,
-                gates: ai.fields.approval_action.clone(),
+                gates: ai.fields.approval_action().map(str::to_owned),
                 unverified: ai.origin_verified == Some(false),
             });
         }
@@ -338,14 +342,14 @@ pub fn summarise<'a>(
 
     for &i in &order {
         let n = &nodes[i];
-        let Some(tool) = n.span.ai.fields.tool_name.clone() else {
+        let Some(tool) = n.span.ai.fields.tool_name().map(str::to_owned) else {
             continue;
         };
         let t_ancestors = ancestors.of(i);
         let verdict = checks
             .latest(i, t_ancestors, &roots[i], |_| true)
             .map(|p| summary.policy_checks[check_at[&p]].clone());
-        let call_id = n.span.ai.fields.tool_call_id.as_deref();
+        let call_id = n.span.ai.fields.tool_call_id();
         let gates_this = |a: usize| {
             summary.approvals[approval_at[&a]]
                 .gates
@@ -388,7 +392,7 @@ pub fn summarise<'a>(
         summary.tool_calls.push(ToolCall {
             step: step(nodes, i),
             tool,
-            call_id: n.span.ai.fields.tool_call_id.clone(),
+            call_id: n.span.ai.fields.tool_call_id().map(str::to_owned),
             identity: n.effective_identity.clone(),
             status: n.span.status,
             writes,
@@ -431,7 +435,7 @@ fn policy_check(nodes: &[Node], i: usize, verdict: PolicyVerdict) -> PolicyCheck
     let n = &nodes[i];
     PolicyCheck {
         step: step(nodes, i),
-        policy: n.span.ai.fields.policy_name.clone(),
+        policy: n.span.ai.fields.policy_name().map(str::to_owned),
         verdict,
         identity: n.effective_identity.clone(),
         time_ns: n.span.end_ns,

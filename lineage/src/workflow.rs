@@ -80,13 +80,13 @@ impl WorkflowSummary {
             .filter(|n| n.span.status == StatusCode::Error)
             .count();
         let summary = &lineage.summary;
-        let set = |f: &dyn Fn(&crate::node::Node) -> Option<&String>| {
+        let set = |f: &dyn Fn(&crate::node::Node) -> Option<&str>| {
             nodes
                 .iter()
                 .filter_map(f)
-                .cloned()
                 .collect::<BTreeSet<_>>()
                 .into_iter()
+                .map(str::to_owned)
                 .collect::<Vec<_>>()
         };
         let mut in_flight = false;
@@ -104,10 +104,10 @@ impl WorkflowSummary {
             service: first_root.span.service.clone(),
             agent: nodes
                 .iter()
-                .find_map(|n| n.span.ai.fields.agent_name.clone()),
+                .find_map(|n| n.span.ai.fields.agent_name().map(str::to_owned)),
             identity: first_root.effective_identity.clone(),
-            identities: set(&|n| n.effective_identity.as_ref()),
-            services: set(&|n| n.span.service.as_ref()),
+            identities: set(&|n| n.effective_identity.as_deref()),
+            services: set(&|n| n.span.service.as_deref()),
             start_ns: nodes.iter().map(|n| n.span.start_ns).min().unwrap_or(0),
             end_ns: nodes.iter().map(|n| n.span.end_ns).max().unwrap_or(0),
             spans: nodes.len(),
@@ -133,17 +133,17 @@ impl WorkflowSummary {
             in_flight,
             conversation: nodes
                 .iter()
-                .filter(|n| n.span.ai.fields.conversation_id.is_some())
+                .filter(|n| n.span.ai.fields.conversation_id().is_some())
                 .min_by_key(|n| (n.span.start_ns, n.span.trace_id, n.span.span_id))
-                .and_then(|n| n.span.ai.fields.conversation_id.clone()),
-            models: set(&|n| n.span.ai.fields.gen_ai_model.as_ref()),
+                .and_then(|n| n.span.ai.fields.conversation_id().map(str::to_owned)),
+            models: set(&|n| n.span.ai.fields.gen_ai_model()),
             input_tokens: nodes
                 .iter()
-                .filter_map(|n| n.span.ai.fields.input_tokens)
+                .filter_map(|n| n.span.ai.fields.input_tokens())
                 .fold(0i64, i64::saturating_add),
             output_tokens: nodes
                 .iter()
-                .filter_map(|n| n.span.ai.fields.output_tokens)
+                .filter_map(|n| n.span.ai.fields.output_tokens())
                 .fold(0i64, i64::saturating_add),
         })
     }
@@ -169,20 +169,41 @@ mod tests {
             span(1, 3, Some(1), 50, 60),
             span(2, 4, None, 200, 300),
         ];
-        spans[0].ai.fields.identity = Some("alice".into());
-        spans[1].ai.fields.policy_verdict = Some(PolicyVerdict::Deny);
-        spans[2].ai.fields.tool_name = Some("refund".into());
+        spans[0]
+            .ai
+            .fields
+            .update(|f| f.identity = Some("alice".into()));
+        spans[1]
+            .ai
+            .fields
+            .update(|f| f.policy_verdict = Some(PolicyVerdict::Deny));
+        spans[2]
+            .ai
+            .fields
+            .update(|f| f.tool_name = Some("refund".into()));
         spans[2].ai.tool_effect = Some("write".into());
         spans[2].status = StatusCode::Error;
         spans[3].links = vec![(spans[0].trace_id, spans[0].span_id)];
-        spans[3].ai.fields.agent_name = Some("refunder".into());
+        spans[3]
+            .ai
+            .fields
+            .update(|f| f.agent_name = Some("refunder".into()));
         // The conversation is named by a later step, not the root.
-        spans[3].ai.fields.conversation_id = Some("conv-9".into());
-        spans[1].ai.fields.gen_ai_model = Some("m-small".into());
-        spans[1].ai.fields.input_tokens = Some(120);
-        spans[1].ai.fields.output_tokens = Some(30);
-        spans[3].ai.fields.gen_ai_model = Some("m-large".into());
-        spans[3].ai.fields.input_tokens = Some(80);
+        spans[3]
+            .ai
+            .fields
+            .update(|f| f.conversation_id = Some("conv-9".into()));
+        spans[1]
+            .ai
+            .fields
+            .update(|f| f.gen_ai_model = Some("m-small".into()));
+        spans[1].ai.fields.update(|f| f.input_tokens = Some(120));
+        spans[1].ai.fields.update(|f| f.output_tokens = Some(30));
+        spans[3]
+            .ai
+            .fields
+            .update(|f| f.gen_ai_model = Some("m-large".into()));
+        spans[3].ai.fields.update(|f| f.input_tokens = Some(80));
         let settled = BuildOptions {
             now_ns: i64::MAX,
             ..Default::default()

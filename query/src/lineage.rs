@@ -175,15 +175,15 @@ async fn evidence_traces(
     let mut message_ids: BTreeSet<&str> = BTreeSet::new();
     for s in spans {
         let f = &s.ai.fields;
-        tool_ids.extend(f.tool_call_id.as_deref());
-        tool_ids.extend(f.approval_action.as_deref());
+        tool_ids.extend(f.tool_call_id());
+        tool_ids.extend(f.approval_action());
         tool_ids.extend(
-            f.requested_tool_call_ids
-                .iter()
+            f.requested_tool_call_ids()
+                .into_iter()
                 .flatten()
                 .map(String::as_str),
         );
-        message_ids.extend(f.message_id.as_deref());
+        message_ids.extend(f.message_id());
     }
     if tool_ids.len() + message_ids.len() > MAX_EVIDENCE_IDS {
         walk.truncated = true;

@@ -254,7 +254,7 @@ fn to_batch(lineage: &Lineage, rows: &[Row]) -> Result<RecordBatch> {
         strs(&|i| n(i).span.parent_span_id.map(|p| p.to_hex())),
         strs(&|i| Some(n(i).span.name.clone())),
         strs(&|i| n(i).span.service.clone()),
-        strs(&|i| n(i).span.ai.fields.ai_kind.map(|k| k.as_str().to_owned())),
+        strs(&|i| n(i).span.ai.fields.ai_kind().map(|k| k.as_str().to_owned())),
         ints(&|r| r.1),
         Arc::new(
             rows.iter()

@@ -71,6 +71,12 @@ pub trait AiValue: Sized {
     /// Reads a column (text columns may arrive as `Utf8View` from queries).
     fn column(array: &ArrayRef) -> Result<Self::Column, ArrowError>;
     fn get(column: &Self::Column, row: usize) -> Option<Self>;
+    /// How a value is lent out of a [`SparseAi`](crate::conventions::SparseAi):
+    /// text as `&str`, lists as slices, the rest by copy.
+    type Ref<'a>
+    where
+        Self: 'a;
+    fn lend(&self) -> Self::Ref<'_>;
 }
 
 fn strings(array: &ArrayRef) -> Result<StringArray, ArrowError> {
@@ -107,6 +113,10 @@ impl AiValue for String {
     fn get(column: &StringArray, row: usize) -> Option<Self> {
         opt_str(column, row).map(str::to_owned)
     }
+    type Ref<'a> = &'a str;
+    fn lend(&self) -> &str {
+        self
+    }
 }
 
 macro_rules! primitive_value {
@@ -141,6 +151,10 @@ macro_rules! primitive_value {
             }
             fn get(column: &$array, row: usize) -> Option<Self> {
                 (!column.is_null(row)).then(|| column.value(row))
+            }
+            type Ref<'a> = Self;
+            fn lend(&self) -> Self {
+                *self
             }
         }
     };
@@ -218,6 +232,10 @@ impl AiValue for Vec<String> {
         let range = offsets[row] as usize..offsets[row + 1] as usize;
         Some(range.map(|i| column.values.value(i).to_owned()).collect())
     }
+    type Ref<'a> = &'a [String];
+    fn lend(&self) -> &[String] {
+        self
+    }
 }
 
 macro_rules! enum_value {
@@ -248,6 +266,10 @@ macro_rules! enum_value {
             fn get(column: &StringArray, row: usize) -> Option<Self> {
                 opt_str(column, row).and_then(<$t>::parse)
             }
+            type Ref<'a> = Self;
+            fn lend(&self) -> Self {
+                *self
+            }
         }
     };
 }
@@ -274,6 +296,70 @@ macro_rules! ai_columns {
                 #[serde(skip_serializing_if = "Option::is_none")]
                 pub $field: Option<$ty>,
             )+
+        }
+
+        /// The AI columns of one span that are present, one slot each, in
+        /// column order: what is kept per span where spans are many (a
+        /// workflow's lineage). An [`AiFields`] is ~600 bytes however few
+        /// of its columns are set; this is 16 bytes and a slot per column
+        /// set. Read a column with the method of its name; as JSON, the
+        /// same as [`AiFields`].
+        #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+        #[serde(from = "AiFields", into = "AiFields")]
+        pub struct SparseAi(Box<[AiSlot]>);
+
+        /// One present AI column of a [`SparseAi`].
+        #[allow(non_camel_case_types)]
+        #[derive(Debug, Clone, PartialEq)]
+        enum AiSlot {
+            $( $field($ty), )+
+        }
+
+        impl From<AiFields> for SparseAi {
+            fn from(fields: AiFields) -> Self {
+                // Sized exactly: the slice keeps the allocation as it is.
+                let mut slots = Vec::with_capacity(0 $( + usize::from(fields.$field.is_some()) )+);
+                $( if let Some(v) = fields.$field { slots.push(AiSlot::$field(v)); } )+
+                Self(slots.into_boxed_slice())
+            }
+        }
+
+        impl From<SparseAi> for AiFields {
+            fn from(sparse: SparseAi) -> Self {
+                let mut fields = AiFields::default();
+                for slot in sparse.0 {
+                    match slot {
+                        $( AiSlot::$field(v) => fields.$field = Some(v), )+
+                    }
+                }
+                fields
+            }
+        }
+
+        impl SparseAi {
+            $(
+                #[doc = $doc]
+                pub fn $field(&self) -> Option<<$ty as AiValue>::Ref<'_>> {
+                    self.0.iter().find_map(|slot| match slot {
+                        AiSlot::$field(v) => Some(<$ty as AiValue>::lend(v)),
+                        #[allow(unreachable_patterns)]
+                        _ => None,
+                    })
+                }
+            )+
+
+            /// Every column, as dense fields.
+            pub fn to_fields(&self) -> AiFields {
+                self.clone().into()
+            }
+
+            /// Changes columns through the dense fields (for the few
+            /// places that write them: tests and decoders).
+            pub fn update(&mut self, change: impl FnOnce(&mut AiFields)) {
+                let mut fields = std::mem::take(self).into();
+                change(&mut fields);
+                *self = fields.into();
+            }
         }
 
         /// The mapping table, in column order.

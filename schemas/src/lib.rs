@@ -37,7 +37,7 @@ pub mod span;
 pub mod value_types;
 
 pub use batch::spans_to_batch;
-pub use conventions::{AiFields, AiKind, ApprovalState, PolicyVerdict, ai_col};
+pub use conventions::{AiFields, AiKind, ApprovalState, PolicyVerdict, SparseAi, ai_col};
 pub use error_kind::ErrorKind;
 pub use ids::{IdError, SpanId, TraceId};
 pub use prices::{Price, Prices};

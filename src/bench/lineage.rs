@@ -76,7 +76,8 @@ pub(crate) fn workflow(total: usize, traces: usize, linked: bool) -> Vec<Lineage
                         policy_verdict: (kind == AiKind::Policy).then_some(PolicyVerdict::Allow),
                         identity: (i == 0).then(|| "bench-user".to_owned()),
                         ..Default::default()
-                    },
+                    }
+                    .into(),
                     tool_effect: (kind == AiKind::Tool && i % 10 == 1).then(|| "write".to_owned()),
                     ..Default::default()
                 },
@@ -114,7 +115,7 @@ fn to_span(l: &LineageSpan) -> Span {
                 attributes: Vec::new(),
             })
             .collect(),
-        ai: l.ai.fields.clone(),
+        ai: l.ai.fields.to_fields(),
     }
 }
 
@@ -477,13 +478,14 @@ fn structural(total: usize) -> anyhow::Result<()> {
                     parent[e.to] = Some(e.from);
                 }
                 for (i, node) in l.nodes.iter().enumerate() {
-                    if node.span.ai.fields.ai_kind != Some(AiKind::Tool) {
+                    if node.span.ai.fields.ai_kind() != Some(AiKind::Tool) {
                         continue;
                     }
                     let mut up = parent[i];
                     while let Some(p) = up {
-                        walked +=
-                            i64::from(l.nodes[p].span.ai.fields.ai_kind == Some(AiKind::Workflow));
+                        walked += i64::from(
+                            l.nodes[p].span.ai.fields.ai_kind() == Some(AiKind::Workflow),
+                        );
                         up = parent[p];
                     }
                 }

@@ -527,7 +527,7 @@ fn random_spans(rng: &mut Rng) -> Vec<LineageSpan> {
                 ..Default::default()
             };
             let ai = StepAi {
-                fields,
+                fields: fields.into(),
                 tool_effect,
                 origin_verified: [None, Some(true), Some(false)][rng.below(3)],
                 ..StepAi::default()

@@ -167,7 +167,7 @@ fn step_line<'a>(
     );
     if row.repeat {
         text.push_str(" (shown above)");
-    } else if let Some(kind) = node.span.ai.fields.ai_kind {
+    } else if let Some(kind) = node.span.ai.fields.ai_kind() {
         let _ = write!(text, " [{}]", kind.as_str());
     }
     let error = node.span.status == StatusCode::Error;
@@ -382,21 +382,21 @@ fn describe(node: &Node, origin: i64) -> String {
     };
     line("depth", format!("{}{via}{path}", node.depth));
     if let Some(id) = &node.effective_identity {
-        let own = if ai.fields.identity.is_some() {
+        let own = if ai.fields.identity().is_some() {
             ""
         } else {
             " (inherited)"
         };
         line("identity", format!("{id}{own}"));
     }
-    if let Some(w) = &ai.fields.workload_identity {
-        line("workload", w.clone());
+    if let Some(w) = ai.fields.workload_identity() {
+        line("workload", w.to_owned());
     }
-    if let Some(kind) = ai.fields.ai_kind {
+    if let Some(kind) = ai.fields.ai_kind() {
         line("kind", kind.as_str().to_owned());
     }
-    if let Some(model) = &ai.fields.gen_ai_model {
-        let tokens = match (ai.fields.input_tokens, ai.fields.output_tokens) {
+    if let Some(model) = ai.fields.gen_ai_model() {
+        let tokens = match (ai.fields.input_tokens(), ai.fields.output_tokens()) {
             (None, None) => String::new(),
             (i, o) => format!(
                 " · tokens {} in / {} out",
@@ -406,19 +406,18 @@ fn describe(node: &Node, origin: i64) -> String {
         };
         line("model", format!("{model}{tokens}"));
     }
-    if let Some(n) = &ai.fields.node {
-        let kv = match ai.fields.kv_cache_hit {
+    if let Some(n) = ai.fields.node() {
+        let kv = match ai.fields.kv_cache_hit() {
             Some(true) => " · kv cache hit",
             Some(false) => " · kv cache miss",
             None => "",
         };
         line("node", format!("{n}{kv}"));
     }
-    if let Some(tool) = &ai.fields.tool_name {
+    if let Some(tool) = ai.fields.tool_name() {
         let call = ai
             .fields
-            .tool_call_id
-            .as_deref()
+            .tool_call_id()
             .map(|c| format!(" ({c})"))
             .unwrap_or_default();
         let writes = if ai.tool_effect.as_deref() == Some("write") {
@@ -428,29 +427,27 @@ fn describe(node: &Node, origin: i64) -> String {
         };
         line("tool", format!("{tool}{call}{writes}"));
     }
-    if let Some(verdict) = ai.fields.policy_verdict {
-        let name = ai.fields.policy_name.as_deref().unwrap_or("?");
+    if let Some(verdict) = ai.fields.policy_verdict() {
+        let name = ai.fields.policy_name().unwrap_or("?");
         line("policy", format!("{name} → {}", verdict.as_str()));
     }
-    if let Some(state) = ai.fields.approval_state {
+    if let Some(state) = ai.fields.approval_state() {
         let by = ai
             .fields
-            .approver
-            .as_deref()
+            .approver()
             .map(|a| format!(" by {a}"))
             .unwrap_or_default();
         let gates = ai
             .fields
-            .approval_action
-            .as_deref()
+            .approval_action()
             .map(|a| format!(" · gates {a}"))
             .unwrap_or_default();
         line("approval", format!("{}{by}{gates}", state.as_str()));
     }
-    if ai.fields.retrieval_source.is_some()
+    if ai.fields.retrieval_source().is_some()
         || ai
             .fields
-            .retrieved_document_ids
+            .retrieved_document_ids()
             .as_ref()
             .is_some_and(|d| !d.is_empty())
     {
@@ -458,10 +455,9 @@ fn describe(node: &Node, origin: i64) -> String {
             "retrieved",
             format!(
                 "{} [{}]",
-                ai.fields.retrieval_source.as_deref().unwrap_or("?"),
+                ai.fields.retrieval_source().unwrap_or("?"),
                 ai.fields
-                    .retrieved_document_ids
-                    .as_deref()
+                    .retrieved_document_ids()
                     .unwrap_or_default()
                     .join(", ")
             ),
