@@ -37,5 +37,5 @@ pub use evidence::{Evidence, EvidenceRules};
 pub use graph::{Anomaly, BuildOptions, Lineage, SETTLE_NS, build, build_nodes};
 pub use node::{Edge, EdgeKind, Node};
 pub use page::{LineagePage, PAGE_NODES, SUMMARY_ITEMS, SummaryCounts};
-pub use span::{LineageSpan, StepAi, StepEvent, TOOL_EFFECT_KEY};
+pub use span::{LineageSpan, SpanKey, StepAi, StepEvent, TOOL_EFFECT_KEY};
 pub use workflow::{Flags, WorkflowSummary};

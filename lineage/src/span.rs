@@ -94,9 +94,58 @@ impl AsRef<LineageSpan> for LineageSpan {
     }
 }
 
+/// Which span of a workflow: `trace_id:span_id` as text, ids as bytes until
+/// shown (a summary names hundreds of thousands of steps).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SpanKey {
+    pub trace_id: TraceId,
+    pub span_id: SpanId,
+}
+
+impl std::fmt::Display for SpanKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.trace_id, self.span_id)
+    }
+}
+
+impl std::str::FromStr for SpanKey {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (trace, span) = s
+            .split_once(':')
+            .ok_or_else(|| format!("{s:?} is not trace_id:span_id"))?;
+        Ok(Self {
+            trace_id: trace.parse().map_err(|e| format!("{e}"))?,
+            span_id: span.parse().map_err(|e| format!("{e}"))?,
+        })
+    }
+}
+
+impl Serialize for SpanKey {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for SpanKey {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = std::borrow::Cow::<str>::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 impl LineageSpan {
     pub fn duration_ns(&self) -> i64 {
         self.end_ns.saturating_sub(self.start_ns)
+    }
+
+    /// Which span this is, as a [`SpanKey`].
+    pub fn span_key(&self) -> SpanKey {
+        SpanKey {
+            trace_id: self.trace_id,
+            span_id: self.span_id,
+        }
     }
 
     /// `trace_id:span_id`, unique within a workflow.

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use weft_schemas::{ApprovalState, PolicyVerdict, StatusCode};
 
 use crate::node::Node;
+use crate::span::SpanKey;
 
 /// For each node, its causal predecessors (every node with a path to it), by index.
 /// Only the direct-predecessor lists are kept; the summary walks them.
@@ -25,7 +26,7 @@ pub struct Step {
     /// Index into `Lineage::nodes`.
     pub node: usize,
     /// `trace_id:span_id`.
-    pub span: String,
+    pub span: SpanKey,
     pub name: String,
 }
 
@@ -125,7 +126,7 @@ pub struct Summary {
 fn step(nodes: &[Node], i: usize) -> Step {
     Step {
         node: i,
-        span: nodes[i].span.key(),
+        span: nodes[i].span.span_key(),
         name: nodes[i].span.name.clone(),
     }
 }
@@ -281,7 +282,7 @@ pub fn summarise<'a>(
     };
 
     let mut order: Vec<usize> = (0..nodes.len()).collect();
-    order.sort_by_key(|i| (nodes[*i].span.start_ns, *i));
+    order.sort_unstable_by_key(|i| (nodes[*i].span.start_ns, *i));
 
     for &i in &order {
         let n = &nodes[i];
@@ -336,72 +337,44 @@ pub fn summarise<'a>(
         .collect();
     let checks = Preceding::new(nodes, roots, check_at.keys().copied());
     let approvals = Preceding::new(nodes, roots, approval_at.keys().copied());
-    let mut ancestors = Ancestors::new(preds);
-    let no_preds = Vec::new();
-    let mut strict_ancestors = Ancestors::new(strict.map_or(&no_preds, |s| &s.preds));
-
-    for &i in &order {
-        let n = &nodes[i];
-        let Some(tool) = n.span.ai.fields.tool_name().map(str::to_owned) else {
-            continue;
-        };
-        let t_ancestors = ancestors.of(i);
-        let verdict = checks
-            .latest(i, t_ancestors, &roots[i], |_| true)
-            .map(|p| summary.policy_checks[check_at[&p]].clone());
-        let call_id = n.span.ai.fields.tool_call_id();
-        let gates_this = |a: usize| {
-            summary.approvals[approval_at[&a]]
-                .gates
-                .as_deref()
-                .is_none_or(|g| g == tool || Some(g) == call_id)
-        };
-        let approval = approvals
-            .latest(i, t_ancestors, &roots[i], gates_this)
-            .map(|a| summary.approvals[approval_at[&a]].clone());
-        let mut rests_on_evidence = Vec::new();
-        let loose = |p: Option<usize>, ancestors: &[usize]| match (p, strict) {
-            (Some(p), Some(strict)) => !strict.precedes(ancestors, p, i),
-            _ => false,
-        };
-        let strict_of_i: &[usize] = if strict.is_some() && (verdict.is_some() || approval.is_some())
-        {
-            strict_ancestors.of(i)
-        } else {
-            &[]
-        };
-        let verdict_loose = loose(verdict.as_ref().map(|v| v.step.node), strict_of_i);
-        let approval_loose = loose(approval.as_ref().map(|a| a.step.node), strict_of_i);
-        if verdict_loose {
-            rests_on_evidence.push(Cow::Borrowed("preceding_verdict"));
-        }
-        if approval_loose {
-            rests_on_evidence.push(Cow::Borrowed("preceding_approval"));
-        }
-        if strict.is_some_and(|s| n.effective_identity != s.identities[i]) {
-            rests_on_evidence.push(Cow::Borrowed("identity"));
-        }
-        let writes =
-            n.span.ai.tool_effect.as_deref() == Some("write") || write_tools.contains(&tool);
-        if writes
-            && let Some(mut f) = governance(nodes, i, &tool, verdict.as_ref(), approval.as_ref())
-        {
-            f.rests_on_evidence = verdict_loose || approval_loose;
-            summary.findings.push(f);
-        }
-        summary.tool_calls.push(ToolCall {
-            step: step(nodes, i),
-            tool,
-            call_id: n.span.ai.fields.tool_call_id().map(str::to_owned),
-            identity: n.effective_identity.clone(),
-            status: n.span.status,
-            writes,
-            time_ns: n.span.start_ns,
-            preceding_verdict: verdict,
-            preceding_approval: approval,
-            rests_on_evidence,
+    let calls = ToolCalls {
+        nodes,
+        preds,
+        roots,
+        strict,
+        write_tools,
+        checks: &checks,
+        approvals: &approvals,
+        check_at: &check_at,
+        approval_at: &approval_at,
+        policy_checks: &summary.policy_checks,
+        approval_list: &summary.approvals,
+    };
+    // Each tool call looks back through its ancestors: the calls are split
+    // across two threads when there are many, each half in start order.
+    let tools: Vec<usize> = order
+        .iter()
+        .copied()
+        .filter(|i| nodes[*i].span.ai.fields.tool_name().is_some())
+        .collect();
+    let (first, second) = tools.split_at(if tools.len() >= PARALLEL_TOOL_CALLS {
+        tools.len() / 2
+    } else {
+        tools.len()
+    });
+    let ((mut tool_calls, mut findings), (more_calls, more_findings)) =
+        std::thread::scope(|scope| {
+            let later = scope.spawn(|| calls.of(second));
+            let earlier = calls.of(first);
+            let later = later
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (earlier, later)
         });
-    }
+    tool_calls.extend(more_calls);
+    findings.extend(more_findings);
+    summary.tool_calls = tool_calls;
+    summary.findings.extend(findings);
 
     // An approval with no declared action gates the first tool call it preceded.
     let mut first_gated: HashMap<usize, String> = HashMap::new();
@@ -429,6 +402,104 @@ pub fn summarise<'a>(
         })
         .collect();
     summary
+}
+
+/// Tool calls past this many are summarised on two threads.
+const PARALLEL_TOOL_CALLS: usize = 10_000;
+
+/// What summarising a tool call reads: the graph, and the policy checks and
+/// approvals already listed.
+struct ToolCalls<'a> {
+    nodes: &'a [Node],
+    preds: &'a Predecessors,
+    roots: &'a Roots,
+    strict: Option<&'a WithoutEvidence>,
+    write_tools: &'a HashSet<String>,
+    checks: &'a Preceding<'a>,
+    approvals: &'a Preceding<'a>,
+    check_at: &'a HashMap<usize, usize>,
+    approval_at: &'a HashMap<usize, usize>,
+    policy_checks: &'a [PolicyCheck],
+    approval_list: &'a [Approval],
+}
+
+impl ToolCalls<'_> {
+    /// The tool calls of `steps` (tool steps, in start order), and the
+    /// governance findings they raise.
+    fn of(&self, steps: &[usize]) -> (Vec<ToolCall>, Vec<Finding>) {
+        let (nodes, roots, strict) = (self.nodes, self.roots, self.strict);
+        let mut ancestors = Ancestors::new(self.preds);
+        let no_preds = Vec::new();
+        let mut strict_ancestors = Ancestors::new(strict.map_or(&no_preds, |s| &s.preds));
+        let mut calls = Vec::with_capacity(steps.len());
+        let mut findings = Vec::new();
+        for &i in steps {
+            let n = &nodes[i];
+            let Some(tool) = n.span.ai.fields.tool_name().map(str::to_owned) else {
+                continue;
+            };
+            let t_ancestors = ancestors.of(i);
+            let verdict = self
+                .checks
+                .latest(i, t_ancestors, &roots[i], |_| true)
+                .map(|p| self.policy_checks[self.check_at[&p]].clone());
+            let call_id = n.span.ai.fields.tool_call_id();
+            let gates_this = |a: usize| {
+                self.approval_list[self.approval_at[&a]]
+                    .gates
+                    .as_deref()
+                    .is_none_or(|g| g == tool || Some(g) == call_id)
+            };
+            let approval = self
+                .approvals
+                .latest(i, t_ancestors, &roots[i], gates_this)
+                .map(|a| self.approval_list[self.approval_at[&a]].clone());
+            let mut rests_on_evidence = Vec::new();
+            let loose = |p: Option<usize>, ancestors: &[usize]| match (p, strict) {
+                (Some(p), Some(strict)) => !strict.precedes(ancestors, p, i),
+                _ => false,
+            };
+            let strict_of_i: &[usize] =
+                if strict.is_some() && (verdict.is_some() || approval.is_some()) {
+                    strict_ancestors.of(i)
+                } else {
+                    &[]
+                };
+            let verdict_loose = loose(verdict.as_ref().map(|v| v.step.node), strict_of_i);
+            let approval_loose = loose(approval.as_ref().map(|a| a.step.node), strict_of_i);
+            if verdict_loose {
+                rests_on_evidence.push(Cow::Borrowed("preceding_verdict"));
+            }
+            if approval_loose {
+                rests_on_evidence.push(Cow::Borrowed("preceding_approval"));
+            }
+            if strict.is_some_and(|s| n.effective_identity != s.identities[i]) {
+                rests_on_evidence.push(Cow::Borrowed("identity"));
+            }
+            let writes = n.span.ai.tool_effect.as_deref() == Some("write")
+                || self.write_tools.contains(&tool);
+            if writes
+                && let Some(mut f) =
+                    governance(nodes, i, &tool, verdict.as_ref(), approval.as_ref())
+            {
+                f.rests_on_evidence = verdict_loose || approval_loose;
+                findings.push(f);
+            }
+            calls.push(ToolCall {
+                step: step(nodes, i),
+                tool,
+                call_id: n.span.ai.fields.tool_call_id().map(str::to_owned),
+                identity: n.effective_identity.clone(),
+                status: n.span.status,
+                writes,
+                time_ns: n.span.start_ns,
+                preceding_verdict: verdict,
+                preceding_approval: approval,
+                rests_on_evidence,
+            });
+        }
+        (calls, findings)
+    }
 }
 
 fn policy_check(nodes: &[Node], i: usize, verdict: PolicyVerdict) -> PolicyCheck {
