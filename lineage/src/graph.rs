@@ -703,25 +703,50 @@ fn critical_path(graph: &DiGraph<usize, EdgeKind>, dag: &Dag, nodes: &[Node]) ->
 }
 
 /// The roots each node descends from through the edges `follow` takes, in
-/// topological order without back edges.
+/// topological order without back edges. Nodes share their root set: a
+/// node with one way in takes its predecessor's, so a million-span tree
+/// holds one set, not a million.
 fn roots_of_each(
     graph: &DiGraph<usize, EdgeKind>,
     dag: &Dag,
     follow: impl Fn(EdgeKind) -> bool,
 ) -> Roots {
-    let mut roots: Roots = vec![Vec::new(); graph.node_count()];
+    let mut roots = Roots::with_nodes(graph.node_count());
+    let mut known: HashMap<Vec<usize>, u32> = HashMap::new();
+    let mut ins: Vec<u32> = Vec::new();
     for &v in &dag.topological {
-        let mut mine: Vec<usize> = graph
-            .edges_directed(v, Dir::Incoming)
-            .filter(|e| !dag.is_back(e.id()) && follow(*e.weight()))
-            .flat_map(|e| roots[graph[e.source()]].iter().copied())
-            .collect();
-        if mine.is_empty() {
-            mine.push(graph[v]);
-        }
-        mine.sort_unstable();
-        mine.dedup();
-        roots[graph[v]] = mine;
+        ins.clear();
+        ins.extend(
+            graph
+                .edges_directed(v, Dir::Incoming)
+                .filter(|e| !dag.is_back(e.id()) && follow(*e.weight()))
+                .map(|e| roots.set_of(graph[e.source()])),
+        );
+        ins.sort_unstable();
+        ins.dedup();
+        let set = match ins.as_slice() {
+            [one] => *one,
+            _ => {
+                let mut mine: Vec<usize> = ins
+                    .iter()
+                    .flat_map(|s| roots.set(*s).iter().copied())
+                    .collect();
+                if mine.is_empty() {
+                    mine.push(graph[v]);
+                }
+                mine.sort_unstable();
+                mine.dedup();
+                match known.get(&mine) {
+                    Some(set) => *set,
+                    None => {
+                        let set = roots.add_set(mine.clone());
+                        known.insert(mine, set);
+                        set
+                    }
+                }
+            }
+        };
+        roots.assign(graph[v], set);
     }
     roots
 }
@@ -730,11 +755,13 @@ fn graph_predecessors(
     graph: &DiGraph<usize, EdgeKind>,
     follow: impl Fn(EdgeKind) -> bool,
 ) -> Predecessors {
-    let mut out = vec![Vec::new(); graph.node_count()];
-    for e in graph.edge_references().filter(|e| follow(*e.weight())) {
-        out[graph[e.target()]].push(graph[e.source()]);
-    }
-    out
+    Predecessors::from_edges(
+        graph.node_count(),
+        graph
+            .edge_references()
+            .filter(|e| follow(*e.weight()))
+            .map(|e| (graph[e.source()], graph[e.target()])),
+    )
 }
 
 #[cfg(test)]

@@ -16,9 +16,53 @@ use weft_schemas::{ApprovalState, PolicyVerdict, StatusCode};
 use crate::node::Node;
 use crate::span::SpanKey;
 
-/// For each node, its causal predecessors (every node with a path to it), by index.
-/// Only the direct-predecessor lists are kept; the summary walks them.
-pub type Predecessors = Vec<Vec<usize>>;
+/// For each node, its direct causal predecessors, by index (the summary
+/// walks them for every node with a path to it). One allocation for all
+/// (compressed rows), not a list per node: `preds[i]` is node `i`'s slice.
+#[derive(Debug, Clone, Default)]
+pub struct Predecessors {
+    /// `items[start[i]..start[i + 1]]` are node `i`'s.
+    start: Vec<usize>,
+    items: Vec<usize>,
+}
+
+impl Predecessors {
+    /// From `(from, to)` edges among `nodes` nodes; each list keeps the
+    /// edges' order.
+    pub fn from_edges(nodes: usize, edges: impl Iterator<Item = (usize, usize)> + Clone) -> Self {
+        let mut start = vec![0usize; nodes + 1];
+        for (_, to) in edges.clone() {
+            start[to + 1] += 1;
+        }
+        for i in 0..nodes {
+            start[i + 1] += start[i];
+        }
+        let mut fill = start.clone();
+        let mut items = vec![0usize; start[nodes]];
+        for (from, to) in edges {
+            items[fill[to]] = from;
+            fill[to] += 1;
+        }
+        Self { start, items }
+    }
+
+    /// How many nodes.
+    pub fn len(&self) -> usize {
+        self.start.len().saturating_sub(1)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl std::ops::Index<usize> for Predecessors {
+    type Output = [usize];
+
+    fn index(&self, node: usize) -> &[usize] {
+        &self.items[self.start[node]..self.start[node + 1]]
+    }
+}
 
 /// A pointer to a node of the lineage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -243,8 +287,52 @@ impl<'a> Preceding<'a> {
     }
 }
 
-/// For each node, the roots it descends from (ignoring edges that close cycles).
-pub type Roots = Vec<Vec<usize>>;
+/// For each node, the roots it descends from (ignoring edges that close
+/// cycles), sorted: `roots[i]` is node `i`'s. Nodes share sets (most
+/// nodes of a workflow descend from the same roots).
+#[derive(Debug, Clone, Default)]
+pub struct Roots {
+    set_of: Vec<u32>,
+    sets: Vec<Vec<usize>>,
+}
+
+impl Roots {
+    /// `nodes` nodes, none assigned yet.
+    pub fn with_nodes(nodes: usize) -> Self {
+        Self {
+            set_of: vec![u32::MAX; nodes],
+            sets: Vec::new(),
+        }
+    }
+
+    /// The set node `node` has (assigned in topological order, so a node's
+    /// predecessors have theirs).
+    pub fn set_of(&self, node: usize) -> u32 {
+        self.set_of[node]
+    }
+
+    pub fn set(&self, set: u32) -> &[usize] {
+        self.sets.get(set as usize).map_or(&[], Vec::as_slice)
+    }
+
+    /// A new set (sorted, deduplicated); its number.
+    pub fn add_set(&mut self, roots: Vec<usize>) -> u32 {
+        self.sets.push(roots);
+        u32::try_from(self.sets.len() - 1).unwrap_or(u32::MAX)
+    }
+
+    pub fn assign(&mut self, node: usize, set: u32) {
+        self.set_of[node] = set;
+    }
+}
+
+impl std::ops::Index<usize> for Roots {
+    type Output = [usize];
+
+    fn index(&self, node: usize) -> &[usize] {
+        self.set(self.set_of[node])
+    }
+}
 
 /// The graph without its evidence edges: what trace context and span links
 /// alone say, to tell which conclusions rest on evidence.
@@ -429,7 +517,7 @@ impl ToolCalls<'_> {
     fn of(&self, steps: &[usize]) -> (Vec<ToolCall>, Vec<Finding>) {
         let (nodes, roots, strict) = (self.nodes, self.roots, self.strict);
         let mut ancestors = Ancestors::new(self.preds);
-        let no_preds = Vec::new();
+        let no_preds = Predecessors::default();
         let mut strict_ancestors = Ancestors::new(strict.map_or(&no_preds, |s| &s.preds));
         let mut calls = Vec::with_capacity(steps.len());
         let mut findings = Vec::new();
