@@ -431,8 +431,10 @@ mod tests {
             let start = 80 + chat_ms + 10 * (k as i64 + 1);
             let mut s = span(t, 10 + k as u8, Some(1), at(start), at(start + 5));
             s.name = "execute_tool".into();
-            s.ai.fields.update(|f| f.ai_kind = Some(AiKind::Tool));
-            s.ai.fields.update(|f| f.tool_name = Some((*tool).into()));
+            s.ai.fields.update(|f| {
+                f.ai_kind = Some(AiKind::Tool);
+                f.tool_name = Some((*tool).into());
+            });
             if *tool == "refund" && verdict == PolicyVerdict::Deny {
                 s.status = StatusCode::Error;
             }

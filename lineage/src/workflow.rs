@@ -197,8 +197,10 @@ mod tests {
             .ai
             .fields
             .update(|f| f.gen_ai_model = Some("m-small".into()));
-        spans[1].ai.fields.update(|f| f.input_tokens = Some(120));
-        spans[1].ai.fields.update(|f| f.output_tokens = Some(30));
+        spans[1].ai.fields.update(|f| {
+            f.input_tokens = Some(120);
+            f.output_tokens = Some(30);
+        });
         spans[3]
             .ai
             .fields

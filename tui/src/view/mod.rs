@@ -294,10 +294,12 @@ pub(crate) mod tests {
         chat.ai
             .fields
             .update(|f| f.gen_ai_model = Some("gpt-4o".into()));
-        chat.ai.fields.update(|f| f.input_tokens = Some(1200));
-        chat.ai.fields.update(|f| f.output_tokens = Some(300));
-        chat.ai.fields.update(|f| f.node = Some("gpu-a1".into()));
-        chat.ai.fields.update(|f| f.kv_cache_hit = Some(true));
+        chat.ai.fields.update(|f| {
+            f.input_tokens = Some(1200);
+            f.output_tokens = Some(300);
+            f.node = Some("gpu-a1".into());
+            f.kv_cache_hit = Some(true);
+        });
         let mut approval = span(1, 5, Some(1), "approval", 410, 800);
         approval
             .ai
