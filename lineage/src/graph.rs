@@ -268,11 +268,13 @@ pub fn build_nodes(nodes: Vec<Node>, options: &BuildOptions) -> Lineage {
     }
     phases.done("identities");
 
-    // Two halves that share nothing but the graph, on two threads: the
-    // timing analyses and the edge list, and the summary (the larger).
+    // Two halves that share nothing but the graph, on two threads for a
+    // large workflow: the timing analyses and the edge list, and the
+    // summary (the larger).
     let with_evidence = !evidence_of.is_empty();
-    let (analysis, summary) = std::thread::scope(|scope| {
-        let analysis = scope.spawn(|| {
+    let (analysis, summary) = crate::parallel::both(
+        nodes.len(),
+        || {
             let (depth, reached_by) = depths(&graph, &dag);
             let self_time = self_times(&graph, &nodes);
             let critical = critical_path(&graph, &dag, &nodes);
@@ -287,28 +289,26 @@ pub fn build_nodes(nodes: Vec<Node>, options: &BuildOptions) -> Lineage {
                 })
                 .collect();
             (depth, reached_by, self_time, critical, edges)
-        });
-        // What trace context and links alone say, when evidence added edges.
-        let not_evidence = |k: EdgeKind| k != EdgeKind::Evidence;
-        let strict = with_evidence.then(|| WithoutEvidence {
-            preds: graph_predecessors(&graph, not_evidence),
-            roots: roots_of_each(&graph, &dag, not_evidence),
-            identities: effective_identities(&graph, &dag, &nodes, not_evidence),
-        });
-        let roots = roots_of_each(&graph, &dag, |_| true);
-        let preds = graph_predecessors(&graph, |_| true);
-        let summary = summarise(
-            &nodes,
-            &preds,
-            &roots,
-            strict.as_ref(),
-            &options.write_tools,
-        );
-        let analysis = analysis
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        (analysis, summary)
-    });
+        },
+        || {
+            // What trace context and links alone say, when evidence added edges.
+            let not_evidence = |k: EdgeKind| k != EdgeKind::Evidence;
+            let strict = with_evidence.then(|| WithoutEvidence {
+                preds: graph_predecessors(&graph, not_evidence),
+                roots: roots_of_each(&graph, &dag, not_evidence),
+                identities: effective_identities(&graph, &dag, &nodes, not_evidence),
+            });
+            let roots = roots_of_each(&graph, &dag, |_| true);
+            let preds = graph_predecessors(&graph, |_| true);
+            summarise(
+                &nodes,
+                &preds,
+                &roots,
+                strict.as_ref(),
+                &options.write_tools,
+            )
+        },
+    );
     let (depth, reached_by, self_time, critical, edges) = analysis;
     let on_path: HashSet<usize> = critical.iter().copied().collect();
     for (i, node) in nodes.iter_mut().enumerate() {
@@ -331,7 +331,7 @@ pub fn build_nodes(nodes: Vec<Node>, options: &BuildOptions) -> Lineage {
 
 type Index = HashMap<(TraceId, SpanId), usize>;
 
-/// How long each phase of a build took, logged at debug level (`RUST_LOG=weft_lineage=debug`).
+/// How long each phase of a build took, logged at debug level (`WEFT_LOG=weft_lineage=debug`).
 struct Phases {
     nodes: usize,
     last: std::time::Instant,
@@ -964,5 +964,48 @@ pub(crate) mod tests {
         assert_eq!(alice.steps.len(), crate::summary::IDENTITY_STEPS);
         assert_eq!(alice.steps[0].name, "s1", "in start order");
         assert!(crate::render::summary_text(&l).contains("alice (identity): 250 step(s)"));
+    }
+
+    #[test]
+    fn a_workflow_large_enough_for_two_threads_is_summarised_in_start_order() {
+        let n = 2 * crate::parallel::PARALLEL_FROM;
+        let id = |i: u64| SpanId::try_from(&(i + 1).to_be_bytes()[..]).unwrap();
+        let mut root = span(1, 1, None, 0, 10_000_000);
+        root.span_id = id(0);
+        let mut policy = span(1, 2, None, 1, 2);
+        policy.span_id = id(1);
+        policy.parent_span_id = Some(id(0));
+        policy.ai.fields.update(|f| {
+            f.ai_kind = Some(weft_schemas::AiKind::Policy);
+            f.policy_verdict = Some(weft_schemas::PolicyVerdict::Allow);
+        });
+        let mut spans = vec![root, policy];
+        // Tool calls added latest first: the summary must sort them.
+        for k in (0..n as u64).rev() {
+            let mut tool = span(1, 3, None, 10 + k as i64, 11 + k as i64);
+            tool.span_id = id(2 + k);
+            tool.parent_span_id = Some(id(0));
+            tool.ai
+                .fields
+                .update(|f| f.tool_name = Some(format!("tool-{k}")));
+            spans.push(tool);
+        }
+        let l = build(spans, OLD);
+        let calls = &l.summary.tool_calls;
+        assert_eq!(calls.len(), n);
+        assert!(calls.windows(2).all(|w| w[0].time_ns < w[1].time_ns));
+        assert_eq!(calls[0].tool, "tool-0");
+        assert_eq!(calls[n - 1].tool, format!("tool-{}", n - 1));
+        assert!(calls.iter().all(|c| {
+            c.preceding_verdict
+                .as_ref()
+                .is_some_and(|v| v.verdict == weft_schemas::PolicyVerdict::Allow)
+        }));
+        assert!(
+            l.nodes
+                .iter()
+                .all(|node| node.depth == u32::from(node.span_id != id(0)))
+        );
+        assert_eq!(l.edges.len(), n + 1);
     }
 }

@@ -26,6 +26,7 @@ pub mod evidence;
 mod graph;
 pub mod node;
 mod page;
+mod parallel;
 pub mod render;
 mod span;
 pub mod summary;

@@ -29,7 +29,10 @@ pub struct Predecessors {
 impl Predecessors {
     /// From `(from, to)` edges among `nodes` nodes; each list keeps the
     /// edges' order.
-    pub fn from_edges(nodes: usize, edges: impl Iterator<Item = (usize, usize)> + Clone) -> Self {
+    pub(crate) fn from_edges(
+        nodes: usize,
+        edges: impl Iterator<Item = (usize, usize)> + Clone,
+    ) -> Self {
         let mut start = vec![0usize; nodes + 1];
         for (_, to) in edges.clone() {
             start[to + 1] += 1;
@@ -47,12 +50,8 @@ impl Predecessors {
     }
 
     /// How many nodes.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.start.len().saturating_sub(1)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -298,7 +297,7 @@ pub struct Roots {
 
 impl Roots {
     /// `nodes` nodes, none assigned yet.
-    pub fn with_nodes(nodes: usize) -> Self {
+    pub(crate) fn with_nodes(nodes: usize) -> Self {
         Self {
             set_of: vec![u32::MAX; nodes],
             sets: Vec::new(),
@@ -307,21 +306,21 @@ impl Roots {
 
     /// The set node `node` has (assigned in topological order, so a node's
     /// predecessors have theirs).
-    pub fn set_of(&self, node: usize) -> u32 {
+    pub(crate) fn set_of(&self, node: usize) -> u32 {
         self.set_of[node]
     }
 
-    pub fn set(&self, set: u32) -> &[usize] {
+    pub(crate) fn set(&self, set: u32) -> &[usize] {
         self.sets.get(set as usize).map_or(&[], Vec::as_slice)
     }
 
     /// A new set (sorted, deduplicated); its number.
-    pub fn add_set(&mut self, roots: Vec<usize>) -> u32 {
+    pub(crate) fn add_set(&mut self, roots: Vec<usize>) -> u32 {
         self.sets.push(roots);
         u32::try_from(self.sets.len() - 1).unwrap_or(u32::MAX)
     }
 
-    pub fn assign(&mut self, node: usize, set: u32) {
+    pub(crate) fn assign(&mut self, node: usize, set: u32) {
         self.set_of[node] = set;
     }
 }
@@ -438,27 +437,16 @@ pub fn summarise<'a>(
         policy_checks: &summary.policy_checks,
         approval_list: &summary.approvals,
     };
-    // Each tool call looks back through its ancestors: the calls are split
-    // across two threads when there are many, each half in start order.
+    // Each tool call looks back through its ancestors: many calls are split
+    // across two threads, each half in start order.
     let tools: Vec<usize> = order
         .iter()
         .copied()
         .filter(|i| nodes[*i].span.ai.fields.tool_name().is_some())
         .collect();
-    let (first, second) = tools.split_at(if tools.len() >= PARALLEL_TOOL_CALLS {
-        tools.len() / 2
-    } else {
-        tools.len()
-    });
-    let ((mut tool_calls, mut findings), (more_calls, more_findings)) =
-        std::thread::scope(|scope| {
-            let later = scope.spawn(|| calls.of(second));
-            let earlier = calls.of(first);
-            let later = later
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            (earlier, later)
-        });
+    let (first, second) = tools.split_at(tools.len() / 2);
+    let ((more_calls, more_findings), (mut tool_calls, mut findings)) =
+        crate::parallel::both(tools.len(), || calls.of(second), || calls.of(first));
     tool_calls.extend(more_calls);
     findings.extend(more_findings);
     summary.tool_calls = tool_calls;
@@ -491,9 +479,6 @@ pub fn summarise<'a>(
         .collect();
     summary
 }
-
-/// Tool calls past this many are summarised on two threads.
-const PARALLEL_TOOL_CALLS: usize = 10_000;
 
 /// What summarising a tool call reads: the graph, and the policy checks and
 /// approvals already listed.

@@ -354,7 +354,7 @@ macro_rules! ai_columns {
             }
 
             /// Changes columns through the dense fields (for the few
-            /// places that write them: tests and decoders).
+            /// places that write them, such as tests).
             pub fn update(&mut self, change: impl FnOnce(&mut AiFields)) {
                 let mut fields = std::mem::take(self).into();
                 change(&mut fields);
