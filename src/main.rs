@@ -21,6 +21,7 @@ mod demo_export;
 mod explore;
 mod lineage;
 mod maintain;
+mod pages;
 mod routing;
 mod serve;
 mod sql;
@@ -154,6 +155,7 @@ fn closed_stdout() -> std::process::ExitCode {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging();
+    pages::small_pages_only();
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Sql(args) => sql::run(args),

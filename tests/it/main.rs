@@ -27,6 +27,7 @@ mod lineage_evidence;
 mod lineage_paging;
 mod listeners;
 mod postgres;
+mod process;
 mod readme;
 mod s3;
 mod settled;
