@@ -518,9 +518,9 @@ pub(crate) mod fixtures {
                     trace_id: trace(p.trace),
                     span_id: span(i),
                     parent_span_id: p.parent.map(span),
-                    name: p.name.clone(),
+                    name: p.name.as_str().into(),
                     kind: None,
-                    service: Some(p.service.to_owned()),
+                    service: Some(p.service.into()),
                     start_ns: base + p.start_ns,
                     end_ns: base + p.start_ns + p.duration_ns,
                     status: if p.error.is_some() {

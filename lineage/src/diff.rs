@@ -175,7 +175,7 @@ fn only_in(l: &Lineage, i: usize, key: &str) -> OnlyIn {
     OnlyIn {
         step: key.to_owned(),
         span: l.nodes[i].span.key(),
-        name: l.nodes[i].span.name.clone(),
+        name: l.nodes[i].span.name.to_string(),
     }
 }
 
@@ -189,7 +189,7 @@ fn order(l: &Lineage) -> Vec<usize> {
 fn label(n: &Node) -> String {
     match n.span.ai.fields.ai_kind() {
         Some(kind) => format!("{} [{}]", n.span.name, kind.as_str()),
-        None => n.span.name.clone(),
+        None => n.span.name.to_string(),
     }
 }
 

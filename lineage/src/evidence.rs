@@ -516,10 +516,10 @@ mod tests {
         assert_eq!((from.span_id, to.span_id), (sid(3), sid(4)));
         assert_eq!(
             evidence[0].evidence,
-            Some(Evidence {
+            Some(Box::new(Evidence {
                 key: TOOL_CALL_KEY.into(),
                 value: "call-7".into()
-            })
+            }))
         );
         let t = l
             .nodes

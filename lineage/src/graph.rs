@@ -11,6 +11,7 @@
 //! - spans that ended moments ago: the workflow may still be arriving.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use foldhash::{HashMap, HashMapExt};
 use petgraph::Direction as Dir;
@@ -285,7 +286,7 @@ pub fn build_nodes(nodes: Vec<Node>, options: &BuildOptions) -> Lineage {
                     from: graph[e.source()],
                     to: graph[e.target()],
                     kind: *e.weight(),
-                    evidence: evidence_of.remove(&e.id().index()),
+                    evidence: evidence_of.remove(&e.id().index()).map(Box::new),
                 })
                 .collect();
             (depth, reached_by, self_time, critical, edges)
@@ -598,12 +599,12 @@ fn effective_identities(
     dag: &Dag,
     nodes: &[Node],
     follow: impl Fn(EdgeKind) -> bool,
-) -> Vec<Option<String>> {
-    let mut out: Vec<Option<String>> = vec![None; nodes.len()];
+) -> Vec<Option<Arc<str>>> {
+    let mut out: Vec<Option<Arc<str>>> = vec![None; nodes.len()];
     for &v in &dag.topological {
         let i = graph[v];
         if let Some(id) = nodes[i].ai.fields.identity() {
-            out[i] = Some(id.to_owned());
+            out[i] = Some(Arc::from(id));
             continue;
         }
         // Parents before links before evidence, then the earliest-added edge's source.
@@ -783,7 +784,7 @@ pub(crate) mod tests {
             trace_id: tid(t),
             span_id: sid(s),
             parent_span_id: parent.map(sid),
-            name: format!("s{s}"),
+            name: format!("s{s}").into(),
             kind: None,
             service: Some("svc".into()),
             start_ns: start,
@@ -837,7 +838,7 @@ pub(crate) mod tests {
         let path: Vec<_> = l
             .critical_path
             .iter()
-            .map(|i| l.nodes[*i].span.name.as_str())
+            .map(|i| &*l.nodes[*i].span.name)
             .collect();
         assert_eq!(path, ["s1", "s3", "s4"]);
         assert_eq!(l.nodes[0].self_time_ns, 100 - 30 - 40);
@@ -872,7 +873,7 @@ pub(crate) mod tests {
         );
         assert_eq!(kinds(&l), ["duplicate_span"]);
         assert_eq!(l.nodes.len(), 2);
-        assert_eq!(l.nodes[1].span.name, "s2");
+        assert_eq!(&*l.nodes[1].span.name, "s2");
     }
 
     #[test]
@@ -942,7 +943,7 @@ pub(crate) mod tests {
         let path: Vec<_> = l
             .critical_path
             .iter()
-            .map(|i| l.nodes[*i].span.name.as_str())
+            .map(|i| &*l.nodes[*i].span.name)
             .collect();
         assert_eq!(path, ["s1", "s2", "s3", "s4"]);
     }
@@ -962,7 +963,7 @@ pub(crate) mod tests {
         assert_eq!(alice.identity, "alice");
         assert_eq!(alice.step_count, 250, "every step inherits her identity");
         assert_eq!(alice.steps.len(), crate::summary::IDENTITY_STEPS);
-        assert_eq!(alice.steps[0].name, "s1", "in start order");
+        assert_eq!(&*alice.steps[0].name, "s1", "in start order");
         assert!(crate::render::summary_text(&l).contains("alice (identity): 250 step(s)"));
     }
 

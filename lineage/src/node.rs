@@ -2,6 +2,8 @@
 //! [`crate::summary`] and [`crate::render`] read. Kept apart from `graph` so the
 //! analyses depend on the data, not on the builder.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::evidence::Evidence;
@@ -41,8 +43,9 @@ pub struct Edge {
     pub to: usize,
     pub kind: EdgeKind,
     /// What an [`EdgeKind::Evidence`] edge rests on.
+    /// Boxed: one edge in a million carries it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub evidence: Option<Evidence>,
+    pub evidence: Option<Box<Evidence>>,
 }
 
 /// One node of the workflow graph.
@@ -56,8 +59,9 @@ pub struct Node {
     pub reached_by: Option<EdgeKind>,
     /// Duration not covered by its children.
     pub self_time_ns: i64,
-    /// Its own identity, else the nearest causal ancestor's.
-    pub effective_identity: Option<String>,
+    /// Its own identity, else the nearest causal ancestor's (shared with
+    /// it, not copied).
+    pub effective_identity: Option<Arc<str>>,
     pub on_critical_path: bool,
 }
 

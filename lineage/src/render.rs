@@ -110,7 +110,7 @@ pub fn text_tree(lineage: &Lineage, fold: usize) -> String {
     let evidence = lineage
         .edges
         .iter()
-        .filter_map(|e| Some(((e.from, e.to), e.evidence.as_ref()?)))
+        .filter_map(|e| Some(((e.from, e.to), e.evidence.as_deref()?)))
         .collect();
     let mut tree = Tree {
         lineage,
@@ -172,7 +172,7 @@ impl Tree<'_> {
         let mut hidden = Vec::new();
         for &(c, kind) in &self.children[i] {
             let n = &nodes[c];
-            let seen = per_name.entry(n.span.name.as_str()).or_default();
+            let seen = per_name.entry(&*n.span.name).or_default();
             *seen += 1;
             let keep = self.fold == 0
                 || *seen <= self.fold
@@ -330,7 +330,7 @@ impl Tree<'_> {
     fn folded_line(&mut self, hidden: &[usize], prefix: &str) {
         let mut names: Vec<&str> = hidden
             .iter()
-            .map(|c| self.lineage.nodes[*c].span.name.as_str())
+            .map(|c| &*self.lineage.nodes[*c].span.name)
             .collect();
         names.sort_unstable();
         names.dedup();

@@ -1,6 +1,8 @@
 //! [`LineageSpan`]: one span as lineage sees it — plain data that whoever
 //! fetches spans (the query engine, a test, a benchmark) fills in.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use weft_schemas::{AiFields, ORIGIN_KEY, SpanId, SparseAi, StatusCode, TENANT_KEY, TraceId};
 
@@ -55,13 +57,15 @@ pub struct LineageSpan {
     pub span_id: SpanId,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent_span_id: Option<SpanId>,
-    pub name: String,
+    /// Shared, not copied, by every step of the summary that names it.
+    pub name: Arc<str>,
     /// The OTLP span kind, when it says more than `internal`: `server`,
     /// `client`, `producer` or `consumer`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
+    /// Shared by the spans of one service (a loader interns it).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub service: Option<String>,
+    pub service: Option<Arc<str>>,
     pub start_ns: i64,
     pub end_ns: i64,
     pub status: StatusCode,

@@ -7,6 +7,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use foldhash::{HashMap, HashMapExt};
 
@@ -70,7 +71,7 @@ pub struct Step {
     pub node: usize,
     /// `trace_id:span_id`.
     pub span: SpanKey,
-    pub name: String,
+    pub name: Arc<str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -78,7 +79,7 @@ pub struct Retrieval {
     pub step: Step,
     pub source: Option<String>,
     pub document_ids: Vec<String>,
-    pub identity: Option<String>,
+    pub identity: Option<Arc<str>>,
     pub time_ns: i64,
 }
 
@@ -103,7 +104,7 @@ pub struct PolicyCheck {
     pub step: Step,
     pub policy: Option<String>,
     pub verdict: PolicyVerdict,
-    pub identity: Option<String>,
+    pub identity: Option<Arc<str>>,
     pub time_ns: i64,
     /// Sent with a token not bound to the span's service: anyone holding an
     /// ingest token could have written it.
@@ -116,14 +117,14 @@ pub struct ToolCall {
     pub step: Step,
     pub tool: String,
     pub call_id: Option<String>,
-    pub identity: Option<String>,
+    pub identity: Option<Arc<str>>,
     pub status: StatusCode,
     pub writes: bool,
     pub time_ns: i64,
     /// The latest policy check that causally preceded the call.
     pub preceding_verdict: Option<PolicyCheck>,
     /// The latest approval that causally preceded the call.
-    pub preceding_approval: Option<Approval>,
+    pub preceding_approval: Option<Box<Approval>>,
     /// Which of the above rest on an evidence edge (no trace context or span
     /// link joins them to the call): `preceding_verdict`,
     /// `preceding_approval`, `identity`.
@@ -338,7 +339,7 @@ impl std::ops::Index<usize> for Roots {
 pub struct WithoutEvidence {
     pub preds: Predecessors,
     pub roots: Roots,
-    pub identities: Vec<Option<String>>,
+    pub identities: Vec<Option<Arc<str>>>,
 }
 
 impl WithoutEvidence {
@@ -375,7 +376,7 @@ pub fn summarise<'a>(
         let n = &nodes[i];
         let ai = &n.span.ai;
         if let Some(id) = &n.effective_identity {
-            use_of((id.as_str(), "identity"), i);
+            use_of((&**id, "identity"), i);
         }
         if let Some(w) = ai.fields.workload_identity() {
             use_of((w, "workload"), i);
@@ -526,7 +527,7 @@ impl ToolCalls<'_> {
             let approval = self
                 .approvals
                 .latest(i, t_ancestors, &roots[i], gates_this)
-                .map(|a| self.approval_list[self.approval_at[&a]].clone());
+                .map(|a| Box::new(self.approval_list[self.approval_at[&a]].clone()));
             let mut rests_on_evidence = Vec::new();
             let loose = |p: Option<usize>, ancestors: &[usize]| match (p, strict) {
                 (Some(p), Some(strict)) => !strict.precedes(ancestors, p, i),
@@ -553,7 +554,7 @@ impl ToolCalls<'_> {
                 || self.write_tools.contains(&tool);
             if writes
                 && let Some(mut f) =
-                    governance(nodes, i, &tool, verdict.as_ref(), approval.as_ref())
+                    governance(nodes, i, &tool, verdict.as_ref(), approval.as_deref())
             {
                 f.rests_on_evidence = verdict_loose || approval_loose;
                 findings.push(f);

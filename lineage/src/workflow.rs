@@ -100,12 +100,12 @@ impl WorkflowSummary {
         Some(Self {
             trace_id: first_root.span.trace_id,
             traces: lineage.traces.clone(),
-            name: first_root.span.name.clone(),
-            service: first_root.span.service.clone(),
+            name: first_root.span.name.to_string(),
+            service: first_root.span.service.as_deref().map(str::to_owned),
             agent: nodes
                 .iter()
                 .find_map(|n| n.span.ai.fields.agent_name().map(str::to_owned)),
-            identity: first_root.effective_identity.clone(),
+            identity: first_root.effective_identity.as_deref().map(str::to_owned),
             identities: set(&|n| n.effective_identity.as_deref()),
             services: set(&|n| n.span.service.as_deref()),
             start_ns: nodes.iter().map(|n| n.span.start_ns).min().unwrap_or(0),

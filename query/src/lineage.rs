@@ -219,8 +219,9 @@ async fn evidence_traces(
         .collect()
         .await?;
     let mut candidates = Vec::new();
+    let mut services = Interned::default();
     for batch in &batches {
-        read_batch(batch, &mut candidates)?;
+        read_batch(batch, &mut candidates, &mut services)?;
     }
     if candidates.len() > MAX_EVIDENCE_CANDIDATES {
         candidates.truncate(MAX_EVIDENCE_CANDIDATES);
@@ -365,13 +366,33 @@ pub(crate) async fn spans_of(
         .select_exprs(&lineage_columns())?
         .execute_stream()
         .await?;
+    let mut services = Interned::default();
     while let Some(batch) = batches.next().await {
-        read_batch(&batch?, &mut out)?;
+        read_batch(&batch?, &mut out, &mut services)?;
     }
     Ok(out)
 }
 
-fn read_batch(batch: &RecordBatch, out: &mut Vec<Node>) -> Result<(), QueryError> {
+/// One shared copy of each distinct text: a million spans name a few services.
+#[derive(Default)]
+struct Interned(HashSet<Arc<str>>);
+
+impl Interned {
+    fn get(&mut self, text: &str) -> Arc<str> {
+        if let Some(shared) = self.0.get(text) {
+            return Arc::clone(shared);
+        }
+        let shared: Arc<str> = Arc::from(text);
+        self.0.insert(Arc::clone(&shared));
+        shared
+    }
+}
+
+fn read_batch(
+    batch: &RecordBatch,
+    out: &mut Vec<Node>,
+    services: &mut Interned,
+) -> Result<(), QueryError> {
     let r = SpanReader::with_columns(batch, COLUMNS)
         .map_err(|e| QueryError::Internal(format!("lineage query: {e}")))?;
     for row in 0..r.len() {
@@ -383,12 +404,12 @@ fn read_batch(batch: &RecordBatch, out: &mut Vec<Node>) -> Result<(), QueryError
             trace_id,
             span_id,
             parent_span_id: r.parent_span_id(row),
-            name: r.name(row).to_owned(),
+            name: r.name(row).into(),
             kind: match r.kind(row) {
                 SpanKind::Internal | SpanKind::Unspecified => None,
                 kind => Some(kind.as_str().to_owned()),
             },
-            service: r.service_name(row).map(str::to_owned),
+            service: r.service_name(row).map(|s| services.get(s)),
             start_ns: r.start_ns(row),
             end_ns: r.end_ns(row),
             status: r.status(row),

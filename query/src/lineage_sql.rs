@@ -252,8 +252,8 @@ fn to_batch(lineage: &Lineage, rows: &[Row]) -> Result<RecordBatch> {
         strs(&|i| Some(n(i).span.trace_id.to_hex())),
         strs(&|i| Some(n(i).span.span_id.to_hex())),
         strs(&|i| n(i).span.parent_span_id.map(|p| p.to_hex())),
-        strs(&|i| Some(n(i).span.name.clone())),
-        strs(&|i| n(i).span.service.clone()),
+        strs(&|i| Some(n(i).span.name.to_string())),
+        strs(&|i| n(i).span.service.as_deref().map(str::to_owned)),
         strs(&|i| n(i).span.ai.fields.ai_kind().map(|k| k.as_str().to_owned())),
         ints(&|r| r.1),
         Arc::new(
@@ -270,7 +270,7 @@ fn to_batch(lineage: &Lineage, rows: &[Row]) -> Result<RecordBatch> {
                 .map(|r| Some(n(r.0).on_critical_path))
                 .collect::<BooleanArray>(),
         ),
-        strs(&|i| n(i).effective_identity.clone()),
+        strs(&|i| n(i).effective_identity.as_deref().map(str::to_owned)),
         strs(&|i| Some(n(i).span.status.as_str().to_owned())),
         strs(&finding),
         Arc::new(

@@ -497,7 +497,7 @@ mod tests {
 
     fn select(x: &mut Explorer, name: &str) {
         x.update(Move::Home);
-        while x.selected_node().is_some_and(|n| n.span.name != name) {
+        while x.selected_node().is_some_and(|n| &*n.span.name != name) {
             let before = x.selected();
             x.update(Move::Down);
             assert_ne!(before, x.selected(), "no step named {name}");
@@ -515,7 +515,7 @@ mod tests {
         select(&mut x, "support ticket");
         x.update(Move::FollowLink);
         assert_eq!(
-            x.selected_node().unwrap().span.name,
+            &*x.selected_node().unwrap().span.name,
             "support ticket",
             "no link here"
         );
@@ -523,10 +523,10 @@ mod tests {
         select(&mut x, "approval");
         x.update(Move::FollowLink);
         let there = x.selected_node().unwrap();
-        assert_eq!(there.span.name, "resume refund");
+        assert_eq!(&*there.span.name, "resume refund");
         assert_ne!(there.span.trace_id, approval_trace, "into the other trace");
         x.update(Move::FollowLink);
-        assert_eq!(x.selected_node().unwrap().span.name, "approval");
+        assert_eq!(&*x.selected_node().unwrap().span.name, "approval");
     }
 
     #[test]

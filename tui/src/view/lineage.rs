@@ -80,7 +80,7 @@ fn message(text: &str, style: Style, area: Rect, buf: &mut Buffer) {
 fn heading(x: &Explorer, theme: Theme) -> Line<'_> {
     let l = x.lineage();
     let (first, last) = x.time_span();
-    let root = x.first_root().map_or("?", |n| n.span.name.as_str());
+    let root = x.first_root().map_or("?", |n| &*n.span.name);
     let mut spans = vec![
         Span::styled(format!(" {root} "), theme.title()),
         Span::raw(format!(
@@ -276,7 +276,7 @@ fn detail_lines<'a>(app: &App, x: &Explorer, theme: Theme) -> Vec<Line<'a>> {
     if !linked.is_empty() {
         let names: Vec<&str> = linked
             .iter()
-            .map(|n| x.lineage().nodes[*n].span.name.as_str())
+            .map(|n| &*x.lineage().nodes[*n].span.name)
             .collect();
         lines.push(Line::raw(format!(
             "{:<10}{} (x follows)",
@@ -348,11 +348,11 @@ fn describe(node: &Node, origin: i64) -> String {
     let mut line = |k: &str, v: String| {
         let _ = writeln!(out, "{k:<10}{v}");
     };
-    line("name", s.name.clone());
+    line("name", s.name.to_string());
     line("trace", s.trace_id.to_hex());
     line("span", s.span_id.to_hex());
     if let Some(service) = &s.service {
-        line("service", service.clone());
+        line("service", service.to_string());
     }
     let mut status = s.status.as_str().to_owned();
     if let Some(m) = &s.status_message {
