@@ -87,6 +87,51 @@ pub(crate) fn workflow(total: usize, traces: usize, linked: bool) -> Vec<Lineage
     spans
 }
 
+/// What a span of an instrumented agent carries besides its AI columns: the
+/// attributes those came from and a few of the application's (eight or nine
+/// in all), and `weft.tool.effect` on writing tools. Lineage reads the
+/// attribute map of every span it loads, so the workload has one.
+fn attributes(l: &LineageSpan) -> weft_schemas::Attributes {
+    use weft_schemas::AttrValue::{Int, Str};
+    let f = &l.ai.fields;
+    let index = i64::from_be_bytes(*l.span_id.as_bytes()) & 0xff_ffff_ffff;
+    let mut out = vec![
+        (
+            "gen_ai.operation.name".to_owned(),
+            Str(f
+                .ai_kind()
+                .map_or("invoke_agent", |k| k.as_str())
+                .to_owned()),
+        ),
+        ("gen_ai.agent.name".to_owned(), Str("support-agent".into())),
+        (
+            "gen_ai.conversation.id".to_owned(),
+            Str(format!("conv-{}", index / 1_000)),
+        ),
+        (
+            "code.function.name".to_owned(),
+            Str(format!("agent.step_{}", index % 5)),
+        ),
+        ("thread.id".to_owned(), Int(index % 16)),
+        (
+            "app.request.id".to_owned(),
+            Str(format!("req-{:010x}", index / 8)),
+        ),
+        ("app.region".to_owned(), Str("eu-west-1".into())),
+        ("app.step.index".to_owned(), Int(index)),
+    ];
+    if let Some(tool) = f.tool_name() {
+        out.push(("gen_ai.tool.name".to_owned(), Str(tool.to_owned())));
+    }
+    if let Some(effect) = &l.ai.tool_effect {
+        out.push((
+            weft_lineage::TOOL_EFFECT_KEY.to_owned(),
+            Str(effect.clone()),
+        ));
+    }
+    out
+}
+
 fn to_span(l: &LineageSpan) -> Span {
     Span {
         trace_id: l.trace_id,
@@ -103,7 +148,7 @@ fn to_span(l: &LineageSpan) -> Span {
         resource_attributes: Default::default(),
         scope_name: String::new(),
         scope_version: String::new(),
-        attributes: Vec::new(),
+        attributes: attributes(l),
         events: Vec::new(),
         links: l
             .links
