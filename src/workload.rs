@@ -511,7 +511,7 @@ pub(crate) mod fixtures {
                     attrs
                         .iter()
                         .find(|(k, _)| k == key)
-                        .map(|(_, v)| v.to_text())
+                        .map(|(_, v)| v.to_text().into())
                 };
                 LineageSpan {
                     events: Vec::new(),

@@ -19,11 +19,11 @@ pub struct StepAi {
     pub fields: SparseAi,
     /// `weft.tool.effect`: `write` for tools that change something.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub tool_effect: Option<String>,
+    pub tool_effect: Option<Arc<str>>,
     /// The tenant whose token sent the span ([`TENANT_KEY`]): evidence
     /// never joins two tenants' spans.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub tenant: Option<String>,
+    pub tenant: Option<Arc<str>>,
     /// Whether the ingest token that sent the span is bound to its service
     /// ([`ORIGIN_KEY`]); `None` when authentication was off.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -35,8 +35,12 @@ pub const TOOL_EFFECT_KEY: &str = "weft.tool.effect";
 impl StepAi {
     /// From a span's typed AI columns, and `attribute` to read the `weft.*`
     /// keys lineage uses that are not columns ([`TOOL_EFFECT_KEY`],
-    /// [`TENANT_KEY`], [`ORIGIN_KEY`]).
-    pub fn from_fields(fields: AiFields, attribute: impl Fn(&str) -> Option<String>) -> Self {
+    /// [`TENANT_KEY`], [`ORIGIN_KEY`]); a loader of many spans hands out
+    /// one shared copy of each distinct value.
+    pub fn from_fields(
+        fields: AiFields,
+        mut attribute: impl FnMut(&str) -> Option<Arc<str>>,
+    ) -> Self {
         Self {
             fields: fields.into(),
             tool_effect: attribute(TOOL_EFFECT_KEY),
@@ -62,7 +66,7 @@ pub struct LineageSpan {
     /// The OTLP span kind, when it says more than `internal`: `server`,
     /// `client`, `producer` or `consumer`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
+    pub kind: Option<Arc<str>>,
     /// Shared by the spans of one service (a loader interns it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service: Option<Arc<str>>,

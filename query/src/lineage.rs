@@ -219,9 +219,9 @@ async fn evidence_traces(
         .collect()
         .await?;
     let mut candidates = Vec::new();
-    let mut services = Interned::default();
+    let mut texts = Interned::default();
     for batch in &batches {
-        read_batch(batch, &mut candidates, &mut services)?;
+        read_batch(batch, &mut candidates, &mut texts)?;
     }
     if candidates.len() > MAX_EVIDENCE_CANDIDATES {
         candidates.truncate(MAX_EVIDENCE_CANDIDATES);
@@ -366,14 +366,15 @@ pub(crate) async fn spans_of(
         .select_exprs(&lineage_columns())?
         .execute_stream()
         .await?;
-    let mut services = Interned::default();
+    let mut texts = Interned::default();
     while let Some(batch) = batches.next().await {
-        read_batch(&batch?, &mut out, &mut services)?;
+        read_batch(&batch?, &mut out, &mut texts)?;
     }
     Ok(out)
 }
 
-/// One shared copy of each distinct text: a million spans name a few services.
+/// One shared copy of each distinct text: a million spans name a few
+/// services, span kinds, tenants and tool effects.
 #[derive(Default)]
 struct Interned(HashSet<Arc<str>>);
 
@@ -391,7 +392,7 @@ impl Interned {
 fn read_batch(
     batch: &RecordBatch,
     out: &mut Vec<Node>,
-    services: &mut Interned,
+    texts: &mut Interned,
 ) -> Result<(), QueryError> {
     let r = SpanReader::with_columns(batch, COLUMNS)
         .map_err(|e| QueryError::Internal(format!("lineage query: {e}")))?;
@@ -407,9 +408,9 @@ fn read_batch(
             name: r.name(row).into(),
             kind: match r.kind(row) {
                 SpanKind::Internal | SpanKind::Unspecified => None,
-                kind => Some(kind.as_str().to_owned()),
+                kind => Some(texts.get(kind.as_str())),
             },
-            service: r.service_name(row).map(|s| services.get(s)),
+            service: r.service_name(row).map(|s| texts.get(s)),
             start_ns: r.start_ns(row),
             end_ns: r.end_ns(row),
             status: r.status(row),
@@ -418,7 +419,7 @@ fn read_batch(
                 .links(row)
                 .filter_map(|l| Some((l.trace_id?, l.span_id?)))
                 .collect(),
-            ai: StepAi::from_fields(r.ai(row), |key| r.attribute(row, key).map(str::to_owned)),
+            ai: StepAi::from_fields(r.ai(row), |key| r.attribute(row, key).map(|v| texts.get(v))),
         }));
     }
     Ok(())

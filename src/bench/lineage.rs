@@ -78,7 +78,7 @@ pub(crate) fn workflow(total: usize, traces: usize, linked: bool) -> Vec<Lineage
                         ..Default::default()
                     }
                     .into(),
-                    tool_effect: (kind == AiKind::Tool && i % 10 == 1).then(|| "write".to_owned()),
+                    tool_effect: (kind == AiKind::Tool && i % 10 == 1).then(|| "write".into()),
                     ..Default::default()
                 },
             });
@@ -126,7 +126,7 @@ fn attributes(l: &LineageSpan) -> weft_schemas::Attributes {
     if let Some(effect) = &l.ai.tool_effect {
         out.push((
             weft_lineage::TOOL_EFFECT_KEY.to_owned(),
-            Str(effect.clone()),
+            Str(effect.to_string()),
         ));
     }
     out

@@ -498,7 +498,7 @@ fn random_spans(rng: &mut Rng) -> Vec<LineageSpan> {
                 .collect();
             // Drawn in the order the seeded cases were generated in.
             let tool_name = (rng.below(6) == 0).then(|| "refund".to_owned());
-            let tool_effect = (rng.below(3) == 0).then(|| "write".to_owned());
+            let tool_effect = (rng.below(3) == 0).then(|| "write".into());
             let fields = weft_schemas::AiFields {
                 tool_name,
                 policy_verdict: match rng.below(8) {
