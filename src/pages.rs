@@ -6,9 +6,10 @@
 //! query that builds a large answer once (a million-span lineage touches
 //! about a GiB) then spends most of its time in the kernel: on the machine
 //! BENCHMARKS.md was measured on, a fresh `weft serve`'s first lineage page
-//! of a million spans took 2.7–3.4 s with huge pages (2.9 s of it system
-//! time) and 1.5–1.6 s without (0.4 s system time); ingest was the same
-//! either way. Databases (Redis, MongoDB) advise the same.
+//! of a million spans (spans without attributes) took 2.7–3.4 s with huge
+//! pages (2.9 s of it system time) and 1.5–1.6 s without (0.4 s system
+//! time); ingest was the same either way. Databases (Redis, MongoDB) advise
+//! the same.
 
 /// Turns transparent huge pages off for this process (Linux; inherited by
 /// the processes it starts), unless `MIMALLOC_ALLOW_THP` is set: then
