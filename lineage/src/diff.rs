@@ -389,43 +389,32 @@ mod tests {
         let mut spans: Vec<LineageSpan> = Vec::new();
         let mut agent = span(t, 1, None, at(0), at(200 + chat_ms));
         agent.name = "agent".into();
-        agent.ai.fields.update(|f| f.ai_kind = Some(AiKind::Agent));
-        agent
-            .ai
-            .fields
-            .update(|f| f.identity = Some("alice".into()));
+        agent.ai.fields.update(|f| {
+            f.ai_kind = Some(AiKind::Agent);
+            f.identity = Some("alice".into());
+        });
         spans.push(agent);
         let mut retrieve = span(t, 2, Some(1), at(10), at(50));
         retrieve.name = "retrieve".into();
-        retrieve
-            .ai
-            .fields
-            .update(|f| f.ai_kind = Some(AiKind::Retrieval));
-        retrieve
-            .ai
-            .fields
-            .update(|f| f.retrieval_source = Some("kb".into()));
         retrieve.ai.fields.update(|f| {
-            f.retrieved_document_ids = Some(docs.iter().map(|d| d.to_string()).collect())
+            f.ai_kind = Some(AiKind::Retrieval);
+            f.retrieval_source = Some("kb".into());
+            f.retrieved_document_ids = Some(docs.iter().map(|d| d.to_string()).collect());
         });
         spans.push(retrieve);
         let mut policy = span(t, 3, Some(1), at(60), at(70));
         policy.name = "policy".into();
-        policy
-            .ai
-            .fields
-            .update(|f| f.ai_kind = Some(AiKind::Policy));
-        policy
-            .ai
-            .fields
-            .update(|f| f.policy_verdict = Some(verdict));
+        policy.ai.fields.update(|f| {
+            f.ai_kind = Some(AiKind::Policy);
+            f.policy_verdict = Some(verdict);
+        });
         spans.push(policy);
         let mut chat = span(t, 4, Some(1), at(80), at(80 + chat_ms));
         chat.name = "chat".into();
-        chat.ai.fields.update(|f| f.ai_kind = Some(AiKind::Llm));
-        chat.ai
-            .fields
-            .update(|f| f.gen_ai_model = Some(model.into()));
+        chat.ai.fields.update(|f| {
+            f.ai_kind = Some(AiKind::Llm);
+            f.gen_ai_model = Some(model.into());
+        });
         spans.push(chat);
         for (k, tool) in tools.iter().enumerate() {
             let start = 80 + chat_ms + 10 * (k as i64 + 1);

@@ -319,29 +319,29 @@ mod tests {
 
     fn model_asking(t: u8, at: i64, call: &str, conversation: Option<&str>) -> LineageSpan {
         let mut s = root(t, at, Some(AiKind::Llm));
-        s.ai.fields
-            .update(|f| f.requested_tool_call_ids = Some(vec![call.to_owned()]));
-        s.ai.fields
-            .update(|f| f.conversation_id = conversation.map(str::to_owned));
+        s.ai.fields.update(|f| {
+            f.requested_tool_call_ids = Some(vec![call.to_owned()]);
+            f.conversation_id = conversation.map(str::to_owned);
+        });
         s
     }
 
     fn tool_running(t: u8, at: i64, call: &str, conversation: Option<&str>) -> LineageSpan {
         let mut s = root(t, at, Some(AiKind::Tool));
-        s.ai.fields
-            .update(|f| f.tool_call_id = Some(call.to_owned()));
-        s.ai.fields
-            .update(|f| f.conversation_id = conversation.map(str::to_owned));
+        s.ai.fields.update(|f| {
+            f.tool_call_id = Some(call.to_owned());
+            f.conversation_id = conversation.map(str::to_owned);
+        });
         s
     }
 
     fn message(t: u8, at: i64, op: &str, id: &str, destination: &str) -> LineageSpan {
         let mut s = root(t, at, None);
-        s.ai.fields
-            .update(|f| f.messaging_operation = Some(op.to_owned()));
-        s.ai.fields.update(|f| f.message_id = Some(id.to_owned()));
-        s.ai.fields
-            .update(|f| f.messaging_destination = Some(destination.to_owned()));
+        s.ai.fields.update(|f| {
+            f.messaging_operation = Some(op.to_owned());
+            f.message_id = Some(id.to_owned());
+            f.messaging_destination = Some(destination.to_owned());
+        });
         s
     }
 
@@ -456,11 +456,10 @@ mod tests {
         );
         // Within one trace the context was kept: no evidence edge.
         let mut child = span(1, 2, Some(1), T0 + SEC, T0 + 2 * SEC);
-        child.ai.fields.update(|f| f.ai_kind = Some(AiKind::Tool));
-        child
-            .ai
-            .fields
-            .update(|f| f.tool_call_id = Some("call-9".into()));
+        child.ai.fields.update(|f| {
+            f.ai_kind = Some(AiKind::Tool);
+            f.tool_call_id = Some("call-9".into());
+        });
         let same_trace = vec![model_asking(1, 0, "call-9", None), child];
         assert!(joined(&same_trace, &EvidenceRules::default()).is_empty());
     }
@@ -480,19 +479,16 @@ mod tests {
             .fields
             .update(|f| f.policy_verdict = Some(PolicyVerdict::Allow));
         let mut model = span(1, 3, Some(1), T0 + 3 * SEC, T0 + 4 * SEC);
-        model.ai.fields.update(|f| f.ai_kind = Some(AiKind::Llm));
-        model
-            .ai
-            .fields
-            .update(|f| f.requested_tool_call_ids = Some(vec!["call-7".into()]));
+        model.ai.fields.update(|f| {
+            f.ai_kind = Some(AiKind::Llm);
+            f.requested_tool_call_ids = Some(vec!["call-7".into()]);
+        });
         let mut tool = span(2, 4, None, T0 + 5 * SEC, T0 + 6 * SEC);
-        tool.ai.fields.update(|f| f.ai_kind = Some(AiKind::Tool));
-        tool.ai
-            .fields
-            .update(|f| f.tool_name = Some("refund".into()));
-        tool.ai
-            .fields
-            .update(|f| f.tool_call_id = Some("call-7".into()));
+        tool.ai.fields.update(|f| {
+            f.ai_kind = Some(AiKind::Tool);
+            f.tool_name = Some("refund".into());
+            f.tool_call_id = Some("call-7".into());
+        });
         tool.ai.tool_effect = Some("write".into());
         let spans = vec![agent, policy, model, tool];
 

@@ -233,14 +233,10 @@ mod tests {
             span(1, 3, Some(9), 20, 30),
             span(2, 4, None, 50, 90),
         ];
-        spans[1]
-            .ai
-            .fields
-            .update(|f| f.policy_verdict = Some(PolicyVerdict::Deny));
-        spans[1]
-            .ai
-            .fields
-            .update(|f| f.identity = Some("alice".into()));
+        spans[1].ai.fields.update(|f| {
+            f.policy_verdict = Some(PolicyVerdict::Deny);
+            f.identity = Some("alice".into());
+        });
         spans[2]
             .ai
             .fields

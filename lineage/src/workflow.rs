@@ -193,19 +193,15 @@ mod tests {
             .ai
             .fields
             .update(|f| f.conversation_id = Some("conv-9".into()));
-        spans[1]
-            .ai
-            .fields
-            .update(|f| f.gen_ai_model = Some("m-small".into()));
         spans[1].ai.fields.update(|f| {
+            f.gen_ai_model = Some("m-small".into());
             f.input_tokens = Some(120);
             f.output_tokens = Some(30);
         });
-        spans[3]
-            .ai
-            .fields
-            .update(|f| f.gen_ai_model = Some("m-large".into()));
-        spans[3].ai.fields.update(|f| f.input_tokens = Some(80));
+        spans[3].ai.fields.update(|f| {
+            f.gen_ai_model = Some("m-large".into());
+            f.input_tokens = Some(80);
+        });
         let settled = BuildOptions {
             now_ns: i64::MAX,
             ..Default::default()

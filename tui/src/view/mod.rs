@@ -259,73 +259,48 @@ pub(crate) mod tests {
     /// refund resumed in a second trace by a span link; plus an orphan.
     pub(crate) fn workflow() -> Lineage {
         let mut root = span(1, 1, None, "support ticket", 0, 900);
-        root.ai.fields.update(|f| f.identity = Some("alice".into()));
-        root.ai
-            .fields
-            .update(|f| f.ai_kind = Some(AiKind::Workflow));
+        root.ai.fields.update(|f| {
+            f.identity = Some("alice".into());
+            f.ai_kind = Some(AiKind::Workflow);
+        });
         let mut retrieve = span(1, 2, Some(1), "retrieve kb", 10, 60);
-        retrieve
-            .ai
-            .fields
-            .update(|f| f.ai_kind = Some(AiKind::Retrieval));
-        retrieve
-            .ai
-            .fields
-            .update(|f| f.retrieval_source = Some("kb".into()));
-        retrieve
-            .ai
-            .fields
-            .update(|f| f.retrieved_document_ids = Some(vec!["doc-7".into(), "doc-9".into()]));
+        retrieve.ai.fields.update(|f| {
+            f.ai_kind = Some(AiKind::Retrieval);
+            f.retrieval_source = Some("kb".into());
+            f.retrieved_document_ids = Some(vec!["doc-7".into(), "doc-9".into()]);
+        });
         let mut policy = span(1, 3, Some(1), "policy refund-limit", 70, 80);
-        policy
-            .ai
-            .fields
-            .update(|f| f.ai_kind = Some(AiKind::Policy));
-        policy
-            .ai
-            .fields
-            .update(|f| f.policy_name = Some("refund-limit".into()));
-        policy
-            .ai
-            .fields
-            .update(|f| f.policy_verdict = Some(PolicyVerdict::NeedsApproval));
+        policy.ai.fields.update(|f| {
+            f.ai_kind = Some(AiKind::Policy);
+            f.policy_name = Some("refund-limit".into());
+            f.policy_verdict = Some(PolicyVerdict::NeedsApproval);
+        });
         let mut chat = span(1, 4, Some(1), "chat gpt-4o", 90, 400);
-        chat.ai.fields.update(|f| f.ai_kind = Some(AiKind::Llm));
-        chat.ai
-            .fields
-            .update(|f| f.gen_ai_model = Some("gpt-4o".into()));
         chat.ai.fields.update(|f| {
+            f.ai_kind = Some(AiKind::Llm);
+            f.gen_ai_model = Some("gpt-4o".into());
             f.input_tokens = Some(1200);
             f.output_tokens = Some(300);
             f.node = Some("gpu-a1".into());
             f.kv_cache_hit = Some(true);
         });
         let mut approval = span(1, 5, Some(1), "approval", 410, 800);
-        approval
-            .ai
-            .fields
-            .update(|f| f.ai_kind = Some(AiKind::Approval));
-        approval
-            .ai
-            .fields
-            .update(|f| f.approval_state = Some(ApprovalState::Granted));
-        approval
-            .ai
-            .fields
-            .update(|f| f.approver = Some("bob".into()));
+        approval.ai.fields.update(|f| {
+            f.ai_kind = Some(AiKind::Approval);
+            f.approval_state = Some(ApprovalState::Granted);
+            f.approver = Some("bob".into());
+        });
         let mut orphan = span(1, 6, Some(99), "late retry", 420, 430);
         orphan.status = StatusCode::Error;
         orphan.status_message = Some("timeout".into());
         let mut resume = span(2, 7, None, "resume refund", 1000, 1500);
         resume.links = vec![(approval.trace_id, approval.span_id)];
         let mut tool = span(2, 8, Some(7), "execute_tool payments.refund", 1100, 1400);
-        tool.ai.fields.update(|f| f.ai_kind = Some(AiKind::Tool));
-        tool.ai
-            .fields
-            .update(|f| f.tool_name = Some("payments.refund".into()));
-        tool.ai
-            .fields
-            .update(|f| f.tool_call_id = Some("call_1".into()));
+        tool.ai.fields.update(|f| {
+            f.ai_kind = Some(AiKind::Tool);
+            f.tool_name = Some("payments.refund".into());
+            f.tool_call_id = Some("call_1".into());
+        });
         tool.ai.tool_effect = Some("write".into());
         let spans = vec![root, retrieve, policy, chat, approval, orphan, resume, tool];
         let options = BuildOptions {
